@@ -1,0 +1,1 @@
+"""Cost models per target, hardware spec data files and the autotuner."""

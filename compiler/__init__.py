@@ -1,0 +1,1 @@
+"""The strata driver: model-language frontend, CLI, pipelines and reference execution."""

@@ -1,0 +1,1 @@
+"""IR definitions: the `graph` dialect, and later `loop` and the hardware dialects."""

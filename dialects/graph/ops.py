@@ -1,0 +1,935 @@
+"""
+Operations of the `graph` dialect: one op per model-language operation.
+
+Ops are value-semantic on builtin `tensor<...>` types. Every verifier
+re-checks the op's shape rule (`dialects.graph.shapes`) and dtypes, so IR
+that was parsed from text is held to the same rules as IR from the frontend.
+Axes are stored normalised (non-negative); window attributes are stored in
+full (`strides` [h, w], `pads` [top, left, bottom, right]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    I64,
+    DenseArrayBase,
+    Float64Type,
+    FloatAttr,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i64,
+)
+from xdsl.ir import Attribute, SSAValue
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    ParsePropInAttrDict,
+    VarConstraint,
+    base,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from dialects.graph import shapes
+from dialects.graph.dtypes import DTYPES, INT_DTYPES, dtype_name, is_float
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    assert isinstance(value.type, TensorType)
+    return tuple(value.type.get_shape())
+
+
+def _ints(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def _int(value: int) -> IntegerAttr:
+    return IntegerAttr(value, i64)
+
+
+def _check(rule, *args) -> tuple[int, ...]:
+    """Run a shape rule, turning its error into a verifier error."""
+    try:
+        return rule(*args)
+    except shapes.ShapeError as err:
+        raise VerifyException(str(err)) from None
+
+
+def _expect_shape(op: IRDLOperation, result: SSAValue, expected: Sequence[int]) -> None:
+    got = _shape(result)
+    if got != tuple(expected):
+        raise VerifyException(
+            f"'{op.name}' result shape {shapes.fmt(got)} should be {shapes.fmt(expected)}"
+        )
+
+
+def _expect_same_dtype(op: IRDLOperation, *values: SSAValue) -> None:
+    dtypes = [dtype_name(v.type.element_type) for v in values]
+    if len(set(dtypes)) > 1:
+        raise VerifyException(
+            f"'{op.name}' operands must share one dtype, got {', '.join(dtypes)}"
+        )
+
+
+def _expect_float(op: IRDLOperation, value: SSAValue) -> None:
+    if not is_float(value.type.element_type):
+        raise VerifyException(
+            f"'{op.name}' needs a float operand, got {dtype_name(value.type.element_type)}"
+        )
+
+
+def _axis(op: IRDLOperation, axis: IntegerAttr, rank: int) -> int:
+    value = axis.value.data
+    if not 0 <= value < rank:
+        raise VerifyException(f"'{op.name}' axis {value} is out of range for rank {rank}")
+    return value
+
+
+# --------------------------------------------------------------------------- constants
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """
+    A tensor filled with one scalar value (model-language literals).
+
+    `result[i] = value` for every index `i`; the value is stored as f64 and
+    rounded to the result dtype when executed.
+
+    ```mlir
+    %c = graph.constant {value = 1.250000e-01 : f64} : tensor<f32>
+    ```
+    """
+
+    name = "graph.constant"
+
+    value = prop_def(FloatAttr[Float64Type])
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    # In the attribute dictionary, because the bare-literal syntax cannot
+    # parse back the hex form that infinities print as.
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, value: float, result_type: TensorType):
+        super().__init__(
+            result_types=[result_type],
+            properties={"value": FloatAttr(float(value), Float64Type())},
+        )
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+class BinaryElementwiseOp(IRDLOperation):
+    """Base of broadcasting binary ops: `result = f(lhs, rhs)` with NumPy broadcasting."""
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+    def verify_(self) -> None:
+        _expect_same_dtype(self, self.lhs, self.rhs, self.result)
+        _expect_shape(self, self.result, _check(shapes.broadcast, _shape(self.lhs), _shape(self.rhs)))
+
+
+@irdl_op_definition
+class AddOp(BinaryElementwiseOp):
+    """
+    `result = lhs + rhs`, broadcasting.
+
+    ```mlir
+    %r = graph.add %a, %b : tensor<4x8xf32>, tensor<8xf32> -> tensor<4x8xf32>
+    ```
+    """
+
+    name = "graph.add"
+
+
+@irdl_op_definition
+class SubOp(BinaryElementwiseOp):
+    """`result = lhs - rhs`, broadcasting."""
+
+    name = "graph.sub"
+
+
+@irdl_op_definition
+class MulOp(BinaryElementwiseOp):
+    """`result = lhs * rhs`, broadcasting."""
+
+    name = "graph.mul"
+
+
+@irdl_op_definition
+class DivOp(BinaryElementwiseOp):
+    """`result = lhs / rhs`, broadcasting (integer division truncates toward zero)."""
+
+    name = "graph.div"
+
+
+@irdl_op_definition
+class MaximumOp(BinaryElementwiseOp):
+    """`result = max(lhs, rhs)` elementwise, broadcasting."""
+
+    name = "graph.maximum"
+
+
+@irdl_op_definition
+class MinimumOp(BinaryElementwiseOp):
+    """`result = min(lhs, rhs)` elementwise, broadcasting."""
+
+    name = "graph.minimum"
+
+
+@irdl_op_definition
+class PowOp(BinaryElementwiseOp):
+    """`result = lhs ** rhs` elementwise, broadcasting."""
+
+    name = "graph.pow"
+
+
+class UnaryElementwiseOp(IRDLOperation):
+    """Base of float unary ops: `result = f(input)`, same type."""
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    result = result_def(T)
+
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input)"
+
+    def __init__(self, input: SSAValue):
+        super().__init__(operands=[input], result_types=[SSAValue.get(input).type])
+
+    def verify_(self) -> None:
+        _expect_float(self, self.input)
+
+
+@irdl_op_definition
+class ReluOp(UnaryElementwiseOp):
+    """`result = max(input, 0)`."""
+
+    name = "graph.relu"
+
+
+@irdl_op_definition
+class GeluOp(UnaryElementwiseOp):
+    """`result = 0.5 * x * (1 + erf(x / sqrt(2)))` (exact GELU, ONNX default)."""
+
+    name = "graph.gelu"
+
+
+@irdl_op_definition
+class SiluOp(UnaryElementwiseOp):
+    """`result = x * sigmoid(x)`."""
+
+    name = "graph.silu"
+
+
+@irdl_op_definition
+class SigmoidOp(UnaryElementwiseOp):
+    """`result = 1 / (1 + exp(-x))`."""
+
+    name = "graph.sigmoid"
+
+
+@irdl_op_definition
+class TanhOp(UnaryElementwiseOp):
+    """`result = tanh(x)`."""
+
+    name = "graph.tanh"
+
+
+@irdl_op_definition
+class ExpOp(UnaryElementwiseOp):
+    """`result = exp(x)`."""
+
+    name = "graph.exp"
+
+
+@irdl_op_definition
+class LogOp(UnaryElementwiseOp):
+    """`result = log(x)` (natural logarithm)."""
+
+    name = "graph.log"
+
+
+@irdl_op_definition
+class SqrtOp(UnaryElementwiseOp):
+    """`result = sqrt(x)`."""
+
+    name = "graph.sqrt"
+
+
+@irdl_op_definition
+class RsqrtOp(UnaryElementwiseOp):
+    """`result = 1 / sqrt(x)`."""
+
+    name = "graph.rsqrt"
+
+
+@irdl_op_definition
+class AbsOp(UnaryElementwiseOp):
+    """`result = |x|`."""
+
+    name = "graph.abs"
+
+
+@irdl_op_definition
+class ErfOp(UnaryElementwiseOp):
+    """`result = erf(x)`, the Gauss error function."""
+
+    name = "graph.erf"
+
+
+@irdl_op_definition
+class NegOp(UnaryElementwiseOp):
+    """`result = -x`."""
+
+    name = "graph.neg"
+
+
+@irdl_op_definition
+class CastOp(IRDLOperation):
+    """
+    `result = x` converted to the result dtype (round to nearest even for
+    floats, truncation toward zero for float to integer).
+
+    ```mlir
+    %r = graph.cast %x : tensor<4xf32> -> tensor<4xbf16>
+    ```
+    """
+
+    name = "graph.cast"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, result_type: TensorType):
+        super().__init__(operands=[input], result_types=[result_type])
+
+    def verify_(self) -> None:
+        _expect_shape(self, self.result, _shape(self.input))
+
+
+# --------------------------------------------------------------------------- contractions
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """
+    Batched matrix product with NumPy `@` semantics.
+
+    `result[..., m, n] = sum_k lhs[..., m, k] * rhs[..., k, n]`, batch dims
+    broadcast.
+
+    ```mlir
+    %c = graph.matmul %a, %b : tensor<64x32xf32>, tensor<32x16xf32> -> tensor<64x16xf32>
+    ```
+    """
+
+    name = "graph.matmul"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)"
+    )
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+    def verify_(self) -> None:
+        _expect_same_dtype(self, self.lhs, self.rhs, self.result)
+        _expect_shape(self, self.result, _check(shapes.matmul, _shape(self.lhs), _shape(self.rhs)))
+
+
+@irdl_op_definition
+class Conv2DOp(IRDLOperation):
+    """
+    2-D convolution as ONNX Conv, NCHW input and OIHW weight.
+
+    `result[n, o, y, x] = b[o] + sum_{c, i, j} input[n, g*C/G + c, y*sh + i*dh - pt,
+    x*sw + j*dw - pl] * weight[o, c, i, j]` with `g = o / (O/G)` and zero padding.
+
+    ```mlir
+    %y = graph.conv2d %x, %w bias %b : tensor<4xf32> {strides = array<i64: 1, 1>,
+        pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 1 : i64}
+        : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x8x8xf32>
+    ```
+    """
+
+    name = "graph.conv2d"
+
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    result = result_def(TensorType)
+
+    strides = prop_def(DenseArrayBase.constr(i64))
+    pads = prop_def(DenseArrayBase.constr(i64))
+    dilations = prop_def(DenseArrayBase.constr(i64))
+    groups = prop_def(IntegerAttr[I64])
+
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$input `,` $weight (`bias` $bias^ `:` type($bias))? attr-dict"
+        " `:` type($input) `,` type($weight) `->` type($result)"
+    )
+
+    def __init__(
+        self,
+        input: SSAValue,
+        weight: SSAValue,
+        bias: SSAValue | None,
+        result_type: TensorType,
+        strides: Sequence[int],
+        pads: Sequence[int],
+        dilations: Sequence[int],
+        groups: int,
+    ):
+        super().__init__(
+            operands=[input, weight, [bias] if bias is not None else []],
+            result_types=[result_type],
+            properties={
+                "strides": _ints(strides),
+                "pads": _ints(pads),
+                "dilations": _ints(dilations),
+                "groups": _int(groups),
+            },
+        )
+
+    def verify_(self) -> None:
+        strides, pads, dilations = (
+            self.strides.get_values(),
+            self.pads.get_values(),
+            self.dilations.get_values(),
+        )
+        if len(strides) != 2 or len(pads) != 4 or len(dilations) != 2:
+            raise VerifyException("'graph.conv2d' needs 2 strides, 4 pads and 2 dilations")
+        operands = [self.input, self.weight] + ([self.bias] if self.bias else [])
+        _expect_same_dtype(self, *operands, self.result)
+        expected = _check(
+            shapes.conv2d, _shape(self.input), _shape(self.weight),
+            strides, pads, dilations, self.groups.value.data,
+        )
+        if self.bias is not None and _shape(self.bias) != (expected[1],):
+            raise VerifyException(
+                f"'graph.conv2d' bias shape {shapes.fmt(_shape(self.bias))} should be [{expected[1]}]"
+            )
+        _expect_shape(self, self.result, expected)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+class ReductionOp(IRDLOperation):
+    """Base of reductions over `axes` (sorted, non-negative), optionally keeping dims."""
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    axes = prop_def(DenseArrayBase.constr(i64))
+    keepdims = opt_prop_def(UnitAttr)
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(
+        self, input: SSAValue, axes: Sequence[int], keepdims: bool, result_type: TensorType
+    ):
+        properties: dict[str, Attribute] = {"axes": _ints(sorted(axes))}
+        if keepdims:
+            properties["keepdims"] = UnitAttr()
+        super().__init__(operands=[input], result_types=[result_type], properties=properties)
+
+    def verify_(self) -> None:
+        _expect_same_dtype(self, self.input, self.result)
+        rank = len(_shape(self.input))
+        axes = self.axes.get_values()
+        if list(axes) != sorted(set(axes)) or any(not 0 <= a < rank for a in axes):
+            raise VerifyException(
+                f"'{self.name}' axes {list(axes)} must be sorted, distinct and in [0, {rank})"
+            )
+        _expect_shape(
+            self, self.result, shapes.reduce(_shape(self.input), axes, self.keepdims is not None)
+        )
+
+
+@irdl_op_definition
+class SumOp(ReductionOp):
+    """`result = sum of input over axes`."""
+
+    name = "graph.sum"
+
+
+@irdl_op_definition
+class MeanOp(ReductionOp):
+    """`result = mean of input over axes`."""
+
+    name = "graph.mean"
+
+
+@irdl_op_definition
+class ReduceMaxOp(ReductionOp):
+    """`result = max of input over axes` (model-language `max`)."""
+
+    name = "graph.reduce_max"
+
+
+@irdl_op_definition
+class ReduceMinOp(ReductionOp):
+    """`result = min of input over axes` (model-language `min`)."""
+
+    name = "graph.reduce_min"
+
+
+# --------------------------------------------------------------------------- row-wise ops
+
+
+class AxisOp(IRDLOperation):
+    """Base of same-shape float ops along one `axis`."""
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    result = result_def(T)
+    axis = prop_def(IntegerAttr[I64])
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input)"
+
+    def __init__(self, input: SSAValue, axis: int):
+        super().__init__(
+            operands=[input],
+            result_types=[SSAValue.get(input).type],
+            properties={"axis": _int(axis)},
+        )
+
+    def verify_(self) -> None:
+        _expect_float(self, self.input)
+        _axis(self, self.axis, len(_shape(self.input)))
+
+
+@irdl_op_definition
+class SoftmaxOp(AxisOp):
+    """`result = exp(x - max(x)) / sum(exp(x - max(x)))` along `axis`."""
+
+    name = "graph.softmax"
+
+
+@irdl_op_definition
+class LogSoftmaxOp(AxisOp):
+    """`result = x - max(x) - log(sum(exp(x - max(x))))` along `axis`."""
+
+    name = "graph.log_softmax"
+
+
+class NormOp(IRDLOperation):
+    """Base of normalisations over the trailing axes `axis..`."""
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    scale = opt_operand_def(TensorType)
+    result = result_def(T)
+    axis = prop_def(IntegerAttr[I64])
+    epsilon = prop_def(FloatAttr[Float64Type])
+
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$input (`scale` $scale^ `:` type($scale))? attr-dict `:` type($input)"
+    )
+
+    def _verify_norm(self, params: Sequence[SSAValue | None]) -> None:
+        present = [p for p in params if p is not None]
+        _expect_float(self, self.input)
+        _expect_same_dtype(self, self.input, *present, self.result)
+        shape = _shape(self.input)
+        axis = _axis(self, self.axis, len(shape))
+        expected = shapes.norm_params(shape, axis)
+        for p in present:
+            if _shape(p) != expected:
+                raise VerifyException(
+                    f"'{self.name}' parameter shape {shapes.fmt(_shape(p))} should be"
+                    f" {shapes.fmt(expected)} (input shape from axis {axis})"
+                )
+        _expect_shape(self, self.result, shape)
+
+
+@irdl_op_definition
+class LayerNormOp(NormOp):
+    """
+    Layer normalisation over axes `axis..` (ONNX LayerNormalization).
+
+    `result = (x - mean) / sqrt(var + epsilon) * scale + bias`, `mean` and
+    biased `var` taken over the trailing axes; `scale`, `bias` optional.
+
+    ```mlir
+    %y = graph.layernorm %x scale %g : tensor<8xf32> bias %b : tensor<8xf32>
+        {axis = 1 : i64, epsilon = 1.000000e-05 : f64} : tensor<4x8xf32>
+    ```
+    """
+
+    name = "graph.layernorm"
+
+    input = operand_def(NormOp.T)
+    scale = opt_operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+
+    assembly_format = (
+        "$input (`scale` $scale^ `:` type($scale))? (`bias` $bias^ `:` type($bias))?"
+        " attr-dict `:` type($input)"
+    )
+
+    def __init__(
+        self,
+        input: SSAValue,
+        scale: SSAValue | None,
+        bias: SSAValue | None,
+        axis: int,
+        epsilon: float,
+    ):
+        super().__init__(
+            operands=[input, [scale] if scale else [], [bias] if bias else []],
+            result_types=[SSAValue.get(input).type],
+            properties={"axis": _int(axis), "epsilon": FloatAttr(epsilon, Float64Type())},
+        )
+
+    def verify_(self) -> None:
+        self._verify_norm([self.scale, self.bias])
+
+
+@irdl_op_definition
+class RmsNormOp(NormOp):
+    """
+    RMS normalisation over axes `axis..`.
+
+    `result = x / sqrt(mean(x^2) + epsilon) * scale`, `scale` optional.
+    """
+
+    name = "graph.rmsnorm"
+
+    def __init__(self, input: SSAValue, scale: SSAValue | None, axis: int, epsilon: float):
+        super().__init__(
+            operands=[input, [scale] if scale else []],
+            result_types=[SSAValue.get(input).type],
+            properties={"axis": _int(axis), "epsilon": FloatAttr(epsilon, Float64Type())},
+        )
+
+    def verify_(self) -> None:
+        self._verify_norm([self.scale])
+
+
+@irdl_op_definition
+class CausalMaskOp(IRDLOperation):
+    """
+    Causal mask on the last two axes `[..., S, T]`.
+
+    `result[..., i, j] = -inf if j > i + (T - S) else x[..., i, j]`.
+    """
+
+    name = "graph.causal_mask"
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    result = result_def(T)
+
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input)"
+
+    def __init__(self, input: SSAValue):
+        super().__init__(operands=[input], result_types=[SSAValue.get(input).type])
+
+    def verify_(self) -> None:
+        _expect_float(self, self.input)
+        _check(shapes.causal_mask, _shape(self.input))
+
+
+# --------------------------------------------------------------------------- data movement
+
+
+@irdl_op_definition
+class TransposeOp(IRDLOperation):
+    """
+    Axis permutation: `result[i_perm[0], ..., i_perm[r-1]]`, i.e.
+    `result.shape[d] = input.shape[perm[d]]` (NumPy `transpose(x, perm)`).
+    """
+
+    name = "graph.transpose"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    perm = prop_def(DenseArrayBase.constr(i64))
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, perm: Sequence[int], result_type: TensorType):
+        super().__init__(
+            operands=[input], result_types=[result_type], properties={"perm": _ints(perm)}
+        )
+
+    def verify_(self) -> None:
+        _expect_same_dtype(self, self.input, self.result)
+        _expect_shape(
+            self, self.result, _check(shapes.transpose, _shape(self.input), self.perm.get_values())
+        )
+
+
+@irdl_op_definition
+class ReshapeOp(IRDLOperation):
+    """Row-major reshape to the result type's shape (same element count)."""
+
+    name = "graph.reshape"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, result_type: TensorType):
+        super().__init__(operands=[input], result_types=[result_type])
+
+    def verify_(self) -> None:
+        _expect_same_dtype(self, self.input, self.result)
+        _check(shapes.reshape, _shape(self.input), _shape(self.result))
+
+
+@irdl_op_definition
+class ConcatOp(IRDLOperation):
+    """Join `inputs` along `axis`: `result = concatenate(inputs, axis)`."""
+
+    name = "graph.concat"
+
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    axis = prop_def(IntegerAttr[I64])
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$inputs attr-dict `:` type($inputs) `->` type($result)"
+
+    def __init__(self, inputs: Sequence[SSAValue], axis: int, result_type: TensorType):
+        super().__init__(
+            operands=[inputs], result_types=[result_type], properties={"axis": _int(axis)}
+        )
+
+    def verify_(self) -> None:
+        if not self.inputs:
+            raise VerifyException("'graph.concat' needs at least one operand")
+        _expect_same_dtype(self, *self.inputs, self.result)
+        axis = _axis(self, self.axis, len(_shape(self.inputs[0])))
+        _expect_shape(
+            self, self.result, _check(shapes.concat, [_shape(v) for v in self.inputs], axis)
+        )
+
+
+@irdl_op_definition
+class SliceOp(IRDLOperation):
+    """`result = input[..., start:end, ...]` along `axis`."""
+
+    name = "graph.slice"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    axis = prop_def(IntegerAttr[I64])
+    start = prop_def(IntegerAttr[I64])
+    end = prop_def(IntegerAttr[I64])
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, axis: int, start: int, end: int, result_type: TensorType):
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={"axis": _int(axis), "start": _int(start), "end": _int(end)},
+        )
+
+    def verify_(self) -> None:
+        _expect_same_dtype(self, self.input, self.result)
+        shape = _shape(self.input)
+        axis = _axis(self, self.axis, len(shape))
+        _expect_shape(
+            self,
+            self.result,
+            _check(shapes.slice_, shape, axis, self.start.value.data, self.end.value.data),
+        )
+
+
+@irdl_op_definition
+class SplitOp(IRDLOperation):
+    """Split `input` into equal parts along `axis`, one result per part."""
+
+    name = "graph.split"
+
+    input = operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+    axis = prop_def(IntegerAttr[I64])
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($outputs)"
+
+    def __init__(self, input: SSAValue, axis: int, result_types: Sequence[TensorType]):
+        super().__init__(
+            operands=[input], result_types=[result_types], properties={"axis": _int(axis)}
+        )
+
+    def verify_(self) -> None:
+        if not self.outputs:
+            raise VerifyException("'graph.split' needs at least one result")
+        _expect_same_dtype(self, self.input, *self.outputs)
+        shape = _shape(self.input)
+        axis = _axis(self, self.axis, len(shape))
+        expected = _check(shapes.split, shape, len(self.outputs), axis)
+        for out in self.outputs:
+            _expect_shape(self, out, expected)
+
+
+@irdl_op_definition
+class GatherOp(IRDLOperation):
+    """
+    Embedding lookup: `result[i..., j...] = table[ids[i...], j...]`.
+
+    Ids outside `[0, V)` are clamped when executed.
+    """
+
+    name = "graph.gather"
+
+    table = operand_def(TensorType)
+    ids = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$table `,` $ids attr-dict `:` type($table) `,` type($ids) `->` type($result)"
+    )
+
+    def __init__(self, table: SSAValue, ids: SSAValue, result_type: TensorType):
+        super().__init__(operands=[table, ids], result_types=[result_type])
+
+    def verify_(self) -> None:
+        if dtype_name(self.ids.type.element_type) not in INT_DTYPES:
+            raise VerifyException("'graph.gather' ids must have an integer dtype")
+        _expect_same_dtype(self, self.table, self.result)
+        _expect_shape(self, self.result, _check(shapes.gather, _shape(self.table), _shape(self.ids)))
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+class Pool2DOp(IRDLOperation):
+    """Base of 2-D windowed pooling on NCHW inputs (ONNX, floor mode)."""
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    kernel = prop_def(DenseArrayBase.constr(i64))
+    strides = prop_def(DenseArrayBase.constr(i64))
+    pads = prop_def(DenseArrayBase.constr(i64))
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(
+        self,
+        input: SSAValue,
+        kernel: Sequence[int],
+        strides: Sequence[int],
+        pads: Sequence[int],
+        result_type: TensorType,
+    ):
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={"kernel": _ints(kernel), "strides": _ints(strides), "pads": _ints(pads)},
+        )
+
+    def verify_(self) -> None:
+        kernel, strides, pads = (
+            self.kernel.get_values(),
+            self.strides.get_values(),
+            self.pads.get_values(),
+        )
+        if len(kernel) != 2 or len(strides) != 2 or len(pads) != 4:
+            raise VerifyException(f"'{self.name}' needs 2 kernel sizes, 2 strides and 4 pads")
+        _expect_same_dtype(self, self.input, self.result)
+        _expect_shape(
+            self, self.result, _check(shapes.pool2d, _shape(self.input), kernel, strides, pads)
+        )
+
+
+@irdl_op_definition
+class MaxPool2DOp(Pool2DOp):
+    """Max over each window; padding never wins (ONNX MaxPool)."""
+
+    name = "graph.maxpool2d"
+
+
+@irdl_op_definition
+class AvgPool2DOp(Pool2DOp):
+    """Mean over each window; padded cells are not counted (ONNX AveragePool)."""
+
+    name = "graph.avgpool2d"
+
+
+@irdl_op_definition
+class GlobalAvgPoolOp(IRDLOperation):
+    """`result[n, c, 0, 0] = mean(input[n, c, :, :])`."""
+
+    name = "graph.global_avgpool"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, result_type: TensorType):
+        super().__init__(operands=[input], result_types=[result_type])
+
+    def verify_(self) -> None:
+        shape = _shape(self.input)
+        if len(shape) != 4:
+            raise VerifyException(
+                f"'graph.global_avgpool' input must be [N, C, H, W], got {shapes.fmt(shape)}"
+            )
+        _expect_same_dtype(self, self.input, self.result)
+        _expect_shape(self, self.result, (shape[0], shape[1], 1, 1))

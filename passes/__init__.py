@@ -1,0 +1,1 @@
+"""Rewrites over strata IR: fusion, layout, tiling, lowering and export."""
