@@ -1,0 +1,63 @@
+"""
+The model-language frontend: text to verified graph IR.
+
+`compile_source` and `load_model` parse a `.model` file, elaborate it into a
+`builtin.module` with one `func.func` (see `elaborate`), and verify it. Every
+error in the user's file surfaces as a `ModelError` with the source line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xdsl.dialects.builtin import ModuleOp
+
+from compiler.diagnostics import ModelError, SourceLoc, StrataError
+from compiler.frontend.elaborate import Elaborator
+from compiler.frontend.syntax import parse_program
+
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
+
+
+def compile_source(source: str, filename: str, overrides: dict[str, int] | None = None) -> ModuleOp:
+    """Parse and elaborate model text into verified graph IR."""
+    program = parse_program(source, filename)
+    try:
+        module = Elaborator(program, filename, overrides or {}).model()
+    except ModelError as err:
+        raise err.with_source(source) from None
+    except RecursionError:
+        raise ModelError(SourceLoc(filename, 1, 1), "model nested too deeply to compile", source) from None
+    module.verify()
+    return module
+
+
+def read_source(path: str) -> str:
+    """Read a model file as text; unreadable or non-UTF-8 input is a located error."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise StrataError(f"error: cannot read {path}: {err.strerror}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise StrataError(f"error: {path} is larger than {MAX_SOURCE_BYTES} bytes; is it a model file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start]
+        line = before.count(b"\n") + 1
+        col = err.start - (before.rfind(b"\n") + 1) + 1
+        raise ModelError(
+            SourceLoc(path, line, col),
+            f"the file is not UTF-8 text (byte 0x{data[err.start]:02x}); is it a model file?",
+        ) from None
+    if "\x00" in text:
+        offset = text.index("\x00")
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        raise ModelError(SourceLoc(path, line, col), "the file contains a NUL byte; is it a model file?")
+    return text
+
+
+def load_model(path: str, overrides: dict[str, int] | None = None) -> ModuleOp:
+    """Read, parse and elaborate a `.model` file."""
+    return compile_source(read_source(path), path, overrides)

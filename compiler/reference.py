@@ -1,0 +1,776 @@
+"""
+NumPy reference executor of graph IR: the semantic oracle of the compiler.
+
+`run_function` evaluates a `func.func` of `graph` ops op by op on NumPy
+arrays; `run_module` binds a model's inputs and weights by name first. Every
+compiled artefact is checked against what this module computes, so it favours
+clarity and faithfulness to `docs`/op docstrings over speed, while staying fast
+enough for real models (a ResNet-18 at 224x224 runs in seconds: convolutions
+use im2col and one BLAS matmul per layer).
+
+Semantics, beyond the op docstrings and the model-language spec:
+
+- Values are NumPy arrays whose dtype is `numpy_dtype` of the IR element type
+  (`bf16` is `ml_dtypes.bfloat16`, `f8e4m3` is `ml_dtypes.float8_e4m3fn`, ...).
+- Float ops compute in float32 whatever the operand dtype, then round the
+  result to the op's result dtype (round to nearest even), once per op. This
+  is what hardware with f32 accumulation does, and it makes the oracle
+  independent of how NumPy would handle low-precision types. `erf` and `gelu`
+  compute in float64 (an fdlibm rational approximation, below).
+- f8e4m3 has no infinities: a value that overflows it, or an infinity, rounds
+  to NaN (ml_dtypes' non-saturating conversion), except the `-inf` written by
+  `causal_mask`, which becomes the lowest finite value (-448) so a masked
+  softmax still works.
+- Integer arithmetic wraps modulo 2**bits. Integer division truncates toward
+  zero; division by zero gives 0. Integer `pow` with a negative exponent gives
+  the truncated real result (`1`, `+-1` for base -1, else 0). Integer `mean`
+  and `avgpool2d` truncate toward zero.
+- Float to integer conversion truncates toward zero, saturates at the
+  integer range and maps NaN to 0 (ONNX leaves these cases undefined).
+- Floating-point exceptions (overflow, 0/0, log of a negative) give the IEEE
+  result (inf, NaN) silently.
+
+Guarantees: every result has exactly the op's declared shape and dtype (a
+mismatch raises `ExecutionError`); inputs are never modified; an op without a
+handler raises `UnsupportedOpError` naming the op and its location. Ops with
+regions (a future `graph.kernel`) are added by registering a handler that
+evaluates the region with `run_block`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import ml_dtypes
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    FileLineColLoc,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    UnknownLoc,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.traits import IsTerminator
+
+from compiler.diagnostics import StrataError
+from dialects.graph import INPUT_ATTR, PARAM_ATTR
+from dialects.graph import ops as g
+from dialects.graph.dtypes import dtype_name
+from dialects.graph.shapes import fmt
+
+# --------------------------------------------------------------------------- errors
+
+
+class ExecutionError(StrataError):
+    """The reference executor could not evaluate the IR or its arguments."""
+
+
+class UnsupportedOpError(ExecutionError):
+    """The IR holds an operation the reference executor has no handler for."""
+
+
+# --------------------------------------------------------------------------- dtypes
+
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    "f32": np.dtype(np.float32),
+    "f16": np.dtype(np.float16),
+    "bf16": np.dtype(ml_dtypes.bfloat16),
+    "f8e4m3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "f8e5m2": np.dtype(ml_dtypes.float8_e5m2),
+    "i8": np.dtype(np.int8),
+    "i32": np.dtype(np.int32),
+    "i64": np.dtype(np.int64),
+}
+"""NumPy dtype of each model-language dtype name."""
+
+_LOW_PRECISION = frozenset(NUMPY_DTYPES[n] for n in ("f16", "bf16", "f8e4m3", "f8e5m2"))
+_FLOAT_DTYPES = frozenset(NUMPY_DTYPES[n] for n in ("f32", "f16", "bf16", "f8e4m3", "f8e5m2"))
+
+
+def numpy_dtype(element_type: Attribute) -> np.dtype:
+    """NumPy dtype of an xDSL element type (`f32` -> float32, `bf16` -> bfloat16)."""
+    try:
+        return NUMPY_DTYPES[dtype_name(element_type)]
+    except ValueError as err:
+        raise ExecutionError(str(err)) from None
+
+
+def model_dtype_name(dtype: np.dtype) -> str:
+    """Model-language name of one of the `NUMPY_DTYPES` (`float32` -> `f32`)."""
+    for name, candidate in NUMPY_DTYPES.items():
+        if candidate == dtype:
+            return name
+    raise ValueError(f"NumPy dtype {dtype} is not a strata dtype")
+
+
+def is_float_dtype(dtype: np.dtype) -> bool:
+    """Whether a NumPy dtype is a float, counting the ml_dtypes ones (kind 'V')."""
+    return np.dtype(dtype) in _FLOAT_DTYPES or np.dtype(dtype).kind == "f"
+
+
+def convert(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """
+    Convert `value` to `dtype` with the executor's rounding rules.
+
+    Floats round to nearest even; float to integer truncates toward zero,
+    saturates and maps NaN to 0; integer to integer wraps. Returns `value`
+    itself when it already has `dtype`.
+    """
+    value = np.asarray(value)
+    dtype = np.dtype(dtype)
+    if value.dtype == dtype:
+        return value
+    if is_float_dtype(dtype):
+        if value.dtype in _LOW_PRECISION and dtype in _LOW_PRECISION:
+            # ml_dtypes does not convert between every pair directly; f32
+            # holds every low-precision value exactly, so this is one rounding.
+            value = value.astype(np.float32)
+        return value.astype(dtype)
+    if is_float_dtype(value.dtype):
+        return _float_to_int(value, dtype)
+    return value.astype(dtype)
+
+
+def _float_to_int(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    t = np.trunc(value.astype(np.float64))
+    # 2**(bits-1) is exact in float64, so these comparisons are exact.
+    too_big = t >= float(info.max) + 1.0
+    too_small = t < float(info.min)
+    bad = too_big | too_small | np.isnan(t)
+    out = np.where(bad, 0.0, t).astype(dtype)
+    out[too_big] = info.max
+    out[too_small] = info.min
+    return out
+
+
+def _compute_dtype(x: np.ndarray) -> np.ndarray:
+    """Widen low-precision floats to float32, the dtype float ops compute in."""
+    return x.astype(np.float32) if x.dtype in _LOW_PRECISION else x
+
+
+# --------------------------------------------------------------------------- erf
+
+# Piecewise rational approximations of erf/erfc from fdlibm's s_erf.c
+# (FreeBSD msun, also Go's math/erf.go), evaluated in float64. Their error
+# bounds are below 2**-57 relative on each piece, i.e. erf and erfc are
+# correct to about one float64 ulp: far below float32 resolution.
+#
+# Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+# Developed at SunPro, a Sun Microsystems, Inc. business.
+# Permission to use, copy, modify, and distribute this software is freely
+# granted, provided that this notice is preserved.
+
+_ERX = 8.45062911510467529297e-01
+# erf(x) = x + x*R(x^2) on [0, 0.84375]
+_PP = (1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
+       -5.77027029648944159157e-03, -2.37630166566501626084e-05)
+_QQ = (1.0, 3.97917223959155352819e-01, 6.50222499887672944485e-02, 5.08130628187576562776e-03,
+       1.32494738004321644526e-04, -3.96022827877536812320e-06)
+# erf(1 + s) = erx + P(s)/Q(s) on [0.84375, 1.25]
+_PA = (-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
+       3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
+       -2.16637559486879084300e-03)
+_QA = (1.0, 1.06420880400844228286e-01, 5.40397917702171048937e-01, 7.18286544141962662868e-02,
+       1.26171219808761642112e-01, 1.36370839120290507362e-02, 1.19844998467991074170e-02)
+# erfc(x) = exp(-x^2 - 0.5625 + R(1/x^2)/S(1/x^2)) / x on [1.25, 1/0.35]
+_RA = (-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e+01,
+       -6.23753324503260060396e+01, -1.62396669462573470355e+02, -1.84605092906711035994e+02,
+       -8.12874355063065934246e+01, -9.81432934416914548592e+00)
+_SA = (1.0, 1.96512716674392571292e+01, 1.37657754143519042600e+02, 4.34565877475229228821e+02,
+       6.45387271733267880336e+02, 4.29008140027567833386e+02, 1.08635005541779435134e+02,
+       6.57024977031928170135e+00, -6.04244152148580987438e-02)
+# ... and on [1/0.35, 28]
+_RB = (-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e+01,
+       -1.60636384855821916062e+02, -6.37566443368389627722e+02, -1.02509513161107724954e+03,
+       -4.83519191608651397019e+02)
+_SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.53672958608443695994e+03,
+       3.19985821950859553908e+03, 2.55305040643316442583e+03, 4.74528541206955367215e+02,
+       -2.24409524465858183362e+01)
+
+
+def _poly(coeffs: Sequence[float], z: np.ndarray) -> np.ndarray:
+    """Horner evaluation of `sum(coeffs[i] * z**i)`."""
+    acc = np.full_like(z, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = acc * z + c
+    return acc
+
+
+def _erf_and_erfc_of_abs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(erf(a), erfc(a))` for `a >= 0` (float64); NaN stays NaN."""
+    erf = np.full_like(a, np.nan)
+    erfc = np.full_like(a, np.nan)
+
+    small = a < 0.84375
+    x = a[small]
+    z = x * x
+    y = _poly(_PP, z) / _poly(_QQ, z)
+    erf[small] = x + x * y
+    # Above 1/4, 1 - erf loses bits; fdlibm's rearrangement keeps them.
+    erfc[small] = np.where(x < 0.25, 1.0 - (x + x * y), 0.5 - (x * y + (x - 0.5)))
+
+    mid = (a >= 0.84375) & (a < 1.25)
+    s = a[mid] - 1.0
+    pq = _poly(_PA, s) / _poly(_QA, s)
+    erf[mid] = _ERX + pq
+    erfc[mid] = (1.0 - _ERX) - pq
+
+    for lo, hi, r_coeffs, s_coeffs in ((1.25, 1 / 0.35, _RA, _SA), (1 / 0.35, 28.0, _RB, _SB)):
+        sel = (a >= lo) & (a < hi)
+        x = a[sel]
+        w = 1.0 / (x * x)
+        # exp(-x*x) split as exp(-t*t) * exp((t-x)(t+x)) with t = x cut to
+        # 20 mantissa bits, so t*t is exact and no precision is lost in x*x.
+        t = (x.view(np.uint64) & np.uint64(0xFFFFFFFF00000000)).view(np.float64)
+        tail = np.exp(-t * t - 0.5625) * np.exp((t - x) * (t + x) + _poly(r_coeffs, w) / _poly(s_coeffs, w)) / x
+        erfc[sel] = tail
+        erf[sel] = 1.0 - tail
+
+    big = a >= 28.0
+    erf[big] = 1.0
+    erfc[big] = 0.0
+    return erf, erfc
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Gauss error function, vectorised, in float64 (error about 1 float64 ulp)."""
+    x = np.asarray(x, dtype=np.float64)
+    e, _ = _erf_and_erfc_of_abs(np.abs(x))
+    return np.copysign(e, x)
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function `1 - erf(x)`, accurate also where it is tiny."""
+    x = np.asarray(x, dtype=np.float64)
+    _, c = _erf_and_erfc_of_abs(np.abs(x))
+    return np.where(x < 0, 2.0 - c, c)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+Handler = Callable[..., "np.ndarray | Sequence[np.ndarray]"]
+"""`handler(op, args)` -> the op's result value(s); `args` are operand values."""
+
+HANDLERS: dict[type[Operation], Handler] = {}
+"""The dispatch table: op class -> handler."""
+
+_WIDEN: set[type[Operation]] = set()
+_NEEDS_ENV: set[type[Operation]] = set()
+
+
+def register(*op_classes: type[Operation], widen: bool = True, needs_env: bool = False):
+    """
+    Decorator registering a handler for `op_classes`.
+
+    With `widen` (arithmetic ops) low-precision float operands reach the
+    handler as float32; data movement ops keep their dtype. With `needs_env`
+    the handler is called as `handler(op, args, env)`, `env` mapping every
+    SSA value visible at the op to its array, for region ops whose bodies
+    use values defined above them.
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        for cls in op_classes:
+            HANDLERS[cls] = handler
+            (_WIDEN.add if widen else _WIDEN.discard)(cls)
+            (_NEEDS_ENV.add if needs_env else _NEEDS_ENV.discard)(cls)
+        return handler
+
+    return decorate
+
+
+def describe_location(op: Operation) -> str:
+    """Where an op comes from: `file:line:col` when known, else its position."""
+    loc = op.location
+    if isinstance(loc, FileLineColLoc):
+        return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
+    parent = op.parent_op()
+    position = ""
+    block = op.parent_block()
+    if block is not None:
+        index = next(i for i, o in enumerate(block.ops) if o is op)
+        position = f"operation #{index}"
+        if isinstance(parent, func.FuncOp):
+            position += f" of @{parent.sym_name.data}"
+    if not isinstance(loc, UnknownLoc):
+        return f"{loc} ({position})" if position else str(loc)
+    return position or "unknown location"
+
+
+def _last_uses(block: Block) -> tuple[list[Operation], dict[SSAValue, int]]:
+    """The block's ops and, for each value they use, the index of its last use."""
+    ops = list(block.ops)
+    last: dict[SSAValue, int] = {}
+    for i, op in enumerate(ops):
+        # Uses inside nested regions count as uses by the op that holds them.
+        for inner in op.walk():
+            for v in inner.operands:
+                last[v] = i
+    return ops, last
+
+
+def run_block(
+    block: Block,
+    args: Sequence[np.ndarray],
+    outer: Mapping[SSAValue, np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """
+    Evaluate `block` with its arguments bound to `args`; return the values of
+    its terminator's operands.
+
+    `outer` supplies values defined outside the block (for region ops that
+    are not isolated from above). Intermediate values are dropped after their
+    last use so that large models fit in memory.
+    """
+    if len(args) != len(block.args):
+        raise ExecutionError(f"block takes {len(block.args)} arguments, got {len(args)}")
+    env: dict[SSAValue, np.ndarray] = dict(outer) if outer else {}
+    env.update(zip(block.args, args))
+    ops, last = _last_uses(block)
+    for i, op in enumerate(ops):
+        if op.has_trait(IsTerminator):
+            return [_lookup(env, v, op) for v in op.operands]
+        for result, value in zip(op.results, _execute(op, env)):
+            if result in last:
+                env[result] = value
+        # Free values whose last use was this op (only this block's own).
+        for v in op.operands:
+            if last.get(v) == i and (outer is None or v not in outer):
+                env.pop(v, None)
+    raise ExecutionError("block has no terminator")
+
+
+def _lookup(env: Mapping[SSAValue, np.ndarray], value: SSAValue, op: Operation) -> np.ndarray:
+    try:
+        return env[value]
+    except KeyError:
+        raise ExecutionError(
+            f"'{op.name}' at {describe_location(op)} uses a value that is not defined"
+        ) from None
+
+
+def _execute(op: Operation, env: Mapping[SSAValue, np.ndarray]) -> list[np.ndarray]:
+    """Run one op through its handler; check and round its results."""
+    handler = HANDLERS.get(type(op))
+    if handler is None:
+        raise UnsupportedOpError(
+            f"the reference executor does not support '{op.name}' (at {describe_location(op)})"
+        )
+    args = [_lookup(env, v, op) for v in op.operands]
+    if type(op) in _WIDEN:
+        args = [_compute_dtype(a) for a in args]
+    out = handler(op, args, env) if type(op) in _NEEDS_ENV else handler(op, args)
+    values = list(out) if isinstance(out, (list, tuple)) else [out]
+    if len(values) != len(op.results):
+        raise ExecutionError(
+            f"'{op.name}' at {describe_location(op)} produced {len(values)} values"
+            f" for {len(op.results)} results"
+        )
+    return [_finish(op, r.type, v) for r, v in zip(op.results, values)]
+
+
+def _finish(op: Operation, result_type: Attribute, value: np.ndarray) -> np.ndarray:
+    """Round a handler's value to the declared result dtype; check its shape."""
+    if not isinstance(result_type, TensorType):
+        raise ExecutionError(
+            f"'{op.name}' at {describe_location(op)} has a non-tensor result {result_type}"
+        )
+    value = convert(np.asarray(value), numpy_dtype(result_type.element_type))
+    expected = tuple(result_type.get_shape())
+    if value.shape != expected:
+        raise ExecutionError(
+            f"'{op.name}' at {describe_location(op)} computed shape {fmt(value.shape)},"
+            f" its declared result shape is {fmt(expected)}"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run_function(func_op: func.FuncOp, args: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """
+    Evaluate `func_op` on `args` (one array per block argument, in order).
+
+    Each argument must have the declared shape; its dtype is converted to the
+    declared one when NumPy calls that a same-kind cast (ints to ints or
+    floats, floats to floats). Returns one array per `func.return` operand;
+    none of them shares memory with an argument.
+    """
+    block = func_op.body.block
+    name = func_op.sym_name.data
+    if len(args) != len(block.args):
+        raise ExecutionError(f"@{name} takes {len(block.args)} arguments, got {len(args)}")
+    bound = [_bind_argument(name, i, arg.type, a) for i, (arg, a) in enumerate(zip(block.args, args))]
+    with np.errstate(all="ignore"):
+        outputs = run_block(block, bound)
+    return [
+        o.copy() if any(np.may_share_memory(o, a) for a in bound) else o for o in outputs
+    ]
+
+
+def _bind_argument(func_name: str, index: int, arg_type: Attribute, value) -> np.ndarray:
+    value = np.asarray(value)
+    assert isinstance(arg_type, TensorType)
+    want = numpy_dtype(arg_type.element_type)
+    shape = tuple(arg_type.get_shape())
+    what = f"argument #{index} of @{func_name}"
+    if value.shape != shape:
+        raise ExecutionError(f"{what} has shape {fmt(value.shape)}, the function needs {fmt(shape)}")
+    if not _castable(value.dtype, want):
+        raise ExecutionError(
+            f"{what} has dtype {value.dtype}, which does not convert to {model_dtype_name(want)}"
+        )
+    return convert(value, want)
+
+
+def _castable(src: np.dtype, dst: np.dtype) -> bool:
+    if is_float_dtype(dst):
+        return is_float_dtype(src) or src.kind in "biu"
+    return src.kind in "biu"
+
+
+def argument_names(func_op: func.FuncOp) -> list[tuple[str, str]]:
+    """
+    `(kind, name)` of each block argument, in order: kind `"input"` for a
+    `graph.input` argument, `"param"` for a `graph.param` one.
+    """
+    attrs = func_op.arg_attrs
+    count = len(func_op.body.block.args)
+    dicts = list(attrs.data) if isinstance(attrs, ArrayAttr) else []
+    names: list[tuple[str, str]] = []
+    for i in range(count):
+        entry = dicts[i].data if i < len(dicts) and isinstance(dicts[i], DictionaryAttr) else {}
+        for key, kind in ((INPUT_ATTR, "input"), (PARAM_ATTR, "param")):
+            attr = entry.get(key)
+            if isinstance(attr, StringAttr):
+                names.append((kind, attr.data))
+                break
+        else:
+            raise ExecutionError(
+                f"argument #{i} of @{func_op.sym_name.data} has neither a"
+                f" '{INPUT_ATTR}' nor a '{PARAM_ATTR}' attribute"
+            )
+    return names
+
+
+def model_function(module: ModuleOp) -> func.FuncOp:
+    """The single `func.func` of a model module."""
+    funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
+    if len(funcs) != 1:
+        raise ExecutionError(f"a model module must hold exactly one func.func, found {len(funcs)}")
+    return funcs[0]
+
+
+def run_module(
+    module: ModuleOp,
+    inputs: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray],
+) -> list[np.ndarray]:
+    """
+    Run the model of `module`: bind each `graph.input` argument to
+    `inputs[name]` and each `graph.param` one to `weights[path]`, then
+    `run_function`. Missing or unknown names raise `ExecutionError`.
+    """
+    func_op = model_function(module)
+    names = argument_names(func_op)
+    pools = {"input": inputs, "param": weights}
+    for kind, pool in pools.items():
+        wanted = {n for k, n in names if k == kind}
+        missing = [n for k, n in names if k == kind and n not in pool]
+        extra = sorted(set(pool) - wanted)
+        if missing:
+            raise ExecutionError(f"no value given for {kind} {', '.join(repr(n) for n in missing)}")
+        if extra:
+            raise ExecutionError(f"{', '.join(repr(n) for n in extra)} is not a {kind} of the model")
+    args = [pools[kind][name] for kind, name in names]
+    return run_function(func_op, args)
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer division truncating toward zero; x / 0 is 0."""
+    safe = np.where(b == 0, 1, b)
+    q = a // safe
+    # Floor division rounds down; step back toward zero when inexact and the
+    # operands have opposite signs.
+    q = q + ((q * safe != a) & ((a < 0) != (safe < 0)))
+    return np.where(b == 0, 0, q)
+
+
+def _int_pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer power; a negative exponent gives the truncated real result."""
+    a, b = np.broadcast_arrays(a, b)
+    neg = b < 0
+    out = np.power(a, np.where(neg, 0, b))
+    odd = (b % 2) != 0
+    frac = np.where(a == 1, 1, np.where(a == -1, np.where(odd, -1, 1), 0)).astype(a.dtype)
+    return np.where(neg, frac, out)
+
+
+def _is_int(x: np.ndarray) -> bool:
+    return x.dtype.kind in "iu"
+
+
+_BINARY: dict[type[Operation], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    g.AddOp: np.add,
+    g.SubOp: np.subtract,
+    g.MulOp: np.multiply,
+    g.MaximumOp: np.maximum,
+    g.MinimumOp: np.minimum,
+    g.DivOp: lambda a, b: _int_div(a, b) if _is_int(a) else a / b,
+    g.PowOp: lambda a, b: _int_pow(a, b) if _is_int(a) else np.power(a, b),
+}
+
+
+@register(*_BINARY)
+def _binary(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    a, b = args
+    return _BINARY[type(op)](a, b)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+_UNARY: dict[type[Operation], Callable[[np.ndarray], np.ndarray]] = {
+    g.ReluOp: lambda x: np.maximum(x, x.dtype.type(0)),
+    g.GeluOp: lambda x: 0.5 * x * erfc(-x.astype(np.float64) / np.sqrt(2.0)),
+    g.SiluOp: lambda x: x * _sigmoid(x),
+    g.SigmoidOp: _sigmoid,
+    g.TanhOp: np.tanh,
+    g.ExpOp: np.exp,
+    g.LogOp: np.log,
+    g.SqrtOp: np.sqrt,
+    g.RsqrtOp: lambda x: 1.0 / np.sqrt(x),
+    g.AbsOp: np.abs,
+    g.ErfOp: erf,
+    g.NegOp: np.negative,
+}
+
+
+@register(*_UNARY)
+def _unary(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    return _UNARY[type(op)](args[0])
+
+
+@register(g.CastOp, widen=False)
+def _cast(op: g.CastOp, args: list[np.ndarray]) -> np.ndarray:
+    return convert(args[0], numpy_dtype(op.result.type.element_type))
+
+
+@register(g.ConstantOp)
+def _constant(op: g.ConstantOp, args: list[np.ndarray]) -> np.ndarray:
+    return np.full(tuple(op.result.type.get_shape()), op.value.value.data, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- contractions
+
+
+@register(g.MatmulOp)
+def _matmul(op: g.MatmulOp, args: list[np.ndarray]) -> np.ndarray:
+    return np.matmul(args[0], args[1])
+
+
+def _windows(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    dilations: Sequence[int],
+    pad_value: float,
+) -> np.ndarray:
+    """
+    View of the sliding windows of NCHW `x`: `[N, C, OH, OW, KH, KW]`, with
+    `x` padded by `pads` ([top, left, bottom, right]) of `pad_value`.
+    """
+    top, left, bottom, right = pads
+    if any(pads):
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
+    win = sliding_window_view(x, span, axis=(2, 3))
+    # Sliding with step 1 then striding gives exactly ONNX's floor-mode count
+    # of windows: floor((padded - span) / stride) + 1.
+    return win[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
+
+
+@register(g.Conv2DOp)
+def _conv2d(op: g.Conv2DOp, args: list[np.ndarray]) -> np.ndarray:
+    x, w = args[0], args[1]
+    bias = args[2] if op.bias is not None else None
+    groups = op.groups.value.data
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    win = _windows(
+        x, (kh, kw), op.strides.get_values(), op.pads.get_values(), op.dilations.get_values(), 0
+    )
+    oh, ow = win.shape[2:4]
+    # im2col: [N, G, Cg*KH*KW, OH*OW], then one batched matmul per group,
+    # whose [N, G, O/G, OH*OW] result is already in NCHW order.
+    cols = win.reshape(n, groups, cg, oh, ow, kh, kw).transpose(0, 1, 2, 5, 6, 3, 4)
+    cols = cols.reshape(n, groups, cg * kh * kw, oh * ow)
+    wg = w.reshape(groups, o // groups, cg * kh * kw)
+    out = np.matmul(wg, cols).reshape(n, o, oh, ow)
+    if bias is not None:
+        out = out + bias.reshape(1, o, 1, 1)
+    return out
+
+
+# --------------------------------------------------------------------------- reductions
+
+_REDUCE: dict[type[Operation], Callable[..., np.ndarray]] = {
+    g.SumOp: np.sum,
+    g.MeanOp: np.mean,
+    g.ReduceMaxOp: np.max,
+    g.ReduceMinOp: np.min,
+}
+
+
+@register(*_REDUCE)
+def _reduce(op: g.ReductionOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    axes = tuple(op.axes.get_values())
+    keepdims = op.keepdims is not None
+    if type(op) is g.SumOp and _is_int(x):
+        # np.sum widens small ints; the sum must wrap in the operand's dtype.
+        return np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
+    return _REDUCE[type(op)](x, axis=axes, keepdims=keepdims)
+
+
+@register(g.SoftmaxOp)
+def _softmax(op: g.SoftmaxOp, args: list[np.ndarray]) -> np.ndarray:
+    x, axis = args[0], op.axis.value.data
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@register(g.LogSoftmaxOp)
+def _log_softmax(op: g.LogSoftmaxOp, args: list[np.ndarray]) -> np.ndarray:
+    x, axis = args[0], op.axis.value.data
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _norm_params(op: Operation, args: list[np.ndarray], names: Sequence[str]) -> list:
+    """Optional operands by name (`scale`, `bias`), None where absent."""
+    rest = iter(args[1:])
+    return [next(rest) if getattr(op, name) is not None else None for name in names]
+
+
+@register(g.LayerNormOp)
+def _layernorm(op: g.LayerNormOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    scale, bias = _norm_params(op, args, ("scale", "bias"))
+    axes = tuple(range(op.axis.value.data, x.ndim))
+    mean = np.mean(x, axis=axes, keepdims=True)
+    centered = x - mean
+    var = np.mean(centered * centered, axis=axes, keepdims=True)
+    y = centered / np.sqrt(var + np.float32(op.epsilon.value.data))
+    if scale is not None:
+        y = y * scale
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+@register(g.RmsNormOp)
+def _rmsnorm(op: g.RmsNormOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    (scale,) = _norm_params(op, args, ("scale",))
+    axes = tuple(range(op.axis.value.data, x.ndim))
+    y = x / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + np.float32(op.epsilon.value.data))
+    return y * scale if scale is not None else y
+
+
+def _masked_value(dtype: np.dtype) -> float:
+    """-inf, or the lowest finite value of a dtype without infinities (f8e4m3)."""
+    if np.isinf(np.array(-np.inf, dtype=np.float32).astype(dtype).astype(np.float32)):
+        return -np.inf
+    return float(ml_dtypes.finfo(dtype).min)
+
+
+@register(g.CausalMaskOp)
+def _causal_mask(op: g.CausalMaskOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    s, t = x.shape[-2:]
+    masked = np.arange(t)[None, :] > np.arange(s)[:, None] + (t - s)
+    fill = _masked_value(numpy_dtype(op.result.type.element_type))
+    return np.where(masked, x.dtype.type(fill), x)
+
+
+# --------------------------------------------------------------------------- data movement
+
+
+@register(g.TransposeOp, widen=False)
+def _transpose(op: g.TransposeOp, args: list[np.ndarray]) -> np.ndarray:
+    return np.transpose(args[0], op.perm.get_values())
+
+
+@register(g.ReshapeOp, widen=False)
+def _reshape(op: g.ReshapeOp, args: list[np.ndarray]) -> np.ndarray:
+    return args[0].reshape(tuple(op.result.type.get_shape()))
+
+
+@register(g.ConcatOp, widen=False)
+def _concat(op: g.ConcatOp, args: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(args, axis=op.axis.value.data)
+
+
+@register(g.SliceOp, widen=False)
+def _slice(op: g.SliceOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    index = [slice(None)] * x.ndim
+    index[op.axis.value.data] = slice(op.start.value.data, op.end.value.data)
+    return x[tuple(index)]
+
+
+@register(g.SplitOp, widen=False)
+def _split(op: g.SplitOp, args: list[np.ndarray]) -> list[np.ndarray]:
+    return np.split(args[0], len(op.outputs), axis=op.axis.value.data)
+
+
+@register(g.GatherOp, widen=False)
+def _gather(op: g.GatherOp, args: list[np.ndarray]) -> np.ndarray:
+    table, ids = args
+    return np.take(table, np.clip(ids, 0, table.shape[0] - 1), axis=0)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _pool_attrs(op: g.Pool2DOp) -> tuple[tuple[int, ...], ...]:
+    return op.kernel.get_values(), op.strides.get_values(), op.pads.get_values()
+
+
+@register(g.MaxPool2DOp)
+def _maxpool2d(op: g.MaxPool2DOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    kernel, strides, pads = _pool_attrs(op)
+    # Padding never wins: every window holds a real cell (pads < kernel).
+    low = -np.inf if is_float_dtype(x.dtype) else np.iinfo(x.dtype).min
+    return _windows(x, kernel, strides, pads, (1, 1), low).max(axis=(-2, -1))
+
+
+@register(g.AvgPool2DOp)
+def _avgpool2d(op: g.AvgPool2DOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    if _is_int(x):
+        x = x.astype(np.float64)
+    kernel, strides, pads = _pool_attrs(op)
+    total = _windows(x, kernel, strides, pads, (1, 1), 0).sum(axis=(-2, -1))
+    ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
+    count = _windows(ones, kernel, strides, pads, (1, 1), 0).sum(axis=(-2, -1))
+    return total / count
+
+
+@register(g.GlobalAvgPoolOp)
+def _global_avgpool(op: g.GlobalAvgPoolOp, args: list[np.ndarray]) -> np.ndarray:
+    return np.mean(args[0], axis=(2, 3), keepdims=True)
