@@ -4,7 +4,7 @@ NumPy reference executor of graph IR: the semantic oracle of the compiler.
 `run_function` evaluates a `func.func` of `graph` ops op by op on NumPy
 arrays; `run_module` binds a model's inputs and weights by name first. Every
 compiled artefact is checked against what this module computes, so it favours
-clarity and faithfulness to `docs`/op docstrings over speed, while staying fast
+clarity and faithfulness to the spec and the op docstrings over speed, while staying fast
 enough for real models (a ResNet-18 at 224x224 runs in seconds: convolutions
 use im2col and one BLAS matmul per layer).
 
@@ -196,16 +196,19 @@ _SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.5367295860
 
 def _poly(coeffs: Sequence[float], z: np.ndarray) -> np.ndarray:
     """Horner evaluation of `sum(coeffs[i] * z**i)`."""
-    acc = np.full_like(z, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        acc = acc * z + c
+    acc = z * coeffs[-1]
+    acc += coeffs[-2]
+    for c in reversed(coeffs[:-2]):
+        acc *= z
+        acc += c
     return acc
 
 
 def _erf_and_erfc_of_abs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(erf(a), erfc(a))` for `a >= 0` (float64); NaN stays NaN."""
-    erf = np.full_like(a, np.nan)
-    erfc = np.full_like(a, np.nan)
+    erf = np.empty_like(a)
+    erfc = np.empty_like(a)
+    erf[np.isnan(a)] = erfc[np.isnan(a)] = np.nan
 
     small = a < 0.84375
     x = a[small]

@@ -1,0 +1,104 @@
+"""
+IR plumbing shared by the driver: the context with every dialect, printing,
+parsing and verifying with errors that point at source locations.
+
+Printing always includes locations by default (`loc(...)`), so a dump read
+back by `strata opt` or `strata compile` keeps pointing into the `.model`
+file. Parse and verify failures become `StrataError`s, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from xdsl.context import Context
+from xdsl.dialects import get_all_dialects
+from xdsl.dialects.builtin import FileLineColLoc, FusedLoc, ModuleOp
+from xdsl.ir import Operation
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+
+from compiler.diagnostics import StrataError, source_line
+from dialects.graph import Graph
+
+STRATA_DIALECTS = (Graph,)
+
+
+def make_context() -> Context:
+    """A context with xDSL's upstream dialects (lazily) and strata's own."""
+    ctx = Context()
+    for name, factory in get_all_dialects().items():
+        if name not in {d.name for d in STRATA_DIALECTS}:
+            ctx.register_dialect(name, factory)
+    for dialect in STRATA_DIALECTS:
+        ctx.load_dialect(dialect)
+    return ctx
+
+
+def print_module(module: Operation, debuginfo: bool = True) -> str:
+    """Print in the custom format, with `loc(...)` unless `debuginfo` is off."""
+    out = io.StringIO()
+    Printer(stream=out, print_debuginfo=debuginfo).print_op(module)
+    out.write("\n")
+    return out.getvalue()
+
+
+def parse_module(text: str, filename: str, ctx: Context | None = None) -> ModuleOp:
+    """Parse and verify IR text; errors say `FILE:LINE:COL: error: ...`."""
+    ctx = ctx or make_context()
+    try:
+        module = Parser(ctx, text, filename).parse_module()
+    except ParseError as err:
+        loc = err.span.get_location()
+        line = source_line(text, loc.line) or ""
+        width = max(1, min(err.span.end - err.span.start, len(line) - loc.col + 1))
+        caret = " " * (loc.col - 1) + "^" + "~" * (width - 1)
+        raise StrataError(f"{filename}:{loc.line}:{loc.col}: error: {err.msg}\n{line}\n{caret}") from None
+    verify_module(module)
+    return module
+
+
+def location_text(op: Operation) -> str | None:
+    """`file:line:col` of an op's (first) source location, if it has one."""
+    loc = op.location
+    while isinstance(loc, FusedLoc):
+        if not loc.locations.data:
+            return None
+        loc = loc.locations.data[0]
+    if isinstance(loc, FileLineColLoc):
+        return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
+    return None
+
+
+def op_error(op: Operation, message: str) -> StrataError:
+    """An error at `op`: its source location and source line when readable."""
+    where = location_text(op)
+    head = f"{where}: error: '{op.name}' {message}" if where else f"error: '{op.name}' {message}"
+    if where:
+        file, line, col = where.rsplit(":", 2)
+        try:
+            text = source_line(Path(file).read_text(), int(line))
+        except (OSError, UnicodeDecodeError, ValueError):
+            text = None
+        if text is not None:
+            head += f"\n{text}\n{' ' * (int(col) - 1)}^"
+    return StrataError(head)
+
+
+def verify_module(module: Operation) -> None:
+    """Verify; on failure name the first failing op and its source location."""
+    try:
+        module.verify()
+        return
+    except (VerifyException, DiagnosticException, ValueError):
+        pass
+    for op in module.walk():
+        try:
+            op.verify_()
+            op.verify(verify_nested_ops=False)
+        except (VerifyException, DiagnosticException, ValueError) as err:
+            message = str(err).split("\n")[0].removeprefix("Operation does not verify: ")
+            raise op_error(op, f"op failed to verify: {message}") from None
+    raise StrataError("error: the module does not verify")

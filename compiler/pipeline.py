@@ -1,0 +1,35 @@
+"""
+The pass registry and pipelines.
+
+`available_passes()` maps every pass name a pipeline string may use to its
+class: strata's own passes and xDSL's upstream ones (`canonicalize`, `cse`,
+...). The default pipeline per target is written here, top to bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.transforms import get_all_passes
+
+from compiler.diagnostics import StrataError
+
+STRATA_PASSES: tuple[type[ModulePass], ...] = ()
+
+
+def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Every pass name usable in `-p`, strata's shadowing xDSL's."""
+    passes = dict(get_all_passes())
+    for cls in STRATA_PASSES:
+        passes[cls.name] = lambda cls=cls: cls
+    return passes
+
+
+def parse_pipeline(spec: str, callback=None) -> PassPipeline:
+    """Parse `a,b{k=v}`; an unknown pass or option is a `StrataError`."""
+    try:
+        return PassPipeline.parse_spec(available_passes(), spec, callback)
+    except Exception as err:  # xDSL raises ValueError and its own spec errors
+        message = str(err).strip().splitlines()
+        raise StrataError(f"error: bad pass pipeline '{spec}': {' '.join(message)}") from None
