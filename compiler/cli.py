@@ -19,11 +19,12 @@ from xdsl.dialects.builtin import ModuleOp
 
 from compiler import ir
 from compiler.diagnostics import StrataError
+from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module
 from compiler.frontend import load_model, read_source
 from compiler.pipeline import parse_pipeline
+from passes.fuse import TARGETS
 from compiler.stats import human, model_function, model_stats
 
-STAGES = ("graph",)
 MAX_RUN_ELEMENTS = 2**31
 """`strata run` refuses a model whose inputs and weights exceed this many elements."""
 
@@ -68,6 +69,11 @@ def _write(text: str, output: str | None) -> None:
         raise StrataError(f"error: cannot write {output}: {err.strerror}") from None
 
 
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=TARGETS, default="gpu",
+                        help="target machine: gpu (H100-class), tpu (systolic array), lpu (default: gpu)")
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -81,8 +87,23 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 def cmd_compile(args) -> int:
     module = load_input(args.model, args.defines)
+    dumps = DumpOptions(
+        after_all=args.print_ir_after_all,
+        after=frozenset(args.print_ir_after),
+        after_change=args.print_ir_after_change,
+        dump_dir=Path(args.dump_dir) if args.dump_dir else None,
+        timing=args.timing,
+        debuginfo=not args.no_debuginfo,
+        stderr=_stderr,
+    )
+    pipeline = list(parse_pipeline(args.pass_pipeline).passes) if args.pass_pipeline else None
+    compile_module(module, args.target, Stage(args.emit), dumps, pipeline)
     _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
     return 0
 
@@ -119,6 +140,7 @@ def cmd_run(args) -> int:
     drawn = weights.random_values(missing, rng, ranges)
     inputs = {s.name: given_inputs.get(s.name, drawn.get(s.name)) for s in inputs_spec}
     params = {s.name: given_weights.get(s.name, drawn.get(s.name)) for s in params_spec}
+    compile_module(module, args.target, Stage(args.through))
     outputs = reference.run_module(module, inputs, params)
     if args.output:
         weights.save_outputs(args.output, outputs)
@@ -153,9 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile MODEL and print the IR of the stage chosen with --emit.")
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed IR, .mlir)")
     _add_defines(p)
-    p.add_argument("--emit", choices=STAGES, default="graph", help="stage to print (default: graph)")
+    _add_target(p)
+    p.add_argument("--emit", choices=[s.value for s in STAGE_ORDER], default=STAGE_ORDER[-1].value,
+                   help=f"stage to stop at and print (default: {STAGE_ORDER[-1].value})")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR to FILE instead of stdout")
     p.add_argument("--no-debuginfo", action="store_true", help="omit loc(...) source locations")
+    p.add_argument("--pass-pipeline", metavar="PIPELINE",
+                   help="run these passes instead of the default pipeline, e.g. 'fuse{target=tpu epilogue=false}'")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass to stderr")
+    p.add_argument("--print-ir-after", metavar="PASS", action="append", default=[],
+                   help="print the IR after the named pass to stderr (repeatable)")
+    p.add_argument("--print-ir-after-change", action="store_true",
+                   help="print the IR after every pass that changed it, to stderr")
+    p.add_argument("--dump-dir", metavar="DIR",
+                   help="write the IR after each pass to DIR/NN-PASS.mlir, plus manifest.json")
+    p.add_argument("--timing", action="store_true", help="print each pass's time and op counts to stderr")
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("run", help="execute a model with the NumPy reference",
@@ -169,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="X.npz", help="inputs keyed by model argument name")
     p.add_argument("--seed", type=int, default=0, help="seed for drawn inputs and weights (default 0)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write outputs to OUT.npz")
+    _add_target(p)
+    p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default="graph",
+                   help="lower the model to this stage first and execute that IR (default: graph)")
     p.set_defaults(run=cmd_run)
 
     p = sub.add_parser("opt", help="run passes over printed IR (like mlir-opt)",

@@ -14,8 +14,9 @@ from xdsl.passes import ModulePass, PassPipeline
 from xdsl.transforms import get_all_passes
 
 from compiler.diagnostics import StrataError
+from passes.fuse import FusePass
 
-STRATA_PASSES: tuple[type[ModulePass], ...] = ()
+STRATA_PASSES: tuple[type[ModulePass], ...] = (FusePass,)
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -491,7 +491,10 @@ def run_module(
         if missing:
             raise ExecutionError(f"no value given for {kind} {', '.join(repr(n) for n in missing)}")
         if extra:
-            raise ExecutionError(f"{', '.join(repr(n) for n in extra)} is not a {kind} of the model")
+            article = "an" if kind == "input" else "a"
+            raise ExecutionError(
+                f"{', '.join(repr(n) for n in extra)} is not {article} {kind} of the model"
+            )
     args = [pools[kind][name] for kind, name in names]
     return run_function(func_op, args)
 

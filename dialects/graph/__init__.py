@@ -8,6 +8,8 @@ params; each argument carries `graph.input = "name"` or `graph.param =
 
 from xdsl.ir import Dialect
 
+from dialects.graph.kernel import KernelOp, YieldOp
+
 from dialects.graph.ops import (
     AbsOp,
     AddOp,
@@ -107,5 +109,8 @@ Graph = Dialect(
         MaxPool2DOp,
         AvgPool2DOp,
         GlobalAvgPoolOp,
+        # Fused kernels
+        KernelOp,
+        YieldOp,
     ],
 )

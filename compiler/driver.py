@@ -1,0 +1,169 @@
+"""
+The compiler on one screen: stages, the default pipeline per target, and the
+pass runner with IR dumps, timing, a manifest and failure reproducers.
+
+`compile_module` runs the passes that take a module from the stage it is at
+(detected from the IR, so any dump can be resumed) up to the `--emit` stage,
+verifying after every pass. A pass that raises, or leaves IR that does not
+verify, is reported with the pass name, the op and its `.model` location,
+and a reproducer (the IR before the pass plus the `strata opt` command that
+replays it) is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
+from xdsl.passes import ModulePass
+
+from compiler import ir
+from compiler.diagnostics import StrataError
+from dialects.graph.kernel import KernelOp
+from passes.fuse import TARGETS, FusePass
+
+
+class Stage(StrEnum):
+    """Ordered emit levels; `--emit` stops after the named stage."""
+
+    GRAPH = "graph"
+    FUSED = "fused"
+
+
+STAGE_ORDER = tuple(Stage)
+
+
+def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]], ...]:
+    """The passes that produce each stage, in order, for `target`."""
+    return ((Stage.FUSED, (FusePass(target=target),)),)
+
+
+def detect_stage(module: ModuleOp) -> Stage:
+    """The stage printed IR is at, so compilation can resume from any dump."""
+    if any(isinstance(op, KernelOp) for op in module.walk()):
+        return Stage.FUSED
+    return Stage.GRAPH
+
+
+def passes_between(target: str, start: Stage, emit: Stage) -> list[ModulePass]:
+    """Passes that take IR at `start` to `emit`."""
+    first, last = STAGE_ORDER.index(start), STAGE_ORDER.index(emit)
+    if last < first:
+        raise StrataError(f"error: the input is already at stage '{start}', past --emit {emit}")
+    return [
+        p
+        for stage, stage_passes in default_pipeline(target)
+        if first < STAGE_ORDER.index(stage) <= last
+        for p in stage_passes
+    ]
+
+
+def op_counts(module: Operation) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in module.walk():
+        counts[op.name] = counts.get(op.name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@dataclass
+class DumpOptions:
+    """Where and when to print the IR between passes."""
+
+    after_all: bool = False
+    after: frozenset[str] = frozenset()
+    after_change: bool = False
+    dump_dir: Path | None = None
+    timing: bool = False
+    debuginfo: bool = True
+    stderr: Callable[[str], None] = print
+
+
+@dataclass
+class PassRecord:
+    index: int
+    name: str
+    options: str
+    changed: bool
+    time_s: float
+    ops_before: int
+    ops_after: int
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+
+def run_passes(
+    ctx: Context, module: ModuleOp, passes: list[ModulePass], dumps: DumpOptions
+) -> list[PassRecord]:
+    """Apply `passes` in order with verification, dumps and records."""
+    records: list[PassRecord] = []
+    text = ir.print_module(module, dumps.debuginfo)
+    if dumps.dump_dir is not None:
+        dumps.dump_dir.mkdir(parents=True, exist_ok=True)
+        (dumps.dump_dir / "00-input.mlir").write_text(text)
+    for index, module_pass in enumerate(passes, start=1):
+        before_text, before_ops = text, sum(1 for _ in module.walk())
+        start = time.perf_counter()
+        try:
+            module_pass.apply(ctx, module)
+            ir.verify_module(module)
+        except Exception as err:
+            raise _pass_failure(module_pass, err, before_text, dumps) from None
+        elapsed = time.perf_counter() - start
+        text = ir.print_module(module, dumps.debuginfo)
+        counts = op_counts(module)
+        record = PassRecord(
+            index, module_pass.name, module_pass.pipeline_pass_spec().__str__(),
+            text != before_text, elapsed, before_ops, sum(counts.values()), counts,
+        )
+        records.append(record)
+        header = f"// -----// IR Dump After {record.options} ({module_pass.name}) //----- //"
+        if (
+            dumps.after_all
+            or module_pass.name in dumps.after
+            or (dumps.after_change and record.changed)
+        ):
+            dumps.stderr(header + "\n" + text)
+        if dumps.dump_dir is not None:
+            (dumps.dump_dir / f"{index:02d}-{module_pass.name}.mlir").write_text(text)
+        if dumps.timing:
+            dumps.stderr(
+                f"{record.options:<40} {elapsed * 1e3:9.1f} ms  ops {before_ops} -> {record.ops_after}"
+                + ("" if record.changed else "  (no change)")
+            )
+    if dumps.dump_dir is not None:
+        manifest = {"passes": [vars(r) for r in records]}
+        (dumps.dump_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return records
+
+
+def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dumps: DumpOptions) -> StrataError:
+    spec = str(module_pass.pipeline_pass_spec())
+    where = Path(dumps.dump_dir) if dumps.dump_dir is not None else Path(".")
+    reproducer = where / "strata-reproducer.mlir"
+    message = str(err) if isinstance(err, StrataError) else f"{type(err).__name__}: {err}"
+    try:
+        reproducer.write_text(f"// Replay with: strata opt {reproducer} -p '{spec}'\n" + before_text)
+        saved = f"\nreproducer written to {reproducer}: strata opt {reproducer} -p '{spec}'"
+    except OSError:
+        saved = ""
+    return StrataError(f"pass '{spec}' failed:\n{message}{saved}")
+
+
+def compile_module(
+    module: ModuleOp,
+    target: str,
+    emit: Stage,
+    dumps: DumpOptions | None = None,
+    pipeline: list[ModulePass] | None = None,
+) -> list[PassRecord]:
+    """Lower `module` in place from its current stage to `emit` for `target`."""
+    if target not in TARGETS:
+        raise StrataError(f"error: unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    passes = pipeline if pipeline is not None else passes_between(target, detect_stage(module), emit)
+    return run_passes(ir.make_context(), module, passes, dumps or DumpOptions())

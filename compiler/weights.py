@@ -1,0 +1,321 @@
+"""
+Inputs and weights for executing a model: signatures, random values, `.npz` files.
+
+A model is a `func.func` whose arguments are its inputs (`graph.input =
+"name"`) and then its params (`graph.param = "path"`). `model_signature`
+lists them as `ArgSpec`s; `random_values` invents values for them;
+`load_npz` reads user-supplied ones and checks them against the signature;
+`save_outputs` and `summarize` present the results.
+
+Random values follow one rule that looks only at an argument's kind, dtype
+and shape, never at its name or at the ops that use it:
+
+- float params of rank >= 2: N(0, 1) / sqrt(fan_in), with fan_in the
+  product of all dims but the first for rank 4 (a conv weight
+  `[O, C/groups, KH, KW]`) and `shape[-2]` otherwise (the contracted dim of
+  `x @ w` for `w: [..., K, N]`). A matmul or conv then maps unit-variance
+  inputs to roughly unit-variance outputs, so values stay tame through deep
+  networks (this is LeCun initialisation).
+- float params of rank 0 or 1 (biases, norm scales and shifts): 1 + 0.1 *
+  N(0, 1). Used as a scale this keeps a signal's magnitude; used as a shift
+  it moves it by about one unit. Either way nothing grows with depth faster
+  than linearly.
+- float inputs: N(0, 1).
+- integer arguments: uniform in [0, n), where `n` is from `index_ranges`
+  (see `integer_input_ranges`: the table size for gather ids), else 100,
+  and never beyond the dtype's range.
+
+Floats are drawn in float32 and rounded to the argument's dtype. The same
+`rng` state and specs give the same values.
+
+Every problem with a user's file is a `StrataError` whose message names the
+file and the entry, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.ir import BlockArgument
+
+from compiler.diagnostics import StrataError
+from compiler.reference import (
+    NUMPY_DTYPES,
+    argument_names,
+    convert,
+    is_float_dtype,
+    model_dtype_name,
+)
+from dialects.graph import ops as g
+from dialects.graph.dtypes import FLOAT_DTYPES, dtype_name
+from dialects.graph.shapes import fmt
+
+DEFAULT_INT_RANGE = 100
+"""Integer arguments not used as gather ids are drawn from [0, 100)."""
+
+_FILE_LABEL = {"input": "inputs", "param": "weights"}
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One model argument: its name (input name or param path), kind, shape and dtype."""
+
+    name: str
+    kind: str
+    """`"input"` or `"param"`."""
+    shape: tuple[int, ...]
+    dtype: str
+    """Model-language dtype name: `f32`, `bf16`, `i32`, ..."""
+
+    @property
+    def type_str(self) -> str:
+        """The type as the model language writes it: `f32[768, 768]`."""
+        return f"{self.dtype}{fmt(self.shape)}"
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return NUMPY_DTYPES[self.dtype]
+
+
+def model_signature(func_op: func.FuncOp) -> list[ArgSpec]:
+    """The model's arguments, in argument order."""
+    specs = []
+    for (kind, name), arg in zip(argument_names(func_op), func_op.body.block.args, strict=True):
+        specs.append(
+            ArgSpec(name, kind, tuple(arg.type.get_shape()), dtype_name(arg.type.element_type))
+        )
+    return specs
+
+
+def integer_input_ranges(func_op: func.FuncOp) -> dict[str, int]:
+    """
+    For each integer argument used directly as the `ids` of a `graph.gather`,
+    the smallest first dimension of the tables it indexes, by argument name.
+    Values drawn below it are all valid ids.
+    """
+    names = [name for _, name in argument_names(func_op)]
+    entry = func_op.body.block
+    ranges: dict[str, int] = {}
+    for op in func_op.walk():
+        if not isinstance(op, g.GatherOp):
+            continue
+        ids = op.ids
+        if isinstance(ids, BlockArgument) and ids.block is entry:
+            name = names[ids.index]
+            size = op.table.type.get_shape()[0]
+            ranges[name] = min(size, ranges.get(name, size))
+    return ranges
+
+
+# --------------------------------------------------------------------------- random values
+
+
+def fan_in(shape: Sequence[int]) -> int:
+    """Inputs feeding one output of a param of rank >= 2 (see the module docstring)."""
+    if len(shape) == 4:
+        return max(1, int(np.prod(shape[1:])))
+    return max(1, shape[-2])
+
+
+def random_value(spec: ArgSpec, rng: np.random.Generator, int_range: int = DEFAULT_INT_RANGE) -> np.ndarray:
+    """A random value for one argument (the rule in the module docstring)."""
+    dtype = spec.numpy_dtype
+    if spec.dtype not in FLOAT_DTYPES:
+        high = max(1, min(int_range, int(np.iinfo(dtype).max) + 1))
+        return np.asarray(rng.integers(0, high, size=spec.shape, dtype=dtype))
+    x = rng.standard_normal(spec.shape, dtype=np.float32)
+    if spec.kind == "param":
+        if len(spec.shape) >= 2:
+            x *= np.float32(1.0 / np.sqrt(fan_in(spec.shape)))
+        else:
+            x = np.float32(1.0) + np.float32(0.1) * x
+    return convert(np.asarray(x), dtype)
+
+
+def random_values(
+    specs: Sequence[ArgSpec],
+    rng: np.random.Generator,
+    index_ranges: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Random values for `specs`, by name, drawn in order from `rng`."""
+    ranges = index_ranges or {}
+    return {
+        s.name: random_value(s, rng, ranges.get(s.name, DEFAULT_INT_RANGE)) for s in specs
+    }
+
+
+# --------------------------------------------------------------------------- npz files
+
+
+def load_npz(
+    path: str,
+    specs: Sequence[ArgSpec],
+    kind: str,
+    *,
+    allow_missing: bool = False,
+) -> dict[str, np.ndarray]:
+    """
+    Read the `kind` ("input" or "param") arguments of `specs` from an `.npz`.
+
+    Each entry is converted to its argument's dtype (floats from any float
+    or integer array, rounding; integers from integer arrays whose values
+    fit). An entry the model does not have, a wrong shape, a dtype that does
+    not convert, or a file that is not an `.npz` archive raises
+    `StrataError`; so does a missing entry unless `allow_missing`, in which
+    case only the entries present are returned.
+    """
+    if kind not in _FILE_LABEL:
+        raise ValueError(f"kind must be 'input' or 'param', not {kind!r}")
+    where = f"{_FILE_LABEL[kind]} file {path}"
+    wanted = {s.name: s for s in specs if s.kind == kind}
+    with _open_npz(path, where) as archive:
+        present = list(archive.files)
+        _check_names(where, kind, present, wanted, allow_missing)
+        values = {}
+        for name, spec in wanted.items():
+            if name in present:
+                values[name] = _check_entry(where, spec, _read_entry(archive, name, where))
+    return values
+
+
+def _open_npz(path: str, where: str):
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise StrataError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise StrataError(f"{where}: is a directory, not an .npz file") from None
+    except OSError as err:
+        # NumPy reports content it cannot recognise as OSError too.
+        reason = err.strerror or "not an .npz archive"
+        raise StrataError(f"{where}: cannot read it ({reason})") from None
+    except zipfile.BadZipFile as err:
+        raise StrataError(f"{where}: not a valid .npz archive ({err})") from None
+    except (ValueError, EOFError):
+        # NumPy guesses that unknown content is a pickle; it is just not ours.
+        raise StrataError(f"{where}: not a valid .npz archive") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise StrataError(f"{where}: holds a single .npy array, not an .npz archive of named arrays")
+    return archive
+
+
+def _read_entry(archive, name: str, where: str) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise StrataError(f"{where}: '{name}' holds Python objects, not numbers") from None
+        raise StrataError(f"{where}: '{name}' is corrupt ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise StrataError(f"{where}: '{name}' is corrupt ({err})") from None
+
+
+def _check_names(
+    where: str, kind: str, present: Sequence[str], wanted: Mapping[str, ArgSpec], allow_missing: bool
+) -> None:
+    extra = [n for n in present if n not in wanted]
+    if extra:
+        name = extra[0]
+        hint = difflib.get_close_matches(name, list(wanted), n=1)
+        more = f" (and {len(extra) - 1} more entries)" if len(extra) > 1 else ""
+        suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise StrataError(f"{where}: '{name}' is not {_article(kind)} {kind} of the model{suggestion}{more}")
+    missing = [s for n, s in wanted.items() if n not in present]
+    if missing and not allow_missing:
+        listed = ", ".join(f"'{s.name}' ({s.type_str})" for s in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise StrataError(f"{where}: missing {listed}{more}")
+
+
+def _article(kind: str) -> str:
+    return "an" if kind == "input" else "a"
+
+
+def _check_entry(where: str, spec: ArgSpec, value: np.ndarray) -> np.ndarray:
+    if value.shape != spec.shape:
+        raise StrataError(
+            f"{where}: '{spec.name}' has shape {fmt(value.shape)}, the model needs {fmt(spec.shape)}"
+        )
+    target = spec.numpy_dtype
+    src = value.dtype
+    if is_float_dtype(target):
+        ok = is_float_dtype(src) or src.kind in "biu"
+    else:
+        ok = src.kind in "biu" and _fits(value, target)
+    if not ok:
+        raise StrataError(
+            f"{where}: '{spec.name}' has dtype {src}, which does not convert to {spec.dtype}"
+            + (" (values out of range)" if src.kind in "biu" else "")
+        )
+    return convert(value, target)
+
+
+def _fits(value: np.ndarray, dtype: np.dtype) -> bool:
+    if value.size == 0 or value.dtype.kind == "b":
+        return True
+    info = np.iinfo(dtype)
+    return int(value.min()) >= info.min and int(value.max()) <= info.max
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def save_outputs(path: str, outputs: Sequence[np.ndarray]) -> None:
+    """
+    Write outputs to an `.npz` at exactly `path`, as `out0`, `out1`, ...
+
+    Low-precision floats (f16 stays) are widened to float32, exactly, since
+    NumPy cannot read ml_dtypes arrays back without ml_dtypes.
+    """
+    arrays = {}
+    for i, value in enumerate(outputs):
+        value = np.asarray(value)
+        if is_float_dtype(value.dtype) and value.dtype.kind != "f":
+            value = value.astype(np.float32)
+        arrays[f"out{i}"] = value
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as err:
+        raise StrataError(f"cannot write outputs file {path}: {err.strerror or err}") from None
+
+
+def _dtype_label(dtype: np.dtype) -> str:
+    try:
+        return model_dtype_name(dtype)
+    except ValueError:
+        return str(dtype)
+
+
+def summarize(outputs: Sequence[np.ndarray]) -> str:
+    """
+    One line per output: `out0: f32[64, 10] mean=... std=... min=... max=...`.
+
+    Statistics are over the finite values; NaN and infinity counts are
+    appended when there are any.
+    """
+    lines = []
+    for i, value in enumerate(outputs):
+        value = np.asarray(value)
+        head = f"out{i}: {_dtype_label(value.dtype)}{fmt(value.shape)}"
+        x = value.astype(np.float64).ravel()
+        finite = x[np.isfinite(x)]
+        if finite.size:
+            head += (
+                f" mean={finite.mean():.6g} std={finite.std():.6g}"
+                f" min={finite.min():.6g} max={finite.max():.6g}"
+            )
+        elif x.size == 0:
+            head += " (empty)"
+        nans, infs = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        if nans:
+            head += f" nan={nans}"
+        if infs:
+            head += f" inf={infs}"
+        lines.append(head)
+    return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""
+`fuse{target=...}`: group graph ops into `graph.kernel` regions.
+
+Preconditions: graph-stage IR (one `func.func` of graph ops, no kernels yet).
+Postconditions: every compute op lives in exactly one `graph.kernel`;
+`graph.reshape` (a view) and unused constants stay outside; each kernel has
+one output and its location fuses the locations of all its ops. Values are
+unchanged: a kernel computes exactly what its ops computed.
+
+Steps, in priority order (an op joins the first group that claims it):
+1. `graph.split` becomes one `graph.slice` per part, so each part can be
+   read by the kernel that consumes it.
+2. Attention: `matmul -> [mul by scalar] -> [causal_mask] -> softmax(last axis)
+   -> matmul`, every link single-use, becomes one `attention` kernel, lowered
+   later as a flash kernel that never materialises the scores.
+3. GEMM and conv anchors with their epilogues: the anchor's single-use
+   result flows into the elementwise op that consumes it (bias, activation,
+   residual add, cast), repeatedly.
+4. Row-wise ops (softmax, layernorm, rmsnorm) with their elementwise
+   producers and epilogues; then reductions, pools, gathers and concats with
+   their epilogues.
+5. Remaining elementwise ops form chains.
+6. Prologues: single-use data movement (transpose, slice, reshape) feeding a
+   group is read by that group; leftover movement becomes a `copy` kernel.
+
+Options `attention`, `epilogue` and `prologue` switch steps 2, 4 and 6 off;
+they are the fusion choices exposed to the autotuner (`epilogue` covers
+the epilogues of steps 3 and 4).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, FusedLoc, ModuleOp, NoneAttr, StringAttr, UnknownLoc
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from dialects.graph import ops as g
+from dialects.graph.kernel import KernelOp, YieldOp
+
+TARGETS = ("gpu", "tpu", "lpu")
+TARGET_ATTR = "strata.target"
+"""Module attribute recording the target the IR is being compiled for."""
+
+ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp)
+MOVEMENT = (g.TransposeOp, g.SliceOp, g.ReshapeOp)
+ROW = (g.SoftmaxOp, g.LogSoftmaxOp, g.LayerNormOp, g.RmsNormOp)
+OTHER_ANCHORS = {
+    g.ReductionOp: "reduction",
+    g.Pool2DOp: "pool",
+    g.GlobalAvgPoolOp: "pool",
+    g.GatherOp: "gather",
+    g.ConcatOp: "copy",
+}
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _single_user(value: SSAValue) -> Operation | None:
+    users = {use.operation for use in value.uses}
+    return users.pop() if len(users) == 1 and len(list(value.uses)) == 1 else None
+
+
+def _producer(value: SSAValue) -> Operation | None:
+    owner = value.owner
+    return owner if isinstance(owner, Operation) else None
+
+
+def _is_scalar_constant(op: Operation | None) -> bool:
+    return isinstance(op, g.ConstantOp) and op.result.type.get_shape() == ()
+
+
+def split_to_slices(block: Block) -> None:
+    """Rewrite each `graph.split` as one `graph.slice` per result."""
+    for op in list(block.ops):
+        if not isinstance(op, g.SplitOp):
+            continue
+        axis = op.axis.value.data
+        size = op.outputs[0].type.get_shape()[axis]
+        slices = []
+        for i, out in enumerate(op.outputs):
+            piece = g.SliceOp(op.input, axis, i * size, (i + 1) * size, out.type)
+            piece.location = op.location
+            piece.result.name_hint = out.name_hint
+            slices.append(piece)
+        Rewriter.replace_op(op, slices, [s.result for s in slices])
+
+
+@dataclass
+class _Group:
+    kind: str
+    ops: set[Operation]
+    tail: Operation
+    """The op whose (single) result leaves the group."""
+
+
+class _Grouper:
+    """Assigns ops to groups, following the steps in the module docstring."""
+
+    def __init__(self, block: Block, attention: bool, epilogue: bool, prologue: bool):
+        self.block = block
+        self.order = {op: i for i, op in enumerate(block.ops)}
+        self.owner: dict[Operation, _Group] = {}
+        self.groups: list[_Group] = []
+        self.options = (attention, epilogue, prologue)
+
+    def free(self, op: Operation | None) -> bool:
+        return op is not None and op.parent_block() is self.block and op not in self.owner
+
+    def new_group(self, kind: str, ops: list[Operation], tail: Operation) -> _Group:
+        group = _Group(kind, set(ops), tail)
+        for op in ops:
+            self.owner[op] = group
+        self.groups.append(group)
+        return group
+
+    def add(self, group: _Group, op: Operation) -> None:
+        group.ops.add(op)
+        self.owner[op] = group
+
+    def run(self) -> list[_Group]:
+        attention, epilogue, prologue = self.options
+        ops = list(self.block.ops)
+        if attention:
+            for op in ops:
+                if isinstance(op, g.SoftmaxOp) and self.free(op):
+                    self.match_attention(op)
+        for op in ops:
+            if isinstance(op, g.MatmulOp | g.Conv2DOp) and self.free(op):
+                self.new_group("gemm" if isinstance(op, g.MatmulOp) else "conv", [op], op)
+        if epilogue:
+            for group in list(self.groups):
+                self.extend_epilogue(group)
+        for op in ops:
+            if isinstance(op, ROW) and self.free(op):
+                group = self.new_group("row", [op], op)
+                if prologue:
+                    self.absorb_producers(group, op, ELEMENTWISE)
+                if epilogue:
+                    self.extend_epilogue(group)
+        for op in ops:
+            for cls, kind in OTHER_ANCHORS.items():
+                if isinstance(op, cls) and self.free(op):
+                    group = self.new_group(kind, [op], op)
+                    if epilogue:
+                        self.extend_epilogue(group)
+        for op in ops:
+            if isinstance(op, ELEMENTWISE) and self.free(op):
+                group = self.new_group("elementwise", [op], op)
+                self.absorb_producers(group, op, ELEMENTWISE)
+                self.extend_epilogue(group)
+        if prologue:
+            for group in list(self.groups):
+                for op in sorted(group.ops, key=self.order.__getitem__):
+                    self.absorb_producers(group, op, MOVEMENT)
+        for op in ops:
+            if isinstance(op, g.TransposeOp | g.SliceOp) and self.free(op):
+                group = self.new_group("copy", [op], op)
+                self.absorb_producers(group, op, MOVEMENT)
+        return self.groups
+
+    def match_attention(self, softmax: g.SoftmaxOp) -> None:
+        rank = len(softmax.result.type.get_shape())
+        if softmax.axis.value.data != rank - 1:
+            return
+        pv = _single_user(softmax.result)
+        if not isinstance(pv, g.MatmulOp) or pv.lhs is not softmax.result or not self.free(pv):
+            return
+        chain: list[Operation] = [softmax, pv]
+        value = softmax.input
+        op = _producer(value)
+        if isinstance(op, g.CausalMaskOp) and _single_user(value) is softmax and self.free(op):
+            chain.append(op)
+            value = op.input
+        user = chain[-1]
+        op = _producer(value)
+        if isinstance(op, g.MulOp | g.DivOp) and _single_user(value) is user and self.free(op):
+            scale = _producer(op.rhs)
+            if _is_scalar_constant(scale):
+                chain.append(op)
+                value = op.lhs
+                user = op
+        user = chain[-1]
+        qk = _producer(value)
+        if not isinstance(qk, g.MatmulOp) or _single_user(value) is not user or not self.free(qk):
+            return
+        chain.append(qk)
+        self.new_group("attention", chain, pv)
+
+    def extend_epilogue(self, group: _Group) -> None:
+        while True:
+            user = _single_user(group.tail.results[0]) if len(group.tail.results) == 1 else None
+            if not isinstance(user, ELEMENTWISE) or not self.free(user):
+                return
+            self.add(group, user)
+            group.tail = user
+
+    def absorb_producers(self, group: _Group, op: Operation, kinds) -> None:
+        for operand in op.operands:
+            producer = _producer(operand)
+            if (
+                isinstance(producer, kinds)
+                and self.free(producer)
+                and _single_user(operand) is op
+            ):
+                self.add(group, producer)
+                self.absorb_producers(group, producer, kinds)
+
+
+def _fused_location(ops: list[Operation]):
+    locs = []
+    for op in ops:
+        loc = op.location
+        parts = loc.locations.data if isinstance(loc, FusedLoc) else (loc,)
+        for part in parts:
+            if not isinstance(part, UnknownLoc) and part not in locs:
+                locs.append(part)
+    if not locs:
+        return UnknownLoc()
+    return locs[0] if len(locs) == 1 else FusedLoc(ArrayAttr(locs), NoneAttr())
+
+
+def materialize(group: _Group, name: str, order: dict[Operation, int]) -> KernelOp:
+    """Move the group's ops into a new `graph.kernel` placed before its tail."""
+    ops = sorted(group.ops, key=order.__getitem__)
+    inputs: list[SSAValue] = []
+    constants: list[Operation] = []
+    for op in ops:
+        for operand in op.operands:
+            producer = _producer(operand)
+            if producer in group.ops or operand in inputs:
+                continue
+            if _is_scalar_constant(producer):
+                if producer not in constants:
+                    constants.append(producer)
+                continue
+            inputs.append(operand)
+    block = Block(arg_types=[v.type for v in inputs])
+    mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, block.args))
+    for arg, value in zip(block.args, inputs):
+        arg.name_hint = value.name_hint
+    for op in constants + ops:
+        clone = op.clone(value_mapper=mapping)
+        block.add_op(clone)
+    tail_value = group.tail.results[0]
+    block.add_op(YieldOp(mapping[tail_value]))
+    kernel = KernelOp(name, group.kind, inputs, [tail_value.type], Region(block))
+    kernel.location = _fused_location(ops)
+    kernel.outputs[0].name_hint = tail_value.name_hint
+    parent = group.tail.parent_block()
+    parent.insert_op_before(kernel, group.tail)
+    tail_value.replace_all_uses_with(kernel.outputs[0])
+    for op in reversed(ops):
+        op.detach()
+        op.erase()
+    return kernel
+
+
+def fuse_function(fn: func.FuncOp, attention: bool, epilogue: bool, prologue: bool) -> int:
+    """Fuse one function's body; return the number of kernels made."""
+    block = fn.body.block
+    if any(isinstance(op, KernelOp) for op in block.ops):
+        return 0  # already fused: the pass is idempotent
+    split_to_slices(block)
+    grouper = _Grouper(block, attention, epilogue, prologue)
+    groups = grouper.run()
+    order = dict(grouper.order)
+    for i, op in enumerate(block.ops):
+        order.setdefault(op, i)
+    counters: dict[str, int] = {}
+    for group in sorted(groups, key=lambda grp: order[grp.tail]):
+        index = counters.get(group.kind, 0)
+        counters[group.kind] = index + 1
+        materialize(group, f"{group.kind}_{index}", order)
+    for op in list(block.ops):
+        if isinstance(op, g.ConstantOp) and not op.result.uses:
+            op.detach()
+            op.erase()
+    return sum(counters.values())
+
+
+@dataclass(frozen=True)
+class FusePass(ModulePass):
+    """Group graph ops into `graph.kernel` regions (see the module docstring)."""
+
+    name = "fuse"
+
+    target: str = "gpu"
+    """One of `gpu`, `tpu`, `lpu`; recorded on the module for later passes."""
+    attention: bool = True
+    """Fuse the attention pattern into one flash-style kernel."""
+    epilogue: bool = True
+    """Let elementwise consumers ride in their producer's kernel."""
+    prologue: bool = True
+    """Let single-use data movement and elementwise producers ride in their consumer's kernel."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"fuse: unknown target '{self.target}' (targets: {', '.join(TARGETS)})")
+        op.attributes[TARGET_ATTR] = StringAttr(self.target)
+        for fn in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
+            fuse_function(fn, self.attention, self.epilogue, self.prologue)
+
+    @classmethod
+    def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[FusePass, ...]:
+        """Every combination of the three fusion switches, for the module's target."""
+        target = module_op.attributes.get(TARGET_ATTR)
+        target_name = target.data if isinstance(target, StringAttr) else "gpu"
+        return tuple(
+            cls(target_name, a, e, p) for a, e, p in itertools.product((True, False), repeat=3)
+        )
