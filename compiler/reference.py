@@ -32,9 +32,9 @@ Semantics, beyond the op docstrings and the model-language spec:
 
 Guarantees: every result has exactly the op's declared shape and dtype (a
 mismatch raises `ExecutionError`); inputs are never modified; an op without a
-handler raises `UnsupportedOpError` naming the op and its location. Ops with
-regions (a future `graph.kernel`) are added by registering a handler that
-evaluates the region with `run_block`.
+handler raises `UnsupportedOpError` naming the op and its location. Region
+ops such as `graph.kernel` have a handler that evaluates their body with
+`run_block`, so fused IR computes exactly what the unfused IR did.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from compiler.diagnostics import StrataError
 from dialects.graph import INPUT_ATTR, PARAM_ATTR
 from dialects.graph import ops as g
 from dialects.graph.dtypes import dtype_name
+from dialects.graph.kernel import KernelOp
 from dialects.graph.shapes import fmt
 
 # --------------------------------------------------------------------------- errors
@@ -97,7 +98,7 @@ def numpy_dtype(element_type: Attribute) -> np.dtype:
     try:
         return NUMPY_DTYPES[dtype_name(element_type)]
     except ValueError as err:
-        raise ExecutionError(str(err)) from None
+        raise ExecutionError(f"error: {err}") from None
 
 
 def model_dtype_name(dtype: np.dtype) -> str:
@@ -291,8 +292,9 @@ def register(*op_classes: type[Operation], widen: bool = True, needs_env: bool =
 def describe_location(op: Operation) -> str:
     """Where an op comes from: `file:line:col` when known, else its position."""
     loc = op.location
-    if isinstance(loc, FileLineColLoc):
-        return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
+    source = _source_position(loc)
+    if source is not None:
+        return source
     parent = op.parent_op()
     position = ""
     block = op.parent_block()
@@ -304,6 +306,29 @@ def describe_location(op: Operation) -> str:
     if not isinstance(loc, UnknownLoc):
         return f"{loc} ({position})" if position else str(loc)
     return position or "unknown location"
+
+
+def op_error(cls: type[ExecutionError], op: Operation, message: str) -> ExecutionError:
+    """An error about `op`: `FILE:LINE:COL: error: ...` when its source is known."""
+    source = _source_position(op.location)
+    if source is not None:
+        return cls(f"{source}: error: {message}")
+    return cls(f"error: {message} (at {describe_location(op)})")
+
+
+def _source_position(loc: Attribute) -> str | None:
+    """The first `file:line:col` in a location, looking inside name, call-site
+    and fused locations (a fused kernel's location lists all of its ops)."""
+    if isinstance(loc, FileLineColLoc):
+        return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
+    for param in getattr(loc, "parameters", ()):
+        items = param.data if isinstance(param, ArrayAttr) else (param,)
+        for item in items:
+            if isinstance(item, Attribute):
+                found = _source_position(item)
+                if found is not None:
+                    return found
+    return None
 
 
 def _last_uses(block: Block) -> tuple[list[Operation], dict[SSAValue, int]]:
@@ -332,7 +357,7 @@ def run_block(
     last use so that large models fit in memory.
     """
     if len(args) != len(block.args):
-        raise ExecutionError(f"block takes {len(block.args)} arguments, got {len(args)}")
+        raise ExecutionError(f"error: block takes {len(block.args)} arguments, got {len(args)}")
     env: dict[SSAValue, np.ndarray] = dict(outer) if outer else {}
     env.update(zip(block.args, args))
     ops, last = _last_uses(block)
@@ -346,34 +371,29 @@ def run_block(
         for v in op.operands:
             if last.get(v) == i and (outer is None or v not in outer):
                 env.pop(v, None)
-    raise ExecutionError("block has no terminator")
+    raise ExecutionError("error: block has no terminator")
 
 
 def _lookup(env: Mapping[SSAValue, np.ndarray], value: SSAValue, op: Operation) -> np.ndarray:
     try:
         return env[value]
     except KeyError:
-        raise ExecutionError(
-            f"'{op.name}' at {describe_location(op)} uses a value that is not defined"
-        ) from None
+        raise op_error(ExecutionError, op, f"'{op.name}' uses a value that is not defined") from None
 
 
 def _execute(op: Operation, env: Mapping[SSAValue, np.ndarray]) -> list[np.ndarray]:
     """Run one op through its handler; check and round its results."""
     handler = HANDLERS.get(type(op))
     if handler is None:
-        raise UnsupportedOpError(
-            f"the reference executor does not support '{op.name}' (at {describe_location(op)})"
-        )
+        raise op_error(UnsupportedOpError, op, f"the reference executor does not support '{op.name}'")
     args = [_lookup(env, v, op) for v in op.operands]
     if type(op) in _WIDEN:
         args = [_compute_dtype(a) for a in args]
     out = handler(op, args, env) if type(op) in _NEEDS_ENV else handler(op, args)
     values = list(out) if isinstance(out, (list, tuple)) else [out]
     if len(values) != len(op.results):
-        raise ExecutionError(
-            f"'{op.name}' at {describe_location(op)} produced {len(values)} values"
-            f" for {len(op.results)} results"
+        raise op_error(
+            ExecutionError, op, f"'{op.name}' produced {len(values)} values for {len(op.results)} results"
         )
     return [_finish(op, r.type, v) for r, v in zip(op.results, values)]
 
@@ -381,15 +401,14 @@ def _execute(op: Operation, env: Mapping[SSAValue, np.ndarray]) -> list[np.ndarr
 def _finish(op: Operation, result_type: Attribute, value: np.ndarray) -> np.ndarray:
     """Round a handler's value to the declared result dtype; check its shape."""
     if not isinstance(result_type, TensorType):
-        raise ExecutionError(
-            f"'{op.name}' at {describe_location(op)} has a non-tensor result {result_type}"
-        )
+        raise op_error(ExecutionError, op, f"'{op.name}' has a non-tensor result {result_type}")
     value = convert(np.asarray(value), numpy_dtype(result_type.element_type))
     expected = tuple(result_type.get_shape())
     if value.shape != expected:
-        raise ExecutionError(
-            f"'{op.name}' at {describe_location(op)} computed shape {fmt(value.shape)},"
-            f" its declared result shape is {fmt(expected)}"
+        raise op_error(
+            ExecutionError,
+            op,
+            f"'{op.name}' computed shape {fmt(value.shape)}, its declared result shape is {fmt(expected)}",
         )
     return value
 
@@ -402,14 +421,14 @@ def run_function(func_op: func.FuncOp, args: Sequence[np.ndarray]) -> list[np.nd
     Evaluate `func_op` on `args` (one array per block argument, in order).
 
     Each argument must have the declared shape; its dtype is converted to the
-    declared one when NumPy calls that a same-kind cast (ints to ints or
-    floats, floats to floats). Returns one array per `func.return` operand;
+    declared one (with `convert`) when that is meaningful: integers to
+    integers or floats, floats to floats. Returns one array per `func.return` operand;
     none of them shares memory with an argument.
     """
     block = func_op.body.block
     name = func_op.sym_name.data
     if len(args) != len(block.args):
-        raise ExecutionError(f"@{name} takes {len(block.args)} arguments, got {len(args)}")
+        raise ExecutionError(f"error: @{name} takes {len(block.args)} arguments, got {len(args)}")
     bound = [_bind_argument(name, i, arg.type, a) for i, (arg, a) in enumerate(zip(block.args, args))]
     with np.errstate(all="ignore"):
         outputs = run_block(block, bound)
@@ -425,10 +444,10 @@ def _bind_argument(func_name: str, index: int, arg_type: Attribute, value) -> np
     shape = tuple(arg_type.get_shape())
     what = f"argument #{index} of @{func_name}"
     if value.shape != shape:
-        raise ExecutionError(f"{what} has shape {fmt(value.shape)}, the function needs {fmt(shape)}")
+        raise ExecutionError(f"error: {what} has shape {fmt(value.shape)}, the function needs {fmt(shape)}")
     if not _castable(value.dtype, want):
         raise ExecutionError(
-            f"{what} has dtype {value.dtype}, which does not convert to {model_dtype_name(want)}"
+            f"error: {what} has dtype {value.dtype}, which does not convert to {model_dtype_name(want)}"
         )
     return convert(value, want)
 
@@ -457,7 +476,7 @@ def argument_names(func_op: func.FuncOp) -> list[tuple[str, str]]:
                 break
         else:
             raise ExecutionError(
-                f"argument #{i} of @{func_op.sym_name.data} has neither a"
+                f"error: argument #{i} of @{func_op.sym_name.data} has neither a"
                 f" '{INPUT_ATTR}' nor a '{PARAM_ATTR}' attribute"
             )
     return names
@@ -467,7 +486,7 @@ def model_function(module: ModuleOp) -> func.FuncOp:
     """The single `func.func` of a model module."""
     funcs = [op for op in module.ops if isinstance(op, func.FuncOp)]
     if len(funcs) != 1:
-        raise ExecutionError(f"a model module must hold exactly one func.func, found {len(funcs)}")
+        raise ExecutionError(f"error: a model module must hold exactly one func.func, found {len(funcs)}")
     return funcs[0]
 
 
@@ -489,11 +508,11 @@ def run_module(
         missing = [n for k, n in names if k == kind and n not in pool]
         extra = sorted(set(pool) - wanted)
         if missing:
-            raise ExecutionError(f"no value given for {kind} {', '.join(repr(n) for n in missing)}")
+            raise ExecutionError(f"error: no value given for {kind} {', '.join(repr(n) for n in missing)}")
         if extra:
             article = "an" if kind == "input" else "a"
             raise ExecutionError(
-                f"{', '.join(repr(n) for n in extra)} is not {article} {kind} of the model"
+                f"error: {', '.join(repr(n) for n in extra)} is not {article} {kind} of the model"
             )
     args = [pools[kind][name] for kind, name in names]
     return run_function(func_op, args)
@@ -747,6 +766,17 @@ def _split(op: g.SplitOp, args: list[np.ndarray]) -> list[np.ndarray]:
 def _gather(op: g.GatherOp, args: list[np.ndarray]) -> np.ndarray:
     table, ids = args
     return np.take(table, np.clip(ids, 0, table.shape[0] - 1), axis=0)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@register(KernelOp, widen=False)
+def _kernel(op: KernelOp, args: list[np.ndarray]) -> list[np.ndarray]:
+    # Isolated from above: the operands are the block arguments and
+    # graph.yield returns the results. The ops inside round as they would
+    # outside, so fusion never changes the reference's values.
+    return run_block(op.body.block, args)
 
 
 # --------------------------------------------------------------------------- pooling

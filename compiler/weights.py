@@ -155,12 +155,15 @@ def random_values(
 def load_npz(
     path: str,
     specs: Sequence[ArgSpec],
-    kind: str,
+    kind: str | None = None,
     *,
     allow_missing: bool = False,
 ) -> dict[str, np.ndarray]:
     """
     Read the `kind` ("input" or "param") arguments of `specs` from an `.npz`.
+
+    Without `kind`, `specs` must all be of one kind, which is used (an empty
+    `specs` accepts only an empty file).
 
     Each entry is converted to its argument's dtype (floats from any float
     or integer array, rounding; integers from integer arrays whose values
@@ -169,9 +172,14 @@ def load_npz(
     `StrataError`; so does a missing entry unless `allow_missing`, in which
     case only the entries present are returned.
     """
-    if kind not in _FILE_LABEL:
+    if kind is None:
+        kinds = {s.kind for s in specs}
+        if len(kinds) > 1:
+            raise ValueError("load_npz needs `kind` when specs mix inputs and params")
+        kind = kinds.pop() if kinds else None
+    if kind is not None and kind not in _FILE_LABEL:
         raise ValueError(f"kind must be 'input' or 'param', not {kind!r}")
-    where = f"{_FILE_LABEL[kind]} file {path}"
+    where = f"error: {_FILE_LABEL.get(kind, 'arguments')} file {path}"
     wanted = {s.name: s for s in specs if s.kind == kind}
     with _open_npz(path, where) as archive:
         present = list(archive.files)
@@ -206,7 +214,11 @@ def _open_npz(path: str, where: str):
 
 def _read_entry(archive, name: str, where: str) -> np.ndarray:
     try:
-        return archive[name]
+        value = archive[name]
+        if not isinstance(value, np.ndarray):
+            # NpzFile hands back the raw bytes of a member that is no .npy.
+            raise ValueError("not a NumPy array")
+        return value
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise StrataError(f"{where}: '{name}' holds Python objects, not numbers") from None
@@ -216,7 +228,7 @@ def _read_entry(archive, name: str, where: str) -> np.ndarray:
 
 
 def _check_names(
-    where: str, kind: str, present: Sequence[str], wanted: Mapping[str, ArgSpec], allow_missing: bool
+    where: str, kind: str | None, present: Sequence[str], wanted: Mapping[str, ArgSpec], allow_missing: bool
 ) -> None:
     extra = [n for n in present if n not in wanted]
     if extra:
@@ -224,7 +236,8 @@ def _check_names(
         hint = difflib.get_close_matches(name, list(wanted), n=1)
         more = f" (and {len(extra) - 1} more entries)" if len(extra) > 1 else ""
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise StrataError(f"{where}: '{name}' is not {_article(kind)} {kind} of the model{suggestion}{more}")
+        noun = kind or "argument"
+        raise StrataError(f"{where}: '{name}' is not {_article(kind)} {noun} of the model{suggestion}{more}")
     missing = [s for n, s in wanted.items() if n not in present]
     if missing and not allow_missing:
         listed = ", ".join(f"'{s.name}' ({s.type_str})" for s in missing[:5])
@@ -232,8 +245,8 @@ def _check_names(
         raise StrataError(f"{where}: missing {listed}{more}")
 
 
-def _article(kind: str) -> str:
-    return "an" if kind == "input" else "a"
+def _article(kind: str | None) -> str:
+    return "a" if kind == "param" else "an"
 
 
 def _check_entry(where: str, spec: ArgSpec, value: np.ndarray) -> np.ndarray:
@@ -282,7 +295,7 @@ def save_outputs(path: str, outputs: Sequence[np.ndarray]) -> None:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
     except OSError as err:
-        raise StrataError(f"cannot write outputs file {path}: {err.strerror or err}") from None
+        raise StrataError(f"error: cannot write outputs file {path}: {err.strerror or err}") from None
 
 
 def _dtype_label(dtype: np.dtype) -> str:

@@ -248,7 +248,9 @@ def materialize(group: _Group, name: str, order: dict[Operation, int]) -> Kernel
         clone = op.clone(value_mapper=mapping)
         block.add_op(clone)
     tail_value = group.tail.results[0]
-    block.add_op(YieldOp(mapping[tail_value]))
+    terminator = YieldOp(mapping[tail_value])
+    terminator.location = group.tail.location
+    block.add_op(terminator)
     kernel = KernelOp(name, group.kind, inputs, [tail_value.type], Region(block))
     kernel.location = _fused_location(ops)
     kernel.outputs[0].name_hint = tail_value.name_hint

@@ -10,6 +10,7 @@ full (`strides` [h, w], `pads` [top, left, bottom, right]).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -45,7 +46,7 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.graph import shapes
-from dialects.graph.dtypes import DTYPES, INT_DTYPES, dtype_name, is_float
+from dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, INT_DTYPES, dtype_name
 
 # --------------------------------------------------------------------------- helpers
 
@@ -79,8 +80,19 @@ def _expect_shape(op: IRDLOperation, result: SSAValue, expected: Sequence[int]) 
         )
 
 
+def _dtype(op: IRDLOperation, value: SSAValue) -> str:
+    """The strata dtype name of a tensor value; other element types do not verify."""
+    try:
+        return dtype_name(value.type.element_type)
+    except ValueError:
+        raise VerifyException(
+            f"'{op.name}' element type {value.type.element_type} is not a strata dtype"
+            f" ({', '.join(DTYPES)})"
+        ) from None
+
+
 def _expect_same_dtype(op: IRDLOperation, *values: SSAValue) -> None:
-    dtypes = [dtype_name(v.type.element_type) for v in values]
+    dtypes = [_dtype(op, v) for v in values]
     if len(set(dtypes)) > 1:
         raise VerifyException(
             f"'{op.name}' operands must share one dtype, got {', '.join(dtypes)}"
@@ -88,10 +100,9 @@ def _expect_same_dtype(op: IRDLOperation, *values: SSAValue) -> None:
 
 
 def _expect_float(op: IRDLOperation, value: SSAValue) -> None:
-    if not is_float(value.type.element_type):
-        raise VerifyException(
-            f"'{op.name}' needs a float operand, got {dtype_name(value.type.element_type)}"
-        )
+    dtype = _dtype(op, value)
+    if dtype not in FLOAT_DTYPES:
+        raise VerifyException(f"'{op.name}' needs a float operand, got {dtype}")
 
 
 def _axis(op: IRDLOperation, axis: IntegerAttr, rank: int) -> int:
@@ -133,6 +144,13 @@ class ConstantOp(IRDLOperation):
             result_types=[result_type],
             properties={"value": FloatAttr(float(value), Float64Type())},
         )
+
+    def verify_(self) -> None:
+        value = self.value.value.data
+        if _dtype(self, self.result) in INT_DTYPES and not (
+            math.isfinite(value) and value == int(value)
+        ):
+            raise VerifyException(f"'graph.constant' value {value} is not an integer")
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -337,6 +355,8 @@ class CastOp(IRDLOperation):
         super().__init__(operands=[input], result_types=[result_type])
 
     def verify_(self) -> None:
+        _dtype(self, self.input)
+        _dtype(self, self.result)
         _expect_shape(self, self.result, _shape(self.input))
 
 
@@ -846,7 +866,7 @@ class GatherOp(IRDLOperation):
         super().__init__(operands=[table, ids], result_types=[result_type])
 
     def verify_(self) -> None:
-        if dtype_name(self.ids.type.element_type) not in INT_DTYPES:
+        if _dtype(self, self.ids) not in INT_DTYPES:
             raise VerifyException("'graph.gather' ids must have an integer dtype")
         _expect_same_dtype(self, self.table, self.result)
         _expect_shape(self, self.result, _check(shapes.gather, _shape(self.table), _shape(self.ids)))

@@ -1,0 +1,109 @@
+"""The `fuse` pass: grouping rules, idempotence, and preserved meaning."""
+
+import numpy as np
+import pytest
+from xdsl.dialects import func
+
+from compiler import reference, weights
+from compiler.driver import Stage, compile_module
+from compiler.frontend import compile_source, load_model
+from compiler.ir import make_context, parse_module, print_module
+from dialects.graph import ops as g
+from dialects.graph.kernel import KernelOp
+from passes.fuse import FusePass
+
+GPT2_SMALL = {"S": 16, "D": 48, "H": 4, "L": 2}
+
+
+def _kernels(module):
+    return [op for op in module.walk() if isinstance(op, KernelOp)]
+
+
+def _fuse(module, **options):
+    FusePass(**options).apply(make_context(), module)
+    module.verify()
+    return module
+
+
+def _values(module, seed=0):
+    """Inputs and weights for a graph-stage module (ids in range of their tables)."""
+    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
+    specs = weights.model_signature(fn)
+    values = weights.random_values(specs, np.random.default_rng(seed), weights.integer_input_ranges(fn))
+    inputs = {s.name: values[s.name] for s in specs if s.kind == "input"}
+    params = {s.name: values[s.name] for s in specs if s.kind == "param"}
+    return inputs, params
+
+
+def test_gpt2_attention_is_one_kernel_and_epilogues_ride_in_gemms():
+    module = _fuse(load_model("samples/gpt2.model", GPT2_SMALL))
+    kernels = _kernels(module)
+    attention = [k for k in kernels if k.kind.data == "attention"]
+    assert len(attention) == GPT2_SMALL["L"]
+    for kernel in attention:
+        names = [op.name for op in kernel.body.block.ops]
+        assert names.count("graph.matmul") == 2
+        assert {"graph.softmax", "graph.causal_mask"} <= set(names)
+    graph_ops = len(
+        [op for op in load_model("samples/gpt2.model", GPT2_SMALL).walk() if op.name.startswith("graph.")]
+    )
+    assert len(kernels) < graph_ops / 2
+    # No bias add, activation or residual add is left outside a kernel.
+    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
+    assert not [op for op in fn.body.block.ops if isinstance(op, g.AddOp | g.GeluOp)]
+    gemms = [k for k in kernels if k.kind.data == "gemm"]
+    with_gelu = [k for k in gemms if any(isinstance(op, g.GeluOp) for op in k.body.block.ops)]
+    assert len(with_gelu) == GPT2_SMALL["L"]
+    for kernel in with_gelu:
+        assert any(isinstance(op, g.AddOp) for op in kernel.body.block.ops)  # the bias
+
+
+def test_spelled_out_attention_fuses_like_the_sugar():
+    sugar = "model m(q: f32[2, 8, 16], k: f32[2, 8, 16], v: f32[2, 8, 16]) {\n  return attention(q, k, v, causal=true)\n}\n"
+    manual = (
+        "model m(q: f32[2, 8, 16], k: f32[2, 8, 16], v: f32[2, 8, 16]) {\n"
+        "  s = causal_mask((q @ transpose(k)) * 0.25)\n"
+        "  return softmax(s, axis=-1) @ v\n}\n"
+    )
+    for text in (sugar, manual):
+        kernels = _kernels(_fuse(compile_source(text, "t.model")))
+        assert [k.kind.data for k in kernels] == ["attention"]
+
+
+@pytest.mark.parametrize("options", [{}, {"attention": False}, {"epilogue": False}, {"prologue": False}])
+@pytest.mark.parametrize(
+    "path,overrides",
+    [
+        ("samples/mlp.model", {"B": 4}),
+        ("samples/gpt2.model", GPT2_SMALL),
+    ],
+)
+def test_fusion_preserves_values(path, overrides, options):
+    module = load_model(path, overrides)
+    inputs, params = _values(module)
+    expected = reference.run_module(module, inputs, params)
+    fused = _fuse(module, **options)
+    assert _kernels(fused)
+    for a, b in zip(expected, reference.run_module(fused, inputs, params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fuse_is_idempotent_and_round_trips():
+    module = _fuse(load_model("samples/gpt2.model", GPT2_SMALL))
+    text = print_module(module)
+    assert print_module(_fuse(module)) == text
+    assert print_module(parse_module(text, "dump.mlir")) == text
+
+
+def test_every_op_keeps_a_location():
+    module = load_model("samples/gpt2.model", GPT2_SMALL)
+    compile_module(module, "gpu", Stage.FUSED)
+    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
+    for op in fn.body.walk():
+        assert "unknown" not in str(op.location), op.name
+
+
+def test_schedule_space_covers_the_switches():
+    module = load_model("samples/mlp.model", {"B": 4})
+    space = FusePass.schedule_space(make_context(), module)
+    assert len(space) == 8 and len(set(space)) == 8
