@@ -52,6 +52,7 @@ from compiler.reference import (
     model_dtype_name,
 )
 from dialects.graph import ops as g
+from dialects.graph.kernel import KernelOp
 from dialects.graph.dtypes import FLOAT_DTYPES, dtype_name
 from dialects.graph.shapes import fmt
 
@@ -94,7 +95,8 @@ def model_signature(func_op: func.FuncOp) -> list[ArgSpec]:
 
 def integer_input_ranges(func_op: func.FuncOp) -> dict[str, int]:
     """
-    For each integer argument used directly as the `ids` of a `graph.gather`,
+    For each integer argument used as the `ids` of a `graph.gather` (directly
+    or through `graph.kernel` inputs),
     the smallest first dimension of the tables it indexes, by argument name.
     Values drawn below it are all valid ids.
     """
@@ -104,12 +106,19 @@ def integer_input_ranges(func_op: func.FuncOp) -> dict[str, int]:
     for op in func_op.walk():
         if not isinstance(op, g.GatherOp):
             continue
-        ids = op.ids
+        ids = _through_kernels(op.ids)
         if isinstance(ids, BlockArgument) and ids.block is entry:
             name = names[ids.index]
             size = op.table.type.get_shape()[0]
             ranges[name] = min(size, ranges.get(name, size))
     return ranges
+
+
+def _through_kernels(value):
+    """Follow a `graph.kernel` block argument out to the value the kernel was given."""
+    while isinstance(value, BlockArgument) and isinstance(value.block.parent_op(), KernelOp):
+        value = value.block.parent_op().inputs[value.index]
+    return value
 
 
 # --------------------------------------------------------------------------- random values

@@ -107,3 +107,9 @@ def test_schedule_space_covers_the_switches():
     module = load_model("samples/mlp.model", {"B": 4})
     space = FusePass.schedule_space(make_context(), module)
     assert len(space) == 8 and len(set(space)) == 8
+
+
+def test_gather_id_ranges_are_seen_through_kernels():
+    module = _fuse(load_model("samples/gpt2.model", GPT2_SMALL))
+    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
+    assert weights.integer_input_ranges(fn) == {"tokens": 50257}
