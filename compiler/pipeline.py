@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.transforms import get_all_passes
+from xdsl.utils.exceptions import ArgSpecParseError
 
 from compiler.diagnostics import StrataError
 from passes.fuse import FusePass
@@ -31,6 +32,7 @@ def parse_pipeline(spec: str, callback=None) -> PassPipeline:
     """Parse `a,b{k=v}`; an unknown pass or option is a `StrataError`."""
     try:
         return PassPipeline.parse_spec(available_passes(), spec, callback)
-    except Exception as err:  # xDSL raises ValueError and its own spec errors
+    # ArgSpecParseError derives from BaseException, so name it.
+    except (Exception, ArgSpecParseError) as err:
         message = str(err).strip().splitlines()
         raise StrataError(f"error: bad pass pipeline '{spec}': {' '.join(message)}") from None

@@ -14,7 +14,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from compiler.diagnostics import ModelError, SourceLoc, StrataError
 from compiler.frontend.elaborate import Elaborator
-from compiler.frontend.syntax import parse_program
+from compiler.frontend.syntax import display_source, parse_program
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 
@@ -22,12 +22,15 @@ MAX_SOURCE_BYTES = 16 * 1024 * 1024
 def compile_source(source: str, filename: str, overrides: dict[str, int] | None = None) -> ModuleOp:
     """Parse and elaborate model text into verified graph IR."""
     program = parse_program(source, filename)
+    elaborator = None
     try:
-        module = Elaborator(program, filename, overrides or {}).model()
+        elaborator = Elaborator(program, filename, overrides or {})
+        module = elaborator.model()
     except ModelError as err:
-        raise err.with_source(source) from None
+        raise err.with_source(display_source(source)) from None
     except RecursionError:
-        raise ModelError(SourceLoc(filename, 1, 1), "model nested too deeply to compile", source) from None
+        loc = elaborator.last_loc if elaborator is not None else SourceLoc(filename, 1, 1)
+        raise ModelError(loc, "model nested too deeply to compile", display_source(source)) from None
     module.verify()
     return module
 
@@ -43,18 +46,25 @@ def read_source(path: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        before = data[: err.start]
-        line = before.count(b"\n") + 1
-        col = err.start - (before.rfind(b"\n") + 1) + 1
+        # Show the line with the bad bytes as U+FFFD, the caret under the first.
+        shown = display_source(data.decode("utf-8", errors="replace"))
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, err.start) + 1
+        col = len(data[line_start : err.start].decode("utf-8")) + 1
         raise ModelError(
             SourceLoc(path, line, col),
             f"the file is not UTF-8 text (byte 0x{data[err.start]:02x}); is it a model file?",
+            shown,
         ) from None
     if "\x00" in text:
         offset = text.index("\x00")
         line = text.count("\n", 0, offset) + 1
         col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-        raise ModelError(SourceLoc(path, line, col), "the file contains a NUL byte; is it a model file?")
+        raise ModelError(
+            SourceLoc(path, line, col),
+            "the file contains a NUL byte; is it a model file?",
+            display_source(text.replace("\x00", "\ufffd")),
+        ) from None
     return text
 
 

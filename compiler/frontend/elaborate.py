@@ -51,8 +51,14 @@ from dialects.graph.dtypes import DTYPES, tensor_type, type_str
 
 MAX_OPS = 1_000_000
 """More graph ops than this is an error, so a huge `repeat` cannot hang us."""
+MAX_STATEMENTS = 1_000_000
+"""More executed statements (counting each unrolled one) than this is an error."""
 MAX_ELEMENTS = 2**48
 """Largest tensor (in elements) a model may declare or compute."""
+MAX_CALL_DEPTH = 64
+"""Deepest nesting of block calls (a block calling a block calling ...)."""
+INT64 = (-(2**63), 2**63 - 1)
+"""Range of an integer attribute (stored as i64)."""
 
 Value = SSAValue | Scalar | int
 
@@ -72,6 +78,8 @@ class Scope:
     env: dict[str, Value] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
     params: set[str] = field(default_factory=set)
+    repeat_depth: int = 0
+    """How many `repeat` bodies of this scope are being unrolled."""
 
 
 class Elaborator:
@@ -99,6 +107,10 @@ class Elaborator:
         self.arg_attrs: list[DictionaryAttr] = []
         self.param_paths: dict[str, SourceLoc] = {}
         self.n_ops = 0
+        self.n_statements = 0
+        self.call_stack: list[str] = []
+        self.last_loc = SourceLoc(filename, 1, 1)
+        """The statement being elaborated (where a too-deep recursion is reported)."""
 
     # ----------------------------------------------------------------- helpers
 
@@ -118,7 +130,11 @@ class Elaborator:
         for result in op.results:
             count = shapes.num_elements(result.type.get_shape())
             if count > MAX_ELEMENTS:
-                self.fail(loc, f"result {type_str(result.type)} has {count} elements, more than {MAX_ELEMENTS}")
+                self.fail(
+                    loc,
+                    f"result {type_str(result.type)} has {count:,} elements, more than the limit of"
+                    f" 2**48 ({MAX_ELEMENTS:,})",
+                )
         self.block.add_op(op)
         self.n_ops += 1
         if self.n_ops > MAX_OPS:
@@ -163,26 +179,42 @@ class Elaborator:
                 if isinstance(value, SSAValue):
                     self.fail(loc, f"'{name}' is a tensor, but an integer is needed here")
                 self.fail(loc, f"'{name}' is not an integer")
-            case ast.Negate(operand=operand):
-                return -self.eval_int(operand, scope)
-            case ast.Binary(op=op, lhs=lhs, rhs=rhs, loc=loc):
-                a, b = self.eval_int(lhs, scope), self.eval_int(rhs, scope)
-                if op == "+":
-                    return a + b
-                if op == "-":
-                    return a - b
-                if op == "*":
-                    return a * b
-                if op == "/":
-                    if b == 0:
-                        self.fail(loc, "division by zero")
-                    if a % b:
-                        self.fail(loc, f"{a} is not divisible by {b} (integer division must be exact)")
-                    return a // b
-                self.fail(loc, f"'{op}' is not an integer operator")
+            case ast.Negate():
+                operand, signs = _unwrap_negations(expr)
+                value = self.eval_int(operand, scope)
+                return -value if len(signs) % 2 else value
+            case ast.Binary():
+                first, chain = _binary_chain(expr)
+                a = self.eval_int(first, scope)
+                for node in chain:
+                    a = self.int_binary(node, a, self.eval_int(node.rhs, scope))
+                return a
             case ast.FloatLit(value=value, loc=loc):
                 self.fail(loc, f"expected an integer, got {value}")
+            case ast.StrLit(value=value, loc=loc):
+                self.fail(loc, f"expected an integer, got the string \"{value}\"")
+            case ast.ListExpr(loc=loc):
+                self.fail(loc, "expected an integer, got a list")
         self.fail(expr.loc, "expected an integer expression")
+
+    def int_binary(self, node: ast.Binary, a: int, b: int) -> int:
+        op, loc = node.op, node.loc
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            text = _expr_text(node)
+            values = f"{a}/{b}"
+            if b == 0:
+                self.fail(loc, "division by zero" + (f": {text} is {values}" if text != values else ""))
+            if a % b:
+                what = f"{text} is {values}, which" if text != values else values
+                self.fail(loc, f"{what} is not an integer (integer division must be exact)")
+            return a // b
+        self.fail(loc, f"'{op}' is not an integer operator (integers use + - * /)")
 
     def eval_float(self, expr: ast.Expr, scope: Scope) -> float:
         match expr:
@@ -192,46 +224,72 @@ class Elaborator:
                 return math.inf
             case ast.Name():
                 return float(self.eval_int(expr, scope))
-            case ast.Negate(operand=operand):
-                return -self.eval_float(operand, scope)
-            case ast.Binary(op=op, lhs=lhs, rhs=rhs, loc=loc) if op in "+-*/":
-                a, b = self.eval_float(lhs, scope), self.eval_float(rhs, scope)
-                if op == "/" and b == 0:
-                    self.fail(loc, "division by zero")
-                return {"+": a + b, "-": a - b, "*": a * b}.get(op, a / b if b else 0.0)
+            case ast.Negate():
+                operand, signs = _unwrap_negations(expr)
+                value = self.eval_float(operand, scope)
+                return -value if len(signs) % 2 else value
+            case ast.Binary():
+                first, chain = _binary_chain(expr)
+                a = self.eval_float(first, scope)
+                for node in chain:
+                    b = self.eval_float(node.rhs, scope)
+                    if node.op == "@":
+                        self.fail(node.loc, "'@' is not allowed in a number")
+                    if node.op == "/" and b == 0:
+                        self.fail(node.loc, "division by zero")
+                    try:
+                        a = {"+": a + b, "-": a - b, "*": a * b}.get(node.op) if node.op != "/" else a / b
+                    except OverflowError:
+                        self.fail(node.loc, "number too large")
+                return a
+            case ast.StrLit(value=value, loc=loc):
+                self.fail(loc, f"expected a number, got the string \"{value}\"")
         self.fail(expr.loc, "expected a number")
+
+    def attr_int(self, expr: ast.Expr, scope: Scope, key: str) -> int:
+        value = self.eval_int(expr, scope)
+        if not INT64[0] <= value <= INT64[1]:
+            self.fail(expr.loc, f"{key}={value} does not fit in a 64-bit integer")
+        return value
 
     def eval_attr(self, expr: ast.Expr, kind: str, scope: Scope, key: str):
         if kind == "int":
-            return self.eval_int(expr, scope)
+            return self.attr_int(expr, scope, key)
         if kind == "float":
             return self.eval_float(expr, scope)
         if kind == "ints":
             if isinstance(expr, ast.ListExpr):
-                return tuple(self.eval_int(item, scope) for item in expr.items)
-            return (self.eval_int(expr, scope),)
+                return tuple(self.attr_int(item, scope, key) for item in expr.items)
+            return (self.attr_int(expr, scope, key),)
         if kind == "bool":
             if isinstance(expr, ast.Name) and expr.id in ("true", "false"):
                 return expr.id == "true"
-            self.fail(expr.loc, f"{key} must be true or false")
+            self.fail(expr.loc, f"{key} must be true or false, got {_expr_text(expr)}")
         if kind == "dtype":
             if isinstance(expr, ast.Name | ast.StrLit):
                 name = expr.id if isinstance(expr, ast.Name) else expr.value
                 if name in DTYPES:
                     return name
-            self.fail(expr.loc, f"{key} must be one of {', '.join(DTYPES)}")
+            hint = _suggest_dtype(expr.id) if isinstance(expr, ast.Name) else ""
+            self.fail(expr.loc, f"{key} must be one of {', '.join(DTYPES)}, got {_expr_text(expr)}{hint}")
         raise AssertionError(kind)
 
     def eval_type(self, texpr: ast.TypeExpr, scope: Scope) -> TensorType:
         if texpr.dtype not in DTYPES:
-            hint = _suggest(texpr.dtype, DTYPES)
+            hint = _suggest_dtype(texpr.dtype)
             self.fail(texpr.loc, f"unknown dtype '{texpr.dtype}' (dtypes: {', '.join(DTYPES)}){hint}")
         dims = [self.eval_int(d, scope) for d in texpr.dims]
         for d, dim in zip(texpr.dims, dims):
             if dim <= 0:
-                self.fail(d.loc, f"dimension must be positive, got {dim}")
-        if shapes.num_elements(dims) > MAX_ELEMENTS:
-            self.fail(texpr.loc, f"type has more than {MAX_ELEMENTS} elements")
+                shown = "" if isinstance(d, ast.IntLit) else f" ({_expr_text(d)} = {dim})"
+                self.fail(d.loc, f"dimension must be positive, got {dim}{shown}")
+        count = shapes.num_elements(dims)
+        if count > MAX_ELEMENTS:
+            self.fail(
+                texpr.loc,
+                f"type {texpr.dtype}{shapes.fmt(dims)} has {count:,} elements, more than the"
+                f" limit of 2**48 ({MAX_ELEMENTS:,})",
+            )
         return tensor_type(texpr.dtype, dims)
 
     # ----------------------------------------------------------------- names
@@ -250,7 +308,8 @@ class Elaborator:
         if name == "inf":
             return Scalar(math.inf, loc)
         if name in OPERATIONS or name in self.defs:
-            self.fail(loc, f"'{name}' is an operation; call it as {name}(...)")
+            what = "an operation" if name in OPERATIONS else "a block"
+            self.fail(loc, f"'{name}' is {what}; call it as {name}(...)")
         known = list(scope.env) + list(self.lets)
         self.fail(loc, f"unknown name '{name}'{_suggest(name, known)}")
 
@@ -273,19 +332,30 @@ class Elaborator:
             case ast.Name(id=name, loc=loc):
                 value = self.lookup(name, loc, scope)
                 return [Scalar(value, loc) if isinstance(value, int) else value]
-            case ast.Negate(operand=operand, loc=loc):
+            case ast.Negate():
+                operand, signs = _unwrap_negations(expr)
                 value = self.eval_one(operand, scope)
-                if isinstance(value, Scalar):
-                    return [Scalar(-value.value, loc)]
-                return [build_unary(self.op_context(loc, "unary '-'"), "neg", value)]
-            case ast.Binary(op=op, lhs=lhs, rhs=rhs, loc=loc):
-                a, b = self.eval_one(lhs, scope), self.eval_one(rhs, scope)
-                ctx = self.op_context(loc, f"'{op}'")
-                if op == "@":
-                    return [build_matmul(ctx, a, b)]
-                if isinstance(a, Scalar) and isinstance(b, Scalar):
-                    return [self.fold(op, a, b, loc)]
-                return [build_binary(ctx, op, a, b)]
+                for loc in reversed(signs):
+                    if isinstance(value, Scalar):
+                        value = Scalar(-value.value, loc)
+                    else:
+                        value = build_unary(self.op_context(loc, "unary '-'"), "neg", value)
+                return [value]
+            case ast.Binary():
+                # Left-associative chains are walked iteratively, so a long
+                # `a + a + ... + a` does not exhaust Python's stack.
+                first, chain = _binary_chain(expr)
+                a = self.eval_one(first, scope)
+                for node in chain:
+                    b = self.eval_one(node.rhs, scope)
+                    ctx = self.op_context(node.loc, f"'{node.op}'")
+                    if node.op == "@":
+                        a = build_matmul(ctx, a, b)
+                    elif isinstance(a, Scalar) and isinstance(b, Scalar):
+                        a = self.fold(node.op, a, b, node.loc)
+                    else:
+                        a = build_binary(ctx, node.op, a, b)
+                return [a]
             case ast.Call():
                 return self.call(expr, scope)
             case ast.ListExpr(loc=loc):
@@ -295,11 +365,14 @@ class Elaborator:
         self.fail(expr.loc, "unsupported expression")
 
     def fold(self, op: str, a: Scalar, b: Scalar, loc: SourceLoc) -> Scalar:
-        if op == "/":
-            if b.value == 0:
-                self.fail(loc, "division by zero")
-            return Scalar(a.value / b.value, loc)
-        return Scalar({"+": a.value + b.value, "-": a.value - b.value, "*": a.value * b.value}[op], loc)
+        try:
+            if op == "/":
+                if b.value == 0:
+                    self.fail(loc, "division by zero")
+                return Scalar(a.value / b.value, loc)
+            return Scalar({"+": a.value + b.value, "-": a.value - b.value, "*": a.value * b.value}[op], loc)
+        except OverflowError:
+            self.fail(loc, "number too large")
 
     def call(self, call: ast.Call, scope: Scope) -> list[SSAValue | Scalar]:
         if call.func in self.defs:
@@ -310,9 +383,11 @@ class Elaborator:
             self.fail(call.loc, f"unknown operation '{call.func}'{_suggest(call.func, known)}")
         required = sum(1 for kind in spec.operands if not kind.endswith("?"))
         if not required <= len(call.args) <= len(spec.operands):
-            count = f"{required}" if required == len(spec.operands) else f"{required} to {len(spec.operands)}"
+            most = len(spec.operands)
+            count = f"{required}" if required == most else f"{required} to {most}"
+            noun = "operand" if most == 1 else "operands"
             hint = f" (did you mean {spec.hint}?)" if spec.hint else ""
-            self.fail(call.loc, f"{call.func} takes {count} operands, got {len(call.args)}{hint}")
+            self.fail(call.loc, f"{call.func} takes {count} {noun}, got {len(call.args)}{hint}")
         operands = [
             self.operand(kind, expr, scope, call.func)
             for kind, expr in zip(spec.operands, call.args)
@@ -321,8 +396,14 @@ class Elaborator:
         attrs = {}
         for kw in call.kwargs:
             if kw.name not in spec.attrs:
-                expected = ", ".join(spec.attrs) or "none"
-                self.fail(kw.loc, f"unknown attribute '{kw.name}' for {call.func} (attributes: {expected})")
+                if not spec.attrs:
+                    self.fail(kw.loc, f"unknown attribute '{kw.name}': {call.func} takes no attributes")
+                expected = ", ".join(spec.attrs)
+                self.fail(
+                    kw.loc,
+                    f"unknown attribute '{kw.name}' for {call.func} (its attributes: {expected})"
+                    f"{_suggest(kw.name, spec.attrs)}",
+                )
             if kw.name in attrs:
                 self.fail(kw.loc, f"attribute '{kw.name}' is given twice")
             attrs[kw.name] = self.eval_attr(kw.value, spec.attrs[kw.name].kind, scope, kw.name)
@@ -352,9 +433,14 @@ class Elaborator:
         if not len(tensor_args) <= len(call.args) <= len(defn.args):
             self.fail(
                 call.loc,
-                f"'{defn.name}' takes {len(tensor_args)} tensor arguments"
-                + (f" and {len(int_args)} integers" if int_args else "")
-                + f", got {len(call.args)} positional arguments",
+                f"'{defn.name}' takes {_count(len(tensor_args), 'tensor argument')}"
+                f" ({', '.join(a.name for a in tensor_args) or 'none'})"
+                + (
+                    f" and {_count(len(int_args), 'integer parameter')}"
+                    f" ({', '.join(a.name for a in int_args)})"
+                    if int_args else ""
+                )
+                + f", got {_count(len(call.args), 'positional argument')}",
             )
         values = [self.eval_one(e, caller) for e in call.args[: len(tensor_args)]]
         ints: dict[str, int] = {}
@@ -363,7 +449,9 @@ class Elaborator:
         int_names = {a.name for a in int_args}
         for kw in call.kwargs:
             if kw.name not in int_names:
-                self.fail(kw.loc, f"'{defn.name}' has no integer parameter '{kw.name}'")
+                known = ", ".join(a.name for a in int_args)
+                where = f"its integer parameters: {known}" if known else "it has none"
+                self.fail(kw.loc, f"'{defn.name}' has no integer parameter '{kw.name}' ({where})")
             if kw.name in ints:
                 self.fail(kw.loc, f"integer parameter '{kw.name}' is given twice")
             ints[kw.name] = self.eval_int(kw.value, caller)
@@ -374,34 +462,100 @@ class Elaborator:
         index = caller.calls[defn.name]
         caller.calls[defn.name] += 1
         scope = Scope(defn.name, f"{caller.prefix}{defn.name}.{index}.", dict(ints))
-        for arg, value, expr in zip(tensor_args, values, call.args):
-            self.bind_arg(defn, arg, value, expr.loc, scope)
-        return self.run_body(defn, scope)
+        self.bind_args(defn, call, tensor_args, values, scope)
+        if len(self.call_stack) >= MAX_CALL_DEPTH:
+            chain = self.call_stack + [defn.name]
+            shown = " -> ".join(chain[:3] + ["..."] + chain[-2:])
+            self.fail(call.loc, f"block calls are nested more than {MAX_CALL_DEPTH} deep ({shown})")
+        self.call_stack.append(defn.name)
+        try:
+            return self.run_body(defn, scope)
+        except ModelError as err:
+            # Name the call: inside a block, shapes depend on the call site.
+            base = getattr(err, "base_message", err.message)
+            calls = getattr(err, "calls", []) + [f"in '{defn.name}' called at line {call.loc.line}"]
+            shown = calls if len(calls) <= 4 else calls[:2] + [f"... {len(calls) - 3} more calls"] + calls[-1:]
+            located = ModelError(err.loc, f"{base} ({', '.join(shown)})")
+            located.base_message, located.calls = base, calls
+            raise located from None
+        finally:
+            self.call_stack.pop()
 
-    def bind_arg(self, defn: ast.Block, arg: ast.Arg, value, loc: SourceLoc, scope: Scope) -> None:
-        """Bind shape names of `arg`'s declared type from the actual `value`."""
-        if isinstance(value, Scalar):
-            self.fail(loc, f"argument '{arg.name}' of '{defn.name}' must be a tensor, got a literal")
-        actual = tuple(value.type.get_shape())
-        texpr = arg.type
-        declared = f"{texpr.dtype}[{', '.join(_expr_text(d) for d in texpr.dims)}]"
-        mismatch = (
-            f"argument '{arg.name}' of '{defn.name}' must be {declared}, got {type_str(value.type)}"
-        )
-        if len(texpr.dims) != len(actual) or texpr.dtype != type_str(value.type).split("[")[0]:
-            self.fail(loc, mismatch)
-        for dim, size in zip(texpr.dims, actual):
-            if isinstance(dim, ast.Name) and self.lookup_optional(dim.id, scope) is None:
-                scope.env[dim.id] = size
-        for dim, size in zip(texpr.dims, actual):
-            if self.eval_int(dim, scope) != size:
-                self.fail(loc, f"{mismatch} ({_expr_text(dim)} = {self.eval_int(dim, scope)})")
-        scope.env[arg.name] = value
+    def bind_args(self, defn: ast.Block, call: ast.Call, args: list[ast.Arg], values, scope: Scope) -> None:
+        """
+        Bind the shape names of `defn`'s tensor arguments from the actual
+        values at this call, then check every declared dimension.
+
+        A name is bound where it stands alone as a dimension (`x: f32[N, D]`);
+        it must then agree wherever it appears, in any argument.
+        """
+        declared = {}
+        for arg, value, expr in zip(args, values, call.args):
+            texpr = arg.type
+            declared[arg.name] = f"{texpr.dtype}[{', '.join(_expr_text(d) for d in texpr.dims)}]"
+            if isinstance(value, Scalar):
+                self.fail(expr.loc, f"argument '{arg.name}' of '{defn.name}' must be {declared[arg.name]}, got a literal")
+            mismatch = f"argument '{arg.name}' of '{defn.name}' must be {declared[arg.name]}, got {type_str(value.type)}"
+            if texpr.dtype != type_str(value.type).split("[")[0]:
+                self.fail(expr.loc, f"{mismatch} (dtype differs)")
+            if len(texpr.dims) != len(value.type.get_shape()):
+                self.fail(expr.loc, f"{mismatch} (rank {len(value.type.get_shape())}, expected {len(texpr.dims)})")
+        origin: dict[str, tuple[str, int]] = {}
+        for arg, value in zip(args, values):
+            for i, (dim, size) in enumerate(zip(arg.type.dims, value.type.get_shape())):
+                if isinstance(dim, ast.Name) and dim.id not in origin and self.lookup_optional(dim.id, scope) is None:
+                    scope.env[dim.id] = size
+                    origin[dim.id] = (arg.name, i)
+        for arg, value, expr in zip(args, values, call.args):
+            mismatch = f"argument '{arg.name}' of '{defn.name}' must be {declared[arg.name]}, got {type_str(value.type)}"
+            for i, (dim, size) in enumerate(zip(arg.type.dims, value.type.get_shape())):
+                for name in _names_in(dim):
+                    if self.lookup_optional(name.id, scope) is None and name.id not in ("true", "false"):
+                        self.fail(
+                            name.loc,
+                            f"cannot infer '{name.id}' from dimension {_expr_text(dim)} of argument"
+                            f" '{arg.name}': a shape name is bound only where it stands alone as a"
+                            f" dimension (in '{defn.name}' called at line {call.loc.line})",
+                        )
+                want = self.eval_int(dim, scope)
+                if want == size:
+                    continue
+                if isinstance(dim, ast.IntLit):
+                    why = f"dimension {i} is {size}, not {want}"
+                elif isinstance(dim, ast.Name) and dim.id in origin:
+                    where, index = origin[dim.id]
+                    source = f"dimension {index}" if where == arg.name else f"dimension {index} of '{where}'"
+                    why = f"dimension {i} is {size}, but {dim.id} = {want} from {source}"
+                else:
+                    why = f"dimension {i} is {size}, but {_expr_text(dim)} = {want}"
+                self.fail(expr.loc, f"{mismatch}: {why}")
+        for arg, value in zip(args, values):
+            scope.env[arg.name] = value
+
+    def check_returns(self, block: ast.Block) -> None:
+        """`return` must appear exactly once, as the last statement, never in a repeat."""
+        body = block.body
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, ast.Return) and i != len(body) - 1:
+                after = len(body) - 1 - i
+                self.fail(
+                    stmt.loc,
+                    f"return must be the last statement of '{block.name}', but"
+                    f" {_count(after, 'statement')} {'follows' if after == 1 else 'follow'} it",
+                )
+        stack = [stmt for stmt in body if isinstance(stmt, ast.Repeat)]
+        while stack:
+            for inner in stack.pop().body:
+                if isinstance(inner, ast.Return):
+                    self.fail(inner.loc, "return is not allowed inside repeat (return once, after the repeat)")
+                if isinstance(inner, ast.Repeat):
+                    stack.append(inner)
+        if not body or not isinstance(body[-1], ast.Return):
+            self.fail(block.end, f"'{block.name}' has no return statement: its body must end with 'return ...'")
 
     def run_body(self, block: ast.Block, scope: Scope) -> list[SSAValue]:
         body = block.body
-        if not body or not isinstance(body[-1], ast.Return):
-            self.fail(block.end, f"'{block.name}' must end with a return statement")
+        self.check_returns(block)
         for stmt in body[:-1]:
             self.statement(stmt, scope, block)
         ret = body[-1]
@@ -426,15 +580,23 @@ class Elaborator:
         return values
 
     def statement(self, stmt: ast.Stmt, scope: Scope, block: ast.Block) -> None:
+        self.last_loc = stmt.loc
+        self.n_statements += 1
+        if self.n_statements > MAX_STATEMENTS:
+            self.fail(stmt.loc, f"model too large: more than {MAX_STATEMENTS:,} statements executed (check repeat counts)")
         match stmt:
             case ast.Param():
                 self.param(stmt, scope)
             case ast.Assign(targets=targets, value=expr):
                 values = self.eval_multi(expr, scope)
                 if len(values) != len(targets):
+                    names = ", ".join(f"v{i}" for i in range(len(values)))
+                    verb = "is" if len(targets) == 1 else "are"
                     self.fail(
-                        stmt.loc,
-                        f"{len(targets)} names are assigned, but the right-hand side gives {len(values)} values",
+                        expr.loc,
+                        f"this gives {_count(len(values), 'value')}, but"
+                        f" {_count(len(targets), 'name')} {verb} assigned"
+                        + (f" (unpack them: '{names} = ...')" if len(targets) == 1 else ""),
                     )
                 for (name, loc), value in zip(targets, values):
                     self.bind(name, loc, value, scope)
@@ -442,11 +604,37 @@ class Elaborator:
                 times = self.eval_int(count, scope)
                 if times < 0:
                     self.fail(count.loc, f"repeat count must not be negative, got {times}")
-                for _ in range(times):
+                if not body:
+                    return
+                if times > MAX_STATEMENTS:
+                    self.fail(
+                        count.loc,
+                        f"repeat count {times:,} is too large: the model may unroll to at most"
+                        f" {MAX_STATEMENTS:,} statements and {MAX_OPS:,} operations",
+                    )
+                for i in range(times):
+                    ops, statements = self.n_ops, self.n_statements
+                    scope.repeat_depth += 1
                     for inner in body:
-                        if isinstance(inner, ast.Return):
-                            self.fail(inner.loc, "return is not allowed inside repeat")
                         self.statement(inner, scope, block)
+                    scope.repeat_depth -= 1
+                    if i == 0 and times > 1:
+                        # Fail fast: predict the unrolled size from the first iteration.
+                        total_ops = self.n_ops + (self.n_ops - ops) * (times - 1)
+                        total = self.n_statements + (self.n_statements - statements) * (times - 1)
+                        if total_ops > MAX_OPS:
+                            self.fail(
+                                count.loc,
+                                f"repeat {times:,} would unroll the model to {total_ops:,} operations"
+                                f" ({self.n_ops - ops:,} per iteration), more than the limit of {MAX_OPS:,}",
+                            )
+                        if total > MAX_STATEMENTS:
+                            self.fail(
+                                count.loc,
+                                f"repeat {times:,} would unroll the model to {total:,} statements"
+                                f" ({self.n_statements - statements:,} per iteration), more than the"
+                                f" limit of {MAX_STATEMENTS:,}",
+                            )
             case ast.Return(loc=loc):
                 self.fail(loc, f"return must be the last statement of '{block.name}'")
 
@@ -462,7 +650,12 @@ class Elaborator:
     def param(self, stmt: ast.Param, scope: Scope) -> None:
         if stmt.name in scope.params:
             where = "the model" if not scope.prefix else f"'{scope.name}'"
-            self.fail(stmt.loc, f"param '{stmt.name}' is declared twice in {where} (a param inside repeat is declared once per iteration; move it into a def block)")
+            hint = (
+                " (a param inside repeat is declared again on every iteration; declare it in a"
+                " def block and call that block in the repeat)"
+                if scope.repeat_depth else ""
+            )
+            self.fail(stmt.loc, f"param '{stmt.name}' is declared twice in {where}{hint}")
         if stmt.name in self.lets or stmt.name in OPERATIONS or stmt.name in self.defs:
             self.fail(stmt.loc, f"param '{stmt.name}' has the name of a constant or operation")
         scope.params.add(stmt.name)
@@ -485,6 +678,9 @@ class Elaborator:
             self.fail(models[1].loc, f"a file holds exactly one model; '{models[0].name}' is already defined")
         model = models[0]
         self.check_recursion()
+        for let in self.program.lets:
+            # Every constant is checked, used or not (a cycle is an error).
+            self.const(let.name, let.loc)
         scope = Scope(model.name, "")
         for arg in model.args:
             if arg.type is None:
@@ -522,7 +718,7 @@ class Elaborator:
             elif seen_int:
                 self.fail(arg.loc, "tensor arguments must come before integer parameters")
             elif arg.type.dtype not in DTYPES:
-                self.fail(arg.type.loc, f"unknown dtype '{arg.type.dtype}'{_suggest(arg.type.dtype, DTYPES)}")
+                self.fail(arg.type.loc, f"unknown dtype '{arg.type.dtype}'{_suggest_dtype(arg.type.dtype)}")
 
     def check_recursion(self) -> None:
         calls = {name: list(_calls_in(defn.body)) for name, defn in self.defs.items()}
@@ -535,7 +731,9 @@ class Elaborator:
                     continue
                 if state.get(callee) == 1:
                     cycle = path[path.index(callee):] + [callee] if callee in path else [name, callee]
-                    self.fail(loc, "recursion between blocks: " + " -> ".join(cycle))
+                    if len(cycle) == 2 and cycle[0] == cycle[1]:
+                        self.fail(loc, f"'{callee}' calls itself: recursion between blocks is not allowed")
+                    self.fail(loc, "recursion between blocks is not allowed: " + " -> ".join(cycle))
                 if callee not in state:
                     visit(callee, path + [callee])
             state[name] = 2
@@ -546,36 +744,118 @@ class Elaborator:
 
 
 def _calls_in(node):
-    """Every (callee, location) of a call in a list of statements or an expression."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _calls_in(item)
-        return
-    if isinstance(node, ast.Call):
-        yield node.func, node.loc
-        for arg in node.args:
-            yield from _calls_in(arg)
-        for kw in node.kwargs:
-            yield from _calls_in(kw.value)
-        return
-    for child in vars(node).values() if isinstance(node, ast.Node) else ():
-        if isinstance(child, ast.Node | list):
-            yield from _calls_in(child)
+    """Every (callee, location) of a call in a list of statements or an expression, in order."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+            continue
+        if isinstance(item, ast.Call):
+            yield item.func, item.loc
+            children = list(item.args) + [kw.value for kw in item.kwargs]
+        elif isinstance(item, ast.Node):
+            children = [c for c in vars(item).values() if isinstance(c, ast.Node | list)]
+        else:
+            continue
+        stack.extend(reversed(children))
+
+
+def _names_in(expr: ast.Expr) -> list[ast.Name]:
+    """The names an integer expression uses, in order."""
+    names, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name):
+            names.append(node)
+        elif isinstance(node, ast.Binary):
+            stack += [node.rhs, node.lhs]
+        elif isinstance(node, ast.Negate):
+            stack.append(node.operand)
+    return names
+
+
+def _binary_chain(expr: ast.Binary) -> tuple[ast.Expr, list[ast.Binary]]:
+    """`a + b - c` as (`a`, [`+ b` node, `- c` node]): the left spine, innermost first."""
+    chain = []
+    node = expr
+    while isinstance(node, ast.Binary):
+        chain.append(node)
+        node = node.lhs
+    chain.reverse()
+    return node, chain
+
+
+def _unwrap_negations(expr: ast.Negate) -> tuple[ast.Expr, list[SourceLoc]]:
+    """`--x` as (`x`, [loc of each '-', outermost first])."""
+    signs = []
+    node = expr
+    while isinstance(node, ast.Negate):
+        signs.append(node.loc)
+        node = node.operand
+    return node, signs
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2}
 
 
 def _expr_text(expr: ast.Expr) -> str:
+    """An expression as the user would write it (`D/H`, `2*D + 1`), for messages."""
     match expr:
         case ast.IntLit(value=v) | ast.FloatLit(value=v):
             return str(v)
         case ast.Name(id=n):
             return n
-        case ast.Negate(operand=o):
-            return f"-{_expr_text(o)}"
-        case ast.Binary(op=op, lhs=l, rhs=r):
-            return f"{_expr_text(l)}{op}{_expr_text(r)}"
+        case ast.StrLit(value=v):
+            return f'"{v}"'
+        case ast.ListExpr(items=items):
+            return "[" + ", ".join(_expr_text(i) for i in items) + "]"
+        case ast.Call(func=f):
+            return f"{f}(...)"
+        case ast.Negate():
+            operand, signs = _unwrap_negations(expr)
+            inner = _expr_text(operand)
+            return "-" * len(signs) + (f"({inner})" if isinstance(operand, ast.Binary) else inner)
+        case ast.Binary():
+            first, chain = _binary_chain(expr)
+            text = _expr_text(first)
+            if len(chain) > 8:
+                return f"{text} {chain[0].op} ... ({len(chain)} operators)"
+            previous = None
+            for node in chain:
+                prec = _PRECEDENCE.get(node.op, 2)
+                if previous is not None and previous < prec:
+                    text = f"({text})"
+                rhs = _expr_text(node.rhs)
+                if isinstance(node.rhs, ast.Binary) and _PRECEDENCE.get(node.rhs.op, 2) <= prec:
+                    rhs = f"({rhs})"
+                text += f" {node.op} {rhs}" if prec == 1 else f"{node.op}{rhs}"
+                previous = prec
+            return text
     return "?"
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 operand`, `2 operands`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _suggest(name: str, candidates) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
+    """`; did you mean 'x'?` for a close candidate (stricter for longer names)."""
+    cutoff = 0.6 if len(name) <= 3 else 0.7
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+_DTYPE_ALIASES = {
+    "f64": "f32", "float64": "f32", "double": "f32", "float": "f32", "float32": "f32",
+    "float16": "f16", "half": "f16", "bfloat16": "bf16",
+    "int8": "i8", "int32": "i32", "int64": "i64", "int": "i32", "long": "i64",
+}
+
+
+def _suggest_dtype(name: str) -> str:
+    """A dtype suggestion: common spellings (`float32`, `f64`), else a close one of the same kind."""
+    if name in _DTYPE_ALIASES:
+        return f"; did you mean '{_DTYPE_ALIASES[name]}'?"
+    return _suggest(name, [d for d in DTYPES if d[:1] == name[:1]])

@@ -79,19 +79,38 @@ class OpContext:
         try:
             return rule(*args)
         except shapes.ShapeError as err:
-            self.error(f"{self.name}: {err}")
+            message = str(err)
+            if message.split(" ")[0] != self.name:
+                message = f"{self.name}: {message}"
+            self.error(message)
 
     def scalar(self, scalar: Scalar, dtype: str) -> SSAValue:
         """A literal as a rank-0 constant of `dtype`."""
         value = scalar.value
-        if dtype not in FLOAT_DTYPES and (not math.isfinite(value) or value != int(value)):
-            self.error(f"literal {scalar.value} is not a valid {dtype} value", scalar.loc)
+        text = literal_text(value)
+        if dtype not in FLOAT_DTYPES:
+            if not math.isfinite(value) or value != int(value):
+                self.error(f"literal {text} is not a valid {dtype} value (an integer is needed)", scalar.loc)
+            bits = int(dtype[1:])
+            if not -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1):
+                self.error(f"literal {text} is out of range for {dtype}", scalar.loc)
+        elif isinstance(value, int) and abs(value) > 2**1023:
+            self.error(f"literal {text} is too large for {dtype}", scalar.loc)
         return self.emit(g.ConstantOp(scalar.value, tensor_type(dtype, ()))).result
 
     def tensor(self, value, what: str = "operand") -> SSAValue:
         if isinstance(value, Scalar):
-            self.error(f"{self.name} needs a tensor {what}, got the literal {value.value}", value.loc)
+            self.error(f"{self.name} needs a tensor {what}, got the literal {literal_text(value.value)}", value.loc)
         return value
+
+
+def literal_text(value: int | float) -> str:
+    """A literal for a message, long integers shortened (`1000...000 (401 digits)`)."""
+    text = str(value)
+    digits = text.lstrip("-")
+    if isinstance(value, int) and len(digits) > 24:
+        return f"{text[: len(text) - len(digits)]}{digits[:6]}...{digits[-3:]} ({len(digits)} digits)"
+    return text
 
 
 def shape_of(value: SSAValue) -> tuple[int, ...]:
@@ -159,10 +178,18 @@ def build_matmul(ctx: OpContext, lhs, rhs) -> SSAValue:
         ctx.error(
             f"operands of '@' have different dtypes: {type_str(lhs.type)} and {type_str(rhs.type)}"
         )
+    a, b = shape_of(lhs), shape_of(rhs)
+    both = f"{type_str(lhs.type)} @ {type_str(rhs.type)}"
+    if len(a) < 2 or len(b) < 2:
+        ctx.error(f"{ctx.name} needs operands of rank >= 2, got {both}")
+    if a[-1] != b[-2]:
+        ctx.error(
+            f"{ctx.name} contraction dimensions differ: {both} ({a[-1]} vs {b[-2]})"
+        )
     try:
-        shape = shapes.matmul(shape_of(lhs), shape_of(rhs))
-    except shapes.ShapeError as err:
-        ctx.error(f"{err}: {type_str(lhs.type)} @ {type_str(rhs.type)}")
+        shape = shapes.matmul(a, b)
+    except shapes.ShapeError:
+        ctx.error(f"{ctx.name} batch dimensions do not broadcast: {both}")
     return ctx.emit(g.MatmulOp(lhs, rhs, with_shape(lhs, shape))).result
 
 

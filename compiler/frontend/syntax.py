@@ -9,16 +9,21 @@ module never lets a lark exception or a `RecursionError` escape.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from compiler.diagnostics import ModelError, SourceLoc
 
 MAX_NESTING = 100
 """Deepest bracket nesting accepted; deeper input is rejected before parsing."""
+
+KEYWORDS = frozenset({"let", "model", "def", "param", "return", "repeat"})
+"""Reserved words: never usable as a name, even where the grammar would allow one."""
 
 # --------------------------------------------------------------------------- AST
 
@@ -153,21 +158,45 @@ class _TooDeep(Exception):
         self.tok = tok
 
 
+class _Reserved(Exception):
+    def __init__(self, tok: Token):
+        self.tok = tok
+
+
+_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_CLOSERS = {close: open_ for open_, close in _OPENERS.items()}
+
+
 class _BracketNewlines:
-    """Postlexer: drop newlines inside ( ) and [ ], merge repeated ones."""
+    """
+    Postlexer: drop newlines inside ( ) and [ ], merge repeated ones, reject
+    keywords used as names, and remember the open brackets (`open`) so that
+    a syntax error can name the one left unclosed.
+    """
 
     always_accept = ("_NL",)
 
+    def __init__(self):
+        self.open: list[Token] = []
+
     def process(self, stream):
+        self.open = []
         depth = 0
         last_nl = False
         for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
-                depth += 1
-                if depth > MAX_NESTING:
+            if tok.type in _OPENERS:
+                self.open.append(tok)
+                if len(self.open) > MAX_NESTING:
                     raise _TooDeep(tok)
-            elif tok.type in ("RPAR", "RSQB"):
-                depth = max(0, depth - 1)
+                if tok.type != "LBRACE":
+                    depth += 1
+            elif tok.type in _CLOSERS:
+                if self.open and self.open[-1].type == _CLOSERS[tok.type]:
+                    self.open.pop()
+                if tok.type != "RBRACE":
+                    depth = max(0, depth - 1)
+            elif tok.type == "NAME" and tok.value in KEYWORDS:
+                raise _Reserved(tok)
             if tok.type == "_NL":
                 if depth > 0 or last_nl:
                     continue
@@ -184,7 +213,7 @@ def _tok_loc(filename: str, tok: Token) -> SourceLoc:
 _GRAMMAR = (Path(__file__).parent / "model.lark").read_text()
 
 
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, filename: str):
         super().__init__()
         self.f = filename
@@ -230,7 +259,7 @@ class _ToAst(Transformer):
                 kwargs.append(child)
             elif kwargs:
                 raise ModelError(
-                    _expr_loc(child), "positional operand after a key=value attribute"
+                    _expr_loc(child), "positional operand after a key=value attribute (operands come first)"
                 )
             else:
                 args.append(child)
@@ -319,13 +348,14 @@ def _expr_loc(expr) -> SourceLoc:
     return expr.loc
 
 
+_POSTLEX = _BracketNewlines()
 _PARSER = Lark(
     _GRAMMAR,
     parser="lalr",
     lexer="contextual",
     propagate_positions=True,
     maybe_placeholders=True,
-    postlex=_BracketNewlines(),
+    postlex=_POSTLEX,
 )
 
 _TOKEN_NAMES = {
@@ -367,57 +397,129 @@ def _describe_token(tok: Token) -> str:
     return f"'{tok}'"
 
 
+_EXPR_START = frozenset({"NAME", "INT", "FLOAT", "LPAR", "MINUS"})
+_ATOM_START = _EXPR_START | {"STRING", "LSQB"}
+_STATEMENT_START = frozenset({"LET", "MODEL", "DEF", "PARAM", "RETURN", "REPEAT", "RBRACE"})
+
+
+_OPERATORS = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "AT"})
+
+
 def _expected(expected) -> str:
-    # Newlines are only expected where a statement could end; listing them
-    # beside real tokens reads as noise.
-    wanted = [e for e in expected if e not in ("COMMENT", "_NL")] or list(expected)
-    names = sorted({_TOKEN_NAMES.get(e, f"'{e.lower()}'") for e in wanted})
-    if len(names) > 6:
+    """`; expected a, b or c`, grouping expression starts and operators."""
+    wanted = {e for e in expected if e != "COMMENT"}
+    lead, tail = [], []
+    if _EXPR_START <= wanted:
+        wanted -= _ATOM_START
+        lead.append("an expression")
+    if _OPERATORS <= wanted:
+        wanted -= _OPERATORS
+        lead.append("an operator")
+    if "_NL" in wanted:
+        wanted.discard("_NL")
+        # A newline is worth naming beside an operator (`y = f(x) z`) or
+        # alone (`} junk`); elsewhere it is noise.
+        if "an operator" in lead or wanted <= {"$END"}:
+            wanted.discard("$END")
+            tail.append("end of line")
+    names = lead + sorted({_TOKEN_NAMES.get(e, f"'{e.lower()}'") for e in wanted}) + tail
+    if not names or len(names) > 6:
         return ""
-    return "; expected " + " or ".join(names) if names else ""
+    if len(names) == 1:
+        return f"; expected {names[0]}"
+    return f"; expected {', '.join(names[:-1])} or {names[-1]}"
+
+
+def _unclosed(filename: str, bracket: Token, before: str) -> ModelError:
+    return ModelError(_tok_loc(filename, bracket), f"'{bracket}' is never closed ({before})")
+
+
+def _acceptable(err: UnexpectedInput) -> set[str]:
+    """The tokens the parser would really accept (LALR's own list is approximate)."""
+    parser = getattr(err, "interactive_parser", None)
+    if parser is not None:
+        try:
+            return set(parser.accepts())
+        except Exception:  # noqa: BLE001 - the approximate list is good enough
+            pass
+    return set(getattr(err, "expected", None) or [])
 
 
 def _syntax_error(filename: str, source: str, err: UnexpectedInput) -> ModelError:
-    lines = source.splitlines() or [""]
+    lines = source.split("\n")
+    open_brackets = list(_POSTLEX.open)
     if isinstance(err, UnexpectedCharacters):
         ch = source[err.pos_in_stream] if err.pos_in_stream < len(source) else ""
         what = f"character {ch!r}" if ch.isprintable() else f"character {ch!r} (not text)"
         return ModelError(SourceLoc(filename, err.line, err.column), f"unexpected {what}")
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         tok = err.token
+        # A keyword or '}' inside ( ) or [ ]: the bracket was left open.
+        inner = open_brackets[-1] if open_brackets else None
+        if tok.type in _STATEMENT_START and inner is not None and inner.type in ("LPAR", "LSQB"):
+            return _unclosed(filename, inner, f"{_describe_token(tok)} on line {tok.line} comes first")
+        if tok.type in _OPERATORS and not lines[tok.line - 1][: tok.column - 1].strip():
+            return ModelError(
+                _tok_loc(filename, tok),
+                f"unexpected {_describe_token(tok)} at the start of a line: a statement ends at"
+                " the end of its line (wrap a long expression in parentheses to continue it)",
+            )
+        if tok.type in _CLOSERS and inner is not None and inner.type != _CLOSERS[tok.type]:
+            return ModelError(
+                _tok_loc(filename, tok),
+                f"closing '{tok}' does not match the opening '{inner}' at line {inner.line}, column {inner.column}",
+            )
         return ModelError(
             _tok_loc(filename, tok),
-            f"unexpected {_describe_token(tok)}{_expected(err.expected)}",
+            f"unexpected {_describe_token(tok)}{_expected(_acceptable(err))}",
         )
+    if open_brackets:
+        return _unclosed(filename, open_brackets[-1], "the file ends first")
     # End of input: point just past the last non-blank character.
     line = len(lines)
     while line > 1 and not lines[line - 1].strip():
         line -= 1
     col = len(lines[line - 1].rstrip()) + 1
-    expected = getattr(err, "expected", None) or []
-    return ModelError(
-        SourceLoc(filename, line, col),
-        f"unexpected end of file{_expected(expected)} (is a '}}' or ')' missing?)",
-    )
+    return ModelError(SourceLoc(filename, line, col), f"unexpected end of file{_expected(_acceptable(err))}")
+
+
+_LINE_BREAKS = re.compile("\r(?!\n)|[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def display_source(source: str) -> str:
+    """
+    The source as error messages show it: characters that Python's
+    `splitlines` (used to pick the quoted line) treats as line breaks, but
+    the lexer does not, become spaces, so the quoted line and the caret
+    match the reported line and column.
+    """
+    return _LINE_BREAKS.sub(" ", source)
 
 
 def parse_program(source: str, filename: str) -> Program:
     """Parse model-language text; raise `ModelError` (with source) on a syntax error."""
+    shown = display_source(source)
     try:
         return _ToAst(filename).transform(_PARSER.parse(source))
     except ModelError as err:
-        raise err.with_source(source) from None
+        raise err.with_source(shown) from None
     except VisitError as err:
         if isinstance(err.orig_exc, ModelError):
-            raise err.orig_exc.with_source(source) from None
+            raise err.orig_exc.with_source(shown) from None
         raise
     except _TooDeep as err:
         raise ModelError(
-            _tok_loc(filename, err.tok), f"brackets nested more than {MAX_NESTING} deep", source
+            _tok_loc(filename, err.tok), f"brackets nested more than {MAX_NESTING} deep", shown
+        ) from None
+    except _Reserved as err:
+        raise ModelError(
+            _tok_loc(filename, err.tok),
+            f"'{err.tok}' is a keyword and cannot be used as a name",
+            shown,
         ) from None
     except UnexpectedInput as err:
-        raise _syntax_error(filename, source, err).with_source(source) from None
+        raise _syntax_error(filename, source, err).with_source(shown) from None
     except RecursionError:
         raise ModelError(
-            SourceLoc(filename, 1, 1), "expression nested too deeply to compile"
+            SourceLoc(filename, 1, 1), "expression nested too deeply to compile", shown
         ) from None

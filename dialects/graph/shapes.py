@@ -191,9 +191,9 @@ def pool2d(x: Shape, kernel: Sequence[int], strides: Sequence[int], pads: Sequen
     """ONNX MaxPool/AveragePool output shape (floor mode)."""
     if len(x) != 4:
         raise ShapeError(f"pooling input must be [N, C, H, W], got {fmt(x)}")
-    _check_window_attrs(strides, pads, (1, 1))
     if any(k < 1 for k in kernel):
         raise ShapeError(f"pooling kernel must be positive, got {list(kernel)}")
+    _check_window_attrs(strides, pads, (1, 1))
     if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
         raise ShapeError(f"pooling padding {list(pads)} must be smaller than the kernel {list(kernel)}")
     n, c, h, w = x
