@@ -22,7 +22,7 @@ from compiler.diagnostics import StrataError
 from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module
 from compiler.frontend import load_model, read_source
 from compiler.pipeline import parse_pipeline
-from passes.fuse import TARGETS
+from passes._targets import TARGETS
 from compiler.stats import human, model_function, model_stats
 
 MAX_RUN_ELEMENTS = 2**31

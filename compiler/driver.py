@@ -27,7 +27,10 @@ from xdsl.passes import ModulePass
 from compiler import ir
 from compiler.diagnostics import StrataError
 from dialects.graph.kernel import KernelOp
-from passes.fuse import TARGETS, FusePass
+from dialects.graph.layout import LayoutAttr, RelayoutOp
+from passes._targets import TARGETS
+from passes.assign_layout import AssignLayoutPass
+from passes.fuse import FusePass
 
 
 class Stage(StrEnum):
@@ -35,6 +38,7 @@ class Stage(StrEnum):
 
     GRAPH = "graph"
     FUSED = "fused"
+    LAYOUT = "layout"
 
 
 STAGE_ORDER = tuple(Stage)
@@ -42,12 +46,20 @@ STAGE_ORDER = tuple(Stage)
 
 def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]], ...]:
     """The passes that produce each stage, in order, for `target`."""
-    return ((Stage.FUSED, (FusePass(target=target),)),)
+    return (
+        (Stage.FUSED, (FusePass(target=target),)),
+        (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
+    )
 
 
 def detect_stage(module: ModuleOp) -> Stage:
     """The stage printed IR is at, so compilation can resume from any dump."""
-    if any(isinstance(op, KernelOp) for op in module.walk()):
+    ops = list(module.walk())
+    if any(isinstance(op, RelayoutOp) for op in ops) or any(
+        isinstance(getattr(r.type, "encoding", None), LayoutAttr) for op in ops for r in op.results
+    ):
+        return Stage.LAYOUT
+    if any(isinstance(op, KernelOp) for op in ops):
         return Stage.FUSED
     return Stage.GRAPH
 

@@ -15,9 +15,10 @@ from xdsl.transforms import get_all_passes
 from xdsl.utils.exceptions import ArgSpecParseError
 
 from compiler.diagnostics import StrataError
+from passes.assign_layout import AssignLayoutPass
 from passes.fuse import FusePass
 
-STRATA_PASSES: tuple[type[ModulePass], ...] = (FusePass,)
+STRATA_PASSES: tuple[type[ModulePass], ...] = (FusePass, AssignLayoutPass)
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

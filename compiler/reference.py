@@ -62,6 +62,7 @@ from dialects.graph import INPUT_ATTR, PARAM_ATTR
 from dialects.graph import ops as g
 from dialects.graph.dtypes import dtype_name
 from dialects.graph.kernel import KernelOp
+from dialects.graph.layout import RelayoutOp
 from dialects.graph.shapes import fmt
 
 # --------------------------------------------------------------------------- errors
@@ -742,6 +743,12 @@ def _transpose(op: g.TransposeOp, args: list[np.ndarray]) -> np.ndarray:
 @register(g.ReshapeOp, widen=False)
 def _reshape(op: g.ReshapeOp, args: list[np.ndarray]) -> np.ndarray:
     return args[0].reshape(tuple(op.result.type.get_shape()))
+
+
+@register(RelayoutOp, widen=False)
+def _relayout(op: RelayoutOp, args: list[np.ndarray]) -> np.ndarray:
+    # Values are logical at every stage; a relayout only moves bytes.
+    return args[0]
 
 
 @register(g.ConcatOp, widen=False)

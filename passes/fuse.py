@@ -42,10 +42,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from dialects.graph import ops as g
 from dialects.graph.kernel import KernelOp, YieldOp
+from passes._targets import TARGET_ATTR, TARGETS
 
-TARGETS = ("gpu", "tpu", "lpu")
-TARGET_ATTR = "strata.target"
-"""Module attribute recording the target the IR is being compiled for."""
 
 ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp)
 MOVEMENT = (g.TransposeOp, g.SliceOp, g.ReshapeOp)

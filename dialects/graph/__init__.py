@@ -9,6 +9,7 @@ params; each argument carries `graph.input = "name"` or `graph.param =
 from xdsl.ir import Dialect
 
 from dialects.graph.kernel import KernelOp, YieldOp
+from dialects.graph.layout import LayoutAttr, RelayoutOp
 
 from dialects.graph.ops import (
     AbsOp,
@@ -109,8 +110,11 @@ Graph = Dialect(
         MaxPool2DOp,
         AvgPool2DOp,
         GlobalAvgPoolOp,
+        # Layouts
+        RelayoutOp,
         # Fused kernels
         KernelOp,
         YieldOp,
     ],
+    [LayoutAttr],
 )

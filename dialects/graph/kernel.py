@@ -28,6 +28,8 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, RecursiveMemoryEffect
 from xdsl.utils.exceptions import VerifyException
 
+from dialects.graph.layout import logical_type
+
 KERNEL_KINDS = ("gemm", "conv", "attention", "row", "elementwise", "reduction", "pool", "gather", "copy")
 
 
@@ -97,11 +99,12 @@ class KernelOp(IRDLOperation):
                 f"unknown kernel kind '{self.kind.data}' (kinds: {', '.join(KERNEL_KINDS)})"
             )
         block = self.body.block
-        arg_types = [a.type for a in block.args]
-        if arg_types != [v.type for v in self.inputs]:
+        # The body sees logical tensors: types match up to the layout encoding.
+        arg_types = [logical_type(a.type) for a in block.args]
+        if arg_types != [logical_type(v.type) for v in self.inputs]:
             raise VerifyException("kernel block arguments must match the kernel inputs' types")
         terminator = block.last_op
         if not isinstance(terminator, YieldOp):
             raise VerifyException("kernel body must end with graph.yield")
-        if [v.type for v in terminator.values] != [r.type for r in self.outputs]:
+        if [logical_type(v.type) for v in terminator.values] != [logical_type(r.type) for r in self.outputs]:
             raise VerifyException("graph.yield types must match the kernel result types")

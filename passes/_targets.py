@@ -1,0 +1,37 @@
+"""
+The target facts passes need (`passes/targets.toml`): on-chip capacity,
+layout tile and preferred GEMM tile per target. Read once; pure lookups.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+TARGETS = ("gpu", "tpu", "lpu")
+TARGET_ATTR = "strata.target"
+"""Module attribute recording the target the IR is being compiled for."""
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    name: str
+    onchip_bytes: int
+    layout_tile: tuple[int, ...]
+    gemm_tile: tuple[int, int, int]
+
+
+@cache
+def target_facts(name: str) -> TargetFacts:
+    if name not in TARGETS:
+        raise ValueError(f"unknown target '{name}' (targets: {', '.join(TARGETS)})")
+    table = tomllib.loads((Path(__file__).parent / "targets.toml").read_text())[name]
+    return TargetFacts(name, table["onchip_bytes"], tuple(table["layout_tile"]), tuple(table["gemm_tile"]))
+
+
+def module_target(module, default: str = "gpu") -> str:
+    """The target recorded on a module by `fuse`, or `default`."""
+    attr = module.attributes.get(TARGET_ATTR)
+    return getattr(attr, "data", default)

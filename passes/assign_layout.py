@@ -1,0 +1,208 @@
+"""
+`assign-layout{target=...}`: give every tensor between kernels a physical layout.
+
+Preconditions: fused IR (`fuse` has run; compute ops live in `graph.kernel`s).
+Postconditions: every tensor-typed value of the model function (arguments,
+kernel results, ops outside kernels) has a `#graph.layout` encoding; kernel
+bodies stay logical (their block arguments carry no encoding). Where a
+consumer needs another layout than its operand has, an explicit
+`graph.relayout` sits between them; one relayout per (value, layout) pair;
+relayouts that undo each other or change nothing are removed. Model inputs,
+params and results keep the logical layout, so the function's signature
+only gains the logical encoding. Values are unchanged: a relayout is
+identity on logical values.
+
+Per target (`passes/targets.toml`): conv and pool kernels keep rank-4
+tensors channels-last (NHWC, filters OHWI); the TPU tiles the last two
+physical dims by (8, 128), the LPU the last by 320; reshapes outside kernels
+read and write the logical layout (a reshape is a view only there).
+Elementwise and copy kernels follow the layout of their first operand of the
+output's rank, so a chain of them never relayouts.
+
+Choices for the autotuner: `channels_last` and `tiled`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from dialects.graph.kernel import KernelOp
+from dialects.graph.layout import LayoutAttr, RelayoutOp, layout_of, logical_layout, logical_type, with_layout
+from passes._targets import TARGETS, module_target, target_facts
+
+NHWC = (0, 2, 3, 1)
+CHANNELS_LAST_KINDS = ("conv", "pool")
+FOLLOWING_KINDS = ("elementwise", "copy")
+
+# --------------------------------------------------------------------------- helpers
+
+
+def target_layout(target: str, rank: int, channels_last: bool, tiled: bool) -> LayoutAttr:
+    """The layout `target` wants for a rank-`rank` tensor."""
+    order = NHWC if channels_last and rank == 4 else tuple(range(rank))
+    tile = target_facts(target).layout_tile if tiled else ()
+    tile = tile[len(tile) - min(len(tile), rank) :]
+    return LayoutAttr(order, tile)
+
+
+def _is_tensor(value: SSAValue) -> bool:
+    return isinstance(value.type, TensorType)
+
+
+def _set_layout(value: SSAValue, layout: LayoutAttr) -> SSAValue:
+    wanted = with_layout(logical_type(value.type), layout)
+    if value.type == wanted:
+        return value
+    return Rewriter.replace_value_with_new_type(value, wanted)
+
+
+def _body_logical(kernel: KernelOp) -> None:
+    for arg in list(kernel.body.block.args):
+        if arg.type != logical_type(arg.type):
+            Rewriter.replace_value_with_new_type(arg, logical_type(arg.type))
+
+
+@dataclass
+class _Assigner:
+    target: str
+    channels_last: bool
+    tiled: bool
+
+    def default(self, rank: int, channels_last: bool = False) -> LayoutAttr:
+        return target_layout(self.target, rank, channels_last and self.channels_last, self.tiled)
+
+    def kernel_layouts(self, kernel: KernelOp) -> tuple[list[LayoutAttr], LayoutAttr]:
+        """Layouts a kernel wants for its inputs and its outputs."""
+        kind = kernel.kind.data
+        out_rank = len(kernel.outputs[0].type.get_shape())
+        wants_nhwc = kind in CHANNELS_LAST_KINDS
+        out = self.default(out_rank, wants_nhwc)
+        if kind in FOLLOWING_KINDS:
+            same_rank = [v for v in kernel.inputs if len(v.type.get_shape()) == out_rank]
+            if same_rank:
+                out = layout_of(same_rank[0].type)
+        inputs = []
+        for value in kernel.inputs:
+            rank = len(value.type.get_shape())
+            inputs.append(out if rank == out_rank else self.default(rank, wants_nhwc))
+        return inputs, out
+
+    def relayout(self, value: SSAValue, layout: LayoutAttr, cache: dict, before: Operation) -> SSAValue:
+        """`value` in `layout`, through one shared relayout op if needed."""
+        if layout_of(value.type) == layout:
+            return value
+        key = (value, layout)
+        if key not in cache:
+            op = RelayoutOp(value, layout)
+            op.location = before.location
+            Rewriter.insert_op(op, InsertPoint.before(before))
+            cache[key] = op.result
+        return cache[key]
+
+    def run(self, fn: func.FuncOp) -> None:
+        block = fn.body.block
+        for arg in list(block.args):
+            if _is_tensor(arg):
+                _set_layout(arg, logical_layout(len(arg.type.get_shape())))
+        cache: dict = {}
+        for op in list(block.ops):
+            if isinstance(op, KernelOp):
+                inputs, out = self.kernel_layouts(op)
+                for i, (value, layout) in enumerate(zip(op.inputs, inputs)):
+                    op.operands[i] = self.relayout(value, layout, cache, op)
+                _body_logical(op)
+                for result in list(op.results):
+                    _set_layout(result, out)
+            elif isinstance(op, func.ReturnOp):
+                for i, value in enumerate(op.operands):
+                    if _is_tensor(value):
+                        op.operands[i] = self.relayout(value, logical_layout(len(value.type.get_shape())), cache, op)
+            else:
+                # Views and constants outside kernels live in the logical layout.
+                for i, value in enumerate(op.operands):
+                    if _is_tensor(value):
+                        op.operands[i] = self.relayout(value, logical_layout(len(value.type.get_shape())), cache, op)
+                for result in list(op.results):
+                    if _is_tensor(result):
+                        _set_layout(result, logical_layout(len(result.type.get_shape())))
+        fn.update_function_type()
+
+
+# --------------------------------------------------------------------------- patterns
+
+
+class FoldRelayoutChain(RewritePattern):
+    """`relayout(relayout(x, a), b)` -> `relayout(x, b)`, or `x` if `x` is in `b`."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: RelayoutOp, rewriter: PatternRewriter, /) -> None:
+        source = op.input.owner
+        if not isinstance(source, RelayoutOp):
+            return
+        origin = source.input
+        if layout_of(origin.type) == layout_of(op.result.type):
+            op.result.replace_by(origin)
+            rewriter.erase_op(op)
+        else:
+            rewriter.replace_op(op, RelayoutOp(origin, layout_of(op.result.type)))
+        if not source.result.uses:
+            rewriter.erase_op(source)
+
+
+class EraseIdentityRelayout(RewritePattern):
+    """A relayout to the layout its operand already has is the operand."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: RelayoutOp, rewriter: PatternRewriter, /) -> None:
+        if layout_of(op.input.type) == layout_of(op.result.type):
+            op.result.replace_by(op.input)
+            rewriter.erase_op(op)
+
+
+# --------------------------------------------------------------------------- pass
+
+
+@dataclass(frozen=True)
+class AssignLayoutPass(ModulePass):
+    """Give every tensor a physical layout; insert and cancel relayouts."""
+
+    name = "assign-layout"
+
+    target: str = ""
+    """`gpu`, `tpu` or `lpu`; empty means the target `fuse` recorded."""
+    channels_last: bool = True
+    """Keep conv and pool tensors NHWC."""
+    tiled: bool = True
+    """Tile the innermost dims by the target's vector tile."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        target = self.target or module_target(op)
+        if target not in TARGETS:
+            raise ValueError(f"assign-layout: unknown target '{target}' (targets: {', '.join(TARGETS)})")
+        for fn in op.walk():
+            if isinstance(fn, func.FuncOp) and not fn.is_declaration:
+                _Assigner(target, self.channels_last, self.tiled).run(fn)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([FoldRelayoutChain(), EraseIdentityRelayout()])
+        ).rewrite_module(op)
+
+    @classmethod
+    def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[AssignLayoutPass, ...]:
+        """Channels-last or not, tiled or not, for the module's target."""
+        target = module_target(module_op)
+        return tuple(cls(target, c, t) for c, t in itertools.product((True, False), repeat=2))
