@@ -156,7 +156,7 @@ class FoldRelayoutChain(RewritePattern):
             return
         origin = source.input
         if layout_of(origin.type) == layout_of(op.result.type):
-            op.result.replace_by(origin)
+            op.result.replace_all_uses_with(origin)
             rewriter.erase_op(op)
         else:
             rewriter.replace_op(op, RelayoutOp(origin, layout_of(op.result.type)))
@@ -170,7 +170,7 @@ class EraseIdentityRelayout(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: RelayoutOp, rewriter: PatternRewriter, /) -> None:
         if layout_of(op.input.type) == layout_of(op.result.type):
-            op.result.replace_by(op.input)
+            op.result.replace_all_uses_with(op.input)
             rewriter.erase_op(op)
 
 
