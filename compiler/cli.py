@@ -19,7 +19,8 @@ from xdsl.dialects.builtin import ModuleOp
 
 from compiler import ir
 from compiler.diagnostics import StrataError
-from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module
+from compiler import loop_interpreter
+from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage
 from compiler.frontend import load_model, read_source
 from compiler.pipeline import parse_pipeline
 from passes._targets import TARGETS
@@ -141,7 +142,8 @@ def cmd_run(args) -> int:
     inputs = {s.name: given_inputs.get(s.name, drawn.get(s.name)) for s in inputs_spec}
     params = {s.name: given_weights.get(s.name, drawn.get(s.name)) for s in params_spec}
     compile_module(module, args.target, Stage(args.through))
-    outputs = reference.run_module(module, inputs, params)
+    runner = loop_interpreter if detect_stage(module) == Stage.LOOP else reference
+    outputs = runner.run_module(module, inputs, params)
     if args.output:
         weights.save_outputs(args.output, outputs)
     print(weights.summarize(outputs))

@@ -26,11 +26,14 @@ from xdsl.passes import ModulePass
 
 from compiler import ir
 from compiler.diagnostics import StrataError
+from dialects import loop
 from dialects.graph.kernel import KernelOp
 from dialects.graph.layout import LayoutAttr, RelayoutOp
 from passes._targets import TARGETS
 from passes.assign_layout import AssignLayoutPass
 from passes.fuse import FusePass
+from passes.lower_to_loops import LowerToLoopsPass
+from passes.tile import TilePass
 
 
 class Stage(StrEnum):
@@ -39,6 +42,7 @@ class Stage(StrEnum):
     GRAPH = "graph"
     FUSED = "fused"
     LAYOUT = "layout"
+    LOOP = "loop"
 
 
 STAGE_ORDER = tuple(Stage)
@@ -49,12 +53,15 @@ def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]],
     return (
         (Stage.FUSED, (FusePass(target=target),)),
         (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
+        (Stage.LOOP, (TilePass(target=target), LowerToLoopsPass())),
     )
 
 
 def detect_stage(module: ModuleOp) -> Stage:
     """The stage printed IR is at, so compilation can resume from any dump."""
     ops = list(module.walk())
+    if any(isinstance(op, loop.KernelOp) for op in ops):
+        return Stage.LOOP
     if any(isinstance(op, RelayoutOp) for op in ops) or any(
         isinstance(getattr(r.type, "encoding", None), LayoutAttr) for op in ops for r in op.results
     ):

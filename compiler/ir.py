@@ -22,8 +22,9 @@ from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyExcepti
 
 from compiler.diagnostics import StrataError, source_line
 from dialects.graph import Graph
+from dialects.loop import Loop
 
-STRATA_DIALECTS = (Graph,)
+STRATA_DIALECTS = (Graph, Loop)
 
 
 def make_context() -> Context:

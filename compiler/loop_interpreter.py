@@ -1,0 +1,198 @@
+"""
+Interpreter of loop-stage IR: runs tiled loop nests on whole tiles with NumPy.
+
+A global buffer is a NumPy array of its *physical* shape (`physical_shape`
+of its `#graph.layout`): a relayout really moves elements, and every
+`loop.load`/`loop.store` translates logical tile indices to physical ones
+through the layout, so a wrong layout or a wrong tile offset gives wrong
+numbers. Tiles are NumPy arrays; graph ops on tiles run through the
+reference executor's handlers, so both stages share one semantics.
+`run_module` takes the same inputs and weights as `reference.run_module`
+and returns the logical outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.ir import Block, Operation, SSAValue
+
+from compiler import reference
+from compiler.reference import ExecutionError, convert, numpy_dtype, op_error
+from dialects import loop
+from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _physical_index(layout: LayoutAttr, index: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Logical index arrays -> physical ones: permute, then split tiled dims."""
+    permuted = [index[d] for d in layout.perm]
+    split = len(permuted) - len(layout.tiles)
+    outer = [i // t for i, t in zip(permuted[split:], layout.tiles)]
+    inner = [i % t for i, t in zip(permuted[split:], layout.tiles)]
+    return (*permuted[:split], *outer, *inner)
+
+
+def to_physical(value: np.ndarray, layout: LayoutAttr) -> np.ndarray:
+    out = np.zeros(physical_shape(layout, value.shape), value.dtype)
+    index = np.indices(value.shape, sparse=True)
+    out[_physical_index(layout, tuple(index))] = value
+    return out
+
+
+def to_logical(buffer: np.ndarray, layout: LayoutAttr, shape: tuple[int, ...]) -> np.ndarray:
+    index = np.indices(shape, sparse=True)
+    return buffer[_physical_index(layout, tuple(index))]
+
+
+def _tile_index(offsets, sizes, shape):
+    """Broadcastable logical index arrays of a tile and the in-bounds mask."""
+    index, inside = [], True
+    rank = len(sizes)
+    for d, (o, s) in enumerate(zip(offsets, sizes)):
+        axis = np.arange(o, o + s).reshape([-1 if i == d else 1 for i in range(rank)])
+        ok = (axis >= 0) & (axis < shape[d])
+        inside = inside & ok
+        index.append(np.clip(axis, 0, max(shape[d] - 1, 0)))
+    return tuple(index), inside
+
+
+class _Buffer:
+    """A global buffer: its physical array, layout and logical shape."""
+
+    def __init__(self, data: np.ndarray, type_: MemRefType):
+        self.data = data
+        self.layout = layout_of(type_)
+        self.shape = tuple(type_.get_shape())
+
+    def load(self, offsets, sizes, pad: float) -> np.ndarray:
+        index, inside = _tile_index(offsets, sizes, self.shape)
+        values = self.data[_physical_index(self.layout, index)]
+        if np.all(inside):
+            return values
+        fill = convert(np.asarray(pad, np.float64), self.data.dtype) if self.data.dtype.kind == "f" else 0
+        return np.where(inside, values, fill).astype(self.data.dtype)
+
+    def store(self, offsets, tile: np.ndarray) -> None:
+        index, inside = _tile_index(offsets, tile.shape, self.shape)
+        inside = np.broadcast_to(inside, tile.shape)
+        full = tuple(np.broadcast_to(i, tile.shape) for i in index)
+        physical = _physical_index(self.layout, tuple(i[inside] for i in full))
+        self.data[physical] = tile[inside]
+
+    def logical(self) -> np.ndarray:
+        return to_logical(self.data, self.layout, self.shape)
+
+
+# --------------------------------------------------------------------------- ops
+
+
+def _offsets(op, env) -> tuple[int, ...]:
+    ivs = [env[v] for v in op.indices]
+    return op.map.data.eval(ivs, [])
+
+
+def _online_softmax(s, v, m, l, acc):
+    new_max = np.maximum(m, s.max(axis=-1, keepdims=True))
+    # Rows with no unmasked key yet keep max -inf: scale by 0, not NaN.
+    safe = np.where(np.isneginf(new_max), 0.0, new_max)
+    p = np.exp(s - safe)
+    scale = np.where(np.isneginf(m), 0.0, np.exp(m - safe))
+    return new_max, l * scale + p.sum(axis=-1, keepdims=True), acc * scale + p @ v
+
+
+def _run_block(block: Block, env: dict) -> list:
+    for op in block.ops:
+        if isinstance(op, (scf.YieldOp, func.ReturnOp)):
+            return [env[v] for v in op.operands]
+        if isinstance(op, loop.EndOp):
+            return []
+        _run_op(op, env)
+    return []
+
+
+def _run_op(op: Operation, env: dict) -> None:
+    if isinstance(op, arith.ConstantOp):
+        env[op.result] = op.value.value.data
+    elif isinstance(op, memref.AllocOp):
+        type_ = op.memref.type
+        shape = physical_shape(layout_of(type_), type_.get_shape())
+        env[op.memref] = _Buffer(np.zeros(shape, numpy_dtype(type_.element_type)), type_)
+    elif isinstance(op, loop.KernelOp):
+        inner = dict(zip(op.body.block.args, (env[v] for v in (*op.ins, *op.outs))))
+        _run_block(op.body.block, inner)
+    elif isinstance(op, scf.ForOp):
+        lb, ub, step = env[op.lb], env[op.ub], env[op.step]
+        carried = [env[v] for v in op.iter_args]
+        body = op.body.block
+        for iv in range(lb, ub, step):
+            scope = dict(env)
+            scope[body.args[0]] = iv
+            scope.update(zip(body.args[1:], carried))
+            carried = _run_block(body, scope)
+        env.update(zip(op.results, carried))
+    elif isinstance(op, loop.LoadOp):
+        tile = env[op.source].load(_offsets(op, env), op.result.type.get_shape(), op.pad.value.data)
+        env[op.result] = tile
+    elif isinstance(op, loop.StoreOp):
+        env[op.dest].store(_offsets(op, env), env[op.value])
+    elif isinstance(op, loop.FillOp):
+        type_ = op.result.type
+        env[op.result] = np.full(type_.get_shape(), op.value.value.data, numpy_dtype(type_.element_type))
+    elif isinstance(op, loop.CausalMaskOp):
+        x = env[op.input]
+        row, col = _offsets(op, env)
+        i = np.arange(x.shape[-2])[:, None] + row
+        j = np.arange(x.shape[-1])[None, :] + col
+        fill = convert(np.asarray(-np.inf), x.dtype)
+        env[op.result] = np.where(j > i, fill, x).astype(x.dtype)
+    elif isinstance(op, loop.OnlineSoftmaxOp):
+        args = [env[v].astype(np.float32) for v in op.operands]
+        for result, value in zip(op.results, _online_softmax(*args)):
+            env[result] = value.astype(np.float32)
+    elif isinstance(op, loop.CopyOp):
+        source, dest = env[op.source], env[op.dest]
+        dest.data[...] = to_physical(source.logical(), dest.layout)
+    elif isinstance(op, loop.ViewOp):
+        source = env[op.source]
+        env[op.result] = _Buffer(source.data.reshape(op.result.type.get_shape()), op.result.type)
+    elif type(op) in reference.HANDLERS:
+        for result, value in zip(op.results, reference._execute(op, env)):
+            env[result] = value
+    else:
+        raise op_error(ExecutionError, op, f"the loop interpreter does not support '{op.name}'")
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run_function(fn: func.FuncOp, args) -> list[np.ndarray]:
+    """Run a loop-stage function on logical argument arrays; return logical results."""
+    block = fn.body.block
+    if len(args) != len(block.args):
+        raise ExecutionError(f"error: @{fn.sym_name.data} takes {len(block.args)} arguments, got {len(args)}")
+    env: dict[SSAValue, object] = {}
+    for arg, value in zip(block.args, args):
+        type_ = arg.type
+        value = convert(np.asarray(value), numpy_dtype(type_.element_type))
+        if value.shape != tuple(type_.get_shape()):
+            raise ExecutionError(f"error: an argument has shape {value.shape}, the function needs {type_.get_shape()}")
+        env[arg] = _Buffer(to_physical(value, layout_of(type_)), type_)
+    with np.errstate(all="ignore"):
+        outputs = _run_block(block, env)
+    return [buffer.logical() for buffer in outputs]
+
+
+def run_module(module: ModuleOp, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]):
+    """Like `reference.run_module`, for loop-stage IR."""
+    fn = reference.model_function(module)
+    names = reference.argument_names(fn)
+    pools = {"input": inputs, "param": weights}
+    missing = [n for k, n in names if n not in pools[k]]
+    if missing:
+        raise ExecutionError(f"error: no value given for {', '.join(repr(n) for n in missing)}")
+    return run_function(fn, [pools[k][n] for k, n in names])

@@ -1,0 +1,436 @@
+"""
+The `loop` dialect: kernels as tiled loop nests over buffers with memory levels.
+
+Only what upstream dialects lack. Loops are `scf.for` (with `iter_args` for
+reductions that carry an accumulator); buffers are `memref`s in the
+off-chip (`"global"`) memory space whose layout is a `#graph.layout`;
+computation on tiles reuses `graph` ops on tile-shaped tensors. This
+dialect adds the kernel boundary, the moves between memory levels and the
+few tile ops that need the tile's position:
+
+- `loop.kernel`: one kernel over global buffers (`ins`, then `outs`), with
+  the iteration space, tile sizes and loop order it was lowered with.
+- `loop.load` / `loop.store`: a tile between a global buffer and an on-chip
+  (or register) tensor, at offsets given by an affine map of the loop
+  induction variables; reads outside the buffer give `pad`, writes outside
+  it are dropped, so edge tiles need no special case.
+- `loop.fill`: a tile of one value (an accumulator's initial value).
+- `loop.causal_mask`: `graph.causal_mask` of a tile at a given position.
+- `loop.online_softmax`: one step of a flash-attention key loop.
+- `loop.copy` (relayout between buffers) and `loop.view` (a reshape of a
+  logical-layout buffer), outside kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    ArrayAttr,
+    DenseArrayBase,
+    FloatAttr,
+    Float64Type,
+    IndexType,
+    MemRefType,
+    StringAttr,
+    TensorType,
+    f64,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, Region, SSAValue
+from xdsl.ir.affine import AffineMap
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    ParsePropInAttrDict,
+    VarConstraint,
+    base,
+    irdl_op_definition,
+    lazy_traits_def,
+    operand_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure
+from xdsl.utils.exceptions import VerifyException
+
+LEVELS = ("global", "onchip", "register")
+"""Memory levels, outermost first: off-chip buffers, on-chip tiles, registers."""
+GLOBAL = StringAttr("global")
+
+
+def global_memref(element_type: Attribute, shape: Sequence[int], layout: Attribute) -> MemRefType:
+    """The type of an off-chip buffer holding a tensor in `layout`."""
+    return MemRefType(element_type, shape, layout, GLOBAL)
+
+
+def _ints(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def _check_map(op: IRDLOperation, indices: Sequence[SSAValue], map_: AffineMap, rank: int) -> None:
+    if map_.num_dims != len(indices):
+        raise VerifyException(f"'{op.name}' map takes {map_.num_dims} indices, {len(indices)} given")
+    if len(map_.results) != rank:
+        raise VerifyException(f"'{op.name}' map gives {len(map_.results)} offsets for a rank-{rank} tile")
+
+
+def _check_global(op: IRDLOperation, type_: Attribute) -> MemRefType:
+    if not isinstance(type_, MemRefType) or type_.memory_space != GLOBAL:
+        raise VerifyException(f"'{op.name}' needs a buffer in the \"global\" memory space, got {type_}")
+    return type_
+
+
+@irdl_op_definition
+class EndOp(IRDLOperation):
+    """Terminator of a `loop.kernel` body."""
+
+    name = "loop.end"
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(KernelOp)))
+    assembly_format = "attr-dict"
+
+
+@irdl_op_definition
+class KernelOp(IRDLOperation):
+    """
+    One kernel: its body reads `ins` and writes `outs`, all global buffers.
+
+    `bounds` is the iteration space (the output's dims, then the extent of the
+    reduction loop if the kernel has one), `tile_sizes` the tile of each, and
+    `loop_order` the nesting of the parallel tile loops, outermost first.
+    `ops` names the graph ops fused into it.
+
+    ```mlir
+    loop.kernel "gemm_0" ins(%x, %w : memref<...>, memref<...>) outs(%y : memref<...>)
+        {kind = "gemm", bounds = array<i64: 8, 4, 16>, tile_sizes = array<i64: 8, 4, 16>,
+         loop_order = array<i64: 0, 1>, ops = ["graph.matmul"]} {
+    ^bb0(%a: memref<...>, %b: memref<...>, %c: memref<...>):
+      ...
+      loop.end
+    }
+    ```
+    """
+
+    name = "loop.kernel"
+
+    ins = var_operand_def(MemRefType)
+    outs = var_operand_def(MemRefType)
+    kernel_name = prop_def(StringAttr)
+    kind = prop_def(StringAttr)
+    bounds = prop_def(DenseArrayBase)
+    tile_sizes = prop_def(DenseArrayBase)
+    loop_order = prop_def(DenseArrayBase)
+    ops = prop_def(ArrayAttr[StringAttr])
+    body = region_def("single_block")
+
+    traits = traits_def(IsolatedFromAbove())
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$kernel_name `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)` attr-dict-with-keyword $body"
+    )
+
+    def __init__(
+        self,
+        kernel_name: str,
+        kind: str,
+        ins: Sequence[SSAValue],
+        outs: Sequence[SSAValue],
+        bounds: Sequence[int],
+        tile_sizes: Sequence[int],
+        loop_order: Sequence[int],
+        ops: Sequence[str],
+        body: Region,
+    ):
+        super().__init__(
+            operands=[ins, outs],
+            properties={
+                "kernel_name": StringAttr(kernel_name),
+                "kind": StringAttr(kind),
+                "bounds": _ints(bounds),
+                "tile_sizes": _ints(tile_sizes),
+                "loop_order": _ints(loop_order),
+                "ops": ArrayAttr([StringAttr(o) for o in ops]),
+            },
+            regions=[body],
+        )
+
+    def verify_(self) -> None:
+        bounds, tiles = self.bounds.get_values(), self.tile_sizes.get_values()
+        if len(bounds) != len(tiles):
+            raise VerifyException(f"'loop.kernel' has {len(bounds)} bounds but {len(tiles)} tile sizes")
+        if any(t <= 0 or t > b for t, b in zip(tiles, bounds)):
+            raise VerifyException(f"'loop.kernel' tile sizes {list(tiles)} must be in 1..bounds {list(bounds)}")
+        order = self.loop_order.get_values()
+        if sorted(order) != list(range(len(order))) or len(order) > len(bounds):
+            raise VerifyException(f"'loop.kernel' loop_order {list(order)} is not a permutation of the parallel dims")
+        for value in (*self.ins, *self.outs):
+            _check_global(self, value.type)
+        block = self.body.block
+        if [a.type for a in block.args] != [v.type for v in (*self.ins, *self.outs)]:
+            raise VerifyException("'loop.kernel' block arguments must match its ins and outs")
+
+
+@irdl_op_definition
+class LoadOp(IRDLOperation):
+    """
+    Read a tile: `result[t] = source[map(indices) + t]`, or `pad` outside `source`.
+
+    Offsets and the tile are in the logical index space; the buffer's layout
+    says where each element sits. `level` is where the tile lives.
+
+    ```mlir
+    %t = loop.load %a[%i, %k] {map = affine_map<(d0, d1) -> (d0 * 8, d1 * 16)>,
+        level = "onchip", pad = 0.0 : f64} : memref<...> -> tensor<8x16xf32>
+    ```
+    """
+
+    name = "loop.load"
+
+    source = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    result = result_def(TensorType)
+    map = prop_def(AffineMapAttr)
+    level = prop_def(StringAttr)
+    pad = prop_def(FloatAttr[Float64Type])
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source `[` $indices `]` attr-dict `:` type($source) `->` type($result)"
+
+    def __init__(self, source: SSAValue, indices: Sequence[SSAValue], map_: AffineMap, shape: Sequence[int],
+                 level: str = "onchip", pad: float = 0.0):
+        memref = SSAValue.get(source).type
+        super().__init__(
+            operands=[source, indices],
+            result_types=[TensorType(memref.element_type, shape)],
+            properties={"map": AffineMapAttr(map_), "level": StringAttr(level), "pad": FloatAttr(pad, f64)},
+        )
+
+    def verify_(self) -> None:
+        memref = _check_global(self, self.source.type)
+        if self.level.data not in LEVELS[1:]:
+            raise VerifyException(f"'loop.load' level must be onchip or register, got '{self.level.data}'")
+        if self.result.type.element_type != memref.element_type:
+            raise VerifyException("'loop.load' tile and buffer element types differ")
+        _check_map(self, self.indices, self.map.data, memref.get_num_dims())
+        if len(self.result.type.get_shape()) != memref.get_num_dims():
+            raise VerifyException("'loop.load' tile rank differs from the buffer's")
+
+
+@irdl_op_definition
+class StoreOp(IRDLOperation):
+    """
+    Write a tile: `dest[map(indices) + t] = value[t]` where inside `dest`.
+
+    ```mlir
+    loop.store %t, %c[%i, %j] {map = affine_map<(d0, d1) -> (d0 * 8, d1 * 4)>}
+        : tensor<8x4xf32> -> memref<...>
+    ```
+    """
+
+    name = "loop.store"
+
+    value = operand_def(TensorType)
+    dest = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    map = prop_def(AffineMapAttr)
+
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$value `,` $dest `[` $indices `]` attr-dict `:` type($value) `->` type($dest)"
+
+    def __init__(self, value: SSAValue, dest: SSAValue, indices: Sequence[SSAValue], map_: AffineMap):
+        super().__init__(operands=[value, dest, indices], properties={"map": AffineMapAttr(map_)})
+
+    def verify_(self) -> None:
+        memref = _check_global(self, self.dest.type)
+        if self.value.type.element_type != memref.element_type:
+            raise VerifyException("'loop.store' tile and buffer element types differ")
+        _check_map(self, self.indices, self.map.data, memref.get_num_dims())
+        if len(self.value.type.get_shape()) != memref.get_num_dims():
+            raise VerifyException("'loop.store' tile rank differs from the buffer's")
+
+
+@irdl_op_definition
+class FillOp(IRDLOperation):
+    """
+    A tile with every element `value`, held at `level` (an accumulator).
+
+    ```mlir
+    %acc = loop.fill {value = 0.0 : f64, level = "register"} : tensor<8x4xf32>
+    ```
+    """
+
+    name = "loop.fill"
+
+    result = result_def(TensorType)
+    value = prop_def(FloatAttr[Float64Type])
+    level = prop_def(StringAttr)
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, value: float, type_: TensorType, level: str = "register"):
+        super().__init__(
+            result_types=[type_], properties={"value": FloatAttr(value, f64), "level": StringAttr(level)}
+        )
+
+
+@irdl_op_definition
+class CausalMaskOp(IRDLOperation):
+    """
+    `graph.causal_mask` of a tile whose first element sits at (row, col) =
+    `map(indices)` of the whole matrix: `-inf` where `col + j > row + i`.
+
+    ```mlir
+    %m = loop.causal_mask %s[%i, %j] {map = affine_map<(d0, d1) -> (d0 * 16, d1 * 16)>} : tensor<1x16x16xf32>
+    ```
+    """
+
+    name = "loop.causal_mask"
+
+    input = operand_def(TensorType)
+    indices = var_operand_def(IndexType)
+    result = result_def(TensorType)
+    map = prop_def(AffineMapAttr)
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input `[` $indices `]` attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, indices: Sequence[SSAValue], map_: AffineMap):
+        super().__init__(
+            operands=[input, indices],
+            result_types=[SSAValue.get(input).type],
+            properties={"map": AffineMapAttr(map_)},
+        )
+
+    def verify_(self) -> None:
+        if len(self.map.data.results) != 2:
+            raise VerifyException("'loop.causal_mask' map must give (row, col)")
+        if self.map.data.num_dims != len(self.indices):
+            raise VerifyException("'loop.causal_mask' map and indices differ in count")
+        if self.result.type != self.input.type or len(self.input.type.get_shape()) < 2:
+            raise VerifyException("'loop.causal_mask' needs a rank >= 2 tile and returns its type")
+
+
+@irdl_op_definition
+class OnlineSoftmaxOp(IRDLOperation):
+    """
+    One key-tile step of flash attention; the score matrix is never whole.
+
+    With scores `s` (`[..., q, k]`), values `v` (`[..., k, d]`) and the running
+    row max `m`, row sum `l` (`[..., q, 1]`) and output `acc` (`[..., q, d]`):
+    `m' = max(m, rowmax(s))`, `p = exp(s - m')`, `c = exp(m - m')`,
+    `l' = l * c + rowsum(p)`, `acc' = acc * c + p @ v`. After the last
+    tile, `acc / l` is `softmax(s) @ v`.
+
+    ```mlir
+    %m2, %l2, %a2 = loop.online_softmax %s, %v, %m, %l, %a
+        : tensor<1x16x16xf32>, tensor<1x16x8xf32>, tensor<1x16x1xf32>, tensor<1x16x1xf32>, tensor<1x16x8xf32>
+    ```
+    """
+
+    name = "loop.online_softmax"
+
+    M: ClassVar = VarConstraint("M", base(TensorType))
+    A: ClassVar = VarConstraint("A", base(TensorType))
+
+    scores = operand_def(TensorType)
+    values = operand_def(TensorType)
+    max_in = operand_def(M)
+    sum_in = operand_def(M)
+    acc_in = operand_def(A)
+    max_out = result_def(M)
+    sum_out = result_def(M)
+    acc_out = result_def(A)
+
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$scores `,` $values `,` $max_in `,` $sum_in `,` $acc_in attr-dict `:` type($scores) `,` type($values)"
+        " `,` type($max_in) `,` type($sum_in) `,` type($acc_in)"
+    )
+
+    def __init__(self, scores, values, max_in, sum_in, acc_in):
+        super().__init__(
+            operands=[scores, values, max_in, sum_in, acc_in],
+            result_types=[SSAValue.get(max_in).type, SSAValue.get(sum_in).type, SSAValue.get(acc_in).type],
+        )
+
+    def verify_(self) -> None:
+        s, v = self.scores.type.get_shape(), self.values.type.get_shape()
+        m, l, a = (x.type.get_shape() for x in (self.max_in, self.sum_in, self.acc_in))
+        q, k, d = s[-2], s[-1], v[-1]
+        if v[-2] != k or m[-2:] != (q, 1) or l != m or a[-2:] != (q, d):
+            raise VerifyException(
+                f"'loop.online_softmax' shapes do not agree: scores {s}, values {v}, max {m}, sum {l}, acc {a}"
+            )
+
+
+@irdl_op_definition
+class CopyOp(IRDLOperation):
+    """
+    Copy `source` into `dest` (same logical shape and dtype, other layouts).
+
+    ```mlir
+    loop.copy %a, %b : memref<4x8xf32, #graph.layout<[0, 1]>, "global"> -> memref<4x8xf32, #graph.layout<[1, 0]>, "global">
+    ```
+    """
+
+    name = "loop.copy"
+
+    source = operand_def(MemRefType)
+    dest = operand_def(MemRefType)
+    assembly_format = "$source `,` $dest attr-dict `:` type($source) `->` type($dest)"
+
+    def __init__(self, source: SSAValue, dest: SSAValue):
+        super().__init__(operands=[source, dest])
+
+    def verify_(self) -> None:
+        a, b = self.source.type, self.dest.type
+        if a.get_shape() != b.get_shape() or a.element_type != b.element_type:
+            raise VerifyException("'loop.copy' buffers differ in shape or element type")
+
+
+@irdl_op_definition
+class ViewOp(IRDLOperation):
+    """
+    The same row-major buffer seen with another shape (`graph.reshape`).
+
+    ```mlir
+    %v = loop.view %a : memref<4x8xf32, #graph.layout<[0, 1]>, "global"> -> memref<32xf32, #graph.layout<[0]>, "global">
+    ```
+    """
+
+    name = "loop.view"
+
+    source = operand_def(MemRefType)
+    result = result_def(MemRefType)
+
+    traits = traits_def(Pure())
+    assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
+
+    def __init__(self, source: SSAValue, result_type: MemRefType):
+        super().__init__(operands=[source], result_types=[result_type])
+
+    def verify_(self) -> None:
+        a, b = self.source.type, self.result.type
+        if math.prod(a.get_shape()) != math.prod(b.get_shape()) or a.element_type != b.element_type:
+            raise VerifyException("'loop.view' changes the element count or type")
+        for t in (a, b):
+            layout = t.layout
+            if getattr(layout, "is_logical", True) is False:
+                raise VerifyException("'loop.view' needs buffers in the logical (row-major) layout")
+
+
+Loop = Dialect(
+    "loop",
+    [KernelOp, EndOp, LoadOp, StoreOp, FillOp, CausalMaskOp, OnlineSoftmaxOp, CopyOp, ViewOp],
+    [],
+)
