@@ -141,8 +141,9 @@ def cmd_run(args) -> int:
     drawn = weights.random_values(missing, rng, ranges)
     inputs = {s.name: given_inputs.get(s.name, drawn.get(s.name)) for s in inputs_spec}
     params = {s.name: given_weights.get(s.name, drawn.get(s.name)) for s in params_spec}
-    compile_module(module, args.target, Stage(args.through))
-    runner = loop_interpreter if detect_stage(module) == Stage.LOOP else reference
+    if args.through is not None:
+        compile_module(module, args.target, Stage(args.through))
+    runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
     outputs = runner.run_module(module, inputs, params)
     if args.output:
         weights.save_outputs(args.output, outputs)
@@ -206,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for drawn inputs and weights (default 0)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write outputs to OUT.npz")
     _add_target(p)
-    p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default="graph",
-                   help="lower the model to this stage first and execute that IR (default: graph)")
+    p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default=None,
+                   help="lower the model to this stage first and execute that IR (default: run the"
+                   " input at its own stage: graph for a .model file)")
     p.set_defaults(run=cmd_run)
 
     p = sub.add_parser("opt", help="run passes over printed IR (like mlir-opt)",

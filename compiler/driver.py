@@ -29,9 +29,11 @@ from compiler.diagnostics import StrataError
 from dialects import loop
 from dialects.graph.kernel import KernelOp
 from dialects.graph.layout import LayoutAttr, RelayoutOp
+from dialects.hardware import HardwareKernelOp
 from passes._targets import TARGETS
 from passes.assign_layout import AssignLayoutPass
 from passes.fuse import FusePass
+from passes.lower_to_hardware import LowerToHardwarePass
 from passes.lower_to_loops import LowerToLoopsPass
 from passes.tile import TilePass
 
@@ -43,6 +45,7 @@ class Stage(StrEnum):
     FUSED = "fused"
     LAYOUT = "layout"
     LOOP = "loop"
+    HARDWARE = "hardware"
 
 
 STAGE_ORDER = tuple(Stage)
@@ -54,12 +57,15 @@ def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]],
         (Stage.FUSED, (FusePass(target=target),)),
         (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
         (Stage.LOOP, (TilePass(target=target), LowerToLoopsPass())),
+        (Stage.HARDWARE, (LowerToHardwarePass(target=target),)),
     )
 
 
 def detect_stage(module: ModuleOp) -> Stage:
     """The stage printed IR is at, so compilation can resume from any dump."""
     ops = list(module.walk())
+    if any(isinstance(op, HardwareKernelOp) for op in ops):
+        return Stage.HARDWARE
     if any(isinstance(op, loop.KernelOp) for op in ops):
         return Stage.LOOP
     if any(isinstance(op, RelayoutOp) for op in ops) or any(

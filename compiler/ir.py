@@ -22,9 +22,10 @@ from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyExcepti
 
 from compiler.diagnostics import StrataError, source_line
 from dialects.graph import Graph
+from dialects.hardware import HARDWARE_DIALECTS
 from dialects.loop import Loop
 
-STRATA_DIALECTS = (Graph, Loop)
+STRATA_DIALECTS = (Graph, Loop, *HARDWARE_DIALECTS)
 
 
 def make_context() -> Context:

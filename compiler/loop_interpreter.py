@@ -1,5 +1,7 @@
 """
-Interpreter of loop-stage IR: runs tiled loop nests on whole tiles with NumPy.
+Interpreter of loop- and hardware-stage IR: runs tiled loop nests on whole
+tiles with NumPy. A hardware kernel runs the loop nest it wraps; its matrix-unit
+op is a matmul and `tsp.transfer` a copy.
 
 A global buffer is a NumPy array of its *physical* shape (`physical_shape`
 of its `#graph.layout`): a relayout really moves elements, and every
@@ -23,6 +25,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from compiler import reference
 from compiler.reference import ExecutionError, convert, numpy_dtype, op_error
 from dialects import loop
+from dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, tsp
 from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
 
 # --------------------------------------------------------------------------- layouts
@@ -109,7 +112,7 @@ def _run_block(block: Block, env: dict) -> list:
     for op in block.ops:
         if isinstance(op, (scf.YieldOp, func.ReturnOp)):
             return [env[v] for v in op.operands]
-        if isinstance(op, loop.EndOp):
+        if isinstance(op, (loop.EndOp, *END_OPS)):
             return []
         _run_op(op, env)
     return []
@@ -122,7 +125,7 @@ def _run_op(op: Operation, env: dict) -> None:
         type_ = op.memref.type
         shape = physical_shape(layout_of(type_), type_.get_shape())
         env[op.memref] = _Buffer(np.zeros(shape, numpy_dtype(type_.element_type)), type_)
-    elif isinstance(op, loop.KernelOp):
+    elif isinstance(op, (loop.KernelOp, HardwareKernelOp)):
         inner = dict(zip(op.body.block.args, (env[v] for v in (*op.ins, *op.outs))))
         _run_block(op.body.block, inner)
     elif isinstance(op, scf.ForOp):
@@ -154,7 +157,11 @@ def _run_op(op: Operation, env: dict) -> None:
         args = [env[v].astype(np.float32) for v in op.operands]
         for result, value in zip(op.results, _online_softmax(*args)):
             env[result] = value.astype(np.float32)
-    elif isinstance(op, loop.CopyOp):
+    elif isinstance(op, MatrixOp):
+        # A matrix unit computes what graph.matmul does, through the same handler.
+        lhs, rhs = (reference._compute_dtype(env[v]) for v in (op.lhs, op.rhs))
+        env[op.result] = reference._finish(op, op.result.type, np.matmul(lhs, rhs))
+    elif isinstance(op, (loop.CopyOp, tsp.TransferOp)):
         source, dest = env[op.source], env[op.dest]
         dest.data[...] = to_physical(source.logical(), dest.layout)
     elif isinstance(op, loop.ViewOp):

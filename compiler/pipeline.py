@@ -17,10 +17,13 @@ from xdsl.utils.exceptions import ArgSpecParseError
 from compiler.diagnostics import StrataError
 from passes.assign_layout import AssignLayoutPass
 from passes.fuse import FusePass
+from passes.lower_to_hardware import LowerToHardwarePass
 from passes.lower_to_loops import LowerToLoopsPass
 from passes.tile import TilePass
 
-STRATA_PASSES: tuple[type[ModulePass], ...] = (FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass)
+STRATA_PASSES: tuple[type[ModulePass], ...] = (
+    FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, LowerToHardwarePass,
+)
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

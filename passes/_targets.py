@@ -25,10 +25,16 @@ class TargetFacts:
 
 @cache
 def target_facts(name: str) -> TargetFacts:
+    table = target_table(name)
+    return TargetFacts(name, table["onchip_bytes"], tuple(table["layout_tile"]), tuple(table["gemm_tile"]))
+
+
+@cache
+def target_table(name: str) -> dict:
+    """Every entry of `name`'s section of targets.toml, for target-specific lowering choices."""
     if name not in TARGETS:
         raise ValueError(f"unknown target '{name}' (targets: {', '.join(TARGETS)})")
-    table = tomllib.loads((Path(__file__).parent / "targets.toml").read_text())[name]
-    return TargetFacts(name, table["onchip_bytes"], tuple(table["layout_tile"]), tuple(table["gemm_tile"]))
+    return tomllib.loads((Path(__file__).parent / "targets.toml").read_text())[name]
 
 
 def module_target(module, default: str = "gpu") -> str:

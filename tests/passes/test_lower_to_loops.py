@@ -2,50 +2,25 @@
 
 import numpy as np
 import pytest
-from xdsl.dialects import func
 from xdsl.dialects.builtin import UnknownLoc
 
-from compiler import loop_interpreter, reference, weights
+from compiler import loop_interpreter, reference
 from compiler.driver import Stage, compile_module
 from compiler.frontend import load_model
 from compiler.ir import parse_module, print_module
 from compiler.pipeline import parse_pipeline
 from dialects import loop
-
-REDUCED = {
-    "mlp": {"B": 4},
-    "resnet18": {"HW": 32, "W0": 8, "NC": 10},
-    "gpt2": {"S": 16, "D": 48, "H": 4, "L": 2},
-    "llama": {"S": 16, "D": 64, "H": 4, "KVH": 2, "F": 96, "V": 128},
-    "vit": {"HW": 32, "P": 8, "D": 48, "H": 4, "L": 2, "NC": 10},
-}
-
-
-def _values(module):
-    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
-    specs = weights.model_signature(fn)
-    drawn = weights.random_values(specs, np.random.default_rng(0), weights.integer_input_ranges(fn))
-    return (
-        {s.name: drawn[s.name] for s in specs if s.kind == "input"},
-        {s.name: drawn[s.name] for s in specs if s.kind == "param"},
-    )
-
-
-def _close(want, got):
-    for a, b in zip(want, got, strict=True):
-        assert a.shape == b.shape
-        assert np.abs(a - b).max() <= 1e-4 * max(np.abs(a).max(), 1e-30)
-
+from tests.support import REDUCED, assert_close, sample_values
 
 @pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_sample_runs_the_same_through_loop(name, target):
     module = load_model(f"samples/{name}.model", REDUCED[name])
-    inputs, params = _values(module)
+    inputs, params = sample_values(module)
     want = reference.run_module(module, inputs, params)
     compile_module(module, target, Stage.LOOP)
     assert any(isinstance(op, loop.KernelOp) for op in module.walk())
-    _close(want, loop_interpreter.run_module(module, inputs, params))
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))
     # Every op keeps a location.
     assert all(not isinstance(op.location, UnknownLoc) for op in module.walk() if op.name != "builtin.module")
     text = print_module(module)
@@ -54,10 +29,10 @@ def test_sample_runs_the_same_through_loop(name, target):
 
 @pytest.mark.parametrize("sizes", ["4,4,4", "8,16,8", "2,3,5"])
 @pytest.mark.parametrize("name", ["gpt2", "resnet18", "llama"])
-def test_small_tiles_keep_values(name, sizes):
+def test_small_tiles_keepsample_values(name, sizes):
     """Many tiles, edge tiles and K/key loops of several steps: still the reference."""
     module = load_model(f"samples/{name}.model", REDUCED[name])
-    inputs, params = _values(module)
+    inputs, params = sample_values(module)
     want = reference.run_module(module, inputs, params)
     compile_module(module, "tpu", Stage.LAYOUT)
     from compiler.ir import make_context
@@ -66,4 +41,4 @@ def test_small_tiles_keep_values(name, sizes):
     module.verify()
     loops = [op for op in module.walk() if op.name == "scf.for"]
     assert len(loops) > 10
-    _close(want, loop_interpreter.run_module(module, inputs, params))
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))

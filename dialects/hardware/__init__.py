@@ -1,0 +1,15 @@
+"""
+One hardware dialect per target: `simt` (GPU), `systolic` (TPU-style
+systolic arrays) and `tsp` (Groq-style LPU). Names chosen not to clash with
+the dialects xDSL registers (`gpu`, `hw`, `stream`, ...).
+"""
+
+from dialects.hardware._kernel import HardwareKernelOp, MatrixOp
+from dialects.hardware.simt import Simt
+from dialects.hardware.systolic import Systolic
+from dialects.hardware.tsp import Tsp
+
+HARDWARE_DIALECTS = (Simt, Systolic, Tsp)
+END_OPS = tuple(op for d in HARDWARE_DIALECTS for op in d.operations if op.name.endswith(".end"))
+
+__all__ = ["HARDWARE_DIALECTS", "END_OPS", "HardwareKernelOp", "MatrixOp", "Simt", "Systolic", "Tsp"]

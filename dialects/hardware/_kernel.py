@@ -1,0 +1,138 @@
+"""
+What the three hardware dialects share: the kernel op every target wraps a
+loop nest in, and the matrix-unit op that replaces `graph.matmul` inside it.
+
+A hardware kernel keeps the `loop.kernel` it was lowered from (its buffers,
+iteration space, tile sizes, loop order and executable body) and adds the
+figures every cost model needs, computed from that body: `flops` (all work),
+`matrix_flops` (the part on the matrix unit), `read_bytes` / `write_bytes`
+(off-chip traffic the loop nest performs, re-reads included), `onchip_bytes`
+(on-chip tile footprint) and `gemms` (each GEMM the kernel issues as
+`[count, M, N, K]`; convs in SCALE-Sim's convention `M = batch*OH*OW`,
+`N = filters`, `K = KH*KW*C`). Each target adds its mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    TensorType,
+    i64,
+)
+from xdsl.ir import Attribute, Region, SSAValue
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    ParsePropInAttrDict,
+    operand_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.traits import IsolatedFromAbove, Pure
+from xdsl.utils.exceptions import VerifyException
+
+from dialects.graph import shapes
+
+KERNEL_FORMAT = (
+    "$kernel_name `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)`"
+    " attr-dict-with-keyword $body"
+)
+FIGURES = ("flops", "matrix_flops", "read_bytes", "write_bytes", "onchip_bytes")
+
+
+def ints(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def int_attr(value: int) -> IntegerAttr:
+    return IntegerAttr(value, i64)
+
+
+class HardwareKernelOp(IRDLOperation):
+    """Base of `simt.kernel`, `systolic.program` and `tsp.program` (see module doc)."""
+
+    ins = var_operand_def(MemRefType)
+    outs = var_operand_def(MemRefType)
+    kernel_name = prop_def(StringAttr)
+    kind = prop_def(StringAttr)
+    ops = prop_def(ArrayAttr[StringAttr])
+    bounds = prop_def(DenseArrayBase)
+    tile_sizes = prop_def(DenseArrayBase)
+    loop_order = prop_def(DenseArrayBase)
+    flops = prop_def(IntegerAttr)
+    matrix_flops = prop_def(IntegerAttr)
+    read_bytes = prop_def(IntegerAttr)
+    write_bytes = prop_def(IntegerAttr)
+    onchip_bytes = prop_def(IntegerAttr)
+    gemms = prop_def(ArrayAttr[DenseArrayBase])
+    body = region_def("single_block")
+
+    traits = traits_def()
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+
+    def __init__(
+        self,
+        kernel_name: str,
+        ins: Sequence[SSAValue],
+        outs: Sequence[SSAValue],
+        common: Mapping[str, Attribute],
+        mapping: Mapping[str, Attribute],
+        body: Region,
+    ):
+        properties = {"kernel_name": StringAttr(kernel_name), **common, **mapping}
+        super().__init__(operands=[ins, outs], properties=properties, regions=[body])
+
+    def figure(self, name: str) -> int:
+        return getattr(self, name).value.data
+
+    def gemm_list(self) -> list[tuple[int, int, int, int]]:
+        return [tuple(g.get_values()) for g in self.gemms]
+
+    def verify_(self) -> None:
+        bounds, tiles = self.bounds.get_values(), self.tile_sizes.get_values()
+        if len(bounds) != len(tiles) or any(t <= 0 or t > b for t, b in zip(tiles, bounds)):
+            raise VerifyException(f"'{self.name}' tile sizes {list(tiles)} must be in 1..bounds {list(bounds)}")
+        for name in FIGURES:
+            if self.figure(name) < 0:
+                raise VerifyException(f"'{self.name}' {name} must be >= 0")
+        for gemm in self.gemm_list():
+            if len(gemm) != 4 or min(gemm) <= 0:
+                raise VerifyException(f"'{self.name}' gemms entries are [count, M, N, K] > 0, got {list(gemm)}")
+        block = self.body.block
+        if [a.type for a in block.args] != [v.type for v in (*self.ins, *self.outs)]:
+            raise VerifyException(f"'{self.name}' block arguments must match its ins and outs")
+
+
+class MatrixOp(IRDLOperation):
+    """Base of the matrix-unit ops: `result = lhs @ rhs` (batched, NumPy semantics)."""
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)"
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType, mapping: Mapping[str, Attribute]):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type], properties=dict(mapping))
+
+    def verify_(self) -> None:
+        types = (self.lhs.type, self.rhs.type, self.result.type)
+        if len({t.element_type for t in types}) != 1:
+            raise VerifyException(f"'{self.name}' operands and result must have one element type")
+        try:
+            expected = shapes.matmul(self.lhs.type.get_shape(), self.rhs.type.get_shape())
+        except shapes.ShapeError as err:
+            raise VerifyException(f"'{self.name}' {err}") from None
+        if tuple(expected) != tuple(self.result.type.get_shape()):
+            raise VerifyException(f"'{self.name}' result shape must be {list(expected)}")

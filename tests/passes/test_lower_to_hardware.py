@@ -1,0 +1,134 @@
+"""lower-to-hardware: every sample on every target executes as the reference; the mappings hold."""
+
+import math
+
+import pytest
+from xdsl.dialects.builtin import StringAttr, UnknownLoc
+
+from compiler import loop_interpreter, reference
+from compiler.driver import Stage, compile_module
+from compiler.frontend import load_model
+from compiler.ir import make_context, parse_module, print_module
+from compiler.pipeline import parse_pipeline
+from dialects import loop
+from dialects.hardware import HardwareKernelOp, simt, systolic, tsp
+from passes._targets import target_facts
+from passes.lower_to_hardware import assign_chips
+from tests.support import REDUCED, assert_close, sample_values
+
+KERNEL_OPS = {"gpu": simt.KernelOp, "tpu": systolic.ProgramOp, "lpu": tsp.ProgramOp}
+
+
+def _hardware(name: str, target: str):
+    module = load_model(f"samples/{name}.model", REDUCED[name])
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, target, Stage.HARDWARE)
+    return module, inputs, params, want
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_sample_runs_the_same_on_hardware(name, target):
+    module, inputs, params, want = _hardware(name, target)
+    ops = list(module.walk())
+    assert not any(isinstance(op, loop.KernelOp) for op in ops)
+    kernels = [op for op in ops if isinstance(op, HardwareKernelOp)]
+    assert kernels and all(isinstance(k, KERNEL_OPS[target]) for k in kernels)
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))
+    assert all(not isinstance(op.location, UnknownLoc) for op in ops if op.name != "builtin.module")
+    text = print_module(module)
+    assert print_module(parse_module(text, "dump.mlir")) == text
+
+
+def test_gpu_grid_covers_the_iteration_space_within_shared_memory():
+    module, *_ = _hardware("gpt2", "gpu")
+    for kernel in (op for op in module.walk() if isinstance(op, simt.KernelOp)):
+        bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
+        parallel = kernel.loop_order.get_values()
+        assert math.prod(kernel.grid.get_values()) == math.prod(-(-bounds[d] // tiles[d]) for d in parallel)
+        assert 0 < kernel.smem_bytes.value.data <= target_facts("gpu").onchip_bytes
+        threads = kernel.block.get_values()[0]
+        assert threads % 32 == 0 and threads <= 1024
+        matrix = kernel.matrix_flops.value.data > 0
+        assert list(kernel.mma.get_values()) == ([16, 8, 8] if matrix else [])
+        assert any(isinstance(op, simt.MmaOp) for op in kernel.walk()) == matrix
+
+
+def test_kernel_flops_match_the_graph():
+    """The figures read off the loop nest add up to the model's FLOPs (edge tiles padded aside)."""
+    from compiler.stats import model_stats
+
+    for target in ("gpu", "tpu", "lpu"):
+        module = load_model("samples/mlp.model", {"B": 64})
+        graph_flops = model_stats(module).flops
+        compile_module(module, target, Stage.HARDWARE)
+        kernels = [op for op in module.walk() if isinstance(op, HardwareKernelOp)]
+        matrix = sum(k.matrix_flops.value.data for k in kernels)
+        assert matrix == 2 * 64 * (784 * 256 + 256 * 10)
+        assert graph_flops <= sum(k.flops.value.data for k in kernels) <= graph_flops * 1.05
+
+
+def test_systolic_dataflow_from_option_and_from_the_kernel_attribute():
+    module = load_model("samples/mlp.model", {"B": 8})
+    compile_module(module, "tpu", Stage.LOOP)
+    first = next(op for op in module.walk() if isinstance(op, loop.KernelOp))
+    first.attributes["dataflow"] = StringAttr("os")
+    parse_pipeline("lower-to-hardware{target=tpu dataflow=is}").apply(make_context(), module)
+    programs = [op for op in module.walk() if isinstance(op, systolic.ProgramOp)]
+    assert [p.dataflow.data for p in programs] == ["os"] + ["is"] * (len(programs) - 1)
+    matmuls = [op for op in programs[0].walk() if isinstance(op, systolic.MatmulOp)]
+    assert matmuls and all(m.dataflow.data == "os" for m in matmuls)
+    assert programs[0].gemm_list() == [(1, 8, 256, 784)]
+
+
+def test_conv_gemm_view_follows_scalesim():
+    module = load_model("samples/resnet18.model", REDUCED["resnet18"])
+    compile_module(module, "tpu", Stage.HARDWARE)
+    conv = next(op for op in module.walk() if isinstance(op, systolic.ProgramOp) and op.kind.data == "conv")
+    # Stem: 3->8 channels, 7x7 stride 2 on 32x32: 16x16 output pixels.
+    assert conv.gemm_list() == [(1, 16 * 16, 8, 7 * 7 * 3)]
+
+
+def test_lpu_splits_over_chips_with_explicit_transfers():
+    module, inputs, params, want = _hardware("gpt2", "lpu")
+    assert module.attributes[tsp.CHIPS_ATTR].value.data == 1
+    module = load_model("samples/gpt2.model", REDUCED["gpt2"])
+    compile_module(module, "lpu", Stage.LOOP)
+    parse_pipeline("lower-to-hardware{target=lpu chips=3}").apply(make_context(), module)
+    module.verify()
+    programs = [op for op in module.walk() if isinstance(op, tsp.ProgramOp)]
+    chips = [p.chip.value.data for p in programs]
+    assert chips == sorted(chips) and set(chips) == {0, 1, 2}
+    transfers = [op for op in module.walk() if isinstance(op, tsp.TransferOp)]
+    assert transfers
+    for t in transfers:
+        # Every moved buffer feeds a program on the chip it was moved to.
+        users = [u.operation for u in t.dest.uses if isinstance(u.operation, tsp.ProgramOp)]
+        assert users and all(u.chip.value.data == t.to_chip.value.data for u in users)
+    for chip in range(3):
+        slots = [p.slot.value.data for p in programs if p.chip.value.data == chip]
+        assert slots == list(range(len(slots)))
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))
+
+
+class _Value:
+    def __init__(self, size):
+        from xdsl.dialects.builtin import MemRefType, f32
+
+        self.type = MemRefType(f32, [size // 4])
+
+
+class _Kernel:
+    def __init__(self, *ins):
+        self.ins = ins
+
+
+def test_assign_chips_fills_then_moves_on_and_shards_what_does_not_fit():
+    w = [_Value(40), _Value(40), _Value(400), _Value(40)]
+    roots = {v: v for v in w}
+    kernels = [_Kernel(w[0]), _Kernel(w[1]), _Kernel(w[1]), _Kernel(w[2]), _Kernel(w[3])]
+    # 100-byte chips: 40 + 40 on chip 0, reuse of w[1] costs nothing, 400 bytes shard over 4 chips.
+    assert assign_chips(kernels, roots, 100, 0) == [(0, 1), (0, 1), (0, 1), (1, 4), (5, 1)]
+    # Spreading over 2 chips puts each weight on its own chip.
+    assert assign_chips(kernels[:2], roots, 100, 2) == [(0, 1), (1, 1)]
