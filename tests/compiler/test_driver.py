@@ -1,0 +1,138 @@
+"""
+The driver: the default pipeline per target, `--dump-dir` dumps that re-parse
+and resume, the manifest, IR printing between passes, decisions read back
+from edited dumps, and failure reports with a reproducer.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from xdsl.dialects.builtin import TensorType
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from compiler import ir
+from compiler.cli import main
+from compiler.driver import STAGE_ORDER, DumpOptions, Stage, default_pipeline, detect_stage, run_passes
+from compiler.frontend import load_model
+from dialects.graph import ops as g
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SMALL_GPT2 = ["-D", "S=16", "-D", "D=48", "-D", "H=4", "-D", "L=2"]
+PASS_NAMES = ["fuse", "assign-layout", "tile", "lower-to-loops", "lower-to-hardware"]
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_default_pipeline_reaches_every_stage_in_order():
+    for target in ("gpu", "tpu", "lpu"):
+        stages = [stage for stage, _ in default_pipeline(target)]
+        assert stages == list(STAGE_ORDER[1:])
+        names = [p.name for _, passes in default_pipeline(target) for p in passes]
+        assert names == PASS_NAMES
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+def test_dump_dir_dumps_reparse_and_resume_to_the_same_result(target, tmp_path, capsys):
+    dumps = tmp_path / "dumps"
+    final = tmp_path / "final.mlir"
+    code, _, err = run(
+        ["compile", SAMPLES / "gpt2.model", *SMALL_GPT2, "--target", target, "--dump-dir", dumps, "-o", final], capsys
+    )
+    assert code == 0, err
+    files = sorted(p.name for p in dumps.glob("*.mlir"))
+    assert files == ["00-input.mlir"] + [f"{i:02d}-{name}.mlir" for i, name in enumerate(PASS_NAMES, 1)]
+    manifest = json.loads((dumps / "manifest.json").read_text())["passes"]
+    assert [p["name"] for p in manifest] == PASS_NAMES
+    for entry in manifest:
+        assert entry["changed"] is True and entry["time_s"] >= 0
+        assert entry["ops_after"] == sum(entry["op_counts"].values())
+        assert entry["options"].startswith(entry["name"])
+    expected = final.read_text()
+    for dump in sorted(dumps.glob("*.mlir")):
+        code, out, err = run(["opt", dump], capsys)
+        assert code == 0, f"{dump.name}: {err}"
+        assert out == dump.read_text()
+        resumed = tmp_path / f"resumed-{dump.name}"
+        code, _, err = run(["compile", dump, "--target", target, "-o", resumed], capsys)
+        assert code == 0, f"{dump.name}: {err}"
+        assert resumed.read_text() == expected, f"resuming from {dump.name} changed the result"
+
+
+def test_each_dump_is_at_its_stage(tmp_path, capsys):
+    dumps = tmp_path / "d"
+    run(["compile", SAMPLES / "mlp.model", "--target", "tpu", "--dump-dir", dumps, "-o", tmp_path / "o"], capsys)
+    stages = [detect_stage(ir.parse_module(p.read_text(), p.name)) for p in sorted(dumps.glob("*.mlir"))]
+    assert stages == [Stage.GRAPH, Stage.FUSED, Stage.LAYOUT, Stage.LAYOUT, Stage.LOOP, Stage.HARDWARE]
+
+
+def test_print_ir_after_options(tmp_path, capsys):
+    model = SAMPLES / "mlp.model"
+    _, _, err = run(["compile", model, "--print-ir-after-all", "-o", tmp_path / "o"], capsys)
+    headers = re.findall(r"// -----// IR Dump After (\S+).*\((\S+)\) //----- //", err)
+    assert [name for _, name in headers] == PASS_NAMES
+    _, _, err = run(["compile", model, "--print-ir-after", "tile", "-o", tmp_path / "o"], capsys)
+    assert err.count("IR Dump After") == 1 and "(tile)" in err and "tile_sizes" in err
+    _, _, err = run(["compile", model, "--emit", "loop", "--print-ir-after-change", "-o", tmp_path / "o"], capsys)
+    assert err.count("IR Dump After") == 4
+    _, _, err = run(["compile", model, "--timing", "-o", tmp_path / "o"], capsys)
+    assert [line.split()[0].split("{")[0] for line in err.splitlines()] == PASS_NAMES
+    assert all(re.search(r"ms  ops \d+ -> \d+", line) for line in err.splitlines())
+
+
+def test_edited_dump_decisions_are_read_back(tmp_path, capsys):
+    """Tile sizes written by `tile` are data: editing them in a dump changes the loops."""
+    dumps = tmp_path / "d"
+    run(["compile", SAMPLES / "mlp.model", "--target", "gpu", "--emit", "loop", "--dump-dir", dumps,
+         "-o", tmp_path / "o"], capsys)
+    tiled = (dumps / "03-tile.mlir").read_text()
+    edited, count = re.subn(r"tile_sizes = array<i64: 64, 128, 56>", "tile_sizes = array<i64: 16, 32, 8>", tiled)
+    assert count == 1
+    (tmp_path / "edited.mlir").write_text(edited)
+    code, out, err = run(["compile", tmp_path / "edited.mlir", "--emit", "loop"], capsys)
+    assert code == 0, err
+    assert "tile_sizes = array<i64: 16, 32, 8>" in out
+    assert "arith.constant 8 : index" in out
+
+
+def test_failing_pass_reports_and_writes_a_reproducer(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["compile", SAMPLES / "mlp.model", "--pass-pipeline", "fuse,lower-to-loops"], capsys)
+    assert code == 1
+    assert "pass 'lower-to-loops' failed" in err and "run 'tile' before 'lower-to-loops'" in err
+    reproducer = tmp_path / "strata-reproducer.mlir"
+    text = reproducer.read_text()
+    assert text.startswith("// Replay with: strata opt") and "graph.kernel" in text
+    assert detect_stage(ir.parse_module(text, "r.mlir")) == Stage.FUSED
+    code, _, err = run(["opt", reproducer, "-p", "lower-to-loops"], capsys)
+    assert code == 1 and "run 'tile' before 'lower-to-loops'" in err
+
+
+@dataclass(frozen=True)
+class BreakShapesPass(ModulePass):
+    """Leaves invalid IR: gives a matmul a wrong result type."""
+
+    name = "break-shapes"
+
+    def apply(self, ctx, op) -> None:
+        matmul = next(o for o in op.walk() if isinstance(o, g.MatmulOp))
+        wrong = TensorType(matmul.result.type.element_type, [1, 1])
+        Rewriter.replace_value_with_new_type(matmul.result, wrong)
+
+
+def test_pass_leaving_invalid_ir_names_the_pass_the_op_and_the_model_line(tmp_path):
+    module = load_model(str(SAMPLES / "mlp.model"), {})
+    with pytest.raises(Exception) as info:
+        run_passes(ir.make_context(), module, [BreakShapesPass()], DumpOptions(dump_dir=tmp_path))
+    message = str(info.value)
+    assert "pass 'break-shapes' failed" in message
+    assert "graph.matmul" in message and "mlp.model:" in message
+    assert (tmp_path / "strata-reproducer.mlir").exists()
