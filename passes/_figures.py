@@ -48,6 +48,8 @@ class Figures:
     read_bytes: int = 0
     write_bytes: int = 0
     onchip_bytes: int = 0
+    register_bytes: int = 0
+    """Accumulators (`loop.fill` at the register level)."""
     pipelined_bytes: int = 0
     """On-chip bytes loaded inside a reduction loop, which a copy pipeline multi-buffers."""
     reads_by_buffer: dict[int, int] = field(default_factory=dict)
@@ -59,6 +61,15 @@ def _online_softmax_flops(op: loop.OnlineSoftmaxOp) -> tuple[int, int]:
     scores, acc = op.scores.type.get_shape(), op.acc_in.type.get_shape()
     matrix = 2 * math.prod(acc) * scores[-1]
     return matrix, 5 * math.prod(scores) + 2 * math.prod(acc)
+
+
+def _accumulates(op: Operation) -> bool:
+    """`acc + product` carried by a reduction loop: part of the matrix op's work."""
+    if not isinstance(op, g.AddOp):
+        return False
+    kinds = [type(v.owner) for v in op.operands]
+    carried = any(isinstance(v.owner, Block) and isinstance(v.owner.parent_op(), scf.ForOp) for v in op.operands)
+    return carried and any(k in MATRIX_OPS for k in kinds)
 
 
 def _visit(block: Block, times: int, in_reduction: bool, args: list[SSAValue], out: Figures) -> None:
@@ -76,7 +87,7 @@ def _visit(block: Block, times: int, in_reduction: bool, args: list[SSAValue], o
         elif isinstance(op, loop.StoreOp):
             out.write_bytes += nbytes(op.value.type) * times
         elif isinstance(op, loop.FillOp):
-            out.onchip_bytes += nbytes(op.result.type)
+            out.register_bytes += nbytes(op.result.type)
         elif isinstance(op, loop.OnlineSoftmaxOp):
             matrix, vector = _online_softmax_flops(op)
             out.matrix_flops += matrix * times
@@ -85,6 +96,8 @@ def _visit(block: Block, times: int, in_reduction: bool, args: list[SSAValue], o
         elif isinstance(op, loop.CausalMaskOp):
             out.flops += math.prod(op.result.type.get_shape()) * times
             out.unit_ops.add("vector")
+        elif _accumulates(op):
+            continue  # the MMA's own accumulation, inside its 2*M*N*K FLOPs
         elif isinstance(op, Operation) and op.dialect_name() == "graph":
             work = op_flops(op) * times
             out.flops += work

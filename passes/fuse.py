@@ -170,20 +170,17 @@ class _Grouper:
         if not isinstance(pv, g.MatmulOp) or pv.lhs is not softmax.result or not self.free(pv):
             return
         chain: list[Operation] = [softmax, pv]
-        value = softmax.input
+        value, user = softmax.input, softmax
         op = _producer(value)
         if isinstance(op, g.CausalMaskOp) and _single_user(value) is softmax and self.free(op):
             chain.append(op)
-            value = op.input
-        user = chain[-1]
+            value, user = op.input, op
         op = _producer(value)
         if isinstance(op, g.MulOp | g.DivOp) and _single_user(value) is user and self.free(op):
             scale = _producer(op.rhs)
             if _is_scalar_constant(scale):
                 chain.append(op)
-                value = op.lhs
-                user = op
-        user = chain[-1]
+                value, user = op.lhs, op
         qk = _producer(value)
         if not isinstance(qk, g.MatmulOp) or _single_user(value) is not user or not self.free(qk):
             return

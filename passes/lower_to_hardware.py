@@ -124,7 +124,10 @@ def lower_gpu(kernel: loop.KernelOp) -> simt.KernelOp:
         stages -= 1
     smem = fixed + stages * figures.pipelined_bytes
     mma = table["mma"].get(_element_name(kernel), []) if matrix else []
-    regs = min(255, -(-out_tile // threads) + 32)
+    # Each thread keeps its share of the f32 accumulators (or of the output
+    # tile) in registers, plus about 32 for addresses, indices and fragments.
+    accumulators = figures.register_bytes // 4 or out_tile
+    regs = min(255, -(-accumulators // threads) + 32)
     mapping = {
         "grid": ints(grid),
         "block": ints([threads, 1, 1]),
@@ -152,7 +155,7 @@ def lower_tpu(kernel: loop.KernelOp, dataflow: str) -> systolic.ProgramOp:
         "dataflow": StringAttr(dataflow),
         "dma_in_bytes": int_attr(figures.read_bytes),
         "dma_out_bytes": int_attr(figures.write_bytes),
-        "vmem_bytes": int_attr(figures.onchip_bytes),
+        "vmem_bytes": int_attr(figures.onchip_bytes + figures.register_bytes),
         "vector_flops": int_attr(figures.flops - figures.matrix_flops),
     }
     common = _common(kernel, figures)

@@ -113,3 +113,21 @@ def test_gather_id_ranges_are_seen_through_kernels():
     module = _fuse(load_model("samples/gpt2.model", GPT2_SMALL))
     fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
     assert weights.integer_input_ranges(fn) == {"tokens": 50257}
+
+
+def test_non_causal_attention_is_one_kernel(tmp_path):
+    """Regression: without a causal mask the scale's user was looked up on the wrong op."""
+    from compiler.frontend import load_model
+    from passes.fuse import FusePass
+    from compiler.ir import make_context
+    from dialects.graph.kernel import KernelOp
+
+    path = tmp_path / "a.model"
+    path.write_text(
+        "model a(q: f32[1, 2, 8, 4], k: f32[1, 2, 8, 4], v: f32[1, 2, 8, 4]) -> f32[1, 2, 8, 4] {\n"
+        "  return attention(q, k, v)\n}\n"
+    )
+    module = load_model(str(path), {})
+    FusePass().apply(make_context(), module)
+    kernels = [op for op in module.walk() if isinstance(op, KernelOp)]
+    assert [k.kind.data for k in kernels] == ["attention"]

@@ -1,0 +1,116 @@
+"""
+What every cost model returns, and the entry point that picks one by target.
+
+A cost model is a pure function `(hardware-stage module, DeviceSpec) ->
+Report`: one `KernelCost` per hardware kernel (and per relayout copy between
+kernels, which moves real bytes), plus totals. Models read only the IR and
+the spec; every figure they use is an attribute of a hardware op, a type in
+the IR, or a key of the spec.
+
+Units: seconds, FLOPs, bytes. `bound` is `compute`, `memory`, `latency` or
+(LPU only) `transfer`; `utilisation` is achieved FLOP/s over the device's
+peak for the kernel's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+
+from backends.spec import DeviceSpec
+from dialects import loop
+from dialects.hardware import HardwareKernelOp
+
+COST_MODEL_VERSION = "1"
+"""Bumped whenever any model's formulas change (keys the tuning database)."""
+
+BOUNDS = ("compute", "memory", "latency", "transfer")
+MODELS = {"gpu": "backends.gpu", "tpu": "backends.systolic", "lpu": "backends.lpu"}
+
+
+@dataclass
+class KernelCost:
+    name: str
+    kind: str
+    ops: list[str]
+    flops: int
+    bytes: dict[str, int]
+    """Bytes moved per memory level, e.g. {"hbm": ..., "onchip": ...}."""
+    time_s: float
+    bound: str
+    utilisation: float
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Target-specific figures (systolic: compute_cycles, stall_cycles, dataflow; lpu: chip, cycles)."""
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        return {**data, **extra}
+
+
+@dataclass
+class Report:
+    target: str
+    device: str
+    kernels: list[KernelCost]
+    peak_flops: float
+    """The device's peak FLOP/s for the model's dominant dtype."""
+    chips: int = 1
+
+    @property
+    def time_s(self) -> float:
+        return sum(k.time_s for k in self.kernels)
+
+    @property
+    def flops(self) -> int:
+        return sum(k.flops for k in self.kernels)
+
+    def total(self) -> dict[str, Any]:
+        time_s = self.time_s
+        achieved = self.flops / time_s if time_s > 0 else 0.0
+        return {
+            "time_s": time_s,
+            "flops": self.flops,
+            "bytes": sum(sum(k.bytes.values()) for k in self.kernels),
+            "throughput_per_s": 1.0 / time_s if time_s > 0 else 0.0,
+            "achieved_flops_per_s": achieved,
+            "peak_flops_per_s": self.peak_flops,
+            "utilisation": achieved / self.peak_flops if self.peak_flops else 0.0,
+            "chips": self.chips,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "device": self.device,
+            "cost_model_version": COST_MODEL_VERSION,
+            "kernels": [k.as_json() for k in self.kernels],
+            "total": self.total(),
+        }
+
+
+def model_function(module: ModuleOp) -> func.FuncOp:
+    return next(op for op in module.walk() if isinstance(op, func.FuncOp) and not op.is_declaration)
+
+
+def hardware_kernels(module: ModuleOp) -> list[HardwareKernelOp]:
+    return [op for op in model_function(module).body.block.ops if isinstance(op, HardwareKernelOp)]
+
+
+def relayout_copies(module: ModuleOp) -> list[loop.CopyOp]:
+    return [op for op in model_function(module).body.block.ops if isinstance(op, loop.CopyOp)]
+
+
+def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
+    """Cost `module` (hardware stage) on the device `spec` describes."""
+    import importlib
+
+    if not hardware_kernels(module):
+        raise ValueError("cost estimation needs hardware-stage IR: compile with --emit hardware")
+    # Imported on use: the models import this module for its types.
+    model: Callable[[ModuleOp, DeviceSpec], Report] = importlib.import_module(MODELS[spec.target]).estimate
+    return model(module, spec)

@@ -1,0 +1,149 @@
+"""
+GPU cost model (H100/A100-class), per `simt.kernel`, from its tiling.
+
+For each kernel:
+- occupancy: CTAs per SM from threads, registers and shared memory against
+  the SM's limits; CTAs run in waves over the SMs (wave quantisation), and
+  edge tiles are already full tiles in the IR's FLOPs (tile quantisation);
+- compute: tensor-core work (`matrix_flops`) at the dtype's tensor peak
+  scaled by the wave efficiency and a per-CTA efficiency that grows with
+  the reduction depth (prologue, epilogue and pipeline fill amortised over
+  K: `K / (K + gemm_k_half)`; attention: `attention_efficiency * S / (S +
+  attention_k_half)` over the keys S), both calibrated on published H100
+  measurements (spec keys name their source); the rest (softmax, norms,
+  elementwise) on the CUDA cores at the fp32 peak, overlapped with the
+  tensor cores in attention kernels (FlashAttention-3 style);
+- memory: HBM traffic from tile reuse: the operand panels the CTAs of one
+  wave touch are read once per wave (the rest hits L2); other kernels read
+  their inputs once when the share one wave touches fits in L2 (neighbouring
+  CTAs re-read the same keys or halos), and every tile from HBM otherwise;
+  at the achievable HBM bandwidth;
+- time = max(compute, memory) + launch latency; the bound is the largest.
+Relayout copies between kernels are memory-bound copy kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xdsl.dialects.builtin import MemRefType, ModuleOp
+
+from backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
+from backends.spec import DeviceSpec
+from dialects.hardware import simt
+
+TENSOR_PEAK = {"bf16": "peak_flops_bf16", "f16": "peak_flops_fp16", "f32": "peak_flops_tf32",
+               "i8": "peak_ops_int8", "f8E4M3FN": "peak_flops_fp8", "f8E5M2": "peak_flops_fp8"}
+
+
+def _bytes(type_: MemRefType) -> int:
+    width = getattr(type_.element_type, "bitwidth", 32)
+    return math.prod(type_.get_shape()) * max(1, width // 8)
+
+
+def _dtype(kernel: simt.KernelOp) -> str:
+    return str(kernel.outs[0].type.element_type)
+
+
+def tensor_peak(spec: DeviceSpec, dtype: str) -> float:
+    key = TENSOR_PEAK.get(dtype, "peak_flops_tf32")
+    return spec.get(key) or spec["peak_flops_tf32"]
+
+
+def occupancy(kernel: simt.KernelOp, spec: DeviceSpec) -> int:
+    """Resident CTAs per SM (CUDA occupancy calculator rules, without allocation granularity)."""
+    threads = math.prod(kernel.block.get_values())
+    regs = kernel.regs_per_thread.value.data
+    smem = kernel.smem_bytes.value.data
+    limits = [
+        spec.get("max_ctas_per_sm", 32),
+        spec.get("max_threads_per_sm", 2048) // threads,
+        spec["regs_per_sm"] // max(1, regs * threads),
+    ]
+    if smem:
+        limits.append(spec["smem_per_sm_bytes"] // smem)
+    return max(1, min(limits))
+
+
+def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
+    kind, bounds = kernel.kind.data, kernel.bounds.get_values()
+    if kind == "attention":
+        keys = bounds[-1]
+        return spec["attention_efficiency"] * keys / (keys + spec["attention_k_half"])
+    gemms = kernel.gemm_list()
+    if not gemms:
+        return 1.0
+    depth = gemms[0][3]
+    return depth / (depth + spec["gemm_k_half"])
+
+
+def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, waves: int, slots: int) -> int:
+    """Bytes read from HBM: tile reuse through L2 (see the module docstring)."""
+    unique = sum(_bytes(v.type) for v in kernel.ins)
+    loaded = kernel.read_bytes.value.data
+    if kernel.kind.data == "gemm" and loaded > unique:
+        *_, m, n, k = kernel.bounds.get_values()
+        tiles = kernel.tile_sizes.get_values()
+        tm, tn = tiles[-3], tiles[-2]
+        width = max(1, getattr(kernel.ins[0].type.element_type, "bitwidth", 32) // 8)
+        grid_x = kernel.grid.get_values()[0]
+        rows = -(-min(slots, math.prod(kernel.grid.get_values())) // grid_x)
+        per_wave = (rows * tm * k + min(grid_x, slots) * k * tn) * width
+        return int(min(loaded, max(unique, waves * per_wave)))
+    # Other kernels re-read data across neighbouring CTAs (attention's keys
+    # across query tiles, halos): the share one wave touches stays in L2.
+    ctas = math.prod(kernel.grid.get_values())
+    if loaded <= unique or unique * min(slots, ctas) / ctas <= spec["l2_bytes"]:
+        return min(loaded, unique)
+    return loaded
+
+
+def kernel_cost(kernel: simt.KernelOp, spec: DeviceSpec) -> KernelCost:
+    occ = occupancy(kernel, spec)
+    ctas = math.prod(kernel.grid.get_values())
+    slots = spec["sms"] * occ
+    waves = -(-ctas // slots)
+    wave_efficiency = ctas / (waves * slots)
+    dtype = _dtype(kernel)
+    flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
+    peak = tensor_peak(spec, dtype)
+    tensor_s = matrix / (peak * wave_efficiency * _tile_efficiency(kernel, spec)) if matrix else 0.0
+    cuda_s = (flops - matrix) / (spec["peak_flops_fp32"] * wave_efficiency)
+    compute_s = max(tensor_s, cuda_s) if kernel.kind.data == "attention" else tensor_s + cuda_s
+    hbm = _hbm_reads(kernel, spec, waves, slots) + kernel.write_bytes.value.data
+    memory_s = hbm / spec.get("hbm_bandwidth_measured", spec["hbm_bandwidth"])
+    latency_s = spec["launch_latency_s"]
+    time_s = max(compute_s, memory_s) + latency_s
+    bound = max((compute_s, "compute"), (memory_s, "memory"), (latency_s, "latency"))[1]
+    used_peak = peak if matrix else spec["peak_flops_fp32"]
+    return KernelCost(
+        name=kernel.kernel_name.data,
+        kind=kernel.kind.data,
+        ops=[o.data for o in kernel.ops],
+        flops=flops,
+        bytes={"hbm": hbm, "l2": kernel.read_bytes.value.data + kernel.write_bytes.value.data,
+               "smem": kernel.read_bytes.value.data},
+        time_s=time_s,
+        bound=bound,
+        utilisation=flops / (time_s * used_peak),
+        extra={"ctas": ctas, "waves": waves, "occupancy": occ, "wave_efficiency": round(wave_efficiency, 4),
+               "dtype": dtype},
+    )
+
+
+def copy_cost(copy, spec: DeviceSpec, index: int) -> KernelCost:
+    moved = 2 * _bytes(copy.source.type)
+    memory_s = moved / spec.get("hbm_bandwidth_measured", spec["hbm_bandwidth"])
+    latency_s = spec["launch_latency_s"]
+    return KernelCost(
+        name=f"relayout_{index}", kind="relayout", ops=["graph.relayout"], flops=0, bytes={"hbm": moved},
+        time_s=memory_s + latency_s, bound="memory" if memory_s > latency_s else "latency", utilisation=0.0,
+    )
+
+
+def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
+    kernels = hardware_kernels(module)
+    costs = [kernel_cost(k, spec) for k in kernels]
+    costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
+    dtypes = [_dtype(k) for k in kernels if k.matrix_flops.value.data] or ["f32"]
+    return Report("gpu", spec.name, costs, tensor_peak(spec, max(set(dtypes), key=dtypes.count)))

@@ -1,0 +1,136 @@
+"""
+Cost reports for people and programs: a table per kernel with totals, the
+targets side by side, the JSON schema, and a roofline plot.
+
+JSON schema (`--report json`), one object per target:
+
+    {"target": "tpu", "device": "tpu-v4", "cost_model_version": "1",
+     "kernels": [{"name", "kind", "ops": [graph op names], "flops", "bytes":
+                  {level: bytes}, "time_s", "bound", "utilisation", ...target
+                  extras: systolic "compute_cycles", "stall_cycles", "dataflow";
+                  gpu "ctas", "waves", "occupancy"; lpu "chip", "cycles"}],
+     "total": {"time_s", "flops", "bytes", "throughput_per_s",
+               "achieved_flops_per_s", "peak_flops_per_s", "utilisation", "chips"}}
+
+`--target all` gives {"targets": {"gpu": {...}, "tpu": {...}, "lpu": {...}}}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from backends.cost import Report
+from compiler.stats import human
+
+EXTRA_COLUMNS = {
+    "tpu": ("dataflow", "compute_cycles", "stall_cycles"),
+    "gpu": ("ctas", "waves", "occupancy"),
+    "lpu": ("chip", "cycles"),
+}
+
+
+def _bytes(levels: dict[str, int]) -> str:
+    return " ".join(f"{level} {human(size, 'B')}" for level, size in levels.items() if size)
+
+
+def _ops(ops: list[str], width: int = 40) -> str:
+    names = [o.removeprefix("graph.") for o in ops if o != "graph.constant"]
+    text = ",".join(names)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def kernel_table(report: Report) -> Table:
+    extras = EXTRA_COLUMNS.get(report.target, ())
+    table = Table(title=f"{report.target} on {report.device}: {len(report.kernels)} kernels", title_justify="left")
+    for column in ("kernel", "fused ops", "FLOPs", "bytes moved", "time", "bound", "util", *extras):
+        table.add_column(column, justify="left" if column in ("kernel", "fused ops", "bytes moved", "bound") else "right")
+    for k in report.kernels:
+        table.add_row(
+            k.name, _ops(k.ops), human(k.flops), _bytes(k.bytes), human(k.time_s, "s"), k.bound,
+            f"{k.utilisation:.1%}", *(str(k.extra.get(e, "")) for e in extras),
+        )
+    return table
+
+
+def totals_line(report: Report) -> str:
+    t = report.total()
+    return (
+        f"total: {human(t['time_s'], 's')} ({human(t['throughput_per_s'])} inferences/s), "
+        f"{human(t['flops'], 'FLOP')}, {human(t['achieved_flops_per_s'], 'FLOP/s')} of "
+        f"{human(t['peak_flops_per_s'], 'FLOP/s')} peak ({t['utilisation']:.1%}), {t['chips']} chip(s)"
+    )
+
+
+def print_report(report: Report, console: Console | None = None) -> None:
+    console = console or Console(width=160)
+    console.print(kernel_table(report))
+    bounds = {}
+    for k in report.kernels:
+        bounds[k.bound] = bounds.get(k.bound, 0.0) + k.time_s
+    split = ", ".join(f"{b} {t / report.time_s:.0%}" for b, t in sorted(bounds.items(), key=lambda x: -x[1]))
+    console.print(totals_line(report) + (f"; time by bound: {split}" if report.time_s else ""))
+
+
+def print_side_by_side(reports: dict[str, Report], console: Console | None = None) -> None:
+    console = console or Console(width=160)
+    table = Table(title="the same model on every target", title_justify="left")
+    table.add_column("")
+    for target, report in reports.items():
+        table.add_column(f"{target} ({report.device})", justify="right")
+    totals = {t: r.total() for t, r in reports.items()}
+    rows = [
+        ("kernels", lambda t, r: str(len(r.kernels))),
+        ("time", lambda t, r: human(totals[t]["time_s"], "s")),
+        ("inferences/s", lambda t, r: human(totals[t]["throughput_per_s"])),
+        ("FLOPs", lambda t, r: human(totals[t]["flops"])),
+        ("achieved FLOP/s", lambda t, r: human(totals[t]["achieved_flops_per_s"])),
+        ("peak FLOP/s", lambda t, r: human(totals[t]["peak_flops_per_s"])),
+        ("utilisation", lambda t, r: f"{totals[t]['utilisation']:.1%}"),
+        ("chips", lambda t, r: str(totals[t]["chips"])),
+    ]
+    for bound in ("compute", "memory", "latency", "transfer"):
+        rows.append((f"time {bound}-bound", lambda t, r, b=bound: human(sum(k.time_s for k in r.kernels if k.bound == b), "s")))
+    for label, cell in rows:
+        table.add_row(label, *(cell(t, r) for t, r in reports.items()))
+    console.print(table)
+
+
+def to_json(reports: dict[str, Report]) -> str:
+    if len(reports) == 1:
+        data = next(iter(reports.values())).as_json()
+    else:
+        data = {"targets": {t: r.as_json() for t, r in reports.items()}}
+    return json.dumps(data, indent=2) + "\n"
+
+
+def plot_roofline(reports: dict[str, Report], path: str, peak_bandwidth: dict[str, float]) -> None:
+    """Kernels as points (arithmetic intensity, achieved FLOP/s) under each device's roofline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for (target, report), color in zip(reports.items(), ("tab:green", "tab:blue", "tab:orange")):
+        bandwidth, peak = peak_bandwidth[target], report.peak_flops
+        xs = [1e-2, peak / bandwidth, 1e5]
+        ax.plot(xs, [min(peak, x * bandwidth) for x in xs], color=color, label=f"{target} roofline ({report.device})")
+        points = [
+            (k.flops / max(1, k.bytes.get("hbm", 0) or sum(k.bytes.values())), k.flops / k.time_s)
+            for k in report.kernels if k.flops and k.time_s > 0
+        ]
+        if points:
+            ax.scatter(*zip(*points), s=14, color=color, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / off-chip byte)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=120)
+    plt.close(fig)

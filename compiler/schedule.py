@@ -1,0 +1,71 @@
+"""
+`--schedule KEY=VALUE`: pin a choice of the pipeline's passes by name.
+
+A key is an option of a pass in the pipeline (`dataflow` of
+lower-to-hardware, `chips`, `channels_last`, `attention`, ...), or one of the
+aliases below; the value is parsed as that option's type. The pinned passes
+are rebuilt with `dataclasses.replace`, so the choice lands in the IR as the
+attributes those passes write, exactly as a tuned choice would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from xdsl.passes import ModulePass
+
+from compiler.diagnostics import StrataError
+
+ALIASES = {"tile": "sizes", "tiles": "sizes", "loop_order": "order"}
+
+
+def parse_schedule(items: list[str]) -> dict[str, str]:
+    schedule = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StrataError(f"error: --schedule expects KEY=VALUE, got '{item}'")
+        schedule[ALIASES.get(key, key)] = value
+    return schedule
+
+
+def _convert(pass_name: str, key: str, type_, text: str):
+    origin = typing.get_origin(type_)
+    try:
+        if type_ is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if type_ is int:
+            return int(text)
+        if origin is tuple:
+            return tuple(int(x) for x in text.split(",") if x.strip())
+        return text
+    except ValueError:
+        raise StrataError(f"error: --schedule {key}={text}: not a valid value for {pass_name}'s option {key}") from None
+
+
+def apply_schedule(passes: list[ModulePass], schedule: dict[str, str]) -> list[ModulePass]:
+    """`passes` with every option named in `schedule` set; unknown keys are errors."""
+    used: set[str] = set()
+    result = []
+    for module_pass in passes:
+        hints = typing.get_type_hints(type(module_pass))
+        fields = {f.name for f in dataclasses.fields(module_pass)} - {"target"}
+        changes = {
+            key: _convert(module_pass.name, key, hints[key], value)
+            for key, value in schedule.items() if key in fields
+        }
+        used |= set(changes)
+        result.append(dataclasses.replace(module_pass, **changes) if changes else module_pass)
+    unknown = sorted(set(schedule) - used)
+    if unknown:
+        valid = sorted(
+            {f.name for p in passes for f in dataclasses.fields(p)} - {"target"} | set(ALIASES)
+        )
+        raise StrataError(
+            f"error: --schedule {', '.join(unknown)}: no pass in the pipeline has such an option"
+            f" (choices: {', '.join(valid)})"
+        )
+    return result
