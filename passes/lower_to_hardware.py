@@ -118,7 +118,8 @@ def lower_gpu(kernel: loop.KernelOp) -> simt.KernelOp:
     matrix = figures.matrix_flops > 0
     per_thread = table["accumulators_per_thread"] if matrix else table["elements_per_thread"]
     threads = _warps(-(-out_tile // per_thread))
-    stages = table["copy_stages"] if figures.pipelined_bytes else 1
+    steps = -(-bounds[-1] // tiles[-1]) if len(bounds) > len(order) else 1
+    stages = min(table["copy_stages"], steps) if figures.pipelined_bytes else 1
     fixed = figures.onchip_bytes - figures.pipelined_bytes
     while stages > 1 and fixed + stages * figures.pipelined_bytes > facts.onchip_bytes:
         stages -= 1
@@ -189,7 +190,22 @@ def assign_chips(kernels: list[loop.KernelOp], roots, capacity: int, chips: int)
     over as many fresh chips as they need."""
     per_kernel = [_weights(k, roots) for k in kernels]
     total = sum(sum(w.values()) for w in per_kernel)
-    budget = capacity if chips <= 0 else min(capacity, -(-total // chips))
+    if chips <= 0:
+        return _pack(kernels, per_kernel, capacity, capacity)
+    # The smallest per-chip budget whose greedy packing uses at most `chips`.
+    low, high = -(-total // chips), capacity
+    best = _pack(kernels, per_kernel, capacity, high)
+    while low < high:
+        middle = (low + high) // 2
+        packed = _pack(kernels, per_kernel, capacity, middle)
+        if max(c + s for c, s in packed) <= chips:
+            best, high = packed, middle
+        else:
+            low = middle + 1
+    return best
+
+
+def _pack(kernels, per_kernel, capacity: int, budget: int) -> list[tuple[int, int]]:
     chip, used, placed, result = 0, 0, set(), []
     for weights in per_kernel:
         new = sum(size for root, size in weights.items() if root not in placed)
@@ -224,7 +240,17 @@ def lower_lpu(fn: func.FuncOp, chips: int) -> int:
     home: dict[SSAValue, int] = {}
     moved: dict[tuple[SSAValue, int], SSAValue] = {}
     slots: dict[int, int] = {}
-    for kernel, (chip, shards) in zip(kernels, placement):
+    placed = dict(zip(kernels, placement))
+    for op in list(fn.body.block.ops):
+        if isinstance(op, loop.CopyOp | loop.ViewOp):
+            # Copies and views stay on their source's chip.
+            source, result = (op.source, op.dest) if isinstance(op, loop.CopyOp) else (op.source, op.result)
+            if source in home:
+                home[result] = home[source]
+            continue
+        if not isinstance(op, loop.KernelOp):
+            continue
+        kernel, (chip, shards) = op, placed[op]
         ins = [_on_chip(v, chip, kernel, roots, home, moved) for v in kernel.ins]
         figures = kernel_figures(kernel)
         weight_reads = sum(b for i, b in figures.reads_by_buffer.items() if 0 <= i < len(ins) and kernel.ins[i] in roots)
@@ -243,7 +269,6 @@ def lower_lpu(fn: func.FuncOp, chips: int) -> int:
         for out in kernel.outs:
             home[out] = chip
         _replace(kernel, new)
-    _propagate_homes(fn, home)
     return max((chip + shards for chip, shards in placement), default=1)
 
 
@@ -261,15 +286,6 @@ def _on_chip(value, chip, kernel, roots, home, moved) -> SSAValue:
         moved[key] = alloc.memref
         home[alloc.memref] = chip
     return moved[key]
-
-
-def _propagate_homes(fn: func.FuncOp, home: dict[SSAValue, int]) -> None:
-    """Copies and views stay on their source's chip (used for later kernels' reads)."""
-    for op in fn.body.block.ops:
-        if isinstance(op, loop.CopyOp) and op.source in home:
-            home[op.dest] = home[op.source]
-        elif isinstance(op, loop.ViewOp) and op.source in home:
-            home[op.result] = home[op.source]
 
 
 # --------------------------------------------------------------------------- pass

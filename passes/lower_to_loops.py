@@ -297,6 +297,10 @@ def lower_kernel(kernel: KernelOp, ins: list[SSAValue], out: SSAValue) -> loop.K
     ops = [o.name for o in kernel.body.block.ops if not isinstance(o, YieldOp)]
     new = loop.KernelOp(name, kernel.kind.data, ins, [out], bounds, tiles, order, ops, Region(body))
     new.location = kernel.location
+    # Decisions for later passes (a pinned dataflow) travel with the kernel.
+    for key, value in kernel.attributes.items():
+        if key not in (TILE_ATTR, ORDER_ATTR, "kind"):
+            new.attributes[key] = value
     return new
 
 
