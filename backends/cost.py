@@ -109,7 +109,7 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     """Cost `module` (hardware stage) on the device `spec` describes."""
     import importlib
 
-    if not hardware_kernels(module):
+    if not hardware_kernels(module) and not relayout_copies(module):
         raise ValueError("cost estimation needs hardware-stage IR: compile with --emit hardware")
     # Imported on use: the models import this module for its types.
     model: Callable[[ModuleOp, DeviceSpec], Report] = importlib.import_module(MODELS[spec.target]).estimate

@@ -73,7 +73,8 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
     "lpu": (
         "description", "max_clock_hz", "mxm_planes", "mxm_macs", "vector_alus", "superlanes",
         "lanes_per_superlane", "chip_to_chip_links", "chip_to_chip_link_bandwidth",
-        "chip_to_chip_latency_s", "stream_bandwidth", "chips_per_node", "max_system_chips",
+        "chip_to_chip_latency_s", "chip_to_chip_pair_links", "stream_bandwidth",
+        "mxm_install_bandwidth", "pipeline_fill_cycles", "chips_per_node", "max_system_chips",
         "max_system_latency_s", "power_w",
     ),
 }
@@ -85,7 +86,8 @@ INTEGER_KEYS = frozenset({
     "tensorcores", "mxus_per_tensorcore", "num_arrays", "array_rows", "array_cols",
     "vreg_sublanes", "vreg_lanes", "vector_lanes", "ici_links", "ici_ports", "pod_chips",
     "mxm_rows", "mxm_cols", "mxm_planes", "mxm_macs", "vector_alus", "superlanes",
-    "lanes_per_superlane", "chip_to_chip_links", "chips_per_node", "max_system_chips",
+    "lanes_per_superlane", "chip_to_chip_links", "chip_to_chip_pair_links", "chips_per_node",
+    "max_system_chips", "pipeline_fill_cycles",
 })
 """Counts: these must be whole numbers (bytes may be given as 1e9-style floats)."""
 

@@ -21,9 +21,12 @@ from xdsl.dialects.builtin import ModuleOp
 from compiler import ir
 from compiler.diagnostics import StrataError
 from compiler import loop_interpreter
-from compiler.driver import STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage, run_passes
+from compiler.driver import (
+    STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage, passes_between, run_passes,
+)
 from compiler.frontend import load_model, read_source
 from compiler.pipeline import parse_pipeline
+from compiler.schedule import apply_schedule, parse_schedule
 from passes._targets import TARGETS
 from compiler.stats import human, model_function, model_stats
 
@@ -93,20 +96,109 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
 
+def _device_specs(args, targets: list[str]) -> dict:
+    """The device spec per target: its default, or --device / --device-file, with --spec overrides."""
+    from backends import spec as specs
+
+    chosen = {t: specs.default_device(t) for t in targets}
+    for given in filter(None, (args.device, args.device_file)):
+        device = specs.load_device_file(given) if given == args.device_file else specs.load_device(given)
+        if device.target not in chosen:
+            raise StrataError(
+                f"error: device '{device.name}' is a {device.target} device; it cannot cost --target {','.join(targets)}"
+            )
+        chosen[device.target] = device
+    if args.spec:
+        keyed = {item.partition("=")[0] for item in args.spec}
+        for target, device in chosen.items():
+            mine = [item for item in args.spec if item.partition("=")[0] in device]
+            if mine or len(chosen) == 1:
+                chosen[target] = specs.with_overrides(device, mine if len(chosen) > 1 else args.spec)
+        if len(chosen) > 1 and not any(k in d for k in keyed for d in chosen.values()):
+            raise StrataError(f"error: --spec {', '.join(sorted(keyed))}: no device has such a key")
+    return chosen
+
+
 def cmd_compile(args) -> int:
-    module = load_input(args.model, args.defines)
-    dumps = DumpOptions(
-        after_all=args.print_ir_after_all,
-        after=frozenset(args.print_ir_after),
-        after_change=args.print_ir_after_change,
-        dump_dir=Path(args.dump_dir) if args.dump_dir else None,
-        timing=args.timing,
-        debuginfo=not args.no_debuginfo,
-        stderr=_stderr,
-    )
-    pipeline = list(parse_pipeline(args.pass_pipeline).passes) if args.pass_pipeline else None
-    compile_module(module, args.target, Stage(args.emit), dumps, pipeline)
-    _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
+    from backends.cost import estimate
+    from backends.spec import SpecError
+    from compiler import report as reports
+
+    targets = list(TARGETS) if args.target == "all" else [args.target]
+    emit = Stage(args.emit) if args.emit else Stage.HARDWARE
+    ir_to_stdout = args.emit is not None and args.output in (None, "-")
+    report_format = args.report or ("none" if ir_to_stdout else "table")
+    if ir_to_stdout and report_format != "none":
+        raise StrataError("error: the report goes to stdout; write the IR to a file with -o FILE")
+    if len(targets) > 1 and (args.output or args.dump_dir or ir_to_stdout or args.pass_pipeline):
+        raise StrataError("error: --target all reports the three targets; -o, --emit, --dump-dir and"
+                          " --pass-pipeline need one target")
+    try:
+        devices = _device_specs(args, targets) if report_format != "none" or args.plot else {}
+    except SpecError as err:
+        raise StrataError(f"error: {err}") from None
+    schedule = parse_schedule(args.schedule)
+    costed = {}
+    for target in targets:
+        module = load_input(args.model, args.defines)
+        dumps = DumpOptions(
+            after_all=args.print_ir_after_all,
+            after=frozenset(args.print_ir_after),
+            after_change=args.print_ir_after_change,
+            dump_dir=Path(args.dump_dir) if args.dump_dir else None,
+            timing=args.timing,
+            debuginfo=not args.no_debuginfo,
+            stderr=_stderr,
+        )
+        if args.pass_pipeline:
+            passes = list(parse_pipeline(args.pass_pipeline).passes)
+        else:
+            passes = passes_between(target, detect_stage(module), emit)
+        compile_module(module, target, emit, dumps, apply_schedule(passes, schedule))
+        if args.output or ir_to_stdout:
+            _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
+        if (report_format != "none" or args.plot) and detect_stage(module) == Stage.HARDWARE:
+            costed[target] = estimate(module, devices[target])
+        elif args.report or args.plot:
+            raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
+    if report_format == "json":
+        sys.stdout.write(reports.to_json(costed))
+    elif report_format == "table" and len(costed) == 1:
+        reports.print_report(next(iter(costed.values())))
+    elif report_format == "table" and costed:
+        for report in costed.values():
+            reports.print_report(report)
+        reports.print_side_by_side(costed)
+    if args.plot:
+        bandwidth = {t: devices[t]["hbm_bandwidth"] if "hbm_bandwidth" in devices[t] else devices[t]["sram_bandwidth"]
+                     for t in costed}
+        reports.plot_roofline(costed, args.plot, bandwidth)
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from backends import spec as specs
+
+    table = Table(title="devices (--device NAME; each target's default marked *)", title_justify="left")
+    for column in ("device", "target", "clock", "peak bf16/fp16", "memory", "bandwidth", "on chip", "compute units"):
+        table.add_column(column)
+    for name in specs.DEVICES:
+        d = specs.load_device(name)
+        peak = d.get("peak_flops_bf16") or d.get("peak_flops_fp16") or 0
+        units = (f"{d['sms']} SMs" if "sms" in d else
+                 f"{d['num_arrays']} x {d['array_rows']}x{d['array_cols']} arrays" if "num_arrays" in d else
+                 f"{d.get('mxm_planes', 1)} x {d['mxm_rows']}x{d['mxm_cols']} MXM, {d.get('vector_alus', '?')} ALUs")
+        memory = d.get("hbm_bytes") or d.get("sram_bytes") or 0
+        bandwidth = d.get("hbm_bandwidth") or d.get("sram_bandwidth") or 0
+        default = "*" if specs.DEFAULT_DEVICE.get(d.target) == name else ""
+        table.add_row(
+            name + default, d.target, human(d["clock_hz"], "Hz"), human(peak, "FLOP/s"), human(memory, "B"),
+            human(bandwidth, "B/s"), human(d["onchip_bytes"], "B"), units,
+        )
+    Console(width=160).print(table)
     return 0
 
 
@@ -178,10 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile MODEL and print the IR of the stage chosen with --emit.")
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed IR, .mlir)")
     _add_defines(p)
-    _add_target(p)
-    p.add_argument("--emit", choices=[s.value for s in STAGE_ORDER], default=STAGE_ORDER[-1].value,
-                   help=f"stage to stop at and print (default: {STAGE_ORDER[-1].value})")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the IR to FILE instead of stdout")
+    p.add_argument("--target", choices=[*TARGETS, "all"], default="gpu",
+                   help="gpu (H100-class), tpu (systolic array), lpu, or all three side by side (default: gpu)")
+    p.add_argument("--emit", choices=[s.value for s in STAGE_ORDER], default=None,
+                   help="stop at this stage and print its IR to stdout (default: compile to hardware and"
+                   " print the cost report)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the IR to FILE")
+    p.add_argument("--report", choices=["table", "json", "none"], default=None,
+                   help="cost report on stdout: a table per kernel with totals (default when the IR is not"
+                   " printed), or JSON (schema in the README)")
+    p.add_argument("--device", metavar="NAME", help="device to cost on (see `strata targets`; default per"
+                   " target: h100, tpu-v4, groq-lpu)")
+    p.add_argument("--device-file", metavar="FILE", help="cost on the device described by this spec file (.toml)")
+    p.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
+                   help="override one figure of the device spec, e.g. --spec array_rows=32 (repeatable)")
+    p.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
+                   help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
+                   " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw a roofline of the kernels to FILE.png")
     p.add_argument("--no-debuginfo", action="store_true", help="omit loc(...) source locations")
     p.add_argument("--pass-pipeline", metavar="PIPELINE",
                    help="run these passes instead of the default pipeline, e.g. 'fuse{target=tpu epilogue=false}'")
@@ -211,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lower the model to this stage first and execute that IR (default: run the"
                    " input at its own stage: graph for a .model file)")
     p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("targets", help="list the devices the cost models know",
+                       description="List every shipped device spec with its key figures.")
+    p.set_defaults(run=cmd_targets)
 
     p = sub.add_parser("opt", help="run passes over printed IR (like mlir-opt)",
                        description="Parse FILE (any printed strata stage), run the pass pipeline"
