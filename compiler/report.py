@@ -2,7 +2,7 @@
 Cost reports for people and programs: a table per kernel with totals, the
 targets side by side, the JSON schema, and a roofline plot.
 
-JSON schema (`--report json`), one object per target:
+JSON schema (`--report json`, formally `REPORT_SCHEMA` below), one object per target:
 
     {"target": "tpu", "device": "tpu-v4", "cost_model_version": "1",
      "kernels": [{"name", "kind", "ops": [graph op names], "flops", "bytes":
@@ -25,6 +25,54 @@ from rich.table import Table
 
 from backends.cost import Report
 from compiler.stats import human
+
+_NUMBER = {"type": "number", "minimum": 0}
+_KERNEL = {
+    "type": "object",
+    "required": ["name", "kind", "ops", "flops", "bytes", "time_s", "bound", "utilisation"],
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "ops": {"type": "array", "items": {"type": "string"}},
+        "flops": {"type": "integer", "minimum": 0},
+        "bytes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        "time_s": {"type": "number", "exclusiveMinimum": 0},
+        "bound": {"enum": ["compute", "memory", "latency", "transfer"]},
+        "utilisation": _NUMBER,
+    },
+}
+_SYSTOLIC_KERNEL = {
+    "allOf": [_KERNEL, {
+        "if": {"properties": {"kind": {"not": {"const": "relayout"}}}},
+        "then": {"required": ["compute_cycles", "stall_cycles", "dataflow"]},
+    }]
+}
+_TOTAL = {
+    "type": "object",
+    "required": ["time_s", "flops", "bytes", "throughput_per_s", "achieved_flops_per_s",
+                 "peak_flops_per_s", "utilisation", "chips"],
+    "properties": {"time_s": {"type": "number", "exclusiveMinimum": 0}, "chips": {"type": "integer", "minimum": 1}},
+}
+REPORT_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["target", "device", "cost_model_version", "kernels", "total"],
+    "properties": {
+        "target": {"enum": ["gpu", "tpu", "lpu"]},
+        "device": {"type": "string"},
+        "cost_model_version": {"type": "string"},
+        "kernels": {"type": "array", "minItems": 1, "items": _KERNEL},
+        "total": _TOTAL,
+    },
+    "if": {"properties": {"target": {"const": "tpu"}}},
+    "then": {"properties": {"kernels": {"items": _SYSTOLIC_KERNEL}}},
+}
+"""The JSON report of one target, as a JSON Schema (draft 2020-12)."""
+ALL_TARGETS_SCHEMA = {
+    "type": "object",
+    "required": ["targets"],
+    "properties": {"targets": {"type": "object", "additionalProperties": REPORT_SCHEMA}},
+}
 
 EXTRA_COLUMNS = {
     "tpu": ("dataflow", "compute_cycles", "stall_cycles"),

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import jsonschema
+
 from compiler.cli import main
+from compiler.report import ALL_TARGETS_SCHEMA, REPORT_SCHEMA
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_GPT2 = ["-D", "S=16", "-D", "D=48", "-D", "H=4", "-D", "L=2"]
@@ -42,6 +45,23 @@ def test_json_schema(target, capsys):
     assert data["total"]["time_s"] == pytest.approx(sum(k["time_s"] for k in kernels))
     attention = [k for k in kernels if k["name"].startswith("attention")]
     assert len(attention) == 2 and "graph.softmax" in attention[0]["ops"]
+
+
+@pytest.mark.parametrize("sample", ["mlp", "resnet18", "gpt2", "llama", "vit"])
+def test_every_sample_has_a_full_report_on_every_target(sample, capsys):
+    """Full-size samples, all three targets; the JSON validates against its schema."""
+    data = _json(["compile", SAMPLES / f"{sample}.model", "--target", "all"], capsys)
+    jsonschema.validate(data, ALL_TARGETS_SCHEMA)
+    for report in data["targets"].values():
+        jsonschema.validate(report, REPORT_SCHEMA)
+        assert report["total"]["time_s"] > 0
+
+
+def test_schema_rejects_a_report_without_required_fields(capsys):
+    data = _json(["compile", SAMPLES / "mlp.model", "--target", "tpu"], capsys)
+    del data["kernels"][0]["compute_cycles"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, REPORT_SCHEMA)
 
 
 def test_table_is_the_default_report(capsys):
