@@ -18,7 +18,11 @@ For each kernel:
   their inputs once when the share one wave touches fits in L2 (neighbouring
   CTAs re-read the same keys or halos), and every tile from HBM otherwise;
   at the achievable HBM bandwidth;
-- time = max(compute, memory) + launch latency; the bound is the largest.
+- MMA quantisation: a CTA tile edge that is not a multiple of the MMA
+  instruction's pads every instruction;
+- on-chip traffic: every loaded tile crosses L2 and shared memory, at the
+  shared-memory bandwidth (small tiles re-read more);
+- time = max(compute, memory, on-chip) + launch latency; the bound is the largest.
 Relayout copies between kernels are memory-bound copy kernels.
 """
 
@@ -77,6 +81,27 @@ def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
     return depth / (depth + spec["gemm_k_half"])
 
 
+def _mma_efficiency(kernel: simt.KernelOp) -> float:
+    """Useful share of the MMA instructions a CTA tile issues: a tile edge that
+    is not a multiple of the instruction's edge pads it (m16n8k16: an 8-row
+    tile wastes half of every instruction)."""
+    shape = kernel.mma.get_values()
+    gemms = kernel.gemm_list()
+    if len(shape) != 3 or not gemms or kernel.kind.data not in ("gemm", "attention"):
+        return 1.0
+    tiles = kernel.tile_sizes.get_values()
+    order = kernel.loop_order.get_values()
+    rank = len(order)
+    if kernel.kind.data == "gemm":
+        edges = (tiles[rank - 2], tiles[rank - 1], tiles[rank])
+    else:  # attention: queries x keys x head dim
+        edges = (tiles[rank - 2], tiles[rank], tiles[rank - 1])
+    useful = 1.0
+    for edge, unit in zip(edges, shape):
+        useful *= edge / (-(-edge // unit) * unit)
+    return useful
+
+
 def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, waves: int, slots: int) -> int:
     """Bytes read from HBM: tile reuse through L2 (see the module docstring)."""
     unique = sum(_bytes(v.type) for v in kernel.ins)
@@ -107,11 +132,15 @@ def kernel_cost(kernel: simt.KernelOp, spec: DeviceSpec) -> KernelCost:
     dtype = _dtype(kernel)
     flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
     peak = tensor_peak(spec, dtype)
-    tensor_s = matrix / (peak * wave_efficiency * _tile_efficiency(kernel, spec)) if matrix else 0.0
+    efficiency = wave_efficiency * _tile_efficiency(kernel, spec) * _mma_efficiency(kernel)
+    tensor_s = matrix / (peak * efficiency) if matrix else 0.0
     cuda_s = (flops - matrix) / (spec["peak_flops_fp32"] * wave_efficiency)
     compute_s = max(tensor_s, cuda_s) if kernel.kind.data == "attention" else tensor_s + cuda_s
     hbm = _hbm_reads(kernel, spec, waves, slots) + kernel.write_bytes.value.data
     memory_s = hbm / spec.get("hbm_bandwidth_measured", spec["hbm_bandwidth"])
+    # Every tile loaded crosses L2 and shared memory: small tiles re-read more.
+    onchip_s = kernel.read_bytes.value.data / spec["smem_bandwidth"] if "smem_bandwidth" in spec else 0.0
+    memory_s = max(memory_s, onchip_s)
     latency_s = spec["launch_latency_s"]
     time_s = max(compute_s, memory_s) + latency_s
     bound = max((compute_s, "compute"), (memory_s, "memory"), (latency_s, "latency"))[1]

@@ -134,7 +134,7 @@ def cmd_compile(args) -> int:
         raise StrataError("error: --target all reports the three targets; -o, --emit, --dump-dir and"
                           " --pass-pipeline need one target")
     try:
-        devices = _device_specs(args, targets) if report_format != "none" or args.plot else {}
+        devices = _device_specs(args, targets) if report_format != "none" or args.plot or args.autotune else {}
     except SpecError as err:
         raise StrataError(f"error: {err}") from None
     schedule = parse_schedule(args.schedule)
@@ -150,6 +150,12 @@ def cmd_compile(args) -> int:
             debuginfo=not args.no_debuginfo,
             stderr=_stderr,
         )
+        if args.autotune:
+            module, tuning = _autotune(module, target, args, devices)
+            if report_format == "table":
+                from compiler.autotune import print_tune_report
+
+                print_tune_report(tuning)
         if args.pass_pipeline:
             passes = list(parse_pipeline(args.pass_pipeline).passes)
         else:
@@ -173,6 +179,54 @@ def cmd_compile(args) -> int:
         bandwidth = {t: devices[t]["hbm_bandwidth"] if "hbm_bandwidth" in devices[t] else devices[t]["sram_bandwidth"]
                      for t in costed}
         reports.plot_roofline(costed, args.plot, bandwidth)
+    return 0
+
+
+def _tune_options(args):
+    from backends.tuner.database import TuningDatabase, default_path
+    from compiler.autotune import Options
+
+    if args.budget is not None and args.budget < 1:
+        raise StrataError("error: --budget must be at least 1")
+    if args.jobs < 1:
+        raise StrataError("error: --jobs must be at least 1")
+    db = TuningDatabase(args.db or default_path())
+    return Options(args.budget, args.strategy, args.seed, args.jobs, args.time_limit, db)
+
+
+def _autotune(module, target: str, args, devices):
+    """Tune a graph-stage module for `target`; print the tuning report to stderr or stdout."""
+    from compiler import autotune
+
+    if detect_stage(module) != Stage.GRAPH:
+        raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
+    bar, update = autotune.progress_bar()
+    with bar:
+        tuned, report = autotune.autotune(module, target, devices[target], _tune_options(args), update)
+    return tuned, report
+
+
+def cmd_tune(args) -> int:
+    from backends import spec as specs
+    from compiler import autotune
+
+    targets = list(TARGETS) if args.target == "all" else [args.target]
+    try:
+        devices = _device_specs(args, targets)
+    except specs.SpecError as err:
+        raise StrataError(f"error: {err}") from None
+    reports = {}
+    for target in targets:
+        module = load_input(args.model, args.defines)
+        _, reports[target] = _autotune(module, target, args, devices)
+    if args.report == "json":
+        import json
+
+        data = {t: r.as_json() for t, r in reports.items()}
+        sys.stdout.write(json.dumps(data[targets[0]] if len(targets) == 1 else {"targets": data}, indent=2) + "\n")
+    else:
+        for report in reports.values():
+            autotune.print_tune_report(report)
     return 0
 
 
@@ -251,6 +305,20 @@ def cmd_run(args) -> int:
 # --------------------------------------------------------------------------- argument parsing
 
 
+def _add_tune_options(parser: argparse.ArgumentParser) -> None:
+    from backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES
+
+    parser.add_argument("--budget", type=int, metavar="N",
+                        help="evaluations per kernel (default: 10%% of its space, at least 16)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default=DEFAULT_STRATEGY,
+                        help=f"search strategy (default: {DEFAULT_STRATEGY})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0): same seed, same result")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="evaluate N points in parallel")
+    parser.add_argument("--db", metavar="FILE",
+                        help="tuning database (default: $STRATA_TUNING_DB or ~/.cache/strata/tuning.jsonl)")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop each kernel's search after this long")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strata",
@@ -288,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
                    " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
     p.add_argument("--plot", metavar="FILE.png", help="draw a roofline of the kernels to FILE.png")
+    p.add_argument("--autotune", action="store_true",
+                   help="tune fusion, layout, tiles, loop order, dataflow and chips first (see `strata tune`)")
+    _add_tune_options(p)
     p.add_argument("--no-debuginfo", action="store_true", help="omit loc(...) source locations")
     p.add_argument("--pass-pipeline", metavar="PIPELINE",
                    help="run these passes instead of the default pipeline, e.g. 'fuse{target=tpu epilogue=false}'")
@@ -317,6 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lower the model to this stage first and execute that IR (default: run the"
                    " input at its own stage: graph for a .model file)")
     p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("tune", help="search the cheapest schedule of a model and store it",
+                       description="Autotune MODEL for a target: the fusion and layout switches, then per"
+                       " unique kernel the tile sizes, loop order and (tpu) dataflow, and (lpu) the chip"
+                       " count. Every evaluation goes to the tuning database, so a second run reuses it."
+                       " Prints, per kernel, the default and tuned cost, the speedup and the schedule.")
+    p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR, .mlir)")
+    _add_defines(p)
+    p.add_argument("--target", choices=[*TARGETS, "all"], default="gpu", help="target to tune for (default: gpu)")
+    p.add_argument("--device", metavar="NAME", help="device to cost on (default per target)")
+    p.add_argument("--device-file", metavar="FILE", help="cost on the device described by this spec file")
+    p.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[], help="override a device figure")
+    p.add_argument("--report", choices=["table", "json"], default="table",
+                   help="table, or JSON with per kernel space_size, evaluations and cache_hits")
+    _add_tune_options(p)
+    p.set_defaults(run=cmd_tune)
 
     p = sub.add_parser("targets", help="list the devices the cost models know",
                        description="List every shipped device spec with its key figures.")

@@ -1,0 +1,256 @@
+"""
+The tuning database: every evaluated point, on disk, reused across runs.
+
+One JSON object per line (JSON Lines), one line per evaluated point:
+
+    {"format": 1, "kernel": "3f2a...", "target": "tpu", "device": "9c41...",
+     "space_version": 1, "cost_model_version": "1",
+     "point": {"tiles": [1, 128, 128, 64], "order": [0, 1, 2, 3]},
+     "cost": 1.23e-05, "time": 1764000000.0}
+
+`kernel` is `structural_hash` of the kernel, `device` the spec's
+`DeviceSpec.fingerprint()` (every number of the device), `cost` seconds
+(`null` for a point whose evaluation failed). A lookup returns the costs
+whose kernel, target, device, space version and cost-model version all
+match exactly, so a changed cost model or search space never reuses stale
+figures.
+
+Robustness: a line that is not JSON (corrupt, or the truncated last line of
+a crashed writer), or not a record of this format, is skipped with a
+`warnings.warn` naming the file and line; records from other space or
+cost-model versions are skipped with one warning per file. Nothing in the
+file ever raises.
+
+Concurrency: a record is appended as one `os.write` of whole lines to a
+file opened with `O_APPEND`, while holding an exclusive `fcntl.flock`;
+readers take a shared lock, so they never see half a line. Locking is
+POSIX-only: where `fcntl` is missing (Windows) appends fall back to the
+single `O_APPEND` write, which keeps lines whole on local file systems but
+is not guaranteed to. An append after a crashed writer's unterminated line
+first ends that line, so the new record stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.cost import COST_MODEL_VERSION
+from backends.tuner.space import SPACE_VERSION, normalise_point, point_key
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+FORMAT = 1
+"""The record format (the `format` field): bumped if the fields change."""
+
+ENV_VAR = "STRATA_TUNING_DB"
+MAX_LINE_WARNINGS = 10
+"""Per read, individual warnings for bad lines; further ones are summed up."""
+
+
+def default_path() -> Path:
+    """
+    `$STRATA_TUNING_DB` if set, else `$XDG_CACHE_HOME/strata/tuning.jsonl`,
+    else `~/.cache/strata/tuning.jsonl`; its parent directory is created.
+    """
+    if os.environ.get(ENV_VAR):
+        path = Path(os.environ[ENV_VAR]).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(cache).expanduser() / "strata" / "tuning.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class TuningKey:
+    """What a record must match exactly to be reused."""
+
+    kernel: str
+    """`structural_hash` of the kernel."""
+    target: str
+    device: str
+    """`DeviceSpec.fingerprint()`."""
+    space_version: int = SPACE_VERSION
+    cost_model_version: str = COST_MODEL_VERSION
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "kernel": str,
+    "target": str,
+    "device": str,
+    "space_version": int,
+    "cost_model_version": str,
+    "point": dict,
+    "cost": (int, float, type(None)),
+    "time": (int, float),
+}
+
+
+def _malformed(record: Any) -> str | None:
+    """Why `record` is not a record of this format, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("format", FORMAT) != FORMAT:
+        return f"record format {record.get('format')!r}, expected {FORMAT}"
+    for name, kind in _FIELDS.items():
+        if name not in record:
+            return f"missing field '{name}'"
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"field '{name}' has the wrong type"
+    return None
+
+
+class TuningDatabase:
+    """A JSON Lines tuning database at `path` (default: `default_path()`)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path is not None else default_path()
+
+    # -- reading -------------------------------------------------------------
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """
+        `(line number, record)` for every well-formed record, streaming
+        (the file is read line by line, under a shared lock); lines that are
+        not records of this format are skipped with a warning each.
+        """
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        bad = 0
+        with handle, _locked(handle.fileno(), shared=True):
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw.decode("utf-8"))
+                    problem = _malformed(record)
+                except (UnicodeDecodeError, ValueError):
+                    record, problem = None, "not valid JSON" + (
+                        "" if raw.endswith(b"\n") else " (truncated last line)"
+                    )
+                if problem is not None:
+                    bad += 1
+                    if bad <= MAX_LINE_WARNINGS:
+                        warnings.warn(f"{self.path}:{number}: skipped a tuning record: {problem}", stacklevel=2)
+                    continue
+                yield number, record
+        if bad > MAX_LINE_WARNINGS:
+            warnings.warn(f"{self.path}: skipped {bad} malformed lines in all", stacklevel=2)
+
+    def load(self, keys: Iterable[TuningKey]) -> dict[TuningKey, dict[str, float]]:
+        """
+        For each key, `point_key -> cost` of its records, reading the file
+        once (a later record of the same point wins; a failed point's cost is
+        `inf`). Records of a space or cost-model version no key asks for are
+        skipped with one warning.
+        """
+        wanted = {_key_tuple(k): k for k in keys}
+        versions = {(k.space_version, k.cost_model_version) for k in wanted.values()}
+        found: dict[TuningKey, dict[str, float]] = {k: {} for k in wanted.values()}
+        stale: list[int] = []
+        for number, record in self.records():
+            if (record["space_version"], record["cost_model_version"]) not in versions:
+                stale.append(number)
+                continue
+            key = wanted.get(
+                (
+                    record["kernel"],
+                    record["target"],
+                    record["device"],
+                    record["space_version"],
+                    record["cost_model_version"],
+                )
+            )
+            if key is not None:
+                cost = record["cost"]
+                found[key][point_key(record["point"])] = math.inf if cost is None else float(cost)
+        if stale and versions:
+            asked = ", ".join(f"space {s} / cost model {c}" for s, c in sorted(versions, key=str))
+            warnings.warn(
+                f"{self.path}:{stale[0]}: skipped {len(stale)} records of another space or "
+                f"cost-model version (looking for {asked})",
+                stacklevel=2,
+            )
+        return found
+
+    def lookup(self, key: TuningKey) -> dict[str, float]:
+        """`point_key -> cost` of the records matching `key` exactly."""
+        return self.load([key])[key]
+
+    # -- writing -------------------------------------------------------------
+
+    def record(self, key: TuningKey, point: Mapping[str, Any], cost: float, when: float | None = None) -> None:
+        """Append one evaluated point."""
+        self.record_many(key, [(point, cost)], when)
+
+    def record_many(
+        self, key: TuningKey, results: Iterable[tuple[Mapping[str, Any], float]], when: float | None = None
+    ) -> None:
+        """Append evaluated points, one line each, in one locked write."""
+        stamp = time.time() if when is None else when
+        lines = [
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "kernel": key.kernel,
+                    "target": key.target,
+                    "device": key.device,
+                    "space_version": key.space_version,
+                    "cost_model_version": key.cost_model_version,
+                    "point": normalise_point(point),
+                    "cost": float(cost) if math.isfinite(cost) else None,
+                    "time": stamp,
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+            for point, cost in results
+        ]
+        if lines:
+            self._append("".join(lines).encode("utf-8"))
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            with _locked(fd, shared=False):
+                size = os.fstat(fd).st_size
+                if size and hasattr(os, "pread") and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # end a crashed writer's partial line
+                while data:
+                    written = os.write(fd, data)
+                    data = data[written:]
+        finally:
+            os.close(fd)
+
+
+def _key_tuple(key: TuningKey) -> tuple:
+    return (key.kernel, key.target, key.device, key.space_version, key.cost_model_version)
+
+
+@contextmanager
+def _locked(fd: int, shared: bool):
+    """An advisory `flock` on `fd` for the block (nothing where fcntl is missing)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

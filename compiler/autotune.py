@@ -1,0 +1,324 @@
+"""
+`strata tune` and `strata compile --autotune`: search the passes' choices for
+the cheapest schedule, reusing the tuning database.
+
+Order of the search:
+1. module-level choices: every combination of the fusion switches
+   (`FusePass.schedule_space`) and the layout switches
+   (`AssignLayoutPass.schedule_space`), each costed as the sum of its
+   kernels and relayouts at their default schedule (a kernel that occurs
+   twice is costed once: kernels are keyed by structural hash);
+2. per unique kernel of the best variant: tile sizes, loop order and (on the
+   systolic target) the dataflow, searched by the chosen strategy within the
+   budget; every evaluation is recorded in the database, and a point already
+   there is reused without evaluating it again;
+3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit, one
+   more, and twice as many, costed on the whole model.
+The result is written into the IR as the attributes the passes read
+(`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `tsp.chips`
+on the module), so the tuned module compiles with the default pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+
+from backends.cost import estimate
+from backends.spec import DeviceSpec
+from backends.tuner.database import TuningDatabase, TuningKey
+from backends.tuner.hashing import structural_hash
+from backends.tuner.search import TuneResult, tune
+from backends.tuner.space import Space, point_key
+from compiler import ir
+from compiler.driver import Stage, compile_module, passes_between, run_passes
+from compiler.tuning import KernelEvaluator, apply_point, default_point, kernel_points, standalone
+from dialects.graph.kernel import KernelOp
+from dialects.graph.layout import RelayoutOp
+from dialects.hardware.tsp import CHIPS_ATTR
+from passes.assign_layout import AssignLayoutPass
+from passes.fuse import FusePass
+
+
+@dataclass
+class KernelResult:
+    names: list[str]
+    kind: str
+    result: TuneResult
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class TuneReport:
+    target: str
+    device: str
+    variant: dict
+    kernels: list[KernelResult] = field(default_factory=list)
+    default_time_s: float = 0.0
+    tuned_time_s: float = 0.0
+    chips: int | None = None
+    evaluations: int = 0
+    cache_hits: int = 0
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {
+            "target": self.target,
+            "device": self.device,
+            "variant": self.variant,
+            "chips": self.chips,
+            "kernels": [
+                {"names": k.names, "kind": k.kind, "count": k.count, **k.result.as_json()} for k in self.kernels
+            ],
+            "total": {
+                "default_time_s": self.default_time_s,
+                "tuned_time_s": self.tuned_time_s,
+                "speedup": self.default_time_s / self.tuned_time_s if self.tuned_time_s else None,
+                "evaluations": self.evaluations,
+                "cache_hits": self.cache_hits,
+                "tuning_seconds": self.seconds,
+            },
+        }
+
+
+@dataclass
+class Options:
+    budget: int | None = None
+    """Evaluations per kernel; default 10% of its space (at least 16)."""
+    strategy: str = "evolutionary"
+    seed: int = 0
+    jobs: int = 1
+    time_limit_s: float | None = None
+    db: TuningDatabase | None = None
+
+
+class _Cache:
+    """Kernel costs by (hash, point): this run's memory, backed by the database."""
+
+    def __init__(self, target: str, spec: DeviceSpec, db: TuningDatabase | None):
+        self.target, self.spec, self.db = target, spec, db
+        self.known: dict[str, dict[str, float]] = {}
+        self.evaluations = 0
+        self.hits = 0
+
+    def key(self, digest: str) -> TuningKey:
+        return TuningKey(digest, self.target, self.spec.fingerprint())
+
+    def table(self, digest: str) -> dict[str, float]:
+        if digest not in self.known:
+            self.known[digest] = dict(self.db.lookup(self.key(digest))) if self.db else {}
+        return self.known[digest]
+
+    def store(self, digest: str, points: list[dict], costs: list[float]) -> None:
+        table = self.table(digest)
+        for point, cost in zip(points, costs):
+            table[point_key(point)] = cost
+        if self.db:
+            self.db.record_many(self.key(digest), list(zip(points, costs)))
+
+
+# --------------------------------------------------------------------------- evaluation in parallel
+
+_WORKER: Callable[[dict], float] | None = None
+
+
+def _evaluate_in_worker(point: dict) -> float:
+    assert _WORKER is not None
+    try:
+        return _WORKER(point)
+    except Exception:
+        return math.inf
+
+
+def _evaluate_many(evaluator: Callable[[dict], float], jobs: int) -> Callable[[list[dict]], list[float]]:
+    def run(points: list[dict]) -> list[float]:
+        global _WORKER
+        if jobs <= 1 or len(points) < 2:
+            return [_safe(evaluator, p) for p in points]
+        _WORKER = evaluator
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(points))) as pool:
+            return pool.map(_evaluate_in_worker, points)
+
+    return run
+
+
+def _safe(evaluator, point) -> float:
+    try:
+        return evaluator(point)
+    except Exception:
+        return math.inf  # an illegal corner the space did not rule out: never chosen
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def _units(module: ModuleOp) -> list[KernelOp | RelayoutOp]:
+    return [op for op in module.walk() if isinstance(op, KernelOp | RelayoutOp)]
+
+
+def _default_cost(op, target: str, cache: _Cache) -> float:
+    digest = structural_hash(op)
+    point = default_point(op, target) if isinstance(op, KernelOp) else {}
+    table = cache.table(digest)
+    key = point_key(point)
+    if key in table:
+        cache.hits += 1
+        return table[key]
+    cost = _safe(KernelEvaluator(standalone(op, target), target, cache.spec), point)
+    cache.evaluations += 1
+    cache.store(digest, [point], [cost])
+    return cost
+
+
+def choose_variant(graph: ModuleOp, target: str, cache: _Cache) -> tuple[ModuleOp, dict]:
+    """The fusion and layout switches whose kernels cost least at default schedules."""
+    ctx = ir.make_context()
+    best: tuple[float, int, ModuleOp, dict] | None = None
+    fusions = FusePass.schedule_space(ctx, graph)
+    layouts = AssignLayoutPass(target=target).schedule_space(ctx, graph)
+    for number, (fusion, layout) in enumerate((f, l) for f in fusions for l in layouts):
+        fusion = dataclasses.replace(fusion, target=target)
+        layout = dataclasses.replace(layout, target=target)
+        module = graph.clone()
+        fusion.apply(ctx, module)
+        layout.apply(ctx, module)
+        cost = sum(_default_cost(op, target, cache) for op in _units(module))
+        choice = {"fuse": str(fusion.pipeline_pass_spec()), "assign-layout": str(layout.pipeline_pass_spec())}
+        if best is None or (cost, number) < (best[0], best[1]):
+            best = (cost, number, module, choice)
+    assert best is not None
+    return best[2], best[3]
+
+
+def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options, progress=None) -> list[KernelResult]:
+    """Tune every unique kernel of a layout-stage module; write the best points into it."""
+    groups: dict[str, list[KernelOp]] = {}
+    for op in module.walk():
+        if isinstance(op, KernelOp):
+            groups.setdefault(structural_hash(op), []).append(op)
+    results = []
+    for digest, kernels in groups.items():
+        first = kernels[0]
+        space = Space(kernel_points(first, target))
+        budget = options.budget or max(16, math.ceil(0.1 * space.size))
+        evaluator = KernelEvaluator(standalone(first, target), target, cache.spec)
+        table = cache.table(digest)
+
+        def evaluate(points: list[dict], digest=digest, evaluator=evaluator) -> list[float]:
+            costs = _evaluate_many(evaluator, options.jobs)(points)
+            cache.store(digest, points, costs)
+            return costs
+
+        result = tune(
+            space, evaluate, options.strategy, budget=min(budget, space.size), seed=options.seed,
+            cached=dict(table), time_limit_s=options.time_limit_s, default_index=0,
+        )
+        cache.evaluations += result.evaluations
+        cache.hits += result.cache_hits
+        for kernel in kernels:
+            apply_point(kernel, result.best_point)
+        results.append(KernelResult([k.kernel_name.data for k in kernels], first.kind.data, result))
+        if progress is not None:
+            progress(first.kernel_name.data, len(results), len(groups))
+    return results
+
+
+def _model_time(layout_module: ModuleOp, target: str, spec: DeviceSpec, chips: int | None = None) -> tuple[float, ModuleOp]:
+    module = layout_module.clone()
+    if chips is not None:
+        module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
+    compile_module(module, target, Stage.HARDWARE)
+    return estimate(module, spec).time_s, module
+
+
+def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, progress=None) -> tuple[ModuleOp, TuneReport]:
+    """Tune a graph-stage module; return it at the layout stage with the choices written in."""
+    start = time.perf_counter()
+    cache = _Cache(target, spec, options.db)
+    default = graph.clone()
+    run_passes(ir.make_context(), default, passes_between(target, Stage.GRAPH, Stage.LAYOUT), _quiet())
+    default_time, _ = _model_time(default, target, spec)
+    module, variant = choose_variant(graph, target, cache)
+    report = TuneReport(target, spec.name, variant, default_time_s=default_time)
+    report.kernels = tune_kernels(module, target, cache, options, progress)
+    tuned_time, lowered = _model_time(module, target, spec)
+    if target == "lpu":
+        fewest = lowered.attributes[CHIPS_ATTR].value.data
+        options_chips = sorted({fewest, fewest + 1, 2 * fewest})
+        timed = [(_model_time(module, target, spec, c)[0], c) for c in options_chips]
+        tuned_time, chips = min(timed)
+        module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
+        report.chips = chips
+    report.tuned_time_s = tuned_time
+    report.evaluations, report.cache_hits = cache.evaluations, cache.hits
+    report.seconds = time.perf_counter() - start
+    return module, report
+
+
+def _quiet():
+    from compiler.driver import DumpOptions
+
+    return DumpOptions()
+
+
+# --------------------------------------------------------------------------- presentation
+
+
+def _schedule(point: dict) -> str:
+    parts = [f"tiles={','.join(map(str, point['tiles']))}"] if "tiles" in point else []
+    if "order" in point:
+        parts.append(f"order={','.join(map(str, point['order']))}")
+    if "dataflow" in point:
+        parts.append(f"dataflow={point['dataflow']}")
+    return " ".join(parts)
+
+
+def print_tune_report(report: TuneReport, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from compiler.stats import human
+
+    console = console or Console(width=160)
+    table = Table(title=f"tuning {report.target} on {report.device}", title_justify="left")
+    for column in ("kernel", "count", "space", "evals", "cached", "default", "tuned", "speedup", "schedule"):
+        table.add_column(column, justify="left" if column in ("kernel", "schedule") else "right")
+    for k in report.kernels:
+        r = k.result
+        name = k.names[0] + (f" (+{k.count - 1})" if k.count > 1 else "")
+        table.add_row(
+            name, str(k.count), str(r.space_size), str(r.evaluations), str(r.cache_hits),
+            human(r.default_cost or 0, "s"), human(r.best_cost, "s"), f"{r.speedup or 1:.2f}x",
+            _schedule(r.best_point),
+        )
+    console.print(table)
+    choice = ", ".join(report.variant.values()) + (f", tsp.chips={report.chips}" if report.chips else "")
+    speedup = report.default_time_s / report.tuned_time_s if report.tuned_time_s else 1.0
+    console.print(
+        f"model: default {human(report.default_time_s, 's')} -> tuned {human(report.tuned_time_s, 's')}"
+        f" ({speedup:.2f}x); passes: {choice}; {report.evaluations} evaluations, {report.cache_hits} cache hits,"
+        f" {report.seconds:.1f} s"
+    )
+
+
+def progress_bar():
+    """A rich progress bar over the unique kernels; returns (context manager, callback)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("tuning {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), transient=True)
+    task = bar.add_task("kernels", total=None)
+
+    def update(name: str, done: int, total: int) -> None:
+        bar.update(task, description=name, completed=done, total=total)
+
+    return bar, update

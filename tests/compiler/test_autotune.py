@@ -1,0 +1,79 @@
+"""
+`strata tune` / `compile --autotune`: tuned choices land in the IR, never
+cost more than the defaults, reuse the database, and repeat for a seed.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backends.spec import default_device
+from backends.tuner.database import TuningDatabase
+from compiler.autotune import Options, autotune
+from compiler.cli import main
+from compiler.driver import Stage, compile_module
+from compiler.frontend import load_model
+from dialects.graph.kernel import KernelOp
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SMALL_GPT2 = {"S": 64, "D": 128, "H": 4, "L": 2}
+
+
+def _tune(tmp_path, target, seed=0, budget=12, db="db.jsonl"):
+    module = load_model(str(SAMPLES / "gpt2.model"), SMALL_GPT2)
+    options = Options(budget=budget, seed=seed, db=TuningDatabase(tmp_path / db))
+    return autotune(module, target, default_device(target), options)
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+def test_tuned_never_costs_more_and_choices_are_in_the_ir(target, tmp_path):
+    module, report = _tune(tmp_path, target)
+    assert report.tuned_time_s <= report.default_time_s * (1 + 1e-9)
+    for k in report.kernels:
+        assert k.result.best_cost <= k.result.default_cost
+    kernels = [op for op in module.walk() if isinstance(op, KernelOp)]
+    assert kernels and all("tile_sizes" in k.attributes and "loop_order" in k.attributes for k in kernels)
+    compile_module(module, target, Stage.HARDWARE)  # the default pipeline reads the choices
+
+
+def test_second_tune_with_the_same_database_evaluates_nothing(tmp_path):
+    _, first = _tune(tmp_path, "tpu")
+    assert first.evaluations > 0
+    _, second = _tune(tmp_path, "tpu")
+    assert second.evaluations == 0 and second.cache_hits > 0
+    assert [k.result.best_point for k in second.kernels] == [k.result.best_point for k in first.kernels]
+
+
+def test_same_seed_same_result(tmp_path):
+    a = _tune(tmp_path, "gpu", seed=3, db="a.jsonl")[1]
+    b = _tune(tmp_path, "gpu", seed=3, db="b.jsonl")[1]
+    assert [k.result.best_point for k in a.kernels] == [k.result.best_point for k in b.kernels]
+    assert a.tuned_time_s == b.tuned_time_s
+
+
+def test_identical_kernels_are_tuned_once(tmp_path):
+    _, report = _tune(tmp_path, "gpu")
+    counts = {k.names[0].rsplit("_", 1)[0]: k.count for k in report.kernels}
+    assert max(k.count for k in report.kernels) >= 2  # the two layers' kernels share one search
+    assert sum(k.count for k in report.kernels) > len(report.kernels)
+
+
+def test_cli_tune_json_and_compile_autotune(tmp_path, capsys):
+    db = tmp_path / "db.jsonl"
+    args = [str(SAMPLES / "mlp.model"), "--target", "tpu", "--db", str(db), "--budget", "8"]
+    assert main(["tune", *args, "--report", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for kernel in data["kernels"]:
+        assert {"space_size", "evaluations", "cache_hits", "default_cost", "best_cost", "best_point"} <= set(kernel)
+    assert data["total"]["tuned_time_s"] <= data["total"]["default_time_s"]
+    assert main(["compile", *args, "--autotune", "--report", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["total"]["time_s"] == pytest.approx(data["total"]["tuned_time_s"])
+
+
+def test_corrupt_database_lines_are_skipped_with_a_warning(tmp_path, capsys):
+    db = tmp_path / "db.jsonl"
+    db.write_text('{"not": "a record"}\nthis is not json\n')
+    with pytest.warns(UserWarning):
+        assert main(["tune", str(SAMPLES / "mlp.model"), "--db", str(db), "--budget", "4"]) == 0
