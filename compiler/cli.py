@@ -305,6 +305,14 @@ def cmd_run(args) -> int:
 # --------------------------------------------------------------------------- argument parsing
 
 
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", metavar="NAME", help="device to cost on (see `strata targets`; default per"
+                        " target: h100, tpu-v4, groq-lpu)")
+    parser.add_argument("--device-file", metavar="FILE", help="cost on the device described by this spec file (.toml)")
+    parser.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
+                        help="override one figure of the device spec, e.g. --spec array_rows=32 (repeatable)")
+
+
 def _add_tune_options(parser: argparse.ArgumentParser) -> None:
     from backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES
 
@@ -347,11 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", choices=["table", "json", "none"], default=None,
                    help="cost report on stdout: a table per kernel with totals (default when the IR is not"
                    " printed), or JSON (schema in the README)")
-    p.add_argument("--device", metavar="NAME", help="device to cost on (see `strata targets`; default per"
-                   " target: h100, tpu-v4, groq-lpu)")
-    p.add_argument("--device-file", metavar="FILE", help="cost on the device described by this spec file (.toml)")
-    p.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
-                   help="override one figure of the device spec, e.g. --spec array_rows=32 (repeatable)")
+    _add_device_options(p)
     p.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
                    help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
                    " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
@@ -397,9 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR, .mlir)")
     _add_defines(p)
     p.add_argument("--target", choices=[*TARGETS, "all"], default="gpu", help="target to tune for (default: gpu)")
-    p.add_argument("--device", metavar="NAME", help="device to cost on (default per target)")
-    p.add_argument("--device-file", metavar="FILE", help="cost on the device described by this spec file")
-    p.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[], help="override a device figure")
+    _add_device_options(p)
     p.add_argument("--report", choices=["table", "json"], default="table",
                    help="table, or JSON with per kernel space_size, evaluations and cache_hits")
     _add_tune_options(p)

@@ -161,19 +161,24 @@ class KernelOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
-        bounds, tiles = self.bounds.get_values(), self.tile_sizes.get_values()
-        if len(bounds) != len(tiles):
-            raise VerifyException(f"'loop.kernel' has {len(bounds)} bounds but {len(tiles)} tile sizes")
-        if any(t <= 0 or t > b for t, b in zip(tiles, bounds)):
-            raise VerifyException(f"'loop.kernel' tile sizes {list(tiles)} must be in 1..bounds {list(bounds)}")
-        order = self.loop_order.get_values()
-        if sorted(order) != list(range(len(order))) or len(order) > len(bounds):
-            raise VerifyException(f"'loop.kernel' loop_order {list(order)} is not a permutation of the parallel dims")
-        for value in (*self.ins, *self.outs):
-            _check_global(self, value.type)
-        block = self.body.block
-        if [a.type for a in block.args] != [v.type for v in (*self.ins, *self.outs)]:
-            raise VerifyException("'loop.kernel' block arguments must match its ins and outs")
+        verify_kernel(self)
+
+
+def verify_kernel(op: IRDLOperation) -> None:
+    """What every kernel over global buffers must satisfy (loop and hardware kernels)."""
+    bounds, tiles = op.bounds.get_values(), op.tile_sizes.get_values()
+    if len(bounds) != len(tiles):
+        raise VerifyException(f"'{op.name}' has {len(bounds)} bounds but {len(tiles)} tile sizes")
+    if any(t <= 0 or t > b for t, b in zip(tiles, bounds)):
+        raise VerifyException(f"'{op.name}' tile sizes {list(tiles)} must be in 1..bounds {list(bounds)}")
+    order = op.loop_order.get_values()
+    if sorted(order) != list(range(len(order))) or len(order) > len(bounds):
+        raise VerifyException(f"'{op.name}' loop_order {list(order)} is not a permutation of the parallel dims")
+    for value in (*op.ins, *op.outs):
+        _check_global(op, value.type)
+    block = op.body.block
+    if [a.type for a in block.args] != [v.type for v in (*op.ins, *op.outs)]:
+        raise VerifyException(f"'{op.name}' block arguments must match its ins and outs")
 
 
 @irdl_op_definition

@@ -41,6 +41,7 @@ from xdsl.traits import IsolatedFromAbove, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.graph import shapes
+from dialects.loop import verify_kernel
 
 KERNEL_FORMAT = (
     "$kernel_name `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)`"
@@ -98,18 +99,13 @@ class HardwareKernelOp(IRDLOperation):
         return [tuple(g.get_values()) for g in self.gemms]
 
     def verify_(self) -> None:
-        bounds, tiles = self.bounds.get_values(), self.tile_sizes.get_values()
-        if len(bounds) != len(tiles) or any(t <= 0 or t > b for t, b in zip(tiles, bounds)):
-            raise VerifyException(f"'{self.name}' tile sizes {list(tiles)} must be in 1..bounds {list(bounds)}")
+        verify_kernel(self)
         for name in FIGURES:
             if self.figure(name) < 0:
                 raise VerifyException(f"'{self.name}' {name} must be >= 0")
         for gemm in self.gemm_list():
             if len(gemm) != 4 or min(gemm) <= 0:
                 raise VerifyException(f"'{self.name}' gemms entries are [count, M, N, K] > 0, got {list(gemm)}")
-        block = self.body.block
-        if [a.type for a in block.args] != [v.type for v in (*self.ins, *self.outs)]:
-            raise VerifyException(f"'{self.name}' block arguments must match its ins and outs")
 
 
 class MatrixOp(IRDLOperation):

@@ -3,25 +3,16 @@
 from math import erf
 
 import numpy as np
-from xdsl.dialects import func
 
-from compiler import reference, weights
+from compiler import reference
 from compiler.frontend import load_model
-
-
-def _values(module):
-    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
-    specs = weights.model_signature(fn)
-    drawn = weights.random_values(specs, np.random.default_rng(0), weights.integer_input_ranges(fn))
-    inputs = {s.name: drawn[s.name] for s in specs if s.kind == "input"}
-    params = {s.name: drawn[s.name] for s in specs if s.kind == "param"}
-    return inputs, params
+from tests.support import sample_values
 
 
 def _run(name, overrides):
     """Strata's output for the sample, and its inputs and params in float64."""
     module = load_model(f"samples/{name}.model", overrides)
-    inputs, params = _values(module)
+    inputs, params = sample_values(module)
     (out,) = reference.run_module(module, inputs, params)
     return out, inputs, {k: v.astype(np.float64) for k, v in params.items()}
 

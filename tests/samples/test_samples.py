@@ -2,30 +2,12 @@
 
 import numpy as np
 import pytest
-from xdsl.dialects import func
 
-from compiler import reference, weights
+from compiler import reference
 from compiler.driver import Stage, compile_module
 from compiler.frontend import load_model
 from compiler.ir import parse_module, print_module
-
-REDUCED = {
-    "mlp": {"B": 4},
-    "resnet18": {"HW": 32, "W0": 8, "NC": 10},
-    "gpt2": {"S": 16, "D": 48, "H": 4, "L": 2},
-    "llama": {"S": 16, "D": 64, "H": 4, "KVH": 2, "F": 96, "V": 128},
-    "vit": {"HW": 32, "P": 8, "D": 48, "H": 4, "L": 2, "NC": 10},
-}
-
-
-def _values(module):
-    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
-    specs = weights.model_signature(fn)
-    drawn = weights.random_values(specs, np.random.default_rng(0), weights.integer_input_ranges(fn))
-    inputs = {s.name: drawn[s.name] for s in specs if s.kind == "input"}
-    params = {s.name: drawn[s.name] for s in specs if s.kind == "param"}
-    return inputs, params
-
+from tests.support import REDUCED, sample_values
 
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_sample_round_trips_at_full_size(name):
@@ -38,7 +20,7 @@ def test_sample_round_trips_at_full_size(name):
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_sample_runs_the_same_through_fused(name, target):
     module = load_model(f"samples/{name}.model", REDUCED[name])
-    inputs, params = _values(module)
+    inputs, params = sample_values(module)
     expected = reference.run_module(module, inputs, params)
     assert all(np.isfinite(out).all() for out in expected)
     compile_module(module, target, Stage.FUSED)
@@ -48,7 +30,7 @@ def test_sample_runs_the_same_through_fused(name, target):
 
 def test_mlp_matches_independent_numpy():
     module = load_model("samples/mlp.model", {"B": 4})
-    inputs, p = _values(module)
+    inputs, p = sample_values(module)
     (out,) = reference.run_module(module, inputs, p)
     x = inputs["x"].astype(np.float64)
     h = np.maximum(x @ p["w1"] + p["b1"], 0)
@@ -61,7 +43,7 @@ def test_mlp_matches_independent_numpy():
 def test_gpt2_matches_independent_numpy():
     L, H, S, D = 2, 4, 16, 48
     module = load_model("samples/gpt2.model", {"S": S, "D": D, "H": H, "L": L})
-    inputs, p = _values(module)
+    inputs, p = sample_values(module)
     (out,) = reference.run_module(module, inputs, p)
     p = {k: v.astype(np.float64) for k, v in p.items()}
 

@@ -23,9 +23,9 @@
 // ----- block-warps
 // simt.kernel: 48 threads are not a whole number of 32-thread warps.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 48, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 48, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       simt.end
     } loc("bad.model":3:5)
     func.return
@@ -36,9 +36,9 @@ builtin.module {
 // ----- block-threads
 // simt.kernel: 64 x 32 = 2048 threads, whole warps but over the 1024-thread limit.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 64, 32, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 64, 32, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       simt.end
     } loc("bad.model":3:5)
     func.return
@@ -49,9 +49,9 @@ builtin.module {
 // ----- grid-zero
 // simt.kernel: a grid extent of zero.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 2, 0, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 2, 0, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       simt.end
     } loc("bad.model":3:5)
     func.return
@@ -62,9 +62,9 @@ builtin.module {
 // ----- kernel-mma
 // simt.kernel: an MMA shape of 2 entries (it is [m, n, k] or empty).
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8>} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8>} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       simt.end
     } loc("bad.model":3:5)
     func.return
@@ -95,9 +95,9 @@ builtin.module {
 // ----- dataflow
 // systolic.program: "xs" is none of os, ws, is.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "xs", dma_in_bytes = 1536 : i64, dma_out_bytes = 512 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "xs", dma_in_bytes = 1536 : i64, dma_out_bytes = 512 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       systolic.end
     } loc("bad.model":3:5)
     func.return
@@ -118,9 +118,9 @@ builtin.module {
 // ----- dma-in
 // systolic.program: dma_in_bytes 1024 but read_bytes 1536.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "ws", dma_in_bytes = 1024 : i64, dma_out_bytes = 512 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "ws", dma_in_bytes = 1024 : i64, dma_out_bytes = 512 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       systolic.end
     } loc("bad.model":3:5)
     func.return
@@ -131,9 +131,9 @@ builtin.module {
 // ----- dma-out
 // systolic.program: dma_out_bytes 0 but write_bytes 512.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "ws", dma_in_bytes = 1536 : i64, dma_out_bytes = 0 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "ws", dma_in_bytes = 1536 : i64, dma_out_bytes = 0 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       systolic.end
     } loc("bad.model":3:5)
     func.return
@@ -144,8 +144,8 @@ builtin.module {
 // ----- same-chip
 // tsp.transfer: from chip 1 to chip 1.
 builtin.module {
-  func.func @k(%a: memref<8x16xf32>, %b: memref<8x16xf32>) {
-    tsp.transfer %a, %b {from_chip = 1 : i64, to_chip = 1 : i64} : memref<8x16xf32> loc("bad.model":5:3)
+  func.func @k(%a: memref<8x16xf32, "global">, %b: memref<8x16xf32, "global">) {
+    tsp.transfer %a, %b {from_chip = 1 : i64, to_chip = 1 : i64} : memref<8x16xf32, "global"> loc("bad.model":5:3)
     func.return
   }
 }
@@ -154,8 +154,8 @@ builtin.module {
 // ----- negative-chip
 // tsp.transfer: chip -1.
 builtin.module {
-  func.func @k(%a: memref<8x16xf32>, %b: memref<8x16xf32>) {
-    tsp.transfer %a, %b {from_chip = 0 : i64, to_chip = -1 : i64} : memref<8x16xf32> loc("bad.model":5:3)
+  func.func @k(%a: memref<8x16xf32, "global">, %b: memref<8x16xf32, "global">) {
+    tsp.transfer %a, %b {from_chip = 0 : i64, to_chip = -1 : i64} : memref<8x16xf32, "global"> loc("bad.model":5:3)
     func.return
   }
 }
@@ -164,9 +164,9 @@ builtin.module {
 // ----- unit
 // tsp.program: "tpu" is not a functional unit.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], chip = 0 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "tpu"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], chip = 0 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "tpu"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       tsp.end
     } loc("bad.model":3:5)
     func.return
@@ -177,9 +177,9 @@ builtin.module {
 // ----- shards
 // tsp.program: shards = 0.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], chip = 0 : i64, shards = 0 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], chip = 0 : i64, shards = 0 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       tsp.end
     } loc("bad.model":3:5)
     func.return
@@ -190,9 +190,9 @@ builtin.module {
 // ----- tiles
 // any hardware kernel: a tile of 32 along a bound of 16.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 32, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 32, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       simt.end
     } loc("bad.model":3:5)
     func.return
@@ -203,9 +203,9 @@ builtin.module {
 // ----- gemms
 // any hardware kernel: a gemms entry of 3 numbers (it is [count, M, N, K]).
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16>], chip = 0 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16>], chip = 0 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       tsp.end
     } loc("bad.model":3:5)
     func.return
@@ -216,9 +216,9 @@ builtin.module {
 // ----- figure
 // any hardware kernel: a negative figure.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = -512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "ws", dma_in_bytes = 1536 : i64, dma_out_bytes = 512 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<16x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    systolic.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = -512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], dataflow = "ws", dma_in_bytes = 1536 : i64, dma_out_bytes = 512 : i64, vmem_bytes = 1536 : i64, vector_flops = 0 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<16x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       systolic.end
     } loc("bad.model":3:5)
     func.return
@@ -229,9 +229,9 @@ builtin.module {
 // ----- block-args
 // any hardware kernel: block arguments that differ from ins and outs.
 builtin.module {
-  func.func @k(%x: memref<8x16xf32>, %w: memref<16x16xf32>, %y: memref<8x16xf32>) {
-    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32>, memref<16x16xf32>) outs(%y : memref<8x16xf32>) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], chip = 0 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
-    ^bb0(%xa: memref<8x16xf32>, %wa: memref<8x16xf32>, %ya: memref<8x16xf32>):
+  func.func @k(%x: memref<8x16xf32, "global">, %w: memref<16x16xf32, "global">, %y: memref<8x16xf32, "global">) {
+    tsp.program "gemm_0" ins(%x, %w : memref<8x16xf32, "global">, memref<16x16xf32, "global">) outs(%y : memref<8x16xf32, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], chip = 0 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 1024 : i64, stream_bytes = 1024 : i64} {
+    ^bb0(%xa: memref<8x16xf32, "global">, %wa: memref<8x16xf32, "global">, %ya: memref<8x16xf32, "global">):
       tsp.end
     } loc("bad.model":3:5)
     func.return
