@@ -29,7 +29,7 @@ def test_sample_runs_the_same_through_loop(name, target):
 
 @pytest.mark.parametrize("sizes", ["4,4,4", "8,16,8", "2,3,5"])
 @pytest.mark.parametrize("name", ["gpt2", "resnet18", "llama"])
-def test_small_tiles_keepsample_values(name, sizes):
+def test_small_tiles_keep_values(name, sizes):
     """Many tiles, edge tiles and K/key loops of several steps: still the reference."""
     module = load_model(f"samples/{name}.model", REDUCED[name])
     inputs, params = sample_values(module)
