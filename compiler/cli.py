@@ -25,6 +25,7 @@ from compiler.driver import (
     STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage, passes_between, run_passes,
 )
 from compiler.frontend import load_model, read_source
+from compiler.fuzz import cmd_fuzz
 from compiler.pipeline import parse_pipeline
 from compiler.schedule import apply_schedule, parse_schedule
 from passes._targets import TARGETS
@@ -289,8 +290,13 @@ def cmd_run(args) -> int:
     params = {s.name: given_weights.get(s.name, drawn.get(s.name)) for s in params_spec}
     if args.through is not None:
         compile_module(module, args.target, Stage(args.through))
-    runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
-    outputs = runner.run_module(module, inputs, params)
+    if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
+        from compiler import mlir_backend
+
+        outputs = mlir_backend.run_module(module, args.target, inputs, params)
+    else:
+        runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
+        outputs = runner.run_module(module, inputs, params)
     if args.output:
         weights.save_outputs(args.output, outputs)
     print(weights.summarize(outputs))
@@ -391,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default=None,
                    help="lower the model to this stage first and execute that IR (default: run the"
                    " input at its own stage: graph for a .model file)")
+    p.add_argument("--backend", choices=["interpreter", "mlir"], default="interpreter",
+                   help="execute with the NumPy reference / loop interpreter (default), or lower the loop stage"
+                   " for --target through upstream MLIR (export-mlir, mlir-opt-22, LLVM) and run it natively")
     p.set_defaults(run=cmd_run)
 
     p = sub.add_parser("tune", help="search the cheapest schedule of a model and store it",
@@ -420,6 +429,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR to FILE instead of stdout")
     p.add_argument("--no-debuginfo", action="store_true", help="omit loc(...) source locations")
     p.set_defaults(run=cmd_opt)
+
+    p = sub.add_parser("fuzz", help="check the passes' properties on random models (property-based testing)",
+                       description="Draw random valid models (every operation of the language, blocks, repeat,"
+                       " every dtype) and check after each pass of the pipeline that the IR verifies, prints"
+                       " and parses back identically, and computes what it computed before (reference or loop"
+                       " interpreter, within a float tolerance per dtype); that fuse, assign-layout and tile are"
+                       " idempotent; and that the target's cost model gives positive kernel times, never beats"
+                       " the device's compute or bandwidth bound, and never decreases when a dimension grows."
+                       " On a failure the model is shrunk, the failing property and the shrunk model are"
+                       " printed, the model is written to a .model file, and the exit status is 1; otherwise"
+                       " 'N examples checked' is printed.")
+    _add_target(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--pass", dest="pass_name", metavar="NAME",
+                       help="check only this pass (with options, e.g. 'tile{sizes=2,2,2}'); the default passes"
+                       " before it bring each model to its stage (default: the target's whole default pipeline)")
+    which.add_argument("--pass-pipeline", metavar="PIPELINE",
+                       help="check these passes instead of the default pipeline, e.g."
+                       " 'fuse{epilogue=false},assign-layout,tile{sizes=4,4,4},lower-to-loops'")
+    p.add_argument("--examples", type=int, metavar="N",
+                   help="models to check (default: 100 with --profile ci, 1000 with thorough)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random models and their values (default 0)")
+    p.add_argument("--profile", choices=["ci", "thorough"], default="ci",
+                   help="ci: models of up to 8 statements, 100 examples; thorough: up to 12, 1000 (default: ci)")
+    p.add_argument("-o", "--output", metavar="FILE", default="strata-fuzz-failure.model",
+                   help="where to write the shrunk failing model (default: strata-fuzz-failure.model)")
+    p.add_argument("--replay", metavar="MODEL",
+                   help="check the properties on this .model file instead of random ones")
+    p.set_defaults(run=cmd_fuzz)
     return parser
 
 

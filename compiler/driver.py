@@ -32,6 +32,7 @@ from dialects.graph.layout import LayoutAttr, RelayoutOp
 from dialects.hardware import HardwareKernelOp
 from passes._targets import TARGETS
 from passes.assign_layout import AssignLayoutPass
+from passes.export_mlir import ExportMlirPass
 from passes.fuse import FusePass
 from passes.lower_to_hardware import LowerToHardwarePass
 from passes.lower_to_loops import LowerToLoopsPass
@@ -46,6 +47,8 @@ class Stage(StrEnum):
     LAYOUT = "layout"
     LOOP = "loop"
     HARDWARE = "hardware"
+    MLIR = "mlir"
+    """Upstream MLIR: exported from the loop stage (not from hardware), see `passes_between`."""
 
 
 STAGE_ORDER = tuple(Stage)
@@ -64,6 +67,10 @@ def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]],
 def detect_stage(module: ModuleOp) -> Stage:
     """The stage printed IR is at, so compilation can resume from any dump."""
     ops = list(module.walk())
+    if not any(op.name.startswith(("graph.", "loop.")) or isinstance(op, HardwareKernelOp) for op in ops) and any(
+        op.name.startswith(("memref.", "linalg.")) for op in ops
+    ):
+        return Stage.MLIR
     if any(isinstance(op, HardwareKernelOp) for op in ops):
         return Stage.HARDWARE
     if any(isinstance(op, loop.KernelOp) for op in ops):
@@ -79,6 +86,12 @@ def detect_stage(module: ModuleOp) -> Stage:
 
 def passes_between(target: str, start: Stage, emit: Stage) -> list[ModulePass]:
     """Passes that take IR at `start` to `emit`."""
+    if emit == Stage.MLIR and start != Stage.MLIR:
+        # The export branches off the loop stage: the default pipeline up to
+        # loops, then `export-mlir` (never lower-to-hardware).
+        if start == Stage.HARDWARE:
+            raise StrataError("error: --emit mlir exports loop-stage IR; the input is already at stage 'hardware'")
+        return passes_between(target, start, Stage.LOOP) + [ExportMlirPass()]
     first, last = STAGE_ORDER.index(start), STAGE_ORDER.index(emit)
     if last < first:
         raise StrataError(f"error: the input is already at stage '{start}', past --emit {emit}")

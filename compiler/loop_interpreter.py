@@ -81,6 +81,11 @@ class _Buffer:
         return np.where(inside, values, fill).astype(self.data.dtype)
 
     def store(self, offsets, tile: np.ndarray) -> None:
+        if tile.ndim == 0:
+            # A rank-0 buffer: there is no index to mask (ml_dtypes types
+            # refuse the masked (1,)-array a 0-d mask gives).
+            self.data[...] = tile
+            return
         index, inside = _tile_index(offsets, tile.shape, self.shape)
         inside = np.broadcast_to(inside, tile.shape)
         full = tuple(np.broadcast_to(i, tile.shape) for i in index)
@@ -151,8 +156,8 @@ def _run_op(op: Operation, env: dict) -> None:
         row, col = _offsets(op, env)
         i = np.arange(x.shape[-2])[:, None] + row
         j = np.arange(x.shape[-1])[None, :] + col
-        fill = convert(np.asarray(-np.inf), x.dtype)
-        env[op.result] = np.where(j > i, fill, x).astype(x.dtype)
+        # The reference's masked value: -inf, or -448 for f8e4m3 (no infinities).
+        env[op.result] = np.where(j > i, x.dtype.type(reference._masked_value(x.dtype)), x)
     elif isinstance(op, loop.OnlineSoftmaxOp):
         args = [env[v].astype(np.float32) for v in op.operands]
         for result, value in zip(op.results, _online_softmax(*args)):

@@ -16,13 +16,14 @@ from xdsl.utils.exceptions import ArgSpecParseError
 
 from compiler.diagnostics import StrataError
 from passes.assign_layout import AssignLayoutPass
+from passes.export_mlir import ExportMlirPass
 from passes.fuse import FusePass
 from passes.lower_to_hardware import LowerToHardwarePass
 from passes.lower_to_loops import LowerToLoopsPass
 from passes.tile import TilePass
 
 STRATA_PASSES: tuple[type[ModulePass], ...] = (
-    FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, LowerToHardwarePass,
+    FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, LowerToHardwarePass, ExportMlirPass,
 )
 
 

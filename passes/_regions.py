@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 
 from xdsl.ir import Operation, SSAValue
-from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr, AffineExpr
+from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
 
 from dialects.graph import ops as g
 
@@ -115,14 +115,36 @@ def _reshape(op: g.ReshapeOp, region: Region) -> list[Region]:
     while group < len(src) and math.prod(src[group:]) > inner:
         group += 1
     f = math.prod(src[last + 1 : group])
-    if math.prod(src[group:]) != inner or size % f or not _is_step_multiple(offset):
+    if math.prod(src[group:]) != inner or size % f or not _is_step_multiple(offset, f):
         raise NotTileable("reshape merges dims into a tile that is not whole rows")
     return [lead + ((offset // f, size // f),) + full(src[last + 1 :])]
 
 
-def _is_step_multiple(offset: AffineExpr) -> bool:
-    """A bare induction variable: it steps by the tile size, so it is a multiple of it."""
-    return isinstance(offset, AffineDimExpr) or (isinstance(offset, AffineConstantExpr) and offset.value == 0)
+def _is_step_multiple(offset: AffineExpr, f: int) -> bool:
+    """
+    An offset that is a multiple of `f`: a bare induction variable (it steps
+    by the tile size, a multiple of `f`), a constant multiple of `f` (a slice
+    start), or a sum of those.
+    """
+    if isinstance(offset, AffineBinaryOpExpr) and offset.kind == AffineBinaryOpKind.Add:
+        return _is_step_multiple(offset.lhs, f) and _is_step_multiple(offset.rhs, f)
+    return isinstance(offset, AffineDimExpr) or (isinstance(offset, AffineConstantExpr) and offset.value % f == 0)
+
+
+def crop_of_whole(op: Operation, region: Region) -> bool:
+    """
+    Whether `region` of a reshape is a window no operand tile gives (it cuts
+    across the rows of a merge, say `slice(reshape(x[4, 2], [8]), 1, 3)`)
+    at constant offsets: then the whole reshape is computed and the window
+    cropped from it with static slices.
+    """
+    if not isinstance(op, g.ReshapeOp) or not all(isinstance(o, AffineConstantExpr) for o, _ in region):
+        return False
+    try:
+        _reshape(op, region)
+    except NotTileable:
+        return True
+    return False
 
 
 def operand_regions(op: Operation, region: Region, k_region=None) -> list[Region]:
@@ -189,8 +211,11 @@ def operand_regions(op: Operation, region: Region, k_region=None) -> list[Region
     if isinstance(op, g.Pool2DOp):
         pads = op.pads.get_values()
         if isinstance(op, g.AvgPool2DOp) and any(pads):
-            # The divisor counts only real elements: needs the true border.
+            # The divisor counts only real elements: the op needs the true
+            # border, so it reads the whole unpadded input and pads itself.
             _require_full(region, shape_of(op.result), [2, 3])
+            x = shape_of(op.input)
+            return [(region[0], region[1], (const(0), x[2]), (const(0), x[3]))]
         kernel = op.kernel.get_values()
         spatial = _window(region, kernel, op.strides.get_values(), (1, 1), pads[:2], shape_of(op.input))
         return [(region[0], region[1], *spatial)]

@@ -128,6 +128,8 @@ class _Assigner:
                 _body_logical(op)
                 for result in list(op.results):
                     _set_layout(result, out)
+            elif isinstance(op, RelayoutOp):
+                continue  # an explicit decision already (a second run, a hand-edited dump)
             elif isinstance(op, func.ReturnOp):
                 for i, value in enumerate(op.operands):
                     if _is_tensor(value):
@@ -159,7 +161,9 @@ class FoldRelayoutChain(RewritePattern):
             op.result.replace_all_uses_with(origin)
             rewriter.erase_op(op)
         else:
-            rewriter.replace_op(op, RelayoutOp(origin, layout_of(op.result.type)))
+            folded = RelayoutOp(origin, layout_of(op.result.type))
+            folded.location = op.location
+            rewriter.replace_op(op, folded)
         if not source.result.uses:
             rewriter.erase_op(source)
 

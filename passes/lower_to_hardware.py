@@ -190,7 +190,7 @@ def assign_chips(kernels: list[loop.KernelOp], roots, capacity: int, chips: int)
     over as many fresh chips as they need."""
     per_kernel = [_weights(k, roots) for k in kernels]
     total = sum(sum(w.values()) for w in per_kernel)
-    if chips <= 0:
+    if chips <= 0 or not kernels:
         return _pack(kernels, per_kernel, capacity, capacity)
     # The smallest per-chip budget whose greedy packing uses at most `chips`.
     low, high = -(-total // chips), capacity

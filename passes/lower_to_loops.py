@@ -27,8 +27,10 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     ModuleOp,
+    IntegerType,
     TensorType,
     f32,
+    i32,
     i64,
 )
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
@@ -39,7 +41,9 @@ from dialects import loop
 from dialects.graph import ops as g
 from dialects.graph.kernel import KernelOp, YieldOp
 from dialects.graph.layout import RelayoutOp, layout_of
-from passes._regions import NotTileable, Region as TileRegion, operand_regions, region_key, shape_of, window_pad
+from passes._regions import (
+    NotTileable, Region as TileRegion, crop_of_whole, full, operand_regions, region_key, shape_of, window_pad,
+)
 
 TILE_ATTR = "tile_sizes"
 ORDER_ATTR = "loop_order"
@@ -85,6 +89,18 @@ def kernel_bounds(kernel: KernelOp) -> tuple[int, ...]:
     out = shape_of(kernel.outputs[0])
     extent = reduction_extent(kernel)
     return out + ((extent,) if extent is not None else ())
+
+
+def _accumulator(element_type):
+    """A GEMM's accumulator type: f32 for floats; integers accumulate in i32, i64 in i64."""
+    if isinstance(element_type, IntegerType):
+        return i64 if element_type.width.data == 64 else i32
+    return f32
+
+
+def _pads_itself(op: Operation) -> bool:
+    """An average pool with padding reads its unpadded input whole (`_regions`) and pads itself."""
+    return isinstance(op, g.AvgPool2DOp) and any(op.pads.get_values())
 
 
 def _index(value: int) -> arith.ConstantOp:
@@ -183,6 +199,8 @@ class _TileBuilder:
             s, t = shape_of(op.input)[-2:]
             offsets = [region[-2][0] + (t - s), region[-1][0]]
             return self.emit(loop.CausalMaskOp(inner, self.bound_ivs(), self.affine(offsets)), op.location).result
+        if crop_of_whole(op, region):
+            return self.crop(self.materialize(value, full(shape_of(value)), pad), region, op.location)
         operand_pad = window_pad(op)
         regions = operand_regions(op, region)
         tiles = [
@@ -193,7 +211,7 @@ class _TileBuilder:
             # The operand's tile region already starts at the slice.
             return tiles[0]
         properties = dict(op.properties)
-        if isinstance(op, (g.Conv2DOp, g.Pool2DOp)):
+        if isinstance(op, (g.Conv2DOp, g.Pool2DOp)) and not _pads_itself(op):
             # The loaded window already holds the padding.
             properties["pads"] = DenseArrayBase.from_list(i64, [0, 0, 0, 0])
         new = type(op).create(
@@ -204,18 +222,35 @@ class _TileBuilder:
         )
         return self.emit(new, op.location).results[0]
 
+    def crop(self, tile: SSAValue, region: TileRegion, location) -> SSAValue:
+        """The constant window `region` of a whole tile, by static slices."""
+        for axis, (offset, size) in enumerate(region):
+            shape = list(tile.type.get_shape())
+            if size == shape[axis]:
+                continue
+            start = offset.value
+            shape[axis] = size
+            piece = g.SliceOp(tile, axis, start, start + size, tensor(shape, tile.type.element_type))
+            tile = self.emit(piece, location).result
+        return tile
+
     def reduce_matmul(self, op: g.MatmulOp, region: TileRegion) -> SSAValue:
-        """`sum_k lhs[.., k-tile] @ rhs[k-tile, ..]` in an f32 register accumulator."""
+        """
+        `sum_k lhs[.., k-tile] @ rhs[k-tile, ..]` in a register accumulator:
+        f32 for floats, i32 (i64 for i64) for integers, which wrap as the
+        reference's integer matmul does.
+        """
         red = len(self.tiles) - 1
         extent, step = shape_of(op.lhs)[-1], self.tiles[red]
-        acc_type = tensor([s for _, s in region], f32)
+        acc_element = _accumulator(op.result.type.element_type)
+        acc_type = tensor([s for _, s in region], acc_element)
         init = self.emit(loop.FillOp(0.0, acc_type), op.location).result
 
         def body(iters):
             (acc,) = iters
             lhs_r, rhs_r = operand_regions(op, region, (self.dim(red), step))
-            lhs = self.cast(self.materialize(op.lhs, lhs_r), f32, op.location)
-            rhs = self.cast(self.materialize(op.rhs, rhs_r), f32, op.location)
+            lhs = self.cast(self.materialize(op.lhs, lhs_r), acc_element, op.location)
+            rhs = self.cast(self.materialize(op.rhs, rhs_r), acc_element, op.location)
             part = self.emit(g.MatmulOp.create(operands=[lhs, rhs], result_types=[acc_type],
                                                properties=dict(op.properties), attributes=dict(op.attributes)),
                              op.location).results[0]

@@ -32,7 +32,7 @@ from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
 from dialects.graph.kernel import KernelOp
-from passes._regions import NotTileable, Region, const, operand_regions, region_key, shape_of
+from passes._regions import NotTileable, Region, const, crop_of_whole, full, operand_regions, region_key, shape_of
 from passes._targets import module_target, target_facts
 from passes.lower_to_loops import ORDER_ATTR, TILE_ATTR, anchor_matmul, attention_parts, kernel_bounds
 
@@ -79,6 +79,9 @@ def footprint(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
         if parts is not None and op is parts[1]:
             visit(parts[0].input, tuple(region[:-1]) + (k_tile,))
             visit(op.rhs, operand_regions(op, region, k_tile)[1])
+            return
+        if crop_of_whole(op, region):
+            visit(value, full(shape_of(value)))
             return
         regions = operand_regions(op, region, k_tile if op in special else None)
         for operand, operand_region in zip(op.operands, regions):
@@ -170,8 +173,9 @@ def apply_sizes(kernel: KernelOp, base: tuple[int, ...], sizes: tuple[int, ...])
     """`sizes` over the innermost dims of `base`, clamped; illegal ones ignored."""
     bounds = kernel_bounds(kernel)
     tiles = list(base)
-    for i, size in enumerate(sizes[-len(bounds):] if sizes else ()):
-        d = len(bounds) - min(len(sizes), len(bounds)) + i
+    count = min(len(sizes), len(bounds))
+    for i, size in enumerate(sizes[len(sizes) - count :]):
+        d = len(bounds) - count + i
         tiles[d] = min(size, bounds[d]) if size > 0 else bounds[d]
     rank = len(shape_of(kernel.outputs[0]))
     if len(bounds) > rank:

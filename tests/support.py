@@ -16,6 +16,15 @@ REDUCED = {
     "vit": {"HW": 32, "P": 8, "D": 48, "H": 4, "L": 2, "NC": 10},
 }
 
+TINY = {
+    **REDUCED,
+    "llama": {"S": 8, "D": 16, "H": 2, "KVH": 1, "F": 24, "V": 32},
+    "vit": {"HW": 16, "P": 8, "D": 16, "H": 2, "L": 1, "NC": 10},
+}
+"""Sizes for tiny tiles (2..8): executing hundreds of tiles per kernel in the
+loop interpreter costs ~0.2 ms an op, so the transformers get smaller still
+(GPT-2's 50257-word vocabulary is fixed: it stays out of tiny-tile tests)."""
+
 
 def sample_values(module):
     fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))

@@ -242,19 +242,25 @@ class Space:
         self._neighbours[index] = result
         return result
 
-    def features(self) -> np.ndarray:
+    def features(self, categorical: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
         """
-        Points as numeric feature rows for surrogate models: an ordinal axis
-        as its position scaled to [0, 1], a categorical one one-hot.
+        Points as numeric feature rows for surrogate models, and per axis the
+        indices of its columns. An ordinal axis is its position scaled to
+        [0, 1]; a categorical axis is one-hot, two different values
+        `categorical` apart.
         """
-        columns = []
+        columns, groups, width = [], [], 0
         for a, axis in enumerate(self.axes):
-            c = self.coords[:, a].astype(float)
+            position = self.coords[:, a]
             if axis.ordinal:
-                columns.append((c / max(1, len(axis.values) - 1))[:, None])
+                block = (position / max(1, len(axis.values) - 1))[:, None]
             else:
-                columns.append(np.eye(len(axis.values))[self.coords[:, a]] * np.sqrt(0.5))
-        return np.hstack(columns) if columns else np.zeros((self.size, 0))
+                block = np.eye(len(axis.values))[position] * (categorical / np.sqrt(2))
+            columns.append(block)
+            groups.append(np.arange(width, width + block.shape[1]))
+            width += block.shape[1]
+        features = np.hstack(columns) if columns else np.zeros((self.size, 0))
+        return features, groups
 
     def __repr__(self) -> str:
         axes = ", ".join(f"{a.name}:{len(a.values)}" for a in self.axes)

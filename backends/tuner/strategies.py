@@ -58,7 +58,8 @@ class Strategy:
             if i is None:
                 break
             i = int(i)
-            assert i not in self.asked, "a strategy asked a point twice"
+            if i in self.asked:
+                raise RuntimeError(f"strategy '{self.name}' asked point {i} twice")
             self._visit(i)
             chosen.append(i)
         return chosen
@@ -144,26 +145,66 @@ class RandomStrategy(Strategy):
 
 class Surrogate:
     """
-    A Gaussian-process regression of log cost on the space's features
-    (`Space.features`): squared-exponential kernel, unit signal variance on
-    standardised targets, the length scale picked from a fixed grid by
-    marginal likelihood (re-picked when the data has grown by a quarter).
-    Used only to rank candidates, so its accuracy matters near the good
-    points, not globally.
+    A Gaussian-process regression of log cost over a space's points.
+
+    Each axis contributes a squared-exponential similarity of its two values:
+    an ordinal axis by their positions scaled to [0, 1], a categorical axis
+    `categorical` apart when they differ (`Space.features`). The kernel mixes
+    their product, a joint squared-exponential over all axes (interactions:
+    a tile that only pays off with a matching other tile), and their mean,
+    an additive kernel (main effects, such as one loop order or dataflow
+    being better everywhere, learned from few points and carried across the
+    space):
+
+        k(x, y) = w * prod_a k_a(x_a, y_a) + (1 - w) * mean_a k_a(x_a, y_a)
+        k_a(u, v) = exp(-d_a(u, v)^2 / 2 l^2)
+
+    on standardised targets with unit signal variance. The length `l` and the
+    weight `w` come from a fixed grid by marginal likelihood, re-chosen when
+    the data has grown by a quarter. Used only to rank candidates, so its
+    accuracy matters near the good points, not globally.
     """
 
     LENGTH_SCALES = (0.15, 0.25, 0.4, 0.65, 1.0, 1.6)
+    JOINT_WEIGHTS = (1.0, 0.8, 0.5)
     NOISE = 1e-3
 
-    def __init__(self, features: np.ndarray):
-        self.features = features
+    def __init__(self, space: Space, categorical: float = 1.0, joint_weights: tuple[float, ...] | None = None):
+        self.coords = space.coords
+        features, groups = space.features(categorical)
+        self.tables: list[np.ndarray] = []
+        """Per axis, the squared distance between each pair of its values."""
+        for a, group in enumerate(groups):
+            first = np.zeros(len(space.axes[a].values), dtype=np.int64)
+            first[space.coords[::-1, a]] = np.arange(space.size)[::-1]  # a point with each value
+            values = features[first][:, group]
+            self.tables.append(((values[:, None, :] - values[None, :, :]) ** 2).sum(-1))
+        self.joint_weights = tuple(joint_weights) if joint_weights is not None else self.JOINT_WEIGHTS
+        self.hyper: tuple[float, float] | None = None
+        """The (length, joint weight) in use."""
+        self._hyper_n = 0
+        self._similarity: dict[float, list[np.ndarray]] = {}
         self._fit: tuple | None = None
-        self._length: float | None = None
-        self._length_n = 0
-        """The length scale in use and the number of points it was chosen on."""
 
-    def fit(self, indices: list[int], log_costs: list[float]) -> None:
-        """Fit on `log_costs` (natural log; `inf` for failed points) at `indices`."""
+    def _kernel(self, ia: np.ndarray, ib: np.ndarray, length: float, weight: float) -> np.ndarray:
+        tables = self._similarity.get(length)
+        if tables is None:
+            tables = self._similarity[length] = [np.exp(-0.5 * t / length**2) for t in self.tables]
+        if not tables:
+            return np.ones((len(ia), len(ib)))
+        parts = [t[self.coords[ia, a][:, None], self.coords[ib, a][None, :]] for a, t in enumerate(tables)]
+        k = np.zeros((len(ia), len(ib)))
+        if weight > 0:
+            k += weight * np.prod(parts, axis=0)
+        if weight < 1:
+            k += (1 - weight) * np.mean(parts, axis=0)
+        return k
+
+    def fit(self, indices: list[int], log_costs: list[float], hyper: tuple[float, float] | None = None) -> None:
+        """
+        Fit on `log_costs` (natural log; `inf` for failed points) at
+        `indices`; `hyper` forces (length, weight) instead of choosing.
+        """
         y = np.asarray(log_costs, dtype=float)
         finite = np.isfinite(y)
         if not finite.any():
@@ -173,18 +214,17 @@ class Surrogate:
         y = np.where(finite, y, worst)
         mean, scale = y.mean(), y.std() or 1.0
         y = (y - mean) / scale
-        x = self.features[indices]
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        # Choosing the length scale costs one factorisation per candidate:
-        # redo it only when the data grew by a quarter since the last choice.
-        grid = self.LENGTH_SCALES
-        if self._length is not None and len(y) < 1.25 * self._length_n:
-            grid = (self._length,)
+        ix = np.asarray(indices, dtype=np.int64)
+        if hyper is not None:
+            grid = [hyper]
+        elif self.hyper is not None and len(y) < 1.25 * self._hyper_n:
+            grid = [self.hyper]  # choosing costs a factorisation per grid point
         else:
-            self._length_n = len(y)
+            grid = [(length, w) for w in self.joint_weights for length in self.LENGTH_SCALES]
+            self._hyper_n = len(y)
         best = None
-        for length in grid:
-            k = np.exp(-0.5 * d2 / length**2) + self.NOISE * np.eye(len(y))
+        for length, weight in grid:
+            k = self._kernel(ix, ix, length, weight) + self.NOISE * np.eye(len(y))
             try:
                 chol = np.linalg.cholesky(k)
             except np.linalg.LinAlgError:
@@ -192,26 +232,25 @@ class Surrogate:
             alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, y))
             evidence = -0.5 * y @ alpha - np.log(np.diag(chol)).sum()
             if best is None or evidence > best[0] + 1e-12:
-                best = (evidence, length, chol, alpha)
+                best = (evidence, (length, weight), chol, alpha)
         if best is None:
             self._fit = None
             return
-        _, length, chol, alpha = best
-        self._length = length
-        self._fit = (x, length, chol, alpha, mean, scale)
+        _, chosen, chol, alpha = best
+        if hyper is None:
+            self.hyper = chosen
+        half = np.linalg.solve(chol, np.eye(len(y)))  # L^-1, so that K^-1 = L^-T L^-1
+        self._fit = (ix, chosen, alpha, half, mean, scale)
 
     def predict(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of the log cost at `indices` (the prior before a fit)."""
         n = len(indices)
         if self._fit is None:
             return np.zeros(n), np.ones(n)
-        x, length, chol, alpha, mean, scale = self._fit
-        q = self.features[np.asarray(indices, dtype=np.int64)]
-        d2 = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        ks = np.exp(-0.5 * d2 / length**2)
+        ix, (length, weight), alpha, half, mean, scale = self._fit
+        ks = self._kernel(np.asarray(indices, dtype=np.int64), ix, length, weight)
         mu = ks @ alpha
-        v = np.linalg.solve(chol, ks.T)
-        var = np.clip(1.0 - (v * v).sum(0), 1e-12, None)
+        var = np.clip(1.0 - ((ks @ half.T) ** 2).sum(1), 1e-12, None)
         return mean + scale * mu, scale * np.sqrt(var)
 
 
@@ -220,32 +259,41 @@ class EvolutionaryStrategy(Strategy):
     A steady-state (mu + lambda) evolutionary search with a surrogate pre-screen.
 
     1. *Initial population*: `initial` points spread over the space (each the
-       farthest, in feature distance, from those already chosen among a
-       random sample), after the default point the tuner tells first.
-    2. *Offspring*: each ask breeds a pool of children from the told points:
-       parents by tournament selection (size `tournament`, the cheaper wins,
-       the lower index among equals); a child is a random neighbour of one
-       parent (mutation: one single or swap move, see `Space`), or, with
-       probability `crossover`, each axis taken from one of two parents
-       (kept only when that combination is legal, then mutated with
-       probability 1/2). Every unasked neighbour of the best point so far
-       joins the pool too, so the search always finishes the local descent
-       around the incumbent. With probability `immigrants` the ask is
-       instead a uniformly random unasked point (a random immigrant), which
-       keeps the population from collapsing into one basin.
-    3. *Pre-screen*: a Gaussian-process surrogate of log cost, refitted on
-       all told costs, ranks the pool by its lower confidence bound
-       (mean - `kappa` * std); the best-ranked child is asked. Children are
-       never points asked before.
+       one farthest, in feature distance, from the points visited so far
+       among `spread_sample` random unasked ones), after the default point
+       the tuner tells first.
+    2. *Offspring*: each ask breeds a pool of children from the told points
+       (the population: mu = every told point, lambda = 1 per ask): `pool`
+       times, a parent by tournament selection (the best-ranked of
+       `tournament` uniform draws; rank = cost, then index); the child is a
+       random unasked neighbour of the parent (mutation: one single or swap
+       move, see `Space`) or, with probability `crossover`, each axis taken
+       from the parent or a second tournament winner (kept when that
+       combination is legal, mutated when already visited and otherwise
+       with probability 1/2). Every unasked neighbour of the `elites` best
+       points joins the pool, so the local descent around the incumbent
+       always completes, and so do `explore` random unasked points.
+    3. *Pre-screen*: a Gaussian-process surrogate of log cost (`Surrogate`,
+       refitted on the told costs, at most `TRAINING_CAP` of them) ranks the
+       pool by its lower confidence bound, mean - `kappa` * std; the best
+       is asked. Within a batch (asks before tells) the points already
+       asked are added to the model at its own prediction (the "kriging
+       believer"), so a batch spreads instead of clustering.
+    4. *Escapes*: with probability `immigrants` an ask is a uniformly random
+       unasked point (a random immigrant). When the best cost has not
+       improved by 0.1% for `patience` tells (a plateau, or a basin), every
+       other ask instead ranks `global_sample` random unasked points from
+       the whole space by a more exploratory bound (`explore_kappa`).
 
-    The population is every told point (mu = all), so the parents of the next
-    child are the survivors of everything seen so far: steady-state
-    (mu + lambda) with lambda = 1 per ask.
+    Deterministic for a seed: the random numbers come from the seeded
+    generator in a fixed order, candidates are kept sorted, and every
+    ranking breaks ties by the lower point index. Never re-asks: the pool
+    only ever holds unasked points.
     """
 
     name = "evolutionary"
     batch_size = 4
-    TRAINING_CAP = 96
+    TRAINING_CAP = 64
 
     def __init__(
         self,
@@ -258,6 +306,13 @@ class EvolutionaryStrategy(Strategy):
         kappa: float = 1.0,
         pool: int = 24,
         explore: int = 16,
+        categorical: float = 1.0,
+        joint_weights: tuple[float, ...] | None = None,
+        elites: int = 1,
+        patience: int = 6,
+        global_sample: int = 128,
+        explore_kappa: float = 2.0,
+        spread_sample: int = 64,
     ):
         super().__init__(space, seed)
         self.initial = initial
@@ -267,21 +322,45 @@ class EvolutionaryStrategy(Strategy):
         self.kappa = kappa
         self.pool = pool
         self.explore = explore
-        self._features = space.features()
-        self._surrogate = Surrogate(self._features)
+        self.elites = elites
+        self.patience = patience
+        self.global_sample = global_sample
+        self.explore_kappa = explore_kappa
+        self.spread_sample = spread_sample
+        self._best_cost = math.inf
+        self._stagnant = 0
+        """Tells since the best cost last improved by more than 0.1%."""
+        self._features, _ = space.features(categorical)
+        self._model = Surrogate(space, categorical, joint_weights)
+        """Fitted on the told costs."""
+        self._believer = Surrogate(space, categorical, joint_weights)
+        """The model plus this batch's pending points at the model's predictions."""
         self._stale = True
         self._fantasised: list[int] = []
 
     def _told(self, index: int, cost: float) -> None:
         self._stale = True
+        if cost < self._best_cost * (1 - 1e-3):
+            self._best_cost, self._stagnant = cost, 0
+        else:
+            self._stagnant += 1
 
     # -- the phases ----------------------------------------------------------
 
     def _next(self) -> int | None:
         if len(self.asked) < self.initial or len(self.told) < 2:
             return self._spread()
-        if self.rng.random() < self.immigrants:
+        draw = self.rng.random()
+        if draw < self.immigrants:
             return self._random_unasked()
+        if self._stagnant >= self.patience and draw < 0.5:
+            # Stuck on a plateau or in a basin: look anywhere, trusting the
+            # model's uncertainty more.
+            free = self._unasked()
+            if free.size == 0:
+                return None
+            picks = np.sort(self.rng.choice(free.size, size=min(self.global_sample, free.size), replace=False))
+            return self._screen(free[picks].tolist(), self.explore_kappa)
         children = self._offspring()
         if not children:
             return self._random_unasked()
@@ -292,17 +371,12 @@ class EvolutionaryStrategy(Strategy):
         free = self._unasked()
         if free.size == 0:
             return None
-        sample = free[np.sort(self.rng.choice(free.size, size=min(64, free.size), replace=False))]
+        sample = free[np.sort(self.rng.choice(free.size, size=min(self.spread_sample, free.size), replace=False))]
         if not self.asked:
             return int(sample[0])
         seen = self._features[sorted(self.asked)]
         d2 = ((self._features[sample][:, None, :] - seen[None, :, :]) ** 2).sum(-1).min(1)
         return int(sample[np.lexsort((sample, -d2))[0]])
-
-    def _tournament(self, ranked: list[int]) -> int:
-        """Best of `tournament` uniform draws from the ranked population (rank = quality)."""
-        draws = self.rng.integers(len(ranked), size=min(self.tournament, len(ranked)))
-        return ranked[int(draws.min())]
 
     def _mutate(self, index: int) -> int | None:
         options = [j for j in self.space.neighbours(index) if j not in self.asked]
@@ -318,13 +392,19 @@ class EvolutionaryStrategy(Strategy):
     def _offspring(self) -> list[int]:
         ranked = sorted(self.told, key=lambda j: (self.told[j], j))
         ranked = [j for j in ranked if math.isfinite(self.told[j])] or ranked
-        children: set[int] = {j for j in self.space.neighbours(ranked[0]) if j not in self.asked}
-        for _ in range(self.pool):
-            parent = self._tournament(ranked)
+        children: set[int] = {
+            j for best in ranked[: self.elites] for j in self.space.neighbours(best) if j not in self.asked
+        }
+        # Tournament selection: each parent is the best-ranked of
+        # `tournament` uniform draws from the population.
+        draws = self.rng.integers(len(ranked), size=(self.pool, 2, self.tournament)).min(-1)
+        coins = self.rng.random((self.pool, 2))
+        for (first, second), (cross, mutate) in zip(draws.tolist(), coins.tolist()):
+            parent = ranked[first]
             child: int | None
-            if len(ranked) > 1 and self.rng.random() < self.crossover:
-                child = self._cross(parent, self._tournament(ranked))
-                if child is not None and (child in self.asked or self.rng.random() < 0.5):
+            if len(ranked) > 1 and cross < self.crossover:
+                child = self._cross(parent, ranked[second])
+                if child is not None and (child in self.asked or mutate < 0.5):
                     child = self._mutate(child)
             else:
                 child = self._mutate(parent)
@@ -353,23 +433,31 @@ class EvolutionaryStrategy(Strategy):
         ranked.sort()
         return ranked, [self.told[j] for j in ranked]
 
-    def _screen(self, children: list[int]) -> int:
-        pending = sorted(self.asked - self.told.keys())
-        if self._stale or pending != self._fantasised:
+    def _screen(self, children: list[int], kappa: float | None = None) -> int:
+        if self._stale:
             indices, costs = self._training_set()
-            log_costs = [math.log(max(c, 1e-30)) for c in costs]
-            if pending:
-                # Kriging believer: asked-but-untold points of this batch are
-                # taken at the model's own prediction, which shrinks its
-                # uncertainty there and spreads the batch.
-                self._surrogate.fit(indices, log_costs)
-                guess, _ = self._surrogate.predict(pending)
-                indices, log_costs = indices + pending, log_costs + guess.tolist()
-            self._surrogate.fit(indices, log_costs)
-            self._stale, self._fantasised = False, pending
+            self._model.fit(indices, [math.log(max(c, 1e-30)) for c in costs])
+            self._stale, self._fantasised = False, []
+            self._training = indices, costs
+        model = self._model
+        pending = sorted(self.asked - self.told.keys())
+        if pending:
+            # Kriging believer: the batch's asked-but-untold points are taken
+            # at the model's own prediction, which shrinks its uncertainty
+            # there and spreads the batch.
+            if pending != self._fantasised:
+                indices, costs = self._training
+                guess, _ = self._model.predict(pending)
+                self._believer.fit(
+                    indices + pending,
+                    [math.log(max(c, 1e-30)) for c in costs] + guess.tolist(),
+                    hyper=self._model.hyper,
+                )
+                self._fantasised = pending
+            model = self._believer
         pool = np.asarray(children)
-        mu, sd = self._surrogate.predict(pool)
-        score = mu - self.kappa * sd
+        mu, sd = model.predict(pool)
+        score = mu - (self.kappa if kappa is None else kappa) * sd
         return int(pool[np.lexsort((pool, score))[0]])
 
 

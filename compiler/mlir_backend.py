@@ -1,0 +1,302 @@
+"""
+Real execution through the MLIR toolchain (`strata run --backend mlir`).
+
+A loop-stage module is exported to upstream MLIR (`export-mlir`), written to
+a temporary directory and lowered with the LLVM 22 tools:
+
+    mlir-opt-22  MLIR_PIPELINE           upstream dialects -> LLVM dialect
+    mlir-translate-22 --mlir-to-llvmir   -> LLVM IR
+    opt-22 -O2, llc-22 -O2 (this CPU)    -> optimised object file (PIC)
+    cc -shared                           -> model.so
+
+The shared library is loaded with ctypes and its `_mlir_ciface_<model>`
+entry point (from `llvm.emit_c_interface`) is called with one memref
+descriptor per argument, built over NumPy arrays: the inputs and params in
+argument order, then one output buffer per result, which it fills.
+
+A missing tool is a `StrataError` that says which package installs it; a
+failing tool shows its command line and its stderr.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type, ModuleOp
+
+from compiler import ir, reference
+from compiler.diagnostics import StrataError
+from compiler.driver import Stage, compile_module, detect_stage
+from dialects.graph import INPUT_ATTR, PARAM_ATTR
+from passes.export_mlir import export_module
+
+MLIR_PIPELINE = (
+    # Tiles are tensors: bufferize them (loops may yield new buffers), then
+    # free every buffer after its last use.
+    "--one-shot-bufferize=allow-return-allocs-from-loops",
+    "--buffer-deallocation-pipeline",
+    "--convert-linalg-to-loops",
+    "--lower-affine",
+    "--canonicalize",
+    "--cse",
+    "--convert-scf-to-cf",
+    "--expand-strided-metadata",
+    "--lower-affine",
+    "--finalize-memref-to-llvm",
+    "--convert-math-to-funcs=convert-ctlz=false",
+    "--convert-math-to-libm",
+    "--convert-math-to-llvm",
+    "--convert-arith-to-llvm",
+    "--convert-index-to-llvm",
+    "--convert-func-to-llvm",
+    "--convert-cf-to-llvm",
+    "--reconcile-unrealized-casts",
+)
+"""mlir-opt-22 flags lowering exported IR to the LLVM dialect."""
+
+RUNTIME_LIBRARY = Path("/usr/lib/llvm-22/lib/libmlir_c_runner_utils.so.22.1")
+"""MLIR's C runner utilities (`memrefCopy` for non-contiguous copies)."""
+
+LLVM_BIN = Path("/usr/lib/llvm-22/bin")
+"""Where Debian's LLVM 22 packages put the unsuffixed tools."""
+
+_PACKAGES = {
+    "mlir-opt-22": "mlir-22-tools",
+    "mlir-translate-22": "mlir-22-tools",
+    "opt-22": "llvm-22",
+    "llc-22": "llvm-22",
+}
+
+
+class MlirToolError(StrataError):
+    """An MLIR/LLVM tool is missing or failed."""
+
+
+def find_tool(name: str) -> str:
+    """The path of an LLVM 22 tool, or a `MlirToolError` saying how to install it."""
+    fallback = LLVM_BIN / name.removesuffix("-22")
+    found = shutil.which(name) or (str(fallback) if fallback.exists() else None)
+    if found is None:
+        package = _PACKAGES.get(name, "mlir-22-tools")
+        raise MlirToolError(
+            f"error: '{name}' was not found; the mlir backend needs the LLVM/MLIR 22 tools:"
+            f" apt-get install mlir-22-tools llvm-22 (this one is in {package})"
+        )
+    return found
+
+
+def _c_compiler() -> str:
+    for name in ("cc", "gcc", "clang-22", "clang"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise MlirToolError("error: no C compiler (cc, gcc or clang) to link the model's shared library: apt-get install gcc")
+
+
+def tools_available() -> bool:
+    try:
+        for name in ("mlir-opt-22", "mlir-translate-22", "opt-22", "llc-22"):
+            find_tool(name)
+        _c_compiler()
+    except MlirToolError:
+        return False
+    return True
+
+
+def _run(command: Sequence[str], what: str) -> None:
+    result = subprocess.run(list(command), capture_output=True, text=True)
+    if result.returncode != 0:
+        stderr = result.stderr.strip()
+        if len(stderr) > 6000:
+            stderr = stderr[:6000] + "\n... (truncated)"
+        raise MlirToolError(f"error: {what} failed (exit {result.returncode}):\n$ {' '.join(command)}\n{stderr}")
+
+
+def verify_mlir(path: Path) -> None:
+    """Check an exported file with the real `mlir-opt-22` (parse and verify)."""
+    _run([find_tool("mlir-opt-22"), str(path), "-o", os.devnull], "mlir-opt-22 (verifying the export)")
+
+
+def _host_triple() -> str:
+    machine = platform.machine()
+    return f"{'aarch64' if machine in ('arm64', 'aarch64') else machine}-unknown-linux-gnu"
+
+
+OPT_LEVEL = 2
+"""LLVM optimisation level: -O2 vectorises like -O3 and compiles several times faster."""
+
+
+def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LEVEL) -> Path:
+    """Lower an exported `.mlir` file to a shared library in `workdir`."""
+    llvm_dialect = workdir / "model.llvm.mlir"
+    llvm_ir = workdir / "model.ll"
+    optimised = workdir / "model.opt.bc"
+    obj = workdir / "model.o"
+    library = workdir / "model.so"
+    _run([find_tool("mlir-opt-22"), str(mlir_file), *MLIR_PIPELINE, "-o", str(llvm_dialect)], "mlir-opt-22")
+    _run([find_tool("mlir-translate-22"), "--mlir-to-llvmir", str(llvm_dialect), "-o", str(llvm_ir)],
+         "mlir-translate-22")
+    # The exported module names no target: compile for this machine, so that
+    # LLVM's cost models see its vector units.
+    host = [f"-mtriple={_host_triple()}", "-mcpu=native"]
+    _run([find_tool("opt-22"), f"-O{opt_level}", *host, str(llvm_ir), "-o", str(optimised)], "opt-22")
+    _run([find_tool("llc-22"), f"-O{opt_level}", *host, "-relocation-model=pic", "-filetype=obj", str(optimised),
+          "-o", str(obj)], "llc-22")
+    link = [_c_compiler(), "-shared", "-o", str(library), str(obj)]
+    if RUNTIME_LIBRARY.exists():
+        link += [str(RUNTIME_LIBRARY), f"-Wl,-rpath,{RUNTIME_LIBRARY.parent}"]
+    _run([*link, "-lm"], "linking the model's shared library")
+    return library
+
+
+# --------------------------------------------------------------------------- memref descriptors
+
+_DESCRIPTORS: dict[int, type[ctypes.Structure]] = {}
+
+
+def _descriptor_type(rank: int) -> type[ctypes.Structure]:
+    """`{T *allocated, T *aligned, i64 offset, i64 sizes[rank], i64 strides[rank]}`."""
+    if rank not in _DESCRIPTORS:
+        fields = [("allocated", ctypes.c_void_p), ("aligned", ctypes.c_void_p), ("offset", ctypes.c_int64)]
+        if rank:
+            fields += [("sizes", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
+        _DESCRIPTORS[rank] = type(f"MemRef{rank}D", (ctypes.Structure,), {"_fields_": fields})
+    return _DESCRIPTORS[rank]
+
+
+def memref_descriptor(array: np.ndarray) -> ctypes.Structure:
+    """A descriptor viewing a C-contiguous NumPy array (which must outlive it)."""
+    assert array.flags.c_contiguous
+    desc = _descriptor_type(array.ndim)()
+    desc.allocated = desc.aligned = array.ctypes.data
+    desc.offset = 0
+    if array.ndim:
+        desc.sizes[:] = list(array.shape)
+        desc.strides[:] = [s // array.itemsize for s in array.strides] if array.size else [0] * array.ndim
+    return desc
+
+
+# --------------------------------------------------------------------------- compiled models
+
+
+@dataclass
+class CompiledModel:
+    """An exported model compiled to a shared library, callable on NumPy arrays."""
+
+    library: ctypes.CDLL
+    entry: object
+    names: list[tuple[str, str]]
+    arg_types: list
+    out_types: list
+    workdir: Path
+    _tempdir: tempfile.TemporaryDirectory | None = None
+
+    def __call__(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays = [_bind(t, a, i) for i, (t, a) in enumerate(zip(self.arg_types, args, strict=True))]
+        outputs = [np.zeros(tuple(t.get_shape()), reference.numpy_dtype(t.element_type)) for t in self.out_types]
+        descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
+        self.entry(*(ctypes.byref(d) for d in descriptors))
+        return outputs
+
+    def run(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        pools = {"input": inputs, "param": weights}
+        missing = [n for k, n in self.names if n not in pools[k]]
+        if missing:
+            raise reference.ExecutionError(f"error: no value given for {', '.join(repr(n) for n in missing)}")
+        return self([pools[k][n] for k, n in self.names])
+
+
+def _bind(type_, value, index: int) -> np.ndarray:
+    value = np.asarray(value)
+    shape = tuple(type_.get_shape())
+    if value.shape != shape:
+        raise reference.ExecutionError(f"error: argument #{index} has shape {value.shape}, the model needs {shape}")
+    return np.ascontiguousarray(reference.convert(value, reference.numpy_dtype(type_.element_type)))
+
+
+def _check_dtypes(module: ModuleOp) -> None:
+    """f8 values cannot be lowered to LLVM (it has no f8 types): say so before mlir-opt does."""
+    for op in module.walk():
+        for value in (*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)):
+            element = getattr(value.type, "element_type", value.type)
+            if isinstance(element, (Float8E4M3FNType, Float8E5M2Type)):
+                raise StrataError(
+                    f"error: the mlir backend does not support f8 values ({element}): LLVM has no f8"
+                    f" arithmetic; run this model with the interpreter (at {op.location})"
+                )
+
+
+def export(module: ModuleOp, target: str) -> ModuleOp:
+    """A copy of `module` lowered to the loop stage for `target` and exported to upstream MLIR."""
+    module = module.clone()
+    stage = detect_stage(module)
+    if stage == Stage.MLIR:
+        return module
+    if stage == Stage.HARDWARE:
+        raise StrataError("error: the mlir backend runs loop-stage IR (or earlier), not hardware-stage IR")
+    compile_module(module, target, Stage.MLIR)
+    return module
+
+
+def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level: int = OPT_LEVEL) -> CompiledModel:
+    """Compile exported upstream MLIR to a shared library and load it."""
+    fn = next((op for op in exported.ops if isinstance(op, func.FuncOp) and "llvm.emit_c_interface" in op.attributes),
+              None)
+    if fn is None:
+        raise StrataError("error: the exported module has no function with llvm.emit_c_interface")
+    _check_dtypes(exported)
+    tempdir = None
+    if workdir is None:
+        tempdir = tempfile.TemporaryDirectory(prefix="strata-mlir-")
+        workdir = Path(tempdir.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mlir_file = workdir / "model.mlir"
+    mlir_file.write_text(ir.print_module(exported, debuginfo=False))
+    library_path = build_shared_library(mlir_file, workdir, opt_level)
+    library = ctypes.CDLL(str(library_path))
+    name = fn.sym_name.data
+    entry = getattr(library, f"_mlir_ciface_{name}")
+    entry.restype = None
+    types = list(fn.function_type.inputs.data)
+    outputs = sum(1 for d in fn.arg_attrs.data if "strata.output" in d.data) if fn.arg_attrs else 0
+    arg_types, out_types = types[: len(types) - outputs], types[len(types) - outputs:]
+    names = _argument_names(fn, len(arg_types))
+    return CompiledModel(library, entry, names, arg_types, out_types, workdir, tempdir)
+
+
+def _argument_names(fn: func.FuncOp, count: int) -> list[tuple[str, str]]:
+    """`(kind, name)` of the first `count` arguments (`graph.input` / `graph.param`)."""
+    names = []
+    attrs = fn.arg_attrs.data if fn.arg_attrs else ()
+    for i in range(count):
+        entry = attrs[i].data if i < len(attrs) else {}
+        for key, kind in ((INPUT_ATTR, "input"), (PARAM_ATTR, "param")):
+            if key in entry:
+                names.append((kind, entry[key].data))
+                break
+        else:
+            raise StrataError(f"error: argument #{i} of @{fn.sym_name.data} is neither an input nor a param")
+    return names
+
+
+def compile_model(module: ModuleOp, target: str, workdir: Path | None = None) -> CompiledModel:
+    """Export `module` (graph to loop stage) for `target` and compile it."""
+    return compile_exported(export(module, target), workdir)
+
+
+def run_module(
+    module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
+    workdir: Path | None = None,
+) -> list[np.ndarray]:
+    """Like `reference.run_module`, through the MLIR toolchain; outputs are logical arrays."""
+    return compile_model(module, target, workdir).run(inputs, weights)

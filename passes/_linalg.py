@@ -1,0 +1,755 @@
+"""
+Builders of upstream MLIR for `export-mlir`: scalars (`arith`, `math`) and
+tensors (`linalg.generic`, `linalg.fill`, `tensor.*`), and the lowering of
+every `graph` op on tensors to them.
+
+The numeric rules are the reference executor's (`compiler/reference.py`):
+float ops compute in f32 whatever the operand dtype and round the result to
+the op's dtype once; `erf`/`gelu` compute in f64; integer arithmetic wraps,
+integer division truncates toward zero and gives 0 for a zero divisor; float
+to integer truncates toward zero, saturates and maps NaN to 0. Pure IR
+construction, no NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from xdsl.dialects import arith, tensor
+from xdsl.dialects import math as mathd
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    ArrayAttr,
+    BFloat16Type,
+    DenseArrayBase,
+    Float8E4M3FNType,
+    Float8E5M2Type,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    TensorType,
+    f32,
+    f64,
+    i64,
+)
+from xdsl.dialects.linalg.attrs import IteratorTypeAttr
+from xdsl.dialects.linalg.ops import FillOp, GenericOp, IndexOp, YieldOp
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir.affine import AffineExpr, AffineMap
+
+from dialects.graph import ops as g
+
+FLOAT_WIDTH: dict[type, int] = {
+    Float8E4M3FNType: 8, Float8E5M2Type: 8, Float16Type: 16, BFloat16Type: 16, Float32Type: 32, Float64Type: 64,
+}
+
+
+class ExportError(Exception):
+    """IR that `export-mlir` cannot express in upstream MLIR."""
+
+
+def is_float(t: Attribute) -> bool:
+    return type(t) in FLOAT_WIDTH
+
+
+def is_index(t: Attribute) -> bool:
+    return isinstance(t, IndexType)
+
+
+def compute_type(t: Attribute) -> Attribute:
+    """What a value of element type `t` is computed in: f32 for every float dtype."""
+    return f32 if is_float(t) and not isinstance(t, Float64Type) else t
+
+
+def shape(value: SSAValue) -> tuple[int, ...]:
+    return tuple(value.type.get_shape())
+
+
+def elem(value: SSAValue) -> Attribute:
+    return value.type.element_type
+
+
+def ttype(shape_: Sequence[int], element_type: Attribute) -> TensorType:
+    return TensorType(element_type, list(shape_))
+
+
+def dim(i: int) -> AffineExpr:
+    return AffineExpr.dimension(i)
+
+
+def zero() -> AffineExpr:
+    return AffineExpr.constant(0)
+
+
+def broadcast_map(operand: Sequence[int], out: Sequence[int]) -> AffineMap:
+    """NumPy broadcasting of an `operand`-shaped input into an `out`-shaped loop nest."""
+    lead = len(out) - len(operand)
+    return AffineMap(len(out), 0, tuple(
+        zero() if d == 1 and out[lead + j] != 1 else dim(lead + j) for j, d in enumerate(operand)
+    ))
+
+
+def identity(rank: int) -> AffineMap:
+    return AffineMap.identity(rank)
+
+
+def lowest(t: Attribute) -> float | int:
+    """The identity of a max reduction in type `t`."""
+    return float("-inf") if is_float(t) else -(2 ** (t.width.data - 1))
+
+
+def highest(t: Attribute) -> float | int:
+    return float("inf") if is_float(t) else 2 ** (t.width.data - 1) - 1
+
+
+PARALLEL = IteratorTypeAttr.parallel()
+REDUCTION = IteratorTypeAttr.reduction()
+
+
+class Emitter:
+    """Appends ops to `block`; every op gets `location`."""
+
+    def __init__(self, block: Block, location: Attribute | None = None):
+        self.block = block
+        self.location = location
+
+    def at(self, block: Block) -> Emitter:
+        return Emitter(block, self.location)
+
+    def add(self, op: Operation) -> Operation:
+        if self.location is not None:
+            op.location = self.location
+        self.block.add_op(op)
+        return op
+
+    def v(self, op: Operation) -> SSAValue:
+        return self.add(op).results[0]
+
+    # ------------------------------------------------------------------ scalars
+
+    def index(self, value: int) -> SSAValue:
+        return self.v(arith.ConstantOp(IntegerAttr(value, IndexType())))
+
+    def scalar(self, value: float | int, t: Attribute) -> SSAValue:
+        if is_float(t):
+            return self.v(arith.ConstantOp(FloatAttr(float(value), t)))
+        return self.v(arith.ConstantOp(IntegerAttr(int(value), t)))
+
+    def add_(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.AddfOp(a, b) if is_float(a.type) else arith.AddiOp(a, b))
+
+    def sub(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.SubfOp(a, b) if is_float(a.type) else arith.SubiOp(a, b))
+
+    def mul(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.MulfOp(a, b) if is_float(a.type) else arith.MuliOp(a, b))
+
+    def div(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        if is_float(a.type):
+            return self.v(arith.DivfOp(a, b))
+        # Truncating division; x / 0 is 0.
+        zero_, one = self.scalar(0, a.type), self.scalar(1, a.type)
+        is_zero = self.v(arith.CmpiOp(b, zero_, "eq"))
+        safe = self.v(arith.SelectOp(is_zero, one, b))
+        return self.v(arith.SelectOp(is_zero, zero_, self.v(arith.DivSIOp(a, safe))))
+
+    def max_(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.MaximumfOp(a, b) if is_float(a.type) else arith.MaxSIOp(a, b))
+
+    def min_(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.MinimumfOp(a, b) if is_float(a.type) else arith.MinSIOp(a, b))
+
+    def neg(self, a: SSAValue) -> SSAValue:
+        return self.v(arith.NegfOp(a)) if is_float(a.type) else self.sub(self.scalar(0, a.type), a)
+
+    def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.SelectOp(cond, a, b))
+
+    def cmpf(self, a: SSAValue, b: SSAValue, pred: str) -> SSAValue:
+        return self.v(arith.CmpfOp(a, b, pred))
+
+    def cmpi(self, a: SSAValue, b: SSAValue, pred: str) -> SSAValue:
+        return self.v(arith.CmpiOp(a, b, pred))
+
+    def and_(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.v(arith.AndIOp(a, b))
+
+    def exp(self, a: SSAValue) -> SSAValue:
+        return self.v(mathd.ExpOp(a))
+
+    def sqrt(self, a: SSAValue) -> SSAValue:
+        return self.v(mathd.SqrtOp(a))
+
+    def pow_(self, a: SSAValue, b: SSAValue) -> SSAValue:
+        if is_float(a.type):
+            return self.v(mathd.PowFOp(a, b))
+        # A negative exponent gives the truncated real result: 1 for base 1,
+        # +-1 for base -1, else 0 (reference `_int_pow`).
+        t = a.type
+        zero_, one, minus_one = self.scalar(0, t), self.scalar(1, t), self.scalar(-1, t)
+        negative = self.cmpi(b, zero_, "slt")
+        power = self.v(mathd.IPowIOp(a, self.select(negative, zero_, b)))
+        odd = self.cmpi(self.v(arith.AndIOp(b, one)), zero_, "ne")
+        frac = self.select(
+            self.cmpi(a, one, "eq"), one,
+            self.select(self.cmpi(a, minus_one, "eq"), self.select(odd, minus_one, one), zero_),
+        )
+        return self.select(negative, frac, power)
+
+    def convert(self, x: SSAValue, to: Attribute) -> SSAValue:
+        """`x` in element type `to`, with the reference's conversion rules."""
+        src = x.type
+        if src == to:
+            return x
+        if is_index(src) or is_index(to):
+            return self.v(arith.IndexCastOp(x, to))
+        if is_float(src) and is_float(to):
+            ws, wt = FLOAT_WIDTH[type(src)], FLOAT_WIDTH[type(to)]
+            if ws < wt:
+                return self.v(arith.ExtFOp(x, to))
+            if ws == 64 and wt < 32:
+                # No f64 -> 16-bit conversion in libgcc (__truncdfbf2): round
+                # to f32 with round-to-odd, then to `to`; f32 keeps enough
+                # bits that this rounds once, as a direct conversion does.
+                return self.convert(self._to_f32_odd(x), to)
+            if ws > wt:
+                return self.v(arith.TruncFOp(x, to))
+            return self.convert(self.convert(x, f32), to)
+        if is_float(to):
+            return self.v(arith.SIToFPOp(x, to))
+        if is_float(src):
+            # Truncate toward zero, saturate, NaN -> 0; decided in f64, where
+            # every bound is exact.
+            wide = self.convert(x, f64)
+            bits = to.width.data
+            big = self.cmpf(wide, self.scalar(2.0 ** (bits - 1), f64), "oge")
+            small = self.cmpf(wide, self.scalar(-(2.0 ** (bits - 1)), f64), "olt")
+            nan = self.cmpf(wide, wide, "uno")
+            bad = self.v(arith.OrIOp(self.v(arith.OrIOp(big, small)), nan))
+            safe = self.select(bad, self.scalar(0.0, f64), wide)
+            value = self.v(arith.FPToSIOp(safe, to))
+            value = self.select(big, self.scalar(highest(to), to), value)
+            value = self.select(small, self.scalar(lowest(to), to), value)
+            return self.select(nan, self.scalar(0, to), value)
+        if src.width.data < to.width.data:
+            return self.v(arith.ExtSIOp(x, to))
+        return self.v(arith.TruncIOp(x, to))
+
+    def _to_f32_odd(self, x: SSAValue) -> SSAValue:
+        """f64 -> f32 rounding to odd: toward zero, lowest bit set when inexact."""
+        i32 = IntegerType(32)
+        near = self.v(arith.TruncFOp(x, f32))
+        back = self.v(arith.ExtFOp(near, f64))
+        bits = self.v(arith.BitcastOp(near, i32))
+        # Nearest rounding went away from zero: step back one ulp toward zero.
+        overshoot = self.cmpf(self.v(mathd.AbsFOp(back)), self.v(mathd.AbsFOp(x)), "ogt")
+        toward_zero = self.select(overshoot, self.v(arith.SubiOp(bits, self.scalar(1, i32))), bits)
+        odd = self.v(arith.OrIOp(toward_zero, self.scalar(1, i32)))
+        exact = self.cmpf(back, x, "oeq")
+        rounded = self.select(exact, bits, odd)
+        # Infinities (overflow) and NaN stay as the nearest rounding gives them.
+        keep = self.v(arith.OrIOp(exact, self.cmpf(self.v(mathd.AbsFOp(back)), self.scalar(float("inf"), f64), "oeq")))
+        return self.v(arith.BitcastOp(self.select(keep, bits, rounded), f32))
+
+    def to_compute(self, x: SSAValue) -> SSAValue:
+        return self.convert(x, compute_type(x.type))
+
+    # ------------------------------------------------------------------ index arithmetic
+
+    def affine(self, expr: AffineExpr, dims: Sequence[SSAValue]) -> SSAValue:
+        """An index value computing `expr` of `dims` (floordiv and mod round toward -inf)."""
+        from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr
+
+        if isinstance(expr, AffineConstantExpr):
+            return self.index(expr.value)
+        if isinstance(expr, AffineDimExpr):
+            return dims[expr.position]
+        if isinstance(expr, AffineBinaryOpExpr):
+            a, b = self.affine(expr.lhs, dims), self.affine(expr.rhs, dims)
+            kind = expr.kind
+            if kind == AffineBinaryOpKind.Add:
+                return self.v(arith.AddiOp(a, b))
+            if kind == AffineBinaryOpKind.Mul:
+                return self.v(arith.MuliOp(a, b))
+            if kind == AffineBinaryOpKind.FloorDiv:
+                return self.v(arith.FloorDivSIOp(a, b))
+            if kind == AffineBinaryOpKind.CeilDiv:
+                return self.v(arith.CeilDivSIOp(a, b))
+            if kind == AffineBinaryOpKind.Mod:
+                r = self.v(arith.RemSIOp(a, b))
+                neg = self.cmpi(r, self.index(0), "slt")
+                return self.select(neg, self.v(arith.AddiOp(r, b)), r)
+        raise ExportError(f"unsupported affine expression {expr}")
+
+    # ------------------------------------------------------------------ tensors
+
+    def empty(self, shape_: Sequence[int], t: Attribute) -> SSAValue:
+        return self.v(tensor.EmptyOp([], ttype(shape_, t)))
+
+    def fill(self, value: float | int, shape_: Sequence[int], t: Attribute) -> SSAValue:
+        out = self.empty(shape_, t)
+        return self.v(FillOp([self.scalar(value, t)], [out], [out.type]))
+
+    def generic(
+        self,
+        inputs: Sequence[SSAValue],
+        maps: Sequence[AffineMap],
+        out_shape: Sequence[int],
+        out_elem: Attribute,
+        body: Callable[..., Sequence[SSAValue] | SSAValue],
+        *,
+        rank: int | None = None,
+        out_map: AffineMap | None = None,
+        iterators: Sequence[IteratorTypeAttr] | None = None,
+        init: SSAValue | None = None,
+    ) -> SSAValue:
+        """
+        `linalg.generic` over a loop nest of `rank` dims (the output's by
+        default); `body(emitter, *input_scalars, out_scalar)` returns the
+        value to yield and may use `emitter.loop_index(d)`.
+        """
+        rank = len(out_shape) if rank is None else rank
+        out_type = ttype(out_shape, out_elem)
+        if init is None:
+            init = self.empty(out_shape, out_elem)
+        block = Block(arg_types=[elem(v) for v in inputs] + [out_elem])
+        inner = self.at(block)
+        result = body(inner, *block.args)
+        values = [result] if isinstance(result, SSAValue) else list(result)
+        inner.add(YieldOp(*values))
+        op = GenericOp(
+            list(inputs), [init], Region(block),
+            [AffineMapAttr(m) for m in (*maps, out_map if out_map is not None else identity(rank))],
+            list(iterators) if iterators is not None else [PARALLEL] * rank,
+            [out_type],
+        )
+        return self.v(op)
+
+    def loop_index(self, d: int) -> SSAValue:
+        """Inside a `generic` body: the index of loop dim `d`."""
+        return self.v(IndexOp(d))
+
+    def elementwise(
+        self, fn: Callable[..., SSAValue], out_shape: Sequence[int], out_elem: Attribute, *xs: SSAValue,
+        raw: bool = False,
+    ) -> SSAValue:
+        """`out[i] = fn(x0[i], x1[i], ...)` with broadcasting; operands in their compute type unless `raw`."""
+        def body(em: Emitter, *args):
+            values = list(args[: len(xs)]) if raw else [em.to_compute(a) for a in args[: len(xs)]]
+            return em.convert(fn(em, *values), out_elem)
+
+        return self.generic(xs, [broadcast_map(shape(x), out_shape) for x in xs], out_shape, out_elem, body)
+
+    def cast(self, x: SSAValue, to: Attribute) -> SSAValue:
+        if elem(x) == to:
+            return x
+        return self.elementwise(lambda em, a: em.convert(a, to), shape(x), to, x, raw=True)
+
+    def widen(self, x: SSAValue) -> SSAValue:
+        return self.cast(x, compute_type(elem(x)))
+
+    def reduce(self, x: SSAValue, axes: Sequence[int], kind: str, keepdims: bool,
+               acc: Attribute | None = None) -> SSAValue:
+        """`sum`/`max`/`min` of `x` over `axes`, accumulated in the compute type (or `acc`)."""
+        in_shape = shape(x)
+        rank = len(in_shape)
+        ct = acc or compute_type(elem(x))
+        out_shape = [1 if i in axes else d for i, d in enumerate(in_shape) if keepdims or i not in axes]
+        out_map = AffineMap(rank, 0, tuple(
+            zero() if i in axes else dim(i) for i in range(rank) if keepdims or i not in axes
+        ))
+        start = {"sum": 0, "max": lowest(ct), "min": highest(ct)}[kind]
+        combine = {"sum": Emitter.add_, "max": Emitter.max_, "min": Emitter.min_}[kind]
+
+        def body(em: Emitter, a, acc):
+            return combine(em, acc, em.convert(a, ct))
+
+        return self.generic(
+            [x], [identity(rank)], out_shape, ct, body, rank=rank, out_map=out_map,
+            iterators=[REDUCTION if i in axes else PARALLEL for i in range(rank)],
+            init=self.fill(start, out_shape, ct),
+        )
+
+    def matmul(self, a: SSAValue, b: SSAValue, out_elem: Attribute, acc: SSAValue | None = None) -> SSAValue:
+        """
+        NumPy `a @ b` (rank >= 2, batch dims broadcast), accumulated in the
+        compute type; with `acc`, `acc + a @ b` accumulated into `acc`.
+
+        The loops nest as batch, m, k, n: the innermost loop walks a row of
+        `b` and of the result, so it vectorises without reassociating sums.
+        """
+        sa, sb = shape(a), shape(b)
+        nb = max(len(sa), len(sb)) - 2
+        batch = [max(x, y) for x, y in zip(
+            (1,) * (nb - len(sa) + 2) + sa[:-2], (1,) * (nb - len(sb) + 2) + sb[:-2], strict=True)]
+        m, k, n = nb, nb + 1, nb + 2
+        rank = nb + 3
+
+        def operand_map(s, rows, cols):
+            lead = nb - (len(s) - 2)
+            batch_dims = [zero() if s[j] == 1 and batch[lead + j] != 1 else dim(lead + j) for j in range(len(s) - 2)]
+            return AffineMap(rank, 0, tuple(batch_dims + [dim(rows), dim(cols)]))
+
+        out_shape = [*batch, sa[-2], sb[-1]]
+        ct = compute_type(out_elem)
+
+        def body(em: Emitter, x, y, total):
+            return em.add_(total, em.mul(em.convert(x, ct), em.convert(y, ct)))
+
+        if acc is None or elem(acc) != ct or list(shape(acc)) != out_shape:
+            init = self.fill(0, out_shape, ct)
+        else:
+            init = acc
+        total = self.generic(
+            [a, b], [operand_map(sa, m, k), operand_map(sb, k, n)], out_shape, ct, body, rank=rank,
+            out_map=AffineMap(rank, 0, tuple([dim(i) for i in range(nb)] + [dim(m), dim(n)])),
+            iterators=[PARALLEL] * (nb + 1) + [REDUCTION, PARALLEL], init=init,
+        )
+        if acc is not None and init is not acc:
+            total = self.elementwise(lambda e, x, y: e.add_(x, y), out_shape, ct, acc, total)
+        return self.cast(total, out_elem)
+
+    def pad(self, x: SSAValue, low: Sequence[int], high: Sequence[int], value: float | int) -> SSAValue:
+        """`tensor.pad` with a constant."""
+        if not any(low) and not any(high):
+            return x
+        in_shape = shape(x)
+        out_shape = [d + lo + hi for d, lo, hi in zip(in_shape, low, high)]
+        block = Block(arg_types=[IndexType()] * len(in_shape))
+        inner = self.at(block)
+        inner.add(tensor.YieldOp(inner.scalar(value, elem(x))))
+        return self.v(tensor.PadOp(x, [], [], Region(block), list(low), list(high), ttype(out_shape, elem(x))))
+
+    def reshape(self, x: SSAValue, out_shape: Sequence[int]) -> SSAValue:
+        """Row-major reshape: collapse to 1-D, then expand."""
+        in_shape = shape(x)
+        if tuple(in_shape) == tuple(out_shape):
+            return x
+        flat = x
+        if len(in_shape) != 1:
+            flat = self.v(tensor.CollapseShapeOp(
+                operands=[x], result_types=[ttype([math.prod(in_shape)], elem(x))],
+                properties={"reassociation": _reassociation([list(range(len(in_shape)))] if in_shape else [])},
+            ))
+        if len(out_shape) == 1:
+            return flat
+        return self.v(tensor.ExpandShapeOp(
+            flat, [], _reassociation([list(range(len(out_shape)))] if out_shape else []), list(out_shape),
+            ttype(out_shape, elem(x)),
+        ))
+
+    def extract_slice(self, x: SSAValue, offsets: Sequence[int], sizes: Sequence[int]) -> SSAValue:
+        return self.v(tensor.ExtractSliceOp.from_static_parameters(x, list(offsets), list(sizes), [1] * len(sizes)))
+
+    def insert_slice(self, x: SSAValue, into: SSAValue, offsets: Sequence[int]) -> SSAValue:
+        return self.v(tensor.InsertSliceOp.from_static_parameters(x, into, list(offsets), list(shape(x)), [1] * len(offsets)))
+
+
+def _reassociation(groups: Sequence[Sequence[int]]) -> ArrayAttr:
+    return ArrayAttr([ArrayAttr([IntegerAttr(i, i64) for i in group]) for group in groups])
+
+
+# --------------------------------------------------------------------------- graph ops
+
+
+def _gelu(em: Emitter, x: SSAValue) -> SSAValue:
+    # 0.5 * x * (1 + erf(x / sqrt(2))) in f64, as the reference computes it.
+    w = em.convert(x, f64)
+    erf = em.v(mathd.ErfOp(em.mul(w, em.scalar(1 / math.sqrt(2.0), f64))))
+    return em.mul(em.mul(em.scalar(0.5, f64), w), em.add_(em.scalar(1.0, f64), erf))
+
+
+def _sigmoid(em: Emitter, x: SSAValue) -> SSAValue:
+    one = em.scalar(1.0, x.type)
+    return em.div(one, em.add_(one, em.exp(em.neg(x))))
+
+
+UNARY: dict[type[Operation], Callable[[Emitter, SSAValue], SSAValue]] = {
+    g.ReluOp: lambda em, x: em.max_(x, em.scalar(0, x.type)),
+    g.GeluOp: _gelu,
+    g.SiluOp: lambda em, x: em.mul(x, _sigmoid(em, x)),
+    g.SigmoidOp: _sigmoid,
+    g.TanhOp: lambda em, x: em.v(mathd.TanhOp(x)),
+    g.ExpOp: lambda em, x: em.exp(x),
+    g.LogOp: lambda em, x: em.v(mathd.LogOp(x)),
+    g.SqrtOp: lambda em, x: em.sqrt(x),
+    g.RsqrtOp: lambda em, x: em.div(em.scalar(1.0, x.type), em.sqrt(x)),
+    g.AbsOp: lambda em, x: em.v(mathd.AbsFOp(x) if is_float(x.type) else mathd.AbsIOp(x)),
+    g.ErfOp: lambda em, x: em.v(mathd.ErfOp(em.convert(x, f64))),
+    g.NegOp: lambda em, x: em.neg(x),
+}
+
+BINARY: dict[type[Operation], Callable[[Emitter, SSAValue, SSAValue], SSAValue]] = {
+    g.AddOp: Emitter.add_,
+    g.SubOp: Emitter.sub,
+    g.MulOp: Emitter.mul,
+    g.DivOp: Emitter.div,
+    g.MaximumOp: Emitter.max_,
+    g.MinimumOp: Emitter.min_,
+    g.PowOp: Emitter.pow_,
+}
+
+REDUCE_KIND = {g.SumOp: "sum", g.MeanOp: "sum", g.ReduceMaxOp: "max", g.ReduceMinOp: "min"}
+
+
+def mean(em: Emitter, x: SSAValue, axes: Sequence[int], keepdims: bool, out_elem: Attribute) -> SSAValue:
+    """The mean over `axes`; of integers, the f64 mean (NumPy's) truncated toward zero."""
+    acc = None if is_float(elem(x)) else f64
+    total = em.reduce(x, axes, "sum", keepdims, acc)
+    count = float(math.prod(shape(x)[a] for a in axes))
+    return em.elementwise(lambda e, s: e.div(s, e.scalar(count, s.type)), shape(total), out_elem, total, raw=True)
+
+
+def lower_reduction(em: Emitter, op: g.ReductionOp, x: SSAValue) -> SSAValue:
+    axes = list(op.axes.get_values())
+    if isinstance(op, g.MeanOp):
+        return mean(em, x, axes, op.keepdims is not None, elem(op.result))
+    total = em.reduce(x, axes, REDUCE_KIND[type(op)], op.keepdims is not None)
+    return em.cast(total, elem(op.result))
+
+
+def softmax(em: Emitter, x: SSAValue, axis: int, log: bool = False) -> SSAValue:
+    """Softmax (or log-softmax) along `axis` in f32; the result in f32."""
+    x = em.widen(x)
+    s, t = shape(x), elem(x)
+    peak = em.reduce(x, [axis], "max", True)
+    shifted = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, peak)
+    exps = em.elementwise(lambda e, a: e.exp(a), s, t, shifted)
+    total = em.reduce(exps, [axis], "sum", True)
+    if log:
+        return em.elementwise(lambda e, a, z: e.sub(a, e.v(mathd.LogOp(z))), s, t, shifted, total)
+    return em.elementwise(lambda e, a, z: e.div(a, z), s, t, exps, total)
+
+
+def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, bias) -> SSAValue:
+    x = em.widen(x)
+    s, t = shape(x), elem(x)
+    axes = list(range(op.axis.value.data, len(s)))
+    count = float(math.prod(s[a] for a in axes))
+    eps = op.epsilon.value.data
+    if isinstance(op, g.LayerNormOp):
+        mean = em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), [1 if i in axes else d for i, d in enumerate(s)],
+                              t, em.reduce(x, axes, "sum", True))
+        centered = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, mean)
+        squares = em.elementwise(lambda e, a: e.mul(a, a), s, t, centered)
+    else:
+        centered = x
+        squares = em.elementwise(lambda e, a: e.mul(a, a), s, t, x)
+    sq_sum = em.reduce(squares, axes, "sum", True)
+    norm_shape = shape(sq_sum)
+    denom = em.elementwise(
+        lambda e, z: e.sqrt(e.add_(e.div(z, e.scalar(count, t)), e.scalar(eps, t))), norm_shape, t, sq_sum
+    )
+    params = [p for p in (scale, bias) if p is not None]
+
+    def body(e: Emitter, a, d, *ps):
+        y = e.div(a, d)
+        rest = list(ps)
+        if scale is not None:
+            y = e.mul(y, rest.pop(0))
+        if bias is not None:
+            y = e.add_(y, rest.pop(0))
+        return y
+
+    return em.elementwise(body, s, t, centered, denom, *params)
+
+
+def causal_mask(em: Emitter, x: SSAValue, row: SSAValue, col: SSAValue) -> SSAValue:
+    """`-inf` where `col + j > row + i` (i, j the tile's last two indices)."""
+    s = shape(x)
+    rank = len(s)
+
+    def body(e: Emitter, a, _out):
+        i = e.v(arith.AddiOp(e.loop_index(rank - 2), row))
+        j = e.v(arith.AddiOp(e.loop_index(rank - 1), col))
+        masked = e.cmpi(j, i, "sgt")
+        return e.select(masked, e.scalar(_masked_value(a.type), a.type), a)
+
+    return em.generic([x], [identity(rank)], s, elem(x), body)
+
+
+def _masked_value(t: Attribute) -> float:
+    if isinstance(t, Float8E4M3FNType):
+        return -448.0
+    return float("-inf")
+
+
+def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue | None) -> SSAValue:
+    sh, sw = op.strides.get_values()
+    pt, pl, pb, pr = op.pads.get_values()
+    dh, dw = op.dilations.get_values()
+    groups = op.groups.value.data
+    x = em.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], 0)
+    out_shape, out_elem = shape(op.result), elem(op.result)
+    o_count, cg = shape(w)[0], shape(w)[1]
+    # Loops: n, o (parallel), c, i, j (reduction), y, x (parallel): the
+    # innermost loops walk output rows, which vectorise.
+    n_, o_, c_, i_, j_, y_, x_ = (dim(k) for k in range(7))
+    channel = c_ if groups == 1 else (o_ // (o_count // groups)) * cg + c_
+    x_map = AffineMap(7, 0, (n_, channel, y_ * sh + i_ * dh, x_ * sw + j_ * dw))
+    w_map = AffineMap(7, 0, (o_, c_, i_, j_))
+    ct = compute_type(out_elem)
+
+    def body(e: Emitter, a, b, acc):
+        return e.add_(acc, e.mul(e.convert(a, ct), e.convert(b, ct)))
+
+    total = em.generic(
+        [x, w], [x_map, w_map], out_shape, ct, body, rank=7,
+        out_map=AffineMap(7, 0, (n_, o_, y_, x_)), iterators=[PARALLEL] * 2 + [REDUCTION] * 3 + [PARALLEL] * 2,
+        init=em.fill(0, out_shape, ct),
+    )
+    if bias is not None:
+        return em.elementwise(lambda e, a, b: e.add_(a, b), out_shape, out_elem, total, em.reshape(bias, [out_shape[1], 1, 1]))
+    return em.cast(total, out_elem)
+
+
+def pool2d(em: Emitter, op: g.Pool2DOp, x: SSAValue) -> SSAValue:
+    kh, kw = op.kernel.get_values()
+    sh, sw = op.strides.get_values()
+    pt, pl, pb, pr = op.pads.get_values()
+    out_shape, out_elem = shape(op.result), elem(op.result)
+    height, width = shape(x)[2:]
+    is_max = isinstance(op, g.MaxPool2DOp)
+    ct = compute_type(out_elem)
+    if not is_max and not is_float(ct):
+        ct = f64
+    x = em.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], lowest(elem(x)) if is_max else 0)
+    n_, c_, i_, j_, y_, x_ = (dim(k) for k in range(6))
+    x_map = AffineMap(6, 0, (n_, c_, y_ * sh + i_, x_ * sw + j_))
+    # A shape-only window operand gives the reduction dims their extent (as
+    # in linalg's named pooling ops).
+    window = em.empty([kh, kw], ct)
+
+    def body(e: Emitter, a, _w, acc):
+        v = e.convert(a, ct)
+        return e.max_(acc, v) if is_max else e.add_(acc, v)
+
+    total = em.generic(
+        [x, window], [x_map, AffineMap(6, 0, (i_, j_))], out_shape, ct, body, rank=6,
+        out_map=AffineMap(6, 0, (n_, c_, y_, x_)),
+        iterators=[PARALLEL] * 2 + [REDUCTION] * 2 + [PARALLEL] * 2, init=em.fill(lowest(ct) if is_max else 0, out_shape, ct),
+    )
+    if is_max:
+        return em.cast(total, out_elem)
+
+    # Padded cells are not counted: count = rows inside x cols inside.
+    def average(e: Emitter, s, _out):
+        def inside(d: int, stride: int, pad: int, k: int, extent: int) -> SSAValue:
+            start = e.v(arith.SubiOp(e.v(arith.MuliOp(e.loop_index(d), e.index(stride))), e.index(pad)))
+            hi = e.v(arith.MinSIOp(e.v(arith.AddiOp(start, e.index(k))), e.index(extent)))
+            lo = e.v(arith.MaxSIOp(start, e.index(0)))
+            return e.v(arith.SubiOp(hi, lo))
+
+        count = e.v(arith.MuliOp(inside(2, sh, pt, kh, height), inside(3, sw, pl, kw, width)))
+        count = e.convert(e.v(arith.IndexCastOp(count, i64)), ct)
+        return e.convert(e.div(s, count), out_elem)
+
+    return em.generic([total], [identity(4)], out_shape, out_elem, average)
+
+
+def gather(em: Emitter, table: SSAValue, ids: SSAValue, out_shape: Sequence[int]) -> SSAValue:
+    """`out[i..., j...] = table[clip(ids[i...]), j...]`."""
+    n_ids = len(shape(ids))
+    rank = len(out_shape)
+    rows = shape(table)[0]
+
+    def body(e: Emitter, id_, _out):
+        row = e.v(arith.IndexCastOp(id_, IndexType()))
+        row = e.v(arith.MaxSIOp(e.v(arith.MinSIOp(row, e.index(rows - 1))), e.index(0)))
+        rest = [e.loop_index(d) for d in range(n_ids, rank)]
+        return e.v(tensor.ExtractOp(table, [row, *rest], elem(table)))
+
+    return em.generic([ids], [AffineMap(rank, 0, tuple(dim(d) for d in range(n_ids)))], out_shape, elem(table), body)
+
+
+def transpose(em: Emitter, x: SSAValue, perm: Sequence[int]) -> SSAValue:
+    # out[i] = x[j] with j[perm[d]] = i[d].
+    inverse = [0] * len(perm)
+    for d, p in enumerate(perm):
+        inverse[p] = d
+    out_shape = [shape(x)[p] for p in perm]
+    return em.generic(
+        [x], [AffineMap(len(perm), 0, tuple(dim(inverse[k]) for k in range(len(perm))))], out_shape, elem(x),
+        lambda e, a, _o: a,
+    )
+
+
+def concat(em: Emitter, xs: Sequence[SSAValue], axis: int, out_shape: Sequence[int]) -> SSAValue:
+    out = em.empty(out_shape, elem(xs[0]))
+    offset = 0
+    for x in xs:
+        offsets = [0] * len(out_shape)
+        offsets[axis] = offset
+        out = em.insert_slice(x, out, offsets)
+        offset += shape(x)[axis]
+    return out
+
+
+def constant(em: Emitter, op: g.ConstantOp) -> SSAValue:
+    t = elem(op.result)
+    value = op.value.value.data
+    if not is_float(t):
+        value = int(value)
+    return em.fill(value, shape(op.result), t)
+
+
+def lower_graph_op(em: Emitter, op: Operation, args: Sequence[SSAValue]) -> list[SSAValue]:
+    """The upstream values computing graph op `op` on tensor operands `args`."""
+    kind = type(op)
+    if kind in BINARY:
+        fn = BINARY[kind]
+        return [em.elementwise(lambda e, a, b: fn(e, a, b), shape(op.result), elem(op.result), *args)]
+    if kind in UNARY:
+        fn = UNARY[kind]
+        return [em.elementwise(lambda e, a: fn(e, a), shape(op.result), elem(op.result), *args)]
+    if kind is g.CastOp:
+        return [em.cast(args[0], elem(op.result))]
+    if kind is g.ConstantOp:
+        return [constant(em, op)]
+    if kind is g.MatmulOp:
+        return [em.matmul(args[0], args[1], elem(op.result))]
+    if kind in REDUCE_KIND:
+        return [lower_reduction(em, op, args[0])]
+    if kind in (g.SoftmaxOp, g.LogSoftmaxOp):
+        return [em.cast(softmax(em, args[0], op.axis.value.data, kind is g.LogSoftmaxOp), elem(op.result))]
+    if kind in (g.LayerNormOp, g.RmsNormOp):
+        rest = iter(args[1:])
+        scale = next(rest) if op.scale is not None else None
+        bias = next(rest) if kind is g.LayerNormOp and op.bias is not None else None
+        return [em.cast(layernorm(em, op, args[0], scale, bias), elem(op.result))]
+    if kind is g.CausalMaskOp:
+        s, t = shape(args[0])[-2:]
+        return [causal_mask(em, args[0], em.index(t - s), em.index(0))]
+    if kind is g.Conv2DOp:
+        return [conv2d(em, op, args[0], args[1], args[2] if op.bias is not None else None)]
+    if kind in (g.MaxPool2DOp, g.AvgPool2DOp):
+        return [pool2d(em, op, args[0])]
+    if kind is g.GlobalAvgPoolOp:
+        return [mean(em, args[0], [2, 3], True, elem(op.result))]
+    if kind is g.GatherOp:
+        return [gather(em, args[0], args[1], shape(op.result))]
+    if kind is g.TransposeOp:
+        return [transpose(em, args[0], op.perm.get_values())]
+    if kind is g.ReshapeOp:
+        return [em.reshape(args[0], shape(op.result))]
+    if kind is g.ConcatOp:
+        return [concat(em, args, op.axis.value.data, shape(op.result))]
+    if kind is g.SliceOp:
+        axis = op.axis.value.data
+        offsets = [0] * len(shape(args[0]))
+        offsets[axis] = op.start.value.data
+        return [em.extract_slice(args[0], offsets, shape(op.result))]
+    if kind is g.SplitOp:
+        axis = op.axis.value.data
+        out = []
+        for i, result in enumerate(op.outputs):
+            offsets = [0] * len(shape(args[0]))
+            offsets[axis] = i * shape(result)[axis]
+            out.append(em.extract_slice(args[0], offsets, shape(result)))
+        return out
+    raise ExportError(f"export-mlir does not support '{op.name}'")

@@ -1,0 +1,508 @@
+"""
+`export-mlir`: loop-stage IR to upstream MLIR only (`func`, `linalg`, `scf`,
+`memref`, `arith`, `math`, `tensor`), which the real `mlir-opt` accepts and
+can lower to LLVM.
+
+Preconditions: loop-stage IR (`lower-to-loops` output): `loop.kernel`s over
+global buffers with `#graph.layout`s, `loop.copy`/`loop.view` between them.
+Postconditions: the module holds only upstream ops and keeps the compiler's
+structure:
+
+- Every global buffer is a plain `memref` of its *physical* shape
+  (`physical_shape` of its layout: permuted, tiled dims split into
+  outer x inner), so the layouts the compiler chose are the layouts in memory.
+- Every `loop.kernel` is a private `func.func @<model>_<kernel>` over those
+  memrefs, called from the model function, with the kernel's decisions as
+  `strata.*` attributes; its `scf.for` tile loops are kept as they are.
+- Tiles are `tensor` values (bufferized later by `one-shot-bufferize`).
+  `loop.load` is a `linalg.generic` over the tile whose body maps each
+  logical index (offset + i) through the layout (permute, then `divui`/`remui`
+  by the tile sizes) and `memref.load`s it; where a tile can reach past the
+  buffer (decided by interval arithmetic on the loop bounds) the index is
+  clamped and the element replaced by `pad`. `loop.store` is an `scf.for`
+  nest of `tensor.extract` + `memref.store`, its bounds clipped to the buffer.
+  `loop.fill` is `linalg.fill`, `loop.causal_mask` and `loop.online_softmax`
+  are `linalg.generic`s, graph ops on tiles lower through `passes/_linalg.py`.
+- `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
+  `loop.view` is `memref.collapse_shape` + `memref.expand_shape`.
+- The model function takes the logical inputs and params (as before, with
+  their `graph.input`/`graph.param` attributes) and then one output memref
+  per result (`strata.output = i`), which it fills; it returns nothing and
+  carries `llvm.emit_c_interface`, so it can be called through its C interface.
+
+Values are unchanged: the numeric rules are the reference executor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, memref, scf, tensor
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    FunctionType,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    UnitAttr,
+    i64,
+)
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
+from xdsl.passes import ModulePass
+
+from dialects import loop
+from dialects.graph import ops as g
+from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+from passes._linalg import (
+    Emitter,
+    ExportError,
+    _reassociation,
+    causal_mask,
+    elem,
+    is_float,
+    lower_graph_op,
+    shape,
+)
+
+UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "math", "tensor")
+"""The dialects the exported IR may use."""
+
+C_INTERFACE = "llvm.emit_c_interface"
+OUTPUT_ATTR = "strata.output"
+
+
+def plain_memref(type_: MemRefType) -> MemRefType:
+    """The upstream memref holding a global buffer: its physical shape, no layout, no memory space."""
+    return MemRefType(type_.element_type, physical_shape(layout_of(type_), type_.get_shape()))
+
+
+def _error(op: Operation, message: str) -> ExportError:
+    return ExportError(f"{message} (at {op.location})")
+
+
+# --------------------------------------------------------------------------- index ranges
+
+Interval = tuple[int, int] | None
+
+
+def interval(expr: AffineExpr, dims: Sequence[Interval]) -> Interval:
+    """The range of an affine expression of dims with known ranges (None: unknown)."""
+    if isinstance(expr, AffineConstantExpr):
+        return (expr.value, expr.value)
+    if isinstance(expr, AffineDimExpr):
+        return dims[expr.position]
+    if isinstance(expr, AffineBinaryOpExpr):
+        a, b = interval(expr.lhs, dims), interval(expr.rhs, dims)
+        if a is None or b is None:
+            return None
+        kind = expr.kind
+        if kind == AffineBinaryOpKind.Add:
+            return (a[0] + b[0], a[1] + b[1])
+        if kind == AffineBinaryOpKind.Mul:
+            products = [x * y for x in a for y in b]
+            return (min(products), max(products))
+        if b[0] == b[1] and b[0] > 0:
+            c = b[0]
+            if kind == AffineBinaryOpKind.FloorDiv:
+                return (a[0] // c, a[1] // c)
+            if kind == AffineBinaryOpKind.CeilDiv:
+                return (-(-a[0] // c), -(-a[1] // c))
+            if kind == AffineBinaryOpKind.Mod:
+                return (0, c - 1)
+    return None
+
+
+def physical_index(em: Emitter, layout: LayoutAttr, index: Sequence[SSAValue]) -> list[SSAValue]:
+    """Logical (non-negative) indices -> physical ones: permute, then split tiled dims."""
+    permuted = [index[d] for d in layout.perm]
+    split = len(permuted) - len(layout.tiles)
+    outer, inner = [], []
+    for i, t in zip(permuted[split:], layout.tiles):
+        if t == 1:
+            outer.append(i)
+            inner.append(em.index(0))
+        else:
+            outer.append(em.v(arith.DivUIOp(i, em.index(t))))
+            inner.append(em.v(arith.RemUIOp(i, em.index(t))))
+    return [*permuted[:split], *outer, *inner]
+
+
+def _for(em: Emitter, lb: SSAValue, ub: SSAValue, step: SSAValue, build) -> None:
+    """An `scf.for` without results; `build(emitter, iv)` fills its body."""
+    body = Block(arg_types=[IndexType()])
+    inner = em.at(body)
+    build(inner, body.args[0])
+    inner.add(scf.YieldOp())
+    em.add(scf.ForOp(lb, ub, step, [], Region(body)))
+
+
+def _nest(em: Emitter, bounds: Sequence[tuple[SSAValue, SSAValue]], build, ivs=()) -> None:
+    """Nested `scf.for`s over `[lb, ub)` per dim; `build(emitter, ivs)` fills the innermost body."""
+    if len(ivs) == len(bounds):
+        build(em, list(ivs))
+        return
+    lb, ub = bounds[len(ivs)]
+    _for(em, lb, ub, em.index(1), lambda inner, iv: _nest(inner, bounds, build, (*ivs, iv)))
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+class _KernelExporter:
+    """Translates one `loop.kernel` body into the body of a `func.func`."""
+
+    def __init__(self):
+        self.values: dict[SSAValue, SSAValue] = {}
+        self.ranges: dict[SSAValue, Interval] = {}
+
+    def get(self, value: SSAValue) -> SSAValue:
+        return self.values[value]
+
+    def range_of(self, value: SSAValue) -> Interval:
+        return self.ranges.get(value)
+
+    def block(self, old: Block, em: Emitter) -> None:
+        for op in old.ops:
+            em.location = op.location
+            self.op(op, em)
+
+    def op(self, op: Operation, em: Emitter) -> None:
+        if isinstance(op, arith.ConstantOp):
+            new = em.add(op.clone())
+            self.values[op.result] = new.results[0]
+            if isinstance(op.result.type, IndexType):
+                value = op.value.value.data
+                self.ranges[op.result] = (value, value)
+        elif isinstance(op, scf.ForOp):
+            self.for_(op, em)
+        elif isinstance(op, scf.YieldOp):
+            em.add(scf.YieldOp(*(self.get(v) for v in op.operands)))
+        elif isinstance(op, loop.EndOp):
+            pass
+        elif isinstance(op, loop.LoadOp):
+            self.values[op.result] = self.load(op, em)
+        elif isinstance(op, loop.StoreOp):
+            self.store(op, em)
+        elif isinstance(op, loop.FillOp):
+            t = elem(op.result)
+            value = op.value.value.data
+            self.values[op.result] = em.fill(value if is_float(t) else int(value), shape(op.result), t)
+        elif isinstance(op, loop.CausalMaskOp):
+            dims = [self.get(v) for v in op.indices]
+            row, col = (em.affine(e, dims) for e in op.map.data.results)
+            self.values[op.result] = causal_mask(em, self.get(op.input), row, col)
+        elif isinstance(op, loop.OnlineSoftmaxOp):
+            results = online_softmax(em, *(self.get(v) for v in op.operands))
+            self.values.update(zip(op.results, results))
+        elif op.name.startswith("graph."):
+            if _accumulated_matmul(op) is not None:
+                return  # emitted by the add that consumes it, into its accumulator
+            fused = _accumulating_add(op)
+            try:
+                if fused is not None:
+                    matmul, acc = fused
+                    a, b = (self.get(v) for v in matmul.operands)
+                    self.values[op.result] = em.matmul(a, b, elem(op.result), acc=self.get(acc))
+                    return
+                results = lower_graph_op(em, op, [self.get(v) for v in op.operands])
+            except ExportError as err:
+                raise _error(op, str(err)) from None
+            self.values.update(zip(op.results, results))
+        else:
+            raise _error(op, f"export-mlir does not support '{op.name}' inside a kernel")
+
+    def for_(self, op: scf.ForOp, em: Emitter) -> None:
+        old = op.body.block
+        body = Block(arg_types=[IndexType(), *(a.type for a in old.args[1:])])
+        self.values.update(zip(old.args, body.args))
+        lb, ub, step = (self.range_of(v) for v in (op.lb, op.ub, op.step))
+        if lb is not None and ub is not None and step is not None and lb[0] == lb[1] and ub[0] == ub[1] \
+                and step[0] == step[1] and step[0] > 0 and ub[0] > lb[0]:
+            last = lb[0] + (ub[0] - 1 - lb[0]) // step[0] * step[0]
+            self.ranges[old.args[0]] = (lb[0], last)
+        self.block(old, em.at(body))
+        new = scf.ForOp(self.get(op.lb), self.get(op.ub), self.get(op.step),
+                        [self.get(v) for v in op.iter_args], Region(body))
+        new.attributes.update(op.attributes)
+        em.add(new)
+        self.values.update(zip(op.results, new.results))
+
+    def _offsets(self, op, em: Emitter, tile: Sequence[int], logical: Sequence[int]):
+        """Offset values and, per dim, whether the tile may reach outside the buffer."""
+        dims = [self.get(v) for v in op.indices]
+        dim_ranges = [self.range_of(v) for v in op.indices]
+        offsets, guards = [], []
+        for d, expr in enumerate(op.map.data.results):
+            offsets.append(None if isinstance(expr, AffineConstantExpr) and expr.value == 0 else em.affine(expr, dims))
+            r = interval(expr, dim_ranges)
+            guards.append(r is None or r[0] < 0 or r[1] + tile[d] > logical[d])
+        return offsets, guards
+
+    def load(self, op: loop.LoadOp, em: Emitter) -> SSAValue:
+        source_type = op.source.type
+        layout, logical = layout_of(source_type), source_type.get_shape()
+        tile, t = shape(op.result), elem(op.result)
+        buffer = self.get(op.source)
+        offsets, guards = self._offsets(op, em, tile, logical)
+        pad = op.pad.value.data if is_float(t) else 0
+
+        def body(e: Emitter, _out):
+            index, inside = [], None
+            for d in range(len(tile)):
+                i = e.loop_index(d)
+                if offsets[d] is not None:
+                    i = e.v(arith.AddiOp(i, offsets[d]))
+                if guards[d]:
+                    # Unsigned: a negative index is out of range too.
+                    ok = e.cmpi(i, e.index(logical[d]), "ult")
+                    inside = ok if inside is None else e.and_(inside, ok)
+                    i = e.select(ok, i, e.index(0))
+                index.append(i)
+            value = e.v(memref.LoadOp.get(buffer, physical_index(e, layout, index)))
+            if inside is not None:
+                value = e.select(inside, value, e.scalar(pad, t))
+            return value
+
+        return em.generic([], [], tile, t, body)
+
+    def store(self, op: loop.StoreOp, em: Emitter) -> None:
+        dest_type = op.dest.type
+        layout, logical = layout_of(dest_type), dest_type.get_shape()
+        value = self.get(op.value)
+        tile = shape(op.value)
+        dest = self.get(op.dest)
+        offsets, guards = self._offsets(op, em, tile, logical)
+        bounds = []
+        for d in range(len(tile)):
+            lb, ub = em.index(0), em.index(tile[d])
+            if guards[d] and offsets[d] is not None:
+                # Only the part of the tile inside the buffer: [max(0, -o), min(T, S - o)).
+                lb = em.v(arith.MaxSIOp(lb, em.v(arith.SubiOp(em.index(0), offsets[d]))))
+                ub = em.v(arith.MinSIOp(ub, em.v(arith.SubiOp(em.index(logical[d]), offsets[d]))))
+            elif guards[d]:
+                ub = em.index(min(tile[d], logical[d]))
+            bounds.append((lb, ub))
+
+        def build(e: Emitter, ivs):
+            element = e.v(tensor.ExtractOp(value, ivs, elem(op.value)))
+            index = [iv if off is None else e.v(arith.AddiOp(iv, off)) for iv, off in zip(ivs, offsets)]
+            e.add(memref.StoreOp.get(element, dest, physical_index(e, layout, index)))
+
+        _nest(em, bounds, build)
+
+
+def _uses(value: SSAValue) -> list:
+    return list(value.uses)
+
+
+def _accumulating_add(op: Operation) -> tuple[g.MatmulOp, SSAValue] | None:
+    """`(matmul, acc)` when `op` is `acc + matmul(...)` with the matmul used only there and `acc` of the result's type."""
+    if not isinstance(op, g.AddOp):
+        return None
+    for mine, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+        owner = mine.owner
+        if (isinstance(owner, g.MatmulOp) and owner.parent_block() is op.parent_block()
+                and len(_uses(mine)) == 1 and other.type == op.result.type == mine.type):
+            return owner, other
+    return None
+
+
+def _accumulated_matmul(op: Operation) -> g.AddOp | None:
+    """The add that accumulates matmul `op` (see `_accumulating_add`), if any."""
+    if not isinstance(op, g.MatmulOp):
+        return None
+    uses = _uses(op.result)
+    if len(uses) == 1 and _accumulating_add(uses[0].operation) is not None \
+            and _accumulating_add(uses[0].operation)[0] is op:
+        return uses[0].operation
+    return None
+
+
+def online_softmax(em: Emitter, s, v, m, l, acc) -> list[SSAValue]:
+    """One flash-attention key step (`loop.online_softmax`), in f32."""
+    rank = len(shape(s))
+    t = elem(m)
+    m_shape, s_shape, acc_shape = shape(m), shape(s), shape(acc)
+    neg_inf = float("-inf")
+    rowmax = em.reduce(s, [rank - 1], "max", True)
+    new_max = em.elementwise(lambda e, a, b: e.max_(a, b), m_shape, t, m, rowmax)
+    # Rows with no unmasked key yet keep max -inf: scale by 0, not NaN.
+    safe = em.elementwise(
+        lambda e, a: e.select(e.cmpf(a, e.scalar(neg_inf, t), "oeq"), e.scalar(0.0, t), a), m_shape, t, new_max
+    )
+    p = em.elementwise(lambda e, a, b: e.exp(e.sub(a, b)), s_shape, t, s, safe)
+    scale = em.elementwise(
+        lambda e, a, b: e.select(e.cmpf(a, e.scalar(neg_inf, t), "oeq"), e.scalar(0.0, t), e.exp(e.sub(a, b))),
+        m_shape, t, m, safe,
+    )
+    row_sum = em.reduce(p, [rank - 1], "sum", True)
+    new_sum = em.elementwise(lambda e, a, b, c: e.add_(e.mul(a, b), c), m_shape, t, l, scale, row_sum)
+    scaled = em.elementwise(lambda e, a, b: e.mul(a, b), acc_shape, t, acc, scale)
+    new_acc = em.matmul(p, v, t, acc=scaled)
+    return [new_max, new_sum, new_acc]
+
+
+def export_kernel(kernel: loop.KernelOp, name: str) -> func.FuncOp:
+    """A private `func.func` computing `kernel` over its plain memrefs."""
+    old = kernel.body.block
+    types = [plain_memref(a.type) for a in old.args]
+    body = Block(arg_types=types)
+    exporter = _KernelExporter()
+    exporter.values.update(zip(old.args, body.args))
+    em = Emitter(body, kernel.location)
+    exporter.block(old, em)
+    em.location = kernel.location
+    em.add(func.ReturnOp())
+    fn = func.FuncOp(name, FunctionType.from_lists(types, []), Region(body), "private")
+    fn.location = kernel.location
+    fn.attributes["strata.kernel"] = kernel.kernel_name
+    fn.attributes["strata.kind"] = kernel.kind
+    for key in ("bounds", "tile_sizes", "loop_order"):
+        fn.attributes[f"strata.{key}"] = getattr(kernel, key)
+    return fn
+
+
+# --------------------------------------------------------------------------- the model function
+
+
+def _copy(em: Emitter, op: loop.CopyOp, source: SSAValue, dest: SSAValue) -> None:
+    """A relayout: element (logical index) by element, or `memref.copy` when the layouts agree."""
+    src_layout, dst_layout = layout_of(op.source.type), layout_of(op.dest.type)
+    if src_layout == dst_layout:
+        em.add(memref.CopyOp(source, dest))
+        return
+    logical = op.source.type.get_shape()
+    bounds = [(em.index(0), em.index(d)) for d in logical]
+
+    def build(e: Emitter, ivs):
+        value = e.v(memref.LoadOp.get(source, physical_index(e, src_layout, ivs)))
+        e.add(memref.StoreOp.get(value, dest, physical_index(e, dst_layout, ivs)))
+
+    _nest(em, bounds, build)
+
+
+def _view(em: Emitter, source: SSAValue, result_type: MemRefType) -> SSAValue:
+    """A row-major reshape of a contiguous memref: collapse to 1-D, then expand."""
+    src_shape = source.type.get_shape()
+    out_shape = result_type.get_shape()
+    if tuple(src_shape) == tuple(out_shape):
+        return source
+    if not src_shape or not out_shape:
+        raise ExportError("export-mlir cannot view a rank-0 buffer")
+    flat = source
+    element = source.type.element_type
+    count = 1
+    for d in src_shape:
+        count *= d
+    if len(src_shape) != 1:
+        flat = em.v(memref.CollapseShapeOp(
+            operands=[source], result_types=[MemRefType(element, [count])],
+            properties={"reassociation": _reassociation([list(range(len(src_shape)))])},
+        ))
+    if len(out_shape) == 1:
+        return flat
+    return em.v(memref.ExpandShapeOp(
+        operands=[flat, []], result_types=[MemRefType(element, list(out_shape))],
+        properties={
+            "reassociation": _reassociation([list(range(len(out_shape)))]),
+            "static_output_shape": DenseArrayBase.from_list(i64, list(out_shape)),
+        },
+    ))
+
+
+def _symbol(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
+def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
+    """The kernels of a loop-stage function as private funcs, then the function itself."""
+    old = fn.body.block
+    name = fn.sym_name.data
+    arg_types = [plain_memref(a.type) for a in old.args]
+    results = list(fn.function_type.outputs.data)
+    for r in results:
+        if not isinstance(r, MemRefType):
+            raise ExportError(f"export-mlir needs loop-stage IR: @{name} returns {r}; lower it to loops first")
+    out_types = [plain_memref(t) for t in results]
+    body = Block(arg_types=arg_types + out_types)
+    for new, arg in zip(body.args, old.args):
+        new.name_hint = arg.name_hint
+    for i, out in enumerate(body.args[len(arg_types):]):
+        out.name_hint = f"out{i}"
+    values: dict[SSAValue, SSAValue] = dict(zip(old.args, body.args))
+    em = Emitter(body, fn.location)
+    kernels: list[func.FuncOp] = []
+    used: set[str] = set()
+    for op in old.ops:
+        em.location = op.location
+        if isinstance(op, arith.ConstantOp):
+            values[op.result] = em.v(op.clone())
+        elif isinstance(op, memref.AllocOp):
+            values[op.memref] = em.v(memref.AllocOp([], [], plain_memref(op.memref.type)))
+        elif isinstance(op, loop.KernelOp):
+            kernel_name = _symbol(f"{name}_{op.kernel_name.data}")
+            while kernel_name in used:
+                kernel_name += "_"
+            used.add(kernel_name)
+            kernels.append(export_kernel(op, kernel_name))
+            em.add(func.CallOp(kernel_name, [values[v] for v in (*op.ins, *op.outs)], []))
+        elif isinstance(op, loop.CopyOp):
+            _copy(em, op, values[op.source], values[op.dest])
+        elif isinstance(op, loop.ViewOp):
+            values[op.result] = _view(em, values[op.source], plain_memref(op.result.type))
+        elif isinstance(op, func.ReturnOp):
+            for value, out in zip(op.operands, body.args[len(arg_types):]):
+                em.add(memref.CopyOp(values[value], out))
+            em.add(func.ReturnOp())
+        else:
+            raise _error(op, f"export-mlir needs loop-stage IR; it does not support '{op.name}' between kernels")
+    arg_attrs = list(fn.arg_attrs.data) if isinstance(fn.arg_attrs, ArrayAttr) else [DictionaryAttr({})] * len(arg_types)
+    arg_attrs += [DictionaryAttr({OUTPUT_ATTR: IntegerAttr(i, i64)}) for i in range(len(out_types))]
+    new = func.FuncOp(name, FunctionType.from_lists(arg_types + out_types, []), Region(body),
+                      arg_attrs=ArrayAttr(arg_attrs))
+    new.location = fn.location
+    new.attributes[C_INTERFACE] = UnitAttr()
+    return [*kernels, new]
+
+
+def check_upstream(module: ModuleOp) -> None:
+    """Every op of `module` is in one of `UPSTREAM_DIALECTS`."""
+    for op in module.walk():
+        if op.name.split(".")[0] not in UPSTREAM_DIALECTS:
+            raise _error(op, f"export-mlir left a non-upstream op '{op.name}'")
+
+
+def export_module(module: ModuleOp) -> None:
+    """Rewrite a loop-stage module in place into upstream MLIR."""
+    new_ops: list[Operation] = []
+    for op in list(module.ops):
+        if isinstance(op, func.FuncOp) and not op.is_declaration:
+            new_ops += export_function(op)
+        elif isinstance(op, func.FuncOp):
+            new_ops.append(op.clone())
+        else:
+            raise _error(op, f"export-mlir does not support '{op.name}' at module level")
+    for op in list(module.ops):
+        op.detach()
+        op.erase(safe_erase=False)
+    module.body.block.add_ops(new_ops)
+    check_upstream(module)
+
+
+# --------------------------------------------------------------------------- pass
+
+
+@dataclass(frozen=True)
+class ExportMlirPass(ModulePass):
+    """Export loop-stage IR to upstream MLIR dialects (func, linalg, scf, memref, arith, math, tensor)."""
+
+    name = "export-mlir"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        export_module(op)
