@@ -3,8 +3,10 @@ GPU cost model (H100/A100-class), per `simt.kernel`, from its tiling.
 
 For each kernel:
 - occupancy: CTAs per SM from threads, registers and shared memory against
-  the SM's limits; CTAs run in waves over the SMs (wave quantisation), and
-  edge tiles are already full tiles in the IR's FLOPs (tile quantisation);
+  the SM's limits, which sets how many CTAs are resident at once (a wave,
+  for L2 reuse); CTAs share their SM's throughput, so the busiest SM runs
+  `ceil(ctas / sms)` of them (wave quantisation), and edge tiles are
+  already full tiles in the IR's FLOPs (tile quantisation);
 - compute: tensor-core work (`matrix_flops`) at the dtype's tensor peak
   scaled by the wave efficiency and a per-CTA efficiency that grows with
   the reduction depth (prologue, epilogue and pipeline fill amortised over
@@ -77,7 +79,12 @@ def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
     gemms = kernel.gemm_list()
     if not gemms:
         return 1.0
+    # The MMA instruction pads K to its own depth (`_mma_efficiency` counts
+    # that waste): the pipeline amortises over the padded depth.
     depth = gemms[0][3]
+    shape = kernel.mma.get_values()
+    if len(shape) == 3:
+        depth = -(-depth // shape[2]) * shape[2]
     return depth / (depth + spec["gemm_k_half"])
 
 
@@ -128,7 +135,10 @@ def kernel_cost(kernel: simt.KernelOp, spec: DeviceSpec) -> KernelCost:
     ctas = math.prod(kernel.grid.get_values())
     slots = spec["sms"] * occ
     waves = -(-ctas // slots)
-    wave_efficiency = ctas / (waves * slots)
+    # Resident CTAs share their SM's tensor cores: the busiest SM runs
+    # ceil(ctas / sms) CTAs one after another, whatever the occupancy (which
+    # bounds the residency, used for L2 reuse, not the throughput).
+    wave_efficiency = ctas / (-(-ctas // spec["sms"]) * spec["sms"])
     dtype = _dtype(kernel)
     flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
     peak = tensor_peak(spec, dtype)

@@ -164,9 +164,9 @@ def cmd_compile(args) -> int:
         compile_module(module, target, emit, dumps, apply_schedule(passes, schedule))
         if args.output or ir_to_stdout:
             _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
-        if (report_format != "none" or args.plot) and detect_stage(module) == Stage.HARDWARE:
+        if (report_format != "none" or args.plot) and emit == Stage.HARDWARE:
             costed[target] = estimate(module, devices[target])
-        elif args.report or args.plot:
+        elif args.report not in (None, "none") or args.plot:
             raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
     if report_format == "json":
         sys.stdout.write(reports.to_json(costed))

@@ -20,13 +20,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects import func
+from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
 from compiler import ir
 from compiler.diagnostics import StrataError
-from dialects import loop
 from dialects.graph.kernel import KernelOp
 from dialects.graph.layout import LayoutAttr, RelayoutOp
 from dialects.hardware import HardwareKernelOp
@@ -73,7 +73,9 @@ def detect_stage(module: ModuleOp) -> Stage:
         return Stage.MLIR
     if any(isinstance(op, HardwareKernelOp) for op in ops):
         return Stage.HARDWARE
-    if any(isinstance(op, loop.KernelOp) for op in ops):
+    if any(op.name.startswith("loop.") for op in ops) or any(_on_laid_out_buffers(op) for op in ops):
+        # A model with no kernel left (it returns an input, or a view of
+        # one) is still on buffers.
         return Stage.LOOP
     if any(isinstance(op, RelayoutOp) for op in ops) or any(
         isinstance(getattr(r.type, "encoding", None), LayoutAttr) for op in ops for r in op.results
@@ -82,6 +84,14 @@ def detect_stage(module: ModuleOp) -> Stage:
     if any(isinstance(op, KernelOp) for op in ops):
         return Stage.FUSED
     return Stage.GRAPH
+
+
+def _on_laid_out_buffers(op) -> bool:
+    """A function over `memref`s with `#graph.layout`s: the loop stage's buffers."""
+    if not isinstance(op, func.FuncOp):
+        return False
+    types = (*op.function_type.inputs, *op.function_type.outputs)
+    return any(isinstance(t, MemRefType) and isinstance(t.layout, LayoutAttr) for t in types)
 
 
 def passes_between(target: str, start: Stage, emit: Stage) -> list[ModulePass]:

@@ -34,13 +34,6 @@ THOROUGH = PROFILES["thorough"]
 RUN = settings(**hypothesis_settings(PROFILE.test_examples, shrink=PROFILE.shrink))
 DRAWN = models(max_ops=PROFILE.max_ops)
 
-GPU_COST_NOT_MONOTONIC = pytest.mark.xfail(
-    reason="backends/gpu.py: the estimate drops when a dimension grows (wave efficiency counts resident CTA"
-    " slots; the per-CTA efficiency uses the unpadded K while MMAs pad it): see test_regressions.py",
-    strict=False,
-)
-
-
 # --------------------------------------------------------------------------- the default pipelines
 
 
@@ -101,7 +94,7 @@ def test_small_tiles_to_hardware(target, model, data):
 # --------------------------------------------------------------------------- cost models
 
 
-@pytest.mark.parametrize("target", [pytest.param("gpu", marks=GPU_COST_NOT_MONOTONIC), "tpu", "lpu"])
+@pytest.mark.parametrize("target", TARGETS)
 @RUN
 @given(model=growable_models(dims=(1, 256)), which=st.integers(0, 6), factor=st.integers(2, 4))
 def test_cost_grows_with_every_dimension(target, model, which, factor):
