@@ -73,19 +73,25 @@ def occupancy(kernel: simt.KernelOp, spec: DeviceSpec) -> int:
 
 def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
     kind, bounds = kernel.kind.data, kernel.bounds.get_values()
+    # MMA instructions pad the depth the pipeline amortises over (the keys
+    # are the N of `q @ k^T`, K is the K of a GEMM) to their own edge;
+    # `_mma_efficiency` counts that waste.
+    shape = kernel.mma.get_values()
     if kind == "attention":
-        keys = bounds[-1]
+        keys = _padded(bounds[-1], shape, 1)
         return spec["attention_efficiency"] * keys / (keys + spec["attention_k_half"])
     gemms = kernel.gemm_list()
     if not gemms:
         return 1.0
-    # The MMA instruction pads K to its own depth (`_mma_efficiency` counts
-    # that waste): the pipeline amortises over the padded depth.
-    depth = gemms[0][3]
-    shape = kernel.mma.get_values()
-    if len(shape) == 3:
-        depth = -(-depth // shape[2]) * shape[2]
+    depth = _padded(gemms[0][3], shape, 2)
     return depth / (depth + spec["gemm_k_half"])
+
+
+def _padded(extent: int, mma: tuple[int, ...], axis: int) -> int:
+    """`extent` rounded up to the MMA instruction's edge `axis` (unchanged without MMAs)."""
+    if len(mma) != 3:
+        return extent
+    return -(-extent // mma[axis]) * mma[axis]
 
 
 def _mma_efficiency(kernel: simt.KernelOp) -> float:

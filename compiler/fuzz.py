@@ -11,7 +11,8 @@ verifies, round-trips through text and computes what it computed before;
 `fuse`, `assign-layout` and `tile` are idempotent; at the hardware stage the
 target's cost model gives positive times that respect the device's compute
 and bandwidth bounds, and (on `growable_models()`) never decrease when a
-dimension grows. On a failure hypothesis shrinks the model; the failing
+dimension grows; with the default pipeline, the real autotuner's schedule
+never costs more than the default one. On a failure hypothesis shrinks the model; the failing
 property, its message and the shrunk model are printed, the model is
 written as a `.model` file that `strata compile` accepts, and the exit
 status is 1. Otherwise the count of examples checked is printed and the
@@ -190,7 +191,7 @@ def cmd_fuzz(args) -> int:
         import hypothesis  # noqa: F401
     except ImportError:
         raise StrataError("error: strata fuzz needs hypothesis: pip install 'strata[test]'") from None
-    from compiler.properties import Pipeline, PropertyFailure, check_model
+    from compiler.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
     from compiler.strategies import Model
 
     if args.pass_name and args.pass_pipeline:
@@ -215,7 +216,13 @@ def cmd_fuzz(args) -> int:
         return 0
     print(f"strata fuzz: {examples} examples, {pipeline.describe()}, seed {args.seed}, profile {args.profile}",
           file=sys.stderr)
-    outcome = fuzz(pipeline, examples, args.seed, profile.max_ops, progress=lambda s: print(s, file=sys.stderr))
+    if not spec:
+        # The default pipeline is the one the autotuner tunes: `tuned-not-worse` too.
+        register_tuner(autotuner())
+    try:
+        outcome = fuzz(pipeline, examples, args.seed, profile.max_ops, progress=lambda s: print(s, file=sys.stderr))
+    finally:
+        register_tuner(None)
     if outcome.failure is None:
         grown = f"; cost-monotonic on {outcome.grown} grown models" if outcome.grown else ""
         print(f"strata fuzz: {outcome.examples} examples checked, every property holds"

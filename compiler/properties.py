@@ -36,8 +36,9 @@ At the hardware stage, for every target whose cost model imports
   before: cut dims keep their tiles, whole dims stay whole), in total and
   per kernel;
 - `tuned-not-worse` (`check_tuned_not_worse`): a tuned schedule never costs
-  more than the default one. The autotuner plugs in with
-  `register_tuner(fn)`; until one is registered the property is skipped.
+  more than the default one. A tuner plugs in with `register_tuner(fn)`
+  (`strata fuzz` registers the real one, `autotuner()`, for the default
+  pipeline); until one is registered the property is skipped.
 
 `check_model` runs them all for one model and one pipeline; `compiler.fuzz`
 runs it on drawn models (`strata fuzz`).
@@ -454,6 +455,24 @@ _TUNER: list[Tuner] = []
 def register_tuner(tuner: Tuner | None) -> None:
     """Plug the autotuner into `tuned-not-worse` (None unplugs it)."""
     _TUNER[:] = [tuner] if tuner is not None else []
+
+
+def autotuner(budget: int = 8) -> Tuner:
+    """
+    The real autotuner (`compiler.autotune`: fusion/layout variants, then
+    `budget` evaluations per kernel, no database) as a `Tuner`.
+    """
+
+    def tune(graph: ModuleOp, target: str) -> ModuleOp:
+        from backends.spec import default_device
+        from compiler.autotune import Options, autotune
+        from compiler.driver import compile_module
+
+        module, _ = autotune(graph, target, default_device(target), Options(budget=budget))
+        compile_module(module, target, Stage.HARDWARE)
+        return module
+
+    return tune
 
 
 def check_tuned_not_worse(model: Model, target: str, tuner: Tuner | None = None, spec=None) -> bool:

@@ -258,10 +258,11 @@ class EvolutionaryStrategy(Strategy):
     """
     A steady-state (mu + lambda) evolutionary search with a surrogate pre-screen.
 
-    1. *Initial population*: `initial` points spread over the space (each the
-       one farthest, in feature distance, from the points visited so far
-       among `spread_sample` random unasked ones), after the default point
-       the tuner tells first.
+    1. *Initial population*: `initial` uniformly random points, after the
+       default point the tuner tells first. (Spreading them by maximin
+       distance instead picks the extremes of every tile range, the worst
+       tiles on real cost landscapes: `benchmarks/tuner_quality.py` needed
+       2-3x the evaluations to come within 2% on GPU GEMMs.)
     2. *Offspring*: each ask breeds a pool of children from the told points
        (the population: mu = every told point, lambda = 1 per ask): `pool`
        times, a parent by tournament selection (the best-ranked of
@@ -312,7 +313,6 @@ class EvolutionaryStrategy(Strategy):
         patience: int = 6,
         global_sample: int = 128,
         explore_kappa: float = 2.0,
-        spread_sample: int = 64,
     ):
         super().__init__(space, seed)
         self.initial = initial
@@ -326,11 +326,9 @@ class EvolutionaryStrategy(Strategy):
         self.patience = patience
         self.global_sample = global_sample
         self.explore_kappa = explore_kappa
-        self.spread_sample = spread_sample
         self._best_cost = math.inf
         self._stagnant = 0
         """Tells since the best cost last improved by more than 0.1%."""
-        self._features, _ = space.features(categorical)
         self._model = Surrogate(space, categorical, joint_weights)
         """Fitted on the told costs."""
         self._believer = Surrogate(space, categorical, joint_weights)
@@ -349,7 +347,7 @@ class EvolutionaryStrategy(Strategy):
 
     def _next(self) -> int | None:
         if len(self.asked) < self.initial or len(self.told) < 2:
-            return self._spread()
+            return self._random_unasked()
         draw = self.rng.random()
         if draw < self.immigrants:
             return self._random_unasked()
@@ -365,18 +363,6 @@ class EvolutionaryStrategy(Strategy):
         if not children:
             return self._random_unasked()
         return self._screen(children)
-
-    def _spread(self) -> int | None:
-        """A random unasked point far from the visited ones (maximin over a sample)."""
-        free = self._unasked()
-        if free.size == 0:
-            return None
-        sample = free[np.sort(self.rng.choice(free.size, size=min(self.spread_sample, free.size), replace=False))]
-        if not self.asked:
-            return int(sample[0])
-        seen = self._features[sorted(self.asked)]
-        d2 = ((self._features[sample][:, None, :] - seen[None, :, :]) ** 2).sum(-1).min(1)
-        return int(sample[np.lexsort((sample, -d2))[0]])
 
     def _mutate(self, index: int) -> int | None:
         options = [j for j in self.space.neighbours(index) if j not in self.asked]

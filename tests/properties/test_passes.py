@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from compiler.cli import main
 from compiler.fuzz import PROFILES, active_profile, hypothesis_settings
 from compiler.properties import (
-    Pipeline, PropertyFailure, check_cost, check_cost_monotonic, check_model, check_tuned_not_worse,
+    Pipeline, PropertyFailure, autotuner, check_cost, check_cost_monotonic, check_model, check_tuned_not_worse,
     compile_to_hardware, interface, register_tuner,
 )
 from compiler.strategies import DTYPES, Model, graph_modules, growable_models, models
@@ -101,6 +101,14 @@ def test_cost_grows_with_every_dimension(target, model, which, factor):
     name, value = model.lets[which % len(model.lets)]
     check_cost(compile_to_hardware(model, target), target)
     check_cost_monotonic(model, name, value * factor, target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@settings(**hypothesis_settings(min(PROFILE.test_examples, 6), shrink=PROFILE.shrink))
+@given(model=models(max_ops=5))
+def test_tuned_schedule_never_costs_more(target, model):
+    """`tuned-not-worse` with the real autotuner (a small budget per kernel)."""
+    assert check_tuned_not_worse(model, target, autotuner())
 
 
 def test_tuned_schedule_hook():

@@ -134,6 +134,13 @@ TINY_GEMM = Model("let D = 1\n\nmodel grow(x: f32[1, 1, D]) {\n  param w0: f32[D
                   lets=(("D", 1),))
 
 
+TINY_ATTENTION = Model(
+    "let B = 1\nlet S = 1\nlet D = 1\n\nmodel grow(x: f32[B, S, D]) {\n  param w0: f32[D, D]\n  param w1: f32[D, D]\n"
+    "  return attention(x, x @ w0, x @ w1)\n}\n",
+    lets=(("B", 1), ("S", 1), ("D", 1)),
+)
+
+
 @pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
 def test_cost_grows_with_the_reduction_dim(target):
     """
@@ -146,6 +153,10 @@ def test_cost_grows_with_the_reduction_dim(target):
     """
     check_cost_monotonic(GROWING_GEMM, "D", 28, target)
     check_cost_monotonic(TINY_GEMM, "D", 2, target)
+    # Found by `strata fuzz --examples 200 --target gpu` (example 170), fixed
+    # in backends/gpu.py: the same for attention's keys, S = 1 -> 2
+    # (1.247e-05 s -> 1.234e-05 s).
+    check_cost_monotonic(TINY_ATTENTION, "S", 2, target)
 
 
 def test_run_a_loop_dump_without_kernels(tmp_path, capsys):
