@@ -107,6 +107,8 @@ class _Cache:
     def __init__(self, target: str, spec: DeviceSpec, db: TuningDatabase | None):
         self.target, self.spec, self.db = target, spec, db
         self.known: dict[str, dict[str, float]] = {}
+        self.defaults: dict[str, dict] = {}
+        """Default points by kernel hash: they depend only on the kernel's structure."""
         self.evaluations = 0
         self.hits = 0
 
@@ -167,7 +169,9 @@ def _units(module: ModuleOp) -> list[KernelOp | RelayoutOp]:
 
 def _default_cost(op, target: str, cache: _Cache) -> float:
     digest = structural_hash(op)
-    point = default_point(op, target) if isinstance(op, KernelOp) else {}
+    if digest not in cache.defaults:
+        cache.defaults[digest] = default_point(op, target) if isinstance(op, KernelOp) else {}
+    point = cache.defaults[digest]
     table = cache.table(digest)
     key = point_key(point)
     if key in table:
