@@ -194,8 +194,6 @@ def cmd_fuzz(args) -> int:
     from compiler.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
     from compiler.strategies import Model
 
-    if args.pass_name and args.pass_pipeline:
-        raise StrataError("error: give --pass or --pass-pipeline, not both")
     spec = args.pass_name or args.pass_pipeline
     pipeline = Pipeline.parse(spec, args.target) if spec else Pipeline.default(args.target)
     profile = PROFILES[args.profile]

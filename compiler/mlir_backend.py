@@ -37,8 +37,6 @@ from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type, ModuleOp
 from compiler import ir, reference
 from compiler.diagnostics import StrataError
 from compiler.driver import Stage, compile_module, detect_stage
-from dialects.graph import INPUT_ATTR, PARAM_ATTR
-from passes.export_mlir import export_module
 
 MLIR_PIPELINE = (
     # Tiles are tensors: bufferize them (loops may yield new buffers), then
@@ -270,23 +268,8 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     types = list(fn.function_type.inputs.data)
     outputs = sum(1 for d in fn.arg_attrs.data if "strata.output" in d.data) if fn.arg_attrs else 0
     arg_types, out_types = types[: len(types) - outputs], types[len(types) - outputs:]
-    names = _argument_names(fn, len(arg_types))
+    names = reference.argument_names(fn, len(arg_types))
     return CompiledModel(library, entry, names, arg_types, out_types, workdir, tempdir)
-
-
-def _argument_names(fn: func.FuncOp, count: int) -> list[tuple[str, str]]:
-    """`(kind, name)` of the first `count` arguments (`graph.input` / `graph.param`)."""
-    names = []
-    attrs = fn.arg_attrs.data if fn.arg_attrs else ()
-    for i in range(count):
-        entry = attrs[i].data if i < len(attrs) else {}
-        for key, kind in ((INPUT_ATTR, "input"), (PARAM_ATTR, "param")):
-            if key in entry:
-                names.append((kind, entry[key].data))
-                break
-        else:
-            raise StrataError(f"error: argument #{i} of @{fn.sym_name.data} is neither an input nor a param")
-    return names
 
 
 def compile_model(module: ModuleOp, target: str, workdir: Path | None = None) -> CompiledModel:

@@ -53,7 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from compiler import ir
@@ -226,17 +226,8 @@ def execute(module: ModuleOp, inputs: Mapping[str, np.ndarray], params: Mapping[
     """Run a module at any stage: the reference up to layout, the loop interpreter after."""
     from compiler import loop_interpreter, reference
 
-    runner = loop_interpreter if _on_buffers(module) else reference
+    runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
     return [np.asarray(v) for v in runner.run_module(module, inputs, params)]
-
-
-def _on_buffers(module: ModuleOp) -> bool:
-    """Loop or hardware IR: the model function works on buffers (even with no kernel left)."""
-    from compiler.reference import model_function
-
-    fn = model_function(module)
-    types = (*fn.function_type.inputs.data, *fn.function_type.outputs.data)
-    return any(isinstance(t, MemRefType) for t in types)
 
 
 def compare_outputs(want: Sequence[np.ndarray], got: Sequence[np.ndarray], rtol: float) -> str | None:

@@ -459,13 +459,14 @@ def _castable(src: np.dtype, dst: np.dtype) -> bool:
     return src.kind in "biu"
 
 
-def argument_names(func_op: func.FuncOp) -> list[tuple[str, str]]:
+def argument_names(func_op: func.FuncOp, count: int | None = None) -> list[tuple[str, str]]:
     """
-    `(kind, name)` of each block argument, in order: kind `"input"` for a
-    `graph.input` argument, `"param"` for a `graph.param` one.
+    `(kind, name)` of each block argument (of the first `count`), in order:
+    kind `"input"` for a `graph.input` argument, `"param"` for a
+    `graph.param` one.
     """
     attrs = func_op.arg_attrs
-    count = len(func_op.body.block.args)
+    count = len(func_op.body.block.args) if count is None else count
     dicts = list(attrs.data) if isinstance(attrs, ArrayAttr) else []
     names: list[tuple[str, str]] = []
     for i in range(count):

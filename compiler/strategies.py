@@ -273,6 +273,14 @@ class _Drawer:
         for v in values:
             scope.consumed.add(id(v))
 
+    def result(self, scope: _Scope, inputs: Sequence[Value], expr: str, dtype: str, shape, *, exact: bool,
+               masked: bool = False) -> Value:
+        """Consume `inputs`, bind a new value and emit `NAME = expr`."""
+        self.use(scope, *inputs)
+        value = self.bind(scope, dtype, shape, exact=exact, masked=masked)
+        self.emit(scope, f"{value.name} = {expr}")
+        return value
+
     # ----------------------------------------------------------------- choices
 
     def choose(self, options: Sequence):
@@ -326,6 +334,19 @@ class _Drawer:
             scope, lambda v: v.is_float and rank_lo <= v.rank <= rank_hi,
             lambda: self.fresh(scope, scope.fdt, self.shape(max(rank_lo, 1), max(rank_lo, min(rank_hi, 3))),
                                "input"),
+        )
+
+    def image_value(self, scope: _Scope, min_hw: int, floats_only: bool) -> Value | None:
+        """An NCHW value at least `min_hw` high and wide (conv2d, pools)."""
+        return self.start_value(
+            scope,
+            lambda v: v.rank == 4 and (v.is_float or not floats_only) and v.shape[2] >= min_hw and v.shape[3] >= min_hw,
+            lambda: self.fresh(
+                scope, scope.fdt,
+                (self.draw(st.integers(1, 2)), self.draw(st.integers(1, 4)), self.draw(st.integers(min_hw, 8)),
+                 self.draw(st.integers(min_hw, 8))),
+                "input",
+            ),
         )
 
     def any_value(self, scope: _Scope, rank_lo: int = 0, rank_hi: int = 4) -> Value | None:
@@ -397,16 +418,13 @@ class _Drawer:
             return False
         fn = self.choose(["relu", "tanh", "neg", "sigmoid", "gelu", "silu", "exp", "abs", "erf",
                           "log", "sqrt", "rsqrt"])
-        self.use(scope, x)
         if fn == "neg":
             expr = f"-{x.name}"
         elif fn in ("log", "sqrt", "rsqrt"):
             expr = f"{fn}(abs({x.name}) + 1.0)"
         else:
             expr = f"{fn}({x.name})"
-        exact = x.exact and fn in ("relu", "neg", "abs")
-        v = self.bind(scope, x.dtype, x.shape, exact=exact)
-        self.emit(scope, f"{v.name} = {expr}")
+        self.result(scope, [x], expr, x.dtype, x.shape, exact=x.exact and fn in ("relu", "neg", "abs"))
         return True
 
     def broadcast_partner(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -459,14 +477,12 @@ class _Drawer:
             else:
                 left, right = b_text, lhs
             expr = f"{left} {symbol} {right}"
-        self.use(scope, a, *([b] if b is not None else []))
         exact = a.dtype in INTS or (
             a.exact and (b is None or b.exact) and symbol in ("+", "-", "*", "/", "maximum", "minimum")
         )
         if literal and symbol == "-" and self.chance(0.3):
             expr = f"{b_text} - {a.name}"
-        v = self.bind(scope, a.dtype, shape, exact=exact)
-        self.emit(scope, f"{v.name} = {expr}")
+        self.result(scope, [a, *([b] if b is not None else [])], expr, a.dtype, shape, exact=exact)
         return True
 
     def op_cast(self, scope: _Scope) -> bool:
@@ -477,9 +493,7 @@ class _Drawer:
         if not targets:
             return False
         dtype = self.choose(targets)
-        self.use(scope, x)
-        v = self.bind(scope, dtype, x.shape, exact=x.exact)
-        self.emit(scope, f"{v.name} = cast({x.name}, dtype={dtype})")
+        self.result(scope, [x], f"cast({x.name}, dtype={dtype})", dtype, x.shape, exact=x.exact)
         return True
 
     # ----------------------------------------------------------------- contractions
@@ -510,21 +524,11 @@ class _Drawer:
         shape = out_batch + (a.shape[-2], b.shape[-1])
         if math.prod(shape) > MAX_ELEMENTS:
             return False
-        self.use(scope, a, b)
-        v = self.bind(scope, a.dtype, shape, exact=False)
-        self.emit(scope, f"{v.name} = {a.name} @ {b.name}")
+        self.result(scope, [a, b], f"{a.name} @ {b.name}", a.dtype, shape, exact=False)
         return True
 
     def op_conv2d(self, scope: _Scope) -> bool:
-        x = self.start_value(
-            scope, lambda v: v.rank == 4 and v.is_float and v.shape[2] >= 3 and v.shape[3] >= 3,
-            lambda: self.fresh(
-                scope, scope.fdt,
-                (self.draw(st.integers(1, 2)), self.draw(st.integers(1, 4)), self.draw(st.integers(3, 8)),
-                 self.draw(st.integers(3, 8))),
-                "input",
-            ),
-        )
+        x = self.image_value(scope, 3, floats_only=True)
         if x is None:
             return False
         n, c, h, w = x.shape
@@ -561,9 +565,7 @@ class _Drawer:
         operands = [x.name, wt.name]
         if self.chance(0.5):
             operands.append(self.fresh(scope, x.dtype, (out,), "param").name)
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, (n, out, oh, ow), exact=False)
-        self.emit(scope, f"{v.name} = conv2d({', '.join(operands + attrs)})")
+        self.result(scope, [x], f"conv2d({', '.join(operands + attrs)})", x.dtype, (n, out, oh, ow), exact=False)
         return True
 
     # ----------------------------------------------------------------- reductions and rows
@@ -589,9 +591,8 @@ class _Drawer:
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keep else tuple(
             d for i, d in enumerate(x.shape) if i not in axes
         )
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, shape, exact=x.dtype in INTS or (fn in ("max", "min") and x.exact))
-        self.emit(scope, f"{v.name} = {fn}({', '.join([x.name] + attrs)})")
+        exact = x.dtype in INTS or (fn in ("max", "min") and x.exact)
+        self.result(scope, [x], f"{fn}({', '.join([x.name] + attrs)})", x.dtype, shape, exact=exact)
         return True
 
     def op_softmax(self, scope: _Scope) -> bool:
@@ -605,9 +606,7 @@ class _Drawer:
             axis = self.draw(st.integers(0, x.rank - 1))
         fn = self.choose(["softmax", "log_softmax"])
         attr = "" if axis == x.rank - 1 and self.chance(0.5) else f", axis={self.axis_text(axis, x.rank)}"
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, x.shape, exact=False)
-        self.emit(scope, f"{v.name} = {fn}({x.name}{attr})")
+        self.result(scope, [x], f"{fn}({x.name}{attr})", x.dtype, x.shape, exact=False)
         return True
 
     def op_norm(self, scope: _Scope) -> bool:
@@ -625,9 +624,7 @@ class _Drawer:
             operands.append(f"axis={self.axis_text(axis, x.rank)}")
         if self.chance(0.2):
             operands.append("eps=0.001")
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, x.shape, exact=False)
-        self.emit(scope, f"{v.name} = {fn}({', '.join(operands)})")
+        self.result(scope, [x], f"{fn}({', '.join(operands)})", x.dtype, x.shape, exact=False)
         return True
 
     def op_causal_mask(self, scope: _Scope) -> bool:
@@ -637,14 +634,11 @@ class _Drawer:
         )
         if x is None:
             return False
-        self.use(scope, x)
         if self.chance(0.5):
-            v = self.bind(scope, x.dtype, x.shape, exact=False)
             fn = self.choose(["softmax", "log_softmax"])
-            self.emit(scope, f"{v.name} = {fn}(causal_mask({x.name}), axis=-1)")
+            self.result(scope, [x], f"{fn}(causal_mask({x.name}), axis=-1)", x.dtype, x.shape, exact=False)
         else:
-            v = self.bind(scope, x.dtype, x.shape, exact=x.exact, masked=True)
-            self.emit(scope, f"{v.name} = causal_mask({x.name})")
+            self.result(scope, [x], f"causal_mask({x.name})", x.dtype, x.shape, exact=x.exact, masked=True)
         return True
 
     def op_attention(self, scope: _Scope) -> bool:
@@ -660,13 +654,11 @@ class _Drawer:
         sk = k.shape[-2]
         v_ = self.operand(scope, lambda v: v.dtype == q.dtype and v.shape[:-1] == batch + (sk,), q.dtype,
                           lambda: batch + (sk, dv))
-        self.use(scope, q, k, v_)
-        out = self.bind(scope, q.dtype, batch + (sq, v_.shape[-1]), exact=False)
         if self.chance(0.5):
             attrs = ", causal=true" if causal else ""
             if self.chance(0.3):
                 attrs += ", scale=0.25"
-            self.emit(scope, f"{out.name} = attention({q.name}, {k.name}, {v_.name}{attrs})")
+            expr = f"attention({q.name}, {k.name}, {v_.name}{attrs})"
         else:
             scores = f"{q.name} @ transpose({k.name})"
             scale = self.choose(["* 0.5", "/ 2.0", ""])
@@ -674,7 +666,8 @@ class _Drawer:
                 scores = f"({scores}) {scale}"
             if causal:
                 scores = f"causal_mask({scores})"
-            self.emit(scope, f"{out.name} = softmax({scores}, axis=-1) @ {v_.name}")
+            expr = f"softmax({scores}, axis=-1) @ {v_.name}"
+        self.result(scope, [q, k, v_], expr, q.dtype, batch + (sq, v_.shape[-1]), exact=False)
         return True
 
     # ----------------------------------------------------------------- data movement
@@ -690,9 +683,7 @@ class _Drawer:
             perm = list(self.draw(st.permutations(range(x.rank))))
             text = [str(p - x.rank) if self.chance(0.2) else str(p) for p in perm]
             expr = f"transpose({x.name}, perm=[{', '.join(text)}])"
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, tuple(x.shape[p] for p in perm), exact=x.exact)
-        self.emit(scope, f"{v.name} = {expr}")
+        self.result(scope, [x], expr, x.dtype, tuple(x.shape[p] for p in perm), exact=x.exact)
         return True
 
     def op_reshape(self, scope: _Scope) -> bool:
@@ -708,9 +699,7 @@ class _Drawer:
         text = [self.dim(scope, d) for d in dims]
         if self.chance(0.3):
             text[self.draw(st.integers(0, rank - 1))] = "-1"
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, dims, exact=x.exact)
-        self.emit(scope, f"{v.name} = reshape({x.name}, [{', '.join(text)}])")
+        self.result(scope, [x], f"reshape({x.name}, [{', '.join(text)}])", x.dtype, dims, exact=x.exact)
         return True
 
     def op_concat(self, scope: _Scope) -> bool:
@@ -731,9 +720,8 @@ class _Drawer:
         if math.prod(out) > MAX_ELEMENTS:
             return False
         attr = "" if axis == x.rank - 1 and self.chance(0.5) else f", axis={self.axis_text(axis, x.rank)}"
-        self.use(scope, *parts)
-        v = self.bind(scope, x.dtype, out, exact=all(p.exact for p in parts))
-        self.emit(scope, f"{v.name} = concat([{', '.join(p.name for p in parts)}]{attr})")
+        self.result(scope, parts, f"concat([{', '.join(p.name for p in parts)}]{attr})", x.dtype, out,
+                    exact=all(p.exact for p in parts))
         return True
 
     def op_slice(self, scope: _Scope) -> bool:
@@ -744,10 +732,9 @@ class _Drawer:
         dim = x.shape[axis]
         start = self.draw(st.integers(0, dim - 1))
         end = self.draw(st.integers(start + 1, dim))
-        self.use(scope, x)
         shape = tuple(end - start if i == axis else d for i, d in enumerate(x.shape))
-        v = self.bind(scope, x.dtype, shape, exact=x.exact)
-        self.emit(scope, f"{v.name} = slice({x.name}, axis={self.axis_text(axis, x.rank)}, start={start}, end={end})")
+        expr = f"slice({x.name}, axis={self.axis_text(axis, x.rank)}, start={start}, end={end})"
+        self.result(scope, [x], expr, x.dtype, shape, exact=x.exact)
         return True
 
     def op_split(self, scope: _Scope) -> bool:
@@ -768,15 +755,7 @@ class _Drawer:
         return True
 
     def op_pool(self, scope: _Scope) -> bool:
-        x = self.start_value(
-            scope, lambda v: v.rank == 4 and v.shape[2] >= 2 and v.shape[3] >= 2,
-            lambda: self.fresh(
-                scope, scope.fdt,
-                (self.draw(st.integers(1, 2)), self.draw(st.integers(1, 4)), self.draw(st.integers(2, 8)),
-                 self.draw(st.integers(2, 8))),
-                "input",
-            ),
-        )
+        x = self.image_value(scope, 2, floats_only=False)
         if x is None:
             return False
         fn = self.choose(["maxpool2d", "avgpool2d", "global_avgpool"])
@@ -798,9 +777,7 @@ class _Drawer:
             if oh < 1 or ow < 1:
                 return False
             shape = (n, c, oh, ow)
-        self.use(scope, x)
-        v = self.bind(scope, x.dtype, shape, exact=x.exact and fn == "maxpool2d")
-        self.emit(scope, f"{v.name} = {fn}({x.name}{args})")
+        self.result(scope, [x], f"{fn}({x.name}{args})", x.dtype, shape, exact=x.exact and fn == "maxpool2d")
         return True
 
     def op_gather(self, scope: _Scope) -> bool:
@@ -819,9 +796,7 @@ class _Drawer:
         shape = ids.shape + table.shape[1:]
         if math.prod(shape) > MAX_ELEMENTS:
             return False
-        self.use(scope, table, ids)
-        v = self.bind(scope, table.dtype, shape, exact=table.exact)
-        self.emit(scope, f"{v.name} = gather({table.name}, {ids.name})")
+        self.result(scope, [table, ids], f"gather({table.name}, {ids.name})", table.dtype, shape, exact=table.exact)
         return True
 
     # ----------------------------------------------------------------- blocks and repeat
@@ -901,9 +876,7 @@ class _Drawer:
         if call is None:
             return False
         text, used = call
-        self.use(scope, *used)
-        v = self.bind(scope, x.dtype, x.shape, exact=False)
-        self.emit(scope, f"{v.name} = {text}")
+        self.result(scope, used, text, x.dtype, x.shape, exact=False)
         return True
 
     def op_repeat(self, scope: _Scope) -> bool:
