@@ -25,7 +25,7 @@ from backends.spec import DeviceSpec
 from dialects import loop
 from dialects.hardware import HardwareKernelOp
 
-COST_MODEL_VERSION = "3"
+COST_MODEL_VERSION = "4"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")

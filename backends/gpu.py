@@ -100,15 +100,18 @@ def _mma_efficiency(kernel: simt.KernelOp) -> float:
     tile wastes half of every instruction)."""
     shape = kernel.mma.get_values()
     gemms = kernel.gemm_list()
-    if len(shape) != 3 or not gemms or kernel.kind.data not in ("gemm", "attention"):
+    kind = kernel.kind.data
+    if len(shape) != 3 or not gemms or kind not in ("gemm", "attention", "conv"):
         return 1.0
     tiles = kernel.tile_sizes.get_values()
-    order = kernel.loop_order.get_values()
-    rank = len(order)
-    if kernel.kind.data == "gemm":
+    rank = len(kernel.loop_order.get_values())
+    if kind == "gemm":
         edges = (tiles[rank - 2], tiles[rank - 1], tiles[rank])
-    else:  # attention: queries x keys x head dim
+    elif kind == "attention":  # queries x keys x head dim
         edges = (tiles[rank - 2], tiles[rank], tiles[rank - 1])
+    else:  # an implicit GEMM: the tile's pixels x its filters (within a group) x the whole window
+        _, _, per_group, depth = gemms[0]
+        edges = (tiles[0] * tiles[2] * tiles[3], min(tiles[1], per_group), depth)
     useful = 1.0
     for edge, unit in zip(edges, shape):
         useful *= edge / (-(-edge // unit) * unit)

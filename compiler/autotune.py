@@ -33,7 +33,7 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from backends.cost import estimate
 from backends.spec import DeviceSpec
 from backends.tuner.database import TuningDatabase, TuningKey
-from backends.tuner.hashing import structural_hash
+from backends.tuner.hashing import structural_hash, structural_key
 from backends.tuner.search import TuneResult, tune
 from backends.tuner.space import Space, point_key
 from compiler import ir
@@ -141,16 +141,30 @@ def _evaluate_in_worker(point: dict) -> float:
         return math.inf
 
 
-def _evaluate_many(evaluator: Callable[[dict], float], jobs: int) -> Callable[[list[dict]], list[float]]:
-    def run(points: list[dict]) -> list[float]:
-        global _WORKER
-        if jobs <= 1 or len(points) < 2:
-            return [_safe(evaluator, p) for p in points]
-        _WORKER = evaluator
-        with multiprocessing.get_context("fork").Pool(min(jobs, len(points))) as pool:
-            return pool.map(_evaluate_in_worker, points)
+class _Evaluations:
+    """
+    Evaluates points of one kernel: in this process, or, with `jobs` > 1,
+    in a pool of forked workers started at the first batch of two or more
+    (one pool per kernel, not per batch: forking costs more than a batch).
+    """
 
-    return run
+    def __init__(self, evaluator: Callable[[dict], float], jobs: int):
+        self.evaluator, self.jobs = evaluator, jobs
+        self._pool = None
+
+    def __call__(self, points: list[dict]) -> list[float]:
+        global _WORKER
+        if self.jobs <= 1 or len(points) < 2:
+            return [_safe(self.evaluator, p) for p in points]
+        if self._pool is None:
+            _WORKER = self.evaluator
+            self._pool = multiprocessing.get_context("fork").Pool(self.jobs)
+        return self._pool.map(_evaluate_in_worker, points)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
 
 
 def _safe(evaluator, point) -> float:
@@ -184,23 +198,46 @@ def _default_cost(op, target: str, cache: _Cache) -> float:
 
 
 def choose_variant(graph: ModuleOp, target: str, cache: _Cache) -> tuple[ModuleOp, dict]:
-    """The fusion and layout switches whose kernels cost least at default schedules."""
+    """
+    The fusion and layout switches whose kernels cost least at default
+    schedules (the first such combination on a tie). Switches that leave the
+    module as another combination did (channels-last on a model without
+    images) are not costed again: they would tie and lose.
+    """
     ctx = ir.make_context()
     best: tuple[float, int, ModuleOp, dict] | None = None
     fusions = FusePass.schedule_space(ctx, graph)
     layouts = AssignLayoutPass(target=target).schedule_space(ctx, graph)
-    for number, (fusion, layout) in enumerate((f, l) for f in fusions for l in layouts):
+    seen: set[tuple] = set()
+    number = 0
+    for fusion in fusions:
         fusion = dataclasses.replace(fusion, target=target)
-        layout = dataclasses.replace(layout, target=target)
-        module = graph.clone()
-        fusion.apply(ctx, module)
-        layout.apply(ctx, module)
-        cost = sum(_default_cost(op, target, cache) for op in _units(module))
-        choice = {"fuse": str(fusion.pipeline_pass_spec()), "assign-layout": str(layout.pipeline_pass_spec())}
-        if best is None or (cost, number) < (best[0], best[1]):
-            best = (cost, number, module, choice)
+        fused = graph.clone()
+        fusion.apply(ctx, fused)
+        if not _first_time(fused, seen):
+            number += len(layouts)
+            continue
+        for layout in layouts:
+            number += 1
+            layout = dataclasses.replace(layout, target=target)
+            module = fused.clone()
+            layout.apply(ctx, module)
+            if not _first_time(module, seen):
+                continue
+            cost = sum(_default_cost(op, target, cache) for op in _units(module))
+            choice = {"fuse": str(fusion.pipeline_pass_spec()), "assign-layout": str(layout.pipeline_pass_spec())}
+            if best is None or (cost, number) < (best[0], best[1]):
+                best = (cost, number, module, choice)
     assert best is not None
     return best[2], best[3]
+
+
+def _first_time(module: ModuleOp, seen: set[tuple]) -> bool:
+    key = structural_key(module, ignore=())
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options, progress=None) -> list[KernelResult]:
@@ -214,18 +251,21 @@ def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options,
         first = kernels[0]
         space = Space(kernel_points(first, target))
         budget = options.budget or max(16, math.ceil(0.1 * space.size))
-        evaluator = KernelEvaluator(standalone(first, target), target, cache.spec)
+        evaluations = _Evaluations(KernelEvaluator(standalone(first, target), target, cache.spec), options.jobs)
         table = cache.table(digest)
 
-        def evaluate(points: list[dict], digest=digest, evaluator=evaluator) -> list[float]:
-            costs = _evaluate_many(evaluator, options.jobs)(points)
+        def evaluate(points: list[dict], digest=digest, evaluations=evaluations) -> list[float]:
+            costs = evaluations(points)
             cache.store(digest, points, costs)
             return costs
 
-        result = tune(
-            space, evaluate, options.strategy, budget=min(budget, space.size), seed=options.seed,
-            cached=dict(table), time_limit_s=options.time_limit_s, default_index=0,
-        )
+        try:
+            result = tune(
+                space, evaluate, options.strategy, budget=min(budget, space.size), seed=options.seed,
+                cached=dict(table), time_limit_s=options.time_limit_s, default_index=0,
+            )
+        finally:
+            evaluations.close()
         cache.evaluations += result.evaluations
         cache.hits += result.cache_hits
         for kernel in kernels:

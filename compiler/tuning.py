@@ -45,15 +45,30 @@ def _powers(bound: int, low: int = 8) -> list[int]:
     return sorted(set(values + ([bound] if bound <= MAX_TILE else [])) or {bound})
 
 
+def _spatial(bound: int, low: int = 4) -> list[int]:
+    """An image dim's tiles: powers of two and the divisors (no ragged edge tile), from `low` up."""
+    powers = [2**i for i in range(2, 11) if low <= 2**i < bound]
+    divisors = [d for d in range(low, bound) if bound % d == 0]
+    return sorted(set(powers + divisors) | {min(bound, MAX_TILE)})
+
+
 def dim_candidates(kernel: KernelOp) -> list[list[int]]:
-    """Tile candidates per dim: whole or 1 for batch dims, powers of two for the rest."""
+    """
+    Tile candidates per dim: whole or 1 for batch dims, powers of two for
+    the rest; a conv's output channels are its GEMM's N (powers of two) and
+    its image rows and columns also take their divisors, so a tile can
+    cover the image exactly (56 = 4 x 14, 8 x 7).
+    """
     bounds = kernel_bounds(kernel)
     rank = len(kernel.outputs[0].type.get_shape())
+    conv = kernel.kind.data == "conv"
     candidates = []
     for d, bound in enumerate(bounds):
         if d >= rank:  # the reduction tile must divide its extent
             candidates.append(sorted({p for p in _powers(bound, 16) if bound % p == 0} | {bound}))
-        elif d < rank - 2:
+        elif conv and d >= 2:
+            candidates.append(_spatial(bound))
+        elif d < rank - 2 and not (conv and d == 1):
             candidates.append(sorted({1, bound}))
         else:
             candidates.append(_powers(bound))

@@ -245,15 +245,15 @@ class Space:
     def features(self, categorical: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
         """
         Points as numeric feature rows for surrogate models, and per axis the
-        indices of its columns. An ordinal axis is its position scaled to
-        [0, 1]; a categorical axis is one-hot, two different values
+        indices of its columns. An ordinal axis is its value's place on
+        [0, 1] (`_scaled`); a categorical axis is one-hot, two different values
         `categorical` apart.
         """
         columns, groups, width = [], [], 0
         for a, axis in enumerate(self.axes):
             position = self.coords[:, a]
             if axis.ordinal:
-                block = (position / max(1, len(axis.values) - 1))[:, None]
+                block = self._scaled(axis)[position][:, None]
             else:
                 block = np.eye(len(axis.values))[position] * (categorical / np.sqrt(2))
             columns.append(block)
@@ -261,6 +261,19 @@ class Space:
             width += block.shape[1]
         features = np.hstack(columns) if columns else np.zeros((self.size, 0))
         return features, groups
+
+    @staticmethod
+    def _scaled(axis: Axis) -> np.ndarray:
+        """An ordinal axis's values placed on [0, 1]: by logarithm when they are
+        ascending positive numbers (tile 7 sits next to 8, not as far as 8
+        from 14), else by rank. Powers of two are evenly spaced either way."""
+        values = axis.values
+        if len(values) < 2:
+            return np.zeros(len(values))
+        if all(_is_number(v) and v > 0 for v in values) and list(values) == sorted(values):
+            logs = np.log(np.asarray(values, dtype=float))
+            return (logs - logs[0]) / (logs[-1] - logs[0])
+        return np.arange(len(values)) / (len(values) - 1)
 
     def __repr__(self) -> str:
         axes = ", ".join(f"{a.name}:{len(a.values)}" for a in self.axes)

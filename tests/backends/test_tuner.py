@@ -20,6 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backends.tuner import (
@@ -518,3 +519,55 @@ def test_structural_hash_dedups_model_blocks():
     # Another batch size is another kernel.
     three = [structural_hash(op) for op in kernels(compile_source(source.replace("B = 64", "B = 32"), "m.model"))]
     assert not set(three) & set(one)
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu"])
+def test_structural_key_tells_apart_exactly_what_the_printed_text_does(target):
+    """The memo of `structural_hash` never joins kernels the digest separates, nor splits equal ones."""
+    from backends.tuner.hashing import canonical_text, structural_key
+    from compiler.driver import Stage, compile_module
+    from compiler.frontend import load_model
+    from dialects.graph.kernel import KernelOp
+    from dialects.graph.layout import RelayoutOp
+
+    ops = []
+    for name, sizes in (("gpt2", {"S": 64, "D": 96, "H": 4, "L": 2}), ("resnet18", {}), ("mlp", {})):
+        module = load_model(str(SAMPLES / f"{name}.model"), sizes)
+        compile_module(module, target, Stage.LAYOUT)
+        ops += [op for op in module.walk() if isinstance(op, KernelOp | RelayoutOp)]
+    keys = [structural_key(op) for op in ops]
+    texts = [canonical_text(op) for op in ops]
+    assert len(set(texts)) > 10
+    for i in range(len(ops)):
+        for j in range(i):
+            assert (keys[i] == keys[j]) == (texts[i] == texts[j]), (ops[i], ops[j])
+
+
+def test_conv_space_tiles_filters_and_covers_the_image_exactly():
+    """A conv's output channels are its implicit GEMM's N; its image tiles include the divisors."""
+    from compiler.driver import Stage, compile_module
+    from compiler.frontend import compile_source
+    from compiler.tuning import dim_candidates, kernel_points
+    from dialects.graph.kernel import KernelOp
+
+    source = (
+        "model m(x: f32[1, 64, 56, 56]) -> f32[1, 64, 56, 56] {\n  param w: f32[64, 64, 3, 3]\n"
+        "  return relu(conv2d(x, w, padding=1))\n}\n"
+    )
+    module = compile_source(source, "conv.model")
+    compile_module(module, "gpu", Stage.LAYOUT)
+    kernel = next(op for op in module.walk() if isinstance(op, KernelOp))
+    batch, filters, rows, cols = dim_candidates(kernel)
+    assert batch == [1] and filters == [8, 16, 32, 64]
+    assert rows == cols == [4, 7, 8, 14, 16, 28, 32, 56]
+    tiles = {p["tiles"] for p in kernel_points(kernel, "gpu")}
+    assert (1, 32, 4, 28) in tiles and (1, 8, 7, 8) in tiles
+
+
+def test_surrogate_places_tiles_by_logarithm():
+    space = Space([{"t": t} for t in (4, 7, 8, 14, 16, 28, 32, 56)])
+    features, _ = space.features()
+    assert features[0, 0] == 0 and features[-1, 0] == 1
+    assert abs(features[2, 0] - features[1, 0]) < 0.1 < features[3, 0] - features[2, 0]  # 7~8, 8 far from 14
+    evenly = Space([{"t": 2**i} for i in range(3, 8)]).features()[0][:, 0]
+    assert np.allclose(evenly, np.linspace(0, 1, 5))

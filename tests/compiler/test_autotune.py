@@ -77,3 +77,38 @@ def test_corrupt_database_lines_are_skipped_with_a_warning(tmp_path, capsys):
     db.write_text('{"not": "a record"}\nthis is not json\n')
     with pytest.warns(UserWarning):
         assert main(["tune", str(SAMPLES / "mlp.model"), "--db", str(db), "--budget", "4"]) == 0
+
+
+def test_parallel_jobs_give_the_same_result(tmp_path):
+    module = load_model(str(SAMPLES / "gpt2.model"), SMALL_GPT2)
+    serial = autotune(module.clone(), "gpu", default_device("gpu"), Options(budget=12, db=None))[1]
+    parallel = autotune(module, "gpu", default_device("gpu"), Options(budget=12, jobs=2, db=None))[1]
+    assert [k.result.best_point for k in parallel.kernels] == [k.result.best_point for k in serial.kernels]
+    assert parallel.evaluations == serial.evaluations > 0
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu"])
+def test_variant_choice_equals_costing_every_combination(target):
+    """Skipping combinations that rebuild an earlier module does not change the choice."""
+    import dataclasses
+
+    from compiler import ir
+    from compiler.autotune import _Cache, _default_cost, _units, choose_variant
+    from passes.assign_layout import AssignLayoutPass
+    from passes.fuse import FusePass
+
+    graph = load_model(str(SAMPLES / "resnet18.model"), {})
+    spec = default_device(target)
+    _, chosen = choose_variant(graph, target, _Cache(target, spec, None))
+    ctx, cache, costs = ir.make_context(), _Cache(target, spec, None), []
+    for fusion in FusePass.schedule_space(ctx, graph):
+        for layout in AssignLayoutPass(target=target).schedule_space(ctx, graph):
+            fusion, layout = dataclasses.replace(fusion, target=target), dataclasses.replace(layout, target=target)
+            module = graph.clone()
+            fusion.apply(ctx, module)
+            layout.apply(ctx, module)
+            cost = sum(_default_cost(op, target, cache) for op in _units(module))
+            costs.append((cost, str(fusion.pipeline_pass_spec()), str(layout.pipeline_pass_spec())))
+    best = min(range(len(costs)), key=lambda i: (costs[i][0], i))
+    assert chosen == {"fuse": costs[best][1], "assign-layout": costs[best][2]}
+    assert len({c for c, _, _ in costs}) > 1  # the switches matter on this model
