@@ -12,8 +12,10 @@ Order of the search:
    systolic target) the dataflow, searched by the chosen strategy within the
    budget; every evaluation is recorded in the database, and a point already
    there is reused without evaluating it again;
-3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit, one
-   more, and twice as many, costed on the whole model.
+3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit
+   (filled in order, as the default pipeline does, or pinned, which spreads
+   the weights evenly), one more, and twice as many, costed on the whole
+   model.
 The result is written into the IR as the attributes the passes read
 (`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `tsp.chips`
 on the module), so the tuned module compiles with the default pipeline.
@@ -296,11 +298,15 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
     report.kernels = tune_kernels(module, target, cache, options, progress)
     tuned_time, lowered = _model_time(module, target, spec)
     if target == "lpu":
+        # The fewest chips that fit, filled one after another (unpinned, as
+        # the default pipeline places them), against pinned counts, which
+        # spread the weights evenly and so cut the model elsewhere.
         fewest = lowered.attributes[CHIPS_ATTR].value.data
-        options_chips = sorted({fewest, fewest + 1, 2 * fewest})
-        timed = [(_model_time(module, target, spec, c)[0], c) for c in options_chips]
-        tuned_time, chips = min(timed)
-        module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
+        timed = [(tuned_time, 0, fewest)]
+        timed += [(_model_time(module, target, spec, c)[0], 1, c) for c in sorted({fewest, fewest + 1, 2 * fewest})]
+        tuned_time, pinned, chips = min(timed)
+        if pinned:
+            module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
         report.chips = chips
     report.tuned_time_s = tuned_time
     report.evaluations, report.cache_hits = cache.evaluations, cache.hits
