@@ -11,7 +11,8 @@ For each kernel:
   scaled by the wave efficiency and a per-CTA efficiency that grows with
   the reduction depth (prologue, epilogue and pipeline fill amortised over
   K: `K / (K + gemm_k_half)`; attention: `attention_efficiency * S / (S +
-  attention_k_half)` over the keys S), both calibrated on published H100
+  attention_k_half)` over the keys S a CTA visits, fewer than all when a
+  causal flash loop stops at the diagonal), both calibrated on published H100
   measurements (spec keys name their source); the rest (softmax, norms,
   elementwise) on the CUDA cores at the fp32 peak, overlapped with the
   tensor cores in attention kernels (FlashAttention-3 style);
@@ -73,12 +74,12 @@ def occupancy(kernel: simt.KernelOp, spec: DeviceSpec) -> int:
 
 def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
     kind, bounds = kernel.kind.data, kernel.bounds.get_values()
-    # MMA instructions pad the depth the pipeline amortises over (the keys
-    # are the N of `q @ k^T`, K is the K of a GEMM) to their own edge;
+    # MMA instructions pad the depth the pipeline amortises over (the keys a
+    # query visits are the N of `q @ k^T`, K is the K of a GEMM) to their edge;
     # `_mma_efficiency` counts that waste.
     shape = kernel.mma.get_values()
     if kind == "attention":
-        keys = _padded(bounds[-1], shape, 1)
+        keys = _padded(kernel.gemm_list()[0][2], shape, 1)
         return spec["attention_efficiency"] * keys / (keys + spec["attention_k_half"])
     gemms = kernel.gemm_list()
     if not gemms:

@@ -27,6 +27,7 @@ from compiler.reference import ExecutionError, convert, numpy_dtype, op_error
 from dialects import loop
 from dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, tsp
 from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+from passes._figures import INDEX_OPS
 
 # --------------------------------------------------------------------------- layouts
 
@@ -126,6 +127,8 @@ def _run_block(block: Block, env: dict) -> list:
 def _run_op(op: Operation, env: dict) -> None:
     if isinstance(op, arith.ConstantOp):
         env[op.result] = op.value.value.data
+    elif type(op) in INDEX_OPS:
+        env[op.result] = INDEX_OPS[type(op)](env[op.lhs], env[op.rhs])
     elif isinstance(op, memref.AllocOp):
         type_ = op.memref.type
         shape = physical_shape(layout_of(type_), type_.get_shape())

@@ -8,11 +8,12 @@ inside a loop counts once per iteration. Pure functions of the IR.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 from xdsl.dialects import arith, scf
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from dialects import loop
 from dialects.graph import ops as g
@@ -27,16 +28,66 @@ def nbytes(type_) -> int:
     return math.prod(type_.get_shape()) * max(1, width // 8)
 
 
-def _constant(value: SSAValue) -> int:
+INDEX_OPS = {
+    arith.AddiOp: lambda a, b: a + b,
+    arith.SubiOp: lambda a, b: a - b,
+    arith.MuliOp: lambda a, b: a * b,
+    arith.MinSIOp: min,
+    arith.MaxSIOp: max,
+}
+"""The index arithmetic a loop bound may be computed with."""
+
+
+def index_value(value: SSAValue, ivs: dict[SSAValue, int]) -> int:
+    """An index value from constants, the index arithmetic above and the loop counters `ivs`."""
+    if value in ivs:
+        return ivs[value]
     op = value.owner
-    if not isinstance(op, arith.ConstantOp):
-        raise ValueError("loop bounds must be constants")
-    return op.value.value.data
+    if isinstance(op, arith.ConstantOp):
+        return op.value.value.data
+    if type(op) in INDEX_OPS:
+        return INDEX_OPS[type(op)](index_value(op.lhs, ivs), index_value(op.rhs, ivs))
+    raise ValueError("loop bounds must be constants, loop counters or index arithmetic of them")
+
+
+def _counters(value: SSAValue) -> set[SSAValue]:
+    """The loop counters an index value depends on."""
+    if isinstance(value, BlockArgument):
+        return {value}
+    op = value.owner
+    return set().union(*(_counters(v) for v in op.operands)) if op.operands else set()
+
+
+def _trips(lb: int, ub: int, step: int) -> int:
+    return max(0, -(-(ub - lb) // step))
 
 
 def trip_count(op: scf.ForOp) -> int:
-    lb, ub, step = (_constant(v) for v in (op.lb, op.ub, op.step))
-    return max(0, -(-(ub - lb) // step))
+    """Iterations of a loop with constant bounds."""
+    return _trips(*(index_value(v, {}) for v in (op.lb, op.ub, op.step)))
+
+
+def _iterations(op: scf.ForOp, times: int, outer: dict[SSAValue, scf.ForOp]) -> int:
+    """
+    How often `op`'s body runs in all: `times` runs of `op` by its trip
+    count, or, when its bounds depend on enclosing loop counters (a causal
+    flash loop's keys end at the query tile's diagonal), summed over the
+    values those counters take.
+    """
+    bounds = (op.lb, op.ub, op.step)
+    counters = set().union(*(_counters(v) for v in bounds))
+    if not counters:
+        return times * trip_count(op)
+    if not counters <= outer.keys():
+        raise ValueError("a loop bound depends on a value that is not an enclosing loop's counter")
+    loops = [loop_op for counter, loop_op in outer.items() if counter in counters]  # outermost first
+    ranges = [range(*(index_value(v, {}) for v in (l.lb, l.ub, l.step))) for l in loops]
+    total = 0
+    for point in itertools.product(*ranges):
+        env = dict(zip((l.body.block.args[0] for l in loops), point))
+        total += _trips(*(index_value(v, env) for v in bounds))
+    runs = math.prod(len(r) for r in ranges)
+    return times // runs * total if runs else 0
 
 
 @dataclass
@@ -72,11 +123,16 @@ def _accumulates(op: Operation) -> bool:
     return carried and any(k in MATRIX_OPS for k in kinds)
 
 
-def _visit(block: Block, times: int, in_reduction: bool, args: list[SSAValue], out: Figures) -> None:
+def _visit(
+    block: Block, times: int, in_reduction: bool, args: list[SSAValue], out: Figures,
+    outer: dict[SSAValue, scf.ForOp] | None = None,
+) -> None:
+    outer = outer or {}
     for op in block.ops:
         if isinstance(op, scf.ForOp):
             inner = in_reduction or bool(op.iter_args)
-            _visit(op.body.block, times * trip_count(op), inner, args, out)
+            nested = {**outer, op.body.block.args[0]: op}
+            _visit(op.body.block, _iterations(op, times, outer), inner, args, out, nested)
         elif isinstance(op, loop.LoadOp):
             size = nbytes(op.result.type)
             out.read_bytes += size * times
@@ -116,15 +172,66 @@ def kernel_figures(kernel: loop.KernelOp) -> Figures:
     return figures
 
 
+def _key_loop(kernel: loop.KernelOp) -> tuple[scf.ForOp, dict[SSAValue, scf.ForOp]] | None:
+    """An attention kernel's key loop and the loops around it."""
+    red = len(kernel.bounds.get_values()) - 1
+
+    def find(block: Block, outer: dict) -> tuple | None:
+        for op in block.ops:
+            if isinstance(op, scf.ForOp):
+                dim = op.attributes.get("loop.dim")
+                if dim is not None and dim.value.data == red:
+                    return op, outer
+                found = find(op.body.block, {**outer, op.body.block.args[0]: op})
+                if found:
+                    return found
+        return None
+
+    return find(kernel.body.block, {})
+
+
+def _causal_keys(kernel: loop.KernelOp, q: int, rows: int, keys: int) -> list[tuple[int, int]] | None:
+    """
+    `(rows, keys)` per query tile when the key loop's end depends on the
+    query tile (a causal flash loop), else None. Keys are whole key tiles.
+    """
+    found = _key_loop(kernel)
+    if found is None:
+        return None
+    key_loop, outer = found
+    counters = _counters(key_loop.ub)
+    if not counters:
+        return None
+    q_loop = next((l for c, l in outer.items() if c in counters), None)
+    if q_loop is None or counters != {q_loop.body.block.args[0]}:
+        return None
+    step = index_value(key_loop.step, {})
+    tiles = []
+    for start in range(*(index_value(v, {}) for v in (q_loop.lb, q_loop.ub, q_loop.step))):
+        end = index_value(key_loop.ub, {q_loop.body.block.args[0]: start})
+        tiles.append((min(rows, q - start), min(keys, _trips(0, end, step) * step)))
+    return tiles
+
+
 def kernel_gemms(kernel: loop.KernelOp) -> list[tuple[int, int, int, int]]:
-    """The whole kernel's GEMMs as `(count, M, N, K)`; convs in SCALE-Sim's convention."""
+    """
+    The kernel's GEMMs as `(count, M, N, K)`; convs in SCALE-Sim's
+    convention. Attention issues `scores = q @ k^T` then `p @ v` over the
+    keys a query visits: all of them, or, where a causal key loop stops at
+    each query tile's diagonal, their mean over the queries (whole key tiles).
+    """
     bounds, kind = tuple(kernel.bounds.get_values()), kernel.kind.data
     if kind == "gemm":
         *batch, m, n, k = bounds
         return [(math.prod(batch), m, n, k)]
     if kind == "attention":
         *batch, q, d, keys = bounds
-        return [(math.prod(batch), q, keys, d), (math.prod(batch), q, d, keys)]
+        count = math.prod(batch)
+        rows = kernel.tile_sizes.get_values()[len(bounds) - 3]
+        causal = _causal_keys(kernel, q, rows, keys)
+        if causal is not None:
+            keys = max(1, -(-sum(m * n for m, n in causal) // q))
+        return [(count, q, keys, d), (count, q, d, keys)]
     if kind == "conv":
         conv = next(op for op in kernel.body.walk() if isinstance(op, g.Conv2DOp))
         batch, filters, oh, ow = bounds

@@ -59,6 +59,7 @@ from xdsl.passes import ModulePass
 from dialects import loop
 from dialects.graph import ops as g
 from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+from passes._figures import INDEX_OPS
 from passes._linalg import (
     Emitter,
     ExportError,
@@ -179,6 +180,13 @@ class _KernelExporter:
             if isinstance(op.result.type, IndexType):
                 value = op.value.value.data
                 self.ranges[op.result] = (value, value)
+        elif type(op) in INDEX_OPS:
+            self.values[op.result] = em.add(type(op)(self.get(op.lhs), self.get(op.rhs))).results[0]
+            a, b = self.range_of(op.lhs), self.range_of(op.rhs)
+            if a is not None and b is not None:
+                # Each of these ops is monotone or bilinear: its extremes lie at the corners.
+                corners = [INDEX_OPS[type(op)](x, y) for x in a for y in b]
+                self.ranges[op.result] = (min(corners), max(corners))
         elif isinstance(op, scf.ForOp):
             self.for_(op, em)
         elif isinstance(op, scf.YieldOp):
@@ -222,9 +230,10 @@ class _KernelExporter:
         body = Block(arg_types=[IndexType(), *(a.type for a in old.args[1:])])
         self.values.update(zip(old.args, body.args))
         lb, ub, step = (self.range_of(v) for v in (op.lb, op.ub, op.step))
-        if lb is not None and ub is not None and step is not None and lb[0] == lb[1] and ub[0] == ub[1] \
-                and step[0] == step[1] and step[0] > 0 and ub[0] > lb[0]:
-            last = lb[0] + (ub[0] - 1 - lb[0]) // step[0] * step[0]
+        # A bound computed from outer counters (a causal key loop) has a range: its top bounds the counter.
+        if lb is not None and ub is not None and step is not None and lb[0] == lb[1] \
+                and step[0] == step[1] and step[0] > 0 and ub[1] > lb[0]:
+            last = lb[0] + (ub[1] - 1 - lb[0]) // step[0] * step[0]
             self.ranges[old.args[0]] = (lb[0], last)
         self.block(old, em.at(body))
         new = scf.ForOp(self.get(op.lb), self.get(op.ub), self.get(op.step),

@@ -39,6 +39,7 @@ from xdsl.passes import ModulePass
 
 from dialects import loop
 from dialects.graph import ops as g
+from dialects.graph.dtypes import has_infinity
 from dialects.graph.kernel import KernelOp, YieldOp
 from dialects.graph.layout import RelayoutOp, layout_of
 from passes._regions import (
@@ -154,9 +155,14 @@ class _TileBuilder:
             return value
         return self.emit(g.CastOp(value, tensor(value.type.get_shape(), element_type)), location).results[0]
 
-    def loop(self, dim: int, extent: int, step: int, inits: list[SSAValue], build) -> list[SSAValue]:
-        """`scf.for` over `dim`; `build()` fills its body and returns the values to yield."""
-        lb, ub, st = (self.emit(_index(v)).result for v in (0, extent, step))
+    def loop(self, dim: int, extent: int, step: int, inits: list[SSAValue], build, upper=None) -> list[SSAValue]:
+        """
+        `scf.for` over `dim` up to `extent`, or to the index value `upper`
+        when given; `build()` fills its body and returns the values to yield.
+        """
+        lb = self.emit(_index(0)).result
+        ub = upper or self.emit(_index(extent)).result
+        st = self.emit(_index(step)).result
         body = Block(arg_types=[IndexType(), *(v.type for v in inits)])
         for_op = scf.ForOp(lb, ub, st, inits, Region(body))
         for_op.attributes["loop.dim"] = IntegerAttr(dim, i64)
@@ -283,9 +289,31 @@ class _TileBuilder:
             )
             return list(self.emit(step_op, softmax.location).results)
 
-        _, total, acc = self.loop(red, keys, step, inits, body)
+        _, total, acc = self.loop(red, keys, step, inits, body, self.causal_keys(region))
         out = self.emit(g.DivOp(acc, total, acc_type), op.location).results[0]
         return self.cast(out, op.result.type.element_type, op.location)
+
+    def causal_keys(self, region: TileRegion) -> SSAValue | None:
+        """
+        The end of a causal flash loop's keys for the query tile at
+        `region`: key tiles past the tile's last row's diagonal are wholly
+        masked and add nothing (their weights are exp(-inf) = 0), so the loop
+        stops at `min(keys, q + rows + keys - queries)`. None (every key
+        tile) without a mask, with the queries whole, or for a dtype whose
+        mask is a finite value (f8e4m3), which does weigh in.
+        """
+        mask = self.attention[0].input.owner
+        if not isinstance(mask, g.CausalMaskOp) or not has_infinity(mask.result.type.element_type):
+            return None
+        queries, keys = shape_of(mask.input)[-2:]
+        rows = region[-2][1]
+        iv = self.ivs[self.rank - 2]
+        if iv is None or rows >= queries:
+            return None
+        reach = self.emit(_index(rows + keys - queries), mask.location).result
+        end = self.emit(arith.AddiOp(iv, reach), mask.location).result
+        whole = self.emit(_index(keys), mask.location).result
+        return self.emit(arith.MinSIOp(end, whole), mask.location).result
 
     # ---- the nest
 

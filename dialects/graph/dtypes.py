@@ -45,6 +45,11 @@ def is_float(element_type: Attribute) -> bool:
     return dtype_name(element_type) in FLOAT_DTYPES
 
 
+def has_infinity(element_type: Attribute) -> bool:
+    """Whether a float dtype has -inf (a causal mask's value); `f8e4m3` has not."""
+    return is_float(element_type) and dtype_name(element_type) != "f8e4m3"
+
+
 def tensor_type(dtype: str, shape) -> TensorType:
     """`tensor<shape x dtype>` for a model-language dtype name."""
     return TensorType(DTYPES[dtype], list(shape))

@@ -9,7 +9,9 @@ figures every cost model needs, computed from that body: `flops` (all work),
 (off-chip traffic the loop nest performs, re-reads included), `onchip_bytes`
 (on-chip tile footprint) and `gemms` (each GEMM the kernel issues as
 `[count, M, N, K]`; convs in SCALE-Sim's convention `M = batch*OH*OW`,
-`N = filters`, `K = KH*KW*C`). Each target adds its mapping.
+`N = filters`, `K = KH*KW*C`; attention as `q @ k^T` then `p @ v` over
+the keys a query visits, on average where a causal key loop stops at the
+diagonal). Each target adds its mapping.
 """
 
 from __future__ import annotations

@@ -90,11 +90,12 @@ def test_gemm_throughput_matches_h100_measurements(case, size, measured_tflops, 
 def test_attention_throughput_against_flashattention(causal, kernel, batch, seq, measured_tflops, tmp_path):
     """
     FA3 non-causal is what the model is calibrated on (within 5%). strata's
-    flash kernel does not skip fully masked key tiles, so for causal attention
-    it does the full work: counted in causal FLOPs its throughput is 0.52-0.83
-    of FA3's (and within 0.95-1.27 of FA2's, which skips them but is slower).
-    FA2 non-causal is a slower kernel than the FA3-class one modelled:
-    predictions are 1.55-1.75x its measurements. The test pins these ratios.
+    causal flash loop stops at each query tile's diagonal, as FA3's does, and
+    each CTA's efficiency counts the keys it visits: FA3 causal is predicted
+    within +1% to +14% (the most at S=512, where 4 query tiles make the
+    triangle coarse). FA2 is a slower kernel than the FA3-class one modelled:
+    predictions are 1.5-1.9x its measurements, causal or not. The test pins
+    these ratios.
     """
     _, report = _cost(tmp_path, attention_model(batch, 16, seq, 128, causal))
     kernel_cost = next(k for k in report.kernels if k.kind == "attention")
@@ -103,9 +104,9 @@ def test_attention_throughput_against_flashattention(causal, kernel, batch, seq,
     ratio = predicted / measured_tflops
     expected = {
         ("flashattention3", False): (0.95, 1.05),
-        ("flashattention3", True): (0.5, 0.85),
+        ("flashattention3", True): (1.0, 1.15),
         ("flashattention2", False): (1.5, 1.8),
-        ("flashattention2", True): (0.93, 1.3),
+        ("flashattention2", True): (1.5, 1.95),
     }[kernel, causal]
     assert expected[0] <= ratio <= expected[1], f"{predicted:.0f} vs {measured_tflops:.0f} TFLOPS"
 

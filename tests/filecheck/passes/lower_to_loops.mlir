@@ -159,9 +159,11 @@ builtin.module {
 // CHECK-NEXT:      loop.end
 
 // ---- causal attention: a loop over query tiles around a key loop (dim 3)
-// carrying the running max, sum and output in registers; the score tile is
-// masked at its position and fed to loop.online_softmax, so the 16x16 score
-// matrix never exists; the output tile is acc / sum.
+// carrying the running max, sum and output in registers; the key loop ends
+// at the query tile's diagonal, min(16, i + 8), since later key tiles are
+// wholly masked; the score tile is masked at its position and fed to
+// loop.online_softmax, so the 16x16 score matrix never exists; the output
+// tile is acc / sum.
 
 // CHECK-LABEL: func.func @attention_causal(
 // CHECK:         loop.kernel "attention_0" ins(%k, %q, %v : {{.*}}) outs({{.*}}) attributes {kind = "attention", bounds = array<i64: 1, 16, 8, 16>, tile_sizes = array<i64: 1, 8, 8, 8>, loop_order = array<i64: 0, 1, 2>,
@@ -171,10 +173,13 @@ builtin.module {
 // CHECK-NEXT:        %[[M0:.*]] = loop.fill {value = 0xfff0000000000000 : f64, level = "register"} : tensor<1x8x1xf32>
 // CHECK-NEXT:        %[[L0:.*]] = loop.fill {value = 0.000000e+00 : f64, level = "register"} : tensor<1x8x1xf32>
 // CHECK-NEXT:        %[[A0:.*]] = loop.fill {value = 0.000000e+00 : f64, level = "register"} : tensor<1x8x8xf32>
-// CHECK-NEXT:        arith.constant 0 : index
+// CHECK-NEXT:        %[[REACH:.*]] = arith.constant 8 : index
+// CHECK-NEXT:        %[[END:.*]] = arith.addi %[[I]], %[[REACH]] : index
 // CHECK-NEXT:        %[[KEYS:.*]] = arith.constant 16 : index
+// CHECK-NEXT:        %[[UB:.*]] = arith.minsi %[[END]], %[[KEYS]] : index
+// CHECK-NEXT:        arith.constant 0 : index
 // CHECK-NEXT:        %[[KSTEP:.*]] = arith.constant 8 : index
-// CHECK-NEXT:        %{{[^ ]+}}, %[[L:[^ ]+]], %[[ACC:[^ ]+]] = scf.for %[[J:[^ ]+]] = %{{[^ ]+}} to %[[KEYS]] step %[[KSTEP]] iter_args(%[[M:[^ ]+]] = %[[M0]], %[[LS:[^ ]+]] = %[[L0]], %[[AC:[^ ]+]] = %[[A0]]) -> (tensor<1x8x1xf32>, tensor<1x8x1xf32>, tensor<1x8x8xf32>) {
+// CHECK-NEXT:        %{{[^ ]+}}, %[[L:[^ ]+]], %[[ACC:[^ ]+]] = scf.for %[[J:[^ ]+]] = %{{[^ ]+}} to %[[UB]] step %[[KSTEP]] iter_args(%[[M:[^ ]+]] = %[[M0]], %[[LS:[^ ]+]] = %[[L0]], %[[AC:[^ ]+]] = %[[A0]]) -> (tensor<1x8x1xf32>, tensor<1x8x1xf32>, tensor<1x8x8xf32>) {
 // CHECK-NEXT:          %[[QT:.*]] = loop.load %[[Q]][%[[ZERO]], %[[I]], %[[ZERO]], %[[J]]] {map = affine_map<(d0, d1, d2, d3) -> (0, d1, 0)>, level = "onchip"{{.*}} -> tensor<1x8x8xf32>
 // CHECK-NEXT:          %[[KT:.*]] = loop.load %[[K]][%[[ZERO]], %[[I]], %[[ZERO]], %[[J]]] {map = affine_map<(d0, d1, d2, d3) -> (0, d3, 0)>, level = "onchip"{{.*}} -> tensor<1x8x8xf32>
 // CHECK-NEXT:          %[[KTT:.*]] = graph.transpose %[[KT]]
