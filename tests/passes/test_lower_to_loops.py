@@ -42,3 +42,63 @@ def test_small_tiles_keep_values(name, sizes):
     loops = [op for op in module.walk() if op.name == "scf.for"]
     assert len(loops) > 10
     assert_close(want, loop_interpreter.run_module(module, inputs, params))
+
+
+def _causal_kernel(dtype: str, tiles, causal: bool = True):
+    """48 queries over 64 keys (the diagonal 16 keys in), lowered with `tiles`."""
+    from compiler.frontend import compile_source
+    from compiler.tuning import apply_point
+    from dialects.graph.kernel import KernelOp
+
+    flag = "true" if causal else "false"
+    source = (
+        f"model m(q: {dtype}[1, 2, 48, 16], k: {dtype}[1, 2, 64, 16], v: {dtype}[1, 2, 64, 16])"
+        f" -> {dtype}[1, 2, 48, 16] {{\n  return attention(q, k, v, causal={flag})\n}}\n"
+    )
+    graph = compile_source(source, "causal.model")
+    module = graph.clone()
+    compile_module(module, "gpu", Stage.LAYOUT)
+    for op in module.walk():
+        if isinstance(op, KernelOp):
+            apply_point(op, {"tiles": tiles, "order": (0, 1, 2, 3)})
+    compile_module(module, "gpu", Stage.LOOP)
+    kernel = next(op for op in module.walk() if isinstance(op, loop.KernelOp))
+    return graph, module, kernel
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+@pytest.mark.parametrize("tiles", [(1, 1, 16, 16, 16), (1, 2, 32, 16, 8), (1, 1, 8, 16, 64), (1, 1, 48, 16, 16)])
+def test_causal_key_loop_stops_at_the_diagonal_and_keeps_values(dtype, tiles):
+    graph, module, _ = _causal_kernel(dtype, tiles)
+    rng = np.random.default_rng(1)
+    inputs = {n: rng.standard_normal((1, 2, 48 if n == "q" else 64, 16)).astype(np.float32) for n in "qkv"}
+    from compiler.properties import compare_outputs
+
+    want, got = reference.run_module(graph, inputs, {}), loop_interpreter.run_module(module, inputs, {})
+    assert compare_outputs(want, got, {"f32": 1e-4, "bf16": 4e-2}[dtype]) is None
+
+
+def test_causal_attention_does_the_triangle_of_the_work():
+    from passes._figures import kernel_figures, kernel_gemms
+
+    tiles = (1, 1, 16, 16, 16)
+    _, _, causal = _causal_kernel("f32", tiles)
+    _, _, full = _causal_kernel("f32", tiles, causal=False)
+    # Query tiles at 0, 16, 32 see keys up to 32, 48, 64: 9 of 12 key tiles.
+    assert kernel_figures(causal).matrix_flops * 12 == kernel_figures(full).matrix_flops * 9
+    # The GEMMs run over the keys a query visits on average: (16*32 + 16*48 + 16*64) / 48 = 48.
+    assert kernel_gemms(causal) == [(2, 48, 48, 16), (2, 48, 16, 48)]
+    assert kernel_gemms(full) == [(2, 48, 64, 16), (2, 48, 16, 64)]
+    # Queries kept whole: one tile, every key.
+    _, _, whole = _causal_kernel("f32", (1, 1, 48, 16, 16))
+    assert kernel_gemms(whole) == kernel_gemms(full)
+
+
+def test_f8e4m3_causal_attention_visits_every_key():
+    """Its mask value is finite (-448), so masked tiles still weigh in the softmax."""
+    from passes._figures import kernel_figures
+
+    _, _, causal = _causal_kernel("f8e4m3", (1, 1, 16, 16, 16))
+    _, _, full = _causal_kernel("f8e4m3", (1, 1, 16, 16, 16), causal=False)
+    assert not [op for op in causal.walk() if op.name == "arith.minsi"]
+    assert kernel_figures(causal).matrix_flops == kernel_figures(full).matrix_flops
