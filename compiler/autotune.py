@@ -12,10 +12,10 @@ Order of the search:
    systolic target) the dataflow, searched by the chosen strategy within the
    budget; every evaluation is recorded in the database, and a point already
    there is reused without evaluating it again;
-3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit
-   (filled in order, as the default pipeline does, or pinned, which spreads
-   the weights evenly), one more, and twice as many, costed on the whole
-   model.
+3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit, as
+   the default pipeline places them and pinned (the same placement, unless
+   a kernel is sharded: then pinned spreads the weights evenly), one more,
+   and twice as many, costed on the whole model.
 The result is written into the IR as the attributes the passes read
 (`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `tsp.chips`
 on the module), so the tuned module compiles with the default pipeline.
@@ -298,9 +298,9 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
     report.kernels = tune_kernels(module, target, cache, options, progress)
     tuned_time, lowered = _model_time(module, target, spec)
     if target == "lpu":
-        # The fewest chips that fit, filled one after another (unpinned, as
-        # the default pipeline places them), against pinned counts, which
-        # spread the weights evenly and so cut the model elsewhere.
+        # The default placement (unpinned) against pinned counts, which may
+        # cut the model elsewhere (evenly spread weights when a kernel is
+        # sharded; more chips give more places to cut).
         fewest = lowered.attributes[CHIPS_ATTR].value.data
         timed = [(tuned_time, 0, fewest)]
         timed += [(_model_time(module, target, spec, c)[0], 1, c) for c in sorted({fewest, fewest + 1, 2 * fewest})]

@@ -13,10 +13,11 @@ the op records the mapping that target needs, computed from the loop nest
 - tpu: the dataflow of the arrays (the kernel's `dataflow` attribute if the
   tuner or a user set one, else the pass option, else the target default),
   the DMA traffic, the vector-memory footprint and the vector-unit work.
-- lpu: chips (weights resident in SRAM; kernels go to the next chip when the
-  current one's SRAM is full, or spread over `chips` chips if given, or the
-  count in the module's `tsp.chips` attribute; a kernel whose weights exceed
-  one chip is sharded over several), a static slot per chip, the
+- lpu: chips (weights resident in SRAM; the fewest chips that hold them, or
+  `chips` if given, or the count in the module's `tsp.chips` attribute, each
+  a run of kernels, cut where the fewest activation bytes cross between
+  chips; a kernel whose weights exceed one chip is sharded over several,
+  and then chips are filled in turn), a static slot per chip, the
   functional units, and an explicit `tsp.transfer` for every buffer read on
   a chip other than the one that produced it.
 
@@ -184,15 +185,37 @@ def _weights(kernel: loop.KernelOp, roots) -> dict[SSAValue, int]:
     return {roots[v]: nbytes(roots[v].type) for v in kernel.ins if v in roots}
 
 
-def assign_chips(kernels: list[loop.KernelOp], roots, capacity: int, chips: int) -> list[tuple[int, int]]:
-    """`(first chip, shards)` per kernel, in order: fill each chip's SRAM with
-    weights, then the next; a kernel whose weights exceed one chip is sharded
-    over as many fresh chips as they need."""
+def assign_chips(
+    kernels: list[loop.KernelOp], roots, capacity: int, chips: int, crossing: list[int] | None = None,
+) -> list[tuple[int, int]]:
+    """
+    `(first chip, shards)` per kernel, in order. Each chip holds a run of
+    kernels whose weights fit its SRAM; `chips` runs (0: the fewest that
+    fit), cut where the fewest activation bytes cross (`crossing[b]`: the
+    bytes live from before kernel `b` to it or later, each a `tsp.transfer`),
+    then where the heaviest chip is lightest. A kernel whose weights exceed
+    one chip is sharded over as many fresh chips as they need; a model with
+    one fills each chip in turn (or, with `chips`, the smallest per-chip
+    budget whose filling uses at most `chips`).
+    """
     per_kernel = [_weights(k, roots) for k in kernels]
+    if not kernels:
+        return []
+    if any(sum(w.values()) > capacity for w in per_kernel):
+        return _filled(kernels, per_kernel, capacity, chips)
+    fewest = max(c + s for c, s in _pack(kernels, per_kernel, capacity, capacity))
+    count = min(chips or fewest, len(kernels))
+    runs = _cheapest_runs(per_kernel, capacity, count, crossing or [0] * (len(kernels) + 1))
+    if runs is None:  # cannot happen with count >= fewest; kept as a guard
+        return _filled(kernels, per_kernel, capacity, chips)
+    return [(chip, 1) for chip, (start, end) in enumerate(runs) for _ in range(start, end)]
+
+
+def _filled(kernels, per_kernel, capacity: int, chips: int) -> list[tuple[int, int]]:
+    """Fill each chip in turn (with `chips`, under the smallest budget that fits in them)."""
     total = sum(sum(w.values()) for w in per_kernel)
-    if chips <= 0 or not kernels:
+    if chips <= 0:
         return _pack(kernels, per_kernel, capacity, capacity)
-    # The smallest per-chip budget whose greedy packing uses at most `chips`.
     low, high = -(-total // chips), capacity
     best = _pack(kernels, per_kernel, capacity, high)
     while low < high:
@@ -203,6 +226,65 @@ def assign_chips(kernels: list[loop.KernelOp], roots, capacity: int, chips: int)
         else:
             low = middle + 1
     return best
+
+
+def _cheapest_runs(per_kernel, capacity: int, count: int, crossing: list[int]) -> list[tuple[int, int]] | None:
+    """
+    `count` consecutive runs `[start, end)` of kernels, each within
+    `capacity` bytes of distinct weights, minimising the bytes crossing the
+    cuts, then the heaviest run (dynamic programming over cut positions).
+    """
+    n = len(per_kernel)
+    weight = [[0] * (n + 1) for _ in range(n + 1)]
+    for start in range(n):
+        seen: dict = {}
+        for end in range(start + 1, n + 1):
+            seen.update(per_kernel[end - 1])
+            weight[start][end] = sum(seen.values())
+    inf = (math.inf, math.inf)
+    # best[c][end]: (crossing bytes, heaviest run) of the first `end` kernels in `c` runs.
+    best = [[inf] * (n + 1) for _ in range(count + 1)]
+    cut = [[0] * (n + 1) for _ in range(count + 1)]
+    best[0][0] = (0, 0)
+    for c in range(1, count + 1):
+        for end in range(c, n + 1):
+            for start in range(c - 1, end):
+                if best[c - 1][start] == inf or weight[start][end] > capacity:
+                    continue
+                cost, heaviest = best[c - 1][start]
+                candidate = (cost + (crossing[start] if start else 0), max(heaviest, weight[start][end]))
+                if candidate < best[c][end]:
+                    best[c][end], cut[c][end] = candidate, start
+    if best[count][n] == inf:
+        return None
+    runs, end = [], n
+    for c in range(count, 0, -1):
+        runs.append((cut[c][end], end))
+        end = cut[c][end]
+    return runs[::-1]
+
+
+def _crossing(fn: func.FuncOp, kernels: list[loop.KernelOp], roots) -> list[int]:
+    """`crossing[b]`: bytes of activations (and inputs) made before kernel `b` and read by it or later."""
+    order = {k: i for i, k in enumerate(kernels)}
+    made: dict[SSAValue, int] = {arg: -1 for arg in fn.body.block.args if arg not in roots}
+    last: dict[SSAValue, int] = {}
+    for op in fn.body.block.ops:
+        if isinstance(op, loop.CopyOp | loop.ViewOp):
+            source, result = (op.source, op.dest) if isinstance(op, loop.CopyOp) else (op.source, op.result)
+            if source in made:
+                made[result] = made[source]
+        elif isinstance(op, loop.KernelOp):
+            for value in op.ins:
+                if value in made:
+                    last[value] = order[op]
+            for value in op.outs:
+                made[value] = order[op]
+    crossing = [0] * (len(kernels) + 1)
+    for value, end in last.items():
+        for boundary in range(made[value] + 1, end + 1):
+            crossing[boundary] += nbytes(value.type)
+    return crossing
 
 
 def _pack(kernels, per_kernel, capacity: int, budget: int) -> list[tuple[int, int]]:
@@ -236,7 +318,8 @@ def lower_lpu(fn: func.FuncOp, chips: int) -> int:
     """Place, schedule and lower every kernel of `fn`; return the chips used."""
     roots = _param_roots(fn)
     kernels = [op for op in fn.body.block.ops if isinstance(op, loop.KernelOp)]
-    placement = assign_chips(kernels, roots, target_facts("lpu").onchip_bytes, chips)
+    crossing = _crossing(fn, kernels, roots)
+    placement = assign_chips(kernels, roots, target_facts("lpu").onchip_bytes, chips, crossing)
     home: dict[SSAValue, int] = {}
     moved: dict[tuple[SSAValue, int], SSAValue] = {}
     slots: dict[int, int] = {}

@@ -132,3 +132,29 @@ def test_assign_chips_fills_then_moves_on_and_shards_what_does_not_fit():
     assert assign_chips(kernels, roots, 100, 0) == [(0, 1), (0, 1), (0, 1), (1, 4), (5, 1)]
     # Spreading over 2 chips puts each weight on its own chip.
     assert assign_chips(kernels[:2], roots, 100, 2) == [(0, 1), (1, 1)]
+
+
+def test_assign_chips_cuts_where_the_fewest_bytes_cross():
+    """Filling in turn would cut after the second kernel (90 + 50 > 100), where
+    1000 bytes cross; the cut after the first, where 10 cross, fits as well."""
+    w = [_Value(52), _Value(40), _Value(52)]
+    roots = {v: v for v in w}
+    kernels = [_Kernel(x) for x in w]
+    crossing = [0, 10, 1000, 0]
+    assert assign_chips(kernels, roots, 100, 0, crossing) == [(0, 1), (1, 1), (1, 1)]
+    assert assign_chips(kernels, roots, 100, 0, [0, 1000, 10, 0]) == [(0, 1), (0, 1), (1, 1)]
+    # Three chips pinned: one kernel each, whatever crosses.
+    assert assign_chips(kernels, roots, 100, 3, crossing) == [(0, 1), (1, 1), (2, 1)]
+    # Nothing crossing: the lighter heaviest chip (52 | 40 + 52 rather than 92 | 52 is not lighter: tie on 92).
+    assert assign_chips(kernels, roots, 100, 2) in ([(0, 1), (1, 1), (1, 1)], [(0, 1), (0, 1), (1, 1)])
+
+
+def test_gpt2_on_the_lpu_cuts_between_blocks():
+    """Only the residual stream crosses a cut between two blocks: one transfer per cut."""
+    from compiler.frontend import load_model
+
+    module = load_model("samples/gpt2.model", {"S": 64})
+    compile_module(module, "lpu", Stage.HARDWARE)
+    transfers = [op for op in module.walk() if op.name == "tsp.transfer"]
+    chips = {op.chip.value.data for op in module.walk() if op.name == "tsp.program"}
+    assert len(chips) >= 2 and len(transfers) == len(chips) - 1
