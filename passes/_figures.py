@@ -81,10 +81,10 @@ def _iterations(op: scf.ForOp, times: int, outer: dict[SSAValue, scf.ForOp]) -> 
     if not counters <= outer.keys():
         raise ValueError("a loop bound depends on a value that is not an enclosing loop's counter")
     loops = [loop_op for counter, loop_op in outer.items() if counter in counters]  # outermost first
-    ranges = [range(*(index_value(v, {}) for v in (l.lb, l.ub, l.step))) for l in loops]
+    ranges = [range(*(index_value(v, {}) for v in (o.lb, o.ub, o.step))) for o in loops]
     total = 0
     for point in itertools.product(*ranges):
-        env = dict(zip((l.body.block.args[0] for l in loops), point))
+        env = dict(zip((o.body.block.args[0] for o in loops), point))
         total += _trips(*(index_value(v, env) for v in bounds))
     runs = math.prod(len(r) for r in ranges)
     return times // runs * total if runs else 0
@@ -202,7 +202,7 @@ def _causal_keys(kernel: loop.KernelOp, q: int, rows: int, keys: int) -> list[tu
     counters = _counters(key_loop.ub)
     if not counters:
         return None
-    q_loop = next((l for c, l in outer.items() if c in counters), None)
+    q_loop = next((o for c, o in outer.items() if c in counters), None)
     if q_loop is None or counters != {q_loop.body.block.args[0]}:
         return None
     step = index_value(key_loop.step, {})

@@ -11,7 +11,9 @@ op needs (bounds inference, `passes/_regions.py`), the kernel's graph ops on
 tiles, and a `loop.store` of the result tile. A GEMM kernel's anchor matmul
 accumulates over an inner `scf.for` reduction loop in an f32 register tile;
 an attention kernel becomes a flash loop over key tiles (`loop.online_softmax`)
-that never holds the whole score matrix. Relayouts become `loop.copy`,
+that never holds the whole score matrix; with a causal mask each query
+tile's key loop ends at its diagonal (a bound computed with `arith` from the
+query counter), skipping only wholly masked key tiles. Relayouts become `loop.copy`,
 reshapes between kernels `loop.view`. Values are unchanged (up to f32
 summation order); every new op carries its source op's location.
 """
