@@ -81,6 +81,18 @@ class _Buffer:
         fill = convert(np.asarray(pad, np.float64), self.data.dtype) if self.data.dtype.kind == "f" else 0
         return np.where(inside, values, fill).astype(self.data.dtype)
 
+    def gather(self, ids: np.ndarray, offsets, sizes, pad: float) -> np.ndarray:
+        """Rows `clip(ids)` (as `graph.gather` clips), each cut at `offsets`/`sizes`, `pad` outside."""
+        lead = (1,) * ids.ndim
+        rows = np.clip(ids.astype(np.int64), 0, max(self.shape[0] - 1, 0)).reshape(ids.shape + (1,) * len(sizes))
+        rest, inside = _tile_index(offsets, sizes, self.shape[1:])
+        index = (rows, *(r.reshape(lead + r.shape) for r in rest))
+        values = np.broadcast_to(self.data[_physical_index(self.layout, index)], ids.shape + tuple(sizes))
+        if np.all(inside):
+            return values
+        fill = convert(np.asarray(pad, np.float64), self.data.dtype) if self.data.dtype.kind == "f" else 0
+        return np.where(np.reshape(inside, lead + np.shape(inside)), values, fill).astype(self.data.dtype)
+
     def store(self, offsets, tile: np.ndarray) -> None:
         if tile.ndim == 0:
             # A rank-0 buffer: there is no index to mask (ml_dtypes types
@@ -149,6 +161,9 @@ def _run_op(op: Operation, env: dict) -> None:
     elif isinstance(op, loop.LoadOp):
         tile = env[op.source].load(_offsets(op, env), op.result.type.get_shape(), op.pad.value.data)
         env[op.result] = tile
+    elif isinstance(op, loop.GatherOp):
+        sizes = op.result.type.get_shape()[len(op.ids.type.get_shape()):]
+        env[op.result] = env[op.source].gather(env[op.ids], _offsets(op, env), sizes, op.pad.value.data)
     elif isinstance(op, loop.StoreOp):
         env[op.dest].store(_offsets(op, env), env[op.value])
     elif isinstance(op, loop.FillOp):

@@ -14,6 +14,8 @@ few tile ops that need the tile's position:
   (or register) tensor, at offsets given by an affine map of the loop
   induction variables; reads outside the buffer give `pad`, writes outside
   it are dropped, so edge tiles need no special case.
+- `loop.gather`: the rows of a global table a tile of ids selects (an
+  embedding lookup reads its rows, not the table).
 - `loop.fill`: a tile of one value (an accumulator's initial value).
 - `loop.causal_mask`: `graph.causal_mask` of a tile at a given position.
 - `loop.online_softmax`: one step of a flash-attention key loop.
@@ -34,6 +36,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     Float64Type,
     IndexType,
+    IntegerType,
     MemRefType,
     StringAttr,
     TensorType,
@@ -226,6 +229,62 @@ class LoadOp(IRDLOperation):
         _check_map(self, self.indices, self.map.data, memref.get_num_dims())
         if len(self.result.type.get_shape()) != memref.get_num_dims():
             raise VerifyException("'loop.load' tile rank differs from the buffer's")
+
+
+@irdl_op_definition
+class GatherOp(IRDLOperation):
+    """
+    Read the rows a tile of ids selects: `result[i, t] = source[clip(ids[i]), map(indices) + t]`,
+    or `pad` where `map(indices) + t` falls outside the row.
+
+    `ids` is an on-chip tile of integers; each names a row of `source`
+    (clipped into range, as `graph.gather` does); the map gives the offsets
+    of the other dims. Only the selected rows cross from `source`, not the
+    table (an embedding lookup reads `len(ids)` rows).
+
+    ```mlir
+    %rows = loop.gather %table[%i, %j] by %ids {map = affine_map<(d0, d1) -> (d1 * 64)>,
+        pad = 0.0 : f64} : memref<50257x768xf32, ...>, tensor<16xi64> -> tensor<16x64xf32>
+    ```
+    """
+
+    name = "loop.gather"
+
+    source = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    ids = operand_def(TensorType)
+    result = result_def(TensorType)
+    map = prop_def(AffineMapAttr)
+    pad = prop_def(FloatAttr[Float64Type])
+
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$source `[` $indices `]` `by` $ids attr-dict `:` type($source) `,` type($ids) `->` type($result)"
+    )
+
+    def __init__(self, source: SSAValue, indices: Sequence[SSAValue], ids: SSAValue, map_: AffineMap,
+                 sizes: Sequence[int], pad: float = 0.0):
+        memref = SSAValue.get(source).type
+        shape = [*SSAValue.get(ids).type.get_shape(), *sizes]
+        super().__init__(
+            operands=[source, indices, ids],
+            result_types=[TensorType(memref.element_type, shape)],
+            properties={"map": AffineMapAttr(map_), "pad": FloatAttr(pad, f64)},
+        )
+
+    def verify_(self) -> None:
+        memref = _check_global(self, self.source.type)
+        if self.result.type.element_type != memref.element_type:
+            raise VerifyException("'loop.gather' tile and table element types differ")
+        if not isinstance(self.ids.type.element_type, IntegerType):
+            raise VerifyException("'loop.gather' ids must be integers")
+        _check_map(self, self.indices, self.map.data, memref.get_num_dims() - 1)
+        ids_rank = len(self.ids.type.get_shape())
+        if list(self.result.type.get_shape()[:ids_rank]) != list(self.ids.type.get_shape()):
+            raise VerifyException("'loop.gather' tile must start with the ids' shape")
+        if len(self.result.type.get_shape()) != ids_rank + memref.get_num_dims() - 1:
+            raise VerifyException("'loop.gather' tile rank must be the ids' rank plus the row's")
 
 
 @irdl_op_definition
@@ -436,6 +495,6 @@ class ViewOp(IRDLOperation):
 
 Loop = Dialect(
     "loop",
-    [KernelOp, EndOp, LoadOp, StoreOp, FillOp, CausalMaskOp, OnlineSoftmaxOp, CopyOp, ViewOp],
+    [KernelOp, EndOp, LoadOp, GatherOp, StoreOp, FillOp, CausalMaskOp, OnlineSoftmaxOp, CopyOp, ViewOp],
     [],
 )

@@ -133,7 +133,7 @@ def _visit(
             inner = in_reduction or bool(op.iter_args)
             nested = {**outer, op.body.block.args[0]: op}
             _visit(op.body.block, _iterations(op, times, outer), inner, args, out, nested)
-        elif isinstance(op, loop.LoadOp):
+        elif isinstance(op, loop.LoadOp | loop.GatherOp):
             size = nbytes(op.result.type)
             out.read_bytes += size * times
             out.onchip_bytes += size

@@ -53,7 +53,9 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
+from xdsl.ir.affine import (
+    AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr, AffineMap,
+)
 from xdsl.passes import ModulePass
 
 from dialects import loop
@@ -195,6 +197,8 @@ class _KernelExporter:
             pass
         elif isinstance(op, loop.LoadOp):
             self.values[op.result] = self.load(op, em)
+        elif isinstance(op, loop.GatherOp):
+            self.values[op.result] = self.gather(op, em)
         elif isinstance(op, loop.StoreOp):
             self.store(op, em)
         elif isinstance(op, loop.FillOp):
@@ -253,6 +257,22 @@ class _KernelExporter:
             guards.append(r is None or r[0] < 0 or r[1] + tile[d] > logical[d])
         return offsets, guards
 
+    @staticmethod
+    def _element_index(e: Emitter, offsets, guards, logical, first: int):
+        """Inside a generic: the buffer index of each tile dim from loop dim `first` on, and the in-bounds test."""
+        index, inside = [], None
+        for d in range(len(offsets)):
+            i = e.loop_index(first + d)
+            if offsets[d] is not None:
+                i = e.v(arith.AddiOp(i, offsets[d]))
+            if guards[d]:
+                # Unsigned: a negative index is out of range too.
+                ok = e.cmpi(i, e.index(logical[d]), "ult")
+                inside = ok if inside is None else e.and_(inside, ok)
+                i = e.select(ok, i, e.index(0))
+            index.append(i)
+        return index, inside
+
     def load(self, op: loop.LoadOp, em: Emitter) -> SSAValue:
         source_type = op.source.type
         layout, logical = layout_of(source_type), source_type.get_shape()
@@ -262,23 +282,35 @@ class _KernelExporter:
         pad = op.pad.value.data if is_float(t) else 0
 
         def body(e: Emitter, _out):
-            index, inside = [], None
-            for d in range(len(tile)):
-                i = e.loop_index(d)
-                if offsets[d] is not None:
-                    i = e.v(arith.AddiOp(i, offsets[d]))
-                if guards[d]:
-                    # Unsigned: a negative index is out of range too.
-                    ok = e.cmpi(i, e.index(logical[d]), "ult")
-                    inside = ok if inside is None else e.and_(inside, ok)
-                    i = e.select(ok, i, e.index(0))
-                index.append(i)
+            index, inside = self._element_index(e, offsets, guards, logical, 0)
             value = e.v(memref.LoadOp.get(buffer, physical_index(e, layout, index)))
             if inside is not None:
                 value = e.select(inside, value, e.scalar(pad, t))
             return value
 
         return em.generic([], [], tile, t, body)
+
+    def gather(self, op: loop.GatherOp, em: Emitter) -> SSAValue:
+        """`out[i..., j...] = table[clip(ids[i...]), offsets + j...]`, a generic over the ids."""
+        source_type = op.source.type
+        layout, logical = layout_of(source_type), source_type.get_shape()
+        tile, t = shape(op.result), elem(op.result)
+        count = len(shape(op.ids))
+        buffer = self.get(op.source)
+        offsets, guards = self._offsets(op, em, tile[count:], logical[1:])
+        pad = op.pad.value.data if is_float(t) else 0
+
+        def body(e: Emitter, id_, _out):
+            row = e.v(arith.IndexCastOp(id_, IndexType()))
+            row = e.v(arith.MaxSIOp(e.v(arith.MinSIOp(row, e.index(logical[0] - 1))), e.index(0)))
+            rest, inside = self._element_index(e, offsets, guards, logical[1:], count)
+            value = e.v(memref.LoadOp.get(buffer, physical_index(e, layout, [row, *rest])))
+            if inside is not None:
+                value = e.select(inside, value, e.scalar(pad, t))
+            return value
+
+        ids_map = AffineMap(len(tile), 0, tuple(AffineExpr.dimension(d) for d in range(count)))
+        return em.generic([self.get(op.ids)], [ids_map], tile, t, body)
 
     def store(self, op: loop.StoreOp, em: Emitter) -> None:
         dest_type = op.dest.type

@@ -202,6 +202,15 @@ class _TileBuilder:
             return self.flash(op, region)
         if op is self.anchor:
             return self.reduce_matmul(op, region)
+        if isinstance(op, g.GatherOp) and isinstance(op.table, BlockArgument):
+            # Read the rows the ids select straight from the table's buffer.
+            count = len(shape_of(op.ids))
+            ids = self.materialize(op.ids, tuple(region[:count]), pad)
+            rest = region[count:]
+            gather = loop.GatherOp(
+                self.args[op.table], self.bound_ivs(), ids, self.affine([o for o, _ in rest]), [s for _, s in rest], pad
+            )
+            return self.emit(gather, op.location).result
         if isinstance(op, g.CausalMaskOp):
             inner = self.materialize(op.input, region, pad)
             s, t = shape_of(op.input)[-2:]

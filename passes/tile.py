@@ -31,6 +31,7 @@ from xdsl.ir import BlockArgument, SSAValue
 from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
+from dialects.graph import ops as g
 from dialects.graph.kernel import KernelOp
 from passes._regions import NotTileable, Region, const, crop_of_whole, full, operand_regions, region_key, shape_of
 from passes._targets import module_target, target_facts
@@ -76,6 +77,11 @@ def footprint(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
             total += math.prod(s for _, s in region) * _element_bytes(value)
             return
         op = value.owner
+        if isinstance(op, g.GatherOp) and isinstance(op.table, BlockArgument):
+            # `lower-to-loops` reads only the selected rows (`loop.gather`).
+            total += math.prod(s for _, s in region) * _element_bytes(op.table)
+            visit(op.ids, tuple(region[: len(shape_of(op.ids))]))
+            return
         if parts is not None and op is parts[1]:
             visit(parts[0].input, tuple(region[:-1]) + (k_tile,))
             visit(op.rhs, operand_regions(op, region, k_tile)[1])

@@ -102,3 +102,31 @@ def test_f8e4m3_causal_attention_visits_every_key():
     _, _, full = _causal_kernel("f8e4m3", (1, 1, 16, 16, 16), causal=False)
     assert not [op for op in causal.walk() if op.name == "arith.minsi"]
     assert kernel_figures(causal).matrix_flops == kernel_figures(full).matrix_flops
+
+
+def test_gather_reads_only_the_rows_it_selects():
+    """An embedding lookup of 8 ids in a 1000-row table moves 8 rows, not the table."""
+    from compiler.frontend import compile_source
+    from passes._figures import kernel_figures
+
+    source = "model m(ids: i32[8]) -> f32[8, 64] {\n  param table: f32[1000, 64]\n  return gather(table, ids)\n}\n"
+    module = compile_source(source, "gather.model")
+    compile_module(module, "gpu", Stage.LOOP)
+    kernel = next(op for op in module.walk() if isinstance(op, loop.KernelOp))
+    assert [op for op in kernel.walk() if isinstance(op, loop.GatherOp)]
+    figures = kernel_figures(kernel)
+    assert figures.read_bytes == 8 * 64 * 4 + 8 * 4  # the rows and the ids
+    assert figures.reads_by_buffer[0] == 8 * 64 * 4
+
+
+def test_gather_verifier_names_the_problem():
+    from compiler.diagnostics import StrataError
+
+    text = (
+        'func.func @f(%t: memref<10x4xf32, #graph.layout<[0, 1]>, "global">, %ids: tensor<3xf32>) {\n'
+        '  %r = loop.gather %t[] by %ids {map = affine_map<() -> (0)>, pad = 0.0 : f64}'
+        ' : memref<10x4xf32, #graph.layout<[0, 1]>, "global">, tensor<3xf32> -> tensor<3x4xf32>\n'
+        "  func.return\n}\n"
+    )
+    with pytest.raises(StrataError, match="'loop.gather' ids must be integers"):
+        parse_module(text, "bad.mlir")

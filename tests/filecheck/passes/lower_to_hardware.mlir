@@ -100,14 +100,14 @@ builtin.module attributes {strata.target = "gpu"} {
         %16 = graph.cast %15 : tensor<16x32xbf16> -> tensor<16x32xf32>
         %17 = loop.load %5[%7, %7, %13] {map = affine_map<(d0, d1, d2) -> (0, 0)>, level = "onchip", pad = 0.000000e+00 : f64} : memref<32x16xbf16, #graph.layout<[0, 1]>, "global"> -> tensor<32x16xbf16>
         %18 = graph.cast %17 : tensor<32x16xbf16> -> tensor<32x16xf32>
-        %19 = graph.matmul %16, %18 : tensor<16x32xf32>, tensor<32x16xf32> -> tensor<16x16xf32>
+        %19 = graph.matmul %16, %18 : tensor<16x32xf32>, tensor<32x16xf32> -> tensor<16x16xf32> loc("m.model":8:10)
         %20 = graph.add %14, %19 : tensor<16x16xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
         scf.yield %20 : tensor<16x16xf32>
       } {loop.dim = 2 : i64}
       %21 = graph.cast %12 : tensor<16x16xf32> -> tensor<16x16xbf16>
       loop.store %21, %6[%7, %7, %7] {map = affine_map<(d0, d1, d2) -> (0, 0)>} : tensor<16x16xbf16> -> memref<16x16xbf16, #graph.layout<[0, 1]>, "global">
       loop.end
-    }
+    } loc("m.model":8:10)
     func.return %2, %3 : memref<64x16xf32, #graph.layout<[0, 1]>, "global">, memref<16x16xbf16, #graph.layout<[0, 1]>, "global">
   }
 }
@@ -253,33 +253,31 @@ builtin.module attributes {strata.target = "gpu"} {
 // LPU-NOT:   {{tsp.transfer|loop.kernel|graph.matmul}}
 // LPU:       func.return
 
-// LPU, two chips: the weights (10240 B) are spread at ceil(10240/2) = 5120 B a
-// chip. gemm_0's w1 (6144 B) opens chip 0; gemm_1's w2 would overflow it, so
-// gemm_1 opens chip 1 (3072 B); row_0 has no weights and stays on chip 1;
-// gemm_2's wb fits beside w2 (4096 <= 5120): chip 1, slot 2. Every buffer read
-// on a chip other than where it was produced (h from gemm_0 on chip 0; the
-// function input xb, which arrives on chip 0) is moved by a tsp.transfer into
-// a fresh buffer, and the consumer reads that copy; y stays on chip 1, so
-// row_0 reads it in place.
+// LPU, two chips: two runs of kernels, cut where the fewest bytes cross.
+// After gemm_0 the 12 KiB h would cross, after gemm_1 the 4 KiB y, after
+// row_0 only the function input xb (1 KiB), which every cut crosses since
+// inputs arrive on chip 0 and gemm_2 reads it: so gemm_0, gemm_1 and row_0
+// share chip 0 (9216 B of weights) and gemm_2 takes chip 1. A buffer read
+// on a chip other than where it was produced is moved by a tsp.transfer
+// into a fresh buffer, with the consumer's location, and the consumer reads
+// that copy.
 // LPU2-LABEL: builtin.module attributes {strata.target = "lpu", tsp.chips = 2 : i64}
 // LPU2:       %[[H:[0-9]+]] = memref.alloc() : memref<64x48xf32
 // LPU2-NEXT:  tsp.program "gemm_0" ins(%x, %w1 : {{.*}}) outs(%[[H]] : {{.*}} chip = 0 : i64, shards = 1 : i64, slot = 0 : i64,
 // LPU2:       %[[Y:[0-9]+]] = memref.alloc() : memref<64x16xf32
-// LPU2-NEXT:  %[[HMOVED:[0-9]+]] = memref.alloc() : memref<64x48xf32, #graph.layout<[0, 1]>, "global">
-// LPU2-NEXT:  tsp.transfer %[[H]], %[[HMOVED]] {from_chip = 0 : i64, to_chip = 1 : i64} : memref<64x48xf32, #graph.layout<[0, 1]>, "global">
-// LPU2-NEXT:  tsp.program "gemm_1" ins(%[[HMOVED]], %w2 : {{.*}}) outs(%[[Y]] : {{.*}} chip = 1 : i64, shards = 1 : i64, slot = 0 : i64, units = ["mem", "mxm"], weight_bytes = 3072 : i64, stream_bytes = 16384 : i64} {
+// LPU2-NEXT:  tsp.program "gemm_1" ins(%[[H]], %w2 : {{.*}}) outs(%[[Y]] : {{.*}} chip = 0 : i64, shards = 1 : i64, slot = 1 : i64, units = ["mem", "mxm"], weight_bytes = 3072 : i64, stream_bytes = 16384 : i64} {
 // LPU2:       tsp.end
 // LPU2-NEXT:  }
 // LPU2-NEXT:  %{{[0-9]+}} = memref.alloc() : memref<64x16xf32
-// LPU2-NEXT:  tsp.program "row_0" ins(%[[Y]] : {{.*}} chip = 1 : i64, shards = 1 : i64, slot = 1 : i64,
+// LPU2-NEXT:  tsp.program "row_0" ins(%[[Y]] : {{.*}} chip = 0 : i64, shards = 1 : i64, slot = 2 : i64,
 // LPU2:       %[[XBMOVED:[0-9]+]] = memref.alloc() : memref<16x32xbf16
 // LPU2-NEXT:  tsp.transfer %xb, %[[XBMOVED]] {from_chip = 0 : i64, to_chip = 1 : i64}
-// LPU2-NEXT:  tsp.program "gemm_2" ins(%[[XBMOVED]], %wb : {{.*}} chip = 1 : i64, shards = 1 : i64, slot = 2 : i64,
+// LPU2-NEXT:  tsp.program "gemm_2" ins(%[[XBMOVED]], %wb : {{.*}} chip = 1 : i64, shards = 1 : i64, slot = 0 : i64,
 // LPU2-NOT:   tsp.transfer
 // LPU2:       func.return
 
-// LOC:       memref.alloc() {{.*}} loc("m.model":6:18)
-// LOC-NEXT:  tsp.transfer {{.*}} loc("m.model":6:18)
-// LOC-NEXT:  tsp.program "gemm_1"
-// LOC:       tsp.mxm {{.*}} loc("m.model":6:18)
-// LOC:       } loc("m.model":6:18)
+// LOC:       memref.alloc() {{.*}} loc("m.model":8:10)
+// LOC-NEXT:  tsp.transfer {{.*}} loc("m.model":8:10)
+// LOC-NEXT:  tsp.program "gemm_2"
+// LOC:       tsp.mxm {{.*}} loc("m.model":8:10)
+// LOC:       } loc("m.model":8:10)

@@ -3,7 +3,8 @@
 
 // Layout-stage IR whose kernels carry `tile_sizes` / `loop_order` (as `tile`
 // writes them): a GEMM with a bias+relu epilogue, a bf16 GEMM, an elementwise
-// kernel, causal and non-causal attention, and relayouts around a kernel.
+// kernel, causal and non-causal attention, relayouts around a kernel and a
+// gather.
 // The second RUN line checks that the loop IR prints and parses back.
 
 builtin.module {
@@ -70,6 +71,14 @@ builtin.module {
     }
     %3 = graph.relayout %1 : tensor<8x16xf32, #graph.layout<[1, 0], tile = [8, 128]>> -> tensor<8x16xf32, #graph.layout<[0, 1]>>
     func.return %3 : tensor<8x16xf32, #graph.layout<[0, 1]>>
+  }
+  func.func @gather(%ids: tensor<8xi32, #graph.layout<[0]>> {graph.input = "ids"}, %table: tensor<100x32xf32, #graph.layout<[0, 1]>> {graph.param = "table"}) -> tensor<8x32xf32, #graph.layout<[0, 1]>> {
+    %0 = graph.kernel "gather_0"(%table, %ids) {tile_sizes = array<i64: 4, 16>, loop_order = array<i64: 0, 1>, kind = "gather"} : (tensor<100x32xf32, #graph.layout<[0, 1]>>, tensor<8xi32, #graph.layout<[0]>>) -> tensor<8x32xf32, #graph.layout<[0, 1]>> {
+    ^bb0(%table_1: tensor<100x32xf32>, %ids_1: tensor<8xi32>):
+      %1 = graph.gather %table_1, %ids_1 : tensor<100x32xf32>, tensor<8xi32> -> tensor<8x32xf32>
+      graph.yield %1 : tensor<8x32xf32>
+    }
+    func.return %0 : tensor<8x32xf32, #graph.layout<[0, 1]>>
   }
 }
 
@@ -223,3 +232,15 @@ builtin.module {
 // CHECK-NEXT:    %[[BACK:.*]] = memref.alloc() : memref<8x16xf32, #graph.layout<[0, 1]>, "global">
 // CHECK-NEXT:    loop.copy %[[R]], %[[BACK]] : memref<8x16xf32, #graph.layout<[1, 0], tile = [8, 128]>, "global"> -> memref<8x16xf32, #graph.layout<[0, 1]>, "global">
 // CHECK-NEXT:    func.return %[[BACK]] : memref<8x16xf32, #graph.layout<[0, 1]>, "global">
+
+// ---- gather: each tile loads its 4 ids, then reads only the 4 table rows
+// they select (16 columns at a time) with loop.gather, not the 100-row table.
+
+// CHECK-LABEL: func.func @gather(
+// CHECK:         loop.kernel "gather_0" ins(%table, %ids : {{.*}}) outs({{.*}}) attributes {kind = "gather", bounds = array<i64: 8, 32>, tile_sizes = array<i64: 4, 16>,
+// CHECK-NEXT:    ^bb0(%[[T:[^:]+]]: {{.*}}, %[[IDS:[^:]+]]: {{.*}}, %[[O:[^:]+]]: {{.*}}):
+// CHECK:           scf.for %[[I:[^ ]+]] = {{.*}} {
+// CHECK:             scf.for %[[J:[^ ]+]] = {{.*}} {
+// CHECK-NEXT:          %[[IT:.*]] = loop.load %[[IDS]][%[[I]], %[[J]]] {map = affine_map<(d0, d1) -> (d0)>, level = "onchip"{{.*}} -> tensor<4xi32>
+// CHECK-NEXT:          %[[ROWS:.*]] = loop.gather %[[T]][%[[I]], %[[J]]] by %[[IT]] {map = affine_map<(d0, d1) -> (d1)>, pad = 0.000000e+00 : f64} : memref<100x32xf32, #graph.layout<[0, 1]>, "global">, tensor<4xi32> -> tensor<4x16xf32>
+// CHECK-NEXT:          loop.store %[[ROWS]], %[[O]][%[[I]], %[[J]]]
