@@ -210,13 +210,14 @@ def choose_variant(graph: ModuleOp, target: str, cache: _Cache) -> tuple[ModuleO
     best: tuple[float, int, ModuleOp, dict] | None = None
     fusions = FusePass.schedule_space(ctx, graph)
     layouts = AssignLayoutPass(target=target).schedule_space(ctx, graph)
-    seen: set[tuple] = set()
+    fused_seen: set[tuple] = set()
+    laid_out_seen: set[tuple] = set()
     number = 0
     for fusion in fusions:
         fusion = dataclasses.replace(fusion, target=target)
         fused = graph.clone()
         fusion.apply(ctx, fused)
-        if not _first_time(fused, seen):
+        if not _first_time(fused, fused_seen):
             number += len(layouts)
             continue
         for layout in layouts:
@@ -224,7 +225,7 @@ def choose_variant(graph: ModuleOp, target: str, cache: _Cache) -> tuple[ModuleO
             layout = dataclasses.replace(layout, target=target)
             module = fused.clone()
             layout.apply(ctx, module)
-            if not _first_time(module, seen):
+            if not _first_time(module, laid_out_seen):
                 continue
             cost = sum(_default_cost(op, target, cache) for op in _units(module))
             choice = {"fuse": str(fusion.pipeline_pass_spec()), "assign-layout": str(layout.pipeline_pass_spec())}
