@@ -166,8 +166,9 @@ def default_tiles(kernel: KernelOp, target: str) -> tuple[int, ...]:
         d = candidates[0]
         halved = list(tiles)
         halved[d] = math.ceil(tiles[d] / 2)
-        # A cut that does not shrink the tiles (an operand read whole, like a
-        # gather's table) would only multiply the traffic: stop cutting there.
+        # A cut that does not shrink the tiles (an operand read whole, like
+        # the table of a gather from a value computed in the kernel) would
+        # only multiply the traffic: stop cutting there.
         if not legal(kernel, tuple(halved)) or footprint(kernel, tuple(halved)) > 0.75 * footprint(kernel, tuple(tiles)):
             cut[d] = False
             continue
