@@ -13,9 +13,9 @@ Order of the search:
    budget; every evaluation is recorded in the database, and a point already
    there is reused without evaluating it again;
 3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit, as
-   the default pipeline places them and pinned (the same placement, unless
-   a kernel is sharded: then pinned spreads the weights evenly), one more,
-   and twice as many, costed on the whole model.
+   the default pipeline places them (and pinned, which differs only when a
+   kernel is sharded: it then spreads the weights evenly), one more, and
+   twice as many, costed on the whole model.
 The result is written into the IR as the attributes the passes read
 (`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `tsp.chips`
 on the module), so the tuned module compiles with the default pipeline.
@@ -43,6 +43,7 @@ from compiler.driver import Stage, compile_module, passes_between, run_passes
 from compiler.tuning import KernelEvaluator, apply_point, default_point, kernel_points, standalone
 from dialects.graph.kernel import KernelOp
 from dialects.graph.layout import RelayoutOp
+from dialects.hardware import tsp
 from dialects.hardware.tsp import CHIPS_ATTR
 from passes.assign_layout import AssignLayoutPass
 from passes.fuse import FusePass
@@ -300,11 +301,14 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
     tuned_time, lowered = _model_time(module, target, spec)
     if target == "lpu":
         # The default placement (unpinned) against pinned counts, which may
-        # cut the model elsewhere (evenly spread weights when a kernel is
-        # sharded; more chips give more places to cut).
+        # cut the model elsewhere: more chips give more places to cut, and
+        # with a sharded kernel pinning the fewest spreads the weights evenly
+        # (without one it is the default placement, not worth compiling again).
         fewest = lowered.attributes[CHIPS_ATTR].value.data
+        sharded = any(op.shards.value.data > 1 for op in lowered.walk() if isinstance(op, tsp.ProgramOp))
+        counts = {fewest + 1, 2 * fewest} | ({fewest} if sharded else set())
         timed = [(tuned_time, 0, fewest)]
-        timed += [(_model_time(module, target, spec, c)[0], 1, c) for c in sorted({fewest, fewest + 1, 2 * fewest})]
+        timed += [(_model_time(module, target, spec, c)[0], 1, c) for c in sorted(counts)]
         tuned_time, pinned, chips = min(timed)
         if pinned:
             module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)

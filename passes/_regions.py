@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
 
 from dialects.graph import ops as g
@@ -223,6 +223,12 @@ def operand_regions(op: Operation, region: Region, k_region=None) -> list[Region
         x = shape_of(op.input)
         return [(region[0], region[1], (const(0), x[2]), (const(0), x[3]))]
     raise NotTileable(f"no tiling rule for '{op.name}'")
+
+
+def gathers_rows(op: Operation) -> bool:
+    """A gather from a kernel argument: `lower-to-loops` reads only the rows its
+    ids select (`loop.gather`), so its on-chip tile is the result's, not the table."""
+    return isinstance(op, g.GatherOp) and isinstance(op.table, BlockArgument)
 
 
 def window_pad(op: Operation) -> float | None:

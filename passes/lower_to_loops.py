@@ -45,7 +45,8 @@ from dialects.graph.dtypes import has_infinity
 from dialects.graph.kernel import KernelOp, YieldOp
 from dialects.graph.layout import RelayoutOp, layout_of
 from passes._regions import (
-    NotTileable, Region as TileRegion, crop_of_whole, full, operand_regions, region_key, shape_of, window_pad,
+    NotTileable, Region as TileRegion, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
+    window_pad,
 )
 
 TILE_ATTR = "tile_sizes"
@@ -202,7 +203,7 @@ class _TileBuilder:
             return self.flash(op, region)
         if op is self.anchor:
             return self.reduce_matmul(op, region)
-        if isinstance(op, g.GatherOp) and isinstance(op.table, BlockArgument):
+        if gathers_rows(op):
             # Read the rows the ids select straight from the table's buffer.
             count = len(shape_of(op.ids))
             ids = self.materialize(op.ids, tuple(region[:count]), pad)

@@ -31,9 +31,10 @@ from xdsl.ir import BlockArgument, SSAValue
 from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
-from dialects.graph import ops as g
 from dialects.graph.kernel import KernelOp
-from passes._regions import NotTileable, Region, const, crop_of_whole, full, operand_regions, region_key, shape_of
+from passes._regions import (
+    NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
+)
 from passes._targets import module_target, target_facts
 from passes.lower_to_loops import ORDER_ATTR, TILE_ATTR, anchor_matmul, attention_parts, kernel_bounds
 
@@ -77,8 +78,7 @@ def footprint(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
             total += math.prod(s for _, s in region) * _element_bytes(value)
             return
         op = value.owner
-        if isinstance(op, g.GatherOp) and isinstance(op.table, BlockArgument):
-            # `lower-to-loops` reads only the selected rows (`loop.gather`).
+        if gathers_rows(op):
             total += math.prod(s for _, s in region) * _element_bytes(op.table)
             visit(op.ids, tuple(region[: len(shape_of(op.ids))]))
             return
