@@ -21,7 +21,7 @@ from typing import Any
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
-from backends.spec import DeviceSpec
+from dialects.device import DeviceSpec
 from dialects import loop
 from dialects.hardware import HardwareKernelOp
 

@@ -33,23 +33,18 @@ from __future__ import annotations
 
 import math
 
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 
 from backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
-from backends.spec import DeviceSpec
+from dialects.device import DeviceSpec
 from dialects.hardware import simt
+from dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 TENSOR_PEAK = {"bf16": "peak_flops_bf16", "f16": "peak_flops_fp16", "f32": "peak_flops_tf32",
                "i8": "peak_ops_int8", "f8E4M3FN": "peak_flops_fp8", "f8E5M2": "peak_flops_fp8"}
 
 
-def _bytes(type_: MemRefType) -> int:
-    width = getattr(type_.element_type, "bitwidth", 32)
-    return math.prod(type_.get_shape()) * max(1, width // 8)
-
-
-def _dtype(kernel: simt.KernelOp) -> str:
-    return str(kernel.outs[0].type.element_type)
+_bytes = type_bytes
 
 
 def tensor_peak(spec: DeviceSpec, dtype: str) -> float:
@@ -127,7 +122,7 @@ def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, waves: int, slots: int) 
         *_, m, n, k = kernel.bounds.get_values()
         tiles = kernel.tile_sizes.get_values()
         tm, tn = tiles[-3], tiles[-2]
-        width = max(1, getattr(kernel.ins[0].type.element_type, "bitwidth", 32) // 8)
+        width = element_bytes(kernel.ins[0].type.element_type)
         grid_x = kernel.grid.get_values()[0]
         rows = -(-min(slots, math.prod(kernel.grid.get_values())) // grid_x)
         per_wave = (rows * tm * k + min(grid_x, slots) * k * tn) * width
@@ -149,7 +144,7 @@ def kernel_cost(kernel: simt.KernelOp, spec: DeviceSpec) -> KernelCost:
     # ceil(ctas / sms) CTAs one after another, whatever the occupancy (which
     # bounds the residency, used for L2 reuse, not the throughput).
     wave_efficiency = ctas / (-(-ctas // spec["sms"]) * spec["sms"])
-    dtype = _dtype(kernel)
+    dtype = kernel.operand_dtype()
     flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
     peak = tensor_peak(spec, dtype)
     efficiency = wave_efficiency * _tile_efficiency(kernel, spec) * _mma_efficiency(kernel)
@@ -194,5 +189,5 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     kernels = hardware_kernels(module)
     costs = [kernel_cost(k, spec) for k in kernels]
     costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
-    dtypes = [_dtype(k) for k in kernels if k.matrix_flops.value.data] or ["f32"]
-    return Report("gpu", spec.name, costs, tensor_peak(spec, max(set(dtypes), key=dtypes.count)))
+    dtype = dominant_dtype(((k.operand_dtype(), k.figure("matrix_flops")) for k in kernels), "f32")
+    return Report("gpu", spec.name, costs, tensor_peak(spec, dtype))

@@ -96,15 +96,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, MemRefType, ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 
 from backends import systolic_math
 from backends.cost import KernelCost, Report, model_function
-from backends.spec import DeviceSpec, SpecError
+from dialects.device import DeviceSpec, SpecError
 from dialects import loop
 from dialects.graph import PARAM_ATTR
 from dialects.hardware import tsp
+from dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 INT8_TYPES = ("i8", "ui8", "si8")
 DRAGONFLY_HOPS = 3
@@ -181,12 +182,7 @@ def vector_cycles_per_pass(spec: DeviceSpec, dtype: str) -> int:
 # --------------------------------------------------------------------------- MXM
 
 
-def _element_bytes(type_) -> int:
-    return max(1, getattr(type_, "bitwidth", 32) // 8)
-
-
-def _bytes(type_: MemRefType) -> int:
-    return math.prod(type_.get_shape()) * _element_bytes(type_.element_type)
+_bytes = type_bytes
 
 
 @dataclass(frozen=True)
@@ -244,13 +240,12 @@ def mxm_schedule(count: int, m: int, n: int, k: int, spec: DeviceSpec, dtype: st
 
 def program_dtype(program: tsp.ProgramOp) -> str:
     """The operand type the MXM multiplies (the first input's), else the result's."""
-    values = list(program.ins) or list(program.outs)
-    return str(values[0].type.element_type)
+    return program.operand_dtype()
 
 
 def _element(program: tsp.ProgramOp) -> int:
     values = list(program.ins) or list(program.outs)
-    return _element_bytes(values[0].type.element_type)
+    return element_bytes(values[0].type.element_type)
 
 
 def _figure(program: tsp.ProgramOp, name: str) -> int:
@@ -460,12 +455,8 @@ def chips(module: ModuleOp) -> int:
 
 
 def _dominant_dtype(module: ModuleOp) -> str:
-    weights: dict[str, int] = {}
-    for op in module.walk():
-        if isinstance(op, tsp.ProgramOp) and op.gemm_list():
-            dtype = program_dtype(op)
-            weights[dtype] = weights.get(dtype, 0) + op.figure("matrix_flops")
-    return max(sorted(weights), key=lambda d: weights[d]) if weights else "f16"
+    programs = [op for op in module.walk() if isinstance(op, tsp.ProgramOp)]
+    return dominant_dtype(((p.operand_dtype(), p.figure("matrix_flops")) for p in programs), "f16")
 
 
 def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:

@@ -53,30 +53,24 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 
 from backends import systolic_math
 from backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
-from backends.spec import DeviceSpec, SpecError
+from dialects.device import DeviceSpec, SpecError
 from dialects.hardware import systolic
+from dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
 
 MATRIX_PEAK = {"i8": "peak_ops_int8"}
 """The spec key of the MXU peak by operand type; every other type runs as bf16 passes."""
 
 
-def _bytes(type_: MemRefType) -> int:
-    width = getattr(type_.element_type, "bitwidth", 32)
-    return math.prod(type_.get_shape()) * max(1, width // 8)
-
-
-def _element(type_: MemRefType) -> str:
-    return str(type_.element_type)
+_bytes = type_bytes
 
 
 def program_dtype(program: systolic.ProgramOp) -> str:
     """The operand type the arrays multiply (the first input's), else the result's."""
-    values = list(program.ins) or list(program.outs)
-    return _element(values[0].type)
+    return program.operand_dtype()
 
 
 def spec_peak(spec: DeviceSpec, dtype: str) -> float:
@@ -175,7 +169,7 @@ def program_cost(program: systolic.ProgramOp, spec: DeviceSpec) -> KernelCost:
     clock = float(spec["clock_hz"])
     dataflow = program.dataflow.data
     dtype = program_dtype(program)
-    width = max(1, getattr(program.ins[0].type.element_type, "bitwidth", 32) // 8) if program.ins else 4
+    width = element_bytes(program.ins[0].type.element_type) if program.ins else 4
     schedules = [schedule_gemm(c, m, n, k, rows, cols, arrays, dataflow) for c, m, n, k in program.gemm_list()]
     rate = _rate(spec, dtype)
     compute_cycles = sum(-(-s.cycles // rate) for s in schedules)
@@ -230,7 +224,7 @@ def copy_cost(copy, spec: DeviceSpec, index: int) -> KernelCost:
         time_s=memory_s + latency_s, bound="memory" if memory_s >= latency_s else "latency", utilisation=0.0,
         extra={"dataflow": "none", "compute_cycles": 0, "stall_cycles": 0, "vector_cycles": 0,
                "memory_cycles": memory_cycles, "folds": 0, "single_array_cycles": 0,
-               "dtype": _element(copy.source.type)},
+               "dtype": dtype_of(copy.source.type.element_type)},
     )
 
 
@@ -238,5 +232,5 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     programs = [k for k in hardware_kernels(module) if isinstance(k, systolic.ProgramOp)]
     costs = [program_cost(p, spec) for p in programs]
     costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
-    dtypes = [program_dtype(p) for p in programs if p.gemm_list()] or ["bf16"]
-    return Report("tpu", spec.name, costs, array_peak(spec, max(sorted(set(dtypes)), key=dtypes.count)))
+    dtype = dominant_dtype(((p.operand_dtype(), p.figure("matrix_flops")) for p in programs), "bf16")
+    return Report("tpu", spec.name, costs, array_peak(spec, dtype))

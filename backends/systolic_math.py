@@ -35,8 +35,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from dialects.vocabulary import DATAFLOWS
+
 Dataflow = Literal["os", "ws", "is"]
-DATAFLOWS: tuple[Dataflow, ...] = ("os", "ws", "is")
 
 
 @dataclass(frozen=True)

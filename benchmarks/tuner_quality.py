@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.spec import default_device  # noqa: E402
+from dialects.device import default_device  # noqa: E402
 from backends.tuner.search import tune  # noqa: E402
 from backends.tuner.space import Space  # noqa: E402
 from compiler.driver import Stage, compile_module  # noqa: E402
@@ -58,7 +58,8 @@ def kernel_of(text: str, target: str) -> KernelOp:
     module = load_model(f.name, {})
     compile_module(module, target, Stage.LAYOUT)
     kernels = [op for op in module.walk() if isinstance(op, KernelOp)]
-    return max(kernels, key=lambda k: len(kernel_points(k, target)))
+    device = default_device(target)
+    return max(kernels, key=lambda k: len(kernel_points(k, device)))
 
 
 def search(space: Space, costs: list[float], strategy: str, budget: int, seed: int) -> tuple[float, float]:
@@ -90,8 +91,8 @@ def main() -> None:
         spec = default_device(target)
         for name, text in SUITE.items():
             kernel = kernel_of(text, target)
-            space = Space(kernel_points(kernel, target))
-            evaluator = KernelEvaluator(standalone(kernel, target), target, spec)
+            space = Space(kernel_points(kernel, spec))
+            evaluator = KernelEvaluator(standalone(kernel, spec), spec)
             start = time.perf_counter()
             costs = [evaluator(p) for p in space.points]
             optimum = min(costs)

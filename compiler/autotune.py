@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
 from backends.cost import estimate
-from backends.spec import DeviceSpec
+from dialects.device import DeviceSpec, set_module_device
+from dialects.vocabulary import IllegalSchedule
 from backends.tuner.database import TuningDatabase, TuningKey
 from backends.tuner.hashing import structural_hash, structural_key
 from backends.tuner.search import TuneResult, tune
@@ -138,10 +139,7 @@ _WORKER: Callable[[dict], float] | None = None
 
 def _evaluate_in_worker(point: dict) -> float:
     assert _WORKER is not None
-    try:
-        return _WORKER(point)
-    except Exception:
-        return math.inf
+    return _safe(_WORKER, point)
 
 
 class _Evaluations:
@@ -170,11 +168,19 @@ class _Evaluations:
             self._pool = None
 
 
+class EvaluationError(RuntimeError):
+    """Lowering or costing a point failed for a reason other than an illegal schedule: a bug."""
+
+
 def _safe(evaluator, point) -> float:
+    """The point's cost; infinite for an illegal schedule (never chosen), any other failure raised."""
     try:
         return evaluator(point)
-    except Exception:
-        return math.inf  # an illegal corner the space did not rule out: never chosen
+    except IllegalSchedule:
+        return math.inf
+    except Exception as err:
+        # A plain message: it crosses process boundaries from the workers.
+        raise EvaluationError(f"evaluating the point {point} failed: {type(err).__name__}: {err}") from None
 
 
 # --------------------------------------------------------------------------- the search
@@ -184,17 +190,17 @@ def _units(module: ModuleOp) -> list[KernelOp | RelayoutOp]:
     return [op for op in module.walk() if isinstance(op, KernelOp | RelayoutOp)]
 
 
-def _default_cost(op, target: str, cache: _Cache) -> float:
+def _default_cost(op, cache: _Cache) -> float:
     digest = structural_hash(op)
     if digest not in cache.defaults:
-        cache.defaults[digest] = default_point(op, target) if isinstance(op, KernelOp) else {}
+        cache.defaults[digest] = default_point(op, cache.spec) if isinstance(op, KernelOp) else {}
     point = cache.defaults[digest]
     table = cache.table(digest)
     key = point_key(point)
     if key in table:
         cache.hits += 1
         return table[key]
-    cost = _safe(KernelEvaluator(standalone(op, target), target, cache.spec), point)
+    cost = _safe(KernelEvaluator(standalone(op, cache.spec), cache.spec), point)
     cache.evaluations += 1
     cache.store(digest, [point], [cost])
     return cost
@@ -228,7 +234,7 @@ def choose_variant(graph: ModuleOp, target: str, cache: _Cache) -> tuple[ModuleO
             layout.apply(ctx, module)
             if not _first_time(module, laid_out_seen):
                 continue
-            cost = sum(_default_cost(op, target, cache) for op in _units(module))
+            cost = sum(_default_cost(op, cache) for op in _units(module))
             choice = {"fuse": str(fusion.pipeline_pass_spec()), "assign-layout": str(layout.pipeline_pass_spec())}
             if best is None or (cost, number) < (best[0], best[1]):
                 best = (cost, number, module, choice)
@@ -253,9 +259,9 @@ def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options,
     results = []
     for digest, kernels in groups.items():
         first = kernels[0]
-        space = Space(kernel_points(first, target))
+        space = Space(kernel_points(first, cache.spec))
         budget = options.budget or max(16, math.ceil(0.1 * space.size))
-        evaluations = _Evaluations(KernelEvaluator(standalone(first, target), target, cache.spec), options.jobs)
+        evaluations = _Evaluations(KernelEvaluator(standalone(first, cache.spec), cache.spec), options.jobs)
         table = cache.table(digest)
 
         def evaluate(points: list[dict], digest=digest, evaluations=evaluations) -> list[float]:
@@ -284,7 +290,7 @@ def _model_time(layout_module: ModuleOp, target: str, spec: DeviceSpec, chips: i
     module = layout_module.clone()
     if chips is not None:
         module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
-    compile_module(module, target, Stage.HARDWARE)
+    compile_module(module, target, Stage.HARDWARE, device=spec)
     return estimate(module, spec).time_s, module
 
 
@@ -292,6 +298,8 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
     """Tune a graph-stage module; return it at the layout stage with the choices written in."""
     start = time.perf_counter()
     cache = _Cache(target, spec, options.db)
+    graph = graph.clone()
+    set_module_device(graph, spec)
     default = graph.clone()
     run_passes(ir.make_context(), default, passes_between(target, Stage.GRAPH, Stage.LAYOUT), _quiet())
     default_time, _ = _model_time(default, target, spec)

@@ -22,13 +22,13 @@ from compiler import ir
 from compiler.diagnostics import StrataError
 from compiler import loop_interpreter
 from compiler.driver import (
-    STAGE_ORDER, DumpOptions, Stage, compile_module, detect_stage, passes_between, run_passes,
+    STAGE_ORDER, DumpOptions, Stage, attach_device, compile_module, detect_stage, passes_between, run_passes,
 )
 from compiler.frontend import load_model, read_source
 from compiler.fuzz import cmd_fuzz
 from compiler.pipeline import parse_pipeline
 from compiler.schedule import apply_schedule, parse_schedule
-from passes._targets import TARGETS
+from dialects.vocabulary import TARGETS
 from compiler.stats import human, model_function, model_stats
 
 MAX_RUN_ELEMENTS = 2**31
@@ -97,33 +97,57 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _device_specs(args, targets: list[str]) -> dict:
-    """The device spec per target: its default, or --device / --device-file, with --spec overrides."""
-    from backends import spec as specs
+def chosen_devices(args, targets: list[str], base: dict | None = None) -> dict:
+    """
+    The devices the user chose per target: --device or --device-file, with
+    --spec overrides (applied to `base[target]`, else the target's default
+    device, when no device is named). Empty when no device option is given:
+    the driver then uses the device a dump records, else the default.
+    Resolved once, here; every pass, the tuner and the cost model read it.
+    """
+    from dialects import device as specs
 
-    chosen = {t: specs.default_device(t) for t in targets}
-    for given in filter(None, (args.device, args.device_file)):
-        device = specs.load_device_file(given) if given == args.device_file else specs.load_device(given)
-        if device.target not in chosen:
-            raise StrataError(
-                f"error: device '{device.name}' is a {device.target} device; it cannot cost --target {','.join(targets)}"
-            )
-        chosen[device.target] = device
-    if args.spec:
-        keyed = {item.partition("=")[0] for item in args.spec}
-        for target, device in chosen.items():
-            mine = [item for item in args.spec if item.partition("=")[0] in device]
-            if mine or len(chosen) == 1:
-                chosen[target] = specs.with_overrides(device, mine if len(chosen) > 1 else args.spec)
-        if len(chosen) > 1 and not any(k in d for k in keyed for d in chosen.values()):
-            raise StrataError(f"error: --spec {', '.join(sorted(keyed))}: no device has such a key")
+    if not (args.device or args.device_file or args.spec):
+        return {}
+    if args.device and args.device_file:
+        raise StrataError("error: give --device or --device-file, not both")
+    try:
+        chosen = {t: (base or {}).get(t) or specs.default_device(t) for t in targets}
+        if args.device or args.device_file:
+            given = args.device or args.device_file
+            device = specs.load_device(given) if args.device else specs.load_device_file(given)
+            if device.target not in chosen:
+                raise StrataError(f"error: device '{device.name}' is a {device.target} device, not one for"
+                                  f" --target {','.join(targets)}")
+            chosen = {device.target: device} if len(targets) == 1 else {**chosen, device.target: device}
+        if args.spec:
+            keyed = {item.partition("=")[0] for item in args.spec}
+            for target, device in chosen.items():
+                mine = [item for item in args.spec if item.partition("=")[0] in device]
+                if mine or len(chosen) == 1:
+                    chosen[target] = specs.with_overrides(device, mine if len(chosen) > 1 else args.spec)
+            if len(chosen) > 1 and not any(k in d for k in keyed for d in chosen.values()):
+                raise StrataError(f"error: --spec {', '.join(sorted(keyed))}: no device has such a key")
+    except specs.SpecError as err:
+        raise StrataError(f"error: {err}") from None
     return chosen
+
+
+def _recorded_device(module: ModuleOp) -> dict:
+    """The device a dump records, by target (for --spec overrides of it)."""
+    from dialects import device as specs
+
+    try:
+        recorded = specs.module_device(module)
+    except specs.SpecError as err:
+        raise StrataError(f"error: {err}") from None
+    return {recorded.target: recorded} if recorded else {}
 
 
 def cmd_compile(args) -> int:
     from backends.cost import estimate
-    from backends.spec import SpecError
     from compiler import report as reports
+    from dialects.device import module_device
 
     targets = list(TARGETS) if args.target == "all" else [args.target]
     emit = Stage(args.emit) if args.emit else Stage.HARDWARE
@@ -134,14 +158,11 @@ def cmd_compile(args) -> int:
     if len(targets) > 1 and (args.output or args.dump_dir or ir_to_stdout or args.pass_pipeline):
         raise StrataError("error: --target all reports the three targets; -o, --emit, --dump-dir and"
                           " --pass-pipeline need one target")
-    try:
-        devices = _device_specs(args, targets) if report_format != "none" or args.plot or args.autotune else {}
-    except SpecError as err:
-        raise StrataError(f"error: {err}") from None
     schedule = parse_schedule(args.schedule)
-    costed = {}
+    costed, bandwidth = {}, {}
     for target in targets:
         module = load_input(args.model, args.defines)
+        devices = chosen_devices(args, targets, _recorded_device(module))
         dumps = DumpOptions(
             after_all=args.print_ir_after_all,
             after=frozenset(args.print_ir_after),
@@ -161,11 +182,13 @@ def cmd_compile(args) -> int:
             passes = list(parse_pipeline(args.pass_pipeline).passes)
         else:
             passes = passes_between(target, detect_stage(module), emit)
-        compile_module(module, target, emit, dumps, apply_schedule(passes, schedule))
+        compile_module(module, target, emit, dumps, apply_schedule(passes, schedule), devices.get(target))
         if args.output or ir_to_stdout:
             _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
         if (report_format != "none" or args.plot) and emit == Stage.HARDWARE:
-            costed[target] = estimate(module, devices[target])
+            device = module_device(module)
+            costed[target] = estimate(module, device)
+            bandwidth[target] = device["hbm_bandwidth"] if "hbm_bandwidth" in device else device["sram_bandwidth"]
         elif args.report not in (None, "none") or args.plot:
             raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
     if report_format == "json":
@@ -177,8 +200,6 @@ def cmd_compile(args) -> int:
             reports.print_report(report)
         reports.print_side_by_side(costed)
     if args.plot:
-        bandwidth = {t: devices[t]["hbm_bandwidth"] if "hbm_bandwidth" in devices[t] else devices[t]["sram_bandwidth"]
-                     for t in costed}
         reports.plot_roofline(costed, args.plot, bandwidth)
     return 0
 
@@ -196,29 +217,26 @@ def _tune_options(args):
 
 
 def _autotune(module, target: str, args, devices):
-    """Tune a graph-stage module for `target`; print the tuning report to stderr or stdout."""
+    """Tune a graph-stage module for `target` on its device; print the tuning report to stderr or stdout."""
     from compiler import autotune
 
     if detect_stage(module) != Stage.GRAPH:
         raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
+    device = attach_device(module, devices.get(target), target)
     bar, update = autotune.progress_bar()
     with bar:
-        tuned, report = autotune.autotune(module, target, devices[target], _tune_options(args), update)
+        tuned, report = autotune.autotune(module, target, device, _tune_options(args), update)
     return tuned, report
 
 
 def cmd_tune(args) -> int:
-    from backends import spec as specs
     from compiler import autotune
 
     targets = list(TARGETS) if args.target == "all" else [args.target]
-    try:
-        devices = _device_specs(args, targets)
-    except specs.SpecError as err:
-        raise StrataError(f"error: {err}") from None
     reports = {}
     for target in targets:
         module = load_input(args.model, args.defines)
+        devices = chosen_devices(args, targets, _recorded_device(module))
         _, reports[target] = _autotune(module, target, args, devices)
     if args.report == "json":
         import json
@@ -235,10 +253,11 @@ def cmd_targets(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from backends import spec as specs
+    from dialects import device as specs
 
     table = Table(title="devices (--device NAME; each target's default marked *)", title_justify="left")
-    for column in ("device", "target", "clock", "peak bf16/fp16", "memory", "bandwidth", "on chip", "compute units"):
+    for column in ("device", "target", "clock", "peak bf16/fp16", "memory", "bandwidth", "tile memory",
+                   "compute units"):
         table.add_column(column)
     for name in specs.DEVICES:
         d = specs.load_device(name)
@@ -251,7 +270,7 @@ def cmd_targets(args) -> int:
         default = "*" if specs.DEFAULT_DEVICE.get(d.target) == name else ""
         table.add_row(
             name + default, d.target, human(d["clock_hz"], "Hz"), human(peak, "FLOP/s"), human(memory, "B"),
-            human(bandwidth, "B/s"), human(d["onchip_bytes"], "B"), units,
+            human(bandwidth, "B/s"), human(d.tile_memory_bytes, "B"), units,
         )
     Console(width=160).print(table)
     return 0
@@ -259,6 +278,24 @@ def cmd_targets(args) -> int:
 
 def cmd_opt(args) -> int:
     module = load_input(args.file, [])
+    recorded = _recorded_device(module)
+    if args.device or args.device_file or args.spec:
+        if not (args.device or args.device_file or recorded):
+            raise StrataError("error: --spec changes a device: name one with --device, or give a dump that"
+                              " records one")
+        if args.device or args.device_file:
+            from dialects import device as specs
+
+            named = args.device or args.device_file
+            try:
+                base = specs.load_device(named) if args.device else specs.load_device_file(named)
+            except specs.SpecError as err:
+                raise StrataError(f"error: {err}") from None
+            target = base.target
+        else:
+            target = next(iter(recorded))
+        device = chosen_devices(args, [target], recorded)[target]
+        attach_device(module, device, target)
     if args.passes:
         passes = list(parse_pipeline(args.passes).passes)
         run_passes(ir.make_context(), module, passes, DumpOptions(debuginfo=not args.no_debuginfo))
@@ -278,16 +315,15 @@ def cmd_run(args) -> int:
             f"error: the model's inputs and weights hold {total:,} elements, too many to execute"
             f" here; shrink it with -D (e.g. -D S=16)"
         )
-    rng = np.random.default_rng(args.seed)
-    ranges = weights.integer_input_ranges(fn)
     inputs_spec = [s for s in specs if s.kind == "input"]
     params_spec = [s for s in specs if s.kind == "param"]
     given_inputs = weights.load_npz(args.inputs, inputs_spec, allow_missing=True) if args.inputs else {}
     given_weights = weights.load_npz(args.weights, params_spec, allow_missing=True) if args.weights else {}
-    missing = [s for s in specs if s.name not in given_inputs and s.name not in given_weights]
-    drawn = weights.random_values(missing, rng, ranges)
-    inputs = {s.name: given_inputs.get(s.name, drawn.get(s.name)) for s in inputs_spec}
-    params = {s.name: given_weights.get(s.name, drawn.get(s.name)) for s in params_spec}
+    bound = weights.bind_values(fn, args.seed, given_inputs, given_weights)
+    inputs, params = bound.inputs, bound.params
+    devices = chosen_devices(args, [args.target], _recorded_device(module))
+    if args.through is not None or args.backend == "mlir" or devices:
+        attach_device(module, devices.get(args.target), args.target)
     if args.through is not None:
         compile_module(module, args.target, Stage(args.through))
     if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
@@ -300,9 +336,9 @@ def cmd_run(args) -> int:
     if args.output:
         weights.save_outputs(args.output, outputs)
     print(weights.summarize(outputs))
-    if missing:
+    if bound.drawn:
         print(
-            f"({len(missing)} of {len(specs)} inputs and weights drawn at random, seed {args.seed})",
+            f"({len(bound.drawn)} of {bound.total} inputs and weights drawn at random, seed {args.seed})",
             file=sys.stderr,
         )
     return 0
@@ -312,11 +348,12 @@ def cmd_run(args) -> int:
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", metavar="NAME", help="device to cost on (see `strata targets`; default per"
-                        " target: h100, tpu-v4, groq-lpu)")
-    parser.add_argument("--device-file", metavar="FILE", help="cost on the device described by this spec file (.toml)")
+    parser.add_argument("--device", metavar="NAME", help="device to compile for and cost on (see `strata targets`;"
+                        " default: the device a dump records, else per target h100, tpu-v4, groq-lpu)")
+    parser.add_argument("--device-file", metavar="FILE", help="the device described by this spec file (.toml)")
     parser.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
-                        help="override one figure of the device spec, e.g. --spec array_rows=32 (repeatable)")
+                        help="override one figure of the device spec, e.g. --spec smem_per_block_bytes=49152"
+                        " (repeatable); tiling, layouts, chip placement, tuning and costing all see it")
 
 
 def _add_tune_options(parser: argparse.ArgumentParser) -> None:
@@ -397,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default=None,
                    help="lower the model to this stage first and execute that IR (default: run the"
                    " input at its own stage: graph for a .model file)")
+    _add_device_options(p)
     p.add_argument("--backend", choices=["interpreter", "mlir"], default="interpreter",
                    help="execute with the NumPy reference / loop interpreter (default), or lower the loop stage"
                    " for --target through upstream MLIR (export-mlir, mlir-opt-22, LLVM) and run it natively")
@@ -428,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated passes with options, e.g. 'canonicalize,cse'")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR to FILE instead of stdout")
     p.add_argument("--no-debuginfo", action="store_true", help="omit loc(...) source locations")
+    _add_device_options(p)
     p.set_defaults(run=cmd_opt)
 
     p = sub.add_parser("fuzz", help="check the passes' properties on random models (property-based testing)",
@@ -441,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                        " printed, the model is written to a .model file, and the exit status is 1; otherwise"
                        " 'N examples checked' is printed.")
     _add_target(p)
+    _add_device_options(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--pass", dest="pass_name", metavar="NAME",
                        help="check only this pass (with options, e.g. 'tile{sizes=2,2,2}'); the default passes"

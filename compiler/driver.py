@@ -30,12 +30,14 @@ from compiler.diagnostics import StrataError
 from dialects.graph.kernel import KernelOp
 from dialects.graph.layout import LayoutAttr, RelayoutOp
 from dialects.hardware import HardwareKernelOp
-from passes._targets import TARGETS
+from dialects.device import DeviceSpec, SpecError, default_device, module_device, set_module_device
+from dialects.vocabulary import TARGETS, IllegalSchedule
 from passes.assign_layout import AssignLayoutPass
 from passes.export_mlir import ExportMlirPass
 from passes.fuse import FusePass
 from passes.lower_to_hardware import LowerToHardwarePass
 from passes.lower_to_loops import LowerToLoopsPass
+from passes.place_chips import PlaceChipsPass
 from passes.tile import TilePass
 
 
@@ -55,12 +57,18 @@ STAGE_ORDER = tuple(Stage)
 
 
 def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]], ...]:
-    """The passes that produce each stage, in order, for `target`."""
+    """
+    The passes that produce each stage, in order, for `target`. Every pass
+    reads the device recorded on the module (`attach_device`); decisions
+    (tiles, chip placement) are passes that write attributes, lowerings
+    only read them.
+    """
+    placement = (PlaceChipsPass(),) if target == "lpu" else ()
     return (
         (Stage.FUSED, (FusePass(target=target),)),
         (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
         (Stage.LOOP, (TilePass(target=target), LowerToLoopsPass())),
-        (Stage.HARDWARE, (LowerToHardwarePass(target=target),)),
+        (Stage.HARDWARE, (*placement, LowerToHardwarePass(target=target))),
     )
 
 
@@ -208,7 +216,9 @@ def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dum
     spec = str(module_pass.pipeline_pass_spec())
     where = Path(dumps.dump_dir) if dumps.dump_dir is not None else Path(".")
     reproducer = where / "strata-reproducer.mlir"
-    message = str(err) if isinstance(err, StrataError) else f"{type(err).__name__}: {err}"
+    # Errors about the model, the schedule or the device are the user's to
+    # fix and speak for themselves; any other exception names its type.
+    message = str(err) if isinstance(err, StrataError | IllegalSchedule | SpecError) else f"{type(err).__name__}: {err}"
     try:
         reproducer.write_text(f"// Replay with: strata opt {reproducer} -p '{spec}'\n" + before_text)
         saved = f"\nreproducer written to {reproducer}: strata opt {reproducer} -p '{spec}'"
@@ -217,15 +227,46 @@ def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dum
     return StrataError(f"pass '{spec}' failed:\n{message}{saved}")
 
 
+def attach_device(module: ModuleOp, device: DeviceSpec | None, target: str) -> DeviceSpec:
+    """
+    Record the device the module compiles for, once, before any pass runs.
+
+    A module that already records one (a dump) keeps it: resuming lowers for
+    the same device. `device` (the user's `--device`/`--device-file`/`--spec`)
+    must then be that device; a graph-stage module, not yet shaped by any
+    device, takes the new one. Without either, `target`'s default device.
+    """
+    try:
+        recorded = module_device(module)
+    except SpecError as err:
+        raise StrataError(f"error: {err}") from None
+    if recorded is not None and device is not None and recorded != device and detect_stage(module) != Stage.GRAPH:
+        raise StrataError(
+            f"error: the input was lowered for device '{recorded.name}' ({recorded.target}); it cannot be resumed"
+            f" for device '{device.name}' with other figures: compile the model again, or drop the device options"
+        )
+    chosen = device or recorded
+    if chosen is None:
+        chosen = default_device(target)
+    if chosen.target != target:
+        raise StrataError(
+            f"error: the input was lowered for {chosen.target} device '{chosen.name}', not for --target {target}"
+        )
+    set_module_device(module, chosen)
+    return chosen
+
+
 def compile_module(
     module: ModuleOp,
     target: str,
     emit: Stage,
     dumps: DumpOptions | None = None,
     pipeline: list[ModulePass] | None = None,
+    device: DeviceSpec | None = None,
 ) -> list[PassRecord]:
-    """Lower `module` in place from its current stage to `emit` for `target`."""
+    """Lower `module` in place from its current stage to `emit` for `device` (default: `target`'s)."""
     if target not in TARGETS:
         raise StrataError(f"error: unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    attach_device(module, device, target)
     passes = pipeline if pipeline is not None else passes_between(target, detect_stage(module), emit)
     return run_passes(ir.make_context(), module, passes, dumps or DumpOptions())

@@ -30,6 +30,7 @@ fails in bounded time and prints the model as drawn; `strata fuzz` shrinks),
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -147,9 +148,10 @@ def fuzz(pipeline, examples: int = 100, seed: int = 0, max_ops: int = 8, grow: b
                 current, (index, factor) = grown[0], grown[1:]
                 name, value = current.lets[index % len(current.lets)]
                 growing = (name, value * (factor + 1))
-                if check_cost_monotonic(current, *growing, pipeline.target, pipeline.prefix + pipeline.passes):
+                if check_cost_monotonic(current, *growing, pipeline.target, pipeline.prefix + pipeline.passes,
+                                        device=pipeline.device):
                     state["grown"] += 1
-                check_tuned_not_worse(model, pipeline.target)
+                check_tuned_not_worse(model, pipeline.target, spec=pipeline.device)
         except Exception as err:  # noqa: BLE001 - anything else is a finding too
             failure = err if isinstance(err, PropertyFailure) else PropertyFailure("crash", _describe(err))
             if state["found"] is None:
@@ -194,8 +196,11 @@ def cmd_fuzz(args) -> int:
     from compiler.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
     from compiler.strategies import Model
 
+    from compiler.cli import chosen_devices
+
     spec = args.pass_name or args.pass_pipeline
     pipeline = Pipeline.parse(spec, args.target) if spec else Pipeline.default(args.target)
+    pipeline = dataclasses.replace(pipeline, device=chosen_devices(args, [args.target]).get(args.target))
     profile = PROFILES[args.profile]
     examples = args.examples if args.examples is not None else profile.examples
     if examples < 1:

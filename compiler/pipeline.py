@@ -20,10 +20,11 @@ from passes.export_mlir import ExportMlirPass
 from passes.fuse import FusePass
 from passes.lower_to_hardware import LowerToHardwarePass
 from passes.lower_to_loops import LowerToLoopsPass
+from passes.place_chips import PlaceChipsPass
 from passes.tile import TilePass
 
 STRATA_PASSES: tuple[type[ModulePass], ...] = (
-    FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, LowerToHardwarePass, ExportMlirPass,
+    FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, PlaceChipsPass, LowerToHardwarePass, ExportMlirPass,
 )
 
 

@@ -60,6 +60,7 @@ from compiler import ir
 from compiler.diagnostics import StrataError
 from compiler.driver import Stage, default_pipeline, detect_stage
 from compiler.strategies import Model
+from dialects.device import DeviceSpec, default_device, module_device, set_module_device
 
 NOT_EXECUTED = frozenset({"mlir"})
 """Stages `semantics` cannot execute here (upstream MLIR runs through the MLIR toolchain)."""
@@ -107,6 +108,15 @@ class Pipeline:
     passes: tuple[ModulePass, ...]
     prefix: tuple[ModulePass, ...] = ()
     label: str = ""
+    device: DeviceSpec | None = None
+    """The device every model is compiled for (recorded on it first); None: the target's default."""
+
+    def start(self, model: Model) -> ModuleOp:
+        """The model's graph module, recording the pipeline's device when it has one."""
+        module = model.module()
+        if self.device is not None:
+            set_module_device(module, self.device)
+        return module
 
     @classmethod
     def default(cls, target: str) -> Pipeline:
@@ -290,7 +300,7 @@ def cost_model_available(target: str) -> bool:
         from backends.cost import MODELS
 
         importlib.import_module(MODELS[target])
-        from backends.spec import default_device
+        from dialects.device import default_device
 
         default_device(target)
     except (ImportError, KeyError):
@@ -299,11 +309,10 @@ def cost_model_available(target: str) -> bool:
 
 
 def estimate(module: ModuleOp, target: str, spec=None):
-    """The cost report of hardware IR on `spec` (default: the target's default device); `cost-runs`."""
+    """The cost report of hardware IR on `spec` (default: the device it was lowered for); `cost-runs`."""
     from backends.cost import estimate as cost_estimate
-    from backends.spec import default_device
 
-    spec = spec or default_device(target)
+    spec = spec or module_device(module) or default_device(target)
     try:
         return cost_estimate(module, spec)
     except Exception as err:  # noqa: BLE001
@@ -316,9 +325,7 @@ def _peak(spec) -> float:
 
 def check_cost(module: ModuleOp, target: str, spec=None):
     """`cost-positive` and `cost-bounds` for every kernel of the report; returns the report."""
-    from backends.spec import default_device
-
-    spec = spec or default_device(target)
+    spec = spec or module_device(module) or default_device(target)
     report = estimate(module, target, spec)
     peak = _peak(spec)
     if not report.kernels:
@@ -342,12 +349,14 @@ def check_cost(module: ModuleOp, target: str, spec=None):
 
 
 def compile_to_hardware(model: Model, target: str, passes: Sequence[ModulePass] | None = None,
-                        after_tile: Callable[[ModuleOp], None] | None = None) -> ModuleOp:
+                        after_tile: Callable[[ModuleOp], None] | None = None,
+                        device: DeviceSpec | None = None) -> ModuleOp:
     """
-    The model lowered by `passes` (default: the target's pipeline), verified
-    after each; `after_tile(module)` runs right after the `tile` pass.
+    The model lowered by `passes` (default: the target's pipeline) for
+    `device` (default: the target's), verified after each;
+    `after_tile(module)` runs right after the `tile` pass.
     """
-    module = model.module()
+    module = Pipeline(target, (), device=device).start(model)
     ctx = ir.make_context()
     for module_pass in passes if passes is not None else Pipeline.default(target).passes:
         run_pass(module_pass, module, ctx)
@@ -403,7 +412,8 @@ def pin_schedule(module: ModuleOp, schedule: dict) -> list[str]:
 
 
 def check_cost_monotonic(model: Model, name: str, value: int, target: str,
-                         passes: Sequence[ModulePass] | None = None, spec=None) -> bool:
+                         passes: Sequence[ModulePass] | None = None, spec=None,
+                         device: DeviceSpec | None = None) -> bool:
     """
     `cost-monotonic`: `model` with the `let` constant `name` grown to `value`
     (larger) costs no less, in total and per kernel, under the same schedule:
@@ -415,9 +425,10 @@ def check_cost_monotonic(model: Model, name: str, value: int, target: str,
     grown = model.grown(name, value)
     schedule: dict = {}
     refused: list[str] = []
-    small = estimate(compile_to_hardware(model, target, passes, after_tile=lambda m: schedule.update(tile_schedule(m))),
-                     target, spec)
-    big_module = compile_to_hardware(grown, target, passes, after_tile=lambda m: refused.extend(pin_schedule(m, schedule)))
+    small = estimate(compile_to_hardware(model, target, passes, after_tile=lambda m: schedule.update(tile_schedule(m)),
+                                         device=device), target, spec)
+    big_module = compile_to_hardware(grown, target, passes, after_tile=lambda m: refused.extend(pin_schedule(m, schedule)),
+                                     device=device)
     if refused:
         return False
     big = estimate(big_module, target, spec)
@@ -455,11 +466,11 @@ def autotuner(budget: int = 8) -> Tuner:
     """
 
     def tune(graph: ModuleOp, target: str) -> ModuleOp:
-        from backends.spec import default_device
         from compiler.autotune import Options, autotune
         from compiler.driver import compile_module
 
-        module, _ = autotune(graph, target, default_device(target), Options(budget=budget))
+        device = module_device(graph) or default_device(target)
+        module, _ = autotune(graph, target, device, Options(budget=budget))
         compile_module(module, target, Stage.HARDWARE)
         return module
 
@@ -469,14 +480,15 @@ def autotuner(budget: int = 8) -> Tuner:
 def check_tuned_not_worse(model: Model, target: str, tuner: Tuner | None = None, spec=None) -> bool:
     """
     `tuned-not-worse`: the tuned schedule's cost is at most the default
-    schedule's. Returns False (skipped) when no tuner is registered.
+    schedule's, both on `spec` (default: the target's default device).
+    Returns False (skipped) when no tuner is registered.
     """
     tuner = tuner or (_TUNER[0] if _TUNER else None)
     if tuner is None:
         return False
-    default = estimate(compile_to_hardware(model, target), target, spec)
+    default = estimate(compile_to_hardware(model, target, device=spec), target, spec)
     try:
-        tuned_module = tuner(model.module(), target)
+        tuned_module = tuner(Pipeline(target, (), device=spec).start(model), target)
     except Exception as err:  # noqa: BLE001
         raise PropertyFailure("tuned-not-worse", f"the tuner raised {_describe(err)}") from None
     tuned = estimate(tuned_module, target, spec)
@@ -505,7 +517,7 @@ def check_model(model: Model, pipeline: Pipeline, *, seed: int = 0, cost: bool =
     """Every property of the pipeline's passes on `model`; raises `PropertyFailure`."""
     done = Checked()
     try:
-        module = model.module()
+        module = pipeline.start(model)
     except Exception as err:  # noqa: BLE001
         raise PropertyFailure("frontend", f"the model does not compile: {_describe(err)}") from None
     check_round_trip(module, "the frontend")

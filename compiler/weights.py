@@ -158,6 +158,37 @@ def random_values(
     }
 
 
+@dataclass
+class BoundValues:
+    """The values a run binds: inputs and weights by name, and which were drawn at random."""
+
+    inputs: dict[str, np.ndarray]
+    params: dict[str, np.ndarray]
+    drawn: list[str]
+    total: int
+
+
+def bind_values(
+    func_op: func.FuncOp,
+    seed: int,
+    given_inputs: Mapping[str, np.ndarray] | None = None,
+    given_weights: Mapping[str, np.ndarray] | None = None,
+) -> BoundValues:
+    """
+    Every input and weight of the model: the given ones, the others drawn
+    from a generator seeded with `seed` (in signature order, so the same
+    seed draws the same values whatever is given; integer inputs used as
+    gather ids stay in range of their table).
+    """
+    specs = model_signature(func_op)
+    given_inputs, given_weights = given_inputs or {}, given_weights or {}
+    missing = [s for s in specs if s.name not in given_inputs and s.name not in given_weights]
+    drawn = random_values(missing, np.random.default_rng(seed), integer_input_ranges(func_op))
+    inputs = {s.name: given_inputs.get(s.name, drawn.get(s.name)) for s in specs if s.kind == "input"}
+    params = {s.name: given_weights.get(s.name, drawn.get(s.name)) for s in specs if s.kind == "param"}
+    return BoundValues(inputs, params, [s.name for s in missing], len(specs))
+
+
 # --------------------------------------------------------------------------- npz files
 
 

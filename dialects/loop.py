@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     Float64Type,
     IndexType,
+    IntegerAttr,
     IntegerType,
     MemRefType,
     StringAttr,
@@ -62,6 +63,8 @@ from xdsl.irdl import (
 )
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
+
+from dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
 LEVELS = ("global", "onchip", "register")
 """Memory levels, outermost first: off-chip buffers, on-chip tiles, registers."""
@@ -182,6 +185,13 @@ def verify_kernel(op: IRDLOperation) -> None:
     block = op.body.block
     if [a.type for a in block.args] != [v.type for v in (*op.ins, *op.outs)]:
         raise VerifyException(f"'{op.name}' block arguments must match its ins and outs")
+    dataflow = op.attributes.get(DATAFLOW_ATTR)
+    if dataflow is not None and not (isinstance(dataflow, StringAttr) and dataflow.data in DATAFLOWS):
+        raise VerifyException(f"'{op.name}' {DATAFLOW_ATTR} must be one of {', '.join(DATAFLOWS)}, got {dataflow}")
+    for key, least in ((CHIP_ATTR, 0), (SHARDS_ATTR, 1)):
+        value = op.attributes.get(key)
+        if value is not None and not (isinstance(value, IntegerAttr) and value.value.data >= least):
+            raise VerifyException(f"'{op.name}' {key} must be an integer of at least {least}, got {value}")
 
 
 @irdl_op_definition

@@ -18,14 +18,12 @@ from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from dialects import loop
 from dialects.graph import ops as g
 from dialects.graph.flops import op_flops
+from dialects.vocabulary import type_bytes
 
 MATRIX_OPS = (g.MatmulOp, g.Conv2DOp)
 
 
-def nbytes(type_) -> int:
-    """Bytes of a tensor or memref type."""
-    width = getattr(type_.element_type, "bitwidth", 32)
-    return math.prod(type_.get_shape()) * max(1, width // 8)
+nbytes = type_bytes
 
 
 INDEX_OPS = {

@@ -20,11 +20,12 @@ from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
 
 from dialects.graph import ops as g
+from dialects.vocabulary import IllegalSchedule
 
 Region = tuple[tuple[AffineExpr, int], ...]
 
 
-class NotTileable(Exception):
+class NotTileable(IllegalSchedule):
     """A result tile that no operand tiles can produce."""
 
 

@@ -12,9 +12,10 @@ params and results keep the logical layout, so the function's signature
 only gains the logical encoding. Values are unchanged: a relayout is
 identity on logical values.
 
-Per target (`passes/targets.toml`): conv and pool kernels keep rank-4
-tensors channels-last (NHWC, filters OHWI); the TPU tiles the last two
-physical dims by (8, 128), the LPU the last by 320; reshapes outside kernels
+Per device (its `layout_tile`, from the spec file): conv and pool kernels
+keep rank-4 tensors channels-last (NHWC, filters OHWI); a TPU tiles the last
+two physical dims by its (sublanes, lanes) vreg, (8, 128), an LPU the last by
+its 320 vector lanes; reshapes outside kernels
 read and write the logical layout (a reshape is a view only there).
 Elementwise and copy kernels follow the layout of their first operand of the
 output's rank, so a chain of them never relayouts.
@@ -43,7 +44,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from dialects.graph.kernel import KernelOp
 from dialects.graph.layout import LayoutAttr, RelayoutOp, layout_of, logical_layout, logical_type, with_layout
-from passes._targets import TARGETS, module_target, target_facts
+from dialects.device import DeviceSpec, resolve_device
 
 NHWC = (0, 2, 3, 1)
 CHANNELS_LAST_KINDS = ("conv", "pool")
@@ -52,10 +53,10 @@ FOLLOWING_KINDS = ("elementwise", "copy")
 # --------------------------------------------------------------------------- helpers
 
 
-def target_layout(target: str, rank: int, channels_last: bool, tiled: bool) -> LayoutAttr:
-    """The layout `target` wants for a rank-`rank` tensor."""
+def target_layout(device: DeviceSpec, rank: int, channels_last: bool, tiled: bool) -> LayoutAttr:
+    """The layout `device` wants for a rank-`rank` tensor."""
     order = NHWC if channels_last and rank == 4 else tuple(range(rank))
-    tile = target_facts(target).layout_tile if tiled else ()
+    tile = device.layout_tile if tiled else ()
     tile = tile[len(tile) - min(len(tile), rank) :]
     return LayoutAttr(order, tile)
 
@@ -79,12 +80,12 @@ def _body_logical(kernel: KernelOp) -> None:
 
 @dataclass
 class _Assigner:
-    target: str
+    device: DeviceSpec
     channels_last: bool
     tiled: bool
 
     def default(self, rank: int, channels_last: bool = False) -> LayoutAttr:
-        return target_layout(self.target, rank, channels_last and self.channels_last, self.tiled)
+        return target_layout(self.device, rank, channels_last and self.channels_last, self.tiled)
 
     def kernel_layouts(self, kernel: KernelOp) -> tuple[list[LayoutAttr], LayoutAttr]:
         """Layouts a kernel wants for its inputs and its outputs."""
@@ -188,25 +189,22 @@ class AssignLayoutPass(ModulePass):
     name = "assign-layout"
 
     target: str = ""
-    """`gpu`, `tpu` or `lpu`; empty means the target `fuse` recorded."""
+    """`gpu`, `tpu` or `lpu`: must match the module's device (empty: the device `fuse` recorded)."""
     channels_last: bool = True
     """Keep conv and pool tensors NHWC."""
     tiled: bool = True
     """Tile the innermost dims by the target's vector tile."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = self.target or module_target(op)
-        if target not in TARGETS:
-            raise ValueError(f"assign-layout: unknown target '{target}' (targets: {', '.join(TARGETS)})")
+        device = resolve_device(op, self.target)
         for fn in op.walk():
             if isinstance(fn, func.FuncOp) and not fn.is_declaration:
-                _Assigner(target, self.channels_last, self.tiled).run(fn)
+                _Assigner(device, self.channels_last, self.tiled).run(fn)
         PatternRewriteWalker(
             GreedyRewritePatternApplier([FoldRelayoutChain(), EraseIdentityRelayout()])
         ).rewrite_module(op)
 
     @classmethod
     def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[AssignLayoutPass, ...]:
-        """Channels-last or not, tiled or not, for the module's target."""
-        target = module_target(module_op)
-        return tuple(cls(target, c, t) for c, t in itertools.product((True, False), repeat=2))
+        """Channels-last or not, tiled or not, for the module's device."""
+        return tuple(cls("", c, t) for c, t in itertools.product((True, False), repeat=2))

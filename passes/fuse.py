@@ -23,6 +23,10 @@ Steps, in priority order (an op joins the first group that claims it):
 6. Prologues: single-use data movement (transpose, slice, reshape) feeding a
    group is read by that group; leftover movement becomes a `copy` kernel.
 
+The module keeps the device it records (`dlti.target_system_spec`, see
+`dialects/device.py`); a module without one gets `target`'s default device,
+so every later pass lowers for the same machine.
+
 Options `attention`, `epilogue` and `prologue` switch steps 2, 4 and 6 off;
 they are the fusion choices exposed to the autotuner (`epilogue` covers
 the epilogues of steps 3 and 4).
@@ -35,14 +39,14 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, FusedLoc, ModuleOp, NoneAttr, StringAttr, UnknownLoc
+from xdsl.dialects.builtin import ArrayAttr, FusedLoc, ModuleOp, NoneAttr, UnknownLoc
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from dialects.graph import ops as g
 from dialects.graph.kernel import KernelOp, YieldOp
-from passes._targets import TARGET_ATTR, TARGETS
+from dialects.device import resolve_device
 
 
 ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp)
@@ -287,8 +291,8 @@ class FusePass(ModulePass):
 
     name = "fuse"
 
-    target: str = "gpu"
-    """One of `gpu`, `tpu`, `lpu`; recorded on the module for later passes."""
+    target: str = ""
+    """`gpu`, `tpu` or `lpu`: must match the module's device; on a module without one, that target's default device is recorded."""
     attention: bool = True
     """Fuse the attention pattern into one flash-style kernel."""
     epilogue: bool = True
@@ -297,17 +301,11 @@ class FusePass(ModulePass):
     """Let single-use data movement and elementwise producers ride in their consumer's kernel."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(f"fuse: unknown target '{self.target}' (targets: {', '.join(TARGETS)})")
-        op.attributes[TARGET_ATTR] = StringAttr(self.target)
+        resolve_device(op, self.target)
         for fn in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
             fuse_function(fn, self.attention, self.epilogue, self.prologue)
 
     @classmethod
     def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[FusePass, ...]:
-        """Every combination of the three fusion switches, for the module's target."""
-        target = module_op.attributes.get(TARGET_ATTR)
-        target_name = target.data if isinstance(target, StringAttr) else "gpu"
-        return tuple(
-            cls(target_name, a, e, p) for a, e, p in itertools.product((True, False), repeat=3)
-        )
+        """Every combination of the three fusion switches (the module's device stays as recorded)."""
+        return tuple(cls("", a, e, p) for a, e, p in itertools.product((True, False), repeat=3))

@@ -1,53 +1,54 @@
 """
-`lower-to-hardware{target=...}`: every `loop.kernel` becomes its target's
+`lower-to-hardware{target=...}`: every `loop.kernel` becomes its device's
 hardware op (`simt.kernel`, `systolic.program` or `tsp.program`).
+
+Preconditions: loop-stage IR; on an LPU every kernel carries the `chip` and
+`shards` that `place-chips` wrote.
+Postconditions: no `loop.kernel` is left; every hardware op fits its device.
 
 The loop nest moves unchanged into the hardware op (so the module still
 executes); matrix products inside it become the target's matrix-unit op;
 the op records the mapping that target needs, computed from the loop nest
-(`passes/_figures.py`) and the target facts (`passes/targets.toml`):
+(`passes/_figures.py`) and the module's device (`dialects/device.py`):
 
 - gpu: one CTA per parallel tile (the grid), threads per CTA, shared memory
-  for the tiles times the copy-pipeline stages, registers per thread, the
-  tensor-core MMA shape for the element type.
+  for the tiles times the copy-pipeline stages (fewer stages when they would
+  not fit `smem_per_block_bytes`), registers per thread, the tensor-core MMA
+  shape of the device for the element type.
 - tpu: the dataflow of the arrays (the kernel's `dataflow` attribute if the
-  tuner or a user set one, else the pass option, else the target default),
-  the DMA traffic, the vector-memory footprint and the vector-unit work.
-- lpu: chips (weights resident in SRAM; the fewest chips that hold them, or
-  `chips` if given, or the count in the module's `tsp.chips` attribute, each
-  a run of kernels, cut where the fewest activation bytes cross between
-  chips; a kernel whose weights exceed one chip is sharded over several,
-  and then chips are filled in turn), a static slot per chip, the
+  tuner or a user set one, else the pass option, else the device's
+  `dataflow`), the DMA traffic, the VMEM footprint and the vector-unit work.
+- lpu: the chip and shards `place-chips` chose, a static slot per chip, the
   functional units, and an explicit `tsp.transfer` for every buffer read on
   a chip other than the one that produced it.
 
-Decisions read from the IR: `dataflow` on a `loop.kernel`, `tsp.chips` on
-the module. The pass fails with a message if a kernel's bounds are not
-constant or a kernel cannot fit any chip.
+Decisions are only read here. The pass fails with a message naming the
+kernel if its bounds are not constant, if it lacks a placement on an LPU, or
+if it needs more shared memory or VMEM than the device has (`DoesNotFit`).
+Options `accumulators_per_thread`, `elements_per_thread` and `copy_stages`
+are heuristics of the GPU mapping, not hardware facts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from dialects import loop
-from dialects.graph import PARAM_ATTR
 from dialects.graph import ops as g
 from dialects.hardware import simt, systolic, tsp
 from dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
-from passes._figures import Figures, kernel_figures, kernel_gemms, nbytes
-from passes._targets import TARGET_ATTR, TARGETS, module_target, target_facts, target_table
-
-DATAFLOW_ATTR = "dataflow"
-"""A `loop.kernel` attribute pinning the systolic dataflow of that kernel."""
-
+from passes._figures import Figures, kernel_figures, kernel_gemms
+from passes.place_chips import kernel_weights, param_roots
+from dialects.device import DeviceSpec, resolve_device
+from dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit, dtype_of
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -68,9 +69,13 @@ def _common(kernel: loop.KernelOp, figures: Figures) -> dict[str, Attribute]:
     }
 
 
-def _element_name(kernel: loop.KernelOp) -> str:
-    type_ = kernel.outs[0].type.element_type
-    return str(type_)
+def _check_fits(kernel: loop.KernelOp, need: int, what: str, device: DeviceSpec) -> None:
+    if need > device.tile_memory_bytes:
+        raise DoesNotFit(
+            f"kernel '{kernel.kernel_name.data}' needs {need} B of {what} with tile_sizes"
+            f" {list(kernel.tile_sizes.get_values())}, over the {device.tile_memory_text()};"
+            f" pick a device with more, or smaller tiles (--schedule tile=...)"
+        )
 
 
 def _move_body(kernel: loop.KernelOp, end: type[Operation], matrix: type[MatrixOp], mapping) -> Region:
@@ -108,8 +113,16 @@ def _warps(threads: int) -> int:
     return max(simt.WARP, min(simt.MAX_BLOCK_THREADS, -(-threads // simt.WARP) * simt.WARP))
 
 
-def lower_gpu(kernel: loop.KernelOp) -> simt.KernelOp:
-    table, facts = target_table("gpu"), target_facts("gpu")
+@dataclass(frozen=True)
+class GpuHeuristics:
+    """Choices of the GPU mapping that are not hardware facts (pass options)."""
+
+    accumulators_per_thread: int
+    elements_per_thread: int
+    copy_stages: int
+
+
+def lower_gpu(kernel: loop.KernelOp, device: DeviceSpec, heuristics: GpuHeuristics) -> simt.KernelOp:
     figures = kernel_figures(kernel)
     bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
     order = kernel.loop_order.get_values()
@@ -117,15 +130,16 @@ def lower_gpu(kernel: loop.KernelOp) -> simt.KernelOp:
     grid = (counts + [1, 1, 1])[:2] + [math.prod(counts[2:])]
     out_tile = math.prod(tiles[d] for d in order)
     matrix = figures.matrix_flops > 0
-    per_thread = table["accumulators_per_thread"] if matrix else table["elements_per_thread"]
+    per_thread = heuristics.accumulators_per_thread if matrix else heuristics.elements_per_thread
     threads = _warps(-(-out_tile // per_thread))
     steps = -(-bounds[-1] // tiles[-1]) if len(bounds) > len(order) else 1
-    stages = min(table["copy_stages"], steps) if figures.pipelined_bytes else 1
+    stages = min(heuristics.copy_stages, steps) if figures.pipelined_bytes else 1
     fixed = figures.onchip_bytes - figures.pipelined_bytes
-    while stages > 1 and fixed + stages * figures.pipelined_bytes > facts.onchip_bytes:
+    while stages > 1 and fixed + stages * figures.pipelined_bytes > device.tile_memory_bytes:
         stages -= 1
     smem = fixed + stages * figures.pipelined_bytes
-    mma = table["mma"].get(_element_name(kernel), []) if matrix else []
+    _check_fits(kernel, smem, "shared memory", device)
+    mma = device.mma_shape(dtype_of(kernel.outs[0].type.element_type)) if matrix else ()
     # Each thread keeps its share of the f32 accumulators (or of the output
     # tile) in registers, plus about 32 for addresses, indices and fragments.
     accumulators = figures.register_bytes // 4 or out_tile
@@ -138,7 +152,7 @@ def lower_gpu(kernel: loop.KernelOp) -> simt.KernelOp:
         "regs_per_thread": int_attr(regs),
         "mma": ints(mma),
     }
-    shape = {"shape": ints(mma or table["mma"]["f32"])}
+    shape = {"shape": ints(mma or device.mma_shape("f32") or (16, 8, 8))}
     common = _common(kernel, figures)
     body = _move_body(kernel, simt.EndOp, simt.MmaOp, shape)
     return simt.KernelOp(kernel.kernel_name.data, kernel.ins, kernel.outs, common, mapping, body)
@@ -147,17 +161,29 @@ def lower_gpu(kernel: loop.KernelOp) -> simt.KernelOp:
 # --------------------------------------------------------------------------- tpu
 
 
-def lower_tpu(kernel: loop.KernelOp, dataflow: str) -> systolic.ProgramOp:
+MATRIX_KINDS = ("gemm", "conv", "attention")
+
+
+def dataflow_choices(kind: str, device: DeviceSpec) -> tuple[str, ...]:
+    """The dataflows a kernel of `kind` may take on `device` (none off the systolic target)."""
+    return DATAFLOWS if device.target == "tpu" and kind in MATRIX_KINDS else ()
+
+
+def lower_tpu(kernel: loop.KernelOp, dataflow: str, device: DeviceSpec) -> systolic.ProgramOp:
     pinned = kernel.attributes.get(DATAFLOW_ATTR)
-    dataflow = pinned.data if isinstance(pinned, StringAttr) else dataflow or target_table("tpu")["dataflow"]
-    if dataflow not in systolic.DATAFLOWS:
-        raise ValueError(f"kernel '{kernel.kernel_name.data}': dataflow must be one of os, ws, is, got '{dataflow}'")
+    dataflow = pinned.data if isinstance(pinned, StringAttr) else dataflow or device["dataflow"]
+    if dataflow not in DATAFLOWS:
+        raise ValueError(
+            f"kernel '{kernel.kernel_name.data}': dataflow must be one of {', '.join(DATAFLOWS)}, got '{dataflow}'"
+        )
     figures = kernel_figures(kernel)
+    vmem = figures.onchip_bytes + figures.register_bytes
+    _check_fits(kernel, vmem, "VMEM", device)
     mapping = {
         "dataflow": StringAttr(dataflow),
         "dma_in_bytes": int_attr(figures.read_bytes),
         "dma_out_bytes": int_attr(figures.write_bytes),
-        "vmem_bytes": int_attr(figures.onchip_bytes + figures.register_bytes),
+        "vmem_bytes": int_attr(vmem),
         "vector_flops": int_attr(figures.flops - figures.matrix_flops),
     }
     common = _common(kernel, figures)
@@ -168,144 +194,6 @@ def lower_tpu(kernel: loop.KernelOp, dataflow: str) -> systolic.ProgramOp:
 # --------------------------------------------------------------------------- lpu
 
 
-def _param_roots(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
-    """Each buffer derived from a param (through copies and views) to that param."""
-    block = fn.body.block
-    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
-    roots = {arg: arg for arg, a in zip(block.args, attrs) if a is not None and PARAM_ATTR in a.data}
-    for op in block.ops:
-        if isinstance(op, loop.CopyOp) and op.source in roots:
-            roots[op.dest] = roots[op.source]
-        elif isinstance(op, loop.ViewOp) and op.source in roots:
-            roots[op.result] = roots[op.source]
-    return roots
-
-
-def _weights(kernel: loop.KernelOp, roots) -> dict[SSAValue, int]:
-    return {roots[v]: nbytes(roots[v].type) for v in kernel.ins if v in roots}
-
-
-def assign_chips(
-    kernels: list[loop.KernelOp], roots, capacity: int, chips: int, crossing: list[int] | None = None,
-) -> list[tuple[int, int]]:
-    """
-    `(first chip, shards)` per kernel, in order. Each chip holds a run of
-    kernels whose weights fit its SRAM; `chips` runs (0: the fewest that
-    fit), cut where the fewest activation bytes cross (`crossing[b]`: the
-    bytes live from before kernel `b` to it or later, each a `tsp.transfer`),
-    then where the heaviest chip is lightest. A kernel whose weights exceed
-    one chip is sharded over as many fresh chips as they need; a model with
-    one fills each chip in turn (or, with `chips`, the smallest per-chip
-    budget whose filling uses at most `chips`).
-    """
-    per_kernel = [_weights(k, roots) for k in kernels]
-    if not kernels:
-        return []
-    if any(sum(w.values()) > capacity for w in per_kernel):
-        return _filled(kernels, per_kernel, capacity, chips)
-    fewest = max(c + s for c, s in _pack(kernels, per_kernel, capacity, capacity))
-    count = min(chips or fewest, len(kernels))
-    runs = _cheapest_runs(per_kernel, capacity, count, crossing or [0] * (len(kernels) + 1))
-    if runs is None:  # cannot happen with count >= fewest; kept as a guard
-        return _filled(kernels, per_kernel, capacity, chips)
-    return [(chip, 1) for chip, (start, end) in enumerate(runs) for _ in range(start, end)]
-
-
-def _filled(kernels, per_kernel, capacity: int, chips: int) -> list[tuple[int, int]]:
-    """Fill each chip in turn (with `chips`, under the smallest budget that fits in them)."""
-    total = sum(sum(w.values()) for w in per_kernel)
-    if chips <= 0:
-        return _pack(kernels, per_kernel, capacity, capacity)
-    low, high = -(-total // chips), capacity
-    best = _pack(kernels, per_kernel, capacity, high)
-    while low < high:
-        middle = (low + high) // 2
-        packed = _pack(kernels, per_kernel, capacity, middle)
-        if max(c + s for c, s in packed) <= chips:
-            best, high = packed, middle
-        else:
-            low = middle + 1
-    return best
-
-
-def _cheapest_runs(per_kernel, capacity: int, count: int, crossing: list[int]) -> list[tuple[int, int]] | None:
-    """
-    `count` consecutive runs `[start, end)` of kernels, each within
-    `capacity` bytes of distinct weights, minimising the bytes crossing the
-    cuts, then the heaviest run (dynamic programming over cut positions).
-    """
-    n = len(per_kernel)
-    weight = [[0] * (n + 1) for _ in range(n + 1)]
-    for start in range(n):
-        seen: dict = {}
-        for end in range(start + 1, n + 1):
-            seen.update(per_kernel[end - 1])
-            weight[start][end] = sum(seen.values())
-    inf = (math.inf, math.inf)
-    # best[c][end]: (crossing bytes, heaviest run) of the first `end` kernels in `c` runs.
-    best = [[inf] * (n + 1) for _ in range(count + 1)]
-    cut = [[0] * (n + 1) for _ in range(count + 1)]
-    best[0][0] = (0, 0)
-    for c in range(1, count + 1):
-        for end in range(c, n + 1):
-            for start in range(c - 1, end):
-                if best[c - 1][start] == inf or weight[start][end] > capacity:
-                    continue
-                cost, heaviest = best[c - 1][start]
-                candidate = (cost + (crossing[start] if start else 0), max(heaviest, weight[start][end]))
-                if candidate < best[c][end]:
-                    best[c][end], cut[c][end] = candidate, start
-    if best[count][n] == inf:
-        return None
-    runs, end = [], n
-    for c in range(count, 0, -1):
-        runs.append((cut[c][end], end))
-        end = cut[c][end]
-    return runs[::-1]
-
-
-def _crossing(fn: func.FuncOp, kernels: list[loop.KernelOp], roots) -> list[int]:
-    """`crossing[b]`: bytes of activations (and inputs) made before kernel `b` and read by it or later."""
-    order = {k: i for i, k in enumerate(kernels)}
-    made: dict[SSAValue, int] = {arg: -1 for arg in fn.body.block.args if arg not in roots}
-    last: dict[SSAValue, int] = {}
-    for op in fn.body.block.ops:
-        if isinstance(op, loop.CopyOp | loop.ViewOp):
-            source, result = (op.source, op.dest) if isinstance(op, loop.CopyOp) else (op.source, op.result)
-            if source in made:
-                made[result] = made[source]
-        elif isinstance(op, loop.KernelOp):
-            for value in op.ins:
-                if value in made:
-                    last[value] = order[op]
-            for value in op.outs:
-                made[value] = order[op]
-    crossing = [0] * (len(kernels) + 1)
-    for value, end in last.items():
-        for boundary in range(made[value] + 1, end + 1):
-            crossing[boundary] += nbytes(value.type)
-    return crossing
-
-
-def _pack(kernels, per_kernel, capacity: int, budget: int) -> list[tuple[int, int]]:
-    chip, used, placed, result = 0, 0, set(), []
-    for weights in per_kernel:
-        new = sum(size for root, size in weights.items() if root not in placed)
-        if new > capacity:
-            first = chip + 1 if used else chip
-            shards = -(-sum(weights.values()) // capacity)
-            result.append((first, shards))
-            chip, used, placed = first + shards, 0, set()
-            continue
-        if used and used + new > budget:
-            chip, used, placed = chip + 1, 0, set()
-            new = sum(weights.values())
-        used += new
-        placed |= set(weights)
-        result.append((chip, 1))
-    return result
-
-
 def _units(figures: Figures) -> list[str]:
     units = ["mem"]
     units += ["mxm"] if "matrix" in figures.unit_ops else []
@@ -314,16 +202,22 @@ def _units(figures: Figures) -> list[str]:
     return units
 
 
-def lower_lpu(fn: func.FuncOp, chips: int) -> int:
-    """Place, schedule and lower every kernel of `fn`; return the chips used."""
-    roots = _param_roots(fn)
-    kernels = [op for op in fn.body.block.ops if isinstance(op, loop.KernelOp)]
-    crossing = _crossing(fn, kernels, roots)
-    placement = assign_chips(kernels, roots, target_facts("lpu").onchip_bytes, chips, crossing)
+def _placement(kernel: loop.KernelOp) -> tuple[int, int]:
+    chip, shards = kernel.attributes.get(CHIP_ATTR), kernel.attributes.get(SHARDS_ATTR)
+    if not isinstance(chip, IntegerAttr) or not isinstance(shards, IntegerAttr):
+        raise ValueError(
+            f"kernel '{kernel.kernel_name.data}' has no {CHIP_ATTR}/{SHARDS_ATTR}: run 'place-chips' before"
+            f" 'lower-to-hardware' on an LPU"
+        )
+    return chip.value.data, shards.value.data
+
+
+def lower_lpu(fn: func.FuncOp) -> None:
+    """Schedule and lower every kernel of `fn` on the chips `place-chips` chose."""
+    roots = param_roots(fn)
     home: dict[SSAValue, int] = {}
     moved: dict[tuple[SSAValue, int], SSAValue] = {}
     slots: dict[int, int] = {}
-    placed = dict(zip(kernels, placement))
     for op in list(fn.body.block.ops):
         if isinstance(op, loop.CopyOp | loop.ViewOp):
             # Copies and views stay on their source's chip.
@@ -333,7 +227,7 @@ def lower_lpu(fn: func.FuncOp, chips: int) -> int:
             continue
         if not isinstance(op, loop.KernelOp):
             continue
-        kernel, (chip, shards) = op, placed[op]
+        kernel, (chip, shards) = op, _placement(op)
         ins = [_on_chip(v, chip, kernel, roots, home, moved) for v in kernel.ins]
         figures = kernel_figures(kernel)
         weight_reads = sum(b for i, b in figures.reads_by_buffer.items() if 0 <= i < len(ins) and kernel.ins[i] in roots)
@@ -342,7 +236,7 @@ def lower_lpu(fn: func.FuncOp, chips: int) -> int:
             "shards": int_attr(shards),
             "slot": int_attr(slots.get(chip, 0)),
             "units": ArrayAttr([StringAttr(u) for u in _units(figures)]),
-            "weight_bytes": int_attr(sum(_weights(kernel, roots).values())),
+            "weight_bytes": int_attr(sum(kernel_weights(kernel, roots).values())),
             "stream_bytes": int_attr(figures.read_bytes - weight_reads + figures.write_bytes),
         }
         slots[chip] = slots.get(chip, 0) + 1
@@ -352,7 +246,6 @@ def lower_lpu(fn: func.FuncOp, chips: int) -> int:
         for out in kernel.outs:
             home[out] = chip
         _replace(kernel, new)
-    return max((chip + shards for chip, shards in placement), default=1)
 
 
 def _on_chip(value, chip, kernel, roots, home, moved) -> SSAValue:
@@ -376,39 +269,35 @@ def _on_chip(value, chip, kernel, roots, home, moved) -> SSAValue:
 
 @dataclass(frozen=True)
 class LowerToHardwarePass(ModulePass):
-    """
-    Lower every `loop.kernel` to the target's hardware dialect.
-
-    Options: `target` (default: the module's `strata.target`), `dataflow`
-    (tpu: os, ws or is for kernels without their own `dataflow` attribute),
-    `chips` (lpu: spread the weights over this many chips; 0 = as few as fit).
-    """
+    """Lower every `loop.kernel` to the hardware dialect of the module's device."""
 
     name = "lower-to-hardware"
 
     target: str = ""
+    """`gpu`, `tpu` or `lpu`: must match the module's device (empty: the recorded device)."""
     dataflow: str = ""
-    chips: int = 0
+    """tpu: `os`, `ws` or `is` for kernels without their own `dataflow` attribute (empty: the device's)."""
+    accumulators_per_thread: int = 64
+    """gpu: f32 accumulators per thread of a GEMM CTA (CUTLASS's 128x128 tile on 256 threads)."""
+    elements_per_thread: int = 8
+    """gpu: output elements per thread of other kernels."""
+    copy_stages: int = 3
+    """gpu: depth of the global-to-shared copy pipeline (CUTLASS sm80 multistage default)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = self.target or module_target(op)
-        if target not in TARGETS:
-            raise ValueError(f"lower-to-hardware: unknown target '{target}' (targets: {', '.join(TARGETS)})")
-        op.attributes[TARGET_ATTR] = StringAttr(target)
+        device = resolve_device(op, self.target)
+        heuristics = GpuHeuristics(self.accumulators_per_thread, self.elements_per_thread, self.copy_stages)
+        if min(dataclasses.astuple(heuristics)) < 1:
+            raise ValueError(f"lower-to-hardware: GPU heuristics must be at least 1, got {heuristics}")
         for fn in [f for f in op.walk() if isinstance(f, func.FuncOp) and not f.is_declaration]:
-            if target == "lpu":
-                pinned = op.attributes.get(tsp.CHIPS_ATTR)
-                chips = self.chips or (pinned.value.data if isinstance(pinned, IntegerAttr) else 0)
-                used = lower_lpu(fn, chips)
-                op.attributes[tsp.CHIPS_ATTR] = IntegerAttr(used, 64)
+            if device.target == "lpu":
+                lower_lpu(fn)
                 continue
             for kernel in [k for k in fn.body.block.ops if isinstance(k, loop.KernelOp)]:
-                new = lower_gpu(kernel) if target == "gpu" else lower_tpu(kernel, self.dataflow)
+                if device.target == "gpu":
+                    new = lower_gpu(kernel, device, heuristics)
+                else:
+                    new = lower_tpu(kernel, self.dataflow, device)
                 _replace(kernel, new)
-
-    @classmethod
-    def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[LowerToHardwarePass, ...]:
-        target = module_target(module_op)
-        if target == "tpu":
-            return tuple(cls(target=target, dataflow=d) for d in systolic.DATAFLOWS)
-        return (cls(target=target),)
+        if device.target == "lpu" and CHIPS_ATTR not in op.attributes:
+            op.attributes[CHIPS_ATTR] = IntegerAttr(1, 64)

@@ -42,15 +42,14 @@ from xdsl.passes import ModulePass
 from dialects import loop
 from dialects.graph import ops as g
 from dialects.graph.dtypes import has_infinity
-from dialects.graph.kernel import KernelOp, YieldOp
+from dialects.graph.kernel import KernelOp, YieldOp, anchor_matmul, attention_parts, kernel_bounds
 from dialects.graph.layout import RelayoutOp, layout_of
+from dialects.vocabulary import ORDER_ATTR, TILE_ATTR, IllegalSchedule
 from passes._regions import (
     NotTileable, Region as TileRegion, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
     window_pad,
 )
 
-TILE_ATTR = "tile_sizes"
-ORDER_ATTR = "loop_order"
 
 # --------------------------------------------------------------------------- helpers
 
@@ -62,37 +61,6 @@ def buffer_type(type_: TensorType):
 
 def tensor(shape, element_type) -> TensorType:
     return TensorType(element_type, list(shape))
-
-
-def anchor_matmul(body: Block) -> g.MatmulOp | None:
-    return next((op for op in body.ops if isinstance(op, g.MatmulOp)), None)
-
-
-def attention_parts(body: Block) -> tuple[g.SoftmaxOp, g.MatmulOp] | None:
-    """The softmax and the `softmax @ v` matmul of an attention kernel."""
-    for op in body.ops:
-        if isinstance(op, g.MatmulOp) and isinstance(op.lhs.owner, g.SoftmaxOp):
-            return op.lhs.owner, op
-    return None
-
-
-def reduction_extent(kernel: KernelOp) -> int | None:
-    """The extent of the kernel's reduction loop: K of a GEMM, the keys of attention."""
-    body = kernel.body.block
-    if kernel.kind.data == "attention":
-        parts = attention_parts(body)
-        return shape_of(parts[0].result)[-1] if parts else None
-    if kernel.kind.data == "gemm":
-        anchor = anchor_matmul(body)
-        return shape_of(anchor.lhs)[-1] if anchor else None
-    return None
-
-
-def kernel_bounds(kernel: KernelOp) -> tuple[int, ...]:
-    """The iteration space: the output's dims, then the reduction extent if any."""
-    out = shape_of(kernel.outputs[0])
-    extent = reduction_extent(kernel)
-    return out + ((extent,) if extent is not None else ())
 
 
 def _accumulator(element_type):
@@ -366,7 +334,7 @@ def lower_kernel(kernel: KernelOp, ins: list[SSAValue], out: SSAValue) -> loop.K
     try:
         builder.build(body, body.args[-1])
     except NotTileable as err:
-        raise ValueError(f"kernel '{name}' cannot be tiled by {list(tiles)}: {err}") from None
+        raise IllegalSchedule(f"kernel '{name}' cannot be tiled by {list(tiles)}: {err}") from None
     body.add_op(loop.EndOp())
     body.last_op.location = kernel.location
     ops = [o.name for o in kernel.body.block.ops if not isinstance(o, YieldOp)]

@@ -11,12 +11,20 @@ reduction tile divides the reduction extent. The IR's values are untouched;
 `lower-to-loops` reads the attributes, so a hand-edited dump compiles as
 edited.
 
-Defaults per target (`passes/targets.toml`): GEMMs take the target's GEMM
-tile (128x128x64 on the GPU, 128 on the TPU, 320 on the LPU), attention 128
-queries by 128 keys; other kernels are cut in half along their outermost
-tileable dims until their on-chip tiles fit in half the on-chip memory (the
-other half double-buffers). `sizes` (aligned to the innermost dims) and
-`order` override the defaults for every kernel they fit.
+Defaults per device (the module's `dlti.target_system_spec`): GEMMs take
+the device's `preferred_gemm_tile` (128x128x64 on the H100, 128 on a TPU,
+320 on the LPU), attention its first two entries as queries by keys; other
+kernels are cut in half along their outermost tileable dims until their
+on-chip tiles fit in half the memory tiles live in (`tile_memory_bytes`:
+shared memory per block, VMEM, SRAM; the other half double-buffers).
+`sizes` (aligned to the innermost dims) and `order` override the defaults
+for every kernel they fit.
+
+The tiler owns the legality of tiles: `legal` (the tiles can be built),
+`fits` (they fit the device), and `candidate_tiles`, the points the
+autotuner searches. A kernel whose smallest legal tiles (or the tiles it
+carries from a dump) do not fit the device is an error naming the kernel,
+its need and the capacity (`DoesNotFit`).
 """
 
 from __future__ import annotations
@@ -31,19 +39,21 @@ from xdsl.ir import BlockArgument, SSAValue
 from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
-from dialects.graph.kernel import KernelOp
+from dialects.device import DeviceSpec, resolve_device
+from dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds
+from dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
 )
-from passes._targets import module_target, target_facts
-from passes.lower_to_loops import ORDER_ATTR, TILE_ATTR, anchor_matmul, attention_parts, kernel_bounds
+
+MAX_TILE = 1024
+"""The largest tile `candidate_tiles` offers along one dim (whole dims up to it)."""
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _element_bytes(value: SSAValue) -> int:
-    width = getattr(value.type.element_type, "bitwidth", None)
-    return max(1, (width or 32) // 8)
+    return element_bytes(value.type.element_type)
 
 
 def footprint(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
@@ -129,16 +139,30 @@ def _tileable(kernel: KernelOp, bounds: tuple[int, ...], rank: int) -> list[bool
     return flags
 
 
-def default_tiles(kernel: KernelOp, target: str) -> tuple[int, ...]:
-    """The target's default tile for `kernel` (see the module docstring)."""
-    facts = target_facts(target)
+def fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> bool:
+    """Whether `kernel`'s on-chip tiles fit the memory tiles live in on `device`."""
+    return footprint(kernel, tiles) <= device.tile_memory_bytes
+
+
+def check_fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> None:
+    need = footprint(kernel, tiles)
+    if need > device.tile_memory_bytes:
+        raise DoesNotFit(
+            f"kernel '{kernel.kernel_name.data}' needs {need} B of on-chip tiles with tile_sizes {list(tiles)},"
+            f" over the {device.tile_memory_text()}; pick a device with more, or smaller tiles"
+            f" (--schedule tile=...)"
+        )
+
+
+def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
+    """The device's default tile for `kernel` (see the module docstring)."""
     bounds = kernel_bounds(kernel)
     rank = len(shape_of(kernel.outputs[0]))
     cut = _tileable(kernel, bounds, rank)
     tiles = list(bounds)
     kind = kernel.kind.data
     if kind in ("gemm", "attention") and len(bounds) > rank:
-        tm, tn, tk = facts.gemm_tile
+        tm, tn, tk = device.gemm_tile
         for d in range(rank - 2):
             tiles[d] = 1 if cut[d] else bounds[d]
         if kind == "gemm":
@@ -157,7 +181,7 @@ def default_tiles(kernel: KernelOp, target: str) -> tuple[int, ...]:
         d = open_dims[-1]
         # The reduction tile must divide its extent: whole it is.
         tiles[d] = bounds[d] if d >= rank else min(bounds[d], tiles[d] * 2)
-    budget = facts.onchip_bytes // 2
+    budget = device.tile_memory_bytes // 2
     # Halve the outermost cuttable dim until the tiles fit.
     while footprint(kernel, tuple(tiles)) > budget:
         candidates = [d for d in range(rank) if cut[d] and tiles[d] > 1]
@@ -173,11 +197,39 @@ def default_tiles(kernel: KernelOp, target: str) -> tuple[int, ...]:
             cut[d] = False
             continue
         tiles = halved
-    return tuple(tiles)
+    return _shrink_to_fit(kernel, tuple(tiles), bounds, device.tile_memory_bytes)
 
 
-def apply_sizes(kernel: KernelOp, base: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[int, ...]:
-    """`sizes` over the innermost dims of `base`, clamped; illegal ones ignored."""
+def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, ...], capacity: int) -> tuple[int, ...]:
+    """
+    Tiles still over `capacity` (a device with little on-chip memory): halve,
+    among all dims the reduction included, the one whose cut shrinks the
+    footprint most, until they fit or nothing shrinks them (then `tile`
+    reports the kernel does not fit).
+    """
+    rank = len(shape_of(kernel.outputs[0]))
+    need = footprint(kernel, tiles)
+    while need > capacity:
+        best = None
+        for d in range(len(bounds)):
+            if tiles[d] == 1:
+                continue
+            halved = list(tiles)
+            halved[d] = math.ceil(tiles[d] / 2) if d < rank else _largest_divisor(bounds[d], tiles[d] // 2)
+            halved = tuple(halved)
+            if legal(kernel, halved) and (smaller := footprint(kernel, halved)) < need:
+                if best is None or smaller < best[0]:
+                    best = (smaller, halved)
+        if best is None:
+            break
+        need, tiles = best
+    return tiles
+
+
+def apply_sizes(
+    kernel: KernelOp, base: tuple[int, ...], sizes: tuple[int, ...], device: DeviceSpec
+) -> tuple[int, ...]:
+    """`sizes` over the innermost dims of `base`, clamped; illegal or unfitting ones ignored."""
     bounds = kernel_bounds(kernel)
     tiles = list(base)
     count = min(len(sizes), len(bounds))
@@ -188,7 +240,60 @@ def apply_sizes(kernel: KernelOp, base: tuple[int, ...], sizes: tuple[int, ...])
     if len(bounds) > rank:
         tiles[-1] = _largest_divisor(bounds[-1], tiles[-1])
     candidate = tuple(tiles)
-    return candidate if legal(kernel, candidate) else base
+    return candidate if legal(kernel, candidate) and fits(kernel, candidate, device) else base
+
+
+def _powers(bound: int, low: int = 8) -> list[int]:
+    values = [p for p in (2**i for i in range(3, 11)) if low <= p < bound]
+    return sorted(set(values + ([bound] if bound <= MAX_TILE else [])) or {bound})
+
+
+def _spatial(bound: int, low: int = 4) -> list[int]:
+    """An image dim's tiles: powers of two and the divisors (no ragged edge tile), from `low` up."""
+    powers = [2**i for i in range(2, 11) if low <= 2**i < bound]
+    divisors = [d for d in range(low, bound) if bound % d == 0]
+    return sorted(set(powers + divisors) | {min(bound, MAX_TILE)})
+
+
+def dim_candidates(kernel: KernelOp) -> list[list[int]]:
+    """
+    Tile candidates per dim: whole or 1 for batch dims, powers of two for
+    the rest; a conv's output channels are its GEMM's N (powers of two) and
+    its image rows and columns also take their divisors, so a tile can
+    cover the image exactly (56 = 4 x 14, 8 x 7); the reduction tile divides
+    its extent.
+    """
+    bounds = kernel_bounds(kernel)
+    rank = len(shape_of(kernel.outputs[0]))
+    conv = kernel.kind.data == "conv"
+    candidates = []
+    for d, bound in enumerate(bounds):
+        if d >= rank:
+            candidates.append(sorted({p for p in _powers(bound, 16) if bound % p == 0} | {bound}))
+        elif conv and d >= 2:
+            candidates.append(_spatial(bound))
+        elif d < rank - 2 and not (conv and d == 1):
+            candidates.append(sorted({1, bound}))
+        else:
+            candidates.append(_powers(bound))
+    return candidates
+
+
+def candidate_tiles(kernel: KernelOp, device: DeviceSpec) -> list[tuple[int, ...]]:
+    """Every legal tile of `kernel` from `dim_candidates` that fits `device`: the tuner's tile space."""
+    return [
+        tiles for tiles in itertools.product(*dim_candidates(kernel))
+        if legal(kernel, tiles) and fits(kernel, tiles, device)
+    ]
+
+
+def loop_orders(kernel: KernelOp) -> list[tuple[int, ...]]:
+    """The loop orders the tuner tries: the natural one, and the two innermost dims swapped."""
+    rank = len(shape_of(kernel.outputs[0]))
+    orders = [tuple(range(rank))]
+    if rank >= 2:
+        orders.append(tuple(range(rank - 2)) + (rank - 1, rank - 2))
+    return orders
 
 
 def _ints(values) -> DenseArrayBase:
@@ -205,7 +310,7 @@ class TilePass(ModulePass):
     name = "tile"
 
     target: str = ""
-    """`gpu`, `tpu` or `lpu`; empty means the target `fuse` recorded."""
+    """`gpu`, `tpu` or `lpu`: must match the module's device (empty: the device `fuse` recorded)."""
     sizes: tuple[int, ...] = ()
     """Tile sizes of the innermost dims (0 = whole dim) for every kernel; empty = defaults."""
     order: tuple[int, ...] = ()
@@ -214,24 +319,16 @@ class TilePass(ModulePass):
     """Keep tiles a kernel already carries (from a dump or the tuner)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = self.target or module_target(op)
+        device = resolve_device(op, self.target)
         for kernel in op.walk():
             if not isinstance(kernel, KernelOp):
                 continue
             if self.keep and TILE_ATTR in kernel.attributes and not self.sizes:
+                check_fits(kernel, tuple(kernel.attributes[TILE_ATTR].get_values()), device)
                 continue
-            tiles = apply_sizes(kernel, default_tiles(kernel, target), self.sizes)
+            tiles = apply_sizes(kernel, default_tiles(kernel, device), self.sizes, device)
+            check_fits(kernel, tiles, device)
             rank = len(shape_of(kernel.outputs[0]))
             order = self.order if sorted(self.order) == list(range(rank)) else tuple(range(rank))
             kernel.attributes[TILE_ATTR] = _ints(tiles)
             kernel.attributes[ORDER_ATTR] = _ints(order)
-
-    @classmethod
-    def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[TilePass, ...]:
-        """Power-of-two tiles (32..256) of the two innermost dims and the reduction."""
-        target = module_target(module_op)
-        powers = (32, 64, 128, 256)
-        return tuple(
-            cls(target, sizes, (), False) for sizes in itertools.product(powers, repeat=3)
-        )
-

@@ -4,16 +4,22 @@
 The region is isolated from above: its block arguments stand for the
 kernel's inputs and `graph.yield` returns its outputs. The `kind` says which
 lowering the tiler applies (`gemm`, `conv`, `attention`, `row`, `elementwise`,
-`reduction`, `pool`, `gather`, `copy`); further decisions (layouts, tiles)
-are added as attributes by later passes.
+`reduction`, `pool`, `gather`, `copy`); further decisions are attributes
+written by later passes (`tile_sizes`, `loop_order`, `dataflow`, named in
+`dialects/vocabulary.py`) and checked by the verifier, so an edited dump
+that a lowering could not read is refused where it is parsed.
+
+`kernel_bounds(kernel)` is the kernel's iteration space (the output's dims,
+then the reduction extent of a GEMM or attention kernel): what `tile_sizes`
+cuts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import StringAttr, TensorType
-from xdsl.ir import Attribute, Region, SSAValue
+from xdsl.dialects.builtin import DenseArrayBase, StringAttr, TensorType, i64
+from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
@@ -28,7 +34,9 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, RecursiveMemoryEffect
 from xdsl.utils.exceptions import VerifyException
 
+from dialects.graph import ops as g
 from dialects.graph.layout import logical_type
+from dialects.vocabulary import DATAFLOW_ATTR, DATAFLOWS, ORDER_ATTR, TILE_ATTR
 
 KERNEL_KINDS = ("gemm", "conv", "attention", "row", "elementwise", "reduction", "pool", "gather", "copy")
 
@@ -108,3 +116,75 @@ class KernelOp(IRDLOperation):
             raise VerifyException("kernel body must end with graph.yield")
         if [logical_type(v.type) for v in terminator.values] != [logical_type(r.type) for r in self.outputs]:
             raise VerifyException("graph.yield types must match the kernel result types")
+        verify_schedule(self, kernel_bounds(self), len(self.outputs[0].type.get_shape()))
+
+
+# --------------------------------------------------------------------------- iteration space and schedule
+
+
+def anchor_matmul(body: Block) -> g.MatmulOp | None:
+    return next((op for op in body.ops if isinstance(op, g.MatmulOp)), None)
+
+
+def attention_parts(body: Block) -> tuple[g.SoftmaxOp, g.MatmulOp] | None:
+    """The softmax and the `softmax @ v` matmul of an attention kernel."""
+    for op in body.ops:
+        if isinstance(op, g.MatmulOp) and isinstance(op.lhs.owner, g.SoftmaxOp):
+            return op.lhs.owner, op
+    return None
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    return tuple(value.type.get_shape())
+
+
+def reduction_extent(kernel: KernelOp) -> int | None:
+    """The extent of the kernel's reduction loop: K of a GEMM, the keys of attention."""
+    body = kernel.body.block
+    if kernel.kind.data == "attention":
+        parts = attention_parts(body)
+        return _shape(parts[0].result)[-1] if parts else None
+    if kernel.kind.data == "gemm":
+        anchor = anchor_matmul(body)
+        return _shape(anchor.lhs)[-1] if anchor else None
+    return None
+
+
+def kernel_bounds(kernel: KernelOp) -> tuple[int, ...]:
+    """The iteration space: the output's dims, then the reduction extent if any."""
+    out = _shape(kernel.outputs[0])
+    extent = reduction_extent(kernel)
+    return out + ((extent,) if extent is not None else ())
+
+
+def _int_array(op: IRDLOperation, key: str) -> tuple[int, ...] | None:
+    attr = op.attributes.get(key)
+    if attr is None:
+        return None
+    if not isinstance(attr, DenseArrayBase) or attr.elt_type != i64:
+        raise VerifyException(f"'{op.name}' {key} must be an array<i64: ...>, got {attr}")
+    return tuple(attr.get_values())
+
+
+def verify_schedule(op: IRDLOperation, bounds: Sequence[int], rank: int) -> None:
+    """
+    Check the schedule attributes a kernel may carry against its iteration
+    space: `tile_sizes` one size in 1..bound per dim, `loop_order` a
+    permutation of the `rank` parallel dims, `dataflow` one of `DATAFLOWS`.
+    """
+    tiles = _int_array(op, TILE_ATTR)
+    if tiles is not None:
+        if len(tiles) != len(bounds):
+            raise VerifyException(
+                f"'{op.name}' {TILE_ATTR} has {len(tiles)} sizes for an iteration space of {len(bounds)} dims"
+                f" {list(bounds)}"
+            )
+        for dim, (tile, bound) in enumerate(zip(tiles, bounds)):
+            if not 1 <= tile <= bound:
+                raise VerifyException(f"'{op.name}' {TILE_ATTR}[{dim}] = {tile} is outside 1..{bound}")
+    order = _int_array(op, ORDER_ATTR)
+    if order is not None and sorted(order) != list(range(rank)):
+        raise VerifyException(f"'{op.name}' {ORDER_ATTR} {list(order)} is not a permutation of 0..{rank - 1}")
+    dataflow = op.attributes.get(DATAFLOW_ATTR)
+    if dataflow is not None and not (isinstance(dataflow, StringAttr) and dataflow.data in DATAFLOWS):
+        raise VerifyException(f"'{op.name}' {DATAFLOW_ATTR} must be one of {', '.join(DATAFLOWS)}, got {dataflow}")

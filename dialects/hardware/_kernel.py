@@ -44,6 +44,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from dialects.graph import shapes
 from dialects.loop import verify_kernel
+from dialects.vocabulary import dtype_of
 
 KERNEL_FORMAT = (
     "$kernel_name `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)`"
@@ -99,6 +100,11 @@ class HardwareKernelOp(IRDLOperation):
 
     def gemm_list(self) -> list[tuple[int, int, int, int]]:
         return [tuple(g.get_values()) for g in self.gemms]
+
+    def operand_dtype(self) -> str:
+        """The dtype the matrix units multiply: the first input's element type, else the output's."""
+        values = list(self.ins) or list(self.outs)
+        return dtype_of(values[0].type.element_type)
 
     def verify_(self) -> None:
         verify_kernel(self)

@@ -18,8 +18,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
-
-DATAFLOWS = ("os", "ws", "is")
+from dialects.vocabulary import DATAFLOWS
 
 
 def _check_dataflow(op: IRDLOperation, dataflow: StringAttr) -> None:

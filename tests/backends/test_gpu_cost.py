@@ -16,7 +16,7 @@ import pytest
 
 from backends.cost import estimate
 from backends.gpu import occupancy
-from backends.spec import load_device, with_overrides
+from dialects.device import load_device, with_overrides
 from compiler.driver import Stage, compile_module
 from compiler.frontend import load_model
 from dialects.hardware import simt

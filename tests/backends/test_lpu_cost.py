@@ -26,7 +26,7 @@ from xdsl.dialects import func
 
 from backends import lpu
 from backends.cost import estimate
-from backends.spec import load_device, with_overrides
+from dialects.device import load_device, with_overrides
 from compiler import ir, reference, weights
 from compiler.driver import Stage, compile_module
 from compiler.frontend import compile_source, load_model
@@ -50,7 +50,7 @@ PER_LAYER_FACTOR = 1.5
 def _hardware(module, chips: int = 0):
     if chips:
         compile_module(module, "lpu", Stage.LOOP)
-        parse_pipeline(f"lower-to-hardware{{target=lpu chips={chips}}}").apply(ir.make_context(), module)
+        parse_pipeline(f"place-chips{{target=lpu chips={chips}}},lower-to-hardware{{target=lpu}}").apply(ir.make_context(), module)
     else:
         compile_module(module, "lpu", Stage.HARDWARE)
     return module

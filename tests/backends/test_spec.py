@@ -7,16 +7,22 @@ import tomllib
 
 import pytest
 
-from backends.spec import (
+from dialects.device import (
     DEFAULT_DEVICE,
     DEVICES,
     REQUIRED_KEYS,
+    SHAPE_KEYS,
     DeviceSpec,
     SpecError,
     default_device,
     load_device,
     load_device_file,
+    device_attr,
+    device_from_attr,
+    module_device,
     parse_sources,
+    resolve_device,
+    set_module_device,
     with_overrides,
 )
 
@@ -58,7 +64,8 @@ def test_every_number_has_a_source_comment(name):
 def test_files_are_flat_and_comments_agree_with_tomllib(name):
     text = DEVICES[name].read_text()
     raw = tomllib.loads(text)
-    assert all(not isinstance(v, (dict, list)) for v in raw.values())
+    assert all(not isinstance(v, dict) for v in raw.values())
+    assert {k for k, v in raw.items() if isinstance(v, list)} <= set(SHAPE_KEYS)
     assert set(parse_sources(text)) == {k for k in raw if k not in UNSOURCED}
 
 
@@ -66,7 +73,6 @@ def test_files_are_flat_and_comments_agree_with_tomllib(name):
 def test_tpu_peak_matches_arrays_and_clock(name):
     s = load_device(name)
     assert s["num_arrays"] == s["tensorcores"] * s["mxus_per_tensorcore"]
-    assert s["onchip_bytes"] == s["tensorcores"] * s["vmem_bytes"]
     peak = s["num_arrays"] * s["array_rows"] * s["array_cols"] * 2 * s["clock_hz"]
     assert peak == pytest.approx(s["peak_flops_bf16"], rel=0.01)
 
@@ -76,7 +82,7 @@ def test_gpu_peak_matches_sms_and_clock(name):
     s = load_device(name)
     peak = s["sms"] * s["tensor_flop_per_cycle_per_sm"] * s["clock_hz"]
     assert peak == pytest.approx(s["peak_flops_bf16"], rel=0.01)
-    assert s["onchip_bytes"] == s["l2_bytes"]
+    assert s.tile_memory_bytes == s["smem_per_block_bytes"] <= s["smem_per_sm_bytes"]
 
 
 def test_lpu_derived_figures():
@@ -84,7 +90,7 @@ def test_lpu_derived_figures():
     assert s["mxm_macs"] == s["mxm_planes"] * s["mxm_rows"] * s["mxm_cols"]
     assert s["vector_lanes"] == s["superlanes"] * s["lanes_per_superlane"]
     assert s["vector_alus"] == s["vector_lanes"] * s["lanes_per_superlane"]
-    assert s["onchip_bytes"] == s["sram_bytes"] == 220 * 2**20
+    assert s.tile_memory_bytes == s["sram_bytes"] == 220 * 2**20
     assert "hbm_bytes" not in s
 
 
@@ -122,7 +128,7 @@ def test_override_may_add_a_known_optional_key():
     ("hbm_bandwidth=inf", "key 'hbm_bandwidth' must be a positive number"),
     ("array_rows=64.5", "'array_rows' is a count and must be a whole number"),
     ("array_rows=lots", "value 'lots' is not a number"),
-    ("dataflow=rs", "'dataflow' must be one of os, ws, is"),
+    ("dataflow=rs", "'dataflow' must be one of ws, os, is"),
     ("target=gpu", "unknown key 'target'"),
     ("array_rows", "override 'array_rows' is not KEY=VALUE"),
     ("=3", "is not KEY=VALUE"),
@@ -142,12 +148,15 @@ target = "tpu"
 clock_hz = 1e9  # source: my lab # notes
 hbm_bytes = 8_000_000_000
 hbm_bandwidth = 5e11
-onchip_bytes = 16777216
 array_rows = 64
 array_cols = 64
 num_arrays = 2
 peak_flops_bf16 = 16.4e12
 vmem_bytes = 16777216
+vreg_sublanes = 8
+vreg_lanes = 128
+dataflow = "ws"
+preferred_gemm_tile = [64, 64, 64]
 description = "a # in a string"  # source: not a number
 """
 
@@ -201,3 +210,56 @@ def test_missing_file_and_unknown_device(tmp_path):
 def test_parse_sources_ignores_plain_comments():
     text = 'a = 1  # source: x\nb = 2  # just a note\n# c = 3  # source: y\nd = "#e"  # Source: z\n'
     assert parse_sources(text) == {"a": "x", "d": "z"}
+
+
+# --------------------------------------------------------------------------- the device in the IR
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TARGETS))
+def test_device_round_trips_through_the_dlti_attribute_and_text(name):
+    from xdsl.dialects.builtin import ModuleOp
+
+    from compiler.ir import parse_module, print_module
+
+    spec = with_overrides(load_device(name), ["clock_hz=1.2345678901234e9"])
+    module = ModuleOp([])
+    set_module_device(module, spec)
+    text = print_module(module)
+    assert "dlti.target_system_spec" in text and f'"name" = "{name}"' in text
+    back = module_device(parse_module(text, "dump.mlir"))
+    assert back == spec and dict(back) == dict(spec)
+    assert back.fingerprint() == spec.fingerprint()
+
+
+def test_devices_of_other_targets_stay_apart():
+    """xDSL's DLTI attributes compare equal whatever they hold; the device read back must not."""
+    gpu, lpu = device_attr(load_device("h100")), device_attr(load_device("groq-lpu"))
+    assert device_from_attr(gpu).name == "h100" and device_from_attr(lpu).name == "groq-lpu"
+
+
+def test_resolve_device_records_the_default_and_refuses_another_target():
+    from xdsl.dialects.builtin import ModuleOp
+
+    module = ModuleOp([])
+    assert resolve_device(module, "tpu") == default_device("tpu")
+    assert module_device(module) == default_device("tpu")
+    assert resolve_device(module) == default_device("tpu")
+    with pytest.raises(SpecError, match="compiled for tpu device 'tpu-v4', not for target 'gpu'"):
+        resolve_device(module, "gpu")
+
+
+def test_facts_that_shape_the_ir_have_names():
+    h100, v4, lpu = load_device("h100"), load_device("tpu-v4"), load_device("groq-lpu")
+    assert (h100.tile_memory_bytes, v4.tile_memory_bytes, lpu.tile_memory_bytes) == (232448, 33554432, 230686720)
+    assert (h100.layout_tile, v4.layout_tile, lpu.layout_tile) == ((), (8, 128), (320,))
+    assert (h100.gemm_tile, v4.gemm_tile, lpu.gemm_tile) == ((128, 128, 64), (128, 128, 128), (320, 320, 320))
+    assert h100.mma_shape("bf16") == (16, 8, 16) and h100.mma_shape("f32") == (16, 8, 8) and v4.mma_shape("bf16") == ()
+    assert load_device("a100")["smem_per_block_bytes"] == 166912
+
+
+def test_shape_keys_are_validated_and_overridable():
+    spec = with_overrides(load_device("h100"), ["preferred_gemm_tile=64,64,32"])
+    assert spec.gemm_tile == (64, 64, 32)
+    for bad in ("preferred_gemm_tile=64,64", "preferred_gemm_tile=64,0,32", "preferred_gemm_tile=a,b,c"):
+        with pytest.raises(SpecError, match="list of 3 positive whole numbers"):
+            with_overrides(load_device("h100"), [bad])

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from backends import systolic_math
 from backends.cost import estimate
-from backends.spec import DeviceSpec, SpecError, load_device, with_overrides
+from dialects.device import DeviceSpec, SpecError, load_device, with_overrides
 from backends.systolic import array_peak, schedule_gemm
 from compiler.driver import Stage, compile_module, detect_stage, passes_between
 from compiler.frontend import load_model

@@ -547,8 +547,10 @@ def test_conv_space_tiles_filters_and_covers_the_image_exactly():
     """A conv's output channels are its implicit GEMM's N; its image tiles include the divisors."""
     from compiler.driver import Stage, compile_module
     from compiler.frontend import compile_source
-    from compiler.tuning import dim_candidates, kernel_points
+    from compiler.tuning import kernel_points
+    from dialects.device import default_device
     from dialects.graph.kernel import KernelOp
+    from passes.tile import dim_candidates
 
     source = (
         "model m(x: f32[1, 64, 56, 56]) -> f32[1, 64, 56, 56] {\n  param w: f32[64, 64, 3, 3]\n"
@@ -560,7 +562,7 @@ def test_conv_space_tiles_filters_and_covers_the_image_exactly():
     batch, filters, rows, cols = dim_candidates(kernel)
     assert batch == [1] and filters == [8, 16, 32, 64]
     assert rows == cols == [4, 7, 8, 14, 16, 28, 32, 56]
-    tiles = {p["tiles"] for p in kernel_points(kernel, "gpu")}
+    tiles = {p["tiles"] for p in kernel_points(kernel, default_device("gpu"))}
     assert (1, 32, 4, 28) in tiles and (1, 8, 7, 8) in tiles
 
 

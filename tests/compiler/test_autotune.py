@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.spec import default_device
+from dialects.device import default_device
 from backends.tuner.database import TuningDatabase
 from compiler.autotune import Options, autotune
 from compiler.cli import main
@@ -107,7 +107,7 @@ def test_variant_choice_equals_costing_every_combination(target):
             module = graph.clone()
             fusion.apply(ctx, module)
             layout.apply(ctx, module)
-            cost = sum(_default_cost(op, target, cache) for op in _units(module))
+            cost = sum(_default_cost(op, cache) for op in _units(module))
             costs.append((cost, str(fusion.pipeline_pass_spec()), str(layout.pipeline_pass_spec())))
     best = min(range(len(costs)), key=lambda i: (costs[i][0], i))
     assert chosen == {"fuse": costs[best][1], "assign-layout": costs[best][2]}

@@ -12,8 +12,7 @@ from compiler.ir import make_context, parse_module, print_module
 from compiler.pipeline import parse_pipeline
 from dialects import loop
 from dialects.hardware import HardwareKernelOp, simt, systolic, tsp
-from passes._targets import target_facts
-from passes.lower_to_hardware import assign_chips
+from dialects.device import default_device
 from tests.support import REDUCED, assert_close, sample_values
 
 KERNEL_OPS = {"gpu": simt.KernelOp, "tpu": systolic.ProgramOp, "lpu": tsp.ProgramOp}
@@ -47,7 +46,7 @@ def test_gpu_grid_covers_the_iteration_space_within_shared_memory():
         bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
         parallel = kernel.loop_order.get_values()
         assert math.prod(kernel.grid.get_values()) == math.prod(-(-bounds[d] // tiles[d]) for d in parallel)
-        assert 0 < kernel.smem_bytes.value.data <= target_facts("gpu").onchip_bytes
+        assert 0 < kernel.smem_bytes.value.data <= default_device("gpu")["smem_per_block_bytes"]
         threads = kernel.block.get_values()[0]
         assert threads % 32 == 0 and threads <= 1024
         matrix = kernel.matrix_flops.value.data > 0
@@ -95,7 +94,7 @@ def test_lpu_splits_over_chips_with_explicit_transfers():
     assert module.attributes[tsp.CHIPS_ATTR].value.data == 1
     module = load_model("samples/gpt2.model", REDUCED["gpt2"])
     compile_module(module, "lpu", Stage.LOOP)
-    parse_pipeline("lower-to-hardware{target=lpu chips=3}").apply(make_context(), module)
+    parse_pipeline("place-chips{chips=3},lower-to-hardware").apply(make_context(), module)
     module.verify()
     programs = [op for op in module.walk() if isinstance(op, tsp.ProgramOp)]
     chips = [p.chip.value.data for p in programs]
@@ -110,51 +109,3 @@ def test_lpu_splits_over_chips_with_explicit_transfers():
         slots = [p.slot.value.data for p in programs if p.chip.value.data == chip]
         assert slots == list(range(len(slots)))
     assert_close(want, loop_interpreter.run_module(module, inputs, params))
-
-
-class _Value:
-    def __init__(self, size):
-        from xdsl.dialects.builtin import MemRefType, f32
-
-        self.type = MemRefType(f32, [size // 4])
-
-
-class _Kernel:
-    def __init__(self, *ins):
-        self.ins = ins
-
-
-def test_assign_chips_fills_then_moves_on_and_shards_what_does_not_fit():
-    w = [_Value(40), _Value(40), _Value(400), _Value(40)]
-    roots = {v: v for v in w}
-    kernels = [_Kernel(w[0]), _Kernel(w[1]), _Kernel(w[1]), _Kernel(w[2]), _Kernel(w[3])]
-    # 100-byte chips: 40 + 40 on chip 0, reuse of w[1] costs nothing, 400 bytes shard over 4 chips.
-    assert assign_chips(kernels, roots, 100, 0) == [(0, 1), (0, 1), (0, 1), (1, 4), (5, 1)]
-    # Spreading over 2 chips puts each weight on its own chip.
-    assert assign_chips(kernels[:2], roots, 100, 2) == [(0, 1), (1, 1)]
-
-
-def test_assign_chips_cuts_where_the_fewest_bytes_cross():
-    """Filling in turn would cut after the second kernel (90 + 50 > 100), where
-    1000 bytes cross; the cut after the first, where 10 cross, fits as well."""
-    w = [_Value(52), _Value(40), _Value(52)]
-    roots = {v: v for v in w}
-    kernels = [_Kernel(x) for x in w]
-    crossing = [0, 10, 1000, 0]
-    assert assign_chips(kernels, roots, 100, 0, crossing) == [(0, 1), (1, 1), (1, 1)]
-    assert assign_chips(kernels, roots, 100, 0, [0, 1000, 10, 0]) == [(0, 1), (0, 1), (1, 1)]
-    # Three chips pinned: one kernel each, whatever crosses.
-    assert assign_chips(kernels, roots, 100, 3, crossing) == [(0, 1), (1, 1), (2, 1)]
-    # Nothing crossing: the lighter heaviest chip (52 | 40 + 52 rather than 92 | 52 is not lighter: tie on 92).
-    assert assign_chips(kernels, roots, 100, 2) in ([(0, 1), (1, 1), (1, 1)], [(0, 1), (0, 1), (1, 1)])
-
-
-def test_gpt2_on_the_lpu_cuts_between_blocks():
-    """Only the residual stream crosses a cut between two blocks: one transfer per cut."""
-    from compiler.frontend import load_model
-
-    module = load_model("samples/gpt2.model", {"S": 64})
-    compile_module(module, "lpu", Stage.HARDWARE)
-    transfers = [op for op in module.walk() if op.name == "tsp.transfer"]
-    chips = {op.chip.value.data for op in module.walk() if op.name == "tsp.program"}
-    assert len(chips) >= 2 and len(transfers) == len(chips) - 1

@@ -99,9 +99,10 @@ BUGS = [
     Bug(
         "lower-to-hardware-chips-without-kernels",
         "model fuzz(x0: i64[4, 5, 2]) {\n  return reshape(x0, [10, 1, 4])\n}\n",
-        ("lpu",), "pass-runs", "lower-to-hardware{chips=2}",
-        # Fixed in passes/lower_to_hardware.py: packing zero kernels onto
-        # `chips` chips took max() of an empty list.
+        ("lpu",), "pass-runs", "place-chips{chips=2}",
+        # Fixed in passes/lower_to_hardware.py (placement now in
+        # passes/place_chips.py): packing zero kernels onto `chips` chips took
+        # max() of an empty list.
     ),
 ]
 

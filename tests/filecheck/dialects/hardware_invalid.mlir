@@ -103,7 +103,7 @@ builtin.module {
     func.return
   }
 }
-// DATAFLOW: bad.model:3:5: error: 'systolic.program' op failed to verify: 'systolic.program' dataflow must be one of os, ws, is, got 'xs'
+// DATAFLOW: bad.model:3:5: error: 'systolic.program' op failed to verify: 'systolic.program' dataflow must be one of ws, os, is, got 'xs'
 
 // ----- matmul-dataflow
 // systolic.matmul: the same check on the matrix op.
@@ -113,7 +113,7 @@ builtin.module {
     func.return %c : tensor<8x16xf32>
   }
 }
-// MMDATAFLOW: bad.model:4:10: error: 'systolic.matmul' op failed to verify: 'systolic.matmul' dataflow must be one of os, ws, is, got 'xs'
+// MMDATAFLOW: bad.model:4:10: error: 'systolic.matmul' op failed to verify: 'systolic.matmul' dataflow must be one of ws, os, is, got 'xs'
 
 // ----- dma-in
 // systolic.program: dma_in_bytes 1024 but read_bytes 1536.

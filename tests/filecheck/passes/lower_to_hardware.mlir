@@ -17,20 +17,20 @@
 //   row_0   softmax(y)    f32   64x16, one tile, no matrix work
 //   gemm_2  xb @ wb       bf16  M=16 N=16 K=32, one tile (f32 accumulator)
 
-// The target comes from the module's strata.target ("gpu") or the option.
+// The device comes from the module's dlti.target_system_spec, else the target option's default (gpu: h100).
 // RUN: strata opt %s -p 'lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=GPU
 // RUN: strata opt %s -p 'lower-to-hardware{target=gpu}' --no-debuginfo | strata opt - --no-debuginfo | filecheck %s --check-prefix=GPU
 // RUN: strata opt %s -p 'lower-to-hardware{target=tpu}' --no-debuginfo | filecheck %s --check-prefix=TPU
 // RUN: strata opt %s -p 'lower-to-hardware{target=tpu dataflow=os}' --no-debuginfo | filecheck %s --check-prefix=TPUOS
-// RUN: strata opt %s -p 'lower-to-hardware{target=lpu}' --no-debuginfo | filecheck %s --check-prefix=LPU
-// RUN: strata opt %s -p 'lower-to-hardware{target=lpu chips=2}' --no-debuginfo | strata opt - --no-debuginfo | filecheck %s --check-prefix=LPU2
+// RUN: strata opt %s -p 'place-chips{target=lpu},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU
+// RUN: strata opt %s -p 'place-chips{target=lpu chips=2},lower-to-hardware' --no-debuginfo | strata opt - --no-debuginfo | filecheck %s --check-prefix=LPU2
 // The chip count can also come from the module's tsp.chips attribute; the option wins over it.
-// RUN: sed 's/{strata.target = "gpu"}/{strata.target = "gpu", tsp.chips = 2 : i64}/' %s | strata opt - -p 'lower-to-hardware{target=lpu}' --no-debuginfo | filecheck %s --check-prefix=LPU2
-// RUN: sed 's/{strata.target = "gpu"}/{strata.target = "gpu", tsp.chips = 2 : i64}/' %s | strata opt - -p 'lower-to-hardware{target=lpu chips=1}' --no-debuginfo | filecheck %s --check-prefix=LPU
+// RUN: sed 's/^builtin.module {/builtin.module attributes {tsp.chips = 2 : i64} {/' %s | strata opt - -p 'place-chips{target=lpu},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU2
+// RUN: sed 's/^builtin.module {/builtin.module attributes {tsp.chips = 2 : i64} {/' %s | strata opt - -p 'place-chips{target=lpu chips=1},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU
 // Lowered ops (and the transfer feeding a kernel) keep the kernel's locations.
-// RUN: strata opt %s -p 'lower-to-hardware{target=lpu chips=2}' | filecheck %s --check-prefix=LOC
+// RUN: strata opt %s -p 'place-chips{target=lpu chips=2},lower-to-hardware' | filecheck %s --check-prefix=LOC
 
-builtin.module attributes {strata.target = "gpu"} {
+builtin.module {
   func.func @m(%x: memref<64x32xf32, #graph.layout<[0, 1]>, "global"> {graph.input = "x"}, %xb: memref<16x32xbf16, #graph.layout<[0, 1]>, "global"> {graph.input = "xb"}, %w1: memref<32x48xf32, #graph.layout<[0, 1]>, "global"> {graph.param = "w1"}, %w2: memref<48x16xf32, #graph.layout<[0, 1]>, "global"> {graph.param = "w2"}, %wb: memref<32x16xbf16, #graph.layout<[0, 1]>, "global"> {graph.param = "wb"}) -> (memref<64x16xf32, #graph.layout<[0, 1]>, "global">, memref<16x16xbf16, #graph.layout<[0, 1]>, "global">) {
     %0 = memref.alloc() : memref<64x48xf32, #graph.layout<[0, 1]>, "global">
     loop.kernel "gemm_0" ins(%x, %w1 : memref<64x32xf32, #graph.layout<[0, 1]>, "global">, memref<32x48xf32, #graph.layout<[0, 1]>, "global">) outs(%0 : memref<64x48xf32, #graph.layout<[0, 1]>, "global">) attributes {kind = "gemm", bounds = array<i64: 64, 48, 32>, tile_sizes = array<i64: 32, 16, 8>, loop_order = array<i64: 0, 1>, ops = ["graph.matmul"]} {
@@ -149,7 +149,7 @@ builtin.module attributes {strata.target = "gpu"} {
 // gemm_0: grid [48/16 = 3, 64/32 = 2, 1]; 32*16 = 512 elements / 64 = 8 -> one
 //   warp, 32 threads; K loop of 4 steps -> stages 3; smem = 0 unpipelined +
 //   3*1536 = 4608; regs = 2048/4 = 512 accumulators / 32 + 32 = 48.
-// GPU-LABEL: builtin.module attributes {strata.target = "gpu"}
+// GPU-LABEL: builtin.module attributes {dlti.target_system_spec = #dlti.target_system_spec<"gpu" = #dlti.target_device_spec<"name" = "h100", "target" = "gpu",
 // GPU:       %0 = memref.alloc() : memref<64x48xf32
 // GPU-NEXT:  simt.kernel "gemm_0" ins(%x, %w1 : {{.*}}) outs(%0 : {{.*}}) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 64, 48, 32>, tile_sizes = array<i64: 32, 16, 8>, loop_order = array<i64: 0, 1>,
 // GPU-SAME:  flops = 196608 : i64, matrix_flops = 196608 : i64, read_bytes = 36864 : i64, write_bytes = 12288 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 64, 48, 32>],
@@ -199,7 +199,7 @@ builtin.module attributes {strata.target = "gpu"} {
 // TPU (systolic). DMA in/out = read/write bytes, VMEM = on-chip + accumulator
 // (register) bytes, vector work = flops - matrix flops. Dataflow: the kernel's
 // own attribute, else the pass option, else targets.toml's default "ws".
-// TPU-LABEL: builtin.module attributes {strata.target = "tpu"}
+// TPU-LABEL: builtin.module attributes {dlti.target_system_spec = #dlti.target_system_spec<"tpu" = #dlti.target_device_spec<"name" = "tpu-v4", "target" = "tpu",
 // TPU:       systolic.program "gemm_0" ins(%x, %w1 : {{.*}}) outs(%0 : {{.*}}) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 64, 48, 32>, tile_sizes = array<i64: 32, 16, 8>, loop_order = array<i64: 0, 1>,
 // TPU-SAME:  flops = 196608 : i64, matrix_flops = 196608 : i64, read_bytes = 36864 : i64, write_bytes = 12288 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 64, 48, 32>],
 // TPU-SAME:  dataflow = "ws", dma_in_bytes = 36864 : i64, dma_out_bytes = 12288 : i64, vmem_bytes = 3584 : i64, vector_flops = 0 : i64} {
@@ -237,7 +237,8 @@ builtin.module attributes {strata.target = "gpu"} {
 // Units: mem always; mxm for matrix work, vxm for other arithmetic (row_0's
 // softmax; a GEMM's accumulation belongs to the MXM), sxm for data movement
 // (gemm_2's casts).
-// LPU-LABEL: builtin.module attributes {strata.target = "lpu", tsp.chips = 1 : i64}
+// LPU-LABEL: builtin.module attributes {
+// LPU-SAME:   tsp.chips = 1 : i64
 // LPU-NOT:   tsp.transfer
 // LPU:       tsp.program "gemm_0" ins(%x, %w1 : {{.*}}) outs(%0 : {{.*}}) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 64, 48, 32>, tile_sizes = array<i64: 32, 16, 8>, loop_order = array<i64: 0, 1>,
 // LPU-SAME:  flops = 196608 : i64, matrix_flops = 196608 : i64, read_bytes = 36864 : i64, write_bytes = 12288 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 64, 48, 32>],
@@ -261,7 +262,8 @@ builtin.module attributes {strata.target = "gpu"} {
 // on a chip other than where it was produced is moved by a tsp.transfer
 // into a fresh buffer, with the consumer's location, and the consumer reads
 // that copy.
-// LPU2-LABEL: builtin.module attributes {strata.target = "lpu", tsp.chips = 2 : i64}
+// LPU2-LABEL: builtin.module attributes {
+// LPU2-SAME:   tsp.chips = 2 : i64
 // LPU2:       %[[H:[0-9]+]] = memref.alloc() : memref<64x48xf32
 // LPU2-NEXT:  tsp.program "gemm_0" ins(%x, %w1 : {{.*}}) outs(%[[H]] : {{.*}} chip = 0 : i64, shards = 1 : i64, slot = 0 : i64,
 // LPU2:       %[[Y:[0-9]+]] = memref.alloc() : memref<64x16xf32

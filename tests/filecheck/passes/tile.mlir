@@ -1,11 +1,11 @@
-// RUN: strata opt %s -p 'tile' --no-debuginfo | filecheck %s
+// RUN: strata opt %s --device tpu-v4 -p 'tile' --no-debuginfo | filecheck %s
 // RUN: strata opt %s -p 'tile{target=tpu}' --no-debuginfo | filecheck %s
 // RUN: strata opt %s -p 'tile{target=gpu}' --no-debuginfo | filecheck %s --check-prefix=GPU
 // RUN: strata opt %s -p 'tile{target=lpu}' --no-debuginfo | filecheck %s --check-prefix=LPU
 // RUN: strata opt %s -p 'tile{target=tpu keep=false}' --no-debuginfo | filecheck %s --check-prefix=NOKEEP
-// RUN: strata opt %s -p 'tile{sizes=64,32,128 order=1,0}' --no-debuginfo | filecheck %s --check-prefix=SIZES
-// RUN: strata opt %s -p 'tile{sizes=64,32,48}' --no-debuginfo | filecheck %s --check-prefix=KDIV
-// RUN: strata opt %s -p 'tile{sizes=0,0,0}' --no-debuginfo | filecheck %s --check-prefix=WHOLE
+// RUN: strata opt %s --device tpu-v4 -p 'tile{sizes=64,32,128 order=1,0}' --no-debuginfo | filecheck %s --check-prefix=SIZES
+// RUN: strata opt %s --device tpu-v4 -p 'tile{sizes=64,32,48}' --no-debuginfo | filecheck %s --check-prefix=KDIV
+// RUN: strata opt %s --device tpu-v4 -p 'tile{sizes=0,0,0}' --no-debuginfo | filecheck %s --check-prefix=WHOLE
 // RUN: strata opt %s -p 'tile{target=tpu},lower-to-loops' --no-debuginfo | filecheck %s --check-prefix=LOOPS
 // RUN: not strata opt %s -p 'tile{sizes=abc}' 2>&1 | filecheck %s --check-prefix=ERR-SIZES
 // RUN: not strata opt %s -p 'tile{size=64}' 2>&1 | filecheck %s --check-prefix=ERR-OPTION
@@ -14,11 +14,12 @@
 // RUN: rm -rf %t && mkdir -p %t && cd %t && not strata opt %s -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
 // RUN: cd %t && not strata opt strata-reproducer.mlir -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
 
-// Layout-stage IR recorded for the TPU (`strata.target`): a 256x512 @ 512x384
+// Layout-stage IR with no device recorded (`--device` or the pass's target
+// picks one, which the output then records): a 256x512 @ 512x384
 // GEMM with a bias+relu epilogue, a softmax row kernel, and a GEMM whose tiles
 // were already chosen (a hand-edited dump, or the tuner's).
 
-builtin.module attributes {strata.target = "tpu"} {
+builtin.module {
   func.func @t(%x: tensor<256x512xf32, #graph.layout<[0, 1]>> {graph.input = "x"}, %w: tensor<512x384xf32, #graph.layout<[0, 1]>> {graph.param = "w"}, %b: tensor<384xf32, #graph.layout<[0]>> {graph.param = "b"}) -> tensor<256x384xf32, #graph.layout<[0, 1]>> {
     %0 = graph.kernel "gemm_0"(%x, %w, %b) {kind = "gemm"} : (tensor<256x512xf32, #graph.layout<[0, 1]>>, tensor<512x384xf32, #graph.layout<[0, 1]>>, tensor<384xf32, #graph.layout<[0]>>) -> tensor<256x384xf32, #graph.layout<[0, 1]>> {
     ^bb0(%x_1: tensor<256x512xf32>, %w_1: tensor<512x384xf32>, %b_1: tensor<384xf32>):
@@ -44,7 +45,7 @@ builtin.module attributes {strata.target = "tpu"} {
   }
 }
 
-// ---- defaults: `tile` reads the recorded target; `tile{target=tpu}` agrees.
+// ---- defaults: `tile` on the device `--device` records; `tile{target=tpu}` (its default device) agrees.
 // The TPU's GEMM tile is 128 in every dim (the MXU); the softmax kernel keeps
 // its whole 256x384 extent (it fits VMEM, and the softmax axis cannot be cut).
 // Tiles already on a kernel are kept.
@@ -114,7 +115,7 @@ builtin.module attributes {strata.target = "tpu"} {
 
 // An unknown target fails the pass.
 // ERR-TARGET:      pass 'tile{target="npu"}' failed:
-// ERR-TARGET-NEXT: unknown target 'npu' (targets: gpu, tpu, lpu)
+// ERR-TARGET-NEXT: unknown target 'npu'; expected one of gpu, tpu, lpu
 
 // lower-to-loops needs the attributes `tile` writes; the reproducer replays the failure.
 // ERR-UNTILED:      pass 'lower-to-loops' failed:

@@ -1,12 +1,22 @@
 """
-Device specs: the hardware figures the cost models read, loaded from data files.
+The device description: one data file per machine, read once and carried by the IR.
 
 Every device is one flat TOML file in `backends/specs/` (`h100.toml`, ...),
-units in the key names (`clock_hz`, `hbm_bytes`, `hbm_bandwidth` in bytes/s,
-`peak_flops_bf16` in FLOP/s, `launch_latency_s`), and every number followed by
-a `# source: ...` comment naming its public source. `load_device(name)` reads a
-shipped device; `load_device_file(path)` reads and validates a user's own;
-`with_overrides(spec, ["array_rows=64"])` changes figures for a what-if run.
+units in the key names (`clock_hz`, `hbm_bandwidth` in bytes/s,
+`peak_flops_bf16` in FLOP/s, `smem_per_block_bytes`), and every number
+followed by a `# source: ...` comment naming its public source. These files
+are the only home of hardware facts: the figures the cost models price with
+and the ones that shape the IR (the capacity kernel tiles must fit, layout
+tiles, the preferred GEMM tile, tensor-core shapes).
+
+- `load_device(name)` reads a shipped device, `load_device_file(path)` a
+  user's own, `with_overrides(spec, ["array_rows=64"])` changes figures for a
+  what-if run; all three validate and raise `SpecError` with the key at fault.
+- `set_module_device(module, spec)` records the device on a module as MLIR's
+  DLTI attribute (`dlti.target_system_spec`, one `dlti.target_device_spec`
+  keyed by the target), and `module_device(module)` reads it back, so every
+  pass, the tuner and the cost model read the same machine and a dump says
+  which device it was lowered for.
 
 `tomllib` drops comments, so the values come from `tomllib` and the
 `# source:` comments from a line scan of the same file (`DeviceSpec.sources`).
@@ -26,45 +36,64 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-SPECS_DIR = Path(__file__).parent / "specs"
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
+from xdsl.dialects.dlti import TargetDeviceSpecAttr, TargetSystemSpecAttr
+from xdsl.ir import Attribute
+
+from dialects.vocabulary import DATAFLOWS, TARGETS
+
+SPECS_DIR = Path(__file__).parent.parent / "backends" / "specs"
+"""The shipped device files (they sit with the cost models that were calibrated on them)."""
 
 DEVICES: dict[str, Path] = {path.stem: path for path in sorted(SPECS_DIR.glob("*.toml"))}
 """Shipped device name -> its spec file."""
 
 DEFAULT_DEVICE: dict[str, str] = {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu"}
-"""The device each target is costed on unless the user picks another."""
+"""The device each target compiles for unless the user picks another."""
 
-TARGETS = ("gpu", "tpu", "lpu")
+TILE_MEMORY: dict[str, str] = {"gpu": "smem_per_block_bytes", "tpu": "vmem_bytes", "lpu": "sram_bytes"}
+"""Per target, the spec key of the memory one kernel's on-chip tiles must fit in."""
 
-_COMMON_REQUIRED = ("name", "target", "clock_hz", "onchip_bytes")
+TILE_MEMORY_NAME: dict[str, str] = {"gpu": "shared memory per block", "tpu": "VMEM", "lpu": "SRAM"}
+
+LAYOUT_TILE_KEYS: dict[str, tuple[str, ...]] = {
+    "gpu": (),
+    "tpu": ("vreg_sublanes", "vreg_lanes"),
+    "lpu": ("vector_lanes",),
+}
+"""Per target, the spec keys whose values tile a laid-out tensor's minor dims (none on the GPU)."""
+
+_COMMON_REQUIRED = ("name", "target", "clock_hz", "preferred_gemm_tile")
 
 REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "gpu": _COMMON_REQUIRED + (
         "hbm_bytes", "hbm_bandwidth", "sms", "peak_flops_bf16", "peak_flops_fp16",
-        "peak_flops_tf32", "peak_flops_fp32", "smem_per_sm_bytes", "regs_per_sm", "l2_bytes",
+        "peak_flops_tf32", "peak_flops_fp32", "smem_per_sm_bytes", "smem_per_block_bytes",
+        "regs_per_sm", "l2_bytes",
     ),
     "tpu": _COMMON_REQUIRED + (
         "hbm_bytes", "hbm_bandwidth", "array_rows", "array_cols", "num_arrays",
-        "peak_flops_bf16", "vmem_bytes",
+        "peak_flops_bf16", "vmem_bytes", "vreg_sublanes", "vreg_lanes", "dataflow",
     ),
     "lpu": _COMMON_REQUIRED + (
         "sram_bytes", "sram_bandwidth", "mxm_rows", "mxm_cols", "peak_flops_fp16",
         "peak_ops_int8", "vector_lanes", "chip_to_chip_bandwidth",
     ),
 }
-"""Keys a spec file of each target must have (the cost models rely on them)."""
+"""Keys a spec file of each target must have (the passes and cost models rely on them)."""
 
 OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
     "gpu": (
         "description", "max_clock_hz", "tensor_cores", "fp32_cores", "tensor_flop_per_cycle_per_sm",
         "peak_flops_fp8", "peak_ops_int8", "peak_flops_fp64", "peak_flops_fp64_tensor",
-        "hbm_bandwidth_measured", "l2_bandwidth", "smem_per_block_bytes", "smem_bandwidth",
+        "hbm_bandwidth_measured", "l2_bandwidth", "smem_bandwidth",
         "max_regs_per_thread", "max_threads_per_sm", "max_ctas_per_sm", "launch_latency_s",
-        "nvlink_bandwidth", "pcie_bandwidth", "tdp_w",
+        "nvlink_bandwidth", "pcie_bandwidth", "tdp_w", "gemm_k_half", "attention_efficiency",
+        "attention_k_half", "mma_shape_f16", "mma_shape_bf16", "mma_shape_f32", "mma_shape_i8",
     ),
     "tpu": (
-        "description", "dataflow", "tensorcores", "mxus_per_tensorcore", "vreg_sublanes",
-        "vreg_lanes", "vector_lanes", "vector_flops", "peak_ops_int8", "cmem_bytes",
+        "description", "tensorcores", "mxus_per_tensorcore",
+        "vector_lanes", "vector_flops", "peak_ops_int8", "cmem_bytes",
         "ifmap_sram_bytes", "filter_sram_bytes", "ofmap_sram_bytes", "ici_links",
         "ici_link_bandwidth", "ici_ports", "ici_bandwidth", "pod_chips",
         "pod_bisection_bandwidth", "pod_allreduce_bandwidth", "power_mean_w",
@@ -78,7 +107,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "max_system_latency_s", "power_w",
     ),
 }
-"""Keys the cost models know beyond the required ones; overrides may set these too."""
+"""Keys the passes and cost models know beyond the required ones; overrides may set these too."""
 
 INTEGER_KEYS = frozenset({
     "sms", "tensor_cores", "fp32_cores", "tensor_flop_per_cycle_per_sm", "regs_per_sm",
@@ -88,10 +117,16 @@ INTEGER_KEYS = frozenset({
     "mxm_rows", "mxm_cols", "mxm_planes", "mxm_macs", "vector_alus", "superlanes",
     "lanes_per_superlane", "chip_to_chip_links", "chip_to_chip_pair_links", "chips_per_node",
     "max_system_chips", "pipeline_fill_cycles",
+    "smem_per_block_bytes", "smem_per_sm_bytes", "vmem_bytes", "sram_bytes",
 })
 """Counts: these must be whole numbers (bytes may be given as 1e9-style floats)."""
 
-STRING_CHOICES: dict[str, tuple[str, ...]] = {"target": TARGETS, "dataflow": ("os", "ws", "is")}
+SHAPE_KEYS: dict[str, int] = {
+    "preferred_gemm_tile": 3, "mma_shape_f16": 3, "mma_shape_bf16": 3, "mma_shape_f32": 3, "mma_shape_i8": 3,
+}
+"""Keys whose value is a list of positive whole numbers, with its length."""
+
+STRING_CHOICES: dict[str, tuple[str, ...]] = {"target": TARGETS, "dataflow": DATAFLOWS}
 
 
 class SpecError(ValueError):
@@ -151,6 +186,32 @@ class DeviceSpec(Mapping[str, Any]):
         text = json.dumps(dict(sorted(self.values.items())), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    # What the passes read: named views of the file's figures, per target.
+
+    @property
+    def tile_memory_bytes(self) -> int:
+        """Capacity of the memory one kernel's on-chip tiles must fit in (`TILE_MEMORY`)."""
+        return self.values[TILE_MEMORY[self.target]]
+
+    def tile_memory_text(self) -> str:
+        """`shared memory per block (smem_per_block_bytes = 232448 B) of h100`: for errors."""
+        key = TILE_MEMORY[self.target]
+        return f"{TILE_MEMORY_NAME[self.target]} ({key} = {self.values[key]} B) of {self.name}"
+
+    @property
+    def layout_tile(self) -> tuple[int, ...]:
+        """The tile of a laid-out tensor's minor dims: (8, 128) vregs on a TPU, 320-wide vectors on an LPU."""
+        return tuple(self.values[key] for key in LAYOUT_TILE_KEYS[self.target])
+
+    @property
+    def gemm_tile(self) -> tuple[int, int, int]:
+        """The preferred (M, N, K) tile of a GEMM on this device."""
+        return tuple(self.values["preferred_gemm_tile"])
+
+    def mma_shape(self, dtype: str) -> tuple[int, ...]:
+        """A GPU's tensor-core instruction shape (m, n, k) for operands of `dtype`; () if it has none."""
+        return tuple(self.values.get(f"mma_shape_{dtype}", ()))
+
 
 def _comment_start(text: str) -> int:
     """Index of the `#` that starts a TOML comment in `text`, or -1 (skips `#` in strings)."""
@@ -197,8 +258,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _check_shape(where: str, key: str, value: Any) -> tuple[int, ...]:
+    length = SHAPE_KEYS[key]
+    if (
+        not isinstance(value, (list, tuple)) or len(value) != length
+        or not all(_is_number(v) and v == int(v) and v > 0 for v in value)
+    ):
+        raise SpecError(f"{where}: key {key!r} must be a list of {length} positive whole numbers, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
 def _check_value(where: str, key: str, value: Any) -> Any:
     """Validate one value; returns it, with integral floats of count keys made ints."""
+    if key in SHAPE_KEYS:
+        return _check_shape(where, key, value)
     if isinstance(value, str):
         choices = STRING_CHOICES.get(key)
         if choices and value not in choices:
@@ -209,7 +282,7 @@ def _check_value(where: str, key: str, value: Any) -> Any:
     if not _is_number(value):
         kind = "a table" if isinstance(value, dict) else type(value).__name__
         raise SpecError(f"{where}: key {key!r} must be a positive number or a string, got {kind} "
-                        f"(spec files are one flat table)")
+                        f"(spec files are one flat table; lists only for {', '.join(SHAPE_KEYS)})")
     if key in STRING_CHOICES or key in ("name", "description"):
         raise SpecError(f"{where}: key {key!r} must be a string, got {value!r}")
     if not math.isfinite(value) or value <= 0:
@@ -224,7 +297,7 @@ def _check_value(where: str, key: str, value: Any) -> Any:
 @lru_cache(maxsize=1)
 def _numeric_keys() -> frozenset[str]:
     known = {key for keys in (*REQUIRED_KEYS.values(), *OPTIONAL_KEYS.values()) for key in keys}
-    return frozenset(known - set(STRING_CHOICES) - {"name", "description"})
+    return frozenset(known - set(STRING_CHOICES) - set(SHAPE_KEYS) - {"name", "description"})
 
 
 def validate(values: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -285,7 +358,7 @@ def load_device(name: str) -> DeviceSpec:
 
 
 def default_device(target: str) -> DeviceSpec:
-    """The shipped device `target` is costed on by default (`DEFAULT_DEVICE`)."""
+    """The shipped device `target` compiles for by default (`DEFAULT_DEVICE`)."""
     if target not in DEFAULT_DEVICE:
         raise SpecError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     return load_device(DEFAULT_DEVICE[target])
@@ -332,7 +405,9 @@ def with_overrides(spec: DeviceSpec, overrides: Iterable[str] | Mapping[str, Any
             raise SpecError(f"{where}: unknown key {key!r}; valid keys for {spec.target} "
                             f"device {spec.name!r}: {', '.join(valid)}")
         value = raw
-        if isinstance(raw, str):
+        if isinstance(raw, str) and key in SHAPE_KEYS:
+            value = [_parse_number(part) for part in raw.strip("[]").split(",")]
+        elif isinstance(raw, str):
             number = _parse_number(raw)
             if number is not None:
                 value = number
@@ -344,3 +419,90 @@ def with_overrides(spec: DeviceSpec, overrides: Iterable[str] | Mapping[str, Any
         sources[key] = f"override {key}={raw}" + (f" (was {old!r})" if old is not None else "")
     values = validate(values, f"{spec.name} with overrides")
     return DeviceSpec(spec.name, spec.target, values, sources, spec.path)
+
+
+# --------------------------------------------------------------------------- the device in the IR
+
+DEVICE_ATTR = "dlti.target_system_spec"
+"""The module attribute that records the device: `#dlti.target_system_spec<"gpu" = #dlti.target_device_spec<...>>`."""
+
+
+def _entry(value: Any) -> Attribute:
+    if isinstance(value, str):
+        return StringAttr(value)
+    if isinstance(value, tuple):
+        return DenseArrayBase.from_list(i64, list(value))
+    if isinstance(value, int):
+        return IntegerAttr(value, i64)
+    return FloatAttr(float(value), f64)
+
+
+def _value(attr: Attribute) -> Any:
+    if isinstance(attr, StringAttr):
+        return attr.data
+    if isinstance(attr, DenseArrayBase):
+        return tuple(attr.get_values())
+    if isinstance(attr, IntegerAttr):
+        return attr.value.data
+    if isinstance(attr, FloatAttr):
+        return attr.value.data
+    raise SpecError(f"device attribute entry {attr} is not a string, integer, float or array<i64>")
+
+
+def device_attr(spec: DeviceSpec) -> TargetSystemSpecAttr:
+    """The device as a DLTI system spec with one device, keyed by its target."""
+    entries = {key: _entry(value) for key, value in spec.values.items()}
+    return TargetSystemSpecAttr({spec.target: TargetDeviceSpecAttr(entries)})
+
+
+def device_from_attr(attr: TargetSystemSpecAttr) -> DeviceSpec:
+    """The `DeviceSpec` a module attribute records; validated as a spec file would be."""
+    if len(attr.entries) != 1 or not isinstance(attr.entries.data[0].value, TargetDeviceSpecAttr):
+        raise SpecError(f"'{DEVICE_ATTR}' must hold exactly one '#dlti.target_device_spec'")
+    # Keyed by the device's own entries: xDSL 0.74's DLTI map attributes
+    # compare equal whatever they hold, so neither map can be the key.
+    return _device_from_entries(attr.entries.data[0].value.entries)
+
+
+@lru_cache(maxsize=64)
+def _device_from_entries(entries: ArrayAttr) -> DeviceSpec:
+    values = {}
+    for entry in entries:
+        if not isinstance(entry.key, StringAttr):
+            raise SpecError(f"'{DEVICE_ATTR}': device keys must be strings, got {entry.key}")
+        values[entry.key.data] = _value(entry.value)
+    values = validate(values, f"the module's '{DEVICE_ATTR}'")
+    return DeviceSpec(values["name"], values["target"], values, {})
+
+
+def module_device(module: ModuleOp) -> DeviceSpec | None:
+    """The device recorded on `module`, or None."""
+    attr = module.attributes.get(DEVICE_ATTR)
+    if attr is None:
+        return None
+    if not isinstance(attr, TargetSystemSpecAttr):
+        raise SpecError(f"'{DEVICE_ATTR}' must be a '#dlti.target_system_spec', got {attr}")
+    return device_from_attr(attr)
+
+
+def set_module_device(module: ModuleOp, spec: DeviceSpec) -> None:
+    module.attributes[DEVICE_ATTR] = device_attr(spec)
+
+
+def resolve_device(module: ModuleOp, target: str = "") -> DeviceSpec:
+    """
+    The device a pass lowers `module` for: the one recorded on it, else the
+    default device of `target` (or of the GPU), which is then recorded.
+
+    Raises `SpecError` when `target` is given and the module was lowered
+    for a device of another target.
+    """
+    device = module_device(module)
+    if device is None:
+        device = default_device(target or "gpu")
+        set_module_device(module, device)
+    elif target and device.target != target:
+        raise SpecError(
+            f"the module is compiled for {device.target} device '{device.name}', not for target '{target}'"
+        )
+    return device

@@ -1,0 +1,79 @@
+"""
+The words passes, cost models and the tuner share, defined once.
+
+A leaf module (it imports only xDSL): the targets, the systolic dataflows,
+the names of the schedule attributes that decisions write and lowerings
+read, the exception a pass raises for a schedule that cannot be built (the
+tuner's "illegal point"), element sizes, and what "the dtype of a model"
+means when a report picks one peak to measure utilisation against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from xdsl.ir import Attribute
+
+TARGETS = ("gpu", "tpu", "lpu")
+"""The machine kinds strata compiles for; a device spec names one."""
+
+DATAFLOWS = ("ws", "os", "is")
+"""Systolic dataflows: weight-, output- or input-stationary (the default first)."""
+
+# Schedule attributes: written by the decision passes (tile, place-chips) or
+# the tuner on `graph.kernel`/`loop.kernel`, verified by those ops, read by
+# the lowerings.
+TILE_ATTR = "tile_sizes"
+"""`array<i64: ...>`: one tile size per dim of the kernel's iteration space."""
+ORDER_ATTR = "loop_order"
+"""`array<i64: ...>`: the parallel dims, outermost first (a permutation)."""
+DATAFLOW_ATTR = "dataflow"
+"""`"ws" | "os" | "is"`: the systolic dataflow of one kernel."""
+CHIP_ATTR = "chip"
+"""`i64`: the first LPU chip a kernel runs on (written by `place-chips`)."""
+SHARDS_ATTR = "shards"
+"""`i64`: how many consecutive chips a kernel's weights are sharded over."""
+CHIPS_ATTR = "tsp.chips"
+"""Module `i64`: the LPU chips the program uses (pinned by a user or written by `place-chips`)."""
+
+
+class IllegalSchedule(ValueError):
+    """
+    A schedule that cannot be built for the kernel or the device: tiles that
+    do not divide or do not fit, a dataflow the target lacks. The tuner
+    treats exactly this as an infeasible point; any other exception is a bug.
+    """
+
+
+class DoesNotFit(IllegalSchedule):
+    """A kernel needs more of a memory than the device has."""
+
+
+def element_bytes(element_type: Attribute) -> int:
+    """Bytes of one element (at least 1; types without a width count as 4)."""
+    return max(1, getattr(element_type, "bitwidth", 32) // 8)
+
+
+def type_bytes(shaped_type: Attribute) -> int:
+    """Bytes of a tensor or memref type (its element count times `element_bytes`)."""
+    return math.prod(shaped_type.get_shape()) * element_bytes(shaped_type.element_type)
+
+
+def dtype_of(element_type: Attribute) -> str:
+    """The element type as printed (`f32`, `bf16`, `i8`): the key of peaks per dtype."""
+    return str(element_type)
+
+
+def dominant_dtype(matrix_work: Iterable[tuple[str, int]], default: str) -> str:
+    """
+    The operand dtype carrying the most matrix FLOPs of a model, from
+    `(dtype, matrix_flops)` pairs, one per kernel (ties: the first by name;
+    `default` when no kernel multiplies matrices). Reports measure
+    utilisation against the device's peak for this dtype on every target.
+    """
+    totals: dict[str, int] = {}
+    for dtype, flops in matrix_work:
+        if flops > 0:
+            totals[dtype] = totals.get(dtype, 0) + flops
+    return max(sorted(totals), key=lambda d: totals[d]) if totals else default
