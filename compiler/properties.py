@@ -367,8 +367,8 @@ def compile_to_hardware(model: Model, target: str, passes: Sequence[ModulePass] 
 
 def tile_schedule(module: ModuleOp) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """Each kernel's iteration space, tile sizes and loop order, by kernel name (layout stage, after `tile`)."""
-    from dialects.graph.kernel import KernelOp
-    from passes.lower_to_loops import ORDER_ATTR, TILE_ATTR, kernel_bounds
+    from dialects.graph.kernel import KernelOp, kernel_bounds
+    from dialects.vocabulary import ORDER_ATTR, TILE_ATTR
 
     return {
         op.kernel_name.data: (
@@ -384,14 +384,16 @@ def pin_schedule(module: ModuleOp, schedule: dict) -> list[str]:
     """
     Give each kernel of `module` the tiles it has in `schedule` (of the same
     model at other sizes): a dim cut there keeps its tile, a whole dim stays
-    whole. Returns the kernels that cannot take them (illegal, or missing).
+    whole. Returns the kernels that cannot take them (illegal, not fitting
+    the module's device, or missing).
     """
     from xdsl.dialects.builtin import DenseArrayBase, i64
 
-    from dialects.graph.kernel import KernelOp
-    from passes.lower_to_loops import ORDER_ATTR, TILE_ATTR, kernel_bounds
-    from passes.tile import legal
+    from dialects.graph.kernel import KernelOp, kernel_bounds
+    from dialects.vocabulary import ORDER_ATTR, TILE_ATTR
+    from passes.tile import fits, legal
 
+    device = module_device(module)
     refused = []
     for op in module.walk():
         if not isinstance(op, KernelOp):
@@ -403,7 +405,7 @@ def pin_schedule(module: ModuleOp, schedule: dict) -> list[str]:
             continue
         old_bounds, old_tiles, order = schedule[name]
         tiles = tuple(b if t >= ob else t for b, t, ob in zip(bounds, old_tiles, old_bounds))
-        if not legal(op, tiles):
+        if not legal(op, tiles) or (device is not None and not fits(op, tiles, device)):
             refused.append(name)
             continue
         op.attributes[TILE_ATTR] = DenseArrayBase.from_list(i64, list(tiles))

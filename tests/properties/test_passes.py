@@ -87,7 +87,7 @@ def test_small_tiles_to_hardware(target, model, data):
     sizes = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=4), label="sizes")
     order = data.draw(st.sampled_from(["", " order=1,0", " order=2,0,1"]), label="order")
     hardware = data.draw(HARDWARE_OPTIONS[target], label="lower-to-hardware options")
-    spec = f"tile{{sizes={','.join(map(str, sizes))}{order}}},lower-to-loops,lower-to-hardware{hardware}"
+    spec = f"tile{{sizes={','.join(map(str, sizes))}{order}}},lower-to-loops,place-chips,lower-to-hardware{hardware}"
     check_model(model, Pipeline.parse(spec, target))
 
 
