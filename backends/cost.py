@@ -21,15 +21,15 @@ from typing import Any
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
-from dialects.device import DeviceSpec
-from dialects import loop
-from dialects.hardware import HardwareKernelOp
+from strata.dialects.device import DeviceSpec
+from strata.dialects import loop
+from strata.dialects.hardware import HardwareKernelOp
 
 COST_MODEL_VERSION = "4"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
-MODELS = {"gpu": "backends.gpu", "tpu": "backends.systolic", "lpu": "backends.lpu"}
+MODELS = {"gpu": "strata.backends.gpu", "tpu": "strata.backends.systolic", "lpu": "strata.backends.lpu"}
 
 
 @dataclass

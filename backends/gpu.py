@@ -35,10 +35,10 @@ import math
 
 from xdsl.dialects.builtin import ModuleOp
 
-from backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
-from dialects.device import DeviceSpec
-from dialects.hardware import simt
-from dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
+from strata.backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
+from strata.dialects.device import DeviceSpec
+from strata.dialects.hardware import simt
+from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 TENSOR_PEAK = {"bf16": "peak_flops_bf16", "f16": "peak_flops_fp16", "f32": "peak_flops_tf32",
                "i8": "peak_ops_int8", "f8E4M3FN": "peak_flops_fp8", "f8E5M2": "peak_flops_fp8"}

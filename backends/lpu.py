@@ -99,13 +99,13 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 
-from backends import systolic_math
-from backends.cost import KernelCost, Report, model_function
-from dialects.device import DeviceSpec, SpecError
-from dialects import loop
-from dialects.graph import PARAM_ATTR
-from dialects.hardware import tsp
-from dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
+from strata.backends import systolic_math
+from strata.backends.cost import KernelCost, Report, model_function
+from strata.dialects.device import DeviceSpec, SpecError
+from strata.dialects import loop
+from strata.dialects.graph import PARAM_ATTR
+from strata.dialects.hardware import tsp
+from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 INT8_TYPES = ("i8", "ui8", "si8")
 DRAGONFLY_HOPS = 3

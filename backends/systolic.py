@@ -55,11 +55,11 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ModuleOp
 
-from backends import systolic_math
-from backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
-from dialects.device import DeviceSpec, SpecError
-from dialects.hardware import systolic
-from dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
+from strata.backends import systolic_math
+from strata.backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
+from strata.dialects.device import DeviceSpec, SpecError
+from strata.dialects.hardware import systolic
+from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
 
 MATRIX_PEAK = {"i8": "peak_ops_int8"}
 """The spec key of the MXU peak by operand type; every other type runs as bf16 passes."""

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from dialects.vocabulary import DATAFLOWS
+from strata.dialects.vocabulary import DATAFLOWS
 
 Dataflow = Literal["os", "ws", "is"]
 

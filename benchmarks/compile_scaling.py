@@ -17,8 +17,8 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time
-from compiler.driver import Stage, compile_module
-from compiler.frontend import load_model
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import load_model
 layers, target, emit = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
 module = load_model("samples/gpt2.model", {"L": layers})

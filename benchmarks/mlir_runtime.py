@@ -31,11 +31,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compiler import mlir_backend, reference  # noqa: E402
-from compiler.driver import Stage, detect_stage, passes_between, run_passes  # noqa: E402
-from compiler.frontend import load_model  # noqa: E402
-from compiler.ir import make_context  # noqa: E402
-from compiler.schedule import apply_schedule  # noqa: E402
+from strata.compiler.execution import native, reference  # noqa: E402
+from strata.compiler.driver import Stage, detect_stage, passes_between, run_passes  # noqa: E402
+from strata.compiler.frontend import load_model  # noqa: E402
+from strata.compiler.ir import make_context  # noqa: E402
+from strata.compiler.schedule import apply_schedule  # noqa: E402
 from tests.support import sample_values  # noqa: E402
 
 MODERATE = {
@@ -75,12 +75,12 @@ def compile_with(name: str, target: str, sizes: str | None):
         passes = apply_schedule(passes, {"sizes": sizes})
     start = time.perf_counter()
     run_passes(make_context(), module, passes, _quiet())
-    compiled = mlir_backend.compile_exported(module, opt_level=mlir_backend.OPT_LEVEL)
+    compiled = native.compile_exported(module, opt_level=native.OPT_LEVEL)
     return compiled, time.perf_counter() - start
 
 
 def _quiet():
-    from compiler.driver import DumpOptions
+    from strata.compiler.driver import DumpOptions
 
     return DumpOptions()
 
@@ -92,10 +92,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tiles", default="mlp", help="model whose tile sizes are varied (default mlp)")
     parser.add_argument("--no-tiles", action="store_true", help="skip the tile-size table")
-    parser.add_argument("--opt-level", type=int, default=mlir_backend.OPT_LEVEL, help="LLVM -O level (default 2)")
+    parser.add_argument("--opt-level", type=int, default=native.OPT_LEVEL, help="LLVM -O level (default 2)")
     args = parser.parse_args()
-    mlir_backend.OPT_LEVEL = args.opt_level
-    if not mlir_backend.tools_available():
+    native.OPT_LEVEL = args.opt_level
+    if not native.tools_available():
         sys.exit("the MLIR tools are missing: apt-get install mlir-22-tools llvm-22")
 
     print(f"MLIR-compiled (target {args.target} tiling) vs NumPy reference, best of {args.repeat}")

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dialects.device import default_device  # noqa: E402
-from backends.tuner.search import tune  # noqa: E402
-from backends.tuner.space import Space  # noqa: E402
-from compiler.driver import Stage, compile_module  # noqa: E402
-from compiler.frontend import load_model  # noqa: E402
-from compiler.tuning import KernelEvaluator, kernel_points, standalone  # noqa: E402
-from dialects.graph.kernel import KernelOp  # noqa: E402
+from strata.dialects.device import default_device  # noqa: E402
+from strata.backends.tuner.search import tune  # noqa: E402
+from strata.backends.tuner.space import Space  # noqa: E402
+from strata.compiler.driver import Stage, compile_module  # noqa: E402
+from strata.compiler.frontend import load_model  # noqa: E402
+from strata.compiler.tuning.spaces import KernelEvaluator, kernel_points, standalone  # noqa: E402
+from strata.dialects.graph.kernel import KernelOp  # noqa: E402
 
 SUITE = {
     "gemm 1024x1024x1024": "model m(a: bf16[1024, 1024]) -> bf16[1024, 1024] {\n  param b: bf16[1024, 1024]\n  return a @ b\n}\n",

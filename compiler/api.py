@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler import ir
-from compiler.diagnostics import StrataError as Error
-from compiler.driver import Stage, attach_device, compile_module, detect_stage, passes_between
-from compiler.schedule import apply_schedule, parse_schedule
-from dialects.device import DeviceSpec, SpecError, load_device, load_device_file, module_device, with_overrides
-from dialects.vocabulary import TARGETS
+from strata.compiler import ir
+from strata.compiler.diagnostics import StrataError as Error
+from strata.compiler.driver import Stage, attach_device, compile_module, detect_stage, passes_between
+from strata.compiler.schedule import apply_schedule, parse_schedule
+from strata.dialects.device import DeviceSpec, SpecError, load_device, load_device_file, module_device, with_overrides
+from strata.dialects.vocabulary import TARGETS
 
 __all__ = ["Compiled", "Error", "Model", "compile", "device", "load", "parse", "run"]
 
@@ -69,7 +69,7 @@ class Compiled:
 
 def load(path: str | Path, defines: Mapping[str, int] | None = None) -> Model:
     """A `.model` file (with `let` constants overridden by `defines`), or printed IR (`.mlir`)."""
-    from compiler.frontend import load_model, read_source
+    from strata.compiler.frontend import load_model, read_source
 
     path = str(path)
     if path.endswith(".mlir"):
@@ -81,7 +81,7 @@ def load(path: str | Path, defines: Mapping[str, int] | None = None) -> Model:
 
 def parse(text: str, filename: str = "<string>", defines: Mapping[str, int] | None = None) -> Model:
     """A model from its `.model` source text."""
-    from compiler.frontend import compile_source
+    from strata.compiler.frontend import compile_source
 
     return Model(compile_source(text, filename, dict(defines or {})), filename)
 
@@ -131,7 +131,7 @@ def compile(
     module = model.module.clone()
     chosen = attach_device(module, chosen, target)
     if autotune:
-        from compiler.tuning.autotune import Options, autotune as tune
+        from strata.compiler.tuning.autotune import Options, autotune as tune
 
         if detect_stage(module) != Stage.GRAPH:
             raise Error("error: autotuning starts from a model or graph-stage IR, not a later dump")
@@ -141,7 +141,7 @@ def compile(
     compile_module(module, target, stage, pipeline=passes)
     report = None
     if stage == Stage.HARDWARE:
-        from backends.cost import estimate
+        from strata.backends.cost import estimate
 
         report = estimate(module, module_device(module)).as_json()
     return Compiled(module, module_device(module), stage.value, report)
@@ -159,9 +159,9 @@ def run(
     Inputs and weights not given are drawn from a generator seeded with
     `seed`, the same values `strata run --seed` draws.
     """
-    from compiler.execution import loop_interpreter, reference
-    from compiler.execution.weights import bind_values
-    from compiler.reports.stats import model_function
+    from strata.compiler.execution import loop_interpreter, reference
+    from strata.compiler.execution.weights import bind_values
+    from strata.compiler.reports.stats import model_function
 
     module = what.module
     bound = bind_values(model_function(module), seed, inputs, weights)
@@ -176,7 +176,7 @@ def _device(target: str | None, device, spec) -> DeviceSpec | None:
     if device is None and not spec:
         return None
     if device is None:
-        from dialects.device import default_device
+        from strata.dialects.device import default_device
 
         device = default_device(target or "gpu")
     chosen = _load_device(device, spec)

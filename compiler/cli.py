@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler import ir
-from compiler.diagnostics import StrataError
-from compiler import loop_interpreter
-from compiler.driver import (
+from strata.compiler import ir
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.execution import loop_interpreter
+from strata.compiler.driver import (
     STAGE_ORDER, DumpOptions, Stage, attach_device, compile_module, detect_stage, passes_between, run_passes,
 )
-from compiler.frontend import load_model, read_source
-from compiler.fuzz import cmd_fuzz
-from compiler.pipeline import parse_pipeline
-from compiler.schedule import apply_schedule, parse_schedule
-from dialects.vocabulary import TARGETS
-from compiler.stats import human, model_function, model_stats
+from strata.compiler.frontend import load_model, read_source
+from strata.compiler.testing.fuzz import cmd_fuzz
+from strata.compiler.pipeline import parse_pipeline
+from strata.compiler.schedule import apply_schedule, parse_schedule
+from strata.dialects.vocabulary import TARGETS
+from strata.compiler.reports.stats import human, model_function, model_stats
 
 MAX_RUN_ELEMENTS = 2**31
 """`strata run` refuses a model whose inputs and weights exceed this many elements."""
@@ -105,7 +105,7 @@ def chosen_devices(args, targets: list[str], base: dict | None = None) -> dict:
     the driver then uses the device a dump records, else the default.
     Resolved once, here; every pass, the tuner and the cost model read it.
     """
-    from dialects import device as specs
+    from strata.dialects import device as specs
 
     if not (args.device or args.device_file or args.spec):
         return {}
@@ -135,7 +135,7 @@ def chosen_devices(args, targets: list[str], base: dict | None = None) -> dict:
 
 def _recorded_device(module: ModuleOp) -> dict:
     """The device a dump records, by target (for --spec overrides of it)."""
-    from dialects import device as specs
+    from strata.dialects import device as specs
 
     try:
         recorded = specs.module_device(module)
@@ -145,9 +145,9 @@ def _recorded_device(module: ModuleOp) -> dict:
 
 
 def cmd_compile(args) -> int:
-    from backends.cost import estimate
-    from compiler import report as reports
-    from dialects.device import module_device
+    from strata.backends.cost import estimate
+    from strata.compiler.reports import report as reports
+    from strata.dialects.device import module_device
 
     targets = list(TARGETS) if args.target == "all" else [args.target]
     emit = Stage(args.emit) if args.emit else Stage.HARDWARE
@@ -175,7 +175,7 @@ def cmd_compile(args) -> int:
         if args.autotune:
             module, tuning = _autotune(module, target, args, devices)
             if report_format == "table":
-                from compiler.autotune import print_tune_report
+                from strata.compiler.tuning.autotune import print_tune_report
 
                 print_tune_report(tuning)
         if args.pass_pipeline:
@@ -205,8 +205,8 @@ def cmd_compile(args) -> int:
 
 
 def _tune_options(args):
-    from backends.tuner.database import TuningDatabase, default_path
-    from compiler.autotune import Options
+    from strata.backends.tuner.database import TuningDatabase, default_path
+    from strata.compiler.tuning.autotune import Options
 
     if args.budget is not None and args.budget < 1:
         raise StrataError("error: --budget must be at least 1")
@@ -218,7 +218,7 @@ def _tune_options(args):
 
 def _autotune(module, target: str, args, devices):
     """Tune a graph-stage module for `target` on its device; print the tuning report to stderr or stdout."""
-    from compiler import autotune
+    from strata.compiler.tuning import autotune
 
     if detect_stage(module) != Stage.GRAPH:
         raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
@@ -230,7 +230,7 @@ def _autotune(module, target: str, args, devices):
 
 
 def cmd_tune(args) -> int:
-    from compiler import autotune
+    from strata.compiler.tuning import autotune
 
     targets = list(TARGETS) if args.target == "all" else [args.target]
     reports = {}
@@ -253,7 +253,7 @@ def cmd_targets(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from dialects import device as specs
+    from strata.dialects import device as specs
 
     table = Table(title="devices (--device NAME; each target's default marked *)", title_justify="left")
     for column in ("device", "target", "clock", "peak bf16/fp16", "memory", "bandwidth", "tile memory",
@@ -284,7 +284,7 @@ def cmd_opt(args) -> int:
             raise StrataError("error: --spec changes a device: name one with --device, or give a dump that"
                               " records one")
         if args.device or args.device_file:
-            from dialects import device as specs
+            from strata.dialects import device as specs
 
             named = args.device or args.device_file
             try:
@@ -304,7 +304,7 @@ def cmd_opt(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from compiler import reference, weights
+    from strata.compiler.execution import reference, weights
 
     module = load_input(args.model, args.defines)
     fn = model_function(module)
@@ -327,9 +327,9 @@ def cmd_run(args) -> int:
     if args.through is not None:
         compile_module(module, args.target, Stage(args.through))
     if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
-        from compiler import mlir_backend
+        from strata.compiler.execution import native
 
-        outputs = mlir_backend.run_module(module, args.target, inputs, params)
+        outputs = native.run_module(module, args.target, inputs, params)
     else:
         runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
         outputs = runner.run_module(module, inputs, params)
@@ -357,7 +357,7 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tune_options(parser: argparse.ArgumentParser) -> None:
-    from backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES
+    from strata.backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES
 
     parser.add_argument("--budget", type=int, metavar="N",
                         help="evaluations per kernel (default: 10%% of its space, at least 16)")

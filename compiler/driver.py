@@ -25,20 +25,20 @@ from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
-from compiler import ir
-from compiler.diagnostics import StrataError
-from dialects.graph.kernel import KernelOp
-from dialects.graph.layout import LayoutAttr, RelayoutOp
-from dialects.hardware import HardwareKernelOp
-from dialects.device import DeviceSpec, SpecError, default_device, module_device, set_module_device
-from dialects.vocabulary import TARGETS, IllegalSchedule
-from passes.assign_layout import AssignLayoutPass
-from passes.export_mlir import ExportMlirPass
-from passes.fuse import FusePass
-from passes.lower_to_hardware import LowerToHardwarePass
-from passes.lower_to_loops import LowerToLoopsPass
-from passes.place_chips import PlaceChipsPass
-from passes.tile import TilePass
+from strata.compiler import ir
+from strata.compiler.diagnostics import StrataError
+from strata.dialects.graph.kernel import KernelOp
+from strata.dialects.graph.layout import LayoutAttr, RelayoutOp
+from strata.dialects.hardware import HardwareKernelOp
+from strata.dialects.device import DeviceSpec, SpecError, default_device, module_device, set_module_device
+from strata.dialects.vocabulary import TARGETS, IllegalSchedule
+from strata.passes.assign_layout import AssignLayoutPass
+from strata.passes.export_mlir import ExportMlirPass
+from strata.passes.fuse import FusePass
+from strata.passes.lower_to_hardware import LowerToHardwarePass
+from strata.passes.lower_to_loops import LowerToLoopsPass
+from strata.passes.place_chips import PlaceChipsPass
+from strata.passes.tile import TilePass
 
 
 class Stage(StrEnum):

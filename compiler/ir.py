@@ -20,10 +20,10 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 
-from compiler.diagnostics import StrataError, source_line
-from dialects.graph import Graph
-from dialects.hardware import HARDWARE_DIALECTS
-from dialects.loop import Loop
+from strata.compiler.diagnostics import StrataError, source_line
+from strata.dialects.graph import Graph
+from strata.dialects.hardware import HARDWARE_DIALECTS
+from strata.dialects.loop import Loop
 
 STRATA_DIALECTS = (Graph, Loop, *HARDWARE_DIALECTS)
 

@@ -14,14 +14,14 @@ from xdsl.passes import ModulePass, PassPipeline
 from xdsl.transforms import get_all_passes
 from xdsl.utils.exceptions import ArgSpecParseError
 
-from compiler.diagnostics import StrataError
-from passes.assign_layout import AssignLayoutPass
-from passes.export_mlir import ExportMlirPass
-from passes.fuse import FusePass
-from passes.lower_to_hardware import LowerToHardwarePass
-from passes.lower_to_loops import LowerToLoopsPass
-from passes.place_chips import PlaceChipsPass
-from passes.tile import TilePass
+from strata.compiler.diagnostics import StrataError
+from strata.passes.assign_layout import AssignLayoutPass
+from strata.passes.export_mlir import ExportMlirPass
+from strata.passes.fuse import FusePass
+from strata.passes.lower_to_hardware import LowerToHardwarePass
+from strata.passes.lower_to_loops import LowerToLoopsPass
+from strata.passes.place_chips import PlaceChipsPass
+from strata.passes.tile import TilePass
 
 STRATA_PASSES: tuple[type[ModulePass], ...] = (
     FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, PlaceChipsPass, LowerToHardwarePass, ExportMlirPass,

@@ -15,7 +15,7 @@ import typing
 
 from xdsl.passes import ModulePass
 
-from compiler.diagnostics import StrataError
+from strata.compiler.diagnostics import StrataError
 
 ALIASES = {"tile": "sizes", "tiles": "sizes", "loop_order": "order"}
 

@@ -1,1 +1,5 @@
-"""IR definitions: the `graph` dialect, and later `loop` and the hardware dialects."""
+"""
+IR definitions: the `graph`, `loop` and hardware (`simt`, `systolic`, `tsp`)
+dialects, the device description every pass reads (`device`), and the
+vocabulary passes and backends share (`vocabulary`).
+"""

@@ -40,7 +40,7 @@ from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, FloatAttr, IntegerA
 from xdsl.dialects.dlti import TargetDeviceSpecAttr, TargetSystemSpecAttr
 from xdsl.ir import Attribute
 
-from dialects.vocabulary import DATAFLOWS, TARGETS
+from strata.dialects.vocabulary import DATAFLOWS, TARGETS
 
 SPECS_DIR = Path(__file__).parent.parent / "backends" / "specs"
 """The shipped device files (they sit with the cost models that were calibrated on them)."""

@@ -64,7 +64,7 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
+from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
 LEVELS = ("global", "onchip", "register")
 """Memory levels, outermost first: off-chip buffers, on-chip tiles, registers."""

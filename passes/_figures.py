@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from xdsl.dialects import arith, scf
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
-from dialects import loop
-from dialects.graph import ops as g
-from dialects.graph.flops import op_flops
-from dialects.vocabulary import type_bytes
+from strata.dialects import loop
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.flops import op_flops
+from strata.dialects.vocabulary import type_bytes
 
 MATRIX_OPS = (g.MatmulOp, g.Conv2DOp)
 

@@ -42,7 +42,7 @@ from xdsl.dialects.linalg.ops import FillOp, GenericOp, IndexOp, YieldOp
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 
-from dialects.graph import ops as g
+from strata.dialects.graph import ops as g
 
 FLOAT_WIDTH: dict[type, int] = {
     Float8E4M3FNType: 8, Float8E5M2Type: 8, Float16Type: 16, BFloat16Type: 16, Float32Type: 32, Float64Type: 64,

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr
 
-from dialects.graph import ops as g
-from dialects.vocabulary import IllegalSchedule
+from strata.dialects.graph import ops as g
+from strata.dialects.vocabulary import IllegalSchedule
 
 Region = tuple[tuple[AffineExpr, int], ...]
 

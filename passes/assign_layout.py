@@ -42,9 +42,9 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from dialects.graph.kernel import KernelOp
-from dialects.graph.layout import LayoutAttr, RelayoutOp, layout_of, logical_layout, logical_type, with_layout
-from dialects.device import DeviceSpec, resolve_device
+from strata.dialects.graph.kernel import KernelOp
+from strata.dialects.graph.layout import LayoutAttr, RelayoutOp, layout_of, logical_layout, logical_type, with_layout
+from strata.dialects.device import DeviceSpec, resolve_device
 
 NHWC = (0, 2, 3, 1)
 CHANNELS_LAST_KINDS = ("conv", "pool")

@@ -58,11 +58,11 @@ from xdsl.ir.affine import (
 )
 from xdsl.passes import ModulePass
 
-from dialects import loop
-from dialects.graph import ops as g
-from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
-from passes._figures import INDEX_OPS
-from passes._linalg import (
+from strata.dialects import loop
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+from strata.passes._figures import INDEX_OPS
+from strata.passes._linalg import (
     Emitter,
     ExportError,
     _reassociation,

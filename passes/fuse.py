@@ -44,9 +44,9 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from dialects.graph import ops as g
-from dialects.graph.kernel import KernelOp, YieldOp
-from dialects.device import resolve_device
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.kernel import KernelOp, YieldOp
+from strata.dialects.device import resolve_device
 
 
 ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp)

@@ -41,14 +41,14 @@ from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
-from dialects import loop
-from dialects.graph import ops as g
-from dialects.hardware import simt, systolic, tsp
-from dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
-from passes._figures import Figures, kernel_figures, kernel_gemms
-from passes.place_chips import kernel_weights, param_roots
-from dialects.device import DeviceSpec, resolve_device
-from dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit, dtype_of
+from strata.dialects import loop
+from strata.dialects.graph import ops as g
+from strata.dialects.hardware import simt, systolic, tsp
+from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
+from strata.passes._figures import Figures, kernel_figures, kernel_gemms
+from strata.passes.place_chips import kernel_weights, param_roots
+from strata.dialects.device import DeviceSpec, resolve_device
+from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit, dtype_of
 
 # --------------------------------------------------------------------------- shared helpers
 

@@ -39,13 +39,13 @@ from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.passes import ModulePass
 
-from dialects import loop
-from dialects.graph import ops as g
-from dialects.graph.dtypes import has_infinity
-from dialects.graph.kernel import KernelOp, YieldOp, anchor_matmul, attention_parts, kernel_bounds
-from dialects.graph.layout import RelayoutOp, layout_of
-from dialects.vocabulary import ORDER_ATTR, TILE_ATTR, IllegalSchedule
-from passes._regions import (
+from strata.dialects import loop
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import has_infinity
+from strata.dialects.graph.kernel import KernelOp, YieldOp, anchor_matmul, attention_parts, kernel_bounds
+from strata.dialects.graph.layout import RelayoutOp, layout_of
+from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, IllegalSchedule
+from strata.passes._regions import (
     NotTileable, Region as TileRegion, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
     window_pad,
 )

@@ -30,11 +30,11 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
-from dialects import loop
-from dialects.device import resolve_device
-from dialects.graph import PARAM_ATTR
-from dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR, IllegalSchedule
-from passes._figures import nbytes
+from strata.dialects import loop
+from strata.dialects.device import resolve_device
+from strata.dialects.graph import PARAM_ATTR
+from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR, IllegalSchedule
+from strata.passes._figures import nbytes
 
 # --------------------------------------------------------------------------- helpers
 

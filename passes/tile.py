@@ -39,10 +39,10 @@ from xdsl.ir import BlockArgument, SSAValue
 from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
-from dialects.device import DeviceSpec, resolve_device
-from dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds
-from dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
-from passes._regions import (
+from strata.dialects.device import DeviceSpec, resolve_device
+from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds
+from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
+from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
 )
 

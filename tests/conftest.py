@@ -9,7 +9,7 @@ import os
 
 from hypothesis import settings
 
-from compiler.fuzz import PROFILE_ENV, register_profiles
+from strata.compiler.testing.fuzz import PROFILE_ENV, register_profiles
 
 register_profiles()
 if os.environ.get(PROFILE_ENV):

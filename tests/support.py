@@ -6,7 +6,7 @@ module's inputs and params, and the float tolerance of stage-to-stage checks.
 import numpy as np
 from xdsl.dialects import func
 
-from compiler import weights
+from strata.compiler.execution import weights
 
 REDUCED = {
     "mlp": {"B": 4},

@@ -14,11 +14,11 @@ choices and passes an evaluator in; nothing here imports `compiler` or
 `passes`.
 """
 
-from backends.tuner.database import TuningDatabase, TuningKey, default_path
-from backends.tuner.hashing import structural_hash
-from backends.tuner.search import Trial, TuneResult, tune
-from backends.tuner.space import SPACE_VERSION, Space, point_key
-from backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make_strategy
+from strata.backends.tuner.database import TuningDatabase, TuningKey, default_path
+from strata.backends.tuner.hashing import structural_hash
+from strata.backends.tuner.search import Trial, TuneResult, tune
+from strata.backends.tuner.space import SPACE_VERSION, Space, point_key
+from strata.backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make_strategy
 
 __all__ = [
     "DEFAULT_STRATEGY",

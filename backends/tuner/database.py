@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.cost import COST_MODEL_VERSION
-from backends.tuner.space import SPACE_VERSION, normalise_point, point_key
+from strata.backends.cost import COST_MODEL_VERSION
+from strata.backends.tuner.space import SPACE_VERSION, normalise_point, point_key
 
 try:  # POSIX
     import fcntl

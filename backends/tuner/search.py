@@ -39,8 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.tuner.space import Point, Space, point_key
-from backends.tuner.strategies import DEFAULT_STRATEGY, Strategy, make_strategy
+from strata.backends.tuner.space import Point, Space, point_key
+from strata.backends.tuner.strategies import DEFAULT_STRATEGY, Strategy, make_strategy
 
 EvaluateMany = Callable[[list[Point]], Sequence[float]]
 Progress = Callable[[int, int, float], None]

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from backends.tuner.space import Space
+from strata.backends.tuner.space import Space
 
 
 class Strategy:

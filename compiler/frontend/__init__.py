@@ -12,9 +12,9 @@ from pathlib import Path
 
 from xdsl.dialects.builtin import ModuleOp
 
-from compiler.diagnostics import ModelError, SourceLoc, StrataError
-from compiler.frontend.elaborate import Elaborator
-from compiler.frontend.syntax import display_source, parse_program
+from strata.compiler.diagnostics import ModelError, SourceLoc, StrataError
+from strata.compiler.frontend.elaborate import Elaborator
+from strata.compiler.frontend.syntax import display_source, parse_program
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 

@@ -34,9 +34,9 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block as IRBlock
 from xdsl.ir import Operation, Region, SSAValue
 
-from compiler.diagnostics import ModelError, SourceLoc, StrataError
-from compiler.frontend import syntax as ast
-from compiler.frontend.operations import (
+from strata.compiler.diagnostics import ModelError, SourceLoc, StrataError
+from strata.compiler.frontend import syntax as ast
+from strata.compiler.frontend.operations import (
     OPERATIONS,
     REQUIRED,
     OpContext,
@@ -45,9 +45,9 @@ from compiler.frontend.operations import (
     build_matmul,
     build_unary,
 )
-from dialects.graph import INPUT_ATTR, PARAM_ATTR
-from dialects.graph import shapes
-from dialects.graph.dtypes import DTYPES, tensor_type, type_str
+from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.graph import shapes
+from strata.dialects.graph.dtypes import DTYPES, tensor_type, type_str
 
 MAX_OPS = 1_000_000
 """More graph ops than this is an error, so a huge `repeat` cannot hang us."""

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
 
-from compiler.diagnostics import SourceLoc
-from dialects.graph import ops as g
-from dialects.graph import shapes
-from dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, dtype_name, tensor_type, type_str
+from strata.compiler.diagnostics import SourceLoc
+from strata.dialects.graph import ops as g
+from strata.dialects.graph import shapes
+from strata.dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, dtype_name, tensor_type, type_str
 
 REQUIRED = object()
 """Default of an attribute the user must give."""

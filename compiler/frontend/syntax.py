@@ -17,7 +17,7 @@ from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
-from compiler.diagnostics import ModelError, SourceLoc
+from strata.compiler.diagnostics import ModelError, SourceLoc
 
 MAX_NESTING = 100
 """Deepest bracket nesting accepted; deeper input is rejected before parsing."""

@@ -8,10 +8,10 @@ params; each argument carries `graph.input = "name"` or `graph.param =
 
 from xdsl.ir import Dialect
 
-from dialects.graph.kernel import KernelOp, YieldOp
-from dialects.graph.layout import LayoutAttr, RelayoutOp
+from strata.dialects.graph.kernel import KernelOp, YieldOp
+from strata.dialects.graph.layout import LayoutAttr, RelayoutOp
 
-from dialects.graph.ops import (
+from strata.dialects.graph.ops import (
     AbsOp,
     AddOp,
     AvgPool2DOp,

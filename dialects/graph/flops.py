@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from xdsl.ir import Operation
 
-from dialects.graph import ops as g
-from dialects.graph.shapes import num_elements
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.shapes import num_elements
 
 _MOVEMENT = (g.ReshapeOp, g.TransposeOp, g.ConcatOp, g.SliceOp, g.SplitOp, g.GatherOp, g.CastOp, g.ConstantOp)
 

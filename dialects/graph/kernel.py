@@ -34,9 +34,9 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, RecursiveMemoryEffect
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.graph import ops as g
-from dialects.graph.layout import logical_type
-from dialects.vocabulary import DATAFLOW_ATTR, DATAFLOWS, ORDER_ATTR, TILE_ATTR
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.layout import logical_type
+from strata.dialects.vocabulary import DATAFLOW_ATTR, DATAFLOWS, ORDER_ATTR, TILE_ATTR
 
 KERNEL_KINDS = ("gemm", "conv", "attention", "row", "elementwise", "reduction", "pool", "gather", "copy")
 

@@ -45,8 +45,8 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.graph import shapes
-from dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, INT_DTYPES, dtype_name
+from strata.dialects.graph import shapes
+from strata.dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, INT_DTYPES, dtype_name
 
 # --------------------------------------------------------------------------- helpers
 

@@ -4,10 +4,10 @@ systolic arrays) and `tsp` (Groq-style LPU). Names chosen not to clash with
 the dialects xDSL registers (`gpu`, `hw`, `stream`, ...).
 """
 
-from dialects.hardware._kernel import HardwareKernelOp, MatrixOp
-from dialects.hardware.simt import Simt
-from dialects.hardware.systolic import Systolic
-from dialects.hardware.tsp import Tsp
+from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp
+from strata.dialects.hardware.simt import Simt
+from strata.dialects.hardware.systolic import Systolic
+from strata.dialects.hardware.tsp import Tsp
 
 HARDWARE_DIALECTS = (Simt, Systolic, Tsp)
 END_OPS = tuple(op for d in HARDWARE_DIALECTS for op in d.operations if op.name.endswith(".end"))

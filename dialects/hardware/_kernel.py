@@ -42,9 +42,9 @@ from xdsl.irdl import (
 from xdsl.traits import IsolatedFromAbove, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.graph import shapes
-from dialects.loop import verify_kernel
-from dialects.vocabulary import dtype_of
+from strata.dialects.graph import shapes
+from strata.dialects.loop import verify_kernel
+from strata.dialects.vocabulary import dtype_of
 
 KERNEL_FORMAT = (
     "$kernel_name `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)`"

@@ -18,7 +18,7 @@ from xdsl.irdl import IRDLOperation
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
+from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 
 WARP = 32
 """Threads per warp on every NVIDIA GPU since Tesla (CUDA C Programming Guide, SIMT Architecture)."""

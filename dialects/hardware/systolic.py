@@ -17,8 +17,8 @@ from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_d
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
-from dialects.vocabulary import DATAFLOWS
+from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
+from strata.dialects.vocabulary import DATAFLOWS
 
 
 def _check_dataflow(op: IRDLOperation, dataflow: StringAttr) -> None:

@@ -33,8 +33,8 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp, int_attr
-from dialects.vocabulary import CHIPS_ATTR  # noqa: F401  (module attribute: the chips the program is partitioned over)
+from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp, int_attr
+from strata.dialects.vocabulary import CHIPS_ATTR  # noqa: F401  (module attribute: the chips the program is partitioned over)
 
 UNITS = ("mxm", "vxm", "sxm", "mem")
 """Functional units: matrix, vector, switch (transpose, shift, permute) and memory slices."""

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from backends.cost import estimate
-from backends.gpu import occupancy
-from dialects.device import load_device, with_overrides
-from compiler.driver import Stage, compile_module
-from compiler.frontend import load_model
-from dialects.hardware import simt
+from strata.backends.cost import estimate
+from strata.backends.gpu import occupancy
+from strata.dialects.device import load_device, with_overrides
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import load_model
+from strata.dialects.hardware import simt
 
 MEASURED = Path(__file__).parent / "measured_results.csv"
 H100 = load_device("h100")

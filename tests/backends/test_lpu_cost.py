@@ -24,14 +24,15 @@ import numpy as np
 import pytest
 from xdsl.dialects import func
 
-from backends import lpu
-from backends.cost import estimate
-from dialects.device import load_device, with_overrides
-from compiler import ir, reference, weights
-from compiler.driver import Stage, compile_module
-from compiler.frontend import compile_source, load_model
-from compiler.pipeline import parse_pipeline
-from dialects.hardware import tsp
+from strata.backends import lpu
+from strata.backends.cost import estimate
+from strata.dialects.device import load_device, with_overrides
+from strata.compiler import ir
+from strata.compiler.execution import reference, weights
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import compile_source, load_model
+from strata.compiler.pipeline import parse_pipeline
+from strata.dialects.hardware import tsp
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parent.parent / "samples"

@@ -1,5 +1,5 @@
 """
-backends.spec: shipped device files, their sources, user files and overrides.
+dialects.device: shipped device files, their sources, user files and overrides.
 """
 
 import re
@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from dialects.device import (
+from strata.dialects.device import (
     DEFAULT_DEVICE,
     DEVICES,
     REQUIRED_KEYS,
@@ -219,7 +219,7 @@ def test_parse_sources_ignores_plain_comments():
 def test_device_round_trips_through_the_dlti_attribute_and_text(name):
     from xdsl.dialects.builtin import ModuleOp
 
-    from compiler.ir import parse_module, print_module
+    from strata.compiler.ir import parse_module, print_module
 
     spec = with_overrides(load_device(name), ["clock_hz=1.2345678901234e9"])
     module = ModuleOp([])

@@ -35,13 +35,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends import systolic_math
-from backends.cost import estimate
-from dialects.device import DeviceSpec, SpecError, load_device, with_overrides
-from backends.systolic import array_peak, schedule_gemm
-from compiler.driver import Stage, compile_module, detect_stage, passes_between
-from compiler.frontend import load_model
-from compiler.schedule import apply_schedule
+from strata.backends import systolic_math
+from strata.backends.cost import estimate
+from strata.dialects.device import DeviceSpec, SpecError, load_device, with_overrides
+from strata.backends.systolic import array_peak, schedule_gemm
+from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
+from strata.compiler.frontend import load_model
+from strata.compiler.schedule import apply_schedule
 
 HERE = Path(__file__).parent
 REFERENCE = HERE / "scalesim_v3_results.csv"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends.systolic_math import (
+from strata.backends.systolic_math import (
     DATAFLOWS,
     compute_cycles,
     compute_utilisation,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.tuner import (
+from strata.backends.tuner import (
     DEFAULT_STRATEGY,
     SPACE_VERSION,
     STRATEGIES,
@@ -36,8 +36,8 @@ from backends.tuner import (
     structural_hash,
     tune,
 )
-from backends.tuner.database import FORMAT
-from backends.cost import COST_MODEL_VERSION
+from strata.backends.tuner.database import FORMAT
+from strata.backends.cost import COST_MODEL_VERSION
 
 # -- synthetic landscapes ----------------------------------------------------
 
@@ -460,8 +460,8 @@ func.func @main(%x: tensor<8x16xf32>, %w: tensor<16x4xf32>, %b: tensor<4xf32>) -
 
 
 def _kernel_hash(text: str) -> str:
-    from compiler.ir import parse_module
-    from dialects.graph.kernel import KernelOp
+    from strata.compiler.ir import parse_module
+    from strata.dialects.graph.kernel import KernelOp
 
     module = parse_module(text, "test.mlir")
     return structural_hash(next(op for op in module.walk() if isinstance(op, KernelOp)))
@@ -489,9 +489,9 @@ def test_structural_hash_sees_every_real_change(change):
 
 
 def test_structural_hash_dedups_model_blocks():
-    from compiler.driver import Stage, compile_module
-    from compiler.frontend import compile_source, load_model
-    from dialects.graph.kernel import KernelOp
+    from strata.compiler.driver import Stage, compile_module
+    from strata.compiler.frontend import compile_source, load_model
+    from strata.dialects.graph.kernel import KernelOp
 
     def kernels(module):
         compile_module(module, "gpu", Stage.FUSED)
@@ -524,11 +524,11 @@ def test_structural_hash_dedups_model_blocks():
 @pytest.mark.parametrize("target", ["gpu", "tpu"])
 def test_structural_key_tells_apart_exactly_what_the_printed_text_does(target):
     """The memo of `structural_hash` never joins kernels the digest separates, nor splits equal ones."""
-    from backends.tuner.hashing import canonical_text, structural_key
-    from compiler.driver import Stage, compile_module
-    from compiler.frontend import load_model
-    from dialects.graph.kernel import KernelOp
-    from dialects.graph.layout import RelayoutOp
+    from strata.backends.tuner.hashing import canonical_text, structural_key
+    from strata.compiler.driver import Stage, compile_module
+    from strata.compiler.frontend import load_model
+    from strata.dialects.graph.kernel import KernelOp
+    from strata.dialects.graph.layout import RelayoutOp
 
     ops = []
     for name, sizes in (("gpt2", {"S": 64, "D": 96, "H": 4, "L": 2}), ("resnet18", {}), ("mlp", {})):
@@ -545,12 +545,12 @@ def test_structural_key_tells_apart_exactly_what_the_printed_text_does(target):
 
 def test_conv_space_tiles_filters_and_covers_the_image_exactly():
     """A conv's output channels are its implicit GEMM's N; its image tiles include the divisors."""
-    from compiler.driver import Stage, compile_module
-    from compiler.frontend import compile_source
-    from compiler.tuning import kernel_points
-    from dialects.device import default_device
-    from dialects.graph.kernel import KernelOp
-    from passes.tile import dim_candidates
+    from strata.compiler.driver import Stage, compile_module
+    from strata.compiler.frontend import compile_source
+    from strata.compiler.tuning.spaces import kernel_points
+    from strata.dialects.device import default_device
+    from strata.dialects.graph.kernel import KernelOp
+    from strata.passes.tile import dim_candidates
 
     source = (
         "model m(x: f32[1, 64, 56, 56]) -> f32[1, 64, 56, 56] {\n  param w: f32[64, 64, 3, 3]\n"

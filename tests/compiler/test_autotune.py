@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dialects.device import default_device
-from backends.tuner.database import TuningDatabase
-from compiler.autotune import Options, autotune
-from compiler.cli import main
-from compiler.driver import Stage, compile_module
-from compiler.frontend import compile_source, load_model
-from dialects.graph.kernel import KernelOp
+from strata.dialects.device import default_device
+from strata.backends.tuner.database import TuningDatabase
+from strata.compiler.tuning.autotune import Options, autotune
+from strata.compiler.cli import main
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import compile_source, load_model
+from strata.dialects.graph.kernel import KernelOp
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_GPT2 = {"S": 64, "D": 128, "H": 4, "L": 2}
@@ -92,10 +92,10 @@ def test_variant_choice_equals_costing_every_combination(target):
     """Skipping combinations that rebuild an earlier module does not change the choice."""
     import dataclasses
 
-    from compiler import ir
-    from compiler.autotune import _Cache, _default_cost, _units, choose_variant
-    from passes.assign_layout import AssignLayoutPass
-    from passes.fuse import FusePass
+    from strata.compiler import ir
+    from strata.compiler.tuning.autotune import _Cache, _default_cost, _units, choose_variant
+    from strata.passes.assign_layout import AssignLayoutPass
+    from strata.passes.fuse import FusePass
 
     graph = load_model(str(SAMPLES / "resnet18.model"), {})
     spec = default_device(target)

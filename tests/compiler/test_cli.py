@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.cli import build_parser, main
+from strata.compiler.cli import build_parser, main
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

@@ -14,11 +14,11 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from compiler import ir
-from compiler.cli import main
-from compiler.driver import STAGE_ORDER, DumpOptions, Stage, default_pipeline, detect_stage, run_passes
-from compiler.frontend import load_model
-from dialects.graph import ops as g
+from strata.compiler import ir
+from strata.compiler.cli import main
+from strata.compiler.driver import STAGE_ORDER, DumpOptions, Stage, default_pipeline, detect_stage, run_passes
+from strata.compiler.frontend import load_model
+from strata.dialects.graph import ops as g
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_GPT2 = ["-D", "S=16", "-D", "D=48", "-D", "H=4", "-D", "L=2"]

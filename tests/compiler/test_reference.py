@@ -39,11 +39,11 @@ from xdsl.irdl import (
 )
 from xdsl.traits import IsTerminator
 
-from compiler import reference as ref
-from compiler.diagnostics import StrataError
-from dialects.graph import INPUT_ATTR, PARAM_ATTR, shapes
-from dialects.graph import ops as g
-from dialects.graph.dtypes import dtype_name, tensor_type
+from strata.compiler.execution import reference as ref
+from strata.compiler.diagnostics import StrataError
+from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR, shapes
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import dtype_name, tensor_type
 
 RNG = np.random.default_rng(0)
 BF16 = ml_dtypes.bfloat16
@@ -730,8 +730,8 @@ def block_function(dtype: str) -> func.FuncOp:
 def test_fused_ir_computes_exactly_what_the_graph_did(dtype):
     from xdsl.context import Context
 
-    from dialects.graph.kernel import KernelOp
-    from passes.fuse import FusePass
+    from strata.dialects.graph.kernel import KernelOp
+    from strata.passes.fuse import FusePass
 
     module = ModuleOp([block_function(dtype)])
     fused = module.clone()

@@ -10,8 +10,8 @@ import pytest
 
 import jsonschema
 
-from compiler.cli import main
-from compiler.report import ALL_TARGETS_SCHEMA, REPORT_SCHEMA
+from strata.compiler.cli import main
+from strata.compiler.reports.report import ALL_TARGETS_SCHEMA, REPORT_SCHEMA
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_GPT2 = ["-D", "S=16", "-D", "D=48", "-D", "H=4", "-D", "L=2"]

@@ -13,11 +13,11 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, StringAttr
 from xdsl.ir import Block, Region
 
-from compiler import weights as W
-from compiler.diagnostics import StrataError
-from dialects.graph import INPUT_ATTR, PARAM_ATTR
-from dialects.graph import ops as g
-from dialects.graph.dtypes import tensor_type
+from strata.compiler.execution import weights as W
+from strata.compiler.diagnostics import StrataError
+from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import tensor_type
 
 BF16 = ml_dtypes.bfloat16
 

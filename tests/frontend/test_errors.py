@@ -12,9 +12,9 @@ import textwrap
 
 import pytest
 
-from compiler.cli import main
-from compiler.diagnostics import ModelError, StrataError
-from compiler.frontend import compile_source
+from strata.compiler.cli import main
+from strata.compiler.diagnostics import ModelError, StrataError
+from strata.compiler.frontend import compile_source
 
 
 def error_text(source: str, overrides: dict[str, int] | None = None) -> str:

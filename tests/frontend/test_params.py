@@ -10,11 +10,11 @@ import pytest
 from xdsl.dialects import func
 from xdsl.dialects.builtin import StringAttr
 
-from compiler.diagnostics import ModelError
-from compiler.frontend import compile_source
-from compiler.ir import parse_module, print_module
-from dialects.graph import INPUT_ATTR, PARAM_ATTR
-from dialects.graph.dtypes import type_str
+from strata.compiler.diagnostics import ModelError
+from strata.compiler.frontend import compile_source
+from strata.compiler.ir import parse_module, print_module
+from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.graph.dtypes import type_str
 
 
 def compile_text(text: str, overrides=None):

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.cli import main
-from compiler.diagnostics import ModelError, StrataError
-from compiler.frontend import compile_source, elaborate
+from strata.compiler.cli import main
+from strata.compiler.diagnostics import ModelError, StrataError
+from strata.compiler.frontend import compile_source, elaborate
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MLP = (SAMPLES / "mlp.model").read_text()

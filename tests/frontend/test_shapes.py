@@ -6,12 +6,12 @@ functions of `dialects.graph.shapes` directly.
 import pytest
 from xdsl.dialects import func
 
-from compiler.diagnostics import ModelError
-from compiler.frontend import compile_source
-from compiler.ir import print_module
-from dialects.graph import ops as g
-from dialects.graph import shapes
-from dialects.graph.dtypes import type_str
+from strata.compiler.diagnostics import ModelError
+from strata.compiler.frontend import compile_source
+from strata.compiler.ir import print_module
+from strata.dialects.graph import ops as g
+from strata.dialects.graph import shapes
+from strata.dialects.graph.dtypes import type_str
 
 
 def compile_model(args: str, body: str, lets: str = ""):

@@ -11,10 +11,10 @@ import textwrap
 import pytest
 from xdsl.dialects import func
 
-from compiler.diagnostics import ModelError
-from compiler.frontend import compile_source
-from dialects.graph import ops as g
-from dialects.graph.dtypes import type_str
+from strata.compiler.diagnostics import ModelError
+from strata.compiler.frontend import compile_source
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import type_str
 
 
 def compile_text(text: str, overrides: dict[str, int] | None = None):

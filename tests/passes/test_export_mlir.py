@@ -7,17 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler import ir, mlir_backend, reference
-from compiler.cli import main
-from compiler.diagnostics import StrataError
-from compiler.properties import compare_outputs
-from compiler.driver import Stage, compile_module, detect_stage
-from compiler.frontend import load_model
-from passes.export_mlir import UPSTREAM_DIALECTS
+from strata.compiler import ir
+from strata.compiler.execution import native, reference
+from strata.compiler.cli import main
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.testing.properties import compare_outputs
+from strata.compiler.driver import Stage, compile_module, detect_stage
+from strata.compiler.frontend import load_model
+from strata.passes.export_mlir import UPSTREAM_DIALECTS
 from tests.support import REDUCED, TINY, assert_close, sample_values
 
 needs_mlir = pytest.mark.skipif(
-    not mlir_backend.tools_available(),
+    not native.tools_available(),
     reason="the MLIR/LLVM 22 tools are not installed (apt-get install mlir-22-tools llvm-22)",
 )
 
@@ -63,8 +64,8 @@ def test_sample_verifies_and_runs_as_the_reference(name, target, tmp_path):
     # mlir-opt-22 parses and verifies the export as printed, locations included.
     path = tmp_path / "export.mlir"
     path.write_text(ir.print_module(module))
-    mlir_backend.verify_mlir(path)
-    got = mlir_backend.compile_exported(module, tmp_path / "build", opt_level=1).run(inputs, params)
+    native.verify_mlir(path)
+    got = native.compile_exported(module, tmp_path / "build", opt_level=1).run(inputs, params)
     assert_close(want, got)
 
 
@@ -75,7 +76,7 @@ def test_every_language_op_runs_as_the_reference(target):
     module = load_model(str(ZOO), {})
     inputs, params = sample_values(module)
     want = reference.run_module(module, inputs, params)
-    got = mlir_backend.run_module(module, target, inputs, params)
+    got = native.run_module(module, target, inputs, params)
     # Dtypes and shapes equal, NaN and infinities in the same places, integers equal, floats within 1e-4.
     assert compare_outputs(want, got, 1e-4) is None
 
@@ -85,15 +86,15 @@ def test_every_language_op_runs_as_the_reference(target):
 @pytest.mark.parametrize("name", ["llama", "resnet18", "vit"])
 def test_small_tiles_run_as_the_reference(name, sizes):
     """Many tiles, edge tiles and reduction loops of several steps."""
-    from compiler.driver import detect_stage as stage_of, passes_between, run_passes, DumpOptions
-    from compiler.schedule import apply_schedule
+    from strata.compiler.driver import detect_stage as stage_of, passes_between, run_passes, DumpOptions
+    from strata.compiler.schedule import apply_schedule
 
     module = load_model(f"samples/{name}.model", TINY[name])
     inputs, params = sample_values(module)
     want = reference.run_module(module, inputs, params)
     passes = apply_schedule(passes_between("tpu", stage_of(module), Stage.MLIR), {"sizes": sizes})
     run_passes(ir.make_context(), module, passes, DumpOptions())
-    assert_close(want, mlir_backend.compile_exported(module, opt_level=1).run(inputs, params))
+    assert_close(want, native.compile_exported(module, opt_level=1).run(inputs, params))
 
 
 @needs_mlir
@@ -103,7 +104,7 @@ def test_cli_emit_mlir_and_run_backend_mlir(tmp_path, capsys):
     assert main(["compile", *model, "--emit", "mlir", "--target", "tpu", "-o", str(out)]) == 0
     names = {op.name for op in ir.parse_module(out.read_text(), str(out)).walk()}
     assert "linalg.generic" in names and not any(n.startswith(("graph.", "loop.")) for n in names)
-    subprocess.run([mlir_backend.find_tool("mlir-opt-22"), str(out), "-o", "/dev/null"], check=True)
+    subprocess.run([native.find_tool("mlir-opt-22"), str(out), "-o", "/dev/null"], check=True)
     assert main(["run", *model, "--backend", "mlir", "--target", "tpu", "-o", str(tmp_path / "m.npz")]) == 0
     assert main(["run", *model, "-o", str(tmp_path / "r.npz")]) == 0
     capsys.readouterr()
@@ -112,7 +113,7 @@ def test_cli_emit_mlir_and_run_backend_mlir(tmp_path, capsys):
 
 
 def test_emit_mlir_skips_lower_to_hardware():
-    from compiler.driver import passes_between
+    from strata.compiler.driver import passes_between
 
     names = [p.name for p in passes_between("gpu", Stage.GRAPH, Stage.MLIR)]
     assert names[-2:] == ["lower-to-loops", "export-mlir"]
@@ -123,9 +124,9 @@ def test_emit_mlir_skips_lower_to_hardware():
 
 def test_missing_tool_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(mlir_backend, "LLVM_BIN", Path("/nonexistent"))
+    monkeypatch.setattr(native, "LLVM_BIN", Path("/nonexistent"))
     with pytest.raises(StrataError, match="apt-get install mlir-22-tools"):
-        mlir_backend.find_tool("mlir-opt-22")
+        native.find_tool("mlir-opt-22")
     assert main(["run", "samples/mlp.model", "-D", "B=4", "--backend", "mlir"]) == 1
     assert "apt-get install mlir-22-tools" in capsys.readouterr().err
 
@@ -135,6 +136,6 @@ def test_failing_tool_shows_command_and_stderr(tmp_path):
     bad = tmp_path / "bad.mlir"
     bad.write_text("func.func @f() {\n  %0 = arith.addf : f32\n}\n")
     with pytest.raises(StrataError) as err:
-        mlir_backend.build_shared_library(bad, tmp_path)
+        native.build_shared_library(bad, tmp_path)
     message = str(err.value)
     assert "mlir-opt-22" in message and str(bad) in message and "error" in message

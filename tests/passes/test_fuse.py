@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from xdsl.dialects import func
 
-from compiler import reference, weights
-from compiler.driver import Stage, compile_module
-from compiler.frontend import compile_source, load_model
-from compiler.ir import make_context, parse_module, print_module
-from dialects.graph import ops as g
-from dialects.graph.kernel import KernelOp
-from passes.fuse import FusePass
+from strata.compiler.execution import reference, weights
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import compile_source, load_model
+from strata.compiler.ir import make_context, parse_module, print_module
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.kernel import KernelOp
+from strata.passes.fuse import FusePass
 
 GPT2_SMALL = {"S": 16, "D": 48, "H": 4, "L": 2}
 
@@ -117,10 +117,10 @@ def test_gather_id_ranges_are_seen_through_kernels():
 
 def test_non_causal_attention_is_one_kernel(tmp_path):
     """Regression: without a causal mask the scale's user was looked up on the wrong op."""
-    from compiler.frontend import load_model
-    from passes.fuse import FusePass
-    from compiler.ir import make_context
-    from dialects.graph.kernel import KernelOp
+    from strata.compiler.frontend import load_model
+    from strata.passes.fuse import FusePass
+    from strata.compiler.ir import make_context
+    from strata.dialects.graph.kernel import KernelOp
 
     path = tmp_path / "a.model"
     path.write_text(

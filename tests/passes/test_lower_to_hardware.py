@@ -5,14 +5,14 @@ import math
 import pytest
 from xdsl.dialects.builtin import StringAttr, UnknownLoc
 
-from compiler import loop_interpreter, reference
-from compiler.driver import Stage, compile_module
-from compiler.frontend import load_model
-from compiler.ir import make_context, parse_module, print_module
-from compiler.pipeline import parse_pipeline
-from dialects import loop
-from dialects.hardware import HardwareKernelOp, simt, systolic, tsp
-from dialects.device import default_device
+from strata.compiler.execution import loop_interpreter, reference
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import load_model
+from strata.compiler.ir import make_context, parse_module, print_module
+from strata.compiler.pipeline import parse_pipeline
+from strata.dialects import loop
+from strata.dialects.hardware import HardwareKernelOp, simt, systolic, tsp
+from strata.dialects.device import default_device
 from tests.support import REDUCED, assert_close, sample_values
 
 KERNEL_OPS = {"gpu": simt.KernelOp, "tpu": systolic.ProgramOp, "lpu": tsp.ProgramOp}
@@ -56,7 +56,7 @@ def test_gpu_grid_covers_the_iteration_space_within_shared_memory():
 
 def test_kernel_flops_match_the_graph():
     """The figures read off the loop nest add up to the model's FLOPs (edge tiles padded aside)."""
-    from compiler.stats import model_stats
+    from strata.compiler.reports.stats import model_stats
 
     for target in ("gpu", "tpu", "lpu"):
         module = load_model("samples/mlp.model", {"B": 64})

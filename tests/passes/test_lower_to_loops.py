@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from xdsl.dialects.builtin import UnknownLoc
 
-from compiler import loop_interpreter, reference
-from compiler.driver import Stage, compile_module
-from compiler.frontend import load_model
-from compiler.ir import parse_module, print_module
-from compiler.pipeline import parse_pipeline
-from dialects import loop
+from strata.compiler.execution import loop_interpreter, reference
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import load_model
+from strata.compiler.ir import parse_module, print_module
+from strata.compiler.pipeline import parse_pipeline
+from strata.dialects import loop
 from tests.support import REDUCED, TINY, assert_close, sample_values
 
 @pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
@@ -35,7 +35,7 @@ def test_small_tiles_keep_values(name, sizes):
     inputs, params = sample_values(module)
     want = reference.run_module(module, inputs, params)
     compile_module(module, "tpu", Stage.LAYOUT)
-    from compiler.ir import make_context
+    from strata.compiler.ir import make_context
 
     parse_pipeline(f"tile{{sizes={sizes}}},lower-to-loops").apply(make_context(), module)
     module.verify()
@@ -46,9 +46,9 @@ def test_small_tiles_keep_values(name, sizes):
 
 def _causal_kernel(dtype: str, tiles, causal: bool = True):
     """48 queries over 64 keys (the diagonal 16 keys in), lowered with `tiles`."""
-    from compiler.frontend import compile_source
-    from compiler.tuning import apply_point
-    from dialects.graph.kernel import KernelOp
+    from strata.compiler.frontend import compile_source
+    from strata.compiler.tuning.spaces import apply_point
+    from strata.dialects.graph.kernel import KernelOp
 
     flag = "true" if causal else "false"
     source = (
@@ -72,14 +72,14 @@ def test_causal_key_loop_stops_at_the_diagonal_and_keeps_values(dtype, tiles):
     graph, module, _ = _causal_kernel(dtype, tiles)
     rng = np.random.default_rng(1)
     inputs = {n: rng.standard_normal((1, 2, 48 if n == "q" else 64, 16)).astype(np.float32) for n in "qkv"}
-    from compiler.properties import compare_outputs
+    from strata.compiler.testing.properties import compare_outputs
 
     want, got = reference.run_module(graph, inputs, {}), loop_interpreter.run_module(module, inputs, {})
     assert compare_outputs(want, got, {"f32": 1e-4, "bf16": 4e-2}[dtype]) is None
 
 
 def test_causal_attention_does_the_triangle_of_the_work():
-    from passes._figures import kernel_figures, kernel_gemms
+    from strata.passes._figures import kernel_figures, kernel_gemms
 
     tiles = (1, 1, 16, 16, 16)
     _, _, causal = _causal_kernel("f32", tiles)
@@ -96,7 +96,7 @@ def test_causal_attention_does_the_triangle_of_the_work():
 
 def test_f8e4m3_causal_attention_visits_every_key():
     """Its mask value is finite (-448), so masked tiles still weigh in the softmax."""
-    from passes._figures import kernel_figures
+    from strata.passes._figures import kernel_figures
 
     _, _, causal = _causal_kernel("f8e4m3", (1, 1, 16, 16, 16))
     _, _, full = _causal_kernel("f8e4m3", (1, 1, 16, 16, 16), causal=False)
@@ -106,8 +106,8 @@ def test_f8e4m3_causal_attention_visits_every_key():
 
 def test_gather_reads_only_the_rows_it_selects():
     """An embedding lookup of 8 ids in a 1000-row table moves 8 rows, not the table."""
-    from compiler.frontend import compile_source
-    from passes._figures import kernel_figures
+    from strata.compiler.frontend import compile_source
+    from strata.passes._figures import kernel_figures
 
     source = "model m(ids: i32[8]) -> f32[8, 64] {\n  param table: f32[1000, 64]\n  return gather(table, ids)\n}\n"
     module = compile_source(source, "gather.model")
@@ -120,7 +120,7 @@ def test_gather_reads_only_the_rows_it_selects():
 
 
 def test_gather_verifier_names_the_problem():
-    from compiler.diagnostics import StrataError
+    from strata.compiler.diagnostics import StrataError
 
     text = (
         'func.func @f(%t: memref<10x4xf32, #graph.layout<[0, 1]>, "global">, %ids: tensor<3xf32>) {\n'

@@ -2,13 +2,13 @@
 
 import pytest
 
-from compiler.driver import Stage, compile_module
-from compiler.frontend import load_model
-from compiler.ir import make_context, parse_module, print_module
-from compiler.pipeline import parse_pipeline
-from dialects import loop
-from dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR
-from passes.place_chips import assign_chips
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import load_model
+from strata.compiler.ir import make_context, parse_module, print_module
+from strata.compiler.pipeline import parse_pipeline
+from strata.dialects import loop
+from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR
+from strata.passes.place_chips import assign_chips
 from tests.support import REDUCED
 
 
@@ -51,7 +51,7 @@ def test_assign_chips_cuts_where_the_fewest_bytes_cross():
 
 def test_gpt2_on_the_lpu_cuts_between_blocks():
     """Only the residual stream crosses a cut between two blocks: one transfer per cut."""
-    from compiler.frontend import load_model
+    from strata.compiler.frontend import load_model
 
     module = load_model("samples/gpt2.model", {"S": 64})
     compile_module(module, "lpu", Stage.HARDWARE)
@@ -84,7 +84,7 @@ def test_lower_to_hardware_asks_for_a_placement_on_the_lpu():
 
 
 def test_smaller_sram_needs_more_chips():
-    from dialects.device import default_device, with_overrides
+    from strata.dialects.device import default_device, with_overrides
 
     counts = []
     for sram in (None, 230_686_720 // 4):

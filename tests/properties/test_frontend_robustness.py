@@ -1,6 +1,6 @@
 """
 Parser robustness on drawn models: randomly mutated, truncated and
-line-edited texts of `compiler.strategies.models()` never crash or hang the
+line-edited texts of `compiler.testing.random_models.models()` never crash or hang the
 frontend; each compiles, or fails with a located `t.model:LINE:COL: error:`
 (`tests/frontend/test_robustness.py` does the same on the samples' text and
 holds the contract `compiles_or_fails_cleanly`).
@@ -17,8 +17,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.fuzz import PROFILES, active_profile, hypothesis_settings
-from compiler.strategies import models
+from strata.compiler.testing.fuzz import PROFILES, active_profile, hypothesis_settings
+from strata.compiler.testing.random_models import models
 from tests.frontend.test_robustness import compiles_or_fails_cleanly, mutants, small_limits
 
 PROFILE = PROFILES[active_profile()]

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from compiler.cli import main
-from dialects.graph import ops as g
-from passes import assign_layout, fuse, lower_to_loops
+from strata.compiler.cli import main
+from strata.dialects.graph import ops as g
+from strata.passes import assign_layout, fuse, lower_to_loops
 
 
 def fuzz(tmp_path, capsys, *args: str) -> tuple[str, str]:

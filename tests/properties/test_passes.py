@@ -20,13 +20,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.cli import main
-from compiler.fuzz import PROFILES, active_profile, hypothesis_settings
-from compiler.properties import (
+from strata.compiler.cli import main
+from strata.compiler.testing.fuzz import PROFILES, active_profile, hypothesis_settings
+from strata.compiler.testing.properties import (
     Pipeline, PropertyFailure, autotuner, check_cost, check_cost_monotonic, check_model, check_tuned_not_worse,
     compile_to_hardware, interface, register_tuner,
 )
-from compiler.strategies import DTYPES, Model, graph_modules, growable_models, models
+from strata.compiler.testing.random_models import DTYPES, Model, graph_modules, growable_models, models
 
 TARGETS = ("gpu", "tpu", "lpu")
 PROFILE = PROFILES[active_profile()]
@@ -118,7 +118,7 @@ def test_tuned_schedule_hook():
 
     def tuner_with(spec):
         def tune(module, target):
-            from compiler.pipeline import parse_pipeline
+            from strata.compiler.pipeline import parse_pipeline
 
             return compile_to_hardware(Model(model.text), target, list(parse_pipeline(spec).passes))
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from compiler.cli import main
-from compiler.properties import Pipeline, PropertyFailure, check_cost_monotonic, check_model
-from compiler.strategies import Model
+from strata.compiler.cli import main
+from strata.compiler.testing.properties import Pipeline, PropertyFailure, check_cost_monotonic, check_model
+from strata.compiler.testing.random_models import Model
 
 
 @dataclass(frozen=True)

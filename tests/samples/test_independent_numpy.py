@@ -4,8 +4,8 @@ from math import erf
 
 import numpy as np
 
-from compiler import reference
-from compiler.frontend import load_model
+from strata.compiler.execution import reference
+from strata.compiler.frontend import load_model
 from tests.support import sample_values
 
 

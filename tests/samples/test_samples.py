@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from compiler import reference
-from compiler.driver import Stage, compile_module
-from compiler.frontend import load_model
-from compiler.ir import parse_module, print_module
+from strata.compiler.execution import reference
+from strata.compiler.driver import Stage, compile_module
+from strata.compiler.frontend import load_model
+from strata.compiler.ir import parse_module, print_module
 from tests.support import REDUCED, sample_values
 
 @pytest.mark.parametrize("name", sorted(REDUCED))

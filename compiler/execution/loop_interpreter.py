@@ -22,12 +22,12 @@ from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 
-from compiler import reference
-from compiler.reference import ExecutionError, convert, numpy_dtype, op_error
-from dialects import loop
-from dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, tsp
-from dialects.graph.layout import LayoutAttr, layout_of, physical_shape
-from passes._figures import INDEX_OPS
+from strata.compiler.execution import reference
+from strata.compiler.execution.reference import ExecutionError, convert, numpy_dtype, op_error
+from strata.dialects import loop
+from strata.dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, tsp
+from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+from strata.passes._figures import INDEX_OPS
 
 # --------------------------------------------------------------------------- layouts
 

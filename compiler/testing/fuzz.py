@@ -4,8 +4,8 @@
     strata fuzz [--target T] [--pass NAME | --pass-pipeline P] [--examples N] [--seed N]
                 [--profile ci|thorough] [-o FILE] [--replay MODEL]
 
-draws models with `compiler.strategies.models()` and checks every property
-of `compiler.properties` on each: after every pass of the pipeline (the
+draws models with `compiler.testing.random_models.models()` and checks every property
+of `compiler.testing.properties` on each: after every pass of the pipeline (the
 target's default pipeline, one pass of it, or a pipeline string) the IR
 verifies, round-trips through text and computes what it computed before;
 `fuse`, `assign-layout` and `tile` are idempotent; at the hardware stage the
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.diagnostics import StrataError
+from strata.compiler.diagnostics import StrataError
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,15 @@ class Outcome:
 
 def fuzz(pipeline, examples: int = 100, seed: int = 0, max_ops: int = 8, grow: bool = True,
          progress: Callable[[str], None] | None = None) -> Outcome:
-    """Check `pipeline` (`compiler.properties.Pipeline`) on `examples` drawn models."""
+    """Check `pipeline` (`compiler.testing.properties.Pipeline`) on `examples` drawn models."""
     from hypothesis import Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
     from hypothesis import strategies as st
 
-    from compiler.properties import (
+    from strata.compiler.testing.properties import (
         PropertyFailure, _describe, check_cost_monotonic, check_model, check_tuned_not_worse,
     )
-    from compiler.strategies import growable_models, models
+    from strata.compiler.testing.random_models import growable_models, models
 
     state = {"count": 0, "failure": None, "model": None, "growth": None, "found": None, "grown": 0}
     start = time.perf_counter()
@@ -193,10 +193,10 @@ def cmd_fuzz(args) -> int:
         import hypothesis  # noqa: F401
     except ImportError:
         raise StrataError("error: strata fuzz needs hypothesis: pip install 'strata[test]'") from None
-    from compiler.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
-    from compiler.strategies import Model
+    from strata.compiler.testing.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
+    from strata.compiler.testing.random_models import Model
 
-    from compiler.cli import chosen_devices
+    from strata.compiler.cli import chosen_devices
 
     spec = args.pass_name or args.pass_pipeline
     pipeline = Pipeline.parse(spec, args.target) if spec else Pipeline.default(args.target)
@@ -206,7 +206,7 @@ def cmd_fuzz(args) -> int:
     if examples < 1:
         raise StrataError("error: --examples must be at least 1")
     if args.replay:
-        from compiler.frontend import read_source
+        from strata.compiler.frontend import read_source
 
         model = Model(read_source(args.replay), filename=args.replay)
         try:

@@ -32,22 +32,22 @@ from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
-from backends.cost import estimate
-from dialects.device import DeviceSpec, set_module_device
-from dialects.vocabulary import IllegalSchedule
-from backends.tuner.database import TuningDatabase, TuningKey
-from backends.tuner.hashing import structural_hash, structural_key
-from backends.tuner.search import TuneResult, tune
-from backends.tuner.space import Space, point_key
-from compiler import ir
-from compiler.driver import Stage, compile_module, passes_between, run_passes
-from compiler.tuning import KernelEvaluator, apply_point, default_point, kernel_points, standalone
-from dialects.graph.kernel import KernelOp
-from dialects.graph.layout import RelayoutOp
-from dialects.hardware import tsp
-from dialects.hardware.tsp import CHIPS_ATTR
-from passes.assign_layout import AssignLayoutPass
-from passes.fuse import FusePass
+from strata.backends.cost import estimate
+from strata.dialects.device import DeviceSpec, set_module_device
+from strata.dialects.vocabulary import IllegalSchedule
+from strata.backends.tuner.database import TuningDatabase, TuningKey
+from strata.backends.tuner.hashing import structural_hash, structural_key
+from strata.backends.tuner.search import TuneResult, tune
+from strata.backends.tuner.space import Space, point_key
+from strata.compiler import ir
+from strata.compiler.driver import Stage, compile_module, passes_between, run_passes
+from strata.compiler.tuning.spaces import KernelEvaluator, apply_point, default_point, kernel_points, standalone
+from strata.dialects.graph.kernel import KernelOp
+from strata.dialects.graph.layout import RelayoutOp
+from strata.dialects.hardware import tsp
+from strata.dialects.hardware.tsp import CHIPS_ATTR
+from strata.passes.assign_layout import AssignLayoutPass
+from strata.passes.fuse import FusePass
 
 
 @dataclass
@@ -328,7 +328,7 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
 
 
 def _quiet():
-    from compiler.driver import DumpOptions
+    from strata.compiler.driver import DumpOptions
 
     return DumpOptions()
 
@@ -349,7 +349,7 @@ def print_tune_report(report: TuneReport, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from compiler.stats import human
+    from strata.compiler.reports.stats import human
 
     console = console or Console(width=160)
     table = Table(title=f"tuning {report.target} on {report.device}", title_justify="left")

@@ -34,9 +34,10 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type, ModuleOp
 
-from compiler import ir, reference
-from compiler.diagnostics import StrataError
-from compiler.driver import Stage, compile_module, detect_stage
+from strata.compiler import ir
+from strata.compiler.execution import reference
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.driver import Stage, compile_module, detect_stage
 
 MLIR_PIPELINE = (
     # Tiles are tensors: bufferize them (loops may yield new buffers), then

@@ -43,18 +43,18 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.ir import BlockArgument
 
-from compiler.diagnostics import StrataError
-from compiler.reference import (
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.execution.reference import (
     NUMPY_DTYPES,
     argument_names,
     convert,
     is_float_dtype,
     model_dtype_name,
 )
-from dialects.graph import ops as g
-from dialects.graph.kernel import KernelOp
-from dialects.graph.dtypes import FLOAT_DTYPES, dtype_name
-from dialects.graph.shapes import fmt
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.kernel import KernelOp
+from strata.dialects.graph.dtypes import FLOAT_DTYPES, dtype_name
+from strata.dialects.graph.shapes import fmt
 
 DEFAULT_INT_RANGE = 100
 """Integer arguments not used as gather ids are drawn from [0, 100)."""

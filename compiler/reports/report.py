@@ -23,8 +23,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from backends.cost import Report
-from compiler.stats import human
+from strata.backends.cost import Report
+from strata.compiler.reports.stats import human
 
 _NUMBER = {"type": "number", "minimum": 0}
 _KERNEL = {

@@ -26,16 +26,16 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, StringAttr, i64
 from xdsl.ir import Block, Region
 
-from backends.cost import estimate
-from compiler import ir
-from dialects.device import DeviceSpec, set_module_device
-from dialects.graph.kernel import KernelOp
-from dialects.graph.layout import RelayoutOp
-from dialects.vocabulary import DATAFLOW_ATTR, ORDER_ATTR, TILE_ATTR
-from passes.lower_to_hardware import LowerToHardwarePass, dataflow_choices
-from passes.lower_to_loops import LowerToLoopsPass
-from passes.place_chips import PlaceChipsPass
-from passes.tile import candidate_tiles, default_tiles, loop_orders
+from strata.backends.cost import estimate
+from strata.compiler import ir
+from strata.dialects.device import DeviceSpec, set_module_device
+from strata.dialects.graph.kernel import KernelOp
+from strata.dialects.graph.layout import RelayoutOp
+from strata.dialects.vocabulary import DATAFLOW_ATTR, ORDER_ATTR, TILE_ATTR
+from strata.passes.lower_to_hardware import LowerToHardwarePass, dataflow_choices
+from strata.passes.lower_to_loops import LowerToLoopsPass
+from strata.passes.place_chips import PlaceChipsPass
+from strata.passes.tile import candidate_tiles, default_tiles, loop_orders
 
 
 def _ints(values) -> DenseArrayBase:

@@ -2,7 +2,7 @@
 Hypothesis strategies for random, valid strata models.
 
     from hypothesis import given
-    from compiler.strategies import models
+    from strata.compiler.testing.random_models import models
 
     @given(models())
     def test_my_pass(model):
@@ -108,7 +108,7 @@ class Model:
 
     def module(self):
         """The model as verified graph IR (through the frontend)."""
-        from compiler.frontend import compile_source
+        from strata.compiler.frontend import compile_source
 
         return compile_source(self.text, self.filename, dict(self.overrides))
 
@@ -139,8 +139,8 @@ class Model:
 
 def module_values(module, seed: int = 0):
     """Seeded inputs and weights of a graph module, by name (gather ids in range)."""
-    from compiler import weights
-    from compiler.reference import model_function
+    from strata.compiler.execution import weights
+    from strata.compiler.execution.reference import model_function
 
     fn = model_function(module)
     specs = weights.model_signature(fn)
@@ -389,7 +389,7 @@ class _Drawer:
         if self.chance(0.3):
             types = [self.type_text(scope, v.dtype, v.shape) for v in leaves]
             results = " -> " + (types[0] if len(types) == 1 else f"({', '.join(types)})")
-        lines = ["# drawn by compiler.strategies.models()"]
+        lines = ["# drawn by compiler.testing.random_models.models()"]
         lines += [f"let {n} = {v}" for n, v in self.lets.items()]
         for block in self.blocks:
             lines += ["", block.text.rstrip("\n")]
@@ -1016,7 +1016,7 @@ def growable_models(draw, max_ops: int = 6, dims: tuple[int, int] = (1, 64)) -> 
                 x = bind(f"x + {x}")
         signature = f"x: {dtype}[B, S, D]"
     text = "\n".join(
-        ["# drawn by compiler.strategies.growable_models()"]
+        ["# drawn by compiler.testing.random_models.growable_models()"]
         + [f"let {n} = {v}" for n, v in lets.items()]
         + ["", f"model grow({signature}) {{"]
         + [f"  {line}" for line in lines]

@@ -57,13 +57,13 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.traits import IsTerminator
 
-from compiler.diagnostics import StrataError
-from dialects.graph import INPUT_ATTR, PARAM_ATTR
-from dialects.graph import ops as g
-from dialects.graph.dtypes import dtype_name
-from dialects.graph.kernel import KernelOp
-from dialects.graph.layout import RelayoutOp
-from dialects.graph.shapes import fmt
+from strata.compiler.diagnostics import StrataError
+from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import dtype_name
+from strata.dialects.graph.kernel import KernelOp
+from strata.dialects.graph.layout import RelayoutOp
+from strata.dialects.graph.shapes import fmt
 
 # --------------------------------------------------------------------------- errors
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from xdsl.dialects import func
 from xdsl.ir import Operation
 
-from compiler.diagnostics import StrataError
-from dialects.graph import PARAM_ATTR
-from dialects.graph import ops as g
-from dialects.graph.flops import op_flops
-from dialects.graph.shapes import num_elements
+from strata.compiler.diagnostics import StrataError
+from strata.dialects.graph import PARAM_ATTR
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.flops import op_flops
+from strata.dialects.graph.shapes import num_elements
 
 @dataclass(frozen=True)
 class ModelStats:

@@ -2,7 +2,7 @@
 The properties every strata pass must keep, as functions that raise
 `PropertyFailure(name, message)`.
 
-For each pass of a `Pipeline`, on a model (`compiler.strategies.Model`):
+For each pass of a `Pipeline`, on a model (`compiler.testing.random_models.Model`):
 
 - `pass-runs`: the pass applies without raising;
 - `verifies`: the IR verifies after it;
@@ -12,13 +12,13 @@ For each pass of a `Pipeline`, on a model (`compiler.strategies.Model`):
   order, shapes, dtypes) and results, all in the logical layout;
 - `semantics`: executing the IR after the pass gives what executing it
   before did: graph, fused and layout IR on the NumPy reference
-  (`compiler.reference`), loop and hardware IR on the loop interpreter
-  (`compiler.loop_interpreter`). Integer outputs must be equal, NaN and
+  (`compiler.execution.reference`), loop and hardware IR on the loop interpreter
+  (`compiler.execution.loop_interpreter`). Integer outputs must be equal, NaN and
   infinities must sit at the same places, and finite float outputs may
   differ by `Model.tolerance` of the output's largest magnitude:
   1e-4 in f32 (GEMMs and reductions sum in another order), 1e-2 in f16,
   4e-2 in bf16, 0.25 in f8e4m3 and 0.5 in f8e5m2 (one rounding unit of the
-  format, see `compiler.strategies.TOLERANCE`);
+  format, see `compiler.testing.random_models.TOLERANCE`);
 - `idempotent`: `fuse`, `assign-layout` and `tile` applied a second time
   change nothing (`IDEMPOTENT`).
 
@@ -40,7 +40,7 @@ At the hardware stage, for every target whose cost model imports
   (`strata fuzz` registers the real one, `autotuner()`, for the default
   pipeline); until one is registered the property is skipped.
 
-`check_model` runs them all for one model and one pipeline; `compiler.fuzz`
+`check_model` runs them all for one model and one pipeline; `compiler.testing.fuzz`
 runs it on drawn models (`strata fuzz`).
 """
 
@@ -56,11 +56,11 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler import ir
-from compiler.diagnostics import StrataError
-from compiler.driver import Stage, default_pipeline, detect_stage
-from compiler.strategies import Model
-from dialects.device import DeviceSpec, default_device, module_device, set_module_device
+from strata.compiler import ir
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.driver import Stage, default_pipeline, detect_stage
+from strata.compiler.testing.random_models import Model
+from strata.dialects.device import DeviceSpec, default_device, module_device, set_module_device
 
 NOT_EXECUTED = frozenset({"mlir"})
 """Stages `semantics` cannot execute here (upstream MLIR runs through the MLIR toolchain)."""
@@ -132,7 +132,7 @@ class Pipeline:
         pipeline's passes before the first one named here run first, unchecked,
         so that e.g. `tile` sees layout-stage IR.
         """
-        from compiler.pipeline import parse_pipeline
+        from strata.compiler.pipeline import parse_pipeline
 
         passes = list(parse_pipeline(spec).passes)
         if not passes:
@@ -191,9 +191,9 @@ def check_round_trip(module: ModuleOp, after: str) -> str:
 
 def interface(module: ModuleOp) -> list[str]:
     """The model function's signature as text: each argument's kind, name and type, then each result's type."""
-    from compiler.reference import argument_names, model_function
-    from dialects.graph.dtypes import dtype_name
-    from dialects.graph.layout import layout_of
+    from strata.compiler.execution.reference import argument_names, model_function
+    from strata.dialects.graph.dtypes import dtype_name
+    from strata.dialects.graph.layout import layout_of
 
     fn = model_function(module)
 
@@ -234,7 +234,7 @@ def check_idempotent(module_pass: ModulePass, module: ModuleOp, text: str | None
 
 def execute(module: ModuleOp, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Run a module at any stage: the reference up to layout, the loop interpreter after."""
-    from compiler import loop_interpreter, reference
+    from strata.compiler.execution import loop_interpreter, reference
 
     runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
     return [np.asarray(v) for v in runner.run_module(module, inputs, params)]
@@ -297,10 +297,10 @@ def cost_model_available(target: str) -> bool:
     import importlib
 
     try:
-        from backends.cost import MODELS
+        from strata.backends.cost import MODELS
 
         importlib.import_module(MODELS[target])
-        from dialects.device import default_device
+        from strata.dialects.device import default_device
 
         default_device(target)
     except (ImportError, KeyError):
@@ -310,7 +310,7 @@ def cost_model_available(target: str) -> bool:
 
 def estimate(module: ModuleOp, target: str, spec=None):
     """The cost report of hardware IR on `spec` (default: the device it was lowered for); `cost-runs`."""
-    from backends.cost import estimate as cost_estimate
+    from strata.backends.cost import estimate as cost_estimate
 
     spec = spec or module_device(module) or default_device(target)
     try:
@@ -367,8 +367,8 @@ def compile_to_hardware(model: Model, target: str, passes: Sequence[ModulePass] 
 
 def tile_schedule(module: ModuleOp) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """Each kernel's iteration space, tile sizes and loop order, by kernel name (layout stage, after `tile`)."""
-    from dialects.graph.kernel import KernelOp, kernel_bounds
-    from dialects.vocabulary import ORDER_ATTR, TILE_ATTR
+    from strata.dialects.graph.kernel import KernelOp, kernel_bounds
+    from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR
 
     return {
         op.kernel_name.data: (
@@ -389,9 +389,9 @@ def pin_schedule(module: ModuleOp, schedule: dict) -> list[str]:
     """
     from xdsl.dialects.builtin import DenseArrayBase, i64
 
-    from dialects.graph.kernel import KernelOp, kernel_bounds
-    from dialects.vocabulary import ORDER_ATTR, TILE_ATTR
-    from passes.tile import fits, legal
+    from strata.dialects.graph.kernel import KernelOp, kernel_bounds
+    from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR
+    from strata.passes.tile import fits, legal
 
     device = module_device(module)
     refused = []
@@ -463,13 +463,13 @@ def register_tuner(tuner: Tuner | None) -> None:
 
 def autotuner(budget: int = 8) -> Tuner:
     """
-    The real autotuner (`compiler.autotune`: fusion/layout variants, then
+    The real autotuner (`compiler.tuning.autotune`: fusion/layout variants, then
     `budget` evaluations per kernel, no database) as a `Tuner`.
     """
 
     def tune(graph: ModuleOp, target: str) -> ModuleOp:
-        from compiler.autotune import Options, autotune
-        from compiler.driver import compile_module
+        from strata.compiler.tuning.autotune import Options, autotune
+        from strata.compiler.driver import compile_module
 
         device = module_device(graph) or default_device(target)
         module, _ = autotune(graph, target, device, Options(budget=budget))
@@ -524,7 +524,7 @@ def check_model(model: Model, pipeline: Pipeline, *, seed: int = 0, cost: bool =
         raise PropertyFailure("frontend", f"the model does not compile: {_describe(err)}") from None
     check_round_trip(module, "the frontend")
     expected = interface(module)
-    from compiler.strategies import module_values
+    from strata.compiler.testing.random_models import module_values
 
     try:
         inputs, params = module_values(module, seed)

@@ -1,0 +1,1 @@
+"""Reports for people and programs: cost tables, JSON, rooflines (`report`) and model statistics (`stats`)."""
