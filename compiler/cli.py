@@ -19,6 +19,7 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.compiler import ir
+from strata.compiler.device_options import add_device_options, chosen_devices, opt_device, recorded_device
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.execution import loop_interpreter
 from strata.compiler.driver import (
@@ -97,51 +98,50 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def chosen_devices(args, targets: list[str], base: dict | None = None) -> dict:
-    """
-    The devices the user chose per target: --device or --device-file, with
-    --spec overrides (applied to `base[target]`, else the target's default
-    device, when no device is named). Empty when no device option is given:
-    the driver then uses the device a dump records, else the default.
-    Resolved once, here; every pass, the tuner and the cost model read it.
-    """
-    from strata.dialects import device as specs
-
-    if not (args.device or args.device_file or args.spec):
-        return {}
-    if args.device and args.device_file:
-        raise StrataError("error: give --device or --device-file, not both")
-    try:
-        chosen = {t: (base or {}).get(t) or specs.default_device(t) for t in targets}
-        if args.device or args.device_file:
-            given = args.device or args.device_file
-            device = specs.load_device(given) if args.device else specs.load_device_file(given)
-            if device.target not in chosen:
-                raise StrataError(f"error: device '{device.name}' is a {device.target} device, not one for"
-                                  f" --target {','.join(targets)}")
-            chosen = {device.target: device} if len(targets) == 1 else {**chosen, device.target: device}
-        if args.spec:
-            keyed = {item.partition("=")[0] for item in args.spec}
-            for target, device in chosen.items():
-                mine = [item for item in args.spec if item.partition("=")[0] in device]
-                if mine or len(chosen) == 1:
-                    chosen[target] = specs.with_overrides(device, mine if len(chosen) > 1 else args.spec)
-            if len(chosen) > 1 and not any(k in d for k in keyed for d in chosen.values()):
-                raise StrataError(f"error: --spec {', '.join(sorted(keyed))}: no device has such a key")
-    except specs.SpecError as err:
-        raise StrataError(f"error: {err}") from None
-    return chosen
+def _dump_options(args) -> DumpOptions:
+    return DumpOptions(
+        after_all=args.print_ir_after_all,
+        after=frozenset(args.print_ir_after),
+        after_change=args.print_ir_after_change,
+        dump_dir=Path(args.dump_dir) if args.dump_dir else None,
+        timing=args.timing,
+        debuginfo=not args.no_debuginfo,
+        stderr=_stderr,
+    )
 
 
-def _recorded_device(module: ModuleOp) -> dict:
-    """The device a dump records, by target (for --spec overrides of it)."""
-    from strata.dialects import device as specs
+def _compile_one(args, target: str, targets: list[str], emit: Stage, report_format: str) -> ModuleOp:
+    """Load the model, tune it if asked, lower it for `target`'s device; print or write the IR if asked."""
+    module = load_input(args.model, args.defines)
+    devices = chosen_devices(args, targets, recorded_device(module))
+    if args.autotune:
+        module, tuning = _autotune(module, target, args, devices)
+        if report_format == "table":
+            from strata.compiler.tuning.autotune import print_tune_report
 
-    try:
-        recorded = specs.module_device(module)
-    except specs.SpecError as err:
-        raise StrataError(f"error: {err}") from None
-    return {recorded.target: recorded} if recorded else {}
+            print_tune_report(tuning)
+    if args.pass_pipeline:
+        passes = list(parse_pipeline(args.pass_pipeline).passes)
+    else:
+        passes = passes_between(target, detect_stage(module), emit)
+    passes = apply_schedule(passes, parse_schedule(args.schedule))
+    compile_module(module, target, emit, _dump_options(args), passes, devices.get(target))
+    if args.output or (args.emit is not None and args.output in (None, "-")):
+        _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
+    return module
+
+
+def _print_reports(costed: dict, report_format: str) -> None:
+    from strata.compiler.reports import report as reports
+
+    if report_format == "json":
+        sys.stdout.write(reports.to_json(costed))
+    elif report_format == "table" and len(costed) == 1:
+        reports.print_report(next(iter(costed.values())))
+    elif report_format == "table" and costed:
+        for report in costed.values():
+            reports.print_report(report)
+        reports.print_side_by_side(costed)
 
 
 def cmd_compile(args) -> int:
@@ -158,47 +158,18 @@ def cmd_compile(args) -> int:
     if len(targets) > 1 and (args.output or args.dump_dir or ir_to_stdout or args.pass_pipeline):
         raise StrataError("error: --target all reports the three targets; -o, --emit, --dump-dir and"
                           " --pass-pipeline need one target")
-    schedule = parse_schedule(args.schedule)
+    wants_cost = report_format != "none" or args.plot
+    if wants_cost and emit != Stage.HARDWARE and (args.report not in (None, "none") or args.plot):
+        raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
+    parse_schedule(args.schedule)  # a malformed --schedule fails before any work
     costed, bandwidth = {}, {}
     for target in targets:
-        module = load_input(args.model, args.defines)
-        devices = chosen_devices(args, targets, _recorded_device(module))
-        dumps = DumpOptions(
-            after_all=args.print_ir_after_all,
-            after=frozenset(args.print_ir_after),
-            after_change=args.print_ir_after_change,
-            dump_dir=Path(args.dump_dir) if args.dump_dir else None,
-            timing=args.timing,
-            debuginfo=not args.no_debuginfo,
-            stderr=_stderr,
-        )
-        if args.autotune:
-            module, tuning = _autotune(module, target, args, devices)
-            if report_format == "table":
-                from strata.compiler.tuning.autotune import print_tune_report
-
-                print_tune_report(tuning)
-        if args.pass_pipeline:
-            passes = list(parse_pipeline(args.pass_pipeline).passes)
-        else:
-            passes = passes_between(target, detect_stage(module), emit)
-        compile_module(module, target, emit, dumps, apply_schedule(passes, schedule), devices.get(target))
-        if args.output or ir_to_stdout:
-            _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
-        if (report_format != "none" or args.plot) and emit == Stage.HARDWARE:
+        module = _compile_one(args, target, targets, emit, report_format)
+        if wants_cost and emit == Stage.HARDWARE:
             device = module_device(module)
             costed[target] = estimate(module, device)
             bandwidth[target] = device["hbm_bandwidth"] if "hbm_bandwidth" in device else device["sram_bandwidth"]
-        elif args.report not in (None, "none") or args.plot:
-            raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
-    if report_format == "json":
-        sys.stdout.write(reports.to_json(costed))
-    elif report_format == "table" and len(costed) == 1:
-        reports.print_report(next(iter(costed.values())))
-    elif report_format == "table" and costed:
-        for report in costed.values():
-            reports.print_report(report)
-        reports.print_side_by_side(costed)
+    _print_reports(costed, report_format)
     if args.plot:
         reports.plot_roofline(costed, args.plot, bandwidth)
     return 0
@@ -236,7 +207,7 @@ def cmd_tune(args) -> int:
     reports = {}
     for target in targets:
         module = load_input(args.model, args.defines)
-        devices = chosen_devices(args, targets, _recorded_device(module))
+        devices = chosen_devices(args, targets, recorded_device(module))
         _, reports[target] = _autotune(module, target, args, devices)
     if args.report == "json":
         import json
@@ -278,24 +249,9 @@ def cmd_targets(args) -> int:
 
 def cmd_opt(args) -> int:
     module = load_input(args.file, [])
-    recorded = _recorded_device(module)
-    if args.device or args.device_file or args.spec:
-        if not (args.device or args.device_file or recorded):
-            raise StrataError("error: --spec changes a device: name one with --device, or give a dump that"
-                              " records one")
-        if args.device or args.device_file:
-            from strata.dialects import device as specs
-
-            named = args.device or args.device_file
-            try:
-                base = specs.load_device(named) if args.device else specs.load_device_file(named)
-            except specs.SpecError as err:
-                raise StrataError(f"error: {err}") from None
-            target = base.target
-        else:
-            target = next(iter(recorded))
-        device = chosen_devices(args, [target], recorded)[target]
-        attach_device(module, device, target)
+    device = opt_device(args, module)
+    if device is not None:
+        attach_device(module, device, device.target)
     if args.passes:
         passes = list(parse_pipeline(args.passes).passes)
         run_passes(ir.make_context(), module, passes, DumpOptions(debuginfo=not args.no_debuginfo))
@@ -321,7 +277,7 @@ def cmd_run(args) -> int:
     given_weights = weights.load_npz(args.weights, params_spec, allow_missing=True) if args.weights else {}
     bound = weights.bind_values(fn, args.seed, given_inputs, given_weights)
     inputs, params = bound.inputs, bound.params
-    devices = chosen_devices(args, [args.target], _recorded_device(module))
+    devices = chosen_devices(args, [args.target], recorded_device(module))
     if args.through is not None or args.backend == "mlir" or devices:
         attach_device(module, devices.get(args.target), args.target)
     if args.through is not None:
@@ -347,15 +303,6 @@ def cmd_run(args) -> int:
 # --------------------------------------------------------------------------- argument parsing
 
 
-def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", metavar="NAME", help="device to compile for and cost on (see `strata targets`;"
-                        " default: the device a dump records, else per target h100, tpu-v4, groq-lpu)")
-    parser.add_argument("--device-file", metavar="FILE", help="the device described by this spec file (.toml)")
-    parser.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
-                        help="override one figure of the device spec, e.g. --spec smem_per_block_bytes=49152"
-                        " (repeatable); tiling, layouts, chip placement, tuning and costing all see it")
-
-
 def _add_tune_options(parser: argparse.ArgumentParser) -> None:
     from strata.backends.tuner.strategies import DEFAULT_STRATEGY, STRATEGIES
 
@@ -370,14 +317,7 @@ def _add_tune_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop each kernel's search after this long")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="strata",
-        description="strata: an ML compiler. Compile .model files to graph, loop and hardware IR,"
-        " execute them, and estimate their cost.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _check_parser(sub) -> None:
     p = sub.add_parser("check", help="parse, type-check and verify a model; print a summary",
                        description="Parse, type-check and verify MODEL, then print one line:"
                        " ops, params, parameter count and FLOPs.")
@@ -385,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(p)
     p.set_defaults(run=cmd_check)
 
+
+def _compile_parser(sub) -> None:
     p = sub.add_parser("compile", help="compile a model and print its IR",
                        description="Compile MODEL and print the IR of the stage chosen with --emit.")
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed IR, .mlir)")
@@ -398,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", choices=["table", "json", "none"], default=None,
                    help="cost report on stdout: a table per kernel with totals (default when the IR is not"
                    " printed), or JSON (schema in the README)")
-    _add_device_options(p)
+    add_device_options(p)
     p.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
                    help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
                    " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
@@ -419,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", action="store_true", help="print each pass's time and op counts to stderr")
     p.set_defaults(run=cmd_compile)
 
+
+def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="execute a model with the NumPy reference",
                        description="Execute MODEL with the NumPy reference. Weights and inputs"
                        " missing from the .npz files are drawn from a seeded generator (integer"
@@ -434,12 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default=None,
                    help="lower the model to this stage first and execute that IR (default: run the"
                    " input at its own stage: graph for a .model file)")
-    _add_device_options(p)
+    add_device_options(p)
     p.add_argument("--backend", choices=["interpreter", "mlir"], default="interpreter",
                    help="execute with the NumPy reference / loop interpreter (default), or lower the loop stage"
                    " for --target through upstream MLIR (export-mlir, mlir-opt-22, LLVM) and run it natively")
     p.set_defaults(run=cmd_run)
 
+
+def _tune_parser(sub) -> None:
     p = sub.add_parser("tune", help="search the cheapest schedule of a model and store it",
                        description="Autotune MODEL for a target: the fusion and layout switches, then per"
                        " unique kernel the tile sizes, loop order and (tpu) dataflow, and (lpu) the chip"
@@ -448,16 +394,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR, .mlir)")
     _add_defines(p)
     p.add_argument("--target", choices=[*TARGETS, "all"], default="gpu", help="target to tune for (default: gpu)")
-    _add_device_options(p)
+    add_device_options(p)
     p.add_argument("--report", choices=["table", "json"], default="table",
                    help="table, or JSON with per kernel space_size, evaluations and cache_hits")
     _add_tune_options(p)
     p.set_defaults(run=cmd_tune)
 
+
+def _targets_parser(sub) -> None:
     p = sub.add_parser("targets", help="list the devices the cost models know",
                        description="List every shipped device spec with its key figures.")
     p.set_defaults(run=cmd_targets)
 
+
+def _opt_parser(sub) -> None:
     p = sub.add_parser("opt", help="run passes over printed IR (like mlir-opt)",
                        description="Parse FILE (any printed strata stage), run the pass pipeline"
                        " and print the result. Passes: strata's and xDSL's upstream ones.")
@@ -466,9 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated passes with options, e.g. 'canonicalize,cse'")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR to FILE instead of stdout")
     p.add_argument("--no-debuginfo", action="store_true", help="omit loc(...) source locations")
-    _add_device_options(p)
+    add_device_options(p)
     p.set_defaults(run=cmd_opt)
 
+
+def _fuzz_parser(sub) -> None:
     p = sub.add_parser("fuzz", help="check the passes' properties on random models (property-based testing)",
                        description="Draw random valid models (every operation of the language, blocks, repeat,"
                        " every dtype) and check after each pass of the pipeline that the IR verifies, prints"
@@ -480,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                        " printed, the model is written to a .model file, and the exit status is 1; otherwise"
                        " 'N examples checked' is printed.")
     _add_target(p)
-    _add_device_options(p)
+    add_device_options(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--pass", dest="pass_name", metavar="NAME",
                        help="check only this pass (with options, e.g. 'tile{sizes=2,2,2}'); the default passes"
@@ -498,6 +450,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", metavar="MODEL",
                    help="check the properties on this .model file instead of random ones")
     p.set_defaults(run=cmd_fuzz)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strata",
+        description="strata: an ML compiler. Compile .model files to graph, loop and hardware IR,"
+        " execute them, and estimate their cost.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _targets_parser, _opt_parser, _fuzz_parser):
+        add(sub)
     return parser
 
 

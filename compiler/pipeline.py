@@ -3,7 +3,8 @@ The pass registry and pipelines.
 
 `available_passes()` maps every pass name a pipeline string may use to its
 class: strata's own passes and xDSL's upstream ones (`canonicalize`, `cse`,
-...). The default pipeline per target is written here, top to bottom.
+...); `parse_pipeline` reads a pipeline string. The default pipeline per
+target is written in `driver.py` (`default_pipeline`).
 """
 
 from __future__ import annotations

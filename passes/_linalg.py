@@ -3,7 +3,7 @@ Builders of upstream MLIR for `export-mlir`: scalars (`arith`, `math`) and
 tensors (`linalg.generic`, `linalg.fill`, `tensor.*`), and the lowering of
 every `graph` op on tensors to them.
 
-The numeric rules are the reference executor's (`compiler/reference.py`):
+The numeric rules are the reference executor's (`compiler/execution/reference.py`):
 float ops compute in f32 whatever the operand dtype and round the result to
 the op's dtype once; `erf`/`gelu` compute in f64; integer arithmetic wraps,
 integer division truncates toward zero and gives 0 for a zero divisor; float

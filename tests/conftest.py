@@ -1,6 +1,6 @@
 """
 Shared pytest setup: the hypothesis settings profiles `ci` and `thorough`
-(`compiler/fuzz.py`). The property tests run the `ci` profile unless
+(`compiler/testing/fuzz.py`). The property tests run the `ci` profile unless
 `STRATA_HYPOTHESIS_PROFILE=thorough` or `pytest --hypothesis-profile thorough`
 selects the thorough one.
 """

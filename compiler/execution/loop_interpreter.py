@@ -8,14 +8,16 @@ of its `#graph.layout`): a relayout really moves elements, and every
 `loop.load`/`loop.store` translates logical tile indices to physical ones
 through the layout, so a wrong layout or a wrong tile offset gives wrong
 numbers. Tiles are NumPy arrays; graph ops on tiles run through the
-reference executor's handlers, so both stages share one semantics.
+reference executor's handlers, so both stages share one semantics, and the
+ops only loop and hardware IR have are dispatched the same way (`register`,
+one handler per op class, in `HANDLERS`).
 `run_module` takes the same inputs and weights as `reference.run_module`
 and returns the logical outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from xdsl.dialects import arith, func, memref, scf
@@ -136,65 +138,133 @@ def _run_block(block: Block, env: dict) -> list:
     return []
 
 
+# --------------------------------------------------------------------------- dispatch
+
+LoopHandler = Callable[[Operation, dict], None]
+"""`handler(op, env)` binds the op's results in `env` (or writes the buffers it stores to)."""
+
+HANDLERS: dict[type[Operation], LoopHandler] = {}
+"""The dispatch table of the ops only loop and hardware IR have; graph ops on tiles use the reference's."""
+
+
+def register(*op_classes: type[Operation]):
+    """Decorator registering a handler for `op_classes` (and their subclasses), as `reference.register` does."""
+
+    def decorate(handler: LoopHandler) -> LoopHandler:
+        for cls in op_classes:
+            HANDLERS[cls] = handler
+        return handler
+
+    return decorate
+
+
+def _handler(cls: type[Operation]) -> LoopHandler | None:
+    return next((HANDLERS[base] for base in cls.__mro__ if base in HANDLERS), None)
+
+
 def _run_op(op: Operation, env: dict) -> None:
-    if isinstance(op, arith.ConstantOp):
-        env[op.result] = op.value.value.data
-    elif type(op) in INDEX_OPS:
-        env[op.result] = INDEX_OPS[type(op)](env[op.lhs], env[op.rhs])
-    elif isinstance(op, memref.AllocOp):
-        type_ = op.memref.type
-        shape = physical_shape(layout_of(type_), type_.get_shape())
-        env[op.memref] = _Buffer(np.zeros(shape, numpy_dtype(type_.element_type)), type_)
-    elif isinstance(op, (loop.KernelOp, HardwareKernelOp)):
-        inner = dict(zip(op.body.block.args, (env[v] for v in (*op.ins, *op.outs))))
-        _run_block(op.body.block, inner)
-    elif isinstance(op, scf.ForOp):
-        lb, ub, step = env[op.lb], env[op.ub], env[op.step]
-        carried = [env[v] for v in op.iter_args]
-        body = op.body.block
-        for iv in range(lb, ub, step):
-            scope = dict(env)
-            scope[body.args[0]] = iv
-            scope.update(zip(body.args[1:], carried))
-            carried = _run_block(body, scope)
-        env.update(zip(op.results, carried))
-    elif isinstance(op, loop.LoadOp):
-        tile = env[op.source].load(_offsets(op, env), op.result.type.get_shape(), op.pad.value.data)
-        env[op.result] = tile
-    elif isinstance(op, loop.GatherOp):
-        sizes = op.result.type.get_shape()[len(op.ids.type.get_shape()):]
-        env[op.result] = env[op.source].gather(env[op.ids], _offsets(op, env), sizes, op.pad.value.data)
-    elif isinstance(op, loop.StoreOp):
-        env[op.dest].store(_offsets(op, env), env[op.value])
-    elif isinstance(op, loop.FillOp):
-        type_ = op.result.type
-        env[op.result] = np.full(type_.get_shape(), op.value.value.data, numpy_dtype(type_.element_type))
-    elif isinstance(op, loop.CausalMaskOp):
-        x = env[op.input]
-        row, col = _offsets(op, env)
-        i = np.arange(x.shape[-2])[:, None] + row
-        j = np.arange(x.shape[-1])[None, :] + col
-        # The reference's masked value: -inf, or -448 for f8e4m3 (no infinities).
-        env[op.result] = np.where(j > i, x.dtype.type(reference._masked_value(x.dtype)), x)
-    elif isinstance(op, loop.OnlineSoftmaxOp):
-        args = [env[v].astype(np.float32) for v in op.operands]
-        for result, value in zip(op.results, _online_softmax(*args)):
-            env[result] = value.astype(np.float32)
-    elif isinstance(op, MatrixOp):
-        # A matrix unit computes what graph.matmul does, through the same handler.
-        lhs, rhs = (reference._compute_dtype(env[v]) for v in (op.lhs, op.rhs))
-        env[op.result] = reference._finish(op, op.result.type, np.matmul(lhs, rhs))
-    elif isinstance(op, (loop.CopyOp, tsp.TransferOp)):
-        source, dest = env[op.source], env[op.dest]
-        dest.data[...] = to_physical(source.logical(), dest.layout)
-    elif isinstance(op, loop.ViewOp):
-        source = env[op.source]
-        env[op.result] = _Buffer(source.data.reshape(op.result.type.get_shape()), op.result.type)
+    handler = _handler(type(op))
+    if handler is not None:
+        handler(op, env)
     elif type(op) in reference.HANDLERS:
         for result, value in zip(op.results, reference._execute(op, env)):
             env[result] = value
     else:
         raise op_error(ExecutionError, op, f"the loop interpreter does not support '{op.name}'")
+
+
+@register(arith.ConstantOp)
+def _constant(op, env) -> None:
+    env[op.result] = op.value.value.data
+
+
+@register(*INDEX_OPS)
+def _index_arithmetic(op, env) -> None:
+    env[op.result] = INDEX_OPS[type(op)](env[op.lhs], env[op.rhs])
+
+
+@register(memref.AllocOp)
+def _alloc(op, env) -> None:
+    type_ = op.memref.type
+    shape = physical_shape(layout_of(type_), type_.get_shape())
+    env[op.memref] = _Buffer(np.zeros(shape, numpy_dtype(type_.element_type)), type_)
+
+
+@register(loop.KernelOp, HardwareKernelOp)
+def _kernel(op, env) -> None:
+    inner = dict(zip(op.body.block.args, (env[v] for v in (*op.ins, *op.outs))))
+    _run_block(op.body.block, inner)
+
+
+@register(scf.ForOp)
+def _for(op, env) -> None:
+    lb, ub, step = env[op.lb], env[op.ub], env[op.step]
+    carried = [env[v] for v in op.iter_args]
+    body = op.body.block
+    for iv in range(lb, ub, step):
+        scope = dict(env)
+        scope[body.args[0]] = iv
+        scope.update(zip(body.args[1:], carried))
+        carried = _run_block(body, scope)
+    env.update(zip(op.results, carried))
+
+
+@register(loop.LoadOp)
+def _load(op, env) -> None:
+    env[op.result] = env[op.source].load(_offsets(op, env), op.result.type.get_shape(), op.pad.value.data)
+
+
+@register(loop.GatherOp)
+def _gather(op, env) -> None:
+    sizes = op.result.type.get_shape()[len(op.ids.type.get_shape()):]
+    env[op.result] = env[op.source].gather(env[op.ids], _offsets(op, env), sizes, op.pad.value.data)
+
+
+@register(loop.StoreOp)
+def _store(op, env) -> None:
+    env[op.dest].store(_offsets(op, env), env[op.value])
+
+
+@register(loop.FillOp)
+def _fill(op, env) -> None:
+    type_ = op.result.type
+    env[op.result] = np.full(type_.get_shape(), op.value.value.data, numpy_dtype(type_.element_type))
+
+
+@register(loop.CausalMaskOp)
+def _causal_mask(op, env) -> None:
+    x = env[op.input]
+    row, col = _offsets(op, env)
+    i = np.arange(x.shape[-2])[:, None] + row
+    j = np.arange(x.shape[-1])[None, :] + col
+    # The reference's masked value: -inf, or -448 for f8e4m3 (no infinities).
+    env[op.result] = np.where(j > i, x.dtype.type(reference._masked_value(x.dtype)), x)
+
+
+@register(loop.OnlineSoftmaxOp)
+def _online_softmax_op(op, env) -> None:
+    args = [env[v].astype(np.float32) for v in op.operands]
+    for result, value in zip(op.results, _online_softmax(*args)):
+        env[result] = value.astype(np.float32)
+
+
+@register(MatrixOp)
+def _matrix_unit(op, env) -> None:
+    # A matrix unit computes what graph.matmul does, through the same rounding.
+    lhs, rhs = (reference._compute_dtype(env[v]) for v in (op.lhs, op.rhs))
+    env[op.result] = reference._finish(op, op.result.type, np.matmul(lhs, rhs))
+
+
+@register(loop.CopyOp, tsp.TransferOp)
+def _copy(op, env) -> None:
+    source, dest = env[op.source], env[op.dest]
+    dest.data[...] = to_physical(source.logical(), dest.layout)
+
+
+@register(loop.ViewOp)
+def _view(op, env) -> None:
+    source = env[op.source]
+    env[op.result] = _Buffer(source.data.reshape(op.result.type.get_shape()), op.result.type)
 
 
 # --------------------------------------------------------------------------- entry points

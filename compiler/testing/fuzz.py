@@ -196,7 +196,7 @@ def cmd_fuzz(args) -> int:
     from strata.compiler.testing.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
     from strata.compiler.testing.random_models import Model
 
-    from strata.compiler.cli import chosen_devices
+    from strata.compiler.device_options import chosen_devices
 
     spec = args.pass_name or args.pass_pipeline
     pipeline = Pipeline.parse(spec, args.target) if spec else Pipeline.default(args.target)

@@ -13,7 +13,7 @@ lowers one standalone copy of the kernel with those choices through
 the device's model. A point the passes refuse (`IllegalSchedule`) costs
 infinity; any other failure is a bug and is raised with the point.
 Module-level choices (the fusion switches, the layout switches, the LPU chip
-count) are enumerated whole by `compiler/autotune.py` and costed as the sum
+count) are enumerated whole by `compiler/tuning/autotune.py` and costed as the sum
 of their kernels, each kernel costed once thanks to structural hashing.
 """
 

@@ -1,6 +1,6 @@
 """
-The properties of `compiler/properties.py` for every pass and every target,
-on models drawn by `compiler/strategies.py`.
+The properties of `compiler/testing/properties.py` for every pass and every target,
+on models drawn by `compiler/testing/random_models.py`.
 
 Each test runs the `ci` profile (25 examples, models of up to 8 statements,
 a failing model reported as drawn, unshrunk: `strata fuzz` shrinks) unless `STRATA_HYPOTHESIS_PROFILE=thorough` or `pytest --hypothesis-profile

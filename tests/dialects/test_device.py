@@ -1,5 +1,5 @@
 """
-dialects.device: shipped device files, their sources, user files and overrides.
+dialects/device.py: shipped device files, their sources, user files and overrides; the device recorded in the IR.
 """
 
 import re
