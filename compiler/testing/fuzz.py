@@ -187,50 +187,25 @@ def _per_property(failure):
 # --------------------------------------------------------------------------- the command
 
 
-def cmd_fuzz(args) -> int:
-    """`strata fuzz` (see the module docstring)."""
-    try:
-        import hypothesis  # noqa: F401
-    except ImportError:
-        raise StrataError("error: strata fuzz needs hypothesis: pip install 'strata[test]'") from None
-    from strata.compiler.testing.properties import Pipeline, PropertyFailure, autotuner, check_model, register_tuner
+def _replay(model_path: str, pipeline, seed: int) -> int:
+    """`strata fuzz --replay FILE`: the properties on one model of the user's."""
+    from strata.compiler.frontend import read_source
+    from strata.compiler.testing.properties import PropertyFailure, check_model
     from strata.compiler.testing.random_models import Model
 
-    from strata.compiler.device_options import chosen_devices
-
-    spec = args.pass_name or args.pass_pipeline
-    pipeline = Pipeline.parse(spec, args.target) if spec else Pipeline.default(args.target)
-    pipeline = dataclasses.replace(pipeline, device=chosen_devices(args, [args.target]).get(args.target))
-    profile = PROFILES[args.profile]
-    examples = args.examples if args.examples is not None else profile.examples
-    if examples < 1:
-        raise StrataError("error: --examples must be at least 1")
-    if args.replay:
-        from strata.compiler.frontend import read_source
-
-        model = Model(read_source(args.replay), filename=args.replay)
-        try:
-            check_model(model, pipeline, seed=args.seed)
-        except PropertyFailure as failure:
-            print(f"strata fuzz: property '{failure.name}' fails on {args.replay} ({pipeline.describe()}):")
-            print(_indent(failure.message))
-            return 1
-        print(f"strata fuzz: {args.replay}: every property holds ({pipeline.describe()})")
-        return 0
-    print(f"strata fuzz: {examples} examples, {pipeline.describe()}, seed {args.seed}, profile {args.profile}",
-          file=sys.stderr)
-    if not spec:
-        # The default pipeline is the one the autotuner tunes: `tuned-not-worse` too.
-        register_tuner(autotuner())
+    model = Model(read_source(model_path), filename=model_path)
     try:
-        outcome = fuzz(pipeline, examples, args.seed, profile.max_ops, progress=lambda s: print(s, file=sys.stderr))
-    finally:
-        register_tuner(None)
-    if outcome.failure is None:
-        grown = f"; cost-monotonic on {outcome.grown} grown models" if outcome.grown else ""
-        print(f"strata fuzz: {outcome.examples} examples checked, every property holds"
-              f" ({pipeline.describe()}, seed {args.seed}, {outcome.seconds:.1f} s{grown})")
-        return 0
+        check_model(model, pipeline, seed=seed)
+    except PropertyFailure as failure:
+        print(f"strata fuzz: property '{failure.name}' fails on {model_path} ({pipeline.describe()}):")
+        print(_indent(failure.message))
+        return 1
+    print(f"strata fuzz: {model_path}: every property holds ({pipeline.describe()})")
+    return 0
+
+
+def _report_failure(args, spec: str | None, pipeline, outcome) -> int:
+    """Print the failing property and the shrunk model, write it to `-o`, and say how to replay it."""
     failure, model = outcome.failure, outcome.model
     text = model.text
     replay = f"strata fuzz --replay {args.output} --target {args.target}"
@@ -252,6 +227,41 @@ def cmd_fuzz(args) -> int:
     print(f"--- {args.output} (replay: {replay})")
     print(text, end="")
     return 1
+
+
+def cmd_fuzz(args) -> int:
+    """`strata fuzz` (see the module docstring)."""
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        raise StrataError("error: strata fuzz needs hypothesis: pip install 'strata[test]'") from None
+    from strata.compiler.device_options import chosen_devices
+    from strata.compiler.testing.properties import Pipeline, autotuner, register_tuner
+
+    spec = args.pass_name or args.pass_pipeline
+    pipeline = Pipeline.parse(spec, args.target) if spec else Pipeline.default(args.target)
+    pipeline = dataclasses.replace(pipeline, device=chosen_devices(args, [args.target]).get(args.target))
+    profile = PROFILES[args.profile]
+    examples = args.examples if args.examples is not None else profile.examples
+    if examples < 1:
+        raise StrataError("error: --examples must be at least 1")
+    if args.replay:
+        return _replay(args.replay, pipeline, args.seed)
+    print(f"strata fuzz: {examples} examples, {pipeline.describe()}, seed {args.seed}, profile {args.profile}",
+          file=sys.stderr)
+    if not spec:
+        # The default pipeline is the one the autotuner tunes: `tuned-not-worse` too.
+        register_tuner(autotuner())
+    try:
+        outcome = fuzz(pipeline, examples, args.seed, profile.max_ops, progress=lambda s: print(s, file=sys.stderr))
+    finally:
+        register_tuner(None)
+    if outcome.failure is not None:
+        return _report_failure(args, spec, pipeline, outcome)
+    grown = f"; cost-monotonic on {outcome.grown} grown models" if outcome.grown else ""
+    print(f"strata fuzz: {outcome.examples} examples checked, every property holds"
+          f" ({pipeline.describe()}, seed {args.seed}, {outcome.seconds:.1f} s{grown})")
+    return 0
 
 
 def _indent(text: str) -> str:

@@ -936,6 +936,74 @@ def graph_modules(**kwargs):
 # --------------------------------------------------------------------------- growable models
 
 
+class _Statements:
+    """The body of a drawn model: `param` declarations and `vN = expr` statements, numbered in order."""
+
+    def __init__(self, dtype: str):
+        self.dtype, self.lines, self.params, self.values = dtype, [], 0, 0
+
+    def param(self, shape: str) -> str:
+        self.params += 1
+        self.lines.append(f"param w{self.params - 1}: {self.dtype}[{shape}]")
+        return f"w{self.params - 1}"
+
+    def bind(self, expr: str) -> str:
+        self.values += 1
+        self.lines.append(f"v{self.values - 1} = {expr}")
+        return f"v{self.values - 1}"
+
+
+def _image_body(draw, body: _Statements, max_ops: int) -> str:
+    """A CNN over `x: [B, C, H, W]`: a conv, then relu/conv/pool/bias layers, pooled to `[B, F]`."""
+    x = body.bind(f"conv2d(x, {body.param('F, C, 3, 3')}, padding=1)")
+    for _ in range(draw(st.integers(0, max_ops))):
+        kind = draw(st.sampled_from(["relu", "conv", "pool", "add"]))
+        if kind == "relu":
+            x = body.bind(f"relu({x})")
+        elif kind == "conv":
+            x = body.bind(f"conv2d({x}, {body.param('F, F, 3, 3')}, {body.param('F')}, padding=1)")
+        elif kind == "pool":
+            x = body.bind(f"maxpool2d({x}, kernel=3, stride=1, padding=1)")
+        else:
+            x = body.bind(f"{x} + {body.param('F, 1, 1')}")
+    x = body.bind(f"reshape(global_avgpool({x}), [B, F])")
+    return body.bind(f"{x} @ {body.param('F, F')}")
+
+
+def _sequence_body(draw, body: _Statements, max_ops: int) -> str:
+    """A transformer-like chain over `x: [B, S, D]` (GEMMs, norms, attention, residuals)."""
+    x, shape = "x", ["B", "S", "D"]
+    for _ in range(draw(st.integers(1, max_ops))):
+        kind = draw(st.sampled_from(["matmul", "unary", "bias", "softmax", "norm", "attention", "reduce",
+                                     "transpose", "residual"]))
+        last = shape[-1]
+        if kind == "matmul":
+            out = draw(st.sampled_from(["D", "F"]))
+            x, shape = body.bind(f"{x} @ {body.param(f'{last}, {out}')}"), shape[:-1] + [out]
+        elif kind == "unary":
+            x = body.bind(f"{draw(st.sampled_from(['gelu', 'relu', 'tanh', 'silu']))}({x})")
+        elif kind == "bias":
+            x = body.bind(f"{x} + {body.param(last)}")
+        elif kind == "softmax":
+            x = body.bind(f"softmax({x})")
+        elif kind == "norm":
+            x = body.bind(f"layernorm({x}, {body.param(last)}, {body.param(last)})" if draw(st.booleans())
+                          else f"rmsnorm({x}, {body.param(last)})")
+        elif kind == "attention" and shape[-2] == "S":
+            causal = ", causal=true" if draw(st.booleans()) else ""
+            k = body.bind(f"{x} @ {body.param(f'{last}, {last}')}")
+            v = body.bind(f"{x} @ {body.param(f'{last}, {last}')}")
+            x = body.bind(f"attention({x}, {k}, {v}{causal})")
+        elif kind == "reduce":
+            x = body.bind(f"{x} - mean({x}, axis=-1, keepdims=true)")
+        elif kind == "transpose":
+            x = body.bind(f"transpose({x})")
+            shape = shape[:-2] + [shape[-1], shape[-2]]
+        elif kind == "residual" and shape == ["B", "S", "D"]:
+            x = body.bind(f"x + {x}")
+    return x
+
+
 @st.composite
 def growable_models(draw, max_ops: int = 6, dims: tuple[int, int] = (1, 64)) -> Model:
     """
@@ -950,76 +1018,14 @@ def growable_models(draw, max_ops: int = 6, dims: tuple[int, int] = (1, 64)) -> 
     if image:
         lets["B"] = min(lets["B"], 4)
     dtype = draw(st.sampled_from(["f32", "bf16", "f16"]))
-    lines: list[str] = []
-    params = 0
-
-    def param(shape: str) -> str:
-        nonlocal params
-        params += 1
-        lines.append(f"param w{params - 1}: {dtype}[{shape}]")
-        return f"w{params - 1}"
-
-    count = 0
-
-    def bind(expr: str) -> str:
-        nonlocal count
-        count += 1
-        lines.append(f"v{count - 1} = {expr}")
-        return f"v{count - 1}"
-
-    if image:
-        x, shape = "x", ["B", "C", "H", "W"]
-        x = bind(f"conv2d({x}, {param('F, C, 3, 3')}, padding=1)")
-        shape = ["B", "F", "H", "W"]
-        for _ in range(draw(st.integers(0, max_ops))):
-            kind = draw(st.sampled_from(["relu", "conv", "pool", "add"]))
-            if kind == "relu":
-                x = bind(f"relu({x})")
-            elif kind == "conv":
-                x = bind(f"conv2d({x}, {param('F, F, 3, 3')}, {param('F')}, padding=1)")
-            elif kind == "pool":
-                x = bind(f"maxpool2d({x}, kernel=3, stride=1, padding=1)")
-            else:
-                x = bind(f"{x} + {param('F, 1, 1')}")
-        x = bind(f"reshape(global_avgpool({x}), [B, F])")
-        x = bind(f"{x} @ {param('F, F')}")
-        signature = f"x: {dtype}[B, C, H, W]"
-    else:
-        x, shape = "x", ["B", "S", "D"]
-        for _ in range(draw(st.integers(1, max_ops))):
-            kind = draw(st.sampled_from(["matmul", "unary", "bias", "softmax", "norm", "attention", "reduce",
-                                         "transpose", "residual"]))
-            last = shape[-1]
-            if kind == "matmul":
-                out = draw(st.sampled_from(["D", "F"]))
-                x, shape = bind(f"{x} @ {param(f'{last}, {out}')}"), shape[:-1] + [out]
-            elif kind == "unary":
-                x = bind(f"{draw(st.sampled_from(['gelu', 'relu', 'tanh', 'silu']))}({x})")
-            elif kind == "bias":
-                x = bind(f"{x} + {param(last)}")
-            elif kind == "softmax":
-                x = bind(f"softmax({x})")
-            elif kind == "norm":
-                x = bind(f"layernorm({x}, {param(last)}, {param(last)})" if draw(st.booleans())
-                         else f"rmsnorm({x}, {param(last)})")
-            elif kind == "attention" and shape[-2] == "S":
-                causal = ", causal=true" if draw(st.booleans()) else ""
-                k = bind(f"{x} @ {param(f'{last}, {last}')}")
-                v = bind(f"{x} @ {param(f'{last}, {last}')}")
-                x = bind(f"attention({x}, {k}, {v}{causal})")
-            elif kind == "reduce":
-                x = bind(f"{x} - mean({x}, axis=-1, keepdims=true)")
-            elif kind == "transpose":
-                x = bind(f"transpose({x})")
-                shape = shape[:-2] + [shape[-1], shape[-2]]
-            elif kind == "residual" and shape == ["B", "S", "D"]:
-                x = bind(f"x + {x}")
-        signature = f"x: {dtype}[B, S, D]"
+    body = _Statements(dtype)
+    x = (_image_body if image else _sequence_body)(draw, body, max_ops)
+    signature = f"x: {dtype}[B, C, H, W]" if image else f"x: {dtype}[B, S, D]"
     text = "\n".join(
         ["# drawn by compiler.testing.random_models.growable_models()"]
         + [f"let {n} = {v}" for n, v in lets.items()]
         + ["", f"model grow({signature}) {{"]
-        + [f"  {line}" for line in lines]
+        + [f"  {line}" for line in body.lines]
         + [f"  return {x}", "}", ""]
     )
     return Model(text, frozenset({dtype}), tuple(lets.items()))
