@@ -40,6 +40,7 @@ from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
 from strata.dialects.device import DeviceSpec, resolve_device
+from strata.dialects.graph.dtypes import is_float
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds
 from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from strata.passes._regions import (
@@ -57,8 +58,16 @@ def _element_bytes(value: SSAValue) -> int:
 
 
 def footprint(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
+    """Bytes of the on-chip tiles one iteration reads and writes (`tile_bytes`, both parts)."""
+    loads, output = tile_bytes(kernel, tiles)
+    return loads + output
+
+
+def tile_bytes(kernel: KernelOp, tiles: tuple[int, ...]) -> tuple[int, int]:
     """
-    Bytes of the on-chip tiles one iteration reads and writes; raises
+    `(loads, output)`: bytes of the tiles one iteration loads from global
+    memory (the `loop.load`s and `loop.gather`s `lower-to-loops` emits: its
+    figures' `onchip_bytes`, tested equal) and of the output tile; raises
     `NotTileable` when the tiles cannot be computed.
 
     Follows the same bounds inference as `lower-to-loops`, with the reduction
@@ -108,7 +117,7 @@ def footprint(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
         (AffineExpr.dimension(d) if tiles[d] < bounds[d] else const(0), tiles[d]) for d in range(rank)
     )
     visit(out, region)
-    return total + math.prod(tiles[:rank]) * _element_bytes(out)
+    return total, math.prod(tiles[:rank]) * _element_bytes(out)
 
 
 def legal(kernel: KernelOp, tiles: tuple[int, ...]) -> bool:
@@ -139,13 +148,44 @@ def _tileable(kernel: KernelOp, bounds: tuple[int, ...], rank: int) -> list[bool
     return flags
 
 
+def accumulator_bytes(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
+    """
+    Bytes of the accumulators `lower-to-loops` keeps across the reduction
+    loop (its `loop.fill`s): a GEMM's output tile in f32 (i32, or i64 for
+    i64), attention's f32 output tile and its running max and sum per row.
+    """
+    kind, rank = kernel.kind.data, len(shape_of(kernel.outputs[0]))
+    if len(tiles) <= rank:
+        return 0
+    out_tile = math.prod(tiles[:rank])
+    if kind == "attention":
+        return 4 * out_tile + 2 * 4 * math.prod(tiles[: rank - 1])
+    anchor = anchor_matmul(kernel.body.block) if kind == "gemm" else None
+    if anchor is None:
+        return 0
+    element = anchor.result.type.element_type
+    return out_tile * (8 if getattr(element, "bitwidth", 32) == 64 and not is_float(element) else 4)
+
+
+def device_need(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> int:
+    """
+    Bytes of `device.tile_memory_bytes` the tiles take, counted as the
+    lowering counts them: on a GPU the loaded tiles (shared memory; the
+    accumulators live in registers, and the copy pipeline multi-buffers
+    loads only as far as they fit), elsewhere the loaded tiles and the
+    accumulators (VMEM, SRAM).
+    """
+    loads, _ = tile_bytes(kernel, tiles)
+    return loads if device.target == "gpu" else loads + accumulator_bytes(kernel, tiles)
+
+
 def fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> bool:
     """Whether `kernel`'s on-chip tiles fit the memory tiles live in on `device`."""
-    return footprint(kernel, tiles) <= device.tile_memory_bytes
+    return device_need(kernel, tiles, device) <= device.tile_memory_bytes
 
 
 def check_fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> None:
-    need = footprint(kernel, tiles)
+    need = device_need(kernel, tiles, device)
     if need > device.tile_memory_bytes:
         raise DoesNotFit(
             f"kernel '{kernel.kernel_name.data}' needs {need} B of on-chip tiles with tile_sizes {list(tiles)},"
@@ -197,19 +237,19 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
             cut[d] = False
             continue
         tiles = halved
-    return _shrink_to_fit(kernel, tuple(tiles), bounds, device.tile_memory_bytes)
+    return _shrink_to_fit(kernel, tuple(tiles), bounds, device)
 
 
-def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, ...], capacity: int) -> tuple[int, ...]:
+def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, ...], device: DeviceSpec) -> tuple[int, ...]:
     """
-    Tiles still over `capacity` (a device with little on-chip memory): halve,
+    Tiles still over the device's capacity (a device with little on-chip memory): halve,
     among all dims the reduction included, the one whose cut shrinks the
     footprint most, until they fit or nothing shrinks them (then `tile`
     reports the kernel does not fit).
     """
     rank = len(shape_of(kernel.outputs[0]))
-    need = footprint(kernel, tiles)
-    while need > capacity:
+    need = device_need(kernel, tiles, device)
+    while need > device.tile_memory_bytes:
         best = None
         for d in range(len(bounds)):
             if tiles[d] == 1:
@@ -217,7 +257,7 @@ def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, 
             halved = list(tiles)
             halved[d] = math.ceil(tiles[d] / 2) if d < rank else _largest_divisor(bounds[d], tiles[d] // 2)
             halved = tuple(halved)
-            if legal(kernel, halved) and (smaller := footprint(kernel, halved)) < need:
+            if legal(kernel, halved) and (smaller := device_need(kernel, halved, device)) < need:
                 if best is None or smaller < best[0]:
                     best = (smaller, halved)
         if best is None:
