@@ -73,8 +73,8 @@ def _check_fits(kernel: loop.KernelOp, need: int, what: str, device: DeviceSpec)
     if need > device.tile_memory_bytes:
         raise DoesNotFit(
             f"kernel '{kernel.kernel_name.data}' needs {need} B of {what} with tile_sizes"
-            f" {list(kernel.tile_sizes.get_values())}, over the {device.tile_memory_text()};"
-            f" pick a device with more, or smaller tiles (--schedule tile=...)"
+            f" {list(kernel.tile_sizes.get_values())}, over the {device.tile_memory_text()}; it needs smaller"
+            f" tiles (--schedule tile=...) or a device with more"
         )
 
 

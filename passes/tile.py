@@ -184,13 +184,14 @@ def fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> bool:
     return device_need(kernel, tiles, device) <= device.tile_memory_bytes
 
 
-def check_fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> None:
+def check_fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec, pinned: bool = False) -> None:
+    """Raise `DoesNotFit` naming the kernel, its need and the capacity when its tiles do not fit `device`."""
     need = device_need(kernel, tiles, device)
     if need > device.tile_memory_bytes:
+        remedy = "smaller tiles (--schedule tile=...) or a device with more" if pinned else "a device with more"
         raise DoesNotFit(
             f"kernel '{kernel.kernel_name.data}' needs {need} B of on-chip tiles with tile_sizes {list(tiles)},"
-            f" over the {device.tile_memory_text()}; pick a device with more, or smaller tiles"
-            f" (--schedule tile=...)"
+            f" over the {device.tile_memory_text()}; it needs {remedy}"
         )
 
 
@@ -364,10 +365,10 @@ class TilePass(ModulePass):
             if not isinstance(kernel, KernelOp):
                 continue
             if self.keep and TILE_ATTR in kernel.attributes and not self.sizes:
-                check_fits(kernel, tuple(kernel.attributes[TILE_ATTR].get_values()), device)
+                check_fits(kernel, tuple(kernel.attributes[TILE_ATTR].get_values()), device, pinned=True)
                 continue
             tiles = apply_sizes(kernel, default_tiles(kernel, device), self.sizes, device)
-            check_fits(kernel, tiles, device)
+            check_fits(kernel, tiles, device, pinned=bool(self.sizes))
             rank = len(shape_of(kernel.outputs[0]))
             order = self.order if sorted(self.order) == list(range(rank)) else tuple(range(rank))
             kernel.attributes[TILE_ATTR] = _ints(tiles)

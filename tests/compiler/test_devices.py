@@ -67,10 +67,10 @@ def test_tpu_programs_fit_a_smaller_vmem():
 
 
 def test_a_kernel_that_cannot_fit_is_a_clear_error(tmp_path, capsys):
-    code, _, err = run(["compile", SAMPLES / "mlp.model", "--target", "gpu", "--spec", "smem_per_block_bytes=64",
+    code, _, err = run(["compile", SAMPLES / "mlp.model", "--target", "gpu", "--spec", "smem_per_block_bytes=8",
                         "--report", "none", "--emit", "hardware", "-o", tmp_path / "x.mlir"], capsys)
     assert code == 1
-    assert "needs" in err and "over the shared memory per block (smem_per_block_bytes = 64 B) of h100" in err
+    assert "needs" in err and "over the shared memory per block (smem_per_block_bytes = 8 B) of h100" in err
     assert "DoesNotFit" not in err
 
 
