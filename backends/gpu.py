@@ -68,7 +68,7 @@ def occupancy(kernel: simt.KernelOp, spec: DeviceSpec) -> int:
 
 
 def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
-    kind, bounds = kernel.kind.data, kernel.bounds.get_values()
+    kind = kernel.kind.data
     # MMA instructions pad the depth the pipeline amortises over (the keys a
     # query visits are the N of `q @ k^T`, K is the K of a GEMM) to their edge;
     # `_mma_efficiency` counts that waste.
@@ -90,6 +90,20 @@ def _padded(extent: int, mma: tuple[int, ...], axis: int) -> int:
     return -(-extent // mma[axis]) * mma[axis]
 
 
+def _row_tile(kernel: simt.KernelOp) -> int:
+    """
+    A GEMM tile's rows: those of its M dim, or, for one GEMM over batched
+    rows (`gemms` counts it once, with M = batch x rows), the rows of every
+    batch element the tile spans.
+    """
+    tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
+    rank = len(kernel.loop_order.get_values())
+    count, m, _, _ = kernel.gemm_list()[0]
+    if count == 1 and m == math.prod(bounds[: rank - 1]):
+        return math.prod(tiles[: rank - 1])
+    return tiles[rank - 2]
+
+
 def _mma_efficiency(kernel: simt.KernelOp) -> float:
     """Useful share of the MMA instructions a CTA tile issues: a tile edge that
     is not a multiple of the instruction's edge pads it (m16n8k16: an 8-row
@@ -102,7 +116,7 @@ def _mma_efficiency(kernel: simt.KernelOp) -> float:
     tiles = kernel.tile_sizes.get_values()
     rank = len(kernel.loop_order.get_values())
     if kind == "gemm":
-        edges = (tiles[rank - 2], tiles[rank - 1], tiles[rank])
+        edges = (_row_tile(kernel), tiles[rank - 1], tiles[rank])
     elif kind == "attention":  # queries x keys x head dim
         edges = (tiles[rank - 2], tiles[rank], tiles[rank - 1])
     else:  # an implicit GEMM: the tile's pixels x its filters (within a group) x the whole window
@@ -119,9 +133,9 @@ def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, waves: int, slots: int) 
     unique = sum(_bytes(v.type) for v in kernel.ins)
     loaded = kernel.read_bytes.value.data
     if kernel.kind.data == "gemm" and loaded > unique:
-        *_, m, n, k = kernel.bounds.get_values()
+        k = kernel.bounds.get_values()[-1]
         tiles = kernel.tile_sizes.get_values()
-        tm, tn = tiles[-3], tiles[-2]
+        tm, tn = _row_tile(kernel), tiles[-2]
         width = element_bytes(kernel.ins[0].type.element_type)
         grid_x = kernel.grid.get_values()[0]
         rows = -(-min(slots, math.prod(kernel.grid.get_values())) // grid_x)

@@ -211,9 +211,16 @@ def _causal_keys(kernel: loop.KernelOp, q: int, rows: int, keys: int) -> list[tu
     return tiles
 
 
+def _shares_weight(kernel: loop.KernelOp) -> bool:
+    """Batched rows times one rank-2 weight: one GEMM of all the rows (`graph.kernel.shares_weight`)."""
+    matmul = next((op for op in kernel.body.walk() if isinstance(op, g.MatmulOp)), None)
+    return matmul is not None and len(matmul.rhs.type.get_shape()) == 2 and len(matmul.lhs.type.get_shape()) > 2
+
+
 def kernel_gemms(kernel: loop.KernelOp) -> list[tuple[int, int, int, int]]:
     """
-    The kernel's GEMMs as `(count, M, N, K)`; convs in SCALE-Sim's
+    The kernel's GEMMs as `(count, M, N, K)`; a GEMM of batched rows against
+    one rank-2 weight is one GEMM of all the rows; convs in SCALE-Sim's
     convention. Attention issues `scores = q @ k^T` then `p @ v` over the
     keys a query visits: all of them, or, where a causal key loop stops at
     each query tile's diagonal, their mean over the queries (whole key tiles).
@@ -221,6 +228,8 @@ def kernel_gemms(kernel: loop.KernelOp) -> list[tuple[int, int, int, int]]:
     bounds, kind = tuple(kernel.bounds.get_values()), kernel.kind.data
     if kind == "gemm":
         *batch, m, n, k = bounds
+        if _shares_weight(kernel):
+            return [(1, math.prod(batch) * m, n, k)]
         return [(math.prod(batch), m, n, k)]
     if kind == "attention":
         *batch, q, d, keys = bounds

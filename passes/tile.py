@@ -41,7 +41,7 @@ from xdsl.passes import ModulePass
 
 from strata.dialects.device import DeviceSpec, resolve_device
 from strata.dialects.graph.dtypes import is_float
-from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds
+from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
 from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
@@ -195,6 +195,15 @@ def check_fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec, pin
         )
 
 
+def _fill_rows(tiles: list[int], bounds: tuple[int, ...], cut: list[bool], rank: int, rows: int) -> None:
+    """A shared-weight GEMM's row tile of `rows` spans batch dims too, innermost first (`shares_weight`)."""
+    left = max(1, rows // tiles[rank - 2])
+    for d in reversed(range(rank - 2)):
+        if cut[d]:
+            tiles[d] = min(bounds[d], left)
+        left = max(1, left // tiles[d])
+
+
 def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
     """The device's default tile for `kernel` (see the module docstring)."""
     bounds = kernel_bounds(kernel)
@@ -210,6 +219,8 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank - 1] = min(tn, bounds[rank - 1]) if cut[rank - 1] else bounds[rank - 1]
             tiles[rank] = _largest_divisor(bounds[rank], tk)
+            if shares_weight(kernel):
+                _fill_rows(tiles, bounds, cut, rank, tm)
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _largest_divisor(bounds[rank], tn)
@@ -298,8 +309,9 @@ def _spatial(bound: int, low: int = 4) -> list[int]:
 
 def dim_candidates(kernel: KernelOp) -> list[list[int]]:
     """
-    Tile candidates per dim: whole or 1 for batch dims, powers of two for
-    the rest; a conv's output channels are its GEMM's N (powers of two) and
+    Tile candidates per dim: whole or 1 for batch dims (also powers of two
+    for the batch dims of a shared-weight GEMM, whose rows span them),
+    powers of two for the rest; a conv's output channels are its GEMM's N (powers of two) and
     its image rows and columns also take their divisors, so a tile can
     cover the image exactly (56 = 4 x 14, 8 x 7); the reduction tile divides
     its extent.
@@ -307,12 +319,15 @@ def dim_candidates(kernel: KernelOp) -> list[list[int]]:
     bounds = kernel_bounds(kernel)
     rank = len(shape_of(kernel.outputs[0]))
     conv = kernel.kind.data == "conv"
+    shared = shares_weight(kernel)
     candidates = []
     for d, bound in enumerate(bounds):
         if d >= rank:
             candidates.append(sorted({p for p in _powers(bound, 16) if bound % p == 0} | {bound}))
         elif conv and d >= 2:
             candidates.append(_spatial(bound))
+        elif d < rank - 2 and shared:
+            candidates.append(sorted({1, *_powers(bound)}))
         elif d < rank - 2 and not (conv and d == 1):
             candidates.append(sorted({1, bound}))
         else:

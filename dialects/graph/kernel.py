@@ -134,6 +134,17 @@ def attention_parts(body: Block) -> tuple[g.SoftmaxOp, g.MatmulOp] | None:
     return None
 
 
+def shares_weight(kernel: KernelOp) -> bool:
+    """
+    A GEMM whose batched activations `[B..., M, K]` all multiply one rank-2
+    weight `[K, N]` (decode steps, `[B, S, D] @ [D, N]`): one GEMM with
+    `M' = B... x M` rows, so a tile may take rows of several batch elements
+    and the weight panel streams once per row tile, not once per element.
+    """
+    anchor = anchor_matmul(kernel.body.block) if kernel.kind.data == "gemm" else None
+    return anchor is not None and len(_shape(anchor.rhs)) == 2 and len(_shape(anchor.lhs)) > 2
+
+
 def _shape(value: SSAValue) -> tuple[int, ...]:
     return tuple(value.type.get_shape())
 
