@@ -199,6 +199,11 @@ class DeviceSpec(Mapping[str, Any]):
         return f"{TILE_MEMORY_NAME[self.target]} ({key} = {self.values[key]} B) of {self.name}"
 
     @property
+    def register_file_bytes(self) -> int:
+        """A GPU SM's register file (`regs_per_sm` 32-bit registers): the most one CTA's accumulators can hold."""
+        return 4 * self.values["regs_per_sm"]
+
+    @property
     def layout_tile(self) -> tuple[int, ...]:
         """The tile of a laid-out tensor's minor dims: (8, 128) vregs on a TPU, 320-wide vectors on an LPU."""
         return tuple(self.values[key] for key in LAYOUT_TILE_KEYS[self.target])

@@ -139,6 +139,12 @@ def lower_gpu(kernel: loop.KernelOp, device: DeviceSpec, heuristics: GpuHeuristi
         stages -= 1
     smem = fixed + stages * figures.pipelined_bytes
     _check_fits(kernel, smem, "shared memory", device)
+    if figures.register_bytes > device.register_file_bytes:
+        raise DoesNotFit(
+            f"kernel '{kernel.kernel_name.data}' needs {figures.register_bytes} B of accumulator registers with"
+            f" tile_sizes {list(kernel.tile_sizes.get_values())}, over the register file (regs_per_sm ="
+            f" {device['regs_per_sm']} x 4 B) of {device.name}; it needs smaller tiles (--schedule tile=...)"
+        )
     mma = device.mma_shape(dtype_of(kernel.outs[0].type.element_type)) if matrix else ()
     # Each thread keeps its share of the f32 accumulators (or of the output
     # tile) in registers, plus about 32 for addresses, indices and fragments.

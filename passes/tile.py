@@ -179,20 +179,37 @@ def device_need(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) ->
     return loads if device.target == "gpu" else loads + accumulator_bytes(kernel, tiles)
 
 
+def register_need(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> int:
+    """Bytes of a GPU CTA's register file its accumulators take (0 elsewhere: they are in `device_need`)."""
+    return accumulator_bytes(kernel, tiles) if device.target == "gpu" else 0
+
+
+def pressure(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> float:
+    """The largest share of a capacity the tiles take: over 1 means they do not fit."""
+    share = device_need(kernel, tiles, device) / device.tile_memory_bytes
+    if device.target == "gpu":
+        share = max(share, register_need(kernel, tiles, device) / device.register_file_bytes)
+    return share
+
+
 def fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> bool:
-    """Whether `kernel`'s on-chip tiles fit the memory tiles live in on `device`."""
-    return device_need(kernel, tiles, device) <= device.tile_memory_bytes
+    """Whether `kernel`'s tiles fit the memory tiles live in on `device` (and, on a GPU, its registers)."""
+    return pressure(kernel, tiles, device) <= 1
 
 
 def check_fits(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec, pinned: bool = False) -> None:
     """Raise `DoesNotFit` naming the kernel, its need and the capacity when its tiles do not fit `device`."""
+    remedy = "smaller tiles (--schedule tile=...) or a device with more" if pinned else "a device with more"
+    where = f"kernel '{kernel.kernel_name.data}' needs"
     need = device_need(kernel, tiles, device)
     if need > device.tile_memory_bytes:
-        remedy = "smaller tiles (--schedule tile=...) or a device with more" if pinned else "a device with more"
-        raise DoesNotFit(
-            f"kernel '{kernel.kernel_name.data}' needs {need} B of on-chip tiles with tile_sizes {list(tiles)},"
-            f" over the {device.tile_memory_text()}; it needs {remedy}"
-        )
+        raise DoesNotFit(f"{where} {need} B of on-chip tiles with tile_sizes {list(tiles)}, over the"
+                         f" {device.tile_memory_text()}; it needs {remedy}")
+    registers = register_need(kernel, tiles, device)
+    if device.target == "gpu" and registers > device.register_file_bytes:
+        raise DoesNotFit(f"{where} {registers} B of accumulator registers with tile_sizes {list(tiles)}, over"
+                         f" the register file (regs_per_sm = {device['regs_per_sm']} x 4 B) of {device.name};"
+                         f" it needs {remedy}")
 
 
 def _fill_rows(tiles: list[int], bounds: tuple[int, ...], cut: list[bool], rank: int, rows: int) -> None:
@@ -260,8 +277,8 @@ def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, 
     reports the kernel does not fit).
     """
     rank = len(shape_of(kernel.outputs[0]))
-    need = device_need(kernel, tiles, device)
-    while need > device.tile_memory_bytes:
+    need = pressure(kernel, tiles, device)
+    while need > 1:
         best = None
         for d in range(len(bounds)):
             if tiles[d] == 1:
@@ -269,7 +286,7 @@ def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, 
             halved = list(tiles)
             halved[d] = math.ceil(tiles[d] / 2) if d < rank else _largest_divisor(bounds[d], tiles[d] // 2)
             halved = tuple(halved)
-            if legal(kernel, halved) and (smaller := device_need(kernel, halved, device)) < need:
+            if legal(kernel, halved) and (smaller := pressure(kernel, halved, device)) < need:
                 if best is None or smaller < best[0]:
                     best = (smaller, halved)
         if best is None:
