@@ -19,16 +19,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
+from strata.backends.memory import DeviceMemory, memory_per_device
 from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp
+from strata.dialects.vocabulary import BATCH_ATTR, MODEL_FLOPS_ATTR
 
 COST_MODEL_VERSION = "4"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
+BATCH_SOURCE = "the `let` constant named like a batch (B, batch) that is every input's leading dim"
+MEMORY_KEY = {"gpu": "hbm_bytes", "tpu": "hbm_bytes", "lpu": "sram_bytes"}
+"""Per target, the spec key of one device's memory: what the model's resident bytes must fit."""
 MODELS = {"gpu": "strata.backends.gpu", "tpu": "strata.backends.systolic", "lpu": "strata.backends.lpu"}
 
 
@@ -60,6 +65,13 @@ class Report:
     peak_flops: float
     """The device's peak FLOP/s for the model's dominant dtype."""
     chips: int = 1
+    model_flops: int | None = None
+    """The graph's FLOPs, before padding to tiles (the module's `strata.model_flops`; None: not recorded)."""
+    batch: int | None = None
+    """Samples per run, when the frontend could tell (`strata.batch`)."""
+    memory: list[DeviceMemory] = field(default_factory=list)
+    """What each device holds (`backends/memory.py`)."""
+    memory_capacity_bytes: int = 0
 
     @property
     def time_s(self) -> float:
@@ -70,17 +82,33 @@ class Report:
         return sum(k.flops for k in self.kernels)
 
     def total(self) -> dict[str, Any]:
+        """
+        Totals: `flops` are the FLOPs the kernels issue (edge tiles padded),
+        `model_flops` the graph's; achieved FLOP/s and utilisation count the
+        model's, so padding never looks like useful work. `samples_per_s` is
+        given when the batch is known (`batch_source` says how).
+        """
         time_s = self.time_s
-        achieved = self.flops / time_s if time_s > 0 else 0.0
+        model_flops = self.model_flops if self.model_flops is not None else self.flops
+        achieved = model_flops / time_s if time_s > 0 else 0.0
+        per_device = [m.total_bytes for m in self.memory]
         return {
             "time_s": time_s,
             "flops": self.flops,
+            "model_flops": model_flops,
+            "issued_flops": self.flops,
             "bytes": sum(sum(k.bytes.values()) for k in self.kernels),
             "throughput_per_s": 1.0 / time_s if time_s > 0 else 0.0,
+            "batch": self.batch,
+            "batch_source": BATCH_SOURCE if self.batch is not None else None,
+            "samples_per_s": self.batch / time_s if self.batch is not None and time_s > 0 else None,
             "achieved_flops_per_s": achieved,
             "peak_flops_per_s": self.peak_flops,
             "utilisation": achieved / self.peak_flops if self.peak_flops else 0.0,
             "chips": self.chips,
+            "devices": max(self.chips, len(self.memory)),
+            "memory_per_device_bytes": max(per_device, default=0),
+            "memory_capacity_bytes": self.memory_capacity_bytes,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -116,4 +144,10 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
         raise ValueError("cost estimation needs hardware-stage IR: compile with --emit hardware")
     # Imported on use: the models import this module for its types.
     model: Callable[[ModuleOp, DeviceSpec], Report] = importlib.import_module(MODELS[spec.target]).estimate
-    return model(module, spec)
+    report = model(module, spec)
+    flops, batch = module.attributes.get(MODEL_FLOPS_ATTR), module.attributes.get(BATCH_ATTR)
+    report.model_flops = flops.value.data if isinstance(flops, IntegerAttr) else None
+    report.batch = batch.value.data if isinstance(batch, IntegerAttr) else None
+    report.memory = memory_per_device(fn, report.chips)
+    report.memory_capacity_bytes = int(spec[MEMORY_KEY[spec.target]])
+    return report

@@ -142,8 +142,11 @@ def compile(
     report = None
     if stage == Stage.HARDWARE:
         from strata.backends.cost import estimate
+        from strata.compiler.reports.report import check_memory
 
-        report = estimate(module, module_device(module)).as_json()
+        costed = estimate(module, module_device(module))
+        check_memory(costed)
+        report = costed.as_json()
     return Compiled(module, module_device(module), stage.value, report)
 
 

@@ -168,6 +168,9 @@ def cmd_compile(args) -> int:
         if wants_cost and emit == Stage.HARDWARE:
             device = module_device(module)
             costed[target] = estimate(module, device)
+            warning = reports.check_memory(costed[target])
+            if warning:
+                _stderr(warning)
             bandwidth[target] = device["hbm_bandwidth"] if "hbm_bandwidth" in device else device["sram_bandwidth"]
     _print_reports(costed, report_format)
     if args.plot:

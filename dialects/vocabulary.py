@@ -37,6 +37,14 @@ SHARDS_ATTR = "shards"
 CHIPS_ATTR = "tsp.chips"
 """Module `i64`: the LPU chips the program uses (pinned by a user or written by `place-chips`)."""
 
+# Facts about the model the frontend records on the module, for reports.
+MODEL_FLOPS_ATTR = "strata.model_flops"
+"""Module `i64`: the graph's FLOPs (`dialects/graph/flops.py`), before any padding to tiles."""
+BATCH_ATTR = "strata.batch"
+"""Module `i64`: the batch, when every input's leading dim is the same `let` constant named like one."""
+BATCH_NAMES = ("B", "batch", "BATCH", "batch_size")
+"""`let` constants taken to be the batch when they are every input's leading dim."""
+
 
 class IllegalSchedule(ValueError):
     """

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
 from strata.compiler.diagnostics import ModelError, SourceLoc, StrataError
 from strata.compiler.frontend.elaborate import Elaborator
 from strata.compiler.frontend.syntax import display_source, parse_program
+from strata.dialects.vocabulary import BATCH_ATTR, MODEL_FLOPS_ATTR
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 
@@ -32,7 +33,17 @@ def compile_source(source: str, filename: str, overrides: dict[str, int] | None 
         loc = elaborator.last_loc if elaborator is not None else SourceLoc(filename, 1, 1)
         raise ModelError(loc, "model nested too deeply to compile", display_source(source)) from None
     module.verify()
+    _record_model_facts(module, elaborator.batch())
     return module
+
+
+def _record_model_facts(module: ModuleOp, batch: int | None) -> None:
+    """The graph's FLOPs and the batch (when known) on the module, for reports at any later stage."""
+    from strata.compiler.reports.stats import model_stats
+
+    module.attributes[MODEL_FLOPS_ATTR] = IntegerAttr(model_stats(module).flops, 64)
+    if batch is not None:
+        module.attributes[BATCH_ATTR] = IntegerAttr(batch, 64)
 
 
 def read_source(path: str) -> str:

@@ -46,6 +46,7 @@ from strata.compiler.frontend.operations import (
     build_unary,
 )
 from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.vocabulary import BATCH_NAMES
 from strata.dialects.graph import shapes
 from strata.dialects.graph.dtypes import DTYPES, tensor_type, type_str
 
@@ -677,6 +678,7 @@ class Elaborator:
         if len(models) > 1:
             self.fail(models[1].loc, f"a file holds exactly one model; '{models[0].name}' is already defined")
         model = models[0]
+        self._model = model
         self.check_recursion()
         for let in self.program.lets:
             # Every constant is checked, used or not (a cycle is an error).
@@ -705,6 +707,20 @@ class Elaborator:
         )
         fn.location = loc_attr(model.loc)
         return ModuleOp([fn])
+
+    def batch(self) -> int | None:
+        """
+        The batch: the value of the `let` constant (named like a batch,
+        `BATCH_NAMES`) that is the leading dim of every model input; None
+        when the inputs do not share one.
+        """
+        model = self._model
+        leading = {arg.type.dims[0].id if arg.type.dims and isinstance(arg.type.dims[0], ast.Name) else None
+                   for arg in model.args if arg.type is not None}
+        if len(leading) != 1:
+            return None
+        name = leading.pop()
+        return self.const(name, model.loc) if name in BATCH_NAMES and name in self.lets else None
 
     def check_def_signature(self, defn: ast.Block) -> None:
         seen_int = False

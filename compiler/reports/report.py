@@ -9,8 +9,13 @@ JSON schema (`--report json`, formally `REPORT_SCHEMA` below), one object per ta
                   {level: bytes}, "time_s", "bound", "utilisation", ...target
                   extras: systolic "compute_cycles", "stall_cycles", "dataflow";
                   gpu "ctas", "waves", "occupancy"; lpu "chip", "cycles"}],
-     "total": {"time_s", "flops", "bytes", "throughput_per_s",
-               "achieved_flops_per_s", "peak_flops_per_s", "utilisation", "chips"}}
+     "total": {"time_s", "flops" (issued by the kernels, edge tiles padded),
+               "model_flops" (the graph's), "issued_flops", "bytes", "throughput_per_s",
+               "batch", "batch_source", "samples_per_s" (null when the batch is not known),
+               "achieved_flops_per_s" and "utilisation" (on the model's FLOPs),
+               "peak_flops_per_s", "chips", "devices", "memory_per_device_bytes"
+               (params, inputs and peak live activations of the fullest device),
+               "memory_capacity_bytes"}}
 
 `--target all` gives {"targets": {"gpu": {...}, "tpu": {...}, "lpu": {...}}}.
 """
@@ -24,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from strata.backends.cost import Report
+from strata.compiler.diagnostics import StrataError
 from strata.compiler.reports.stats import human
 
 _NUMBER = {"type": "number", "minimum": 0}
@@ -49,9 +55,19 @@ _SYSTOLIC_KERNEL = {
 }
 _TOTAL = {
     "type": "object",
-    "required": ["time_s", "flops", "bytes", "throughput_per_s", "achieved_flops_per_s",
-                 "peak_flops_per_s", "utilisation", "chips"],
-    "properties": {"time_s": {"type": "number", "exclusiveMinimum": 0}, "chips": {"type": "integer", "minimum": 1}},
+    "required": ["time_s", "flops", "model_flops", "issued_flops", "bytes", "throughput_per_s",
+                 "achieved_flops_per_s", "peak_flops_per_s", "utilisation", "chips", "devices",
+                 "memory_per_device_bytes", "memory_capacity_bytes", "batch", "batch_source", "samples_per_s"],
+    "properties": {
+        "time_s": {"type": "number", "exclusiveMinimum": 0},
+        "chips": {"type": "integer", "minimum": 1},
+        "devices": {"type": "integer", "minimum": 1},
+        "model_flops": {"type": "integer", "minimum": 0},
+        "issued_flops": {"type": "integer", "minimum": 0},
+        "memory_per_device_bytes": {"type": "integer", "minimum": 0},
+        "batch": {"type": ["integer", "null"], "minimum": 1},
+        "samples_per_s": {"type": ["number", "null"], "minimum": 0},
+    },
 }
 REPORT_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -104,12 +120,38 @@ def kernel_table(report: Report) -> Table:
     return table
 
 
+def check_memory(report: Report) -> str | None:
+    """
+    On HBM targets, a model whose resident bytes exceed one device's memory
+    is an error (`StrataError`); on the LPU, where `place-chips` places the
+    weights by SRAM but not yet the activations, the returned warning says
+    which chip is over.
+    """
+    fullest = max(range(len(report.memory)), key=lambda d: report.memory[d].total_bytes, default=None)
+    if fullest is None or report.memory[fullest].total_bytes <= report.memory_capacity_bytes:
+        return None
+    use = report.memory[fullest]
+    detail = (f"{use.total_bytes:,} B (params {use.params_bytes:,}, inputs {use.inputs_bytes:,}, peak activations"
+              f" {use.activations_bytes:,})")
+    if report.target == "lpu":
+        return (f"warning: chip {fullest} holds {detail}, over the {report.memory_capacity_bytes:,} B of SRAM of"
+                f" {report.device}: place-chips fits the weights per chip, not yet the activations")
+    raise StrataError(
+        f"error: the model needs {detail} on {len(report.memory)} {report.target} device(s), over the"
+        f" {report.memory_capacity_bytes:,} B of HBM of {report.device}; spreading a model over several"
+        f" {report.target} devices is not implemented yet"
+    )
+
+
 def totals_line(report: Report) -> str:
     t = report.total()
+    samples = f", {human(t['samples_per_s'])} samples/s at batch {t['batch']}" if t["batch"] is not None else ""
+    issued = f" ({human(t['issued_flops'], 'FLOP')} issued)" if t["issued_flops"] != t["model_flops"] else ""
     return (
-        f"total: {human(t['time_s'], 's')} ({human(t['throughput_per_s'])} inferences/s), "
-        f"{human(t['flops'], 'FLOP')}, {human(t['achieved_flops_per_s'], 'FLOP/s')} of "
-        f"{human(t['peak_flops_per_s'], 'FLOP/s')} peak ({t['utilisation']:.1%}), {t['chips']} chip(s)"
+        f"total: {human(t['time_s'], 's')} ({human(t['throughput_per_s'])} inferences/s{samples}), "
+        f"{human(t['model_flops'], 'FLOP')}{issued}, {human(t['achieved_flops_per_s'], 'FLOP/s')} of "
+        f"{human(t['peak_flops_per_s'], 'FLOP/s')} peak ({t['utilisation']:.1%}), {t['devices']} device(s)"
+        f" holding {human(t['memory_per_device_bytes'], 'B')} each of {human(t['memory_capacity_bytes'], 'B')}"
     )
 
 

@@ -1,0 +1,133 @@
+"""
+The memory a compiled model holds on each device, from hardware-stage IR.
+
+Per device: the params it keeps resident (weights, and state such as KV
+caches written as params), the model inputs (on device 0) and the peak of
+its live activations. Activations are the function's buffers (`memref.alloc`
+results and the outputs), live from the op that allocates them to their last
+use in program order (a view aliases its source; a returned buffer lives to
+the end; a param relaid into the kernels' layout counts as the param). On
+the LPU every buffer lives on the chip of the program that
+writes it (a `tsp.transfer`'s destination on the chip it moves to), and a
+kernel's params on the chips it runs on, split evenly over its shards; on
+one-device targets everything is device 0.
+
+Assumes: params are never written (they are model weights or resident state
+the next step reads), and buffers are not reused in place, which is what
+`lower-to-loops` emits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects import func, memref
+from xdsl.ir import SSAValue
+
+from strata.dialects import loop
+from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.hardware import tsp
+from strata.dialects.vocabulary import type_bytes
+
+
+@dataclass
+class DeviceMemory:
+    """Bytes one device holds: resident params, model inputs, and the peak of live activations."""
+
+    params_bytes: int = 0
+    inputs_bytes: int = 0
+    activations_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.params_bytes + self.inputs_bytes + self.activations_bytes
+
+
+def _arguments(fn: func.FuncOp, attr: str) -> list[SSAValue]:
+    block = fn.body.block
+    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
+    return [arg for arg, a in zip(block.args, attrs) if a is not None and attr in a.data]
+
+
+def _roots(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
+    """Each value to the buffer that holds it: views alias their source."""
+    roots = {arg: arg for arg in fn.body.block.args}
+    for op in fn.body.block.ops:
+        for result in op.results:
+            roots[result] = roots.get(op.source, result) if isinstance(op, loop.ViewOp) else result
+    return roots
+
+
+def _param_of(fn: func.FuncOp, roots) -> dict[SSAValue, SSAValue]:
+    """Buffers holding a param's values (it, its views, its relaid copies) to that param."""
+    params = {arg: arg for arg in _arguments(fn, PARAM_ATTR)}
+    for op in fn.body.block.ops:
+        if isinstance(op, loop.CopyOp) and roots[op.source] in params:
+            params[roots[op.dest]] = params[roots[op.source]]
+    return params
+
+
+def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
+    """The device each buffer lives on (only the LPU places buffers off device 0)."""
+    homes: dict[SSAValue, int] = {}
+    for op in fn.body.block.ops:
+        if isinstance(op, tsp.ProgramOp):
+            for value in op.outs:
+                homes.setdefault(roots[value], op.chip.value.data)
+        elif isinstance(op, tsp.TransferOp):
+            homes[roots[op.dest]] = op.to_chip.value.data
+    return homes
+
+
+def _peak_activations(fn: func.FuncOp, roots, homes, devices: int, params) -> list[int]:
+    """
+    Per device, the most bytes of allocated buffers live at once. A param
+    relaid into the kernels' layout is the weight itself, held in that
+    layout (counted with the params), not an activation.
+    """
+    ops = list(fn.body.block.ops)
+    born: dict[SSAValue, int] = {}
+    last: dict[SSAValue, int] = {}
+    for index, op in enumerate(ops):
+        if isinstance(op, memref.AllocOp) and op.memref not in params:
+            born[op.memref] = index
+        for value in op.operands:
+            root = roots.get(value, value)
+            if root in born:
+                last[root] = len(ops) if isinstance(op, func.ReturnOp) else index
+    live = [0] * devices
+    peak = [0] * devices
+    events = sorted([(i, 1, b) for b, i in born.items()] + [(last.get(b, i) + 0.5, -1, b) for b, i in born.items()],
+                    key=lambda e: (e[0], -e[1]))
+    for _, sign, buffer in events:
+        device = homes.get(buffer, 0)
+        live[device] += sign * type_bytes(buffer.type)
+        peak[device] = max(peak[device], live[device])
+    return peak
+
+
+def memory_per_device(module_fn: func.FuncOp, devices: int = 1) -> list[DeviceMemory]:
+    """What each of `devices` devices holds for the model function `module_fn` (hardware stage)."""
+    roots = _roots(module_fn)
+    homes = _homes(module_fn, roots)
+    devices = max([devices, *(h + 1 for h in homes.values())])
+    use = [DeviceMemory() for _ in range(devices)]
+    params = _param_of(module_fn, roots)
+    placed: set[tuple[SSAValue, int]] = set()
+    for op in module_fn.body.block.ops:
+        if not isinstance(op, tsp.ProgramOp):
+            continue
+        chip, shards = op.chip.value.data, op.shards.value.data
+        for value in op.ins:
+            param = params.get(roots[value])
+            if param is not None and (param, chip) not in placed:
+                placed.add((param, chip))
+                for shard in range(chip, chip + shards):
+                    use[shard].params_bytes += type_bytes(param.type) // shards
+    # One-device targets (and params no LPU program reads) stay on device 0.
+    read_on_chips = {param for param, _ in placed}
+    use[0].params_bytes += sum(type_bytes(p.type) for p in _arguments(module_fn, PARAM_ATTR) if p not in read_on_chips)
+    use[0].inputs_bytes = sum(type_bytes(a.type) for a in _arguments(module_fn, INPUT_ATTR))
+    for device, peak in enumerate(_peak_activations(module_fn, roots, homes, devices, params)):
+        use[device].activations_bytes = peak
+    return use
