@@ -76,6 +76,9 @@ def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
                 homes.setdefault(roots[value], op.chip.value.data)
         elif isinstance(op, tsp.TransferOp):
             homes[roots[op.dest]] = op.to_chip.value.data
+        elif isinstance(op, loop.CopyOp) and roots[op.source] in homes:
+            # A relayout copy stays on its source's chip.
+            homes.setdefault(roots[op.dest], homes[roots[op.source]])
     return homes
 
 
