@@ -13,6 +13,7 @@ import gc
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,26 @@ MAX_RUN_ELEMENTS = 2**31
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number, got '{text}'") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is between 0 and 2**63 - 1, got {value}")
+    return value
+
+
+def _plot_path(text: str) -> str:
+    """`--plot FILE`: a .png, .svg or .pdf in a folder that exists, checked before any work."""
+    path = Path(text)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise argparse.ArgumentTypeError(f"the plot is written as .png, .svg or .pdf, not '{path.name}'")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {path.name} into")
+    return text
 
 
 def _define(text: str) -> tuple[str, int]:
@@ -186,8 +207,21 @@ def _tune_options(args):
         raise StrataError("error: --budget must be at least 1")
     if args.jobs < 1:
         raise StrataError("error: --jobs must be at least 1")
-    db = TuningDatabase(args.db or default_path())
+    db = TuningDatabase(_usable_database(Path(args.db) if args.db else default_path()))
     return Options(args.budget, args.strategy, args.seed, args.jobs, args.time_limit, db)
+
+
+def _usable_database(path: Path) -> Path:
+    """The tuning database's path, refused early unless it is (or can be) a regular file strata may append to."""
+    if path.exists() and not path.is_file():
+        raise StrataError(f"error: the tuning database {path} is not a regular file; give a file path with --db")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise StrataError(f"error: cannot write the tuning database {path}: {err.strerror}; give another with --db") from None
+    return path
 
 
 def _autotune(module, target: str, args, devices):
@@ -313,7 +347,7 @@ def _add_tune_options(parser: argparse.ArgumentParser) -> None:
                         help="evaluations per kernel (default: 10%% of its space, at least 16)")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default=DEFAULT_STRATEGY,
                         help=f"search strategy (default: {DEFAULT_STRATEGY})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the search (default 0): same seed, same result")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the search (default 0): same seed, same result")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="evaluate N points in parallel")
     parser.add_argument("--db", metavar="FILE",
                         help="tuning database (default: $STRATA_TUNING_DB or ~/.cache/strata/tuning.jsonl)")
@@ -347,7 +381,7 @@ def _compile_parser(sub) -> None:
     p.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
                    help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
                    " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
-    p.add_argument("--plot", metavar="FILE.png", help="draw a roofline of the kernels to FILE.png")
+    p.add_argument("--plot", metavar="FILE.png", type=_plot_path, help="draw a roofline of the kernels to FILE.png")
     p.add_argument("--autotune", action="store_true",
                    help="tune fusion, layout, tiles, loop order, dataflow and chips first (see `strata tune`)")
     _add_tune_options(p)
@@ -375,7 +409,7 @@ def _run_parser(sub) -> None:
     _add_defines(p)
     p.add_argument("--weights", metavar="W.npz", help="weights keyed by param path (attn.0.w_qkv)")
     p.add_argument("--inputs", metavar="X.npz", help="inputs keyed by model argument name")
-    p.add_argument("--seed", type=int, default=0, help="seed for drawn inputs and weights (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for drawn inputs and weights (default 0)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write outputs to OUT.npz")
     _add_target(p)
     p.add_argument("--through", choices=[s.value for s in STAGE_ORDER], default=None,
@@ -445,7 +479,7 @@ def _fuzz_parser(sub) -> None:
                        " 'fuse{epilogue=false},assign-layout,tile{sizes=4,4,4},lower-to-loops'")
     p.add_argument("--examples", type=int, metavar="N",
                    help="models to check (default: 100 with --profile ci, 1000 with thorough)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random models and their values (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random models and their values (default 0)")
     p.add_argument("--profile", choices=["ci", "thorough"], default="ci",
                    help="ci: models of up to 8 statements, 100 examples; thorough: up to 12, 1000 (default: ci)")
     p.add_argument("-o", "--output", metavar="FILE", default="strata-fuzz-failure.model",
@@ -467,8 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings read `warning: ...`, not as Python's source-and-class lines."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
     # IR is many small long-lived objects: collecting the young generation
     # less often makes large compiles about 20% faster and keeps them linear.

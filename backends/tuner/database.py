@@ -15,9 +15,10 @@ whose kernel, target, device, space version and cost-model version all
 match exactly, so a changed cost model or search space never reuses stale
 figures.
 
-Robustness: a line that is not JSON (corrupt, or the truncated last line of
-a crashed writer), or not a record of this format, is skipped with a
-`warnings.warn` naming the file and line; records from other space or
+Robustness: a line that is not JSON (corrupt, nested too deep, or the
+truncated last line of a crashed writer), or not a record of this format
+(a cost that is not a positive number of seconds included), is skipped with
+a `warnings.warn` naming the file and line; records from other space or
 cost-model versions are skipped with one warning per file. Nothing in the
 file ever raises.
 
@@ -110,6 +111,9 @@ def _malformed(record: Any) -> str | None:
         value = record[name]
         if isinstance(value, bool) or not isinstance(value, kind):
             return f"field '{name}' has the wrong type"
+    cost = record["cost"]
+    if cost is not None and not (math.isfinite(cost) and cost > 0):
+        return f"cost {cost!r} is not a positive number of seconds"
     return None
 
 
@@ -139,7 +143,7 @@ class TuningDatabase:
                 try:
                     record = json.loads(raw.decode("utf-8"))
                     problem = _malformed(record)
-                except (UnicodeDecodeError, ValueError):
+                except (UnicodeDecodeError, ValueError, RecursionError):
                     record, problem = None, "not valid JSON" + (
                         "" if raw.endswith(b"\n") else " (truncated last line)"
                     )

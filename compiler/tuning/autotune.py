@@ -26,7 +26,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -159,7 +161,9 @@ class _Evaluations:
             return [_safe(self.evaluator, p) for p in points]
         if self._pool is None:
             _WORKER = self.evaluator
-            self._pool = multiprocessing.get_context("fork").Pool(self.jobs)
+            # More workers than cores or than points only cost forks.
+            workers = min(self.jobs, os.cpu_count() or 1, len(points))
+            self._pool = multiprocessing.get_context("fork").Pool(workers)
         return self._pool.map(_evaluate_in_worker, points)
 
     def close(self) -> None:
@@ -263,6 +267,10 @@ def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options,
         budget = options.budget or max(16, math.ceil(0.1 * space.size))
         evaluations = _Evaluations(KernelEvaluator(standalone(first, cache.spec), cache.spec), options.jobs)
         table = cache.table(digest)
+        foreign = len(set(table) - {point_key(p) for p in space.points})
+        if foreign:
+            warnings.warn(f"{foreign} tuning record(s) of kernel '{first.kernel_name.data}' are not points of its"
+                          f" space on {cache.spec.name} (illegal there): not used", stacklevel=2)
 
         def evaluate(points: list[dict], digest=digest, evaluations=evaluations) -> list[float]:
             costs = evaluations(points)

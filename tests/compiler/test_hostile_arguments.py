@@ -1,0 +1,70 @@
+"""
+Hostile arguments end in a clear exit 1 (or 2 for usage), never an internal
+error (exit 3), a traceback or an exception class name (issue 18's classes
+that this walk covers so far).
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from strata.compiler.cli import main
+
+ROOT = Path(__file__).parents[2]
+MLP = "samples/mlp.model"
+EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["run", MLP, "--seed", "-1"], 2, "a seed is between 0 and 2**63 - 1"),
+    (["tune", MLP, "--seed", "x"], 2, "a seed is a whole number"),
+    (["compile", MLP, "--plot", "{tmp}/x.txt"], 2, "written as .png, .svg or .pdf"),
+    (["compile", MLP, "--plot", "{tmp}/plot"], 2, "written as .png, .svg or .pdf"),
+    (["compile", MLP, "--plot", "{tmp}/missing/x.png"], 2, "no folder"),
+    (["tune", MLP, "--db", "{tmp}"], 1, "is not a regular file"),
+    (["compile", MLP, "--target", "lpu", "--schedule", "chips=-1"], 1, "chips must be 0 (as few as fit) or more"),
+    (["compile", MLP, "--device", "a100", "--device-file", "backends/specs/h100.toml"], 1, "not both"),
+    (["compile", MLP, "--spec", "smem_per_block_bytes=8"], 1, "it needs a device with more"),
+])
+def test_hostile_arguments_are_clean_errors(argv, code, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    argv = [str(ROOT / a) if a.startswith(("samples/", "backends/")) else a for a in argv]
+    got, _, err = _run(argv, capsys)
+    assert got == code, err
+    assert message in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not EXCEPTION_NAME.search(err), err
+
+
+def test_a_poisoned_tuning_database_is_not_trusted(tmp_path, capsys):
+    """Records whose cost is negative, zero or not a number are skipped with a warning, never chosen."""
+    root = ROOT
+    db = tmp_path / "db.jsonl"
+    clean = tmp_path / "clean.jsonl"
+    assert main(["tune", str(root / MLP), "--budget", "4", "--db", str(clean), "--report", "json"]) == 0
+    honest = json.loads(capsys.readouterr().out)["total"]
+    poisoned = []
+    for line in clean.read_text().splitlines():
+        for cost in (-1.0, 0.0, float("nan")):
+            record = json.loads(line)
+            record["cost"] = cost
+            poisoned.append(json.dumps(record))
+    db.write_text("\n".join(poisoned) + "\n")
+    assert main(["tune", str(root / MLP), "--budget", "4", "--db", str(db), "--report", "json"]) == 0
+    out, err = capsys.readouterr()
+    tuned = json.loads(out)["total"]
+    assert "is not a positive number of seconds" in err and "warning: " in err and "UserWarning" not in err
+    assert tuned["tuned_time_s"] == pytest.approx(honest["tuned_time_s"])
+    assert tuned["tuned_time_s"] > 0
