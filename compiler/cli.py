@@ -501,14 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings read `warning: ...`, not as Python's source-and-class lines."""
-    print(f"warning: {message}", file=sys.stderr)
+    return f"warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
     # IR is many small long-lived objects: collecting the young generation
     # less often makes large compiles about 20% faster and keeps them linear.

@@ -407,7 +407,7 @@ def test_database_skips_bad_lines_with_warnings(tmp_path):
 def _writer(path: str, worker: int, count: int) -> None:
     db = TuningDatabase(path)
     for j in range(count):
-        db.record(TuningKey("k" * 16, "gpu", "d" * 16), {"tiles": (worker, j), "order": (0, 1, 2)}, worker + j / 1000)
+        db.record(TuningKey("k" * 16, "gpu", "d" * 16), {"tiles": (worker, j), "order": (0, 1, 2)}, worker + 1 + j / 1000)
 
 
 def test_concurrent_appends_keep_every_line(tmp_path):
