@@ -24,16 +24,14 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from strata.backends.memory import DeviceMemory, memory_per_device
 from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
-from strata.dialects.hardware import HardwareKernelOp
-from strata.dialects.vocabulary import BATCH_ATTR, MODEL_FLOPS_ATTR
+from strata.dialects.hardware import HardwareKernelOp, TransferOp
+from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, type_bytes
 
 COST_MODEL_VERSION = "4"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
 BATCH_SOURCE = "the `let` constant named like a batch (B, batch) that is every input's leading dim"
-MEMORY_KEY = {"gpu": "hbm_bytes", "tpu": "hbm_bytes", "lpu": "sram_bytes"}
-"""Per target, the spec key of one device's memory: what the model's resident bytes must fit."""
 MODELS = {"gpu": "strata.backends.gpu", "tpu": "strata.backends.systolic", "lpu": "strata.backends.lpu"}
 
 
@@ -133,6 +131,31 @@ def relayout_copies(module: ModuleOp) -> list[loop.CopyOp]:
     return [op for op in model_function(module).body.block.ops if isinstance(op, loop.CopyOp)]
 
 
+def transfers(module: ModuleOp) -> list[TransferOp]:
+    """The device-to-device moves between pipeline stages, in program order."""
+    return [op for op in model_function(module).body.block.ops if isinstance(op, TransferOp)]
+
+
+def chips(module: ModuleOp) -> int:
+    """The chips the program uses (`strata.chips`, written by `place-chips`), at least 1."""
+    attr = module.attributes.get(CHIPS_ATTR)
+    return attr.value.data if isinstance(attr, IntegerAttr) else 1
+
+
+def link_transfer_cost(op: TransferOp, bandwidth: float, index: int, where: str) -> KernelCost:
+    """
+    A buffer moved between two chips at `bandwidth` bytes/s one way over one
+    link (`where` names the spec's figure). No per-message latency is
+    modelled: the device specs have no sourced figure for it.
+    """
+    size = type_bytes(op.source.type)
+    return KernelCost(
+        name=f"transfer_{index}", kind="transfer", ops=[op.name], flops=0, bytes={"link": size},
+        time_s=size / bandwidth, bound="transfer", utilisation=0.0,
+        extra={"from_chip": op.from_chip.value.data, "to_chip": op.to_chip.value.data, "link": where},
+    )
+
+
 def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     """Cost `module` (hardware stage) on the device `spec` describes."""
     import importlib
@@ -149,5 +172,5 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     report.model_flops = flops.value.data if isinstance(flops, IntegerAttr) else None
     report.batch = batch.value.data if isinstance(batch, IntegerAttr) else None
     report.memory = memory_per_device(fn, report.chips)
-    report.memory_capacity_bytes = int(spec[MEMORY_KEY[spec.target]])
+    report.memory_capacity_bytes = spec.memory_bytes
     return report

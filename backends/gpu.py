@@ -35,8 +35,8 @@ import math
 
 from xdsl.dialects.builtin import ModuleOp
 
-from strata.backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
-from strata.dialects.device import DeviceSpec
+from strata.backends.cost import KernelCost, Report, chips, hardware_kernels, link_transfer_cost, relayout_copies, transfers
+from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import simt
 from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
@@ -199,9 +199,19 @@ def copy_cost(copy, spec: DeviceSpec, index: int) -> KernelCost:
     )
 
 
+def link_bandwidth(spec: DeviceSpec) -> float:
+    """One direction of the NVLink between two GPUs: half the spec's bidirectional `nvlink_bandwidth`."""
+    if "nvlink_bandwidth" not in spec:
+        raise SpecError(f"{spec.name}: moving buffers between GPUs needs 'nvlink_bandwidth' in the spec")
+    return spec["nvlink_bandwidth"] / 2
+
+
 def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     kernels = hardware_kernels(module)
     costs = [kernel_cost(k, spec) for k in kernels]
     costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
+    moves = transfers(module)
+    costs += [link_transfer_cost(t, link_bandwidth(spec), i, "nvlink_bandwidth / 2") for i, t in enumerate(moves)]
     dtype = dominant_dtype(((k.operand_dtype(), k.figure("matrix_flops")) for k in kernels), "f32")
-    return Report("gpu", spec.name, costs, tensor_peak(spec, dtype))
+    used = chips(module)
+    return Report("gpu", spec.name, costs, used * tensor_peak(spec, dtype), chips=used)

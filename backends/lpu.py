@@ -105,7 +105,7 @@ from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects import loop
 from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.hardware import tsp
-from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
+from strata.dialects.vocabulary import CHIPS_ATTR, dominant_dtype, element_bytes, type_bytes
 
 INT8_TYPES = ("i8", "ui8", "si8")
 DRAGONFLY_HOPS = 3
@@ -447,7 +447,7 @@ def schedule(module: ModuleOp, spec: DeviceSpec) -> list[KernelCost]:
 
 
 def chips(module: ModuleOp) -> int:
-    attr = module.attributes.get(tsp.CHIPS_ATTR)
+    attr = module.attributes.get(CHIPS_ATTR)
     if isinstance(attr, IntegerAttr):
         return attr.value.data
     programs = [op for op in module.walk() if isinstance(op, tsp.ProgramOp)]

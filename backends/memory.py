@@ -6,11 +6,12 @@ caches written as params), the model inputs (on device 0) and the peak of
 its live activations. Activations are the function's buffers (`memref.alloc`
 results and the outputs), live from the op that allocates them to their last
 use in program order (a view aliases its source; a returned buffer lives to
-the end; a param relaid into the kernels' layout counts as the param). On
-the LPU every buffer lives on the chip of the program that
-writes it (a `tsp.transfer`'s destination on the chip it moves to), and a
-kernel's params on the chips it runs on, split evenly over its shards; on
-one-device targets everything is device 0.
+the end; a param relaid into the kernels' layout counts as the param). Every
+buffer lives on the chip of the kernel that
+writes it (a transfer's destination on the chip it moves to), and a
+kernel's params on the chips it runs on, split evenly over its shards (LPU);
+GPU and TPU kernels placed on several chips (pipeline stages) carry a
+`chip` attribute; without one everything is chip 0.
 
 Assumes: params are never written (they are model weights or resident state
 the next step reads), and buffers are not reused in place, which is what
@@ -22,11 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.dialects import func, memref
+from xdsl.dialects.builtin import IntegerAttr
 from xdsl.ir import SSAValue
 
 from strata.dialects import loop
 from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
-from strata.dialects.hardware import tsp
+from strata.dialects.hardware import HardwareKernelOp, TransferOp, tsp
+from strata.dialects.vocabulary import CHIP_ATTR
 from strata.dialects.vocabulary import type_bytes
 
 
@@ -67,14 +70,20 @@ def _param_of(fn: func.FuncOp, roots) -> dict[SSAValue, SSAValue]:
     return params
 
 
+def kernel_chip(op: HardwareKernelOp) -> int:
+    """The chip a hardware kernel runs on: the LPU's `chip`, a GPU/TPU kernel's `chip` attribute, else 0."""
+    attr = getattr(op, "chip", None) if isinstance(op, tsp.ProgramOp) else op.attributes.get(CHIP_ATTR)
+    return attr.value.data if isinstance(attr, IntegerAttr) else 0
+
+
 def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
-    """The device each buffer lives on (only the LPU places buffers off device 0)."""
+    """The device each buffer lives on."""
     homes: dict[SSAValue, int] = {}
     for op in fn.body.block.ops:
-        if isinstance(op, tsp.ProgramOp):
+        if isinstance(op, HardwareKernelOp):
             for value in op.outs:
-                homes.setdefault(roots[value], op.chip.value.data)
-        elif isinstance(op, tsp.TransferOp):
+                homes.setdefault(roots[value], kernel_chip(op))
+        elif isinstance(op, TransferOp):
             homes[roots[op.dest]] = op.to_chip.value.data
         elif isinstance(op, loop.CopyOp) and roots[op.source] in homes:
             # A relayout copy stays on its source's chip.
@@ -118,9 +127,10 @@ def memory_per_device(module_fn: func.FuncOp, devices: int = 1) -> list[DeviceMe
     params = _param_of(module_fn, roots)
     placed: set[tuple[SSAValue, int]] = set()
     for op in module_fn.body.block.ops:
-        if not isinstance(op, tsp.ProgramOp):
+        if not isinstance(op, HardwareKernelOp):
             continue
-        chip, shards = op.chip.value.data, op.shards.value.data
+        chip = kernel_chip(op)
+        shards = op.shards.value.data if isinstance(op, tsp.ProgramOp) else 1
         for value in op.ins:
             param = params.get(roots[value])
             if param is not None and (param, chip) not in placed:

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.backends import systolic_math
-from strata.backends.cost import KernelCost, Report, hardware_kernels, relayout_copies
+from strata.backends.cost import KernelCost, Report, chips, hardware_kernels, link_transfer_cost, relayout_copies, transfers
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import systolic
 from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
@@ -232,5 +232,21 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     programs = [k for k in hardware_kernels(module) if isinstance(k, systolic.ProgramOp)]
     costs = [program_cost(p, spec) for p in programs]
     costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
+    moves = transfers(module)
+    costs += [link_transfer_cost(t, link_bandwidth(spec), i, "one ICI link") for i, t in enumerate(moves)]
     dtype = dominant_dtype(((p.operand_dtype(), p.figure("matrix_flops")) for p in programs), "bf16")
-    return Report("tpu", spec.name, costs, array_peak(spec, dtype))
+    used = chips(module)
+    return Report("tpu", spec.name, costs, used * array_peak(spec, dtype), chips=used)
+
+
+def link_bandwidth(spec: DeviceSpec) -> float:
+    """
+    One direction of one ICI link between neighbouring chips:
+    `ici_link_bandwidth`, else the bidirectional `ici_bandwidth` over
+    `ici_ports` ports, halved.
+    """
+    if "ici_link_bandwidth" in spec:
+        return spec["ici_link_bandwidth"]
+    if "ici_bandwidth" in spec and "ici_ports" in spec:
+        return spec["ici_bandwidth"] / spec["ici_ports"] / 2
+    raise SpecError(f"{spec.name}: moving buffers between TPU chips needs 'ici_link_bandwidth' in the spec")

@@ -145,11 +145,43 @@ def _compile_one(args, target: str, targets: list[str], emit: Stage, report_form
         passes = list(parse_pipeline(args.pass_pipeline).passes)
     else:
         passes = passes_between(target, detect_stage(module), emit)
-    passes = apply_schedule(passes, parse_schedule(args.schedule))
+    passes = apply_schedule(passes, parse_schedule(args.schedule + _devices_schedule(args)))
     compile_module(module, target, emit, _dump_options(args), passes, devices.get(target))
+    _say_chips(module, target, args)
     if args.output or (args.emit is not None and args.output in (None, "-")):
         _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
     return module
+
+
+def _devices(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the number of devices is a whole number from 1, got '{text}'")
+    return value
+
+
+def _devices_schedule(args) -> list[str]:
+    """`--devices N` pins the chips `place-chips` spreads the model over."""
+    return [f"chips={args.devices}"] if getattr(args, "devices", None) else []
+
+
+def _say_chips(module: ModuleOp, target: str, args) -> None:
+    """Without `--devices`, say when the model needed more than one device to hold its weights."""
+    from strata.dialects.vocabulary import CHIPS_ATTR
+
+    chips = module.attributes.get(CHIPS_ATTR)
+    if getattr(args, "devices", None) is None and chips is not None and chips.value.data > 1:
+        _stderr(f"note: compiled for {chips.value.data} {target} devices, the fewest that hold the weights"
+                f" (pin another count with --devices N)")
+
+
+def _add_devices(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=_devices, metavar="N",
+                        help="spread the model over N devices, pipeline stages of consecutive kernels"
+                        " (default: the fewest whose memory holds the weights)")
 
 
 def _print_reports(costed: dict, report_format: str) -> None:
@@ -318,7 +350,9 @@ def cmd_run(args) -> int:
     if args.through is not None or args.backend == "mlir" or devices:
         attach_device(module, devices.get(args.target), args.target)
     if args.through is not None:
-        compile_module(module, args.target, Stage(args.through))
+        passes = passes_between(args.target, detect_stage(module), Stage(args.through))
+        compile_module(module, args.target, Stage(args.through),
+                       pipeline=apply_schedule(passes, parse_schedule(_devices_schedule(args))))
     if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
         from strata.compiler.execution import native
 
@@ -378,6 +412,7 @@ def _compile_parser(sub) -> None:
                    help="cost report on stdout: a table per kernel with totals (default when the IR is not"
                    " printed), or JSON (schema in the README)")
     add_device_options(p)
+    _add_devices(p)
     p.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
                    help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
                    " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
@@ -416,6 +451,7 @@ def _run_parser(sub) -> None:
                    help="lower the model to this stage first and execute that IR (default: run the"
                    " input at its own stage: graph for a .model file)")
     add_device_options(p)
+    _add_devices(p)
     p.add_argument("--backend", choices=["interpreter", "mlir"], default="interpreter",
                    help="execute with the NumPy reference / loop interpreter (default), or lower the loop stage"
                    " for --target through upstream MLIR (export-mlir, mlir-opt-22, LLVM) and run it natively")

@@ -63,12 +63,11 @@ def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]],
     (tiles, chip placement) are passes that write attributes, lowerings
     only read them.
     """
-    placement = (PlaceChipsPass(),) if target == "lpu" else ()
     return (
         (Stage.FUSED, (FusePass(target=target),)),
         (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
         (Stage.LOOP, (TilePass(target=target), LowerToLoopsPass())),
-        (Stage.HARDWARE, (*placement, LowerToHardwarePass(target=target))),
+        (Stage.HARDWARE, (PlaceChipsPass(), LowerToHardwarePass(target=target))),
     )
 
 

@@ -56,6 +56,9 @@ TILE_MEMORY: dict[str, str] = {"gpu": "smem_per_block_bytes", "tpu": "vmem_bytes
 
 TILE_MEMORY_NAME: dict[str, str] = {"gpu": "shared memory per block", "tpu": "VMEM", "lpu": "SRAM"}
 
+MEMORY: dict[str, str] = {"gpu": "hbm_bytes", "tpu": "hbm_bytes", "lpu": "sram_bytes"}
+"""Per target, the spec key of one device's memory: what its share of the weights and activations must fit."""
+
 LAYOUT_TILE_KEYS: dict[str, tuple[str, ...]] = {
     "gpu": (),
     "tpu": ("vreg_sublanes", "vreg_lanes"),
@@ -192,6 +195,11 @@ class DeviceSpec(Mapping[str, Any]):
     def tile_memory_bytes(self) -> int:
         """Capacity of the memory one kernel's on-chip tiles must fit in (`TILE_MEMORY`)."""
         return self.values[TILE_MEMORY[self.target]]
+
+    @property
+    def memory_bytes(self) -> int:
+        """One device's memory (`MEMORY`): HBM on a GPU or TPU, SRAM on an LPU."""
+        return int(self.values[MEMORY[self.target]])
 
     def tile_memory_text(self) -> str:
         """`shared memory per block (smem_per_block_bytes = 232448 B) of h100`: for errors."""

@@ -34,8 +34,8 @@ CHIP_ATTR = "chip"
 """`i64`: the first LPU chip a kernel runs on (written by `place-chips`)."""
 SHARDS_ATTR = "shards"
 """`i64`: how many consecutive chips a kernel's weights are sharded over."""
-CHIPS_ATTR = "tsp.chips"
-"""Module `i64`: the LPU chips the program uses (pinned by a user or written by `place-chips`)."""
+CHIPS_ATTR = "strata.chips"
+"""Module `i64`: the chips (devices) the program uses, pinned by a user or written by `place-chips`."""
 
 # Facts about the model the frontend records on the module, for reports.
 MODEL_FLOPS_ATTR = "strata.model_flops"

@@ -43,7 +43,7 @@ from xdsl.passes import ModulePass
 
 from strata.dialects import loop
 from strata.dialects.graph import ops as g
-from strata.dialects.hardware import simt, systolic, tsp
+from strata.dialects.hardware import TRANSFER_OPS, simt, systolic, tsp
 from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
 from strata.passes._figures import Figures, kernel_figures, kernel_gemms
 from strata.passes.place_chips import kernel_weights, param_roots
@@ -67,6 +67,10 @@ def _common(kernel: loop.KernelOp, figures: Figures) -> dict[str, Attribute]:
         "onchip_bytes": int_attr(figures.onchip_bytes),
         "gemms": ArrayAttr([ints(gemm) for gemm in kernel_gemms(kernel)]),
     }
+
+
+DIALECT = {"gpu": "simt", "tpu": "systolic", "lpu": "tsp"}
+"""The hardware dialect of each target."""
 
 
 def _check_fits(kernel: loop.KernelOp, need: int, what: str, device: DeviceSpec) -> None:
@@ -122,7 +126,7 @@ class GpuHeuristics:
     copy_stages: int
 
 
-def lower_gpu(kernel: loop.KernelOp, device: DeviceSpec, heuristics: GpuHeuristics) -> simt.KernelOp:
+def lower_gpu(kernel: loop.KernelOp, ins, device: DeviceSpec, heuristics: GpuHeuristics) -> simt.KernelOp:
     figures = kernel_figures(kernel)
     bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
     order = kernel.loop_order.get_values()
@@ -161,7 +165,7 @@ def lower_gpu(kernel: loop.KernelOp, device: DeviceSpec, heuristics: GpuHeuristi
     shape = {"shape": ints(mma or device.mma_shape("f32") or (16, 8, 8))}
     common = _common(kernel, figures)
     body = _move_body(kernel, simt.EndOp, simt.MmaOp, shape)
-    return simt.KernelOp(kernel.kernel_name.data, kernel.ins, kernel.outs, common, mapping, body)
+    return simt.KernelOp(kernel.kernel_name.data, ins, kernel.outs, common, mapping, body)
 
 
 # --------------------------------------------------------------------------- tpu
@@ -175,7 +179,7 @@ def dataflow_choices(kind: str, device: DeviceSpec) -> tuple[str, ...]:
     return DATAFLOWS if device.target == "tpu" and kind in MATRIX_KINDS else ()
 
 
-def lower_tpu(kernel: loop.KernelOp, dataflow: str, device: DeviceSpec) -> systolic.ProgramOp:
+def lower_tpu(kernel: loop.KernelOp, ins, dataflow: str, device: DeviceSpec) -> systolic.ProgramOp:
     pinned = kernel.attributes.get(DATAFLOW_ATTR)
     dataflow = pinned.data if isinstance(pinned, StringAttr) else dataflow or device["dataflow"]
     if dataflow not in DATAFLOWS:
@@ -194,7 +198,7 @@ def lower_tpu(kernel: loop.KernelOp, dataflow: str, device: DeviceSpec) -> systo
     }
     common = _common(kernel, figures)
     body = _move_body(kernel, systolic.EndOp, systolic.MatmulOp, {"dataflow": StringAttr(dataflow)})
-    return systolic.ProgramOp(kernel.kernel_name.data, kernel.ins, kernel.outs, common, mapping, body)
+    return systolic.ProgramOp(kernel.kernel_name.data, ins, kernel.outs, common, mapping, body)
 
 
 # --------------------------------------------------------------------------- lpu
@@ -208,19 +212,45 @@ def _units(figures: Figures) -> list[str]:
     return units
 
 
-def _placement(kernel: loop.KernelOp) -> tuple[int, int]:
+def lower_lpu(kernel: loop.KernelOp, ins, chip: int, shards: int, slot: int, roots) -> tsp.ProgramOp:
+    figures = kernel_figures(kernel)
+    weight_reads = sum(b for i, b in figures.reads_by_buffer.items() if 0 <= i < len(ins) and kernel.ins[i] in roots)
+    mapping = {
+        "chip": int_attr(chip),
+        "shards": int_attr(shards),
+        "slot": int_attr(slot),
+        "units": ArrayAttr([StringAttr(u) for u in _units(figures)]),
+        "weight_bytes": int_attr(sum(kernel_weights(kernel, roots).values())),
+        "stream_bytes": int_attr(figures.read_bytes - weight_reads + figures.write_bytes),
+    }
+    common = _common(kernel, figures)
+    body = _move_body(kernel, tsp.EndOp, tsp.MxmOp, {})
+    return tsp.ProgramOp(kernel.kernel_name.data, ins, kernel.outs, common, mapping, body)
+
+
+# --------------------------------------------------------------------------- chips
+
+
+def _placement(kernel: loop.KernelOp, target: str) -> tuple[int, int]:
     chip, shards = kernel.attributes.get(CHIP_ATTR), kernel.attributes.get(SHARDS_ATTR)
-    if not isinstance(chip, IntegerAttr) or not isinstance(shards, IntegerAttr):
-        raise ValueError(
-            f"kernel '{kernel.kernel_name.data}' has no {CHIP_ATTR}/{SHARDS_ATTR}: run 'place-chips' before"
-            f" 'lower-to-hardware' on an LPU"
-        )
-    return chip.value.data, shards.value.data
+    if isinstance(chip, IntegerAttr) and isinstance(shards, IntegerAttr):
+        return chip.value.data, shards.value.data
+    if target != "lpu":
+        return 0, 1  # one device unless place-chips says otherwise
+    raise ValueError(
+        f"kernel '{kernel.kernel_name.data}' has no {CHIP_ATTR}/{SHARDS_ATTR}: run 'place-chips' before"
+        f" 'lower-to-hardware' on an LPU"
+    )
 
 
-def lower_lpu(fn: func.FuncOp) -> None:
-    """Schedule and lower every kernel of `fn` on the chips `place-chips` chose."""
+def lower_function(fn: func.FuncOp, device: DeviceSpec, chips: int, lower) -> None:
+    """
+    Lower every kernel of `fn` with `lower(kernel, ins, chip, shards, slot)`
+    on the chip `place-chips` chose, moving every buffer read on another chip
+    than the one that wrote it with the target's transfer op.
+    """
     roots = param_roots(fn)
+    transfer = TRANSFER_OPS[DIALECT[device.target]]
     home: dict[SSAValue, int] = {}
     moved: dict[tuple[SSAValue, int], SSAValue] = {}
     slots: dict[int, int] = {}
@@ -233,36 +263,26 @@ def lower_lpu(fn: func.FuncOp) -> None:
             continue
         if not isinstance(op, loop.KernelOp):
             continue
-        kernel, (chip, shards) = op, _placement(op)
-        ins = [_on_chip(v, chip, kernel, roots, home, moved) for v in kernel.ins]
-        figures = kernel_figures(kernel)
-        weight_reads = sum(b for i, b in figures.reads_by_buffer.items() if 0 <= i < len(ins) and kernel.ins[i] in roots)
-        mapping = {
-            "chip": int_attr(chip),
-            "shards": int_attr(shards),
-            "slot": int_attr(slots.get(chip, 0)),
-            "units": ArrayAttr([StringAttr(u) for u in _units(figures)]),
-            "weight_bytes": int_attr(sum(kernel_weights(kernel, roots).values())),
-            "stream_bytes": int_attr(figures.read_bytes - weight_reads + figures.write_bytes),
-        }
+        chip, shards = _placement(op, device.target)
+        ins = [_on_chip(v, chip, op, roots, home, moved, transfer) for v in op.ins]
+        new = lower(op, ins, chip, shards, slots.get(chip, 0))
+        if chips > 1 and device.target != "lpu":
+            new.attributes[CHIP_ATTR] = IntegerAttr(chip, 64)
         slots[chip] = slots.get(chip, 0) + 1
-        common = _common(kernel, figures)
-        body = _move_body(kernel, tsp.EndOp, tsp.MxmOp, {})
-        new = tsp.ProgramOp(kernel.kernel_name.data, ins, kernel.outs, common, mapping, body)
-        for out in kernel.outs:
+        for out in op.outs:
             home[out] = chip
-        _replace(kernel, new)
+        _replace(op, new)
 
 
-def _on_chip(value, chip, kernel, roots, home, moved) -> SSAValue:
-    """`value` as seen on `chip`: itself, or a copy moved there by a `tsp.transfer`."""
+def _on_chip(value, chip, kernel, roots, home, moved, transfer) -> SSAValue:
+    """`value` as seen on `chip`: itself (weights are resident where read), or a copy moved there."""
     if value in roots or home.get(value, 0) == chip:
         return value
     key = (value, chip)
     if key not in moved:
         alloc = memref.AllocOp([], [], value.type)
-        transfer = tsp.TransferOp(value, alloc.memref, home.get(value, 0), chip)
-        for op in (alloc, transfer):
+        move = transfer(value, alloc.memref, home.get(value, 0), chip)
+        for op in (alloc, move):
             op.location = kernel.location
             kernel.parent_block().insert_op_before(op, kernel)
         moved[key] = alloc.memref
@@ -295,15 +315,15 @@ class LowerToHardwarePass(ModulePass):
         heuristics = GpuHeuristics(self.accumulators_per_thread, self.elements_per_thread, self.copy_stages)
         if min(dataclasses.astuple(heuristics)) < 1:
             raise ValueError(f"lower-to-hardware: GPU heuristics must be at least 1, got {heuristics}")
+        pinned = op.attributes.get(CHIPS_ATTR)
+        chips = pinned.value.data if isinstance(pinned, IntegerAttr) else 1
         for fn in [f for f in op.walk() if isinstance(f, func.FuncOp) and not f.is_declaration]:
-            if device.target == "lpu":
-                lower_lpu(fn)
-                continue
-            for kernel in [k for k in fn.body.block.ops if isinstance(k, loop.KernelOp)]:
-                if device.target == "gpu":
-                    new = lower_gpu(kernel, device, heuristics)
-                else:
-                    new = lower_tpu(kernel, self.dataflow, device)
-                _replace(kernel, new)
+            roots = param_roots(fn)
+            lowerings = {
+                "gpu": lambda kernel, ins, *_: lower_gpu(kernel, ins, device, heuristics),
+                "tpu": lambda kernel, ins, *_: lower_tpu(kernel, ins, self.dataflow, device),
+                "lpu": lambda kernel, ins, chip, shards, slot: lower_lpu(kernel, ins, chip, shards, slot, roots),
+            }
+            lower_function(fn, device, chips, lowerings[device.target])
         if device.target == "lpu" and CHIPS_ATTR not in op.attributes:
             op.attributes[CHIPS_ATTR] = IntegerAttr(1, 64)

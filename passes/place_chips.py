@@ -1,22 +1,26 @@
 """
-`place-chips{chips=N}`: place every kernel of an LPU program on its chips.
+`place-chips{chips=N}`: place every kernel of a program on its chips.
 
-Preconditions: loop-stage IR (after `lower-to-loops`) for an LPU device.
+Preconditions: loop-stage IR (after `lower-to-loops`).
 Postconditions: every `loop.kernel` carries `chip` (the first chip it runs
 on) and `shards` (how many consecutive chips its weights are spread over),
-and the module carries `tsp.chips`, the chips the program uses. The IR's
+and the module carries `strata.chips`, the chips the program uses. The IR's
 values are untouched; `lower-to-hardware` reads the attributes (and inserts
-a `tsp.transfer` for every buffer read on a chip other than its producer's),
+a transfer, `simt.transfer`/`systolic.transfer`/`tsp.transfer`, for every
+buffer read on a chip other than its producer's),
 so a hand-edited placement compiles as edited.
 
-Weights stay resident in SRAM. Each chip holds a run of consecutive kernels
-whose distinct weights fit the device's `sram_bytes`; the pass uses `chips`
-runs (the option, else a `tsp.chips` the module already carries, else the
+Weights stay resident in each chip's memory (`MEMORY`: the LPU's SRAM, a GPU's
+or TPU's HBM): pipeline parallelism. Each chip holds a run of consecutive
+kernels whose distinct weights fit it; the pass uses `chips`
+runs (the option, else a `strata.chips` the module already carries, else the
 fewest that hold the weights) and cuts them where the fewest activation
 bytes cross between chips, then where the heaviest chip is lightest
 (dynamic programming over the cut positions). A kernel whose weights exceed
-one chip is sharded over as many fresh chips as they need; a model with one
-fills each chip in turn. On other targets the pass changes nothing.
+one chip is sharded over as many fresh chips as they need on the LPU (a model
+with one fills each chip in turn); on a GPU or TPU that is an error (it would
+take tensor parallelism). Pinning fewer chips than the weights need is an
+error.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 
 from strata.dialects import loop
-from strata.dialects.device import resolve_device
+from strata.dialects.device import MEMORY, DeviceSpec, resolve_device
 from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR, IllegalSchedule
 from strata.passes._figures import nbytes
@@ -177,11 +181,26 @@ def _pack(kernels, per_kernel, capacity: int, budget: int) -> list[tuple[int, in
     return result
 
 
-def place_function(fn: func.FuncOp, capacity: int, chips: int) -> int:
+def place_function(fn: func.FuncOp, device: DeviceSpec, chips: int) -> int:
     """Write `chip` and `shards` on every kernel of `fn`; return the chips used."""
     roots = param_roots(fn)
     kernels = [op for op in fn.body.block.ops if isinstance(op, loop.KernelOp)]
+    capacity = device.memory_bytes
+    per_kernel = [kernel_weights(k, roots) for k in kernels]
+    fewest = max((c + s for c, s in _pack(kernels, per_kernel, capacity, capacity)), default=1)
+    if chips and chips < fewest:
+        raise IllegalSchedule(
+            f"the weights need at least {fewest} {device.target} chips of {capacity:,} B"
+            f" ({MEMORY[device.target]} of {device.name}); {chips} are too few"
+        )
     placement = assign_chips(kernels, roots, capacity, chips, _crossing(fn, kernels, roots))
+    sharded = next((k for k, (_, s) in zip(kernels, placement) if s > 1), None)
+    if sharded is not None and device.target != "lpu":
+        raise IllegalSchedule(
+            f"kernel '{sharded.kernel_name.data}' has {sum(kernel_weights(sharded, roots).values()):,} B of weights,"
+            f" more than one {device.name} holds; splitting one kernel over several {device.target} chips (tensor"
+            f" parallelism) is not implemented yet"
+        )
     for kernel, (chip, shards) in zip(kernels, placement):
         kernel.attributes[CHIP_ATTR] = IntegerAttr(chip, 64)
         kernel.attributes[SHARDS_ATTR] = IntegerAttr(shards, 64)
@@ -200,17 +219,15 @@ class PlaceChipsPass(ModulePass):
     target: str = ""
     """`gpu`, `tpu` or `lpu`: must match the module's device (empty: the recorded device)."""
     chips: int = 0
-    """Spread the kernels over this many chips; 0 = the module's `tsp.chips`, else as few as hold the weights."""
+    """Spread the kernels over this many chips; 0 = the module's `strata.chips`, else as few as hold the weights."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         device = resolve_device(op, self.target)
-        if device.target != "lpu":
-            return
         if self.chips < 0:
             raise IllegalSchedule(f"place-chips: chips must be 0 (as few as fit) or more, got {self.chips}")
         pinned = op.attributes.get(CHIPS_ATTR)
         chips = self.chips or (pinned.value.data if isinstance(pinned, IntegerAttr) else 0)
         used = 1
         for fn in [f for f in op.walk() if isinstance(f, func.FuncOp) and not f.is_declaration]:
-            used = max(used, place_function(fn, device["sram_bytes"], chips))
+            used = max(used, place_function(fn, device, chips))
         op.attributes[CHIPS_ATTR] = IntegerAttr(used, 64)

@@ -27,7 +27,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from strata.compiler.execution import reference
 from strata.compiler.execution.reference import ExecutionError, convert, numpy_dtype, op_error
 from strata.dialects import loop
-from strata.dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, tsp
+from strata.dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, TransferOp
 from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
 from strata.passes._figures import INDEX_OPS
 
@@ -255,7 +255,7 @@ def _matrix_unit(op, env) -> None:
     env[op.result] = reference._finish(op, op.result.type, np.matmul(lhs, rhs))
 
 
-@register(loop.CopyOp, tsp.TransferOp)
+@register(loop.CopyOp, TransferOp)
 def _copy(op, env) -> None:
     source, dest = env[op.source], env[op.dest]
     dest.data[...] = to_physical(source.logical(), dest.layout)

@@ -12,12 +12,12 @@ Order of the search:
    systolic target) the dataflow, searched by the chosen strategy within the
    budget; every evaluation is recorded in the database, and a point already
    there is reused without evaluating it again;
-3. on the LPU, the chip count (`tsp.chips`): the fewest chips that fit, as
+3. on the LPU, the chip count (`strata.chips`): the fewest chips that fit, as
    the default pipeline places them (and pinned, which differs only when a
    kernel is sharded: it then spreads the weights evenly), one more, and
    twice as many, costed on the whole model.
 The result is written into the IR as the attributes the passes read
-(`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `tsp.chips`
+(`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `strata.chips`
 on the module), so the tuned module compiles with the default pipeline.
 """
 
@@ -47,7 +47,7 @@ from strata.compiler.tuning.spaces import KernelEvaluator, apply_point, default_
 from strata.dialects.graph.kernel import KernelOp
 from strata.dialects.graph.layout import RelayoutOp
 from strata.dialects.hardware import tsp
-from strata.dialects.hardware.tsp import CHIPS_ATTR
+from strata.dialects.vocabulary import CHIPS_ATTR
 from strata.passes.assign_layout import AssignLayoutPass
 from strata.passes.fuse import FusePass
 
@@ -372,7 +372,7 @@ def print_tune_report(report: TuneReport, console=None) -> None:
             _schedule(r.best_point),
         )
     console.print(table)
-    choice = ", ".join(report.variant.values()) + (f", tsp.chips={report.chips}" if report.chips else "")
+    choice = ", ".join(report.variant.values()) + (f", strata.chips={report.chips}" if report.chips else "")
     speedup = report.default_time_s / report.tuned_time_s if report.tuned_time_s else 1.0
     console.print(
         f"model: default {human(report.default_time_s, 's')} -> tuned {human(report.tuned_time_s, 's')}"

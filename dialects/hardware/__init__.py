@@ -4,7 +4,7 @@ systolic arrays) and `tsp` (Groq-style LPU). Names chosen not to clash with
 the dialects xDSL registers (`gpu`, `hw`, `stream`, ...).
 """
 
-from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp
+from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, TransferOp
 from strata.dialects.hardware.simt import Simt
 from strata.dialects.hardware.systolic import Systolic
 from strata.dialects.hardware.tsp import Tsp
@@ -12,4 +12,8 @@ from strata.dialects.hardware.tsp import Tsp
 HARDWARE_DIALECTS = (Simt, Systolic, Tsp)
 END_OPS = tuple(op for d in HARDWARE_DIALECTS for op in d.operations if op.name.endswith(".end"))
 
-__all__ = ["HARDWARE_DIALECTS", "END_OPS", "HardwareKernelOp", "MatrixOp", "Simt", "Systolic", "Tsp"]
+TRANSFER_OPS = {d.name: next(op for op in d.operations if op.name.endswith(".transfer")) for d in HARDWARE_DIALECTS}
+"""Per dialect, its device-to-device move (`simt.transfer`, ...)."""
+
+__all__ = ["HARDWARE_DIALECTS", "END_OPS", "TRANSFER_OPS", "HardwareKernelOp", "MatrixOp", "TransferOp", "Simt",
+           "Systolic", "Tsp"]

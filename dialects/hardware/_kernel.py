@@ -17,6 +17,7 @@ diagonal). Each target adds its mapping.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -32,6 +33,8 @@ from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
     ParsePropInAttrDict,
+    VarConstraint,
+    base,
     operand_def,
     prop_def,
     region_def,
@@ -140,3 +143,32 @@ class MatrixOp(IRDLOperation):
             raise VerifyException(f"'{self.name}' {err}") from None
         if tuple(expected) != tuple(self.result.type.get_shape()):
             raise VerifyException(f"'{self.name}' result shape must be {list(expected)}")
+
+
+class TransferOp(IRDLOperation):
+    """
+    Base of the device-to-device moves (`simt.transfer`, `systolic.transfer`,
+    `tsp.transfer`): `dest = source`, `source` on chip `from_chip`, `dest` on
+    `to_chip`, over the interconnect the device spec describes.
+    """
+
+    T: ClassVar = VarConstraint("T", base(MemRefType))
+    source = operand_def(T)
+    dest = operand_def(T)
+    from_chip = prop_def(IntegerAttr)
+    to_chip = prop_def(IntegerAttr)
+
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source `,` $dest attr-dict `:` type($source)"
+
+    def __init__(self, source: SSAValue, dest: SSAValue, from_chip: int, to_chip: int):
+        super().__init__(
+            operands=[source, dest],
+            properties={"from_chip": int_attr(from_chip), "to_chip": int_attr(to_chip)},
+        )
+
+    def verify_(self) -> None:
+        if self.from_chip.value.data == self.to_chip.value.data:
+            raise VerifyException(f"'{self.name}' moves between two different chips")
+        if min(self.from_chip.value.data, self.to_chip.value.data) < 0:
+            raise VerifyException(f"'{self.name}' chips are numbered from 0")

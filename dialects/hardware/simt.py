@@ -19,6 +19,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
+from strata.dialects.hardware._kernel import TransferOp as TransferBase
 
 WARP = 32
 """Threads per warp on every NVIDIA GPU since Tesla (CUDA C Programming Guide, SIMT Architecture)."""
@@ -111,4 +112,18 @@ class MmaOp(MatrixOp):
             raise VerifyException("'simt.mma' shape is [m, n, k]")
 
 
-Simt = Dialect("simt", [KernelOp, EndOp, MmaOp], [])
+@irdl_op_definition
+class TransferOp(TransferBase):
+    """
+    Move a buffer between GPUs over NVLink (a pipeline stage boundary):
+    `dest = source`, `source` on chip `from_chip`, `dest` on `to_chip`.
+
+    ```mlir
+    simt.transfer %a, %b {from_chip = 0 : i64, to_chip = 1 : i64} : memref<...>
+    ```
+    """
+
+    name = "simt.transfer"
+
+
+Simt = Dialect("simt", [TransferOp, KernelOp, EndOp, MmaOp], [])

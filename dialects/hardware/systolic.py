@@ -18,6 +18,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
+from strata.dialects.hardware._kernel import TransferOp as TransferBase
 from strata.dialects.vocabulary import DATAFLOWS
 
 
@@ -96,4 +97,18 @@ class MatmulOp(MatrixOp):
         _check_dataflow(self, self.dataflow)
 
 
-Systolic = Dialect("systolic", [ProgramOp, EndOp, MatmulOp], [])
+@irdl_op_definition
+class TransferOp(TransferBase):
+    """
+    Move a buffer between TPU chips over the ICI links (a pipeline stage boundary):
+    `dest = source`, `source` on chip `from_chip`, `dest` on `to_chip`.
+
+    ```mlir
+    systolic.transfer %a, %b {from_chip = 0 : i64, to_chip = 1 : i64} : memref<...>
+    ```
+    """
+
+    name = "systolic.transfer"
+
+
+Systolic = Dialect("systolic", [TransferOp, ProgramOp, EndOp, MatmulOp], [])

@@ -15,26 +15,14 @@ the kernel was lowered from, so a `tsp` module still executes.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, MemRefType, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr
 from xdsl.ir import Dialect
-from xdsl.irdl import (
-    IRDLOperation,
-    ParsePropInAttrDict,
-    irdl_op_definition,
-    lazy_traits_def,
-    operand_def,
-    prop_def,
-    traits_def,
-    VarConstraint,
-    base,
-)
+from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
-from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp, int_attr
-from strata.dialects.vocabulary import CHIPS_ATTR  # noqa: F401  (module attribute: the chips the program is partitioned over)
+from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
+from strata.dialects.hardware._kernel import TransferOp as TransferBase
 
 UNITS = ("mxm", "vxm", "sxm", "mem")
 """Functional units: matrix, vector, switch (transpose, shift, permute) and memory slices."""
@@ -105,7 +93,7 @@ class MxmOp(MatrixOp):
 
 
 @irdl_op_definition
-class TransferOp(IRDLOperation):
+class TransferOp(TransferBase):
     """
     Move a buffer between chips over the chip-to-chip links:
     `dest = source`, `source` on chip `from_chip`, `dest` on `to_chip`.
@@ -116,27 +104,6 @@ class TransferOp(IRDLOperation):
     """
 
     name = "tsp.transfer"
-
-    T: ClassVar = VarConstraint("T", base(MemRefType))
-    source = operand_def(T)
-    dest = operand_def(T)
-    from_chip = prop_def(IntegerAttr)
-    to_chip = prop_def(IntegerAttr)
-
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$source `,` $dest attr-dict `:` type($source)"
-
-    def __init__(self, source, dest, from_chip: int, to_chip: int):
-        super().__init__(
-            operands=[source, dest],
-            properties={"from_chip": int_attr(from_chip), "to_chip": int_attr(to_chip)},
-        )
-
-    def verify_(self) -> None:
-        if self.from_chip.value.data == self.to_chip.value.data:
-            raise VerifyException("'tsp.transfer' moves between two different chips")
-        if min(self.from_chip.value.data, self.to_chip.value.data) < 0:
-            raise VerifyException("'tsp.transfer' chips are numbered from 0")
 
 
 Tsp = Dialect("tsp", [ProgramOp, EndOp, MxmOp, TransferOp], [])

@@ -26,6 +26,7 @@ from xdsl.dialects import func
 
 from strata.backends import lpu
 from strata.backends.cost import estimate
+from strata.dialects.vocabulary import CHIPS_ATTR
 from strata.dialects.device import load_device, with_overrides
 from strata.compiler import ir
 from strata.compiler.execution import reference, weights
@@ -198,7 +199,7 @@ def test_transfers_costed_across_chips_and_absent_on_one():
     ops = [op for op in module.walk() if isinstance(op, tsp.TransferOp)]
     report = estimate(module, GROQ)
     transfers = [k for k in report.kernels if k.kind == "transfer"]
-    assert report.chips == 3 == module.attributes[tsp.CHIPS_ATTR].value.data
+    assert report.chips == 3 == module.attributes[CHIPS_ATTR].value.data
     assert len(transfers) == len(ops) > 0
     for op, k in zip(ops, transfers):
         size = math.prod(op.source.type.get_shape()) * 4  # f32

@@ -1,5 +1,7 @@
 """backends/memory.py and the report's whole-model totals: memory per device, model vs issued FLOPs, batch."""
 
+import json
+
 import pytest
 
 from strata.backends.cost import estimate, model_function
@@ -85,14 +87,35 @@ def test_lpu_issued_flops_count_the_padding():
     assert total["issued_flops"] > total["model_flops"]
 
 
-def test_a_model_over_one_device_is_a_clean_error(tmp_path, capsys):
+def test_the_fewest_devices_that_hold_the_weights(tmp_path, capsys):
+    """43 GB of bf16 weights: one 80 GB H100; two 32 GiB TPU v4 chips by default (said on stderr), as
+    pipeline stages with a transfer between them; pinning one chip is a clean error."""
     path = tmp_path / "big.model"
     path.write_text(BIG)
-    assert main(["compile", str(path), "--target", "gpu", "--report", "none"]) == 0  # 43 GB on an 80 GB H100
+    assert main(["compile", str(path), "--target", "gpu", "--report", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["total"]["devices"] == 1 and "note:" not in err
+    assert main(["compile", str(path), "--target", "tpu", "--report", "json"]) == 0
+    out, err = capsys.readouterr()
+    total = json.loads(out)["total"]
+    assert total["devices"] == 2 and total["memory_per_device_bytes"] <= total["memory_capacity_bytes"]
+    assert "note: compiled for 2 tpu devices, the fewest that hold the weights" in err
+    assert sum(k["kind"] == "transfer" for k in json.loads(out)["kernels"]) == 1
+    code = main(["compile", str(path), "--target", "tpu", "--devices", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "the weights need at least 2 tpu chips of 34,359,738,368 B" in err
+    assert "Traceback" not in err
+
+
+def test_activations_over_one_device_are_a_clean_error(tmp_path, capsys):
+    """[100000, 1] @ [1, 100000] in f32: a 40 GB product, held in the TPU layout and relaid for the output,
+    over a TPU v4's 32 GiB whatever the devices."""
+    path = tmp_path / "outer.model"
+    path.write_text("model outer(x: f32[100000, 1]) -> f32[100000, 100000] {\n  param w: f32[1, 100000]\n"
+                    "  return x @ w\n}\n")
     code = main(["compile", str(path), "--target", "tpu"])
     err = capsys.readouterr().err
-    assert code == 1
-    assert "the model needs 42,949,787,648 B (params 42,949,672,960" in err
+    assert code == 1 and "tpu device 0 of 1 needs 80,000,800,000 B" in err
     assert "over the 34,359,738,368 B of HBM of tpu-v4" in err and "Traceback" not in err
 
 

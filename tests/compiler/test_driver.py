@@ -22,12 +22,12 @@ from strata.dialects.graph import ops as g
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_GPT2 = ["-D", "S=16", "-D", "D=48", "-D", "H=4", "-D", "L=2"]
-PASS_NAMES = ["fuse", "assign-layout", "tile", "lower-to-loops", "lower-to-hardware"]
-"""The default pipeline; the LPU's places kernels on chips (`place-chips`) before `lower-to-hardware`."""
+PASS_NAMES = ["fuse", "assign-layout", "tile", "lower-to-loops", "place-chips", "lower-to-hardware"]
+"""The default pipeline of every target."""
 
 
 def pass_names(target: str) -> list[str]:
-    return PASS_NAMES[:-1] + ["place-chips"] * (target == "lpu") + PASS_NAMES[-1:]
+    return PASS_NAMES
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
@@ -77,7 +77,7 @@ def test_each_dump_is_at_its_stage(tmp_path, capsys):
     dumps = tmp_path / "d"
     run(["compile", SAMPLES / "mlp.model", "--target", "tpu", "--dump-dir", dumps, "-o", tmp_path / "o"], capsys)
     stages = [detect_stage(ir.parse_module(p.read_text(), p.name)) for p in sorted(dumps.glob("*.mlir"))]
-    assert stages == [Stage.GRAPH, Stage.FUSED, Stage.LAYOUT, Stage.LAYOUT, Stage.LOOP, Stage.HARDWARE]
+    assert stages == [Stage.GRAPH, Stage.FUSED, Stage.LAYOUT, Stage.LAYOUT, Stage.LOOP, Stage.LOOP, Stage.HARDWARE]
 
 
 def test_print_ir_after_options(tmp_path, capsys):

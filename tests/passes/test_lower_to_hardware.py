@@ -10,6 +10,7 @@ from strata.compiler.driver import Stage, compile_module
 from strata.compiler.frontend import load_model
 from strata.compiler.ir import make_context, parse_module, print_module
 from strata.compiler.pipeline import parse_pipeline
+from strata.dialects.vocabulary import CHIPS_ATTR
 from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp, simt, systolic, tsp
 from strata.dialects.device import default_device
@@ -91,7 +92,7 @@ def test_conv_gemm_view_follows_scalesim():
 
 def test_lpu_splits_over_chips_with_explicit_transfers():
     module, inputs, params, want = _hardware("gpt2", "lpu")
-    assert module.attributes[tsp.CHIPS_ATTR].value.data == 1
+    assert module.attributes[CHIPS_ATTR].value.data == 1
     module = load_model("samples/gpt2.model", REDUCED["gpt2"])
     compile_module(module, "lpu", Stage.LOOP)
     parse_pipeline("place-chips{chips=3},lower-to-hardware").apply(make_context(), module)

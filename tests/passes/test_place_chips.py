@@ -93,3 +93,29 @@ def test_smaller_sram_needs_more_chips():
         compile_module(module, "lpu", Stage.HARDWARE, device=device)
         counts.append(module.attributes[CHIPS_ATTR].value.data)
     assert counts[1] > counts[0]
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu"])
+def test_pipeline_stages_on_gpus_and_tpus_run_as_the_reference(target):
+    """`place-chips{chips=2}` on a GPU or TPU: two pipeline stages, each kernel with its `chip`, one
+    transfer per buffer that crosses, priced over NVLink / ICI; the program still equals the reference."""
+    from strata.backends.cost import estimate
+    from strata.compiler.execution import loop_interpreter, reference
+    from strata.dialects.device import module_device
+    from strata.dialects.hardware import HardwareKernelOp, TRANSFER_OPS
+    from strata.dialects.vocabulary import CHIP_ATTR
+    from tests.support import assert_close, sample_values
+
+    module = load_model("samples/gpt2.model", REDUCED["gpt2"])
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, target, Stage.LOOP)
+    parse_pipeline("place-chips{chips=2},lower-to-hardware").apply(make_context(), module)
+    kernels = [op for op in module.walk() if isinstance(op, HardwareKernelOp)]
+    assert {k.attributes[CHIP_ATTR].value.data for k in kernels} == {0, 1}
+    moves = [op for op in module.walk() if isinstance(op, TRANSFER_OPS[{"gpu": "simt", "tpu": "systolic"}[target]])]
+    assert moves and all((m.from_chip.value.data, m.to_chip.value.data) == (0, 1) for m in moves)
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))
+    report = estimate(module, module_device(module))
+    assert report.chips == 2 and len(report.memory) == 2
+    assert [k.kind for k in report.kernels].count("transfer") == len(moves)

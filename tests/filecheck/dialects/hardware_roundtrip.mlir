@@ -5,7 +5,7 @@
 // RUN: strata opt %s --no-debuginfo | strata opt - --no-debuginfo | filecheck %s
 // RUN: strata opt %s --no-debuginfo > %t.1.mlir && strata opt %t.1.mlir --no-debuginfo > %t.2.mlir && diff %t.1.mlir %t.2.mlir
 
-builtin.module attributes {strata.target = "lpu", tsp.chips = 2 : i64} {
+builtin.module attributes {strata.target = "lpu", strata.chips = 2 : i64} {
   func.func @m(%x: memref<8x16xf32, #graph.layout<[0, 1]>, "global"> {graph.input = "x"}, %w: memref<16x16xf32, #graph.layout<[0, 1]>, "global"> {graph.param = "w"}) -> memref<8x16xf32, #graph.layout<[0, 1]>, "global"> {
     %a = memref.alloc() : memref<8x16xf32, #graph.layout<[0, 1]>, "global">
     simt.kernel "gemm_0" ins(%x, %w : memref<8x16xf32, #graph.layout<[0, 1]>, "global">, memref<16x16xf32, #graph.layout<[0, 1]>, "global">) outs(%a : memref<8x16xf32, #graph.layout<[0, 1]>, "global">) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 8, 16, 16>, tile_sizes = array<i64: 8, 16, 16>, loop_order = array<i64: 0, 1>, flops = 4096 : i64, matrix_flops = 4096 : i64, read_bytes = 1536 : i64, write_bytes = 512 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 8, 16, 16>], grid = array<i64: 1, 1, 1>, block = array<i64: 32, 1, 1>, smem_bytes = 4608 : i64, stages = 3 : i64, regs_per_thread = 36 : i64, mma = array<i64: 16, 8, 8>} {
@@ -40,7 +40,7 @@ builtin.module attributes {strata.target = "lpu", tsp.chips = 2 : i64} {
   }
 }
 
-// CHECK:      builtin.module attributes {strata.target = "lpu", tsp.chips = 2 : i64} {
+// CHECK:      builtin.module attributes {strata.target = "lpu", strata.chips = 2 : i64} {
 
 // simt: launch geometry, shared memory, pipeline depth, registers, MMA shape.
 // CHECK:      %a = memref.alloc()

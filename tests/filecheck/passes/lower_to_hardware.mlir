@@ -24,9 +24,9 @@
 // RUN: strata opt %s -p 'lower-to-hardware{target=tpu dataflow=os}' --no-debuginfo | filecheck %s --check-prefix=TPUOS
 // RUN: strata opt %s -p 'place-chips{target=lpu},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU
 // RUN: strata opt %s -p 'place-chips{target=lpu chips=2},lower-to-hardware' --no-debuginfo | strata opt - --no-debuginfo | filecheck %s --check-prefix=LPU2
-// The chip count can also come from the module's tsp.chips attribute; the option wins over it.
-// RUN: sed 's/^builtin.module {/builtin.module attributes {tsp.chips = 2 : i64} {/' %s | strata opt - -p 'place-chips{target=lpu},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU2
-// RUN: sed 's/^builtin.module {/builtin.module attributes {tsp.chips = 2 : i64} {/' %s | strata opt - -p 'place-chips{target=lpu chips=1},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU
+// The chip count can also come from the module's strata.chips attribute; the option wins over it.
+// RUN: sed 's/^builtin.module {/builtin.module attributes {strata.chips = 2 : i64} {/' %s | strata opt - -p 'place-chips{target=lpu},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU2
+// RUN: sed 's/^builtin.module {/builtin.module attributes {strata.chips = 2 : i64} {/' %s | strata opt - -p 'place-chips{target=lpu chips=1},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU
 // Lowered ops (and the transfer feeding a kernel) keep the kernel's locations.
 // RUN: strata opt %s -p 'place-chips{target=lpu chips=2},lower-to-hardware' | filecheck %s --check-prefix=LOC
 
@@ -238,7 +238,7 @@ builtin.module {
 // softmax; a GEMM's accumulation belongs to the MXM), sxm for data movement
 // (gemm_2's casts).
 // LPU-LABEL: builtin.module attributes {
-// LPU-SAME:   tsp.chips = 1 : i64
+// LPU-SAME:   strata.chips = 1 : i64
 // LPU-NOT:   tsp.transfer
 // LPU:       tsp.program "gemm_0" ins(%x, %w1 : {{.*}}) outs(%0 : {{.*}}) attributes {kind = "gemm", ops = ["graph.matmul"], bounds = array<i64: 64, 48, 32>, tile_sizes = array<i64: 32, 16, 8>, loop_order = array<i64: 0, 1>,
 // LPU-SAME:  flops = 196608 : i64, matrix_flops = 196608 : i64, read_bytes = 36864 : i64, write_bytes = 12288 : i64, onchip_bytes = 1536 : i64, gemms = [array<i64: 1, 64, 48, 32>],
@@ -263,7 +263,7 @@ builtin.module {
 // into a fresh buffer, with the consumer's location, and the consumer reads
 // that copy.
 // LPU2-LABEL: builtin.module attributes {
-// LPU2-SAME:   tsp.chips = 2 : i64
+// LPU2-SAME:   strata.chips = 2 : i64
 // LPU2:       %[[H:[0-9]+]] = memref.alloc() : memref<64x48xf32
 // LPU2-NEXT:  tsp.program "gemm_0" ins(%x, %w1 : {{.*}}) outs(%[[H]] : {{.*}} chip = 0 : i64, shards = 1 : i64, slot = 0 : i64,
 // LPU2:       %[[Y:[0-9]+]] = memref.alloc() : memref<64x16xf32
