@@ -126,3 +126,20 @@ def test_an_lpu_chip_over_its_sram_is_a_warning(capsys):
     out, err = capsys.readouterr()
     assert "warning: chip 2 holds 622,779,392 B (params 211,074,048, inputs 0, peak activations 411,705,344)" in err
     assert '"memory_per_device_bytes": 622779392' in out
+
+
+@pytest.mark.slow
+def test_llama2_70b_decode_needs_two_h100s_and_five_tpu_v4_chips(capsys):
+    """138 GB of bf16 weights: one H100 is a clean error, the default is 2 H100s and 5 TPU v4 chips,
+    and the GPU estimate never beats reading the weights once at HBM bandwidth."""
+    model = "benchmarks/models/llama2_70b_decode.model"
+    assert main(["compile", model, "--target", "gpu", "--devices", "1", "--report", "none"]) == 1
+    assert "the weights need at least 2 gpu chips" in capsys.readouterr().err
+    devices = {}
+    for target in ("gpu", "tpu"):
+        assert main(["compile", model, "--target", target, "--report", "json"]) == 0
+        total = json.loads(capsys.readouterr().out)["total"]
+        devices[target] = total["devices"]
+        if target == "gpu":
+            assert total["time_s"] >= 138e9 / 3.089e12
+    assert devices == {"gpu": 2, "tpu": 5}
