@@ -9,6 +9,7 @@ traceback only when `STRATA_TRACEBACK=1` is set.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import sys
@@ -32,6 +33,9 @@ from strata.compiler.pipeline import parse_pipeline
 from strata.compiler.schedule import apply_schedule, parse_schedule
 from strata.dialects.vocabulary import TARGETS
 from strata.compiler.reports.stats import human, model_function, model_stats
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
+"""Failures writing the output (a full disk, /dev/full): the user's environment, not a bug."""
 
 MAX_RUN_ELEMENTS = 2**31
 """`strata run` refuses a model whose inputs and weights exceed this many elements."""
@@ -107,6 +111,11 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 def cmd_check(args) -> int:
     module = load_input(args.model, args.defines)
+    stage = detect_stage(module)
+    if stage != Stage.GRAPH:
+        ops = sum(1 for _ in module.walk()) - 1
+        print(f"{args.model}: ok: {stage}-stage IR, {ops} ops, verified")
+        return 0
     s = model_stats(module)
     print(
         f"{args.model}: ok: model '{s.name}', {s.ops} ops, {s.params} params"
@@ -545,14 +554,23 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.formatwarning = _format_warning
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    # Long chains of ops are walked recursively (a use-def chain of 10,000
+    # elementwise ops compiles); the frontend bounds nesting in the source.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
     # IR is many small long-lived objects: collecting the young generation
     # less often makes large compiles about 20% faster and keeps them linear.
     gc.set_threshold(200_000, 50, 1000)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
     except StrataError as err:
         print(str(err), file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        print(f"error: cannot write the output: {err.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -165,8 +165,7 @@ def run_passes(
     original = module.clone()
     text = ir.print_module(module, dumps.debuginfo) if needs_text else None
     if dumps.dump_dir is not None:
-        dumps.dump_dir.mkdir(parents=True, exist_ok=True)
-        (dumps.dump_dir / "00-input.mlir").write_text(text)
+        _dump(dumps.dump_dir, "00-input.mlir", text)
     for index, module_pass in enumerate(passes, start=1):
         before_text, before_ops = text, sum(1 for _ in module.walk())
         start = time.perf_counter()
@@ -192,7 +191,7 @@ def run_passes(
         ):
             dumps.stderr(header + "\n" + text)
         if dumps.dump_dir is not None:
-            (dumps.dump_dir / f"{index:02d}-{module_pass.name}.mlir").write_text(text)
+            _dump(dumps.dump_dir, f"{index:02d}-{module_pass.name}.mlir", text)
         if dumps.timing:
             dumps.stderr(
                 f"{record.options:<40} {elapsed * 1e3:9.1f} ms  ops {before_ops} -> {record.ops_after}"
@@ -200,8 +199,17 @@ def run_passes(
             )
     if dumps.dump_dir is not None:
         manifest = {"passes": [vars(r) for r in records]}
-        (dumps.dump_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _dump(dumps.dump_dir, "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return records
+
+
+def _dump(folder: Path, name: str, text: str) -> None:
+    """Write one file of `--dump-dir`; a folder that cannot be made or written is the user's error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    except OSError as err:
+        raise StrataError(f"error: cannot write the dump {folder / name}: {err.strerror}") from None
 
 
 def _replay(ctx: Context, original: ModuleOp, passes: list[ModulePass], debuginfo: bool) -> str:

@@ -44,6 +44,7 @@ from xdsl.dialects.builtin import (
     f64,
     i64,
 )
+from xdsl.dialects import arith, scf
 from xdsl.ir import Attribute, Dialect, Region, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.irdl import (
@@ -170,6 +171,27 @@ class KernelOp(IRDLOperation):
         verify_kernel(self)
 
 
+MAX_TRIPS = 2**40
+"""More iterations than any tile loop of a real kernel has: an edited dump's runaway bound."""
+
+
+def _constant(value: SSAValue) -> int | None:
+    owner = value.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        return owner.value.value.data
+    return None
+
+
+def _verify_tile_loop(kernel: IRDLOperation, loop_op: scf.ForOp) -> None:
+    """A tile loop steps forward by a positive constant and ends within `MAX_TRIPS` iterations."""
+    step, lb, ub = _constant(loop_op.step), _constant(loop_op.lb), _constant(loop_op.ub)
+    if step is not None and step <= 0:
+        raise VerifyException(f"'{kernel.name}' has a tile loop stepping by {step}; steps must be positive")
+    if None not in (step, lb, ub) and (ub - lb) // step > MAX_TRIPS:
+        raise VerifyException(f"'{kernel.name}' has a tile loop of {(ub - lb) // step} iterations, more than any"
+                              f" kernel's tiles ({MAX_TRIPS})")
+
+
 def verify_kernel(op: IRDLOperation) -> None:
     """What every kernel over global buffers must satisfy (loop and hardware kernels)."""
     bounds, tiles = op.bounds.get_values(), op.tile_sizes.get_values()
@@ -188,6 +210,9 @@ def verify_kernel(op: IRDLOperation) -> None:
     dataflow = op.attributes.get(DATAFLOW_ATTR)
     if dataflow is not None and not (isinstance(dataflow, StringAttr) and dataflow.data in DATAFLOWS):
         raise VerifyException(f"'{op.name}' {DATAFLOW_ATTR} must be one of {', '.join(DATAFLOWS)}, got {dataflow}")
+    for loop_op in block.walk():
+        if isinstance(loop_op, scf.ForOp):
+            _verify_tile_loop(op, loop_op)
     for key, least in ((CHIP_ATTR, 0), (SHARDS_ATTR, 1)):
         value = op.attributes.get(key)
         if value is not None and not (isinstance(value, IntegerAttr) and value.value.data >= least):

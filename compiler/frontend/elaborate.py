@@ -69,6 +69,9 @@ def loc_attr(loc: SourceLoc) -> FileLineColLoc:
     return FileLineColLoc(StringAttr(loc.file), IntAttr(loc.line), IntAttr(loc.col))
 
 
+MAX_INT = 2**63 - 1
+"""Integers of the language (shapes, `let` constants) are 64-bit: bigger ones are errors, not big ints."""
+
 @dataclass
 class Scope:
     """Names visible in one model or block instance."""
@@ -169,7 +172,9 @@ class Elaborator:
 
     def eval_int(self, expr: ast.Expr, scope: Scope) -> int:
         match expr:
-            case ast.IntLit(value=value):
+            case ast.IntLit(value=value, loc=loc):
+                if value > MAX_INT:
+                    self.fail(loc, f"the integer {str(value)[:20]}... is beyond the 64-bit integers of the language")
                 return value
             case ast.Name(id=name, loc=loc):
                 value = self.lookup(name, loc, scope)
@@ -200,12 +205,11 @@ class Elaborator:
 
     def int_binary(self, node: ast.Binary, a: int, b: int) -> int:
         op, loc = node.op, node.loc
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
+        if op in "+-*":
+            value = a + b if op == "+" else a - b if op == "-" else a * b
+            if not -MAX_INT <= value <= MAX_INT:
+                self.fail(loc, f"{_expr_text(node)} is {a} {op} {b}, beyond the 64-bit integers of the language")
+            return value
         if op == "/":
             text = _expr_text(node)
             values = f"{a}/{b}"

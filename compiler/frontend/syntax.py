@@ -223,7 +223,8 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(inline=True)
     def int_lit(self, tok):
-        return IntLit(self._loc(tok), int(tok))
+        # Longer than any 64-bit integer: keep it as a marker the elaborator refuses with its location.
+        return IntLit(self._loc(tok), int(tok) if len(tok) <= 40 else 2**64)
 
     @v_args(inline=True)
     def float_lit(self, tok):

@@ -72,3 +72,53 @@ def test_a_poisoned_tuning_database_is_not_trusted(tmp_path, capsys):
     assert "warning: " in run.stderr and "is not a positive number of seconds" in run.stderr
     assert "UserWarning" not in run.stderr and "Traceback" not in run.stderr
     assert tuned["tuned_time_s"] == pytest.approx(honest["tuned_time_s"])
+
+
+def _model(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_integers_stay_within_64_bits(tmp_path, capsys):
+    lets = "let A0 = 3\n" + "".join(f"let A{i} = A{i - 1} * A{i - 1}\n" for i in range(1, 41))
+    path = _model(tmp_path, "big.model", lets + "model m(x: f32[4]) -> f32[4] {\n  return x\n}\n")
+    code, _, err = _run(["check", path], capsys)
+    assert code == 1 and "beyond the 64-bit integers of the language" in err and "big.model:7:" in err
+    long = _model(tmp_path, "long.model", "model m(x: f32[" + "9" * 5000 + "]) -> f32[4] {\n  return x\n}\n")
+    code, _, err = _run(["check", long], capsys)
+    assert code == 1 and "beyond the 64-bit integers" in err and "Traceback" not in err
+
+
+def test_a_long_chain_of_elementwise_ops_compiles(tmp_path, capsys):
+    body = "".join("  y = relu(y) + 1.0\n" if i % 2 else "  y = -y\n" for i in range(2000))
+    path = _model(tmp_path, "chain.model", "model m(x: f32[4]) -> f32[4] {\n  y = x\n" + body + "  return y\n}\n")
+    code, _, err = _run(["compile", path, "--emit", "loop", "-o", tmp_path / "chain.mlir", "--report", "none"], capsys)
+    assert code == 0, err
+
+
+def test_check_and_dumps_of_later_stages(tmp_path, capsys):
+    loop = tmp_path / "loop.mlir"
+    assert _run(["compile", ROOT / MLP, "--emit", "loop", "-o", loop, "--report", "none"], capsys)[0] == 0
+    code, out, _ = _run(["check", loop], capsys)
+    assert code == 0 and "ok: loop-stage IR" in out
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = _run(["compile", ROOT / MLP, "--dump-dir", blocker / "dumps", "-o", tmp_path / "x.mlir"], capsys)
+    assert code == 1 and "cannot write the dump" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("step, message", [("0", "stepping by 0"), ("-4", "stepping by -4"),
+                                           ("huge", "more than any kernel's tiles")])
+def test_edited_tile_loops_are_refused_with_their_location(step, message, tmp_path, capsys):
+    loop = tmp_path / "loop.mlir"
+    assert _run(["compile", ROOT / MLP, "--emit", "loop", "-o", loop, "--report", "none"], capsys)[0] == 0
+    text = loop.read_text()
+    lb, ub, st = re.search(r"scf.for %\S+ = (%\S+) to (%\S+) step (%\S+)", text).groups()
+    name, value = (ub, "9223372036854775807") if step == "huge" else (st, step)
+    edited = re.sub(re.escape(name) + r" = arith.constant -?\d+ : index", f"{name} = arith.constant {value} : index",
+                    text, count=1)
+    loop.write_text(edited)
+    for command in (["run", loop], ["opt", loop]):
+        code, _, err = _run(command, capsys)
+        assert code == 1 and message in err and "mlp.model:9:14" in err, err
