@@ -172,9 +172,7 @@ class Elaborator:
 
     def eval_int(self, expr: ast.Expr, scope: Scope) -> int:
         match expr:
-            case ast.IntLit(value=value, loc=loc):
-                if value > MAX_INT:
-                    self.fail(loc, f"the integer {str(value)[:20]}... is beyond the 64-bit integers of the language")
+            case ast.IntLit(value=value):
                 return value
             case ast.Name(id=name, loc=loc):
                 value = self.lookup(name, loc, scope)

@@ -28,6 +28,9 @@ KEYWORDS = frozenset({"let", "model", "def", "param", "return", "repeat"})
 # --------------------------------------------------------------------------- AST
 
 
+MAX_LITERAL_DIGITS = 4000
+"""Longer integer literals are refused (no number the language uses has more digits)."""
+
 @dataclass
 class Node:
     loc: SourceLoc
@@ -223,8 +226,11 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(inline=True)
     def int_lit(self, tok):
-        # Longer than any 64-bit integer: keep it as a marker the elaborator refuses with its location.
-        return IntLit(self._loc(tok), int(tok) if len(tok) <= 40 else 2**64)
+        if len(tok) > MAX_LITERAL_DIGITS:
+            # Python refuses to convert (and quadratically slows on) longer decimal strings.
+            raise ModelError(self._loc(tok), f"an integer literal of {len(tok):,} digits is too long (at most"
+                             f" {MAX_LITERAL_DIGITS:,})")
+        return IntLit(self._loc(tok), int(tok))
 
     @v_args(inline=True)
     def float_lit(self, tok):
