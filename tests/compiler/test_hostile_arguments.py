@@ -122,3 +122,13 @@ def test_edited_tile_loops_are_refused_with_their_location(step, message, tmp_pa
     for command in (["run", loop], ["opt", loop]):
         code, _, err = _run(command, capsys)
         assert code == 1 and message in err and "mlp.model:9:14" in err, err
+
+
+@pytest.mark.parametrize("other", ["gpu", "lpu"])
+def test_a_dump_compiled_for_another_target_is_refused(other, tmp_path, capsys):
+    """A TPU hardware dump given --target lpu reported 0 FLOP, and --target gpu was an internal error."""
+    dump = tmp_path / "tpu.mlir"
+    assert _run(["compile", ROOT / MLP, "--target", "tpu", "--emit", "hardware", "-o", dump, "--report", "none"],
+                capsys)[0] == 0
+    code, _, err = _run(["compile", dump, "--target", other], capsys)
+    assert code == 1 and f"the input was lowered for tpu device 'tpu-v4', not for --target {other}" in err
