@@ -178,11 +178,14 @@ def print_side_by_side(reports: dict[str, Report], console: Console | None = Non
         ("kernels", lambda t, r: str(len(r.kernels))),
         ("time", lambda t, r: human(totals[t]["time_s"], "s")),
         ("inferences/s", lambda t, r: human(totals[t]["throughput_per_s"])),
-        ("FLOPs", lambda t, r: human(totals[t]["flops"])),
+        ("samples/s", lambda t, r: human(totals[t]["samples_per_s"]) if totals[t]["batch"] else "-"),
+        ("model FLOPs", lambda t, r: human(totals[t]["model_flops"])),
+        ("issued FLOPs", lambda t, r: human(totals[t]["issued_flops"])),
         ("achieved FLOP/s", lambda t, r: human(totals[t]["achieved_flops_per_s"])),
         ("peak FLOP/s", lambda t, r: human(totals[t]["peak_flops_per_s"])),
         ("utilisation", lambda t, r: f"{totals[t]['utilisation']:.1%}"),
-        ("chips", lambda t, r: str(totals[t]["chips"])),
+        ("devices", lambda t, r: str(totals[t]["devices"])),
+        ("memory per device", lambda t, r: human(totals[t]["memory_per_device_bytes"], "B")),
     ]
     for bound in ("compute", "memory", "latency", "transfer"):
         rows.append((f"time {bound}-bound", lambda t, r, b=bound: human(sum(k.time_s for k in r.kernels if k.bound == b), "s")))
