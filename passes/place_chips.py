@@ -65,9 +65,9 @@ def assign_chips(
 ) -> list[tuple[int, int]]:
     """
     `(first chip, shards)` per kernel, in order. Each chip holds a run of
-    kernels whose weights fit its SRAM; `chips` runs (0: the fewest that
-    fit), cut where the fewest activation bytes cross (`crossing[b]`: the
-    bytes live from before kernel `b` to it or later, each a `tsp.transfer`),
+    kernels whose weights fit its `capacity`; `chips` runs (0: the fewest
+    that fit), cut where the fewest activation bytes cross (`crossing[b]`:
+    the bytes live from before kernel `b` to it or later, each a transfer),
     then where the heaviest chip is lightest. A kernel whose weights exceed
     one chip is sharded over as many fresh chips as they need; a model with
     one fills each chip in turn (or, with `chips`, the smallest per-chip
@@ -212,7 +212,7 @@ def place_function(fn: func.FuncOp, device: DeviceSpec, chips: int) -> int:
 
 @dataclass(frozen=True)
 class PlaceChipsPass(ModulePass):
-    """Place the kernels of an LPU program on chips (see the module docstring)."""
+    """Place the kernels of a program on chips: pipeline stages (see the module docstring)."""
 
     name = "place-chips"
 
