@@ -21,7 +21,7 @@ from typing import Any
 from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
-from strata.backends.memory import DeviceMemory, memory_per_device
+from strata.backends.memory import DeviceMemory, kernel_placement, memory_per_device
 from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
@@ -137,9 +137,11 @@ def transfers(module: ModuleOp) -> list[TransferOp]:
 
 
 def chips(module: ModuleOp) -> int:
-    """The chips the program uses (`strata.chips`, written by `place-chips`), at least 1."""
+    """The chips the program uses: `strata.chips` (written by `place-chips`), else those its kernels run on."""
     attr = module.attributes.get(CHIPS_ATTR)
-    return attr.value.data if isinstance(attr, IntegerAttr) else 1
+    if isinstance(attr, IntegerAttr):
+        return attr.value.data
+    return max((sum(kernel_placement(k)) for k in hardware_kernels(module)), default=1)
 
 
 def link_transfer_cost(op: TransferOp, bandwidth: float, index: int, where: str) -> KernelCost:

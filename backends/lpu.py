@@ -95,17 +95,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
 
 from strata.backends import systolic_math
-from strata.backends.cost import KernelCost, Report, model_function
+from strata.backends.cost import KernelCost, Report, chips, model_function
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects import loop
-from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.hardware import tsp
-from strata.dialects.vocabulary import CHIPS_ATTR, dominant_dtype, element_bytes, type_bytes
+from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 INT8_TYPES = ("i8", "ui8", "si8")
 DRAGONFLY_HOPS = 3
@@ -397,26 +395,13 @@ def copy_cost(op: loop.CopyOp, chip: int, spec: DeviceSpec, index: int, start_cy
     )
 
 
-def _param_values(fn: func.FuncOp) -> set[SSAValue]:
-    """The function's params and every buffer copied or viewed from one."""
-    block = fn.body.block
-    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
-    params = {arg for arg, a in zip(block.args, attrs) if isinstance(a, DictionaryAttr) and PARAM_ATTR in a.data}
-    for op in block.ops:
-        if isinstance(op, loop.CopyOp) and op.source in params:
-            params.add(op.dest)
-        elif isinstance(op, loop.ViewOp) and op.source in params:
-            params.add(op.result)
-    return params
-
-
 # --------------------------------------------------------------------------- the schedule
 
 
 def schedule(module: ModuleOp, spec: DeviceSpec) -> list[KernelCost]:
     """Every program, transfer and activation relayout in IR order, each starting when the previous ends."""
     fn = model_function(module)
-    params = _param_values(fn)
+    params = set(loop.param_buffers(fn))
     home: dict[SSAValue, int] = {}
     costs: list[KernelCost] = []
     start = 0
@@ -444,14 +429,6 @@ def schedule(module: ModuleOp, spec: DeviceSpec) -> list[KernelCost]:
             costs.append(cost)
             start += cost.extra["cycles"]
     return costs
-
-
-def chips(module: ModuleOp) -> int:
-    attr = module.attributes.get(CHIPS_ATTR)
-    if isinstance(attr, IntegerAttr):
-        return attr.value.data
-    programs = [op for op in module.walk() if isinstance(op, tsp.ProgramOp)]
-    return max((_figure(p, "chip") + _figure(p, "shards") for p in programs), default=1)
 
 
 def _dominant_dtype(module: ModuleOp) -> str:

@@ -27,7 +27,7 @@ from xdsl.dialects.builtin import IntegerAttr
 from xdsl.ir import SSAValue
 
 from strata.dialects import loop
-from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
+from strata.dialects.graph import INPUT_ATTR
 from strata.dialects.hardware import HardwareKernelOp, TransferOp, tsp
 from strata.dialects.vocabulary import CHIP_ATTR
 from strata.dialects.vocabulary import type_bytes
@@ -61,19 +61,15 @@ def _roots(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
     return roots
 
 
-def _param_of(fn: func.FuncOp, roots) -> dict[SSAValue, SSAValue]:
-    """Buffers holding a param's values (it, its views, its relaid copies) to that param."""
-    params = {arg: arg for arg in _arguments(fn, PARAM_ATTR)}
-    for op in fn.body.block.ops:
-        if isinstance(op, loop.CopyOp) and roots[op.source] in params:
-            params[roots[op.dest]] = params[roots[op.source]]
-    return params
-
-
-def kernel_chip(op: HardwareKernelOp) -> int:
-    """The chip a hardware kernel runs on: the LPU's `chip`, a GPU/TPU kernel's `chip` attribute, else 0."""
-    attr = getattr(op, "chip", None) if isinstance(op, tsp.ProgramOp) else op.attributes.get(CHIP_ATTR)
-    return attr.value.data if isinstance(attr, IntegerAttr) else 0
+def kernel_placement(op: HardwareKernelOp) -> tuple[int, int]:
+    """
+    `(chip, shards)` of a hardware kernel: the LPU program's own, a GPU/TPU
+    kernel's `chip` attribute (one shard), else chip 0.
+    """
+    if isinstance(op, tsp.ProgramOp):
+        return op.chip.value.data, op.shards.value.data
+    attr = op.attributes.get(CHIP_ATTR)
+    return (attr.value.data if isinstance(attr, IntegerAttr) else 0), 1
 
 
 def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
@@ -82,7 +78,7 @@ def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
     for op in fn.body.block.ops:
         if isinstance(op, HardwareKernelOp):
             for value in op.outs:
-                homes.setdefault(roots[value], kernel_chip(op))
+                homes.setdefault(roots[value], kernel_placement(op)[0])
         elif isinstance(op, TransferOp):
             homes[roots[op.dest]] = op.to_chip.value.data
         elif isinstance(op, loop.CopyOp) and roots[op.source] in homes:
@@ -124,22 +120,21 @@ def memory_per_device(module_fn: func.FuncOp, devices: int = 1) -> list[DeviceMe
     homes = _homes(module_fn, roots)
     devices = max([devices, *(h + 1 for h in homes.values())])
     use = [DeviceMemory() for _ in range(devices)]
-    params = _param_of(module_fn, roots)
+    params = loop.param_buffers(module_fn)
     placed: set[tuple[SSAValue, int]] = set()
     for op in module_fn.body.block.ops:
         if not isinstance(op, HardwareKernelOp):
             continue
-        chip = kernel_chip(op)
-        shards = op.shards.value.data if isinstance(op, tsp.ProgramOp) else 1
+        chip, shards = kernel_placement(op)
         for value in op.ins:
             param = params.get(roots[value])
             if param is not None and (param, chip) not in placed:
                 placed.add((param, chip))
                 for shard in range(chip, chip + shards):
                     use[shard].params_bytes += type_bytes(param.type) // shards
-    # One-device targets (and params no LPU program reads) stay on device 0.
+    # Params no kernel reads (the model returns them, or nothing uses them) stay on device 0.
     read_on_chips = {param for param, _ in placed}
-    use[0].params_bytes += sum(type_bytes(p.type) for p in _arguments(module_fn, PARAM_ATTR) if p not in read_on_chips)
+    use[0].params_bytes += sum(type_bytes(p.type) for p in set(params.values()) if p not in read_on_chips)
     use[0].inputs_bytes = sum(type_bytes(a.type) for a in _arguments(module_fn, INPUT_ATTR))
     for device, peak in enumerate(_peak_activations(module_fn, roots, homes, devices, params)):
         use[device].activations_bytes = peak

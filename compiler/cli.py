@@ -31,7 +31,7 @@ from strata.compiler.frontend import load_model, read_source
 from strata.compiler.testing.fuzz import cmd_fuzz
 from strata.compiler.pipeline import parse_pipeline
 from strata.compiler.schedule import apply_schedule, parse_schedule
-from strata.dialects.vocabulary import TARGETS
+from strata.dialects.vocabulary import CHIPS_ATTR, TARGETS
 from strata.compiler.reports.stats import human, model_function, model_stats
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
@@ -179,8 +179,6 @@ def _devices_schedule(args) -> list[str]:
 
 def _say_chips(module: ModuleOp, target: str, args) -> None:
     """Without `--devices`, say when the model needed more than one device to hold its weights."""
-    from strata.dialects.vocabulary import CHIPS_ATTR
-
     chips = module.attributes.get(CHIPS_ATTR)
     if getattr(args, "devices", None) is None and chips is not None and chips.value.data > 1:
         _stderr(f"note: compiled for {chips.value.data} {target} devices, the fewest that hold the weights"

@@ -44,7 +44,7 @@ from xdsl.dialects.builtin import (
     f64,
     i64,
 )
-from xdsl.dialects import arith, scf
+from xdsl.dialects import arith, func, scf
 from xdsl.ir import Attribute, Dialect, Region, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.irdl import (
@@ -65,6 +65,7 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
 LEVELS = ("global", "onchip", "register")
@@ -526,6 +527,23 @@ class ViewOp(IRDLOperation):
             layout = t.layout
             if getattr(layout, "is_logical", True) is False:
                 raise VerifyException("'loop.view' needs buffers in the logical (row-major) layout")
+
+
+def param_buffers(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
+    """
+    Each buffer of a loop-stage function that holds a param's values (the
+    param, its views, its relaid copies) to that param: the weights the
+    placement, the memory model and the LPU schedule keep resident.
+    """
+    block = fn.body.block
+    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
+    params = {arg: arg for arg, a in zip(block.args, attrs) if a is not None and PARAM_ATTR in a.data}
+    for op in block.ops:
+        if isinstance(op, CopyOp) and op.source in params:
+            params[op.dest] = params[op.source]
+        elif isinstance(op, ViewOp) and op.source in params:
+            params[op.result] = params[op.source]
+    return params
 
 
 Loop = Dialect(

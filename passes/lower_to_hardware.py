@@ -46,7 +46,7 @@ from strata.dialects.graph import ops as g
 from strata.dialects.hardware import TRANSFER_OPS, simt, systolic, tsp
 from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
 from strata.passes._figures import Figures, kernel_figures, kernel_gemms
-from strata.passes.place_chips import kernel_weights, param_roots
+from strata.passes.place_chips import kernel_weights
 from strata.dialects.device import DeviceSpec, resolve_device
 from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit, dtype_of
 
@@ -245,11 +245,11 @@ def _placement(kernel: loop.KernelOp, target: str) -> tuple[int, int]:
 
 def lower_function(fn: func.FuncOp, device: DeviceSpec, chips: int, lower) -> None:
     """
-    Lower every kernel of `fn` with `lower(kernel, ins, chip, shards, slot)`
-    on the chip `place-chips` chose, moving every buffer read on another chip
-    than the one that wrote it with the target's transfer op.
+    Lower every kernel of `fn` with `lower(kernel, ins, chip, shards, slot,
+    params)` on the chip `place-chips` chose, moving every buffer read on
+    another chip than the one that wrote it with the target's transfer op.
     """
-    roots = param_roots(fn)
+    roots = loop.param_buffers(fn)
     transfer = TRANSFER_OPS[DIALECT[device.target]]
     home: dict[SSAValue, int] = {}
     moved: dict[tuple[SSAValue, int], SSAValue] = {}
@@ -265,7 +265,7 @@ def lower_function(fn: func.FuncOp, device: DeviceSpec, chips: int, lower) -> No
             continue
         chip, shards = _placement(op, device.target)
         ins = [_on_chip(v, chip, op, roots, home, moved, transfer) for v in op.ins]
-        new = lower(op, ins, chip, shards, slots.get(chip, 0))
+        new = lower(op, ins, chip, shards, slots.get(chip, 0), roots)
         if chips > 1 and device.target != "lpu":
             new.attributes[CHIP_ATTR] = IntegerAttr(chip, 64)
         slots[chip] = slots.get(chip, 0) + 1
@@ -317,13 +317,12 @@ class LowerToHardwarePass(ModulePass):
             raise ValueError(f"lower-to-hardware: GPU heuristics must be at least 1, got {heuristics}")
         pinned = op.attributes.get(CHIPS_ATTR)
         chips = pinned.value.data if isinstance(pinned, IntegerAttr) else 1
+        lower = {
+            "gpu": lambda kernel, ins, *_: lower_gpu(kernel, ins, device, heuristics),
+            "tpu": lambda kernel, ins, *_: lower_tpu(kernel, ins, self.dataflow, device),
+            "lpu": lower_lpu,
+        }[device.target]
         for fn in [f for f in op.walk() if isinstance(f, func.FuncOp) and not f.is_declaration]:
-            roots = param_roots(fn)
-            lowerings = {
-                "gpu": lambda kernel, ins, *_: lower_gpu(kernel, ins, device, heuristics),
-                "tpu": lambda kernel, ins, *_: lower_tpu(kernel, ins, self.dataflow, device),
-                "lpu": lambda kernel, ins, chip, shards, slot: lower_lpu(kernel, ins, chip, shards, slot, roots),
-            }
-            lower_function(fn, device, chips, lowerings[device.target])
+            lower_function(fn, device, chips, lower)
         if device.target == "lpu" and CHIPS_ATTR not in op.attributes:
             op.attributes[CHIPS_ATTR] = IntegerAttr(1, 64)

@@ -36,24 +36,10 @@ from xdsl.passes import ModulePass
 
 from strata.dialects import loop
 from strata.dialects.device import MEMORY, DeviceSpec, resolve_device
-from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR, IllegalSchedule
 from strata.passes._figures import nbytes
 
 # --------------------------------------------------------------------------- helpers
-
-
-def param_roots(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
-    """Each buffer derived from a param (through copies and views) to that param."""
-    block = fn.body.block
-    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
-    roots = {arg: arg for arg, a in zip(block.args, attrs) if a is not None and PARAM_ATTR in a.data}
-    for op in block.ops:
-        if isinstance(op, loop.CopyOp) and op.source in roots:
-            roots[op.dest] = roots[op.source]
-        elif isinstance(op, loop.ViewOp) and op.source in roots:
-            roots[op.result] = roots[op.source]
-    return roots
 
 
 def kernel_weights(kernel: loop.KernelOp, roots) -> dict[SSAValue, int]:
@@ -183,7 +169,7 @@ def _pack(kernels, per_kernel, capacity: int, budget: int) -> list[tuple[int, in
 
 def place_function(fn: func.FuncOp, device: DeviceSpec, chips: int) -> int:
     """Write `chip` and `shards` on every kernel of `fn`; return the chips used."""
-    roots = param_roots(fn)
+    roots = loop.param_buffers(fn)
     kernels = [op for op in fn.body.block.ops if isinstance(op, loop.KernelOp)]
     capacity = device.memory_bytes
     per_kernel = [kernel_weights(k, roots) for k in kernels]
