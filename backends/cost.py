@@ -8,12 +8,30 @@ the spec; every figure they use is an attribute of a hardware op, a type in
 the IR, or a key of the spec.
 
 Units: seconds, FLOPs, bytes. `bound` is `compute`, `memory`, `latency` or
-(LPU only) `transfer`; `utilisation` is achieved FLOP/s over the device's
-peak for the kernel's dtype.
+`transfer` (moves between devices: pipeline transfers and collectives);
+`utilisation` is achieved FLOP/s over the device's peak for the kernel's
+dtype.
+
+Collectives (`*.all_reduce`, `*.all_gather`, written by `shard`) are costed
+here for every target with the latency-bandwidth (alpha-beta) model of the
+standard algorithms (Thakur, Rabenseifner and Gropp, "Optimization of
+Collective Communication Operations in MPICH", IJHPCA 2005; NCCL's ring and
+double binary tree): over `p` devices, with `alpha` the latency of one step
+and `B` the bandwidth each device sends at (nccl-tests' "bus bandwidth"),
+an all-reduce of `n` bytes takes `2 (p - 1) alpha + 2 (p - 1) / p * n / B`
+on a ring or `2 ceil(log2 p) alpha + 2 n / B` on a pipelined tree (the
+cheaper is taken, as NCCL does), and an all-gather into `n` bytes `(p - 1)
+alpha + (p - 1) / p * n / B` on a ring. Each model says what alpha and B
+are on its machine (`Interconnect`).
+
+A sharded program (`strata.tp`, `strata.dp`) is the program of one device;
+every device of the mesh runs it at once, so the time is one device's and
+the issued FLOPs and peak are the mesh's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,9 +43,9 @@ from strata.backends.memory import DeviceMemory, kernel_placement, memory_per_de
 from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
-from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, type_bytes
+from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MESH_ATTRS, MODEL_FLOPS_ATTR, type_bytes
 
-COST_MODEL_VERSION = "4"
+COST_MODEL_VERSION = "5"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
@@ -63,6 +81,9 @@ class Report:
     peak_flops: float
     """The device's peak FLOP/s for the model's dominant dtype."""
     chips: int = 1
+    """Pipeline stages (`place-chips`)."""
+    mesh: int = 1
+    """Devices that run each stage's program side by side (`shard`: tp x dp)."""
     model_flops: int | None = None
     """The graph's FLOPs, before padding to tiles (the module's `strata.model_flops`; None: not recorded)."""
     batch: int | None = None
@@ -87,14 +108,15 @@ class Report:
         given when the batch is known (`batch_source` says how).
         """
         time_s = self.time_s
-        model_flops = self.model_flops if self.model_flops is not None else self.flops
+        issued = self.flops * self.mesh
+        model_flops = self.model_flops if self.model_flops is not None else issued
         achieved = model_flops / time_s if time_s > 0 else 0.0
         per_device = [m.total_bytes for m in self.memory]
         return {
             "time_s": time_s,
-            "flops": self.flops,
+            "flops": issued,
             "model_flops": model_flops,
-            "issued_flops": self.flops,
+            "issued_flops": issued,
             "bytes": sum(sum(k.bytes.values()) for k in self.kernels),
             "throughput_per_s": 1.0 / time_s if time_s > 0 else 0.0,
             "batch": self.batch,
@@ -104,7 +126,7 @@ class Report:
             "peak_flops_per_s": self.peak_flops,
             "utilisation": achieved / self.peak_flops if self.peak_flops else 0.0,
             "chips": self.chips,
-            "devices": max(self.chips, len(self.memory)),
+            "devices": max(self.chips, len(self.memory)) * self.mesh,
             "memory_per_device_bytes": max(per_device, default=0),
             "memory_capacity_bytes": self.memory_capacity_bytes,
         }
@@ -136,6 +158,20 @@ def transfers(module: ModuleOp) -> list[TransferOp]:
     return [op for op in model_function(module).body.block.ops if isinstance(op, TransferOp)]
 
 
+def collectives(module: ModuleOp) -> list[loop.CollectiveBase]:
+    """The collectives among the devices of a sharded program, in program order."""
+    return [op for op in model_function(module).body.block.ops if isinstance(op, loop.CollectiveBase)]
+
+
+def mesh(module: ModuleOp) -> int:
+    """Devices that run the program side by side: the product of `strata.tp` and `strata.dp` (1: unsharded)."""
+    size = 1
+    for attr in MESH_ATTRS.values():
+        value = module.attributes.get(attr)
+        size *= value.value.data if isinstance(value, IntegerAttr) else 1
+    return size
+
+
 def chips(module: ModuleOp) -> int:
     """The chips the program uses: `strata.chips` (written by `place-chips`), else those its kernels run on."""
     attr = module.attributes.get(CHIPS_ATTR)
@@ -158,6 +194,64 @@ def link_transfer_cost(op: TransferOp, bandwidth: float, index: int, where: str)
     )
 
 
+@dataclass(frozen=True)
+class Interconnect:
+    """How the devices of a group exchange data, for the alpha-beta model of collectives."""
+
+    bandwidth: float
+    """Bytes/s each device sends (and receives) during a step: nccl-tests' bus bandwidth."""
+    step_latency_s: float
+    """alpha: the latency of one step of the algorithm."""
+    fixed_latency_s: float
+    """Paid once per collective (a kernel launch on a GPU)."""
+    where: str
+    """The spec's figures these come from, for the report."""
+
+
+def ring_all_reduce_s(size: int, devices: int, net: Interconnect) -> float:
+    return 2 * (devices - 1) * net.step_latency_s + 2 * (devices - 1) / devices * size / net.bandwidth
+
+
+def tree_all_reduce_s(size: int, devices: int, net: Interconnect) -> float:
+    return 2 * math.ceil(math.log2(devices)) * net.step_latency_s + 2 * size / net.bandwidth
+
+
+def ring_all_gather_s(size: int, devices: int, net: Interconnect) -> float:
+    """`size`: the bytes of the gathered result."""
+    return (devices - 1) * net.step_latency_s + (devices - 1) / devices * size / net.bandwidth
+
+
+def collective_cost(op: loop.CollectiveBase, net: Interconnect, index: int) -> KernelCost:
+    """One collective (any stage's) over `op.devices` devices, the cheaper standard algorithm."""
+    devices = op.devices.value.data
+    if isinstance(op, loop.AllReduceBase):
+        kind, size = "all_reduce", type_bytes(op.source.type)
+        algorithm, wire_s = min(
+            (ring_all_reduce_s(size, devices, net), "ring"), (tree_all_reduce_s(size, devices, net), "tree")
+        )[::-1]
+        moved = 2 * (devices - 1) * size // devices
+    else:
+        kind, size = "all_gather", type_bytes(op.dest.type)
+        algorithm, wire_s = "ring", ring_all_gather_s(size, devices, net)
+        moved = (devices - 1) * size // devices
+    bandwidth_s = moved / net.bandwidth
+    time_s = net.fixed_latency_s + wire_s
+    return KernelCost(
+        name=f"{kind}_{index}", kind=kind, ops=[op.name], flops=0, bytes={"link": moved},
+        time_s=time_s, bound="transfer" if bandwidth_s >= time_s - bandwidth_s else "latency", utilisation=0.0,
+        extra={"algorithm": algorithm, "devices": devices, "axis": op.axis.data, "link": net.where},
+    )
+
+
+def collective_costs(module: ModuleOp, interconnect: Callable[[], Interconnect]) -> list[KernelCost]:
+    """Every collective of `module`; `interconnect` (which may raise `SpecError`) is asked only if there is one."""
+    ops = collectives(module)
+    if not ops:
+        return []
+    net = interconnect()
+    return [collective_cost(op, net, i) for i, op in enumerate(ops)]
+
+
 def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     """Cost `module` (hardware stage) on the device `spec` describes."""
     import importlib
@@ -170,6 +264,8 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     # Imported on use: the models import this module for its types.
     model: Callable[[ModuleOp, DeviceSpec], Report] = importlib.import_module(MODELS[spec.target]).estimate
     report = model(module, spec)
+    report.mesh = mesh(module)
+    report.peak_flops *= report.mesh
     flops, batch = module.attributes.get(MODEL_FLOPS_ATTR), module.attributes.get(BATCH_ATTR)
     report.model_flops = flops.value.data if isinstance(flops, IntegerAttr) else None
     report.batch = batch.value.data if isinstance(batch, IntegerAttr) else None

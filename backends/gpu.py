@@ -26,7 +26,10 @@ For each kernel:
 - on-chip traffic: every loaded tile crosses L2 and shared memory, at the
   shared-memory bandwidth (small tiles re-read more);
 - time = max(compute, memory, on-chip) + launch latency; the bound is the largest.
-Relayout copies between kernels are memory-bound copy kernels.
+Relayout copies between kernels are memory-bound copy kernels. Collectives
+(`simt.all_reduce`, `simt.all_gather`) run over NVLink/NVSwitch at NCCL's
+measured bus bandwidth (`collective_bandwidth`) with a launch and a per-step
+latency each (`backends/cost.py` has the ring and tree formulas).
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ import math
 
 from xdsl.dialects.builtin import ModuleOp
 
-from strata.backends.cost import KernelCost, Report, chips, hardware_kernels, link_transfer_cost, relayout_copies, transfers
+from strata.backends.cost import (
+    Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, relayout_copies,
+    transfers,
+)
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import simt
 from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
@@ -206,12 +212,24 @@ def link_bandwidth(spec: DeviceSpec) -> float:
     return spec["nvlink_bandwidth"] / 2
 
 
+def interconnect(spec: DeviceSpec) -> Interconnect:
+    """The GPUs of one NVSwitch node: NCCL's bus bandwidth, one NVSwitch step per algorithm step."""
+    for key in ("collective_bandwidth", "collective_step_latency_s"):
+        if key not in spec:
+            raise SpecError(f"{spec.name}: collectives between GPUs need '{key}' in the spec")
+    return Interconnect(
+        spec["collective_bandwidth"], spec["collective_step_latency_s"], spec["launch_latency_s"],
+        "collective_bandwidth (NCCL bus bandwidth)",
+    )
+
+
 def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     kernels = hardware_kernels(module)
     costs = [kernel_cost(k, spec) for k in kernels]
     costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
     moves = transfers(module)
     costs += [link_transfer_cost(t, link_bandwidth(spec), i, "nvlink_bandwidth / 2") for i, t in enumerate(moves)]
+    costs += collective_costs(module, lambda: interconnect(spec))
     dtype = dominant_dtype(((k.operand_dtype(), k.figure("matrix_flops")) for k in kernels), "f32")
     used = chips(module)
     return Report("gpu", spec.name, costs, used * tensor_peak(spec, dtype), chips=used)

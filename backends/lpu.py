@@ -74,7 +74,10 @@ between the two chips (one, Linley Nov 2020: a card exposes three links,
 enough for fully connected four-card clusters) and `hops` is 1 inside a
 node of `chips_per_node` chips (numbered consecutively) and 3 between
 nodes (the minimal route of a Dragonfly: local, global, local). Transfers
-are separate entries with bound `transfer`.
+are separate entries with bound `transfer`. Collectives (`tsp.all_reduce`,
+`tsp.all_gather`, from `shard`) run on a bidirectional ring of direct links
+(`backends/cost.py` has the formulas): each step one hop inside a node, or
+the Dragonfly's three when the group spans nodes.
 
 Relayout copies of activations move their buffer through the SXM (read
 and write: twice its bytes at `stream_bandwidth`) on the chip holding
@@ -99,7 +102,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
 
 from strata.backends import systolic_math
-from strata.backends.cost import KernelCost, Report, chips, model_function
+from strata.backends.cost import Interconnect, KernelCost, Report, chips, collective_cost, model_function
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects import loop
 from strata.dialects.hardware import tsp
@@ -382,6 +385,15 @@ def transfer_cost(op: tsp.TransferOp, spec: DeviceSpec, index: int, start_cycle:
     )
 
 
+def interconnect(spec: DeviceSpec, devices: int) -> Interconnect:
+    """A bidirectional ring of direct links over `devices` chips: one hop per step in a node, three across nodes."""
+    per_node = int(spec.get("chips_per_node", 1))
+    steps = 1 if devices <= per_node else DRAGONFLY_HOPS
+    return Interconnect(
+        2 * link_bandwidth(spec), steps * hop_latency(spec), 0.0, "2 x the direct links between two chips",
+    )
+
+
 def copy_cost(op: loop.CopyOp, chip: int, spec: DeviceSpec, index: int, start_cycle: int) -> KernelCost:
     moved = 2 * _bytes(op.source.type)
     sxm = math.ceil(moved / (stream_bandwidth(spec) / clock(spec)))
@@ -405,7 +417,7 @@ def schedule(module: ModuleOp, spec: DeviceSpec) -> list[KernelCost]:
     home: dict[SSAValue, int] = {}
     costs: list[KernelCost] = []
     start = 0
-    transfers = copies = 0
+    transfers = copies = collectives = 0
     for op in fn.body.block.ops:
         cost: KernelCost | None = None
         if isinstance(op, tsp.ProgramOp):
@@ -419,6 +431,12 @@ def schedule(module: ModuleOp, spec: DeviceSpec) -> list[KernelCost]:
         elif isinstance(op, loop.ViewOp):
             if op.source in home:
                 home[op.result] = home[op.source]
+        elif isinstance(op, loop.CollectiveBase):
+            home[op.dest] = home.get(op.source, 0)
+            cost = collective_cost(op, interconnect(spec, op.devices.value.data), collectives)
+            cost.extra |= {"chip": home[op.dest], "start_cycle": start,
+                           "cycles": math.ceil(cost.time_s * clock(spec) - 1e-9)}
+            collectives += 1
         elif isinstance(op, loop.CopyOp):
             if op.source in home:
                 home[op.dest] = home[op.source]

@@ -81,8 +81,8 @@ def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
                 homes.setdefault(roots[value], kernel_placement(op)[0])
         elif isinstance(op, TransferOp):
             homes[roots[op.dest]] = op.to_chip.value.data
-        elif isinstance(op, loop.CopyOp) and roots[op.source] in homes:
-            # A relayout copy stays on its source's chip.
+        elif isinstance(op, (loop.CopyOp, loop.CollectiveBase)) and roots[op.source] in homes:
+            # A relayout copy, or a collective among a stage's mesh, stays on its source's chip.
             homes.setdefault(roots[op.dest], homes[roots[op.source]])
     return homes
 

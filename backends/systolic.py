@@ -44,7 +44,9 @@ For each program (all figures are attributes of the op or keys of the spec):
   in words of the operand's size).
 
 Relayout copies between programs move their buffer through HBM twice (read
-and write) and are memory-bound.
+and write) and are memory-bound. Collectives (`systolic.all_reduce`,
+`systolic.all_gather`) run on a bidirectional ring along one axis of the ICI
+torus, `ici_hop_latency_s` per step (`backends/cost.py` has the formulas).
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.backends import systolic_math
-from strata.backends.cost import KernelCost, Report, chips, hardware_kernels, link_transfer_cost, relayout_copies, transfers
+from strata.backends.cost import (
+    Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, relayout_copies,
+    transfers,
+)
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import systolic
 from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
@@ -234,6 +239,7 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
     moves = transfers(module)
     costs += [link_transfer_cost(t, link_bandwidth(spec), i, "one ICI link") for i, t in enumerate(moves)]
+    costs += collective_costs(module, lambda: interconnect(spec))
     dtype = dominant_dtype(((p.operand_dtype(), p.figure("matrix_flops")) for p in programs), "bf16")
     used = chips(module)
     return Report("tpu", spec.name, costs, used * array_peak(spec, dtype), chips=used)
@@ -250,3 +256,17 @@ def link_bandwidth(spec: DeviceSpec) -> float:
     if "ici_bandwidth" in spec and "ici_ports" in spec:
         return spec["ici_bandwidth"] / spec["ici_ports"] / 2
     raise SpecError(f"{spec.name}: moving buffers between TPU chips needs 'ici_link_bandwidth' in the spec")
+
+
+def interconnect(spec: DeviceSpec) -> Interconnect:
+    """
+    A bidirectional ring along one axis of the ICI torus (JAX scaling book,
+    "How to think about TPUs": a collective on a bidirectional ring moves at
+    both directions of a link at once), one hop per algorithm step.
+    """
+    if "ici_hop_latency_s" not in spec:
+        raise SpecError(f"{spec.name}: collectives between TPU chips need 'ici_hop_latency_s' in the spec")
+    return Interconnect(
+        2 * link_bandwidth(spec), spec["ici_hop_latency_s"], _latency(spec),
+        "2 x one ICI link (bidirectional ring)",
+    )

@@ -173,8 +173,27 @@ def _devices(text: str) -> int:
 
 
 def _devices_schedule(args) -> list[str]:
-    """`--devices N` pins the chips `place-chips` spreads the model over."""
-    return [f"chips={args.devices}"] if getattr(args, "devices", None) else []
+    """
+    `--devices N` is the whole count: `N / (tp x dp)` pipeline stages (the
+    `chips` of place-chips) of a `tp x dp` mesh each (`--schedule tp=, dp=`).
+    """
+    devices = getattr(args, "devices", None)
+    if not devices:
+        return []
+    pinned = parse_schedule(getattr(args, "schedule", []))
+    mesh = 1
+    for axis in ("tp", "dp"):
+        text = pinned.get(axis, "1")
+        if not text.isdigit() or int(text) < 1:
+            raise StrataError(f"error: --schedule {axis}={text}: a device count from 1")
+        mesh *= int(text)
+    if devices % mesh:
+        raise StrataError(f"error: --devices {devices} is not a multiple of tp x dp = {mesh}")
+    stages = devices // mesh
+    if "chips" in pinned and pinned["chips"] != str(stages):
+        raise StrataError(f"error: --devices {devices} with a mesh of {mesh} makes {stages} pipeline stages,"
+                          f" not --schedule pp={pinned['chips']}; give one of them")
+    return [] if "chips" in pinned else [f"chips={stages}"]
 
 
 def _say_chips(module: ModuleOp, target: str, args) -> None:
@@ -187,8 +206,15 @@ def _say_chips(module: ModuleOp, target: str, args) -> None:
 
 def _add_devices(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=_devices, metavar="N",
-                        help="spread the model over N devices, pipeline stages of consecutive kernels"
-                        " (default: the fewest whose memory holds the weights)")
+                        help="run the model on N devices: N / (tp x dp) pipeline stages of consecutive kernels,"
+                        " each on a tp x dp mesh (--schedule tp=, dp=; default 1); without it, the fewest"
+                        " stages whose memory holds the weights")
+
+
+def _add_schedule(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
+                        help="pin a pass choice instead of the default, e.g. --schedule tp=2 (tensor parallelism),"
+                        " dp=2 (data parallelism), pp=4 (pipeline stages), dataflow=ws, tile=64,64,32 (repeatable)")
 
 
 def _print_reports(costed: dict, report_format: str) -> None:
@@ -356,10 +382,15 @@ def cmd_run(args) -> int:
     devices = chosen_devices(args, [args.target], recorded_device(module))
     if args.through is not None or args.backend == "mlir" or devices:
         attach_device(module, devices.get(args.target), args.target)
+    _devices_schedule(args)  # a --devices the mesh does not divide fails before any work
+    if args.schedule and args.through is None:
+        raise StrataError("error: --schedule pins passes: give --through STAGE to run them (e.g. --through hardware)")
     if args.through is not None:
         passes = passes_between(args.target, detect_stage(module), Stage(args.through))
+        # Pipeline stages are placed at the hardware stage; before it, --devices only checks the mesh divides it.
+        stages = _devices_schedule(args) if Stage(args.through) == Stage.HARDWARE else []
         compile_module(module, args.target, Stage(args.through),
-                       pipeline=apply_schedule(passes, parse_schedule(_devices_schedule(args))))
+                       pipeline=apply_schedule(passes, parse_schedule(args.schedule + stages)))
     if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
         from strata.compiler.execution import native
 
@@ -420,9 +451,7 @@ def _compile_parser(sub) -> None:
                    " printed), or JSON (schema in the README)")
     add_device_options(p)
     _add_devices(p)
-    p.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
-                   help="pin a pass choice instead of the default, e.g. --schedule dataflow=ws,"
-                   " --schedule tile=64,64,32, --schedule chips=4 (repeatable)")
+    _add_schedule(p)
     p.add_argument("--plot", metavar="FILE.png", type=_plot_path, help="draw a roofline of the kernels to FILE.png")
     p.add_argument("--autotune", action="store_true",
                    help="tune fusion, layout, tiles, loop order, dataflow and chips first (see `strata tune`)")
@@ -459,6 +488,7 @@ def _run_parser(sub) -> None:
                    " input at its own stage: graph for a .model file)")
     add_device_options(p)
     _add_devices(p)
+    _add_schedule(p)
     p.add_argument("--backend", choices=["interpreter", "mlir"], default="interpreter",
                    help="execute with the NumPy reference / loop interpreter (default), or lower the loop stage"
                    " for --target through upstream MLIR (export-mlir, mlir-opt-22, LLVM) and run it natively")

@@ -38,6 +38,7 @@ from strata.passes.fuse import FusePass
 from strata.passes.lower_to_hardware import LowerToHardwarePass
 from strata.passes.lower_to_loops import LowerToLoopsPass
 from strata.passes.place_chips import PlaceChipsPass
+from strata.passes.shard import ShardPass
 from strata.passes.tile import TilePass
 
 
@@ -64,7 +65,7 @@ def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]],
     only read them.
     """
     return (
-        (Stage.FUSED, (FusePass(target=target),)),
+        (Stage.FUSED, (ShardPass(), FusePass(target=target))),
         (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
         (Stage.LOOP, (TilePass(target=target), LowerToLoopsPass())),
         (Stage.HARDWARE, (PlaceChipsPass(), LowerToHardwarePass(target=target))),

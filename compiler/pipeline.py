@@ -22,10 +22,11 @@ from strata.passes.fuse import FusePass
 from strata.passes.lower_to_hardware import LowerToHardwarePass
 from strata.passes.lower_to_loops import LowerToLoopsPass
 from strata.passes.place_chips import PlaceChipsPass
+from strata.passes.shard import ShardPass
 from strata.passes.tile import TilePass
 
 STRATA_PASSES: tuple[type[ModulePass], ...] = (
-    FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, PlaceChipsPass, LowerToHardwarePass, ExportMlirPass,
+    ShardPass, FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, PlaceChipsPass, LowerToHardwarePass, ExportMlirPass,
 )
 
 

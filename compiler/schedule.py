@@ -17,7 +17,8 @@ from xdsl.passes import ModulePass
 
 from strata.compiler.diagnostics import StrataError
 
-ALIASES = {"tile": "sizes", "tiles": "sizes", "loop_order": "order"}
+ALIASES = {"tile": "sizes", "tiles": "sizes", "loop_order": "order", "pp": "chips"}
+"""Other names of options: `pp` (pipeline parallelism) is place-chips' `chips`."""
 
 
 def parse_schedule(items: list[str]) -> dict[str, str]:

@@ -93,6 +93,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "max_regs_per_thread", "max_threads_per_sm", "max_ctas_per_sm", "launch_latency_s",
         "nvlink_bandwidth", "pcie_bandwidth", "tdp_w", "gemm_k_half", "attention_efficiency",
         "attention_k_half", "mma_shape_f16", "mma_shape_bf16", "mma_shape_f32", "mma_shape_i8",
+        "collective_bandwidth", "collective_step_latency_s",
     ),
     "tpu": (
         "description", "tensorcores", "mxus_per_tensorcore",
@@ -100,7 +101,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "ifmap_sram_bytes", "filter_sram_bytes", "ofmap_sram_bytes", "ici_links",
         "ici_link_bandwidth", "ici_ports", "ici_bandwidth", "pod_chips",
         "pod_bisection_bandwidth", "pod_allreduce_bandwidth", "power_mean_w",
-        "launch_latency_s",
+        "launch_latency_s", "ici_hop_latency_s",
     ),
     "lpu": (
         "description", "max_clock_hz", "mxm_planes", "mxm_macs", "vector_alus", "superlanes",

@@ -66,6 +66,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.graph import PARAM_ATTR
+from strata.dialects.graph.ops import verify_collective
 from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
 LEVELS = ("global", "onchip", "register")
@@ -529,6 +530,74 @@ class ViewOp(IRDLOperation):
                 raise VerifyException("'loop.view' needs buffers in the logical (row-major) layout")
 
 
+class CollectiveBase(IRDLOperation):
+    """
+    Base of the collectives on buffers (`loop.all_reduce`, `loop.all_gather`
+    and the hardware dialects' own): `graph.all_reduce`/`graph.all_gather`
+    from `source` into `dest`, both in the logical layout.
+    """
+
+    source = operand_def(MemRefType)
+    dest = operand_def(MemRefType)
+    axis = prop_def(StringAttr)
+    devices = prop_def(IntegerAttr)
+
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$source `,` $dest attr-dict `:` type($source) `->` type($dest)"
+
+    def __init__(self, source: SSAValue, dest: SSAValue, properties: dict[str, Attribute]):
+        super().__init__(operands=[source, dest], properties=dict(properties))
+
+    def verify_(self) -> None:
+        a, b = self.source.type, self.dest.type
+        if a.element_type != b.element_type:
+            raise VerifyException(f"'{self.name}' buffers differ in element type")
+        for t in (a, b):
+            if getattr(t.layout, "is_logical", True) is False:
+                raise VerifyException(f"'{self.name}' needs buffers in the logical (row-major) layout")
+        verify_collective(self, a.get_shape(), b.get_shape())
+
+
+class AllReduceBase(CollectiveBase):
+    """`dest = sum of source over the devices of the group`."""
+
+
+class AllGatherBase(CollectiveBase):
+    """`dest` = the devices' blocks of `source` joined along `dim` (see `graph.all_gather`)."""
+
+    dim = prop_def(IntegerAttr)
+    groups = prop_def(IntegerAttr)
+
+
+@irdl_op_definition
+class AllReduceOp(AllReduceBase):
+    """
+    `graph.all_reduce` on buffers.
+
+    ```mlir
+    loop.all_reduce %a, %b {axis = "tp", devices = 2 : i64} : memref<...> -> memref<...>
+    ```
+    """
+
+    name = "loop.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(AllGatherBase):
+    """`graph.all_gather` on buffers."""
+
+    name = "loop.all_gather"
+
+
+COLLECTIVE_PROPERTIES = ("axis", "devices", "dim", "groups")
+"""The properties a collective keeps from one stage to the next."""
+
+
+def collective_properties(op: IRDLOperation) -> dict[str, Attribute]:
+    """What a collective of any stage says, for its lowering to the next."""
+    return {name: op.properties[name] for name in COLLECTIVE_PROPERTIES if name in op.properties}
+
+
 def param_buffers(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
     """
     Each buffer of a loop-stage function that holds a param's values (the
@@ -548,6 +617,9 @@ def param_buffers(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
 
 Loop = Dialect(
     "loop",
-    [KernelOp, EndOp, LoadOp, GatherOp, StoreOp, FillOp, CausalMaskOp, OnlineSoftmaxOp, CopyOp, ViewOp],
+    [
+        KernelOp, EndOp, LoadOp, GatherOp, StoreOp, FillOp, CausalMaskOp, OnlineSoftmaxOp, CopyOp, ViewOp,
+        AllReduceOp, AllGatherOp,
+    ],
     [],
 )

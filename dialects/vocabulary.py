@@ -45,6 +45,23 @@ BATCH_ATTR = "strata.batch"
 BATCH_NAMES = ("B", "batch", "BATCH", "batch_size")
 """`let` constants taken to be the batch when they are every input's leading dim."""
 
+# The device mesh a sharded program runs on (written by `shard`): every
+# pipeline stage (`chip`) is a group of `dp x tp` devices running one SPMD
+# program on their local shards; device (stage, d, t) is number
+# `stage * dp * tp + d * tp + t`.
+MESH_AXES = ("dp", "tp")
+"""Data parallelism (the batch split over replicas), tensor parallelism (weights split, Megatron-style)."""
+MESH_ATTRS = {"dp": "strata.dp", "tp": "strata.tp"}
+"""Module `i64` per mesh axis: the devices along it (absent: 1)."""
+SPLIT_ATTR = "strata.split"
+"""
+Argument attribute of a sharded program: `[axis, dim, groups]` triples, one
+per mesh axis the argument is split over. The argument holds, along `dim`,
+the device's block of each of `groups` equal parts (`groups` > 1 when the
+dim is later split into that many parts, e.g. a fused QKV weight), so each
+part is split evenly too.
+"""
+
 
 class IllegalSchedule(ValueError):
     """

@@ -40,10 +40,11 @@ from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
 
 from strata.dialects import loop
 from strata.dialects.graph import ops as g
-from strata.dialects.hardware import TRANSFER_OPS, simt, systolic, tsp
+from strata.dialects.hardware import COLLECTIVE_OPS, TRANSFER_OPS, simt, systolic, tsp
 from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
 from strata.passes._figures import Figures, kernel_figures, kernel_gemms
 from strata.passes.place_chips import kernel_weights
@@ -261,6 +262,9 @@ def lower_function(fn: func.FuncOp, device: DeviceSpec, chips: int, lower) -> No
             if source in home:
                 home[result] = home[source]
             continue
+        if isinstance(op, loop.CollectiveBase):
+            _lower_collective(op, COLLECTIVE_OPS[DIALECT[device.target]], home, chips > 1)
+            continue
         if not isinstance(op, loop.KernelOp):
             continue
         chip, shards = _placement(op, device.target)
@@ -272,6 +276,18 @@ def lower_function(fn: func.FuncOp, device: DeviceSpec, chips: int, lower) -> No
         for out in op.outs:
             home[out] = chip
         _replace(op, new)
+
+
+def _lower_collective(op: loop.CollectiveBase, ops, home: dict[SSAValue, int], staged: bool) -> None:
+    """A collective runs among the devices of the stage that holds its operand (as its result then does)."""
+    kind = "all_reduce" if isinstance(op, loop.AllReduceBase) else "all_gather"
+    new = ops[kind](op.source, op.dest, loop.collective_properties(op))
+    chip = home.get(op.source, 0)
+    home[op.dest] = chip
+    if staged:
+        new.attributes[CHIP_ATTR] = IntegerAttr(chip, 64)
+    new.location = op.location
+    Rewriter.replace_op(op, new)
 
 
 def _on_chip(value, chip, kernel, roots, home, moved, transfer) -> SSAValue:

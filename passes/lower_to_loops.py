@@ -367,6 +367,11 @@ def lower_function(fn: func.FuncOp) -> None:
             alloc = memref.AllocOp([], [], buffer_type(op.result.type))
             new_ops = [alloc, loop.CopyOp(values[op.input], alloc.memref)]
             values[op.result] = alloc.memref
+        elif isinstance(op, g.CollectiveOp):
+            alloc = memref.AllocOp([], [], buffer_type(op.result.type))
+            kind = loop.AllReduceOp if isinstance(op, g.AllReduceOp) else loop.AllGatherOp
+            new_ops = [alloc, kind(values[op.input], alloc.memref, loop.collective_properties(op))]
+            values[op.result] = alloc.memref
         elif isinstance(op, g.ReshapeOp):
             view = loop.ViewOp(values[op.input], buffer_type(op.result.type))
             new_ops = [view]

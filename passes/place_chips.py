@@ -131,8 +131,8 @@ def _crossing(fn: func.FuncOp, kernels: list[loop.KernelOp], roots) -> list[int]
     made: dict[SSAValue, int] = {arg: -1 for arg in fn.body.block.args if arg not in roots}
     last: dict[SSAValue, int] = {}
     for op in fn.body.block.ops:
-        if isinstance(op, loop.CopyOp | loop.ViewOp):
-            source, result = (op.source, op.dest) if isinstance(op, loop.CopyOp) else (op.source, op.result)
+        if isinstance(op, loop.CopyOp | loop.CollectiveBase | loop.ViewOp):
+            source, result = (op.source, op.result) if isinstance(op, loop.ViewOp) else (op.source, op.dest)
             if source in made:
                 made[result] = made[source]
         elif isinstance(op, loop.KernelOp):
@@ -184,8 +184,8 @@ def place_function(fn: func.FuncOp, device: DeviceSpec, chips: int) -> int:
     if sharded is not None and device.target != "lpu":
         raise IllegalSchedule(
             f"kernel '{sharded.kernel_name.data}' has {sum(kernel_weights(sharded, roots).values()):,} B of weights,"
-            f" more than one {device.name} holds; splitting one kernel over several {device.target} chips (tensor"
-            f" parallelism) is not implemented yet"
+            f" more than one {device.name} holds; split its weights over N devices with tensor parallelism"
+            f" (--schedule tp=N)"
         )
     for kernel, (chip, shards) in zip(kernels, placement):
         kernel.attributes[CHIP_ATTR] = IntegerAttr(chip, 64)

@@ -24,7 +24,7 @@ from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 
-from strata.compiler.execution import reference
+from strata.compiler.execution import reference, spmd
 from strata.compiler.execution.reference import ExecutionError, convert, numpy_dtype, op_error
 from strata.dialects import loop
 from strata.dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, TransferOp
@@ -261,6 +261,19 @@ def _copy(op, env) -> None:
     dest.data[...] = to_physical(source.logical(), dest.layout)
 
 
+@register(loop.AllReduceBase)
+def _all_reduce(op, env) -> None:
+    total = spmd.all_reduce(env[op.source].logical(), op.axis.data, op.devices.value.data)
+    env[op.dest].data[...] = to_physical(total, env[op.dest].layout)
+
+
+@register(loop.AllGatherBase)
+def _all_gather(op, env) -> None:
+    source = env[op.source].logical()
+    whole = spmd.all_gather(source, op.axis.data, op.devices.value.data, op.dim.value.data, op.groups.value.data)
+    env[op.dest].data[...] = to_physical(whole, env[op.dest].layout)
+
+
 @register(loop.ViewOp)
 def _view(op, env) -> None:
     source = env[op.source]
@@ -295,4 +308,4 @@ def run_module(module: ModuleOp, inputs: Mapping[str, np.ndarray], weights: Mapp
     missing = [n for k, n in names if n not in pools[k]]
     if missing:
         raise ExecutionError(f"error: no value given for {', '.join(repr(n) for n in missing)}")
-    return run_function(fn, [pools[k][n] for k, n in names])
+    return spmd.run(module, fn, [pools[k][n] for k, n in names], run_function)

@@ -58,6 +58,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.traits import IsTerminator
 
 from strata.compiler.diagnostics import StrataError
+from strata.compiler.execution import spmd
 from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.dtypes import dtype_name
@@ -517,7 +518,7 @@ def run_module(
                 f"error: {', '.join(repr(n) for n in extra)} is not {article} {kind} of the model"
             )
     args = [pools[kind][name] for kind, name in names]
-    return run_function(func_op, args)
+    return spmd.run(module, func_op, args, run_function)
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -818,3 +819,16 @@ def _avgpool2d(op: g.AvgPool2DOp, args: list[np.ndarray]) -> np.ndarray:
 @register(g.GlobalAvgPoolOp)
 def _global_avgpool(op: g.GlobalAvgPoolOp, args: list[np.ndarray]) -> np.ndarray:
     return np.mean(args[0], axis=(2, 3), keepdims=True)
+
+
+# --------------------------------------------------------------------------- collectives
+
+
+@register(g.AllReduceOp, widen=False)
+def _all_reduce(op: g.AllReduceOp, args: list[np.ndarray]) -> np.ndarray:
+    return spmd.all_reduce(args[0], op.axis.data, op.devices.value.data)
+
+
+@register(g.AllGatherOp, widen=False)
+def _all_gather(op: g.AllGatherOp, args: list[np.ndarray]) -> np.ndarray:
+    return spmd.all_gather(args[0], op.axis.data, op.devices.value.data, op.dim.value.data, op.groups.value.data)

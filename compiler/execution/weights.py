@@ -43,6 +43,7 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.ir import BlockArgument
 
+from strata.compiler.execution import spmd
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.execution.reference import (
     NUMPY_DTYPES,
@@ -86,10 +87,10 @@ class ArgSpec:
 def model_signature(func_op: func.FuncOp) -> list[ArgSpec]:
     """The model's arguments, in argument order."""
     specs = []
-    for (kind, name), arg in zip(argument_names(func_op), func_op.body.block.args, strict=True):
-        specs.append(
-            ArgSpec(name, kind, tuple(arg.type.get_shape()), dtype_name(arg.type.element_type))
-        )
+    # A sharded program's arguments are one device's blocks; the model's are whole.
+    shapes = spmd.whole_shapes(func_op)
+    for (kind, name), arg, shape in zip(argument_names(func_op), func_op.body.block.args, shapes, strict=True):
+        specs.append(ArgSpec(name, kind, shape, dtype_name(arg.type.element_type)))
     return specs
 
 

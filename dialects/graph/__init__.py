@@ -14,6 +14,8 @@ from strata.dialects.graph.layout import LayoutAttr, RelayoutOp
 from strata.dialects.graph.ops import (
     AbsOp,
     AddOp,
+    AllGatherOp,
+    AllReduceOp,
     AvgPool2DOp,
     CastOp,
     CausalMaskOp,
@@ -106,6 +108,9 @@ Graph = Dialect(
         SliceOp,
         SplitOp,
         GatherOp,
+        # Collectives
+        AllReduceOp,
+        AllGatherOp,
         # Pooling
         MaxPool2DOp,
         AvgPool2DOp,

@@ -47,6 +47,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.graph import shapes
 from strata.dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, INT_DTYPES, dtype_name
+from strata.dialects.vocabulary import MESH_AXES
 
 # --------------------------------------------------------------------------- helpers
 
@@ -870,6 +871,87 @@ class GatherOp(IRDLOperation):
             raise VerifyException("'graph.gather' ids must have an integer dtype")
         _expect_same_dtype(self, self.table, self.result)
         _expect_shape(self, self.result, _check(shapes.gather, _shape(self.table), _shape(self.ids)))
+
+
+# --------------------------------------------------------------------------- collectives
+
+
+class CollectiveOp(IRDLOperation):
+    """
+    Base of the collectives of a sharded program (`shard`): every device of
+    one group along mesh `axis` (`tp` or `dp`, `devices` of them) runs the
+    op at the same point of the same program, each on its own `input`.
+    Not `Pure`: it communicates, so no rewrite may drop or merge it.
+    """
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    axis = prop_def(StringAttr)
+    devices = prop_def(IntegerAttr[I64])
+
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def verify_(self) -> None:
+        verify_collective(self, _shape(self.input), _shape(self.result))
+        _expect_same_dtype(self, self.input, self.result)
+
+
+def verify_collective(op: IRDLOperation, source: Sequence[int], dest: Sequence[int]) -> None:
+    """The checks every collective shares, on tensors or buffers (`loop`, hardware dialects)."""
+    if op.axis.data not in MESH_AXES:
+        raise VerifyException(f"'{op.name}' axis must be one of {', '.join(MESH_AXES)}, got '{op.axis.data}'")
+    devices = op.devices.value.data
+    if devices < 2:
+        raise VerifyException(f"'{op.name}' runs on a group of at least 2 devices, got {devices}")
+    if hasattr(op, "dim"):
+        groups = op.groups.value.data
+        dim = op.dim.value.data
+        if not 0 <= dim < len(source) or groups < 1 or source[dim] % groups:
+            raise VerifyException(
+                f"'{op.name}' dim {dim} and groups {groups} do not fit the operand shape {shapes.fmt(source)}"
+            )
+        expected = shapes.gathered(source, dim, devices)
+    else:
+        expected = tuple(source)
+    if tuple(dest) != tuple(expected):
+        raise VerifyException(f"'{op.name}' result shape must be {shapes.fmt(expected)}, got {shapes.fmt(dest)}")
+
+
+@irdl_op_definition
+class AllReduceOp(CollectiveOp):
+    """`result = sum of input over the devices of the group` (each gets the sum)."""
+
+    name = "graph.all_reduce"
+
+    def __init__(self, input: SSAValue, axis: str, devices: int):
+        super().__init__(
+            operands=[input], result_types=[input.type],
+            properties={"axis": StringAttr(axis), "devices": _int(devices)},
+        )
+
+
+@irdl_op_definition
+class AllGatherOp(CollectiveOp):
+    """
+    `result` = the whole tensor whose blocks along `dim` the group's devices
+    hold, in device order; with `groups` > 1 each device holds its block of
+    each of `groups` equal parts (see `strata.split`), and the result puts
+    every part back together in turn.
+    """
+
+    name = "graph.all_gather"
+
+    dim = prop_def(IntegerAttr[I64])
+    groups = prop_def(IntegerAttr[I64])
+
+    def __init__(self, input: SSAValue, axis: str, devices: int, dim: int, groups: int = 1):
+        type_ = input.type
+        result = TensorType(type_.element_type, shapes.gathered(type_.get_shape(), dim, devices))
+        super().__init__(
+            operands=[input], result_types=[result],
+            properties={"axis": StringAttr(axis), "devices": _int(devices), "dim": _int(dim), "groups": _int(groups)},
+        )
 
 
 # --------------------------------------------------------------------------- pooling

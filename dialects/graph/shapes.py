@@ -227,6 +227,22 @@ def causal_mask(shape: Shape) -> Shape:
     return shape
 
 
+def sharded(shape: Shape, dim: int, devices: int, groups: int = 1) -> Shape:
+    """One device's block of `shape` split over `devices` along `dim` (each of `groups` parts evenly)."""
+    dim = normalize_axis(dim, len(shape))
+    if devices < 1 or groups < 1 or shape[dim] % (devices * groups):
+        raise ShapeError(
+            f"dim {dim} of {fmt(shape)} does not split evenly into {groups} part(s) over {devices} devices"
+        )
+    return tuple(s // devices if d == dim else s for d, s in enumerate(shape))
+
+
+def gathered(shape: Shape, dim: int, devices: int) -> Shape:
+    """The whole of `shape`, one device's block of a split along `dim`, from `devices` devices."""
+    dim = normalize_axis(dim, len(shape))
+    return tuple(s * devices if d == dim else s for d, s in enumerate(shape))
+
+
 def _product(dims) -> int:
     result = 1
     for d in dims:

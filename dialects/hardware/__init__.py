@@ -15,5 +15,11 @@ END_OPS = tuple(op for d in HARDWARE_DIALECTS for op in d.operations if op.name.
 TRANSFER_OPS = {d.name: next(op for op in d.operations if op.name.endswith(".transfer")) for d in HARDWARE_DIALECTS}
 """Per dialect, its device-to-device move (`simt.transfer`, ...)."""
 
-__all__ = ["HARDWARE_DIALECTS", "END_OPS", "TRANSFER_OPS", "HardwareKernelOp", "MatrixOp", "TransferOp", "Simt",
+COLLECTIVE_OPS = {
+    d.name: {op.name.split(".")[1]: op for op in d.operations if op.name.endswith((".all_reduce", ".all_gather"))}
+    for d in HARDWARE_DIALECTS
+}
+"""Per dialect, its collectives by kind (`{"all_reduce": simt.AllReduceOp, ...}`)."""
+
+__all__ = ["COLLECTIVE_OPS", "HARDWARE_DIALECTS", "END_OPS", "TRANSFER_OPS", "HardwareKernelOp", "MatrixOp", "TransferOp", "Simt",
            "Systolic", "Tsp"]

@@ -20,6 +20,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase
 
 WARP = 32
 """Threads per warp on every NVIDIA GPU since Tesla (CUDA C Programming Guide, SIMT Architecture)."""
@@ -126,4 +127,25 @@ class TransferOp(TransferBase):
     name = "simt.transfer"
 
 
-Simt = Dialect("simt", [TransferOp, KernelOp, EndOp, MmaOp], [])
+@irdl_op_definition
+class AllReduceOp(AllReduceBase):
+    """
+    `loop.all_reduce` between the GPUs of a tensor- or data-parallel group over NVLink/NVSwitch:
+    `dest = sum of source over the group`, costed as a ring or tree all-reduce.
+
+    ```mlir
+    simt.all_reduce %a, %b {axis = "tp", devices = 2 : i64} : memref<...> -> memref<...>
+    ```
+    """
+
+    name = "simt.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(AllGatherBase):
+    """`loop.all_gather` between the GPUs of a tensor- or data-parallel group over NVLink/NVSwitch, costed as a ring all-gather."""
+
+    name = "simt.all_gather"
+
+
+Simt = Dialect("simt", [TransferOp, AllReduceOp, AllGatherOp, KernelOp, EndOp, MmaOp], [])

@@ -19,6 +19,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase
 from strata.dialects.vocabulary import DATAFLOWS
 
 
@@ -111,4 +112,25 @@ class TransferOp(TransferBase):
     name = "systolic.transfer"
 
 
-Systolic = Dialect("systolic", [TransferOp, ProgramOp, EndOp, MatmulOp], [])
+@irdl_op_definition
+class AllReduceOp(AllReduceBase):
+    """
+    `loop.all_reduce` between the TPU chips of a group over the ICI torus:
+    `dest = sum of source over the group`, costed as a ring or tree all-reduce.
+
+    ```mlir
+    systolic.all_reduce %a, %b {axis = "tp", devices = 2 : i64} : memref<...> -> memref<...>
+    ```
+    """
+
+    name = "systolic.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(AllGatherBase):
+    """`loop.all_gather` between the TPU chips of a group over the ICI torus, costed as a ring all-gather."""
+
+    name = "systolic.all_gather"
+
+
+Systolic = Dialect("systolic", [TransferOp, AllReduceOp, AllGatherOp, ProgramOp, EndOp, MatmulOp], [])

@@ -23,6 +23,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase
 
 UNITS = ("mxm", "vxm", "sxm", "mem")
 """Functional units: matrix, vector, switch (transpose, shift, permute) and memory slices."""
@@ -106,4 +107,25 @@ class TransferOp(TransferBase):
     name = "tsp.transfer"
 
 
-Tsp = Dialect("tsp", [ProgramOp, EndOp, MxmOp, TransferOp], [])
+@irdl_op_definition
+class AllReduceOp(AllReduceBase):
+    """
+    `loop.all_reduce` between the LPU chips of a group over their chip-to-chip links:
+    `dest = sum of source over the group`, costed as a ring or tree all-reduce.
+
+    ```mlir
+    tsp.all_reduce %a, %b {axis = "tp", devices = 2 : i64} : memref<...> -> memref<...>
+    ```
+    """
+
+    name = "tsp.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(AllGatherBase):
+    """`loop.all_gather` between the LPU chips of a group over their chip-to-chip links, costed as a ring all-gather."""
+
+    name = "tsp.all_gather"
+
+
+Tsp = Dialect("tsp", [ProgramOp, EndOp, MxmOp, TransferOp, AllReduceOp, AllGatherOp], [])
