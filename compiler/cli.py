@@ -154,7 +154,7 @@ def _compile_one(args, target: str, targets: list[str], emit: Stage, report_form
         passes = list(parse_pipeline(args.pass_pipeline).passes)
     else:
         passes = passes_between(target, detect_stage(module), emit)
-    passes = apply_schedule(passes, parse_schedule(args.schedule + _devices_schedule(args)))
+    passes = apply_schedule(passes, parse_schedule(args.schedule + _devices_schedule(args, module)))
     compile_module(module, target, emit, _dump_options(args), passes, devices.get(target))
     _say_chips(module, target, args)
     if args.output or (args.emit is not None and args.output in (None, "-")):
@@ -172,28 +172,44 @@ def _devices(text: str) -> int:
     return value
 
 
-def _devices_schedule(args) -> list[str]:
+def _devices_schedule(args, module: ModuleOp | None = None) -> list[str]:
     """
     `--devices N` is the whole count: `N / (tp x dp)` pipeline stages (the
-    `chips` of place-chips) of a `tp x dp` mesh each (`--schedule tp=, dp=`).
+    `chips` of place-chips) of a `tp x dp` mesh each (`--schedule tp=, dp=`,
+    else the mesh `module` records, as a tuned one does).
     """
     devices = getattr(args, "devices", None)
     if not devices:
         return []
-    pinned = parse_schedule(getattr(args, "schedule", []))
-    mesh = 1
-    for axis in ("tp", "dp"):
-        text = pinned.get(axis, "1")
-        if not text.isdigit() or int(text) < 1:
-            raise StrataError(f"error: --schedule {axis}={text}: a device count from 1")
-        mesh *= int(text)
+    pinned = _pinned_parallelism(args)
+    recorded = _recorded_mesh(module) if module is not None else {}
+    mesh = pinned.get("tp", recorded.get("tp", 1)) * pinned.get("dp", recorded.get("dp", 1))
     if devices % mesh:
         raise StrataError(f"error: --devices {devices} is not a multiple of tp x dp = {mesh}")
     stages = devices // mesh
-    if "chips" in pinned and pinned["chips"] != str(stages):
+    if pinned.get("pp", stages) != stages:
         raise StrataError(f"error: --devices {devices} with a mesh of {mesh} makes {stages} pipeline stages,"
-                          f" not --schedule pp={pinned['chips']}; give one of them")
-    return [] if "chips" in pinned else [f"chips={stages}"]
+                          f" not --schedule pp={pinned['pp']}; give one of them")
+    return [] if "pp" in pinned else [f"chips={stages}"]
+
+
+def _pinned_parallelism(args) -> dict[str, int]:
+    """The degrees of parallelism `--schedule` fixes: {"tp": .., "dp": .., "pp": ..}, those given."""
+    pinned = {}
+    for key, text in parse_schedule(getattr(args, "schedule", [])).items():
+        axis = {"chips": "pp"}.get(key, key)
+        if axis not in ("tp", "dp", "pp"):
+            continue
+        if not text.isdigit() or int(text) < 1:
+            raise StrataError(f"error: --schedule {axis}={text}: a device count from 1")
+        pinned[axis] = int(text)
+    return pinned
+
+
+def _recorded_mesh(module: ModuleOp) -> dict[str, int]:
+    from strata.dialects.vocabulary import MESH_ATTRS
+
+    return {axis: module.attributes[attr].value.data for axis, attr in MESH_ATTRS.items() if attr in module.attributes}
 
 
 def _say_chips(module: ModuleOp, target: str, args) -> None:
@@ -273,7 +289,9 @@ def _tune_options(args):
     if args.jobs < 1:
         raise StrataError("error: --jobs must be at least 1")
     db = TuningDatabase(_usable_database(Path(args.db) if args.db else default_path()))
-    return Options(args.budget, args.strategy, args.seed, args.jobs, args.time_limit, db)
+    devices = getattr(args, "devices", None)
+    pinned = _pinned_parallelism(args) if devices else {}
+    return Options(args.budget, args.strategy, args.seed, args.jobs, args.time_limit, db, devices, pinned)
 
 
 def _usable_database(path: Path) -> Path:
@@ -505,6 +523,8 @@ def _tune_parser(sub) -> None:
     _add_defines(p)
     p.add_argument("--target", choices=[*TARGETS, "all"], default="gpu", help="target to tune for (default: gpu)")
     add_device_options(p)
+    p.add_argument("--devices", type=_devices, metavar="N",
+                   help="tune for N devices: search every split into tensor, data and pipeline parallelism first")
     p.add_argument("--report", choices=["table", "json"], default="table",
                    help="table, or JSON with per kernel space_size, evaluations and cache_hits")
     _add_tune_options(p)

@@ -137,8 +137,8 @@ def check_memory(report: Report) -> str | None:
         return (f"warning: chip {fullest} holds {detail}, over the {report.memory_capacity_bytes:,} B of SRAM of"
                 f" {report.device}: place-chips fits the weights per chip, not yet the activations")
     hint = ("more devices (--devices N) hold less of the weights each" if use.params_bytes > use.activations_bytes
-            else "the activations do not shrink with more pipeline stages; splitting one kernel over devices is not"
-            " implemented yet")
+            else "the activations do not shrink with more pipeline stages: split them over devices with data or"
+            " tensor parallelism (--devices N --schedule dp=N or tp=N)")
     raise StrataError(
         f"error: {report.target} device {fullest} of {len(report.memory)} needs {detail}, over the"
         f" {report.memory_capacity_bytes:,} B of HBM of {report.device}; {hint}"

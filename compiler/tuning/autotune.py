@@ -12,10 +12,15 @@ Order of the search:
    systolic target) the dataflow, searched by the chosen strategy within the
    budget; every evaluation is recorded in the database, and a point already
    there is reused without evaluating it again;
-3. on the LPU, the chip count (`strata.chips`): the fewest chips that fit, as
-   the default pipeline places them (and pinned, which differs only when a
-   kernel is sharded: it then spreads the weights evenly), one more, and
-   twice as many, costed on the whole model.
+0. with a device count (`--devices N`), the parallelism first: every split
+   of N into tensor (`tp`), data (`dp`) and pipeline (`pp`) parallelism that
+   `shard` and `place-chips` accept and whose devices hold their share,
+   costed on the whole model at the default schedules; the cheapest is
+   written into the graph (`shard` records its mesh) before the rest;
+3. on the LPU without a device count, the chip count (`strata.chips`): the
+   fewest chips that fit, as the default pipeline places them (and pinned,
+   which differs only when a kernel is sharded: it then spreads the weights
+   evenly), one more, and twice as many, costed on the whole model.
 The result is written into the IR as the attributes the passes read
 (`tile_sizes`, `loop_order`, `dataflow` on each `graph.kernel`, `strata.chips`
 on the module), so the tuned module compiles with the default pipeline.
@@ -72,6 +77,10 @@ class TuneReport:
     default_time_s: float = 0.0
     tuned_time_s: float = 0.0
     chips: int | None = None
+    mesh: dict[str, int] | None = None
+    """The parallelism chosen with a device count: {"tp": .., "dp": .., "pp": ..}."""
+    meshes: list[dict] = field(default_factory=list)
+    """Every parallelism tried: its degrees and time, or why it was refused."""
     evaluations: int = 0
     cache_hits: int = 0
     seconds: float = 0.0
@@ -82,6 +91,8 @@ class TuneReport:
             "device": self.device,
             "variant": self.variant,
             "chips": self.chips,
+            "mesh": self.mesh,
+            "meshes": self.meshes,
             "kernels": [
                 {"names": k.names, "kind": k.kind, "count": k.count, **k.result.as_json()} for k in self.kernels
             ],
@@ -105,6 +116,10 @@ class Options:
     jobs: int = 1
     time_limit_s: float | None = None
     db: TuningDatabase | None = None
+    devices: int | None = None
+    """Devices to spread the model over (searching tp x dp x pp); None: one mesh device, LPU chips searched."""
+    pinned: dict[str, int] = field(default_factory=dict)
+    """Degrees of parallelism the user fixed (`--schedule tp=2`): the search keeps them."""
 
 
 class _Cache:
@@ -302,20 +317,80 @@ def _model_time(layout_module: ModuleOp, target: str, spec: DeviceSpec, chips: i
     return estimate(module, spec).time_s, module
 
 
+def mesh_candidates(devices: int, pinned: dict[str, int]) -> list[dict[str, int]]:
+    """Every {"tp", "dp", "pp"} whose product is `devices` and that keeps the pinned degrees."""
+    divisors = [d for d in range(1, devices + 1) if devices % d == 0]
+    result = []
+    for tp in divisors:
+        for dp in [d for d in divisors if (devices // tp) % d == 0]:
+            mesh = {"tp": tp, "dp": dp, "pp": devices // (tp * dp)}
+            if all(mesh[axis] == n for axis, n in pinned.items()):
+                result.append(mesh)
+    return result
+
+
+def _mesh_time(graph: ModuleOp, target: str, spec: DeviceSpec, mesh: dict[str, int]) -> tuple[float, ModuleOp]:
+    """The model sharded over `mesh` at the default schedules: its time, and the sharded graph."""
+    from strata.compiler.reports.report import check_memory
+    from strata.passes.shard import ShardPass
+
+    sharded = graph.clone()
+    ShardPass(tp=mesh["tp"], dp=mesh["dp"]).apply(ir.make_context(), sharded)
+    module = sharded.clone()
+    module.attributes[CHIPS_ATTR] = IntegerAttr(mesh["pp"], 64)
+    compile_module(module, target, Stage.HARDWARE, device=spec)
+    report = estimate(module, spec)
+    if report.chips != mesh["pp"]:
+        raise IllegalSchedule(f"place-chips made {report.chips} pipeline stages, not {mesh['pp']}")
+    check_memory(report)
+    return report.time_s, sharded
+
+
+def choose_mesh(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options) -> tuple[ModuleOp, dict, list]:
+    """The cheapest parallelism over `options.devices` devices (see the module docstring), and every one tried."""
+    from strata.compiler.diagnostics import StrataError
+
+    tried, best = [], None
+    for mesh in mesh_candidates(options.devices, options.pinned):
+        try:
+            time_s, sharded = _mesh_time(graph, target, spec, mesh)
+        except (IllegalSchedule, StrataError) as err:
+            tried.append({**mesh, "error": str(err).removeprefix("error: ")})
+            continue
+        tried.append({**mesh, "time_s": time_s})
+        if best is None or time_s < best[0]:
+            best = (time_s, sharded, mesh)
+    if best is None:
+        reasons = "; ".join(f"tp={t['tp']} dp={t['dp']} pp={t['pp']}: {t['error']}" for t in tried)
+        raise StrataError(f"error: no way to run the model on {options.devices} {target} devices ({reasons})")
+    return best[1], best[2], tried
+
+
 def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, progress=None) -> tuple[ModuleOp, TuneReport]:
     """Tune a graph-stage module; return it at the layout stage with the choices written in."""
     start = time.perf_counter()
     cache = _Cache(target, spec, options.db)
     graph = graph.clone()
     set_module_device(graph, spec)
-    default = graph.clone()
-    run_passes(ir.make_context(), default, passes_between(target, Stage.GRAPH, Stage.LAYOUT), _quiet())
-    default_time, _ = _model_time(default, target, spec)
+    mesh, meshes = None, []
+    if options.devices:
+        graph, mesh, meshes = choose_mesh(graph, target, spec, options)
+        graph.attributes[CHIPS_ATTR] = IntegerAttr(mesh["pp"], 64)
+        # The default is what `--devices N` compiles to untuned: the pinned degrees, else pipeline stages
+        # only; when that does not fit, the cheapest parallelism is the baseline.
+        wanted = {"tp": options.pinned.get("tp", 1), "dp": options.pinned.get("dp", 1)}
+        fitting = [m for m in meshes if "time_s" in m]
+        default_time = next((m["time_s"] for m in fitting if {a: m[a] for a in wanted} == wanted),
+                            min(m["time_s"] for m in fitting))
+    else:
+        default = graph.clone()
+        run_passes(ir.make_context(), default, passes_between(target, Stage.GRAPH, Stage.LAYOUT), _quiet())
+        default_time, _ = _model_time(default, target, spec)
     module, variant = choose_variant(graph, target, cache)
-    report = TuneReport(target, spec.name, variant, default_time_s=default_time)
+    report = TuneReport(target, spec.name, variant, default_time_s=default_time, mesh=mesh, meshes=meshes)
     report.kernels = tune_kernels(module, target, cache, options, progress)
     tuned_time, lowered = _model_time(module, target, spec)
-    if target == "lpu":
+    if target == "lpu" and not options.devices:
         # The default placement (unpinned) against pinned counts, which may
         # cut the model elsewhere: more chips give more places to cut, and
         # with a sharded kernel pinning the fewest spreads the weights evenly
@@ -373,6 +448,8 @@ def print_tune_report(report: TuneReport, console=None) -> None:
         )
     console.print(table)
     choice = ", ".join(report.variant.values()) + (f", strata.chips={report.chips}" if report.chips else "")
+    if report.mesh:
+        choice += ", " + " ".join(f"{axis}={n}" for axis, n in report.mesh.items())
     speedup = report.default_time_s / report.tuned_time_s if report.tuned_time_s else 1.0
     console.print(
         f"model: default {human(report.default_time_s, 's')} -> tuned {human(report.tuned_time_s, 's')}"

@@ -100,7 +100,7 @@ def test_edited_dump_decisions_are_read_back(tmp_path, capsys):
     dumps = tmp_path / "d"
     run(["compile", SAMPLES / "mlp.model", "--target", "gpu", "--emit", "loop", "--dump-dir", dumps,
          "-o", tmp_path / "o"], capsys)
-    tiled = (dumps / "03-tile.mlir").read_text()
+    tiled = (dumps / "04-tile.mlir").read_text()
     edited, count = re.subn(r"tile_sizes = array<i64: 64, 128, 56>", "tile_sizes = array<i64: 16, 32, 8>", tiled)
     assert count == 1
     (tmp_path / "edited.mlir").write_text(edited)
