@@ -9,6 +9,7 @@ traceback only when `STRATA_TRACEBACK=1` is set.
 from __future__ import annotations
 
 import argparse
+import math
 import errno
 import gc
 import os
@@ -215,8 +216,12 @@ def _recorded_mesh(module: ModuleOp) -> dict[str, int]:
 def _say_chips(module: ModuleOp, target: str, args) -> None:
     """Without `--devices`, say when the model needed more than one device to hold its weights."""
     chips = module.attributes.get(CHIPS_ATTR)
-    if getattr(args, "devices", None) is None and chips is not None and chips.value.data > 1:
-        _stderr(f"note: compiled for {chips.value.data} {target} devices, the fewest that hold the weights"
+    pinned = getattr(args, "devices", None) is not None or "pp" in _pinned_parallelism(args)
+    if not pinned and chips is not None and chips.value.data > 1:
+        mesh = math.prod(_recorded_mesh(module).values())
+        stages = chips.value.data
+        layout = f" ({stages} pipeline stages of {mesh})" if mesh > 1 else ""
+        _stderr(f"note: compiled for {stages * mesh} {target} devices{layout}, the fewest that hold the weights"
                 f" (pin another count with --devices N)")
 
 
