@@ -143,24 +143,37 @@ def _dump_options(args) -> DumpOptions:
 
 def _compile_one(args, target: str, targets: list[str], emit: Stage, report_format: str) -> ModuleOp:
     """Load the model, tune it if asked, lower it for `target`'s device; print or write the IR if asked."""
+    module, tuning = compile_for(args, target, targets, emit)
+    if tuning is not None and report_format == "table":
+        from strata.compiler.tuning.autotune import print_tune_report
+
+        print_tune_report(tuning)
+    _say_chips(module, target, args)
+    if args.output or (args.emit is not None and args.output in (None, "-")):
+        _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
+    return module
+
+
+def compile_for(args, target: str, targets: list[str], emit: Stage, progress: bool = True):
+    """
+    What `strata compile` does for one target, printing nothing: the model
+    (`args.model`, `args.defines`) on the chosen device, tuned when
+    `args.autotune`, with `--schedule` and `--devices` applied, lowered to
+    `emit`. Returns the module and the tuning report (None when not tuned).
+    `strata sweep` evaluates its points with it.
+    """
     module = load_input(args.model, args.defines)
     devices = chosen_devices(args, targets, recorded_device(module))
+    tuning = None
     if args.autotune:
-        module, tuning = _autotune(module, target, args, devices)
-        if report_format == "table":
-            from strata.compiler.tuning.autotune import print_tune_report
-
-            print_tune_report(tuning)
+        module, tuning = _autotune(module, target, args, devices, progress)
     if args.pass_pipeline:
         passes = list(parse_pipeline(args.pass_pipeline).passes)
     else:
         passes = passes_between(target, detect_stage(module), emit)
     passes = apply_schedule(passes, parse_schedule(args.schedule + _devices_schedule(args, module)))
     compile_module(module, target, emit, _dump_options(args), passes, devices.get(target))
-    _say_chips(module, target, args)
-    if args.output or (args.emit is not None and args.output in (None, "-")):
-        _write(ir.print_module(module, debuginfo=not args.no_debuginfo), args.output)
-    return module
+    return module, tuning
 
 
 def _devices(text: str) -> int:
@@ -312,14 +325,16 @@ def _usable_database(path: Path) -> Path:
     return path
 
 
-def _autotune(module, target: str, args, devices):
-    """Tune a graph-stage module for `target` on its device; print the tuning report to stderr or stdout."""
+def _autotune(module, target: str, args, devices, progress: bool = True):
+    """Tune a graph-stage module for `target` on its device (with a progress bar on stderr when `progress`)."""
+    from contextlib import nullcontext
+
     from strata.compiler.tuning import autotune
 
     if detect_stage(module) != Stage.GRAPH:
         raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
     device = attach_device(module, devices.get(target), target)
-    bar, update = autotune.progress_bar()
+    bar, update = autotune.progress_bar() if progress else (nullcontext(), None)
     with bar:
         tuned, report = autotune.autotune(module, target, device, _tune_options(args), update)
     return tuned, report
@@ -342,6 +357,39 @@ def cmd_tune(args) -> int:
     else:
         for report in reports.values():
             autotune.print_tune_report(report)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from strata.compiler import sweep
+
+    if args.jobs < 1:
+        raise StrataError("error: --jobs must be at least 1")
+    if args.executor == "ray" and args.jobs != 1:
+        _stderr("note: --jobs applies to the local executor; Ray runs as many points at once as it has CPUs")
+    if args.ray_address and args.executor != "ray":
+        raise StrataError("error: --ray-address needs --executor ray")
+    if args.plot and not args.plot.lower().endswith((".png", ".pdf", ".svg")):
+        raise StrataError(f"error: --plot {args.plot}: give a .png, .pdf or .svg file")
+    study = sweep.Sweep(
+        models=tuple(args.models), target=args.target,
+        axes=sweep.parse_axes(args.vary, args.defines, args.schedule, args.devices),
+        device=args.device, device_file=args.device_file, spec=tuple(args.spec),
+        autotune=args.autotune, db=args.db, budget=args.budget,
+    )
+    for model in study.models:
+        if not Path(model).is_file():
+            raise StrataError(f"error: {model}: no such model file")
+    bar, update = sweep.progress_bar()
+    with bar:
+        result = sweep.run_sweep(study, Path(args.output), min(args.jobs, os.cpu_count() or 1), args.executor,
+                                 args.ray_address, update)
+    if args.report == "json":
+        sys.stdout.write(sweep.to_json(result))
+    elif args.report == "table":
+        sweep.print_table(result, study)
+    if args.plot:
+        sweep.plot(result, study, args.plot, args.plot_x, args.plot_y, args.pareto)
     return 0
 
 
@@ -536,6 +584,45 @@ def _tune_parser(sub) -> None:
     p.set_defaults(run=cmd_tune)
 
 
+def _sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="evaluate the cross product of spec values, sizes, schedules and device counts",
+                       description="A design-space sweep: one `strata compile ... --report json` per point of the"
+                       " cross product of every value given, rows written to a CSV as they finish. A rerun on"
+                       " the same output evaluates only the points it lacks; a point that fails is a row with"
+                       " its error.")
+    p.add_argument("models", metavar="MODEL", nargs="+", help=".model files (or printed graph IR)")
+    p.add_argument("--target", choices=TARGETS, default="gpu", help="target machine (default: gpu)")
+    p.add_argument("--device", metavar="NAME", help="the device (default: the target's; see `strata targets`)")
+    p.add_argument("--device-file", metavar="FILE", help="a device spec file (TOML) instead of a named device")
+    p.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
+                   help="override one figure of the device at every point (repeatable)")
+    p.add_argument("--vary", metavar="KEY=V1,V2,...", action="append", default=[],
+                   help="vary a device-spec key, e.g. --vary array_rows=32,64,128 (repeatable)")
+    p.add_argument("-D", dest="defines", metavar="NAME=V1,V2,...", action="append", default=[],
+                   help="vary a `let` constant of the model, e.g. -D B=1,8,64 (repeatable)")
+    p.add_argument("--schedule", metavar="KEY=V1,V2,...", action="append", default=[],
+                   help="vary a pass choice, e.g. --schedule tp=1,2,4 (tuple options: tile=64,64,32;128,128,64)")
+    p.add_argument("--devices", metavar="N1,N2,...", help="vary the device count")
+    p.add_argument("--autotune", action="store_true", help="tune every point before costing it")
+    p.add_argument("--budget", type=int, metavar="N", help="with --autotune: evaluations per kernel")
+    p.add_argument("--db", metavar="FILE", help="with --autotune: the tuning database")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="evaluate N points at once on the local executor (default 1; at most the cores)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local process pool, or Ray tasks (pip install 'strata[distributed]')")
+    p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("-o", "--output", metavar="RESULTS.csv", required=True,
+                   help="the results, one row per point (kept and extended by a rerun)")
+    p.add_argument("--report", choices=["table", "json", "none"], default="table",
+                   help="print a table (default), or JSON {points, evaluated, cached}")
+    p.add_argument("--plot", metavar="FILE.png", help="plot --plot-y against --plot-x, or a Pareto front (--pareto)")
+    p.add_argument("--plot-x", metavar="KEY", help="the varied key on the x axis (default: the first)")
+    p.add_argument("--plot-y", metavar="METRIC", default="time_s", help="the metric on the y axis (default: time_s)")
+    p.add_argument("--pareto", metavar="COLUMN",
+                   help="plot throughput against this cost column (e.g. devices, energy_j) with its Pareto front")
+    p.set_defaults(run=cmd_sweep)
+
+
 def _targets_parser(sub) -> None:
     p = sub.add_parser("targets", help="list the devices the cost models know",
                        description="List every shipped device spec with its key figures.")
@@ -594,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
         " execute them, and estimate their cost.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _targets_parser, _opt_parser, _fuzz_parser):
+    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _sweep_parser, _targets_parser, _opt_parser,
+                _fuzz_parser):
         add(sub)
     return parser
 
