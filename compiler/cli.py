@@ -393,6 +393,24 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from strata.compiler.execution import weights
+    from strata.compiler.onnx_export import export
+
+    module = load_input(args.model, args.defines)
+    if detect_stage(module) != Stage.GRAPH:
+        raise StrataError("error: export takes a model or graph-stage IR, not a later dump")
+    fn = model_function(module)
+    params_spec = [s for s in weights.model_signature(fn) if s.kind == "param"]
+    given = weights.load_npz(args.weights, params_spec, allow_missing=True) if args.weights else {}
+    bound = weights.bind_values(fn, args.seed, {}, given)
+    export(module, bound.params, args.output)
+    drawn = [name for name in bound.drawn if name in bound.params]
+    if drawn:
+        _stderr(f"({len(drawn)} of {len(params_spec)} weights drawn at random, seed {args.seed})")
+    return 0
+
+
 def cmd_targets(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -623,6 +641,19 @@ def _sweep_parser(sub) -> None:
     p.set_defaults(run=cmd_sweep)
 
 
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a model as ONNX (opset 17) with its weights as initializers",
+                       description="Write MODEL's graph as an ONNX model that passes onnx.checker: inputs in the"
+                       " model's order, outputs out0, out1, ..., the params as initializers from --weights,"
+                       " else drawn exactly as `strata run --seed N` draws them.")
+    p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR)")
+    _add_defines(p)
+    p.add_argument("-o", "--output", metavar="OUT.onnx", required=True, help="the ONNX file to write")
+    p.add_argument("--weights", metavar="W.npz", help="weights keyed by param path (default: drawn with --seed)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the drawn weights (default 0), as in `strata run`")
+    p.set_defaults(run=cmd_export)
+
+
 def _targets_parser(sub) -> None:
     p = sub.add_parser("targets", help="list the devices the cost models know",
                        description="List every shipped device spec with its key figures.")
@@ -681,8 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
         " execute them, and estimate their cost.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _sweep_parser, _targets_parser, _opt_parser,
-                _fuzz_parser):
+    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _sweep_parser, _export_parser,
+                _targets_parser, _opt_parser, _fuzz_parser):
         add(sub)
     return parser
 
