@@ -10,12 +10,26 @@ For each kernel:
 - compute: tensor-core work (`matrix_flops`) at the dtype's tensor peak
   scaled by the wave efficiency and a per-CTA efficiency that grows with
   the reduction depth (prologue, epilogue and pipeline fill amortised over
-  K: `K / (K + gemm_k_half)`; attention: `attention_efficiency * S / (S +
-  attention_k_half)` over the keys S a CTA visits, fewer than all when a
-  causal flash loop stops at the diagonal), both calibrated on published H100
-  measurements (spec keys name their source); the rest (softmax, norms,
-  elementwise) on the CUDA cores at the fp32 peak, overlapped with the
-  tensor cores in attention kernels (FlashAttention-3 style);
+  K: `K / (K + gemm_k_half)`), calibrated on published H100 cuBLAS GEMMs
+  (spec keys name their source); the rest (norms, elementwise) on the CUDA
+  cores at the fp32 peak;
+- attention (a flash loop over key blocks): per key block the tensor cores
+  run `q @ k^T` and `p @ v` (`4 d` FLOPs per score at head dim d) at
+  `attention_efficiency` of the peak, and the special-function units
+  (MUFU) evaluate one exponential per score at `sfu_exp_per_s`, which is
+  256x slower than the bf16 tensor peak on an H100: at d = 64 the
+  exponentials take as long as the GEMMs at full rate, at d = 256 a
+  quarter (FlashAttention-3 paper, sec. 3). FA3 overlaps one warpgroup's
+  softmax with the other's GEMMs, but the measurements show the two
+  nearly add up: the shorter of the two is hidden only by the fraction
+  `attention_exp_overlap` (`max + (1 - overlap) * min`). The scores are
+  read off the IR (`exponentials`: a kernel that splits the head dim
+  recomputes them per split). The rest of the online softmax (max, scale,
+  sum) runs on the CUDA cores, overlapped. The loop's prologue and
+  epilogue are amortised over the keys S a CTA visits (`S / (S +
+  attention_k_half)`, fewer keys when a causal loop stops at the
+  diagonal). The three keys are calibrated on FlashAttention-3 forward at
+  head dims 64 and 128 and validated at 256;
 - memory: HBM traffic from tile reuse: the operand panels the CTAs of one
   wave touch are read once per wave (the rest hits L2); other kernels read
   their inputs once when the share one wave touches fits in L2 (neighbouring
@@ -24,7 +38,9 @@ For each kernel:
 - MMA quantisation: a CTA tile edge that is not a multiple of the MMA
   instruction's pads every instruction;
 - on-chip traffic: every loaded tile crosses L2 and shared memory, at the
-  shared-memory bandwidth (small tiles re-read more);
+  shared-memory bandwidth of the SMs that hold CTAs (small tiles re-read
+  more; a grid of a few CTAs, such as a decode step's attention over 8
+  key/value heads, streams its bytes through a few SMs);
 - time = max(compute, memory, on-chip) + launch latency; the bound is the largest.
 Relayout copies between kernels are memory-bound copy kernels. Collectives
 (`simt.all_reduce`, `simt.all_gather`) run over NVLink/NVSwitch at NCCL's
@@ -74,19 +90,44 @@ def occupancy(kernel: simt.KernelOp, spec: DeviceSpec) -> int:
 
 
 def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
-    kind = kernel.kind.data
+    """Share of a CTA's time in its main loop: the prologue and epilogue amortised over the depth it runs."""
     # MMA instructions pad the depth the pipeline amortises over (the keys a
     # query visits are the N of `q @ k^T`, K is the K of a GEMM) to their edge;
     # `_mma_efficiency` counts that waste.
     shape = kernel.mma.get_values()
-    if kind == "attention":
-        keys = _padded(kernel.gemm_list()[0][2], shape, 1)
-        return spec["attention_efficiency"] * keys / (keys + spec["attention_k_half"])
     gemms = kernel.gemm_list()
+    if kernel.kind.data == "attention":
+        keys = _padded(gemms[0][2], shape, 1)
+        return keys / (keys + spec["attention_k_half"])
     if not gemms:
         return 1.0
     depth = _padded(gemms[0][3], shape, 2)
     return depth / (depth + spec["gemm_k_half"])
+
+
+def exponentials(kernel: simt.KernelOp) -> int:
+    """
+    Exponentials an attention kernel evaluates: one per score it computes.
+    A CTA's key block of r queries by k keys costs `2 r k d` FLOPs in
+    `q @ k^T` (the whole head dim d) and `2 r k t` in `p @ v` (its tile t of
+    the head dim), so the scores are `matrix_flops / (2 (d + t))`: every
+    CTA that splits the head dim recomputes (and exponentiates) its scores.
+    """
+    d = kernel.gemm_list()[0][3]
+    tile = kernel.tile_sizes.get_values()[len(kernel.loop_order.get_values()) - 1]
+    return kernel.matrix_flops.value.data // (2 * (d + tile))
+
+
+def _attention_compute_s(kernel: simt.KernelOp, spec: DeviceSpec, peak: float, wave_efficiency: float) -> float:
+    """A flash-attention kernel's compute time: GEMMs and exponentials, softmax on the side (module docstring)."""
+    matrix = kernel.matrix_flops.value.data
+    tensor_s = matrix / (peak * wave_efficiency * _mma_efficiency(kernel) * spec["attention_efficiency"])
+    exp_s = exponentials(kernel) / (spec["sfu_exp_per_s"] * wave_efficiency)
+    # The shorter of the two hides under the longer only in part: each
+    # warpgroup's exponentials sit between its two GEMMs.
+    pipeline_s = max(tensor_s, exp_s) + (1 - spec["attention_exp_overlap"]) * min(tensor_s, exp_s)
+    cuda_s = (kernel.flops.value.data - matrix) / (spec["peak_flops_fp32"] * wave_efficiency)
+    return max(pipeline_s, cuda_s) / _tile_efficiency(kernel, spec)
 
 
 def _padded(extent: int, mma: tuple[int, ...], axis: int) -> int:
@@ -167,14 +208,19 @@ def kernel_cost(kernel: simt.KernelOp, spec: DeviceSpec) -> KernelCost:
     dtype = kernel.operand_dtype()
     flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
     peak = tensor_peak(spec, dtype)
-    efficiency = wave_efficiency * _tile_efficiency(kernel, spec) * _mma_efficiency(kernel)
-    tensor_s = matrix / (peak * efficiency) if matrix else 0.0
-    cuda_s = (flops - matrix) / (spec["peak_flops_fp32"] * wave_efficiency)
-    compute_s = max(tensor_s, cuda_s) if kernel.kind.data == "attention" else tensor_s + cuda_s
+    if kernel.kind.data == "attention":
+        compute_s = _attention_compute_s(kernel, spec, peak, wave_efficiency)
+    else:
+        efficiency = wave_efficiency * _tile_efficiency(kernel, spec) * _mma_efficiency(kernel)
+        tensor_s = matrix / (peak * efficiency) if matrix else 0.0
+        compute_s = tensor_s + (flops - matrix) / (spec["peak_flops_fp32"] * wave_efficiency)
     hbm = _hbm_reads(kernel, spec, waves, slots) + kernel.write_bytes.value.data
     memory_s = hbm / spec.get("hbm_bandwidth_measured", spec["hbm_bandwidth"])
-    # Every tile loaded crosses L2 and shared memory: small tiles re-read more.
-    onchip_s = kernel.read_bytes.value.data / spec["smem_bandwidth"] if "smem_bandwidth" in spec else 0.0
+    # Every tile loaded crosses L2 and shared memory (small tiles re-read
+    # more), through the SMs that hold CTAs: the busiest streams the tiles
+    # of ceil(ctas / sms) CTAs, as its tensor cores run them.
+    onchip_s = (kernel.read_bytes.value.data / (spec["smem_bandwidth"] * wave_efficiency)
+                if "smem_bandwidth" in spec else 0.0)
     memory_s = max(memory_s, onchip_s)
     latency_s = spec["launch_latency_s"]
     time_s = max(compute_s, memory_s) + latency_s
@@ -214,11 +260,11 @@ def link_bandwidth(spec: DeviceSpec) -> float:
 
 def interconnect(spec: DeviceSpec) -> Interconnect:
     """The GPUs of one NVSwitch node: NCCL's bus bandwidth, one NVSwitch step per algorithm step."""
-    for key in ("collective_bandwidth", "collective_step_latency_s"):
+    for key in ("collective_bandwidth", "collective_step_latency_s", "collective_launch_latency_s"):
         if key not in spec:
             raise SpecError(f"{spec.name}: collectives between GPUs need '{key}' in the spec")
     return Interconnect(
-        spec["collective_bandwidth"], spec["collective_step_latency_s"], spec["launch_latency_s"],
+        spec["collective_bandwidth"], spec["collective_step_latency_s"], spec["collective_launch_latency_s"],
         "collective_bandwidth (NCCL bus bandwidth)",
     )
 

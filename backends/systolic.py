@@ -43,8 +43,9 @@ For each program (all figures are attributes of the op or keys of the spec):
   plus the arrays' operand reads and result writes as SCALE-Sim counts them,
   in words of the operand's size).
 
-Relayout copies between programs move their buffer through HBM twice (read
-and write) and are memory-bound. Collectives (`systolic.all_reduce`,
+Relayout copies of activations between programs move their buffer through
+HBM twice (read and write) and are memory-bound; params are laid out once,
+when loaded (`cost.relayout_copies`). Collectives (`systolic.all_reduce`,
 `systolic.all_gather`) run on a bidirectional ring along one axis of the ICI
 torus, `ici_hop_latency_s` per step (`backends/cost.py` has the formulas).
 """

@@ -2,34 +2,44 @@
 The GPU cost model against published H100 measurements, and its properties.
 
 Each measurement of /shared/reference/measured_results.csv with a shape we
-can rebuild (cuBLAS / fast.cu GEMMs, FlashAttention-2/3 forward at head dim
-128) is compiled as a one-kernel model, costed on the h100 spec, and the
-predicted throughput compared with the measured one. The errors asserted
-here are the ones stated in the README.
+can rebuild (cuBLAS / fast.cu GEMMs, FlashAttention-3 forward at head dims
+64, 128 and 256, FlashAttention-2 at 128) is compiled as a one-kernel
+model, costed on the h100 spec, and the predicted throughput compared with
+the measured one. The attention keys of h100.toml are fitted on the FA3
+rows at head dims 64 and 128; the hd 256 rows (and a user's hd 64 run of a
+later FA3) validate them, and the errors of the two sets are reported apart.
 """
 
 import csv
+import math
 import re
 from pathlib import Path
 
 import pytest
 
 from strata.backends.cost import estimate
-from strata.backends.gpu import occupancy
+from strata.backends.gpu import exponentials, kernel_cost, occupancy
 from strata.dialects.device import load_device, with_overrides
-from strata.compiler.driver import Stage, compile_module
+from strata.compiler.driver import Stage, compile_module, passes_between
 from strata.compiler.frontend import load_model
 from strata.dialects.hardware import simt
+from strata.passes.tile import TilePass
 
 MEASURED = Path(__file__).parent / "measured_results.csv"
+LLAMA2_70B_DECODE = Path(__file__).parents[2] / "benchmarks" / "models" / "llama2_70b_decode.model"
 H100 = load_device("h100")
 
 
-def _cost(tmp_path, text: str, spec=H100, name: str = "m"):
+def _cost(tmp_path, text: str, spec=H100, name: str = "m", tiles: tuple[int, ...] = ()):
+    """Compile `text` for the GPU (with `tiles` for the innermost dims of every kernel, as `--schedule tile=`) and cost it."""
     path = tmp_path / f"{name}.model"
     path.write_text(text)
     module = load_model(str(path), {})
-    compile_module(module, "gpu", Stage.HARDWARE)
+    pipeline = None
+    if tiles:
+        pipeline = [TilePass(target="gpu", sizes=tiles) if isinstance(p, TilePass) else p
+                    for p in passes_between("gpu", Stage.GRAPH, Stage.HARDWARE)]
+    compile_module(module, "gpu", Stage.HARDWARE, pipeline=pipeline)
     return module, estimate(module, spec)
 
 
@@ -63,13 +73,51 @@ def _gemm_cases():
             yield pytest.param(row["case_id"], size, float(row["value"]), id=row["case_id"])
 
 
-def _attention_cases():
+FA3_TILES = {256: (128, 256, 64)}
+"""
+Tiles (queries, head dim, keys) of the kernel FlashAttention-3 runs, where
+strata's default differs: at head dim 256 the default tiler halves the head
+dim to fit half the shared memory, and every half recomputes `q @ k^T`
+(1.5x the GEMM FLOPs, 2x the exponentials); FA3 keeps the head dim whole in
+a 128 x 80 tile (hopper/tile_size.h). 64 keys: 80 does not divide the keys.
+"""
+
+CALIBRATED_HEAD_DIMS = (64, 128)
+"""
+The head dims h100.toml's attention keys are fitted on (the FA3 paper's
+rows); its hd 256 rows and the rows of other sources (a later FA3's hd 64
+run, `attn_fwd_h100_hd64_nc_flashattention3_issue1438_*`) validate them.
+"""
+
+
+def _attention_rows():
+    """
+    `(case, group, head dim, causal, batch, heads, seq, TFLOPS)` per FlashAttention forward row; `group` is
+    "fa3 fitted" (the rows h100.toml's attention keys are fitted on), "fa3 validation" or "fa2".
+    """
     for row in _rows():
-        match = re.match(r"attn_fwd_h100_hd128_(nc|c)_(flashattention[23])_s(\d+)", row["case_id"])
+        match = re.match(r"attn_fwd_h100_hd(\d+)_(nc|c)_(flashattention[23])_(\w+_)?s(\d+)$", row["case_id"])
         if match:
-            batch = int(re.search(r"batch=(\d+)", row["shape_spec"]).group(1))
-            yield pytest.param(match.group(1) == "c", match.group(2), batch, int(match.group(3)),
-                               float(row["value"]), id=row["case_id"])
+            dim, kernel, other_source = int(match.group(1)), match.group(3), match.group(4)
+            if kernel == "flashattention2":
+                group = "fa2"
+            else:
+                group = "fa3 fitted" if dim in CALIBRATED_HEAD_DIMS and not other_source else "fa3 validation"
+            batch, heads = (int(re.search(rf"{key}=(\d+)", row["shape_spec"]).group(1)) for key in ("batch", "nheads"))
+            yield (row["case_id"], group, dim, match.group(2) == "c", batch, heads, int(match.group(5)),
+                   float(row["value"]))
+
+
+def _attention_cases():
+    for case, *rest in _attention_rows():
+        yield pytest.param(*rest, id=case)
+
+
+def _attention_tflops(tmp_path, batch: int, heads: int, seq: int, dim: int, causal: bool, name: str = "a") -> float:
+    """Predicted FlashAttention throughput, counted as the FA papers count it (causal: half the FLOPs)."""
+    _, report = _cost(tmp_path, attention_model(batch, heads, seq, dim, causal), name=name, tiles=FA3_TILES.get(dim, ()))
+    kernel = next(k for k in report.kernels if k.kind == "attention")
+    return 4 * seq * seq * dim * heads * batch / (2 if causal else 1) / kernel.time_s / 1e12
 
 
 GEMM_TOLERANCE = {"cublas": 0.05, "fastcu": 0.11}
@@ -86,29 +134,105 @@ def test_gemm_throughput_matches_h100_measurements(case, size, measured_tflops, 
     assert gemm.bound == "compute"
 
 
-@pytest.mark.parametrize("causal, kernel, batch, seq, measured_tflops", list(_attention_cases()))
-def test_attention_throughput_against_flashattention(causal, kernel, batch, seq, measured_tflops, tmp_path):
+ATTENTION_RATIO = {
+    ("fa3 fitted", False): (0.9, 1.05),
+    ("fa3 fitted", True): (0.9, 1.15),
+    ("fa3 validation", False): (0.95, 1.05),
+    ("fa3 validation", True): (1.05, 1.2),
+    ("fa2", False): (1.35, 1.8),
+    ("fa2", True): (1.45, 1.95),
+}
+"""
+Predicted / measured throughput per row (the test pins these bands).
+FA3, head dims 64 and 128 (fitted): -8% to +1% non-causal (the most at
+S <= 2k, hd 128), -7% to +14% causal (the most at S <= 1k, hd 64, where
+FA3's causal kernel loses more than the keys it skips). FA3 hd 256 and
+the later FA3's hd 64 run (validation): -4% to +4% non-causal; causal
++9% to +17%: FA3's causal kernel at hd 256 runs 15% below its non-causal
+one even at 16k (5% at hd 64 and 128), which nothing in the IR explains.
+FA2 is a slower kernel than the FA3-class one modelled: 1.4-1.9x its
+measurements.
+"""
+
+
+@pytest.mark.parametrize("group, dim, causal, batch, heads, seq, measured_tflops", list(_attention_cases()))
+def test_attention_throughput_against_flashattention(group, dim, causal, batch, heads, seq, measured_tflops, tmp_path):
     """
-    FA3 non-causal is what the model is calibrated on (within 5%). strata's
-    causal flash loop stops at each query tile's diagonal, as FA3's does, and
-    each CTA's efficiency counts the keys it visits: FA3 causal is predicted
-    within +1% to +14% (the most at S=512, where 4 query tiles make the
-    triangle coarse). FA2 is a slower kernel than the FA3-class one modelled:
-    predictions are 1.5-1.9x its measurements, causal or not. The test pins
-    these ratios.
+    strata's causal flash loop stops at each query tile's diagonal, as FA3's
+    does, and each CTA's prologue is amortised over the keys it visits.
     """
-    _, report = _cost(tmp_path, attention_model(batch, 16, seq, 128, causal))
-    kernel_cost = next(k for k in report.kernels if k.kind == "attention")
-    flops = 4 * seq * seq * 128 * 16 * batch / (2 if causal else 1)
-    predicted = flops / kernel_cost.time_s / 1e12
-    ratio = predicted / measured_tflops
-    expected = {
-        ("flashattention3", False): (0.95, 1.05),
-        ("flashattention3", True): (1.0, 1.15),
-        ("flashattention2", False): (1.5, 1.8),
-        ("flashattention2", True): (1.5, 1.95),
-    }[kernel, causal]
-    assert expected[0] <= ratio <= expected[1], f"{predicted:.0f} vs {measured_tflops:.0f} TFLOPS"
+    predicted = _attention_tflops(tmp_path, batch, heads, seq, dim, causal)
+    low, high = ATTENTION_RATIO[group, causal]
+    assert low <= predicted / measured_tflops <= high, f"{predicted:.0f} vs {measured_tflops:.0f} TFLOPS"
+
+
+def test_flashattention3_errors_calibrated_and_validated_apart(tmp_path):
+    """
+    The FA3 rows h100.toml's attention keys are fitted on (hd 64 and 128,
+    23 rows) and the rows that validate them (hd 256 and a later FA3's hd 64
+    run, 13 rows), reported apart: RMS log error 4.9% fitted, 8.4%
+    validation; worst row +14% fitted, +17% validation (hd 256 causal).
+    """
+    errors: dict[str, list[float]] = {"fa3 fitted": [], "fa3 validation": []}
+    for case, group, dim, causal, batch, heads, seq, measured in _attention_rows():
+        if group in errors:
+            errors[group].append(math.log(_attention_tflops(tmp_path, batch, heads, seq, dim, causal, name=case) / measured))
+    rms = {group: math.sqrt(sum(e * e for e in errs) / len(errs)) for group, errs in errors.items()}
+    worst = {group: max(abs(math.expm1(e)) for e in errs) for group, errs in errors.items()}
+    for group, errs in errors.items():
+        print(f"{group}: {len(errs)} rows, rms {rms[group]:.1%}, worst {worst[group]:.1%}")
+    assert (len(errors["fa3 fitted"]), len(errors["fa3 validation"])) == (23, 13)
+    assert rms["fa3 fitted"] <= 0.06 and worst["fa3 fitted"] <= 0.15
+    assert rms["fa3 validation"] <= 0.10 and worst["fa3 validation"] <= 0.20
+
+
+def test_exponentials_count_one_per_score_the_kernel_computes(tmp_path):
+    """One exponential per score; a kernel that splits the head dim recomputes its scores, exponentials included."""
+    scores = 4 * 8 * 1024 * 1024
+    for dim, tiles, per_score in ((128, (), 1), (256, (), 2), (256, FA3_TILES[256], 1)):
+        module, _ = _cost(tmp_path, attention_model(4, 8, 1024, dim, False), name=f"e{dim}_{len(tiles)}", tiles=tiles)
+        kernel = next(op for op in module.walk() if isinstance(op, simt.KernelOp) and op.kind.data == "attention")
+        assert exponentials(kernel) == per_score * scores
+
+
+def test_exponentials_weigh_most_at_small_head_dims(tmp_path):
+    """
+    Per score the GEMMs cost 4 d FLOPs and the softmax one exponential, on
+    special-function units 256x slower than the tensor cores: with
+    exponentials for free, hd 64 would run ~1.8x faster, hd 256 ~1.2x.
+    """
+    free = with_overrides(H100, {"sfu_exp_per_s": 1e18})
+    speedup = {}
+    for dim in (64, 256):
+        module, _ = _cost(tmp_path, attention_model(2, 2048 // dim, 8192, dim, False), name=f"x{dim}",
+                          tiles=FA3_TILES.get(dim, ()))
+        kernel = next(op for op in module.walk() if isinstance(op, simt.KernelOp) and op.kind.data == "attention")
+        speedup[dim] = kernel_cost(kernel, H100).time_s / kernel_cost(kernel, free).time_s
+    assert speedup[64] > 1.6 and speedup[256] < 1.3 and speedup[64] > speedup[256] + 0.4, speedup
+
+
+def test_decode_attention_reads_the_kv_cache_memory_bound(tmp_path):
+    """
+    A Llama-2-70B decode step's attention (one query row per head, 8 query
+    heads per key/value head) reads the layer's KV cache: the kernels that
+    read it are memory-bound once the cache outgrows the launch latency
+    (32k positions: 67 MB per layer for K, as much for V), never compute-
+    bound. `p @ v_cache` runs one CTA per key/value head: its 8 CTAs stream
+    the cache through 8 SMs, slower than HBM could deliver it to all 132.
+    """
+    module = load_model(str(LLAMA2_70B_DECODE), {"L": 1, "T": 32768})
+    compile_module(module, "gpu", Stage.HARDWARE)
+    costs = {k.name: k for k in estimate(module, H100).kernels}
+    cache_shapes = ([1, 8, 128, 32768], [1, 8, 32768, 128])
+    readers = [op for op in module.walk() if isinstance(op, simt.KernelOp)
+               and any(list(v.type.get_shape()) in cache_shapes for v in op.ins)]
+    assert len(readers) == 2
+    for op in readers:
+        cost = costs[op.kernel_name.data]
+        assert cost.bound == "memory", (cost.name, cost.bound)
+        assert cost.time_s >= 8 * 32768 * 128 * 2 / H100["hbm_bandwidth"]
+    narrow = next(costs[op.kernel_name.data] for op in readers if math.prod(op.grid.get_values()) == 8)
+    assert narrow.time_s > 1.4 * narrow.bytes["hbm"] / H100["hbm_bandwidth_measured"]
 
 
 def test_occupancy_follows_shared_memory_and_registers(tmp_path):
