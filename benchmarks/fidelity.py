@@ -134,7 +134,13 @@ class Job:
 
 
 def jobs_of(case: dict[str, Any]) -> list[Job]:
-    spec = tuple(sorted((case.get("spec") or {}).items()))
+    spec = dict(case.get("spec") or {})
+    if case.get("runtime") == "cuda-graphs":
+        # The runtime replays CUDA graphs: kernels follow each other at the device's graph gap, not a launch.
+        from strata.dialects.device import load_device
+
+        spec["launch_latency_s"] = load_device(case["device"])["graph_launch_latency_s"]
+    spec = tuple(sorted(spec.items()))
     return [
         Job(phase["model"], tuple(sorted(phase.get("defines", {}).items())), case["target"], case["device"],
             spec, case["tp"], case["dp"], case["pp"])

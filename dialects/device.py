@@ -90,7 +90,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "description", "max_clock_hz", "tensor_cores", "fp32_cores", "tensor_flop_per_cycle_per_sm",
         "peak_flops_fp8", "peak_ops_int8", "peak_flops_fp64", "peak_flops_fp64_tensor",
         "hbm_bandwidth_measured", "l2_bandwidth", "smem_bandwidth",
-        "max_regs_per_thread", "max_threads_per_sm", "max_ctas_per_sm", "launch_latency_s",
+        "max_regs_per_thread", "max_threads_per_sm", "max_ctas_per_sm", "launch_latency_s", "graph_launch_latency_s",
         "nvlink_bandwidth", "pcie_bandwidth", "tdp_w", "gemm_k_half", "attention_efficiency",
         "attention_k_half", "mma_shape_f16", "mma_shape_bf16", "mma_shape_f32", "mma_shape_i8",
         "collective_bandwidth", "collective_step_latency_s", "collective_launch_latency_s",
