@@ -82,8 +82,28 @@ def _add_defines(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_IMPORTED: dict[tuple[str, tuple], object] = {}
+
+
+def imported_onnx(path: str, defines: list[tuple[str, int]]):
+    """An ONNX file translated to the model language (`compiler/onnx_import.py`), once per run of strata."""
+    key = (path, tuple(defines))
+    if key not in _IMPORTED:
+        from strata.compiler.onnx_import import import_onnx
+
+        _IMPORTED[key] = import_onnx(path, dict(defines))
+    return _IMPORTED[key]
+
+
 def load_input(path: str, defines: list[tuple[str, int]]) -> ModuleOp:
-    """A `.model` file through the frontend, or printed IR (`.mlir`) parsed back."""
+    """
+    A `.model` file through the frontend, printed IR (`.mlir`) parsed back,
+    or an ONNX file imported (its `-D` values bind the inputs' symbolic dims).
+    """
+    if path.endswith(".onnx"):
+        from strata.compiler.frontend import compile_source
+
+        return compile_source(imported_onnx(path, defines).text, f"{path} (imported)")
     if path.endswith(".mlir") or path == "-":
         if defines:
             raise StrataError("error: -D applies to .model files, not to IR input")
@@ -393,6 +413,16 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from strata.compiler.onnx_import import write_import
+
+    if not args.model.endswith(".onnx"):
+        raise StrataError(f"error: {args.model}: strata import reads .onnx files")
+    model_path, weights_path = write_import(imported_onnx(args.model, args.defines), args.output)
+    _stderr(f"wrote {model_path} and {weights_path}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from strata.compiler.execution import weights
     from strata.compiler.onnx_export import export
@@ -466,6 +496,9 @@ def cmd_run(args) -> int:
     params_spec = [s for s in specs if s.kind == "param"]
     given_inputs = weights.load_npz(args.inputs, inputs_spec, allow_missing=True) if args.inputs else {}
     given_weights = weights.load_npz(args.weights, params_spec, allow_missing=True) if args.weights else {}
+    if args.model.endswith(".onnx"):
+        # The initializers are the weights; --weights overrides them one by one.
+        given_weights = {**imported_onnx(args.model, args.defines).weights, **given_weights}
     bound = weights.bind_values(fn, args.seed, given_inputs, given_weights)
     inputs, params = bound.inputs, bound.params
     devices = chosen_devices(args, [args.target], recorded_device(module))
@@ -641,6 +674,18 @@ def _sweep_parser(sub) -> None:
     p.set_defaults(run=cmd_sweep)
 
 
+def _import_parser(sub) -> None:
+    p = sub.add_parser("import", help="translate an ONNX model into a .model file and its weights",
+                       description="Write MODEL.onnx as a readable .model file in the model language and"
+                       " NAME.weights.npz beside it (the initializers, keyed by the param names the file"
+                       " uses). Symbolic input dims are bound with -D NAME=VALUE by their dim_param name.")
+    p.add_argument("model", metavar="MODEL.onnx", help="an ONNX model (opset 13 or later)")
+    _add_defines(p)
+    p.add_argument("-o", "--output", metavar="NAME.model", required=True,
+                   help="the .model file to write (or an existing directory)")
+    p.set_defaults(run=cmd_import)
+
+
 def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a model as ONNX (opset 17) with its weights as initializers",
                        description="Write MODEL's graph as an ONNX model that passes onnx.checker: inputs in the"
@@ -712,8 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
         " execute them, and estimate their cost.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _sweep_parser, _export_parser,
-                _targets_parser, _opt_parser, _fuzz_parser):
+    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _sweep_parser, _import_parser,
+                _export_parser, _targets_parser, _opt_parser, _fuzz_parser):
         add(sub)
     return parser
 
