@@ -133,3 +133,22 @@ def test_imported_blocks_run_equal_to_onnxruntime_through_the_loop_stage(block, 
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     for a, b in zip(want, got, strict=True):
         assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+
+
+def test_a_torch_onnx_export_imports_and_runs_equal(tmp_path):
+    """What users bring: a model exported by `torch.onnx.export` (skipped where torch is not installed)."""
+    torch = pytest.importorskip("torch")
+    from strata.compiler.onnx_import import import_onnx
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.SiLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4), torch.nn.GELU(),
+    ).eval()
+    x = torch.randn(2, 3, 8, 8)
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (x,), str(path), opset_version=17, input_names=["x"], output_names=["y"])
+    imported = import_onnx(str(path), {})
+    module = compile_source(imported.text, "net.model")
+    got = reference.run_module(module, {imported.inputs["x"]: x.numpy()}, imported.weights)[0]
+    want = net(x).detach().numpy()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
