@@ -45,7 +45,7 @@ from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MESH_ATTRS, MODEL_FLOPS_ATTR, type_bytes
 
-COST_MODEL_VERSION = "6"
+COST_MODEL_VERSION = "7"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")

@@ -8,11 +8,20 @@ For each kernel:
   `ceil(ctas / sms)` of them (wave quantisation), and edge tiles are
   already full tiles in the IR's FLOPs (tile quantisation);
 - compute: tensor-core work (`matrix_flops`) at the dtype's tensor peak
-  scaled by the wave efficiency and a per-CTA efficiency that grows with
-  the reduction depth (prologue, epilogue and pipeline fill amortised over
-  K: `K / (K + gemm_k_half)`), calibrated on published H100 cuBLAS GEMMs
-  (spec keys name their source); the rest (norms, elementwise) on the CUDA
-  cores at the fp32 peak;
+  scaled by the wave efficiency and a per-CTA efficiency. A GEMM's CTA
+  (an implicit-GEMM convolution's too, its window being K) runs K / k_step
+  main-loop steps at `gemm_efficiency` of the peak (the ceiling a long-K
+  GEMM reaches: clocks under load, issue, synchronisation) and pays a
+  fixed cost worth `gemm_fill_steps` steps (filling the load pipeline
+  before its first MMA, draining it, writing its output tile):
+  `efficiency = gemm_efficiency * K / (K + gemm_fill_steps * k_step)`.
+  k_step is the main-loop depth of the libraries' kernels
+  (`preferred_gemm_tile`'s K, 64), not strata's K tile, which follows K's
+  divisors. Both keys are fitted on published H100 bf16 GEMMs at K =
+  256..8192 and validated on other shapes (the spec keys name the rows):
+  the fill is about two steps, so a K = 64 CTA runs at 30% of the
+  ceiling, a K = 4096 one at 97%. The rest (norms, elementwise) runs on
+  the CUDA cores at the fp32 peak;
 - attention (a flash loop over key blocks): per key block the tensor cores
   run `q @ k^T` and `p @ v` (`4 d` FLOPs per score at head dim d) at
   `attention_efficiency` of the peak, and the special-function units
@@ -90,7 +99,13 @@ def occupancy(kernel: simt.KernelOp, spec: DeviceSpec) -> int:
 
 
 def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
-    """Share of a CTA's time in its main loop: the prologue and epilogue amortised over the depth it runs."""
+    """
+    Share of the tensor peak a CTA's tensor-core work runs at. Attention:
+    its prologue and epilogue amortised over the keys it visits. GEMMs and
+    convolutions: the main-loop ceiling `gemm_efficiency` times the share
+    of the CTA's time in its main loop, K steps against K plus the fixed
+    fill and epilogue, `gemm_fill_steps` K-steps (module docstring).
+    """
     # MMA instructions pad the depth the pipeline amortises over (the keys a
     # query visits are the N of `q @ k^T`, K is the K of a GEMM) to their edge;
     # `_mma_efficiency` counts that waste.
@@ -102,7 +117,11 @@ def _tile_efficiency(kernel: simt.KernelOp, spec: DeviceSpec) -> float:
     if not gemms:
         return 1.0
     depth = _padded(gemms[0][3], shape, 2)
-    return depth / (depth + spec["gemm_k_half"])
+    # The fill is counted in the libraries' K-steps (`preferred_gemm_tile`),
+    # whatever K tile strata chose: a convolution's tile takes its whole
+    # window, and a K tile that divides an odd K is no pipeline stage.
+    fill = spec["gemm_fill_steps"] * spec["preferred_gemm_tile"][2]
+    return spec["gemm_efficiency"] * depth / (depth + fill)
 
 
 def exponentials(kernel: simt.KernelOp) -> int:

@@ -91,7 +91,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "peak_flops_fp8", "peak_ops_int8", "peak_flops_fp64", "peak_flops_fp64_tensor",
         "hbm_bandwidth_measured", "l2_bandwidth", "smem_bandwidth",
         "max_regs_per_thread", "max_threads_per_sm", "max_ctas_per_sm", "launch_latency_s", "graph_launch_latency_s",
-        "nvlink_bandwidth", "pcie_bandwidth", "tdp_w", "gemm_k_half", "attention_efficiency",
+        "nvlink_bandwidth", "pcie_bandwidth", "tdp_w", "gemm_efficiency", "gemm_fill_steps", "attention_efficiency",
         "attention_k_half", "mma_shape_f16", "mma_shape_bf16", "mma_shape_f32", "mma_shape_i8",
         "collective_bandwidth", "collective_step_latency_s", "collective_launch_latency_s",
         "sfu_exp_per_s", "attention_exp_overlap",

@@ -1,13 +1,16 @@
 """
-The GPU cost model against published H100 measurements, and its properties.
+The GPU cost model against published H100 and A100 measurements, and its properties.
 
-Each measurement of /shared/reference/measured_results.csv with a shape we
-can rebuild (cuBLAS / fast.cu GEMMs, FlashAttention-3 forward at head dims
-64, 128 and 256, FlashAttention-2 at 128) is compiled as a one-kernel
-model, costed on the h100 spec, and the predicted throughput compared with
-the measured one. The attention keys of h100.toml are fitted on the FA3
+Each measurement of measured_results.csv with a shape we can rebuild
+(cuBLAS / fast.cu / XLA / PyTorch GEMMs at K = 256..17920, FlashAttention-3
+forward at head dims 64, 128 and 256, FlashAttention-2 at 128) is compiled
+as a one-kernel model, costed on the h100 (or a100) spec, and the predicted
+throughput compared with the measured one. The GEMM keys of h100.toml
+(`gemm_efficiency`, `gemm_fill_steps`) are fitted on the two cuBLAS square
+GEMMs and XLA's 4096x4096 rows (K = 256..4096); XLA's other shapes, fast.cu
+and the MAMF rows validate them. The attention keys are fitted on the FA3
 rows at head dims 64 and 128; the hd 256 rows (and a user's hd 64 run of a
-later FA3) validate them, and the errors of the two sets are reported apart.
+later FA3) validate them. Fitted and validation errors are reported apart.
 """
 
 import csv
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from strata.backends.cost import estimate
-from strata.backends.gpu import exponentials, kernel_cost, occupancy
+from strata.backends.gpu import _tile_efficiency, exponentials, kernel_cost, occupancy
 from strata.dialects.device import load_device, with_overrides
 from strata.compiler.driver import Stage, compile_module, passes_between
 from strata.compiler.frontend import load_model
@@ -28,6 +31,7 @@ from strata.passes.tile import TilePass
 MEASURED = Path(__file__).parent / "measured_results.csv"
 LLAMA2_70B_DECODE = Path(__file__).parents[2] / "benchmarks" / "models" / "llama2_70b_decode.model"
 H100 = load_device("h100")
+A100 = load_device("a100")
 
 
 def _cost(tmp_path, text: str, spec=H100, name: str = "m", tiles: tuple[int, ...] = ()):
@@ -47,6 +51,16 @@ def gemm_model(m: int, n: int, k: int, dtype: str = "bf16") -> str:
     return (
         f"model g(a: {dtype}[{m}, {k}]) -> {dtype}[{m}, {n}] {{\n"
         f"  param b: {dtype}[{k}, {n}]\n  return a @ b\n}}\n"
+    )
+
+
+def batched_gemm_model(batch: int, m: int, n: int, k: int, dtype: str = "bf16") -> str:
+    """`a @ b` over `batch` independent pairs (XLA's batched dot); one batch element is `gemm_model`."""
+    if batch == 1:
+        return gemm_model(m, n, k, dtype)
+    return (
+        f"model g(a: {dtype}[{batch}, {m}, {k}], b: {dtype}[{batch}, {k}, {n}]) -> {dtype}[{batch}, {m}, {n}] {{\n"
+        f"  return a @ b\n}}\n"
     )
 
 
@@ -120,8 +134,12 @@ def _attention_tflops(tmp_path, batch: int, heads: int, seq: int, dim: int, caus
     return 4 * seq * seq * dim * heads * batch / (2 if causal else 1) / kernel.time_s / 1e12
 
 
-GEMM_TOLERANCE = {"cublas": 0.05, "fastcu": 0.11}
-"""cuBLAS is what the model is calibrated on (errors -4.6%, +1.3%); fast.cu's hand-tuned kernels run up to 7% faster."""
+GEMM_TOLERANCE = {"cublas": 0.10, "fastcu": 0.03}
+"""
+cuBLAS's two rows are in the fit (errors +8.6% at 4096^3, +1.6% at 8192^3:
+XLA's table, also fitted, has the same 4096^3 GEMM at 783 TFLOPS, 9% above
+fast.cu's cuBLAS run); fast.cu's hand-tuned kernels validate it (+1.9%, -0.0%).
+"""
 
 
 @pytest.mark.parametrize("case, size, measured_tflops", list(_gemm_cases()))
@@ -132,6 +150,118 @@ def test_gemm_throughput_matches_h100_measurements(case, size, measured_tflops, 
     error = predicted / measured_tflops - 1
     assert abs(error) <= GEMM_TOLERANCE[case.split("_")[2]], f"{case}: {predicted:.0f} vs {measured_tflops:.0f} TFLOPS"
     assert gemm.bound == "compute"
+
+
+FITTED_GEMM_ROWS = re.compile(r"gemm_h100_(cublas_sq\d+|xla_b\d_4096x4096x\d+)$")
+"""
+The rows h100.toml's `gemm_efficiency` and `gemm_fill_steps` are fitted on:
+cuBLAS 4096^3 and 8192^3 (fast.cu's README) and XLA's b = 1, 2, 4 GEMMs of
+4096x4096 outputs at K = 256..4096 (17 rows). a100.toml's
+`gemm_efficiency` is fitted on the A100 rows (`gemm_a100_*`).
+"""
+
+SHORT_KERNEL_S = 20e-6
+"""
+Validation rows are reported apart below this measured kernel time: XLA
+times its smallest GEMMs at >= 5.2 us of kernel time, where strata charges
+4 us of launch latency plus the work, so short kernels come out fast.
+"""
+
+
+def _shape(spec: str) -> tuple[int, int, int, int] | None:
+    """`(batch, M, N, K)` of a GEMM row's shape_spec (`M=N=K=4096`, `b=4, M=4096, N=4096, K=256`, `M=2048,N=2048,K=13312`)."""
+    if match := re.fullmatch(r"M=N=K=(\d+)", spec):
+        size = int(match.group(1))
+        return 1, size, size, size
+    dims = dict(re.findall(r"\b(b|M|N|K)=(\d+)", spec))
+    if set(dims) >= {"M", "N", "K"}:
+        return int(dims.get("b", 1)), int(dims["M"]), int(dims["N"]), int(dims["K"])
+    return None
+
+
+def _gemm_rows():
+    """
+    `(case, group, device spec, (batch, M, N, K), TFLOPS)` per bf16 GEMM row
+    of an H100 SXM-class part or an A100 SXM with its whole shape: `group`
+    is "fitted" (h100.toml's GEMM keys), "validation", "validation short"
+    (under SHORT_KERNEL_S) or "a100 fitted". Rows of other parts (PCIe,
+    a user's lower-clocked H100) or without a shape are left out.
+    """
+    for row in _rows():
+        case = row["case_id"]
+        if row["category"] != "gemm" or not case.startswith(("gemm_h100_", "gemm_a100_")) or "otherpart" in case:
+            continue
+        if "fp8" in row["dtype"] or (shape := _shape(row["shape_spec"])) is None:
+            continue
+        tflops = float(row["value"])
+        if case.startswith("gemm_a100_"):
+            yield case, "a100 fitted", A100, shape, tflops
+            continue
+        batch, m, n, k = shape
+        if FITTED_GEMM_ROWS.match(case):
+            group = "fitted"
+        else:
+            short = 2 * batch * m * n * k / (tflops * 1e12) < SHORT_KERNEL_S
+            group = "validation short" if short else "validation"
+        yield case, group, H100, shape, tflops
+
+
+def _gemm_tflops(tmp_path, shape: tuple[int, int, int, int], spec, name: str) -> float:
+    batch, m, n, k = shape
+    _, report = _cost(tmp_path, batched_gemm_model(batch, m, n, k), spec=spec, name=name)
+    gemm = next(kernel for kernel in report.kernels if kernel.kind == "gemm")
+    return 2 * batch * m * n * k / gemm.time_s / 1e12
+
+
+def test_gemm_errors_calibrated_and_validated_apart(tmp_path):
+    """
+    The GEMM rows h100.toml's `gemm_efficiency` and `gemm_fill_steps` are
+    fitted on (17) and those that validate them, reported apart: fitted RMS
+    log error 3.0%, worst +8.6% (cuBLAS 4096^3); validation, kernels of 20 us
+    and more (60 rows: XLA's 2048x4096 to 1024x4096 outputs at K =
+    256..4096, fast.cu, MAMF): RMS 2.6%, worst +6.9%; shorter kernels (19
+    rows): RMS 14.5%, worst +25.9%, all predicted fast (XLA's kernels take
+    >= 5.2 us however small). The K/(K + 1540) form before gave RMS 72%
+    fitted, 62% validation: XLA's 4096x4096 GEMM at K = 256 ran at 504
+    TFLOPS, predicted 135. A100 (a100.toml's `gemm_efficiency`, fitted on
+    the 2 MAMF rows): -2.7%, +2.5%.
+    """
+    errors: dict[str, list[float]] = {}
+    for case, group, spec, shape, measured in _gemm_rows():
+        errors.setdefault(group, []).append(math.log(_gemm_tflops(tmp_path, shape, spec, case) / measured))
+    rms = {group: math.sqrt(sum(e * e for e in errs) / len(errs)) for group, errs in errors.items()}
+    worst = {group: max(abs(math.expm1(e)) for e in errs) for group, errs in errors.items()}
+    for group, errs in errors.items():
+        print(f"{group}: {len(errs)} rows, rms {rms[group]:.1%}, worst {worst[group]:.1%}")
+    counts = {group: len(errs) for group, errs in errors.items()}
+    assert counts == {"fitted": 17, "validation": 60, "validation short": 19, "a100 fitted": 2}, counts
+    assert rms["fitted"] <= 0.04 and worst["fitted"] <= 0.10
+    assert rms["validation"] <= 0.04 and worst["validation"] <= 0.08
+    assert rms["validation short"] <= 0.17 and worst["validation short"] <= 0.30
+    assert min(errors["validation short"]) > 0
+    assert worst["a100 fitted"] <= 0.04
+
+
+def test_gemm_efficiency_is_a_ceiling_less_a_fill_of_a_few_k_steps(tmp_path):
+    """
+    A CTA's efficiency is `gemm_efficiency * K / (K + gemm_fill_steps * 64)`:
+    at K = 64 (ResNet-50's 1x1 convolutions over 64 channels) about a
+    quarter of the peak, not the 4% of K/(K + 1540); at K = 8192, 97% of
+    the ceiling. A convolution (an implicit GEMM over the whole window)
+    takes the same form with its window as K.
+    """
+    fill = H100["gemm_fill_steps"] * H100["preferred_gemm_tile"][2]
+    for k in (64, 1024, 8192):
+        module, _ = _cost(tmp_path, gemm_model(4096, 4096, k), name=f"k{k}")
+        kernel = next(op for op in module.walk() if isinstance(op, simt.KernelOp))
+        assert _tile_efficiency(kernel, H100) == pytest.approx(H100["gemm_efficiency"] * k / (k + fill))
+    assert 0.2 < H100["gemm_efficiency"] * 64 / (64 + fill) < 0.35
+    assert H100["gemm_efficiency"] * 8192 / (8192 + fill) > 0.97 * H100["gemm_efficiency"]
+    conv = ("model c(x: f16[32, 64, 56, 56]) -> f16[32, 256, 56, 56] {\n"
+            "  param w: f16[256, 64, 1, 1]\n  return conv2d(x, w)\n}\n")
+    module, _ = _cost(tmp_path, conv, name="conv")
+    kernel = next(op for op in module.walk() if isinstance(op, simt.KernelOp) and op.kind.data == "conv")
+    assert _tile_efficiency(kernel, H100) == pytest.approx(H100["gemm_efficiency"] * 64 / (64 + fill))
 
 
 ATTENTION_RATIO = {
