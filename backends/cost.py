@@ -19,10 +19,13 @@ Collective Communication Operations in MPICH", IJHPCA 2005; NCCL's ring and
 double binary tree): over `p` devices, with `alpha` the latency of one step
 and `B` the bandwidth each device sends at (nccl-tests' "bus bandwidth"),
 an all-reduce of `n` bytes takes `2 (p - 1) alpha + 2 (p - 1) / p * n / B`
-on a ring or `2 ceil(log2 p) alpha + 2 n / B` on a pipelined tree (the
-cheaper is taken, as NCCL does), and an all-gather into `n` bytes `(p - 1)
-alpha + (p - 1) / p * n / B` on a ring. Each model says what alpha and B
-are on its machine (`Interconnect`).
+on a ring or `2 ceil(log2 p) alpha + 2 n / B` on a pipelined tree, and an
+all-gather into `n` bytes `(p - 1) alpha + (p - 1) / p * n / B` on a ring.
+Over a switch (NVSwitch) one-shot algorithms apply too, as the custom
+all-reduces of TensorRT-LLM and PyTorch use for small messages: `2 alpha +
+(p - 1) n / B` (every device reads its peers' buffers, then a barrier) and
+`2 alpha + (p - 1) / p * n / B` for an all-gather. The cheapest is taken.
+Each model says what alpha and B are on its machine (`Interconnect`).
 
 A sharded program (`strata.tp`, `strata.dp`) is the program of one device;
 every device of the mesh runs it at once, so the time is one device's and
@@ -45,7 +48,7 @@ from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MESH_ATTRS, MODEL_FLOPS_ATTR, type_bytes
 
-COST_MODEL_VERSION = "7"
+COST_MODEL_VERSION = "8"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
@@ -213,6 +216,8 @@ class Interconnect:
     """Paid once per collective (a kernel launch on a GPU)."""
     where: str
     """The spec's figures these come from, for the report."""
+    switched: bool = False
+    """Every device reaches every other in one step (NVSwitch), so one-shot (direct) algorithms apply."""
 
 
 def ring_all_reduce_s(size: int, devices: int, net: Interconnect) -> float:
@@ -223,30 +228,42 @@ def tree_all_reduce_s(size: int, devices: int, net: Interconnect) -> float:
     return 2 * math.ceil(math.log2(devices)) * net.step_latency_s + 2 * size / net.bandwidth
 
 
+def direct_all_reduce_s(size: int, devices: int, net: Interconnect) -> float:
+    """One shot over a switch: every device reads its p - 1 peers' buffers and sums (one step, one barrier)."""
+    return 2 * net.step_latency_s + (devices - 1) * size / net.bandwidth
+
+
 def ring_all_gather_s(size: int, devices: int, net: Interconnect) -> float:
     """`size`: the bytes of the gathered result."""
     return (devices - 1) * net.step_latency_s + (devices - 1) / devices * size / net.bandwidth
 
 
+def direct_all_gather_s(size: int, devices: int, net: Interconnect) -> float:
+    """One shot over a switch: every device writes its block to its p - 1 peers (one step, one barrier)."""
+    return 2 * net.step_latency_s + (devices - 1) / devices * size / net.bandwidth
+
+
 def collective_cost(op: loop.CollectiveBase, net: Interconnect, index: int) -> KernelCost:
-    """One collective (any stage's) over `op.devices` devices, the cheaper standard algorithm."""
-    devices = op.devices.value.data
+    """One collective (any stage's) over `op.devices` devices, the cheapest standard algorithm the network allows."""
+    p = op.devices.value.data
     if isinstance(op, loop.AllReduceBase):
-        kind, size = "all_reduce", type_bytes(op.source.type)
-        algorithm, wire_s = min(
-            (ring_all_reduce_s(size, devices, net), "ring"), (tree_all_reduce_s(size, devices, net), "tree")
-        )[::-1]
-        moved = 2 * (devices - 1) * size // devices
+        kind, n = "all_reduce", type_bytes(op.source.type)
+        options = [("ring", ring_all_reduce_s(n, p, net), 2 * (p - 1) * n // p),
+                   ("tree", tree_all_reduce_s(n, p, net), 2 * n)]
+        if net.switched:
+            options.append(("direct", direct_all_reduce_s(n, p, net), (p - 1) * n))
     else:
-        kind, size = "all_gather", type_bytes(op.dest.type)
-        algorithm, wire_s = "ring", ring_all_gather_s(size, devices, net)
-        moved = (devices - 1) * size // devices
+        kind, n = "all_gather", type_bytes(op.dest.type)
+        options = [("ring", ring_all_gather_s(n, p, net), (p - 1) * n // p)]
+        if net.switched:
+            options.append(("direct", direct_all_gather_s(n, p, net), (p - 1) * n // p))
+    algorithm, wire_s, moved = min(options, key=lambda o: o[1])
     bandwidth_s = moved / net.bandwidth
     time_s = net.fixed_latency_s + wire_s
     return KernelCost(
         name=f"{kind}_{index}", kind=kind, ops=[op.name], flops=0, bytes={"link": moved},
         time_s=time_s, bound="transfer" if bandwidth_s >= time_s - bandwidth_s else "latency", utilisation=0.0,
-        extra={"algorithm": algorithm, "devices": devices, "axis": op.axis.data, "link": net.where},
+        extra={"algorithm": algorithm, "devices": p, "axis": op.axis.data, "link": net.where},
     )
 
 

@@ -284,7 +284,7 @@ def interconnect(spec: DeviceSpec) -> Interconnect:
             raise SpecError(f"{spec.name}: collectives between GPUs need '{key}' in the spec")
     return Interconnect(
         spec["collective_bandwidth"], spec["collective_step_latency_s"], spec["collective_launch_latency_s"],
-        "collective_bandwidth (NCCL bus bandwidth)",
+        "collective_bandwidth (NCCL bus bandwidth)", switched=True,
     )
 
 

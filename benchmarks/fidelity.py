@@ -139,7 +139,8 @@ def jobs_of(case: dict[str, Any]) -> list[Job]:
         # The runtime replays CUDA graphs: kernels follow each other at the device's graph gap, not a launch.
         from strata.dialects.device import load_device
 
-        spec["launch_latency_s"] = load_device(case["device"])["graph_launch_latency_s"]
+        gap = load_device(case["device"])["graph_launch_latency_s"]
+        spec["launch_latency_s"] = spec["collective_launch_latency_s"] = gap
     spec = tuple(sorted(spec.items()))
     return [
         Job(phase["model"], tuple(sorted(phase.get("defines", {}).items())), case["target"], case["device"],
