@@ -513,6 +513,7 @@ def cmd_run(args) -> int:
         stages = _devices_schedule(args) if Stage(args.through) == Stage.HARDWARE else []
         compile_module(module, args.target, Stage(args.through),
                        pipeline=apply_schedule(passes, parse_schedule(args.schedule + stages)))
+    reference.check_run_size(module)
     if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
         from strata.compiler.execution import native
 

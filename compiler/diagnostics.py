@@ -4,12 +4,23 @@ User-facing errors: one exception type the CLI turns into a clean message.
 Every error a user can cause is a `StrataError`; the CLI prints its text and
 exits with status 1, never a traceback. `ModelError` carries a location in a
 `.model` file and formats as `FILE:LINE:COL: error: MESSAGE`, then the source
-line and a caret under the offending token.
+line and a caret under the offending token. A long line is cut around the
+caret, and control characters show as U+FFFD, so a message stays short and
+never writes raw control bytes to the terminal.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+MAX_SHOWN = 4096
+"""A quoted line up to this long is shown whole; a longer one (a generated
+one-line model can be megabytes) is cut `SHOWN_AROUND` columns after the
+caret's token and, when the caret is further right than this, as far before it."""
+SHOWN_AROUND = 80
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 class StrataError(Exception):
@@ -47,13 +58,32 @@ class ModelError(StrataError):
         if line is None:
             return head
         width = max(1, min(loc.length, len(line) - loc.col + 1))
-        caret = " " * (loc.col - 1) + "^" + "~" * (width - 1)
+        line, col, width = _clip(line, loc.col, width)
+        caret = " " * (col - 1) + "^" + "~" * (width - 1)
         return f"{head}\n{line}\n{caret}"
 
 
+def _clip(line: str, col: int, width: int) -> tuple[str, int, int]:
+    """
+    `line`, cut as `MAX_SHOWN` says (each cut marked `...`), and the caret's
+    column and width in what is shown.
+    """
+    if len(line) <= MAX_SHOWN:
+        return line, col, width
+    end = min(len(line), col - 1 + min(width, SHOWN_AROUND) + SHOWN_AROUND)
+    start = 0 if col <= MAX_SHOWN else col - 1 - SHOWN_AROUND
+    before = "..." if start > 0 else ""
+    after = "..." if end < len(line) else ""
+    width = max(1, min(width, end - col + 1))
+    return before + line[start:end] + after, col - start + len(before), width
+
+
 def source_line(source: str, line: int) -> str | None:
-    """The 1-based `line` of `source` with tabs expanded to one space each."""
+    """
+    The 1-based `line` of `source` with tabs as one space each and other
+    control characters as U+FFFD (one column each, so the caret still lines up).
+    """
     lines = source.splitlines()
     if not 1 <= line <= len(lines):
         return None
-    return lines[line - 1].replace("\t", " ")
+    return _CONTROL.sub("\ufffd", lines[line - 1].replace("\t", " "))

@@ -350,12 +350,14 @@ def lower_kernel(kernel: KernelOp, ins: list[SSAValue], out: SSAValue) -> loop.K
 def lower_function(fn: func.FuncOp) -> None:
     """Rewrite `fn`'s body from tensors between kernels to buffers."""
     block = fn.body.block
+    # The buffers go in a new block that replaces the old one: inserting and
+    # erasing arguments one at a time renumbers all the others each time,
+    # quadratic in the number of params (20,000 params took minutes).
+    new_block = Block(arg_types=[buffer_type(arg.type) for arg in block.args])
     values: dict[SSAValue, SSAValue] = {}
-    new_args = []
-    for arg in block.args:
-        new_args.append(block.insert_arg(buffer_type(arg.type), len(block.args)))
-        new_args[-1].name_hint = arg.name_hint
-        values[arg] = new_args[-1]
+    for arg, new_arg in zip(block.args, new_block.args):
+        new_arg.name_hint = arg.name_hint
+        values[arg] = new_arg
     old_ops = list(block.ops)
     for op in old_ops:
         new_ops: list[Operation] = []
@@ -384,12 +386,12 @@ def lower_function(fn: func.FuncOp) -> None:
             raise ValueError(f"'{op.name}' outside a kernel cannot be lowered to loops")
         for new in new_ops:
             new.location = op.location
-            block.insert_op_before(new, op)
+            new_block.add_op(new)
+    fn.body.insert_block_before(new_block, block)
+    fn.body.detach_block(block)
     for op in reversed(old_ops):
         op.detach()
         op.erase(safe_erase=False)
-    for arg in list(block.args[: len(new_args)]):
-        block.erase_arg(arg, safe_erase=False)
     fn.update_function_type()
 
 

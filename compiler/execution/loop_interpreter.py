@@ -13,6 +13,12 @@ ops only loop and hardware IR have are dispatched the same way (`register`,
 one handler per op class, in `HANDLERS`).
 `run_module` takes the same inputs and weights as `reference.run_module`
 and returns the logical outputs.
+
+Loops are checked as they start, since their bounds may be computed: a
+non-positive step, a tile loop reaching outside its kernel's dim
+(`loop.dim` into the kernel's `bounds`), or more iterations than
+`MAX_ITERATIONS` left for the run (an edited dump's runaway bound) is an
+error at the loop's location, never a spin or a silently skipped loop.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from xdsl.dialects import arith, func, memref, scf
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 
 from strata.compiler.execution import reference, spmd
@@ -30,6 +36,20 @@ from strata.dialects import loop
 from strata.dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, TransferOp
 from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
 from strata.passes._figures import INDEX_OPS
+
+MAX_ITERATIONS = 1_000_000
+"""Loop iterations one run may take, all loops together. Each runs NumPy on
+whole tiles, so this is hours of work; a full-size GPT-2 takes some 270,000."""
+
+_BUDGET = "iterations left"
+"""The key of the run's `_Budget` in every env (never an SSA value)."""
+
+
+class _Budget:
+    """Loop iterations the run has left, shared by all its scopes."""
+
+    def __init__(self) -> None:
+        self.left = MAX_ITERATIONS
 
 # --------------------------------------------------------------------------- layouts
 
@@ -83,10 +103,11 @@ class _Buffer:
         fill = convert(np.asarray(pad, np.float64), self.data.dtype) if self.data.dtype.kind == "f" else 0
         return np.where(inside, values, fill).astype(self.data.dtype)
 
-    def gather(self, ids: np.ndarray, offsets, sizes, pad: float) -> np.ndarray:
-        """Rows `clip(ids)` (as `graph.gather` clips), each cut at `offsets`/`sizes`, `pad` outside."""
+    def gather(self, rows: np.ndarray, offsets, sizes, pad: float) -> np.ndarray:
+        """Rows `rows` (in range, see `reference.gather_rows`), each cut at `offsets`/`sizes`, `pad` outside."""
+        ids = rows
         lead = (1,) * ids.ndim
-        rows = np.clip(ids.astype(np.int64), 0, max(self.shape[0] - 1, 0)).reshape(ids.shape + (1,) * len(sizes))
+        rows = rows.reshape(ids.shape + (1,) * len(sizes))
         rest, inside = _tile_index(offsets, sizes, self.shape[1:])
         index = (rows, *(r.reshape(lead + r.shape) for r in rest))
         values = np.broadcast_to(self.data[_physical_index(self.layout, index)], ids.shape + tuple(sizes))
@@ -193,12 +214,30 @@ def _alloc(op, env) -> None:
 @register(loop.KernelOp, HardwareKernelOp)
 def _kernel(op, env) -> None:
     inner = dict(zip(op.body.block.args, (env[v] for v in (*op.ins, *op.outs))))
+    inner[_BUDGET] = env[_BUDGET]
     _run_block(op.body.block, inner)
 
 
 @register(scf.ForOp)
 def _for(op, env) -> None:
     lb, ub, step = env[op.lb], env[op.ub], env[op.step]
+    if step <= 0:
+        # range() would run a negative step backwards, or skip the loop, and print wrong numbers.
+        raise op_error(ExecutionError, op, f"a loop from {lb} to {ub} steps by {step}; steps must be positive")
+    bound = _kernel_bound(op)
+    if bound is not None and not 0 <= lb <= ub <= bound:
+        raise op_error(
+            ExecutionError, op, f"a tile loop from {lb} to {ub} leaves its kernel's dim, which spans 0 to {bound}"
+        )
+    budget = env[_BUDGET]
+    trips = len(range(lb, ub, step))
+    if trips > budget.left:
+        raise op_error(
+            ExecutionError, op,
+            f"a loop from {lb} to {ub} by {step} runs {trips:,} iterations, more than the"
+            f" {budget.left:,} left of the {MAX_ITERATIONS:,} a run may take (an edited bound?)",
+        )
+    budget.left -= trips
     carried = [env[v] for v in op.iter_args]
     body = op.body.block
     for iv in range(lb, ub, step):
@@ -209,6 +248,18 @@ def _for(op, env) -> None:
     env.update(zip(op.results, carried))
 
 
+def _kernel_bound(op: scf.ForOp) -> int | None:
+    """The extent of the kernel dim a tile loop walks (its `loop.dim` into the kernel's `bounds`), when known."""
+    dim = op.attributes.get("loop.dim")
+    kernel = op.parent_op()
+    while kernel is not None and not isinstance(kernel, (loop.KernelOp, HardwareKernelOp)):
+        kernel = kernel.parent_op()
+    if not isinstance(dim, IntegerAttr) or kernel is None:
+        return None
+    bounds = kernel.bounds.get_values()
+    return bounds[dim.value.data] if 0 <= dim.value.data < len(bounds) else None
+
+
 @register(loop.LoadOp)
 def _load(op, env) -> None:
     env[op.result] = env[op.source].load(_offsets(op, env), op.result.type.get_shape(), op.pad.value.data)
@@ -217,7 +268,10 @@ def _load(op, env) -> None:
 @register(loop.GatherOp)
 def _gather(op, env) -> None:
     sizes = op.result.type.get_shape()[len(op.ids.type.get_shape()):]
-    env[op.result] = env[op.source].gather(env[op.ids], _offsets(op, env), sizes, op.pad.value.data)
+    source = env[op.source]
+    # Ids as graph.gather reads them; an ids tile's padding (an edge tile) is 0, a valid row.
+    rows = reference.gather_rows(op, env[op.ids], source.shape[0])
+    env[op.result] = source.gather(rows, _offsets(op, env), sizes, op.pad.value.data)
 
 
 @register(loop.StoreOp)
@@ -288,7 +342,7 @@ def run_function(fn: func.FuncOp, args) -> list[np.ndarray]:
     block = fn.body.block
     if len(args) != len(block.args):
         raise ExecutionError(f"error: @{fn.sym_name.data} takes {len(block.args)} arguments, got {len(args)}")
-    env: dict[SSAValue, object] = {}
+    env: dict[SSAValue | str, object] = {_BUDGET: _Budget()}
     for arg, value in zip(block.args, args):
         type_ = arg.type
         value = convert(np.asarray(value), numpy_dtype(type_.element_type))

@@ -39,16 +39,18 @@ ops such as `graph.kernel` have a handler that evaluates their body with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from xdsl.dialects import func
+from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
     FileLineColLoc,
+    MemRefType,
     ModuleOp,
     StringAttr,
     TensorType,
@@ -63,7 +65,7 @@ from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.dtypes import dtype_name
 from strata.dialects.graph.kernel import KernelOp
-from strata.dialects.graph.layout import RelayoutOp
+from strata.dialects.graph.layout import RelayoutOp, layout_of, physical_shape
 from strata.dialects.graph.shapes import fmt
 
 # --------------------------------------------------------------------------- errors
@@ -413,6 +415,112 @@ def _finish(op: Operation, result_type: Attribute, value: np.ndarray) -> np.ndar
             f"'{op.name}' computed shape {fmt(value.shape)}, its declared result shape is {fmt(expected)}",
         )
     return value
+
+
+# --------------------------------------------------------------------------- size check
+
+MAX_RUN_BYTES = 2 * 2**30
+"""Most bytes a run's intermediate values may hold at once (counted as the
+executors compute: low-precision floats in f32), so that a run stays well
+within 4 GB with NumPy's temporaries; inputs and weights are checked apart."""
+
+
+def check_run_size(module: ModuleOp) -> None:
+    """
+    Refuse, before anything runs, a model whose intermediate values would not
+    fit in memory (a `[100000, 1] @ [1, 100000]`, a huge padding), instead
+    of failing for memory half-way.
+
+    Value types are static, so this walks the function as the executors run
+    it: a tensor lives from its op to its last use, a buffer (`memref.alloc`)
+    to the end; at each op it adds the op's results and its own scratch (a
+    convolution's padded input and im2col columns). Raises `ExecutionError`
+    naming the first op where that exceeds `MAX_RUN_BYTES`.
+    """
+    _check_block(model_function(module).body.block, 0)
+
+
+def _check_block(block: Block, held_outside: int) -> None:
+    ops, last = _last_uses(block)
+    live: dict[SSAValue, int] = {}
+    for i, op in enumerate(ops):
+        held = held_outside + sum(live.values())
+        results = {r: _value_bytes(r) for r in op.results if _allocates(op, r)}
+        scratch = _scratch_bytes(op)
+        own = sum(results.values()) + scratch
+        if held + own > MAX_RUN_BYTES:
+            what = [f"{_type_text(r.type)}, {_gib(size)}" for r, size in results.items()]
+            what += [f"{_gib(scratch)} of padded input and columns"] if scratch else []
+            also = f"; {_gib(held + own)} with the values still live" if held else ""
+            raise op_error(
+                ExecutionError, op,
+                f"'{op.name}' needs {_gib(own)} ({'; '.join(what)}){also}: more than the"
+                f" {_gib(MAX_RUN_BYTES)} `strata run` may use; shrink the model with -D NAME=VALUE",
+            )
+        for region in op.regions:
+            for inner in region.blocks:
+                _check_block(inner, held)
+        for result, size in results.items():
+            if result in last or isinstance(result.type, MemRefType):
+                live[result] = size
+        for v in op.operands:
+            if last.get(v) == i and not isinstance(v.type, MemRefType):
+                live.pop(v, None)
+
+
+def _allocates(op: Operation, result: SSAValue) -> bool:
+    """Whether `result` is new memory: every tensor; of buffers, only allocations (not views)."""
+    if isinstance(result.type, MemRefType):
+        return isinstance(op, memref.AllocOp)
+    return isinstance(result.type, TensorType)
+
+
+def _element_bytes(element_type: Attribute) -> int:
+    """Bytes an element takes while computed: floats narrower than f32 are widened to it."""
+    try:
+        dtype = NUMPY_DTYPES[dtype_name(element_type)]
+    except (ValueError, KeyError):
+        return 8  # not a model dtype (index, upstream MLIR types): assume the widest
+    return max(dtype.itemsize, 4) if dtype in _FLOAT_DTYPES else dtype.itemsize
+
+
+def _value_bytes(value: SSAValue) -> int:
+    type_ = value.type
+    if isinstance(type_, MemRefType):
+        # A buffer is held in its physical layout (tiled dims padded up to whole tiles).
+        shape = physical_shape(layout_of(type_), type_.get_shape())
+    else:
+        shape = type_.get_shape()
+    return math.prod(max(d, 0) for d in shape) * _element_bytes(type_.element_type)
+
+
+def _scratch_bytes(op: Operation) -> int:
+    """What an op allocates besides its results: a padded input; a convolution's im2col columns."""
+    if not isinstance(op, g.Conv2DOp | g.Pool2DOp):
+        return 0
+    x_type = op.operands[0].type
+    n, c, h, w = x_type.get_shape()
+    top, left, bottom, right = op.pads.get_values()
+    size = _element_bytes(x_type.element_type)
+    padded = n * c * (h + top + bottom) * (w + left + right) * size if any((top, left, bottom, right)) else 0
+    if not isinstance(op, g.Conv2DOp):
+        return padded
+    _, _, oh, ow = op.results[0].type.get_shape()
+    _, cg, kh, kw = op.operands[1].type.get_shape()
+    groups = op.groups.value.data
+    return padded + n * groups * cg * kh * kw * oh * ow * size
+
+
+def _type_text(type_: Attribute) -> str:
+    try:
+        name = dtype_name(type_.element_type)
+    except ValueError:
+        name = str(type_.element_type)
+    return f"{name}{fmt(type_.get_shape())}"
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
 
 
 # --------------------------------------------------------------------------- entry points
@@ -771,10 +879,27 @@ def _split(op: g.SplitOp, args: list[np.ndarray]) -> list[np.ndarray]:
     return np.split(args[0], len(op.outputs), axis=op.axis.value.data)
 
 
+def gather_rows(op: Operation, ids: np.ndarray, rows: int) -> np.ndarray:
+    """
+    The table rows `ids` select, as ONNX Gather reads them: a negative id
+    counts from the end (-1 is the last row); an id outside `[-rows, rows)`
+    is an error naming `op` (clamping it gave a plausible wrong row).
+    """
+    ids = ids.astype(np.int64)
+    bad = (ids < -rows) | (ids >= rows)
+    if bad.any():
+        raise op_error(
+            ExecutionError, op,
+            f"gather id {int(ids[bad].flat[0])} is out of range for a table of {rows:,} rows"
+            f" (ids must be in [-{rows:,}, {rows:,}))",
+        )
+    return np.where(ids < 0, ids + rows, ids)
+
+
 @register(g.GatherOp, widen=False)
 def _gather(op: g.GatherOp, args: list[np.ndarray]) -> np.ndarray:
     table, ids = args
-    return np.take(table, np.clip(ids, 0, table.shape[0] - 1), axis=0)
+    return np.take(table, gather_rows(op, ids, table.shape[0]), axis=0)
 
 
 # --------------------------------------------------------------------------- kernels

@@ -263,6 +263,9 @@ def _read_entry(archive, name: str, where: str) -> np.ndarray:
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise StrataError(f"{where}: '{name}' holds Python objects, not numbers") from None
+        if "not a valid dtype descriptor" in str(err):
+            # float8_e5m2 saved as is: its header names a dtype NumPy alone cannot rebuild.
+            raise StrataError(f"{where}: '{name}' has a dtype NumPy cannot read back ({_ML_DTYPES_HINT})") from None
         raise StrataError(f"{where}: '{name}' is corrupt ({err})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise StrataError(f"{where}: '{name}' is corrupt ({err})") from None
@@ -305,8 +308,13 @@ def _check_entry(where: str, spec: ArgSpec, value: np.ndarray) -> np.ndarray:
         raise StrataError(
             f"{where}: '{spec.name}' has dtype {src}, which does not convert to {spec.dtype}"
             + (" (values out of range)" if src.kind in "biu" else "")
+            # bf16 and most float8s saved as is come back as raw bytes.
+            + (f" ({_ML_DTYPES_HINT})" if src.kind == "V" else "")
         )
     return convert(value, target)
+
+
+_ML_DTYPES_HINT = "an ml_dtypes array saved as is? save it widened to float32, as strata run -o does"
 
 
 def _fits(value: np.ndarray, dtype: np.dtype) -> bool:
@@ -323,13 +331,16 @@ def save_outputs(path: str, outputs: Sequence[np.ndarray]) -> None:
     """
     Write outputs to an `.npz` at exactly `path`, as `out0`, `out1`, ...
 
-    Low-precision floats (f16 stays) are widened to float32, exactly, since
-    NumPy cannot read ml_dtypes arrays back without ml_dtypes.
+    The ml_dtypes floats (bf16, every float8) are widened to float32,
+    exactly, since NumPy cannot read them back without ml_dtypes (f16 stays);
+    `load_npz` converts them back to the argument's dtype.
     """
     arrays = {}
     for i, value in enumerate(outputs):
         value = np.asarray(value)
-        if is_float_dtype(value.dtype) and value.dtype.kind != "f":
+        # User-defined dtypes are the ml_dtypes ones; whether they report kind 'f'
+        # (float8_e5m2) or 'V' (bfloat16), the .npy header cannot name them.
+        if value.dtype.isbuiltin == 2:
             value = value.astype(np.float32)
         arrays[f"out{i}"] = value
     try:

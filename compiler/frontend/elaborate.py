@@ -44,16 +44,23 @@ from strata.compiler.frontend.operations import (
     build_binary,
     build_matmul,
     build_unary,
+    literal_text,
 )
 from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
 from strata.dialects.vocabulary import BATCH_NAMES
 from strata.dialects.graph import shapes
 from strata.dialects.graph.dtypes import DTYPES, tensor_type, type_str
 
-MAX_OPS = 1_000_000
-"""More graph ops than this is an error, so a huge `repeat` cannot hang us."""
+MAX_OPS = 100_000
+"""More graph ops than this is an error, so a huge `repeat` cannot hang us. The
+largest real models have a few thousand; elaborating 100,000 takes half a minute."""
 MAX_STATEMENTS = 1_000_000
-"""More executed statements (counting each unrolled one) than this is an error."""
+"""More executed statements (counting each unrolled one, and each block's
+`return` once per call) than this is an error."""
+MAX_NODES = 2_000_000
+"""More syntax nodes evaluated (each statement's expressions, and a called
+block's signature, once per execution) than this is an error: a statement
+that makes no op can still hold a long expression, repeated or called."""
 MAX_ELEMENTS = 2**48
 """Largest tensor (in elements) a model may declare or compute."""
 MAX_CALL_DEPTH = 64
@@ -71,6 +78,8 @@ def loc_attr(loc: SourceLoc) -> FileLineColLoc:
 
 MAX_INT = 2**63 - 1
 """Integers of the language (shapes, `let` constants) are 64-bit: bigger ones are errors, not big ints."""
+MAX_LITERAL = 2**1024
+"""Largest magnitude of a literal folded in tensor arithmetic: beyond every dtype, f32 included."""
 
 @dataclass
 class Scope:
@@ -97,13 +106,15 @@ class Elaborator:
                 self.fail(defn.loc, f"block '{name}' has the name of an operation; rename it")
             if name in self.lets:
                 self.fail(defn.loc, f"block '{name}' has the name of a constant; rename it")
-        for name in overrides:
+        for name, value in overrides.items():
             if name not in self.lets:
                 known = ", ".join(sorted(self.lets)) or "none"
                 raise StrataError(
                     f"error: -D {name}: '{name}' is not a let constant of {filename}"
                     f" (its constants: {known})"
                 )
+            if not -MAX_INT <= value <= MAX_INT:
+                raise StrataError(f"error: -D {name}={literal_text(value)} is beyond the 64-bit integers of the language")
         self.overrides = overrides
         self.consts: dict[str, int] = {}
         self._resolving: list[str] = []
@@ -112,6 +123,9 @@ class Elaborator:
         self.param_paths: dict[str, SourceLoc] = {}
         self.n_ops = 0
         self.n_statements = 0
+        self.n_nodes = 0
+        self._sizes: dict[int, int] = {}
+        """Syntax nodes of a statement or block signature, by `id` (the AST outlives the elaboration)."""
         self.call_stack: list[str] = []
         self.last_loc = SourceLoc(filename, 1, 1)
         """The statement being elaborated (where a too-deep recursion is reported)."""
@@ -142,7 +156,7 @@ class Elaborator:
         self.block.add_op(op)
         self.n_ops += 1
         if self.n_ops > MAX_OPS:
-            self.fail(loc, f"model too large: more than {MAX_OPS} operations (check repeat counts)")
+            self.fail(loc, f"model too large: more than {MAX_OPS:,} operations (check repeat counts)")
         return op
 
     def op_context(self, loc: SourceLoc, name: str) -> OpContext:
@@ -163,7 +177,11 @@ class Elaborator:
             cycle = " -> ".join(self._resolving[self._resolving.index(name):] + [name])
             self.fail(loc, f"constant '{name}' depends on itself ({cycle})")
         self._resolving.append(name)
-        value = self.eval_int(self.lets[name].value, Scope("let", ""))
+        expr = self.lets[name].value
+        value = self.eval_int(expr, Scope("let", ""))
+        if not -MAX_INT <= value <= MAX_INT:
+            # Arithmetic is checked as it goes; this is a literal (or its negation) too big.
+            self.fail(expr.loc, f"{name} = {literal_text(value)} is beyond the 64-bit integers of the language")
         self._resolving.pop()
         self.consts[name] = value
         return value
@@ -373,9 +391,13 @@ class Elaborator:
                 if b.value == 0:
                     self.fail(loc, "division by zero")
                 return Scalar(a.value / b.value, loc)
-            return Scalar({"+": a.value + b.value, "-": a.value - b.value, "*": a.value * b.value}[op], loc)
+            value = {"+": a.value + b.value, "-": a.value - b.value, "*": a.value * b.value}[op]
         except OverflowError:
             self.fail(loc, "number too large")
+        if isinstance(value, int) and abs(value) > MAX_LITERAL:
+            # No dtype holds it, and a chain of products would grow it without bound.
+            self.fail(loc, "number too large")
+        return Scalar(value, loc)
 
     def call(self, call: ast.Call, scope: Scope) -> list[SSAValue | Scalar]:
         if call.func in self.defs:
@@ -462,6 +484,8 @@ class Elaborator:
             if arg.name not in ints:
                 self.fail(call.loc, f"'{defn.name}' needs its integer parameter {arg.name}=...")
 
+        # Binding the arguments evaluates the block's declared dims again at every call.
+        self.count(defn, call.loc, statement=False)
         index = caller.calls[defn.name]
         caller.calls[defn.name] += 1
         scope = Scope(defn.name, f"{caller.prefix}{defn.name}.{index}.", dict(ints))
@@ -562,6 +586,7 @@ class Elaborator:
         for stmt in body[:-1]:
             self.statement(stmt, scope, block)
         ret = body[-1]
+        self.count(ret, ret.loc)
         values = [self.eval_one(v, scope) for v in ret.values]
         for v, value in zip(ret.values, values):
             if isinstance(value, Scalar):
@@ -582,11 +607,21 @@ class Elaborator:
                     )
         return values
 
+    def count(self, node: ast.Node, loc: SourceLoc, statement: bool = True) -> None:
+        """Count one execution of a statement (or a block's signature, at a call) against the limits."""
+        if id(node) not in self._sizes:
+            self._sizes[id(node)] = _size(node)
+        self.n_nodes += self._sizes[id(node)]
+        self.n_statements += statement
+        if self.n_statements > MAX_STATEMENTS:
+            self.fail(loc, f"model too large: more than {MAX_STATEMENTS:,} statements executed (check repeat counts)")
+        if self.n_nodes > MAX_NODES:
+            self.fail(loc, f"model too large: more than {MAX_NODES:,} expression nodes evaluated (check repeat"
+                           f" counts and block calls)")
+
     def statement(self, stmt: ast.Stmt, scope: Scope, block: ast.Block) -> None:
         self.last_loc = stmt.loc
-        self.n_statements += 1
-        if self.n_statements > MAX_STATEMENTS:
-            self.fail(stmt.loc, f"model too large: more than {MAX_STATEMENTS:,} statements executed (check repeat counts)")
+        self.count(stmt, stmt.loc)
         match stmt:
             case ast.Param():
                 self.param(stmt, scope)
@@ -616,7 +651,7 @@ class Elaborator:
                         f" {MAX_STATEMENTS:,} statements and {MAX_OPS:,} operations",
                     )
                 for i in range(times):
-                    ops, statements = self.n_ops, self.n_statements
+                    ops, statements, nodes = self.n_ops, self.n_statements, self.n_nodes
                     scope.repeat_depth += 1
                     for inner in body:
                         self.statement(inner, scope, block)
@@ -637,6 +672,13 @@ class Elaborator:
                                 f"repeat {times:,} would unroll the model to {total:,} statements"
                                 f" ({self.n_statements - statements:,} per iteration), more than the"
                                 f" limit of {MAX_STATEMENTS:,}",
+                            )
+                        total_nodes = self.n_nodes + (self.n_nodes - nodes) * (times - 1)
+                        if total_nodes > MAX_NODES:
+                            self.fail(
+                                count.loc,
+                                f"repeat {times:,} would evaluate {total_nodes:,} expression nodes"
+                                f" ({self.n_nodes - nodes:,} per iteration), more than the limit of {MAX_NODES:,}",
                             )
             case ast.Return(loc=loc):
                 self.fail(loc, f"return must be the last statement of '{block.name}'")
@@ -791,6 +833,41 @@ def _names_in(expr: ast.Expr) -> list[ast.Name]:
         elif isinstance(node, ast.Negate):
             stack.append(node.operand)
     return names
+
+
+def _size(node: ast.Node) -> int:
+    """
+    Syntax nodes that executing `node` evaluates: a statement's expressions,
+    or a block's signature (its argument and result types). A `repeat`
+    counts only its count, its body counts as it runs; a block's body only
+    when called.
+    """
+    size, stack = 0, [node]
+    while stack:
+        item = stack.pop()
+        size += 1
+        match item:
+            case ast.Binary():
+                stack += [item.lhs, item.rhs]
+            case ast.Negate():
+                stack.append(item.operand)
+            case ast.Call():
+                stack += item.args + [kw.value for kw in item.kwargs]
+            case ast.ListExpr():
+                stack += item.items
+            case ast.TypeExpr():
+                stack += item.dims
+            case ast.Param():
+                stack.append(item.type)
+            case ast.Assign():
+                stack.append(item.value)
+            case ast.Return():
+                stack += item.values
+            case ast.Repeat():
+                stack.append(item.count)
+            case ast.Block():
+                stack += [a.type for a in item.args if a.type is not None] + list(item.results or [])
+    return size
 
 
 def _binary_chain(expr: ast.Binary) -> tuple[ast.Expr, list[ast.Binary]]:

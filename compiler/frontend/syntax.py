@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from lark import Lark, Token, v_args
@@ -21,6 +22,13 @@ from strata.compiler.diagnostics import ModelError, SourceLoc
 
 MAX_NESTING = 100
 """Deepest bracket nesting accepted; deeper input is rejected before parsing."""
+
+MAX_TOKENS = 500_000
+"""Longest file accepted, in tokens, counted before parsing: parsing takes some
+25 us a token, and the largest real models have a few tens of thousands."""
+
+_TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|[A-Za-z0-9_.]+|\S')
+"""Roughly the lexer's tokens (a comment counts as one), cheap enough to count a huge file."""
 
 KEYWORDS = frozenset({"let", "model", "def", "param", "return", "repeat"})
 """Reserved words: never usable as a name, even where the grammar would allow one."""
@@ -506,6 +514,17 @@ def display_source(source: str) -> str:
 def parse_program(source: str, filename: str) -> Program:
     """Parse model-language text; raise `ModelError` (with source) on a syntax error."""
     shown = display_source(source)
+    too_many = next(islice(_TOKEN.finditer(source), MAX_TOKENS, None), None)
+    if too_many is not None:
+        # Refused before parsing: a megabyte one-line model took minutes to reach the op limit.
+        offset = too_many.start()
+        line = source.count("\n", 0, offset) + 1
+        col = offset - (source.rfind("\n", 0, offset) + 1) + 1
+        raise ModelError(
+            SourceLoc(filename, line, col, len(too_many.group())),
+            f"model too large: the file holds more than {MAX_TOKENS:,} tokens",
+            shown,
+        )
     try:
         return _ToAst(filename).transform(_PARSER.parse(source))
     except ModelError as err:

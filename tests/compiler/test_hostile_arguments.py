@@ -132,3 +132,95 @@ def test_a_dump_compiled_for_another_target_is_refused(other, tmp_path, capsys):
                 capsys)[0] == 0
     code, _, err = _run(["compile", dump, "--target", other], capsys)
     assert code == 1 and f"the input was lowered for tpu device 'tpu-v4', not for --target {other}" in err
+
+
+GATHER = "model m(ids: i64[4]) -> f32[4, 3] {\n  param table: f32[100, 3]\n  return gather(table, ids)\n}\n"
+
+
+@pytest.mark.parametrize("through", [[], ["--through", "loop"]])
+def test_gather_ids_out_of_range_are_refused(through, tmp_path, capsys):
+    """Ids [0, 5, 999999, -1] of a 100-row table gave rows [0, 5, 99, 0]; -1 is the last row (ONNX)."""
+    import numpy as np
+
+    path = _model(tmp_path, "g.model", GATHER)
+    table = np.arange(300, dtype=np.float32).reshape(100, 3)
+    np.savez(tmp_path / "w.npz", table=table)
+    np.savez(tmp_path / "bad.npz", ids=np.array([0, 5, 999999, -1]))
+    np.savez(tmp_path / "ok.npz", ids=np.array([0, 5, -100, -1]))
+    weights = ["--weights", tmp_path / "w.npz"]
+    code, _, err = _run(["run", path, *weights, "--inputs", tmp_path / "bad.npz", *through], capsys)
+    assert code == 1 and "g.model:3:10: error: gather id 999999 is out of range for a table of 100 rows" in err
+    out = tmp_path / "out.npz"
+    code, _, err = _run(["run", path, *weights, "--inputs", tmp_path / "ok.npz", *through, "-o", out], capsys)
+    assert code == 0, err
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["out0"], table[[0, 5, 0, 99]])
+
+
+def test_outputs_of_every_float8_load_back(tmp_path, capsys):
+    """An f8e5m2 output (NumPy kind 'f') was written as is: NumPy could not load the file."""
+    import numpy as np
+
+    path = _model(tmp_path, "f8.model", "model m(out0: f8e5m2[4], out1: bf16[2]) -> (f8e5m2[4], bf16[2]) {\n"
+                                        "  return -out0, out1 * 2.0\n}\n")
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert _run(["run", path, "-o", first], capsys)[0] == 0
+    with np.load(first) as z:
+        assert [z[k].dtype for k in z.files] == [np.float32, np.float32]
+        a = {k: z[k] for k in z.files}
+    code, _, err = _run(["run", path, "--inputs", first, "-o", second], capsys)
+    assert code == 0, err
+    with np.load(second) as z:
+        np.testing.assert_array_equal(z["out0"], -a["out0"])
+
+
+@pytest.mark.parametrize("source, message", [
+    pytest.param("model m(a: f32[100000, 1], b: f32[1, 100000]) -> f32[] {\n  return sum(a @ b, axis=[0, 1])\n}\n",
+                 "m.model:2:16: error: 'graph.matmul' needs 37.3 GiB (f32[100000, 100000], 37.3 GiB)", id="matmul"),
+    pytest.param("model m(x: f32[1, 1, 4, 4], w: f32[1, 1, 1, 1]) -> f32[1, 1, 2, 2] {\n"
+                 "  return conv2d(x, w, padding=100000, stride=100002)\n}\n",
+                 "m.model:2:10: error: 'graph.conv2d' needs 149.0 GiB (f32[1, 1, 2, 2], 0.0 GiB; 149.0 GiB of padded"
+                 " input", id="padding"),
+])
+def test_intermediates_too_big_to_run_are_refused_before_running(source, message, tmp_path):
+    """Small inputs, a 37 GB intermediate: a MemoryError, since only inputs and weights were counted."""
+    from strata.compiler.diagnostics import StrataError
+    from strata.compiler.execution.reference import check_run_size
+    from strata.compiler.frontend import load_model
+
+    with pytest.raises(StrataError) as info:
+        check_run_size(load_model(_model(tmp_path, "m.model", source)))
+    assert message in str(info.value) and "shrink the model with -D" in str(info.value)
+    check_run_size(load_model(str(ROOT / MLP)))
+
+
+def _edit_first_loop(loop: Path, edit) -> None:
+    """Replace the first tile loop's `ub` or `step` constant by what `edit(loc)` defines (computed ones)."""
+    text = loop.read_text()
+    _, ub, st = re.search(r"scf.for %\S+ = (%\S+) to (%\S+) step (%\S+)", text).groups()
+    loop.write_text(edit(text, ub, st))
+
+
+@pytest.mark.parametrize("what, message", [
+    # Computed, so no verifier sees it: the loop interpreter stepped backwards (no iteration, zeros).
+    pytest.param("step", "a loop from 0 to 256 steps by -128; steps must be positive", id="computed-negative-step"),
+    # Within the verifier's 2^40 iterations, but past the kernel's 256 columns: it spun.
+    pytest.param("ub", "a tile loop from 0 to 549755813888 leaves its kernel's dim, which spans 0 to 256",
+                 id="bound-past-the-kernel"),
+])
+def test_the_loop_interpreter_refuses_runaway_loops(what, message, tmp_path, capsys):
+    loop = tmp_path / "loop.mlir"
+    assert _run(["compile", ROOT / MLP, "--emit", "loop", "-o", loop, "--report", "none"], capsys)[0] == 0
+
+    def edit(text, ub, st):
+        if what == "ub":
+            return re.sub(re.escape(ub) + r" = arith.constant \d+ : index", f"{ub} = arith.constant 549755813888 : index",
+                          text, count=1)
+        # step = 0 - 128, computed with arith.subi.
+        return re.sub(re.escape(st) + r" = arith.constant (\d+) : index",
+                      f"%neg = arith.constant \\1 : index\n      %zero = arith.constant 0 : index\n"
+                      f"      {st} = arith.subi %zero, %neg : index", text, count=1)
+
+    _edit_first_loop(loop, edit)
+    code, _, err = _run(["run", loop], capsys)
+    assert code == 1 and message in err and "mlp.model:9:14" in err, err

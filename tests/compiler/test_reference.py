@@ -545,11 +545,21 @@ def test_split(axis, parts):
 
 
 @pytest.mark.parametrize("ids_dtype", [np.int8, np.int32, np.int64])
-def test_gather_clamps_ids(ids_dtype):
+def test_gather_counts_negative_ids_from_the_end(ids_dtype):
+    """ONNX Gather: -1 is the last row, -rows the first."""
     table = randn(5, 3)
-    ids = np.array([[0, 4, -3], [7, 2, 5]], ids_dtype)
+    ids = np.array([[0, 4, -3], [-1, 2, -5]], ids_dtype)
     out = run1(lambda t, i: g.GatherOp(t, i, ty(t, (2, 3, 3))).result, table, ids)
-    np.testing.assert_array_equal(out, table[np.clip(ids, 0, 4)])
+    np.testing.assert_array_equal(out, table[[[0, 4, 2], [4, 2, 0]]])
+
+
+@pytest.mark.parametrize("bad", [5, 999999, -6])
+def test_gather_refuses_ids_out_of_range(bad):
+    """Issue 18: ids outside [-rows, rows) were clamped to a plausible wrong row."""
+    table = randn(5, 3)
+    ids = np.array([0, bad, 1], np.int32)
+    with pytest.raises(ref.ExecutionError, match=rf"gather id {bad} is out of range for a table of 5 rows"):
+        run1(lambda t, i: g.GatherOp(t, i, ty(t, (3, 3))).result, table, ids)
 
 
 def test_gather_bf16_table_is_exact():

@@ -276,6 +276,29 @@ def test_save_outputs_writes_exactly_the_path(tmp_path):
         W.save_outputs(str(tmp_path / "no" / "dir.npz"), outputs)
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "f8e4m3", "f8e5m2", "f16"])
+def test_low_precision_outputs_load_back_as_inputs(tmp_path, dtype):
+    """Issue 18: an f8e5m2 output (NumPy kind 'f') was written as is, a file NumPy cannot load."""
+    value = W.random_value(W.ArgSpec("out0", "input", (3, 2), dtype), np.random.default_rng(0))
+    path = str(tmp_path / "out.npz")
+    W.save_outputs(path, [value])
+    with np.load(path) as z:
+        assert z["out0"].dtype == (np.float16 if dtype == "f16" else np.float32)
+    (back,) = W.load_npz(path, [W.ArgSpec("out0", "input", (3, 2), dtype)], "input").values()
+    assert back.dtype == value.dtype
+    np.testing.assert_array_equal(back.astype(np.float32), value.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype, message", [
+    (ml_dtypes.float8_e5m2, "'p' has a dtype NumPy cannot read back"),
+    (BF16, r"'p' has dtype \|V2, which does not convert to bf16 \(an ml_dtypes array saved as is"),
+])
+def test_ml_dtypes_arrays_saved_as_is_are_explained(tmp_path, dtype, message):
+    path = save(tmp_path, p=np.zeros(2, dtype))
+    with pytest.raises(StrataError, match=message):
+        W.load_npz(path, [W.ArgSpec("p", "param", (2,), "bf16")], "param")
+
+
 def test_summarize():
     outputs = [
         np.array([[1.0, 2.0], [3.0, 4.0]], np.float32),

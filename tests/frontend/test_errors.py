@@ -9,6 +9,7 @@ exit with status 1 and never print a traceback.
 """
 
 import textwrap
+import time
 
 import pytest
 
@@ -1296,7 +1297,7 @@ CASES = [
         }
         """,
         """\
-        t.model:2:10: error: repeat count 1,000,000,000 is too large: the model may unroll to at most 1,000,000 statements and 1,000,000 operations
+        t.model:2:10: error: repeat count 1,000,000,000 is too large: the model may unroll to at most 1,000,000 statements and 100,000 operations
           repeat 1000000000 {
                  ^~~~~~~~~~
         """,
@@ -1313,7 +1314,7 @@ CASES = [
         }
         """,
         """\
-        t.model:2:10: error: repeat 600,000 would unroll the model to 1,200,000 operations (2 per iteration), more than the limit of 1,000,000
+        t.model:2:10: error: repeat 600,000 would unroll the model to 1,200,000 operations (2 per iteration), more than the limit of 100,000
           repeat 600000 {
                  ^~~~~~
         """,
@@ -1867,3 +1868,69 @@ def test_error_location_with_tabs_and_crlf():
         " return x + y\n"
         "            ^"
     )
+
+
+# --------------------------------------------------------------------------- hostile sizes (issue 18)
+
+
+def quick_error(text: str, seconds: float = 3.0, overrides=None) -> ModelError:
+    start = time.perf_counter()
+    with pytest.raises(ModelError) as info:
+        compile_source(text, "t.model", overrides)
+    assert time.perf_counter() - start < seconds
+    return info.value
+
+
+def test_a_megabyte_one_line_model_is_refused_before_parsing():
+    """4.8 MB, 1.2M ops on one line: refused after 105 s, echoing the whole line (9 MB of stderr)."""
+    error = quick_error("model m(x: f32[4]) -> f32[4] {\n  return x" + " + x" * 1_200_000 + "\n}\n")
+    assert error.message == "model too large: the file holds more than 500,000 tokens"
+    head, line, caret = str(error).split("\n")
+    assert head.startswith("t.model:2:") and len(line) < 200 and line.startswith("...") and line.endswith("...")
+    assert line[caret.index("^")] == "x"
+
+
+def test_a_long_line_is_cut_around_the_caret():
+    error = quick_error("model m(x: f32[4]) -> f32[4] {\n  return x" + " + x" * 3000 + " + y" + " + x" * 3000 + "\n}\n")
+    head, line, caret = str(error).split("\n")
+    assert head == "t.model:2:12014: error: unknown name 'y'"
+    assert len(line) < 200 and line[caret.index("^")] == "y" and caret.endswith("^")
+
+
+def test_control_characters_are_not_echoed():
+    error = quick_error("model m(x: f32[4]) -> f32[4] {\n  return z # \x1b[31m\x07\n}\n")
+    assert str(error).split("\n")[1] == "  return z # \ufffd[31m\ufffd"
+
+
+@pytest.mark.parametrize("body, fragment", [
+    # Under the statement limit, over the op limit: predicted from the first iteration.
+    pytest.param("  repeat 999990 {\n    y = relu(y)\n  }\n",
+                 "repeat 999,990 would unroll the model to 999,991 operations", id="ops"),
+    # Block calls are not free: each call's return and signature count.
+    pytest.param("  repeat 999990 {\n    y = f(y)\n  }\n",
+                 "repeat 999,990 would unroll the model to 1,999,982 statements (2 per iteration)", id="calls"),
+    # A statement that makes no op still evaluates its expression every time.
+    pytest.param("  repeat 100000 {\n    z = " + " + ".join(["1.5"] * 100) + "\n  }\n",
+                 "repeat 100,000 would evaluate 20,000,005 expression nodes (200 per iteration)", id="nodes"),
+])
+def test_repeats_are_refused_before_they_unroll(body, fragment):
+    text = "def f(x: f32[4]) -> f32[4] {\n  return x\n}\nmodel m(x: f32[4]) -> f32[4] {\n  y = relu(x)\n"
+    error = quick_error(text + body + "  return y\n}\n")
+    assert fragment in error.message and (error.loc.line, error.loc.col) == (6, 10)
+
+
+def test_integers_beyond_64_bits_in_lets_and_folds():
+    error = quick_error("let A = 99999999999999999999\nmodel m(x: f32[4]) -> f32[4] {\n  return x\n}\n")
+    assert str(error).split("\n")[0] == (
+        "t.model:1:9: error: A = 99999999999999999999 is beyond the 64-bit integers of the language")
+    # A product of literals in tensor arithmetic grew without bound (an internal error at 4,300 digits).
+    product = "*".join(["99999999999"] * 1000)
+    error = quick_error(f"model m(x: f32[4]) -> f32[4] {{\n  return x * ({product})\n}}\n")
+    assert error.message == "number too large" and error.loc.line == 2
+
+
+def test_a_define_beyond_64_bits(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.model").write_text("let B = 2\nmodel m(x: f32[B]) -> f32[B] {\n  return x\n}\n")
+    assert main(["check", "t.model", "-D", "B=99999999999999999999999"]) == 1
+    assert capsys.readouterr().err == "error: -D B=99999999999999999999999 is beyond the 64-bit integers of the language\n"
