@@ -46,7 +46,7 @@ from strata.backends.memory import DeviceMemory, kernel_placement, memory_per_de
 from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
-from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MESH_ATTRS, MODEL_FLOPS_ATTR, type_bytes
+from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, mesh_sizes, type_bytes
 
 COST_MODEL_VERSION = "8"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
@@ -175,11 +175,7 @@ def collectives(module: ModuleOp) -> list[loop.CollectiveBase]:
 
 def mesh(module: ModuleOp) -> int:
     """Devices that run the program side by side: the product of `strata.tp` and `strata.dp` (1: unsharded)."""
-    size = 1
-    for attr in MESH_ATTRS.values():
-        value = module.attributes.get(attr)
-        size *= value.value.data if isinstance(value, IntegerAttr) else 1
-    return size
+    return math.prod(mesh_sizes(module).values())
 
 
 def chips(module: ModuleOp) -> int:

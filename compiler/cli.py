@@ -32,7 +32,7 @@ from strata.compiler.frontend import load_model, read_source
 from strata.compiler.testing.fuzz import cmd_fuzz
 from strata.compiler.pipeline import parse_pipeline
 from strata.compiler.schedule import apply_schedule, parse_schedule
-from strata.dialects.vocabulary import CHIPS_ATTR, TARGETS
+from strata.dialects.vocabulary import CHIPS_ATTR, TARGETS, mesh_sizes
 from strata.compiler.reports.stats import human, model_function, model_stats
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
@@ -216,7 +216,7 @@ def _devices_schedule(args, module: ModuleOp | None = None) -> list[str]:
     if not devices:
         return []
     pinned = _pinned_parallelism(args)
-    recorded = _recorded_mesh(module) if module is not None else {}
+    recorded = mesh_sizes(module) if module is not None else {}
     mesh = pinned.get("tp", recorded.get("tp", 1)) * pinned.get("dp", recorded.get("dp", 1))
     if devices % mesh:
         raise StrataError(f"error: --devices {devices} is not a multiple of tp x dp = {mesh}")
@@ -240,18 +240,12 @@ def _pinned_parallelism(args) -> dict[str, int]:
     return pinned
 
 
-def _recorded_mesh(module: ModuleOp) -> dict[str, int]:
-    from strata.dialects.vocabulary import MESH_ATTRS
-
-    return {axis: module.attributes[attr].value.data for axis, attr in MESH_ATTRS.items() if attr in module.attributes}
-
-
 def _say_chips(module: ModuleOp, target: str, args) -> None:
     """Without `--devices`, say when the model needed more than one device to hold its weights."""
     chips = module.attributes.get(CHIPS_ATTR)
     pinned = getattr(args, "devices", None) is not None or "pp" in _pinned_parallelism(args)
     if not pinned and chips is not None and chips.value.data > 1:
-        mesh = math.prod(_recorded_mesh(module).values())
+        mesh = math.prod(mesh_sizes(module).values())
         stages = chips.value.data
         layout = f" ({stages} pipeline stages of {mesh})" if mesh > 1 else ""
         _stderr(f"note: compiled for {stages * mesh} {target} devices{layout}, the fewest that hold the weights"

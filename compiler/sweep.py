@@ -370,7 +370,7 @@ def print_table(result: Result, sweep: Sweep, console=None) -> None:
     for column in ("model", *varied, "time", "samples/s", "util", "devices", "memory/device", "energy", "error"):
         table.add_column(column, justify="left" if column in ("model", "error") else "right")
     for row in result.rows:
-        ok = not row.get("time_s") is None
+        ok = row.get("time_s") is not None
         throughput = row.get("samples_per_s") or row.get("throughput_per_s")
         table.add_row(
             Path(str(row["model"])).name, *(str(row[k]) for k in varied),

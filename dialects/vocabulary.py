@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from xdsl.ir import Attribute
+from xdsl.ir import Attribute, Operation
 
 TARGETS = ("gpu", "tpu", "lpu")
 """The machine kinds strata compiles for; a device spec names one."""
@@ -53,6 +53,16 @@ MESH_AXES = ("dp", "tp")
 """Data parallelism (the batch split over replicas), tensor parallelism (weights split, Megatron-style)."""
 MESH_ATTRS = {"dp": "strata.dp", "tp": "strata.tp"}
 """Module `i64` per mesh axis: the devices along it (absent: 1)."""
+
+
+def mesh_sizes(module: Operation) -> dict[str, int]:
+    """The devices along each mesh axis a module records (`MESH_ATTRS`; 1 where it is not split)."""
+    sizes = {}
+    for axis in MESH_AXES:
+        attr = module.attributes.get(MESH_ATTRS[axis])
+        sizes[axis] = attr.value.data if attr is not None else 1
+    return sizes
+
 SPLIT_ATTR = "strata.split"
 """
 Argument attribute of a sharded program: `[axis, dim, groups]` triples, one

@@ -52,7 +52,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.kernel import KernelOp
-from strata.dialects.vocabulary import BATCH_ATTR, MESH_ATTRS, MESH_AXES, SPLIT_ATTR, IllegalSchedule
+from strata.dialects.vocabulary import BATCH_ATTR, MESH_ATTRS, SPLIT_ATTR, IllegalSchedule, mesh_sizes
 
 Split = dict[str, tuple[int, int]]
 """How one value is split: mesh axis -> (dim, groups); an axis absent: whole along it."""
@@ -441,7 +441,7 @@ class ShardPass(ModulePass):
         sizes = {"dp": self.dp, "tp": self.tp}
         if min(sizes.values()) < 1:
             raise IllegalSchedule(f"shard: tp and dp are device counts from 1, got tp={self.tp} dp={self.dp}")
-        recorded = {a: op.attributes[MESH_ATTRS[a]].value.data for a in MESH_AXES if MESH_ATTRS[a] in op.attributes}
+        recorded = {a: n for a, n in mesh_sizes(op).items() if n > 1}
         if recorded:
             asked = {a: n for a, n in sizes.items() if n > 1}
             if asked and asked != recorded:

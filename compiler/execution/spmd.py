@@ -31,10 +31,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp
 
 from strata.compiler.diagnostics import StrataError
-from strata.dialects.vocabulary import MESH_ATTRS, MESH_AXES, SPLIT_ATTR
+from strata.dialects.vocabulary import MESH_AXES, SPLIT_ATTR, mesh_sizes
 
 WAIT_S = 0.05
 """How often a waiting device looks whether another one failed."""
@@ -75,19 +75,10 @@ def splits(fn: func.FuncOp) -> list[list[tuple[str, int, int]]]:
     return result
 
 
-def mesh(module: ModuleOp) -> dict[str, int]:
-    """The devices along each mesh axis of a sharded module (1 where it is not split)."""
-    sizes = {}
-    for axis in MESH_AXES:
-        attr = module.attributes.get(MESH_ATTRS[axis])
-        sizes[axis] = attr.value.data if isinstance(attr, IntegerAttr) else 1
-    return sizes
-
-
 def whole_shapes(fn: func.FuncOp) -> list[tuple[int, ...]]:
     """The shape of each argument of `fn` before `shard` split it (the shape a user's value has)."""
     module = fn.parent_op()
-    sizes = mesh(module) if isinstance(module, ModuleOp) else {}
+    sizes = mesh_sizes(module) if isinstance(module, ModuleOp) else {}
     shapes = []
     for arg, split in zip(fn.body.block.args, splits(fn)):
         shape = list(arg.type.get_shape())
@@ -183,7 +174,7 @@ def run(module: ModuleOp, fn: func.FuncOp, args: Sequence[np.ndarray], run_funct
     blocks of the split arguments; the outputs of device 0. An unsharded
     module runs once, as is.
     """
-    sizes = mesh(module)
+    sizes = mesh_sizes(module)
     if all(n == 1 for n in sizes.values()):
         return run_function(fn, args)
     per_arg = splits(fn)

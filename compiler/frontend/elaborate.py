@@ -619,6 +619,18 @@ class Elaborator:
             self.fail(loc, f"model too large: more than {MAX_NODES:,} expression nodes evaluated (check repeat"
                            f" counts and block calls)")
 
+    def _check_unrolled(self, loc, times: int, ops: int, statements: int, nodes: int) -> None:
+        """A `repeat` of `times` whose first iteration took the counters from these values fits every limit."""
+        for now, before, limit, size in (
+            (self.n_ops, ops, MAX_OPS, "unroll the model to {:,} operations"),
+            (self.n_statements, statements, MAX_STATEMENTS, "unroll the model to {:,} statements"),
+            (self.n_nodes, nodes, MAX_NODES, "evaluate {:,} expression nodes"),
+        ):
+            total = now + (now - before) * (times - 1)
+            if total > limit:
+                self.fail(loc, f"repeat {times:,} would {size.format(total)} ({now - before:,} per iteration),"
+                               f" more than the limit of {limit:,}")
+
     def statement(self, stmt: ast.Stmt, scope: Scope, block: ast.Block) -> None:
         self.last_loc = stmt.loc
         self.count(stmt, stmt.loc)
@@ -658,28 +670,7 @@ class Elaborator:
                     scope.repeat_depth -= 1
                     if i == 0 and times > 1:
                         # Fail fast: predict the unrolled size from the first iteration.
-                        total_ops = self.n_ops + (self.n_ops - ops) * (times - 1)
-                        total = self.n_statements + (self.n_statements - statements) * (times - 1)
-                        if total_ops > MAX_OPS:
-                            self.fail(
-                                count.loc,
-                                f"repeat {times:,} would unroll the model to {total_ops:,} operations"
-                                f" ({self.n_ops - ops:,} per iteration), more than the limit of {MAX_OPS:,}",
-                            )
-                        if total > MAX_STATEMENTS:
-                            self.fail(
-                                count.loc,
-                                f"repeat {times:,} would unroll the model to {total:,} statements"
-                                f" ({self.n_statements - statements:,} per iteration), more than the"
-                                f" limit of {MAX_STATEMENTS:,}",
-                            )
-                        total_nodes = self.n_nodes + (self.n_nodes - nodes) * (times - 1)
-                        if total_nodes > MAX_NODES:
-                            self.fail(
-                                count.loc,
-                                f"repeat {times:,} would evaluate {total_nodes:,} expression nodes"
-                                f" ({self.n_nodes - nodes:,} per iteration), more than the limit of {MAX_NODES:,}",
-                            )
+                        self._check_unrolled(count.loc, times, ops, statements, nodes)
             case ast.Return(loc=loc):
                 self.fail(loc, f"return must be the last statement of '{block.name}'")
 
