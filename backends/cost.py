@@ -45,10 +45,11 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from strata.backends.memory import DeviceMemory, kernel_placement, memory_per_device
 from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
+from strata.dialects.graph import INPUT_ATTR
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, mesh_sizes, type_bytes
 
-COST_MODEL_VERSION = "8"
+COST_MODEL_VERSION = "9"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
@@ -154,13 +155,23 @@ def hardware_kernels(module: ModuleOp) -> list[HardwareKernelOp]:
 
 def relayout_copies(module: ModuleOp) -> list[loop.CopyOp]:
     """
-    The relayouts a run pays: copies of activations. A param (a weight, a KV
-    cache) relaid into its kernels' layout is stored that way once, when it
-    is loaded, not on every run (the memory model counts it once, too).
+    The relayouts a run pays: copies of values computed on the device. A
+    param (a weight, a KV cache) relaid into its kernels' layout is stored
+    that way once, when it is loaded, not on every run (the memory model
+    counts it once, too). A model input is laid out by the host-to-device
+    transfer that places it (XLA compiles an entry computation to the device
+    layouts of its parameters, and the runtime converts as it copies), so
+    it is no copy on the device either.
     """
     fn = model_function(module)
-    params = loop.param_buffers(fn)
-    return [op for op in fn.body.block.ops if isinstance(op, loop.CopyOp) and op.source not in params]
+    block = fn.body.block
+    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
+    placed = set(loop.param_buffers(fn))
+    placed |= {arg for arg, a in zip(block.args, attrs) if a is not None and INPUT_ATTR in a.data}
+    for op in block.ops:
+        if isinstance(op, loop.ViewOp) and op.source in placed:
+            placed.add(op.result)
+    return [op for op in block.ops if isinstance(op, loop.CopyOp) and op.source not in placed]
 
 
 def transfers(module: ModuleOp) -> list[TransferOp]:

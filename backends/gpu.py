@@ -7,7 +7,10 @@ For each kernel:
   for L2 reuse); CTAs share their SM's throughput, so the busiest SM runs
   `ceil(ctas / sms)` of them (wave quantisation), and edge tiles are
   already full tiles in the IR's FLOPs (tile quantisation);
-- compute: tensor-core work (`matrix_flops`) at the dtype's tensor peak
+- compute: tensor-core work (`matrix_flops`) at the tensor peak of the dtype
+  reaching the MMA (`operand_dtype`: bf16 for a weight-only
+  `x: bf16 @ dequantize(w: i4, s)`; int8 and fp8 peaks where the spec has
+  them, f8 at the f16 rate on a GPU without FP8 tensor cores, `TENSOR_PEAK`)
   scaled by the wave efficiency and a per-CTA efficiency. A GEMM's CTA
   (an implicit-GEMM convolution's too, its window being K) runs K / k_step
   main-loop steps at `gemm_efficiency` of the peak (the ceiling a long-K
@@ -40,7 +43,9 @@ For each kernel:
   diagonal). The three keys are calibrated on FlashAttention-3 forward at
   head dims 64 and 128 and validated at 256;
 - memory: HBM traffic from tile reuse: the operand panels the CTAs of one
-  wave touch are read once per wave (the rest hits L2); other kernels read
+  wave touch are read once per wave (the rest hits L2; a partial last wave
+  reads its own CTAs' share), a wave walking columns, or rows where the
+  loop order puts them innermost (CUTLASS's rasterisation); other kernels read
   their inputs once when the share one wave touches fits in L2 (neighbouring
   CTAs re-read the same keys or halos), and every tile from HBM otherwise;
   at the achievable HBM bandwidth;
@@ -69,17 +74,28 @@ from strata.backends.cost import (
 )
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import simt
+from strata.dialects.hardware._kernel import matrix_operand_widths
 from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 TENSOR_PEAK = {"bf16": "peak_flops_bf16", "f16": "peak_flops_fp16", "f32": "peak_flops_tf32",
-               "i8": "peak_ops_int8", "f8E4M3FN": "peak_flops_fp8", "f8E5M2": "peak_flops_fp8"}
+               "i8": "peak_ops_int8", "ui8": "peak_ops_int8", "i4": "peak_ops_int8",
+               "f8E4M3FN": "peak_flops_fp8", "f8E5M2": "peak_flops_fp8"}
+"""The spec key of the tensor-core peak by operand dtype (`operand_dtype`, the dtype reaching the MMA).
+i4 operands of an integer matmul run at the int8 rate: Hopper's tensor cores have no int4 MMA, and the
+specs carry no int4 peak for the A100's (m16n8k64 .s4) either."""
+FALLBACK_PEAK = {"peak_flops_fp8": "peak_flops_fp16"}
+"""Where a spec lacks a dtype's peak: a GPU without FP8 tensor cores (A100) converts f8 operands to f16
+in registers (every f8e4m3 and f8e5m2 value is exact in f16) and runs the f16 MMA: the f16 rate."""
 
 
 _bytes = type_bytes
 
 
 def tensor_peak(spec: DeviceSpec, dtype: str) -> float:
+    """The tensor-core peak (FLOP/s or OP/s) for operands of `dtype`; unknown dtypes run as tf32."""
     key = TENSOR_PEAK.get(dtype, "peak_flops_tf32")
+    if key not in spec:
+        key = FALLBACK_PEAK.get(key, "peak_flops_tf32")
     return spec.get(key) or spec["peak_flops_tf32"]
 
 
@@ -194,7 +210,7 @@ def _mma_efficiency(kernel: simt.KernelOp) -> float:
     return useful
 
 
-def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, waves: int, slots: int) -> int:
+def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, slots: int) -> int:
     """Bytes read from HBM: tile reuse through L2 (see the module docstring)."""
     unique = sum(_bytes(v.type) for v in kernel.ins)
     loaded = kernel.read_bytes.value.data
@@ -202,11 +218,24 @@ def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, waves: int, slots: int) 
         k = kernel.bounds.get_values()[-1]
         tiles = kernel.tile_sizes.get_values()
         tm, tn = _row_tile(kernel), tiles[-2]
-        width = element_bytes(kernel.ins[0].type.element_type)
-        grid_x = kernel.grid.get_values()[0]
-        rows = -(-min(slots, math.prod(kernel.grid.get_values())) // grid_x)
-        per_wave = (rows * tm * k + min(grid_x, slots) * k * tn) * width
-        return int(min(loaded, max(unique, waves * per_wave)))
+        # Each panel at its stored width: a weight-only GEMM streams i4 (half a byte).
+        width_a, width_b = matrix_operand_widths(kernel.body) or (element_bytes(kernel.ins[0].type.element_type),) * 2
+        # Consecutive CTAs walk the innermost loops: columns, or rows when
+        # the tile pass rasterises along M (`tile.default_order`). A wave
+        # touches min(inner, slots) tiles along those and the panels of as
+        # many tiles along the other edge as it spans.
+        bounds, order = kernel.bounds.get_values(), kernel.loop_order.get_values()
+        ctas, rank = math.prod(kernel.grid.get_values()), len(order)
+        wave = min(slots, ctas)
+        if order[-1] == rank - 1:
+            inner = -(-bounds[rank - 1] // tiles[rank - 1])
+            rows, columns = -(-wave // inner), min(inner, wave)
+        else:
+            inner = math.prod(-(-bounds[d] // tiles[d]) for d in order[order.index(rank - 1) + 1:])
+            rows, columns = min(inner, wave), -(-wave // inner)
+        per_wave = rows * tm * k * width_a + columns * k * tn * width_b
+        # A last, partial wave touches only its own CTAs' panels.
+        return int(min(loaded, max(unique, ctas / wave * per_wave)))
     # Other kernels re-read data across neighbouring CTAs (attention's keys
     # across query tiles, halos): the share one wave touches stays in L2.
     ctas = math.prod(kernel.grid.get_values())
@@ -233,7 +262,7 @@ def kernel_cost(kernel: simt.KernelOp, spec: DeviceSpec) -> KernelCost:
         efficiency = wave_efficiency * _tile_efficiency(kernel, spec) * _mma_efficiency(kernel)
         tensor_s = matrix / (peak * efficiency) if matrix else 0.0
         compute_s = tensor_s + (flops - matrix) / (spec["peak_flops_fp32"] * wave_efficiency)
-    hbm = _hbm_reads(kernel, spec, waves, slots) + kernel.write_bytes.value.data
+    hbm = _hbm_reads(kernel, spec, slots) + kernel.write_bytes.value.data
     memory_s = hbm / spec.get("hbm_bandwidth_measured", spec["hbm_bandwidth"])
     # Every tile loaded crosses L2 and shared memory (small tiles re-read
     # more), through the SMs that hold CTAs: the busiest streams the tiles

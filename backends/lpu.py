@@ -29,9 +29,12 @@ with `clock = clock_hz`:
       wave(b)    = install(b) + M * r
       mxm_cycles = (blocks // planes) * wave(planes) + wave(blocks % planes)   [0 if no remainder]
 
-  with `e` the element's bytes and `r` the cycles one activation vector
-  takes through a plane: 1 for int8, and `round(peak_ops_int8 /
-  peak_flops_fp16)` = 4 for fp16/bf16, so that the planes' steady-state
+  with `e` the bytes of the dtype the matmul multiplies (`operand_dtype`:
+  2 for a weight-only `x: bf16 @ dequantize(w: i4, s)`, whose weights are
+  widened before they are installed) and `r` the cycles one activation
+  vector takes through a plane: 1 for int8 (and i4, widened to it), and
+  `round(peak_ops_int8 / peak_flops_fp16)` = 4 for fp16/bf16, so that the
+  planes' steady-state
   rate (4 x 320 x 320 x 2 / r FLOP per cycle = 184 TFLOP/s at 900 MHz) is
   the sourced FP16 peak (188 TFLOP/s) and INT8 gives 737 of the sourced 750
   TOPS. The block is installed whole (an edge block costs a full one, as
@@ -44,7 +47,7 @@ with `clock = clock_hz`:
   **f32** has no published MXM rate (Groq publishes INT8 and FP16 only), so
   an f32 GEMM is costed as fp16 passes (r = 4) over 4-byte data: twice the
   fp16 install bytes, and its stream bytes as the IR gives them (4 bytes
-  per element).
+  per element). **f8** has none either: it runs as fp16 (e = 2, r = 4).
 - **VXM**: `flops - matrix_flops` (softmax, norms, elementwise, epilogues)
   at `vector_alus` operations per cycle.
 - **SXM** (only for programs whose `units` include `sxm`: transposes,
@@ -52,7 +55,8 @@ with `clock = clock_hz`:
   `stream_bandwidth` (the streams of one direction: 32 x 320-byte vectors
   per cycle).
 - **MEM**: the SRAM traffic, `stream_bytes` plus the weights installed into
-  the MXM (`count * K * N * e` per GEMM, for programs with resident
+  the MXM (`count * K * N` weights per GEMM at their stored width, half a
+  byte for a weight-only GEMM's i4, for programs with resident
   weights; a program whose stationary operand is an activation already
   counts it in `stream_bytes`), at `sram_bandwidth`.
 - The units run concurrently on pipelined streams, so
@@ -106,9 +110,13 @@ from strata.backends.cost import Interconnect, KernelCost, Report, chips, collec
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects import loop
 from strata.dialects.hardware import tsp
-from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
+from strata.dialects.hardware._kernel import matrix_operand_type, matrix_operand_widths
+from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
 
-INT8_TYPES = ("i8", "ui8", "si8")
+INT8_TYPES = ("i8", "ui8", "si8", "i4")
+"""Operand dtypes the MXM multiplies at its INT8 rate (i4 operands widened to int8: Groq publishes no int4 rate)."""
+F8_TYPES = ("f8E4M3FN", "f8E5M2")
+"""No fp8 MXM rate is published: f8 operands run as fp16 (every f8 value is exact in fp16)."""
 DRAGONFLY_HOPS = 3
 """Hops of a minimal route between two nodes of a Dragonfly (local, global, local;
 Kim, Dally, Scott, Abts, "Technology-Driven, Highly-Scalable Dragonfly Topology", ISCA 2008)."""
@@ -245,8 +253,24 @@ def program_dtype(program: tsp.ProgramOp) -> str:
 
 
 def _element(program: tsp.ProgramOp) -> int:
-    values = list(program.ins) or list(program.outs)
-    return element_bytes(values[0].type.element_type)
+    """
+    Bytes of one weight installed into the MXM: the width of the dtype the
+    matmul multiplies (`operand_dtype`; a weight-only GEMM's i4 weights are
+    widened on the way), f8 as the fp16 it runs as (the MXM has no fp8).
+    """
+    element_type = matrix_operand_type(program.body)
+    if element_type is None:
+        values = list(program.ins) or list(program.outs)
+        element_type = values[0].type.element_type
+    if dtype_of(element_type) in F8_TYPES:
+        return 2
+    return math.ceil(element_bytes(element_type))
+
+
+def _stored_weight_bytes(program: tsp.ProgramOp) -> int | float:
+    """Bytes per weight the program reads from SRAM: the stored width of the matmul's rhs (0.5 for i4)."""
+    widths = matrix_operand_widths(program.body)
+    return widths[1] if widths else _element(program)
 
 
 def _figure(program: tsp.ProgramOp, name: str) -> int:
@@ -299,7 +323,9 @@ def program_cycles(program: tsp.ProgramOp, spec: DeviceSpec) -> ProgramCycles:
     units = {u.data for u in program.units}
     sxm = math.ceil(stream / shards / (stream_bandwidth(spec) / clock(spec))) if "sxm" in units else 0
 
-    installed = sum(c * n * k * element for c, _, n, k in program.gemm_list()) if _figure(program, "weight_bytes") else 0
+    stored = _stored_weight_bytes(program)
+    installed = (math.ceil(sum(c * n * k * stored for c, _, n, k in program.gemm_list()))
+                 if _figure(program, "weight_bytes") else 0)
     sram_bytes = stream + installed
     mem = math.ceil(sram_bytes / shards / (float(spec["sram_bandwidth"]) / clock(spec)))
 

@@ -21,9 +21,13 @@ For each program (all figures are attributes of the op or keys of the spec):
   never take longer. Partial sums of a split reduction (K under `os`) are
   added by the vector unit and not costed.
   The MXUs compute in bf16 (f32 operands too: TPUs multiply in bfloat16 by
-  default, https://cloud.google.com/tpu/docs/bfloat16); int8 runs at
-  `round(peak_ops_int8 / peak_flops_bf16)` times the rate (2 on TPU v5e),
-  which divides the cycles.
+  default, https://cloud.google.com/tpu/docs/bfloat16); int8 (u8, and i4
+  widened to it) runs at `round(peak_ops_int8 / peak_flops_bf16)` times
+  the rate (2 on TPU v5e, 1 on v4, whose spec quotes one figure for both),
+  which divides the cycles. The dtype is the one reaching the matmul
+  (`operand_dtype`): a weight-only `x: bf16 @ dequantize(w: i4, s)` runs
+  bf16 passes, though its DMAs move the stored i4 bytes; f8 (no MXU rate
+  on these chips) runs as bf16.
 - memory: `dma_in_bytes + dma_out_bytes` (the loop nest's loads and stores,
   re-reads included) at `hbm_bandwidth`. DMAs are double-buffered and
   overlap the core's work ("all TPU operations are pipelined and
@@ -45,7 +49,8 @@ For each program (all figures are attributes of the op or keys of the spec):
 
 Relayout copies of activations between programs move their buffer through
 HBM twice (read and write) and are memory-bound; params are laid out once,
-when loaded (`cost.relayout_copies`). Collectives (`systolic.all_reduce`,
+when loaded, and model inputs by the transfer that places them
+(`cost.relayout_copies`). Collectives (`systolic.all_reduce`,
 `systolic.all_gather`) run on a bidirectional ring along one axis of the ICI
 torus, `ici_hop_latency_s` per step (`backends/cost.py` has the formulas).
 """
@@ -65,9 +70,10 @@ from strata.backends.cost import (
 )
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import systolic
+from strata.dialects.hardware._kernel import matrix_operand_type
 from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
 
-MATRIX_PEAK = {"i8": "peak_ops_int8"}
+MATRIX_PEAK = {"i8": "peak_ops_int8", "ui8": "peak_ops_int8", "i4": "peak_ops_int8"}
 """The spec key of the MXU peak by operand type; every other type runs as bf16 passes."""
 
 
@@ -75,7 +81,7 @@ _bytes = type_bytes
 
 
 def program_dtype(program: systolic.ProgramOp) -> str:
-    """The operand type the arrays multiply (the first input's), else the result's."""
+    """The operand type the arrays multiply (`operand_dtype`: the matmul's, after any fused dequantize)."""
     return program.operand_dtype()
 
 
@@ -175,7 +181,12 @@ def program_cost(program: systolic.ProgramOp, spec: DeviceSpec) -> KernelCost:
     clock = float(spec["clock_hz"])
     dataflow = program.dataflow.data
     dtype = program_dtype(program)
-    width = element_bytes(program.ins[0].type.element_type) if program.ins else 4
+    # The arrays' operand tiles in VMEM hold the multiplied dtype (a fused
+    # dequantize widens i4 there); whole bytes, so `vmem` stays an integer.
+    element_type = matrix_operand_type(program.body)
+    if element_type is None:
+        element_type = program.ins[0].type.element_type if program.ins else None
+    width = math.ceil(element_bytes(element_type)) if element_type is not None else 4
     schedules = [schedule_gemm(c, m, n, k, rows, cols, arrays, dataflow) for c, m, n, k in program.gemm_list()]
     rate = _rate(spec, dtype)
     compute_cycles = sum(-(-s.cycles // rate) for s in schedules)

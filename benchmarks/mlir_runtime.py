@@ -2,11 +2,13 @@
 Run time of the MLIR-compiled models against the NumPy reference.
 
 Usage: .venv/bin/python benchmarks/mlir_runtime.py [--samples mlp,gpt2] [--target gpu]
-       [--repeat 5] [--tiles MODEL] [--no-tiles] [--opt-level 2]
+       [--repeat 5] [--tiles MODEL] [--no-tiles] [--opt-level 2] [--threads 1] [--target-tiles]
 
-Each sample at a moderate size is lowered to the loop stage for `--target`,
-exported to upstream MLIR (`export-mlir`), compiled by mlir-opt-22 / opt-22 /
-llc-22 into a shared library and called through its C interface. The first
+Each sample at a moderate size is lowered to the loop stage for `--target`
+(its GEMMs with this CPU's tiles, `native.HOST_GEMM_TILE`, unless
+`--target-tiles`), exported to upstream MLIR (`export-mlir`), compiled by
+mlir-opt-22 / opt-22 / llc-22 into a shared library (parallel loops on
+`--threads`) and called through its C interface. The first
 table gives the best of `--repeat` calls of the compiled model and of
 `reference.run_module` (NumPy, whose matmuls and convolutions are BLAS
 calls; both on one thread), plus the one-off compile time and the largest relative error
@@ -68,14 +70,16 @@ def rel_error(want, got) -> float:
     return worst
 
 
-def compile_with(name: str, target: str, sizes: str | None):
+def compile_with(name: str, target: str, sizes: str | None, threads: int = 1, host_tiles: bool = True):
     module = load_model(f"samples/{name}.model", MODERATE[name])
     passes = passes_between(target, detect_stage(module), Stage.MLIR)
     if sizes is not None:
         passes = apply_schedule(passes, {"sizes": sizes})
+    elif host_tiles:
+        passes.insert([p.name for p in passes].index("tile"), native.HostGemmTilesPass())
     start = time.perf_counter()
     run_passes(make_context(), module, passes, _quiet())
-    compiled = native.compile_exported(module, opt_level=native.OPT_LEVEL)
+    compiled = native.compile_exported(module, opt_level=native.OPT_LEVEL, threads=threads)
     return compiled, time.perf_counter() - start
 
 
@@ -93,12 +97,15 @@ def main() -> None:
     parser.add_argument("--tiles", default="mlp", help="model whose tile sizes are varied (default mlp)")
     parser.add_argument("--no-tiles", action="store_true", help="skip the tile-size table")
     parser.add_argument("--opt-level", type=int, default=native.OPT_LEVEL, help="LLVM -O level (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the compiled code (default 1)")
+    parser.add_argument("--target-tiles", action="store_true", help="keep the target's GEMM tiles (not this CPU's)")
     args = parser.parse_args()
     native.OPT_LEVEL = args.opt_level
     if not native.tools_available():
         sys.exit("the MLIR tools are missing: apt-get install mlir-22-tools llvm-22")
 
-    print(f"MLIR-compiled (target {args.target} tiling) vs NumPy reference, best of {args.repeat}")
+    tiling = f"target {args.target} tiling" + ("" if args.target_tiles else ", host GEMM tiles")
+    print(f"MLIR-compiled ({tiling}, {args.threads} thread(s)) vs NumPy reference (1 thread), best of {args.repeat}")
     header = f"{'model':<9}{'sizes':<44}{'numpy ms':>10}{'mlir ms':>10}{'speedup':>9}{'compile s':>11}{'rel err':>10}"
     print(header)
     print("-" * len(header))
@@ -107,7 +114,7 @@ def main() -> None:
         inputs, params = sample_values(module)
         want = reference.run_module(module, inputs, params)
         numpy_s = best_of(lambda: reference.run_module(module, inputs, params), args.repeat)
-        compiled, compile_s = compile_with(name, args.target, None)
+        compiled, compile_s = compile_with(name, args.target, None, args.threads, not args.target_tiles)
         got = compiled.run(inputs, params)
         mlir_s = best_of(lambda: compiled.run(inputs, params), args.repeat)
         sizes = " ".join(f"{k}={v}" for k, v in MODERATE[name].items())
@@ -126,7 +133,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for choice in TILE_CHOICES:
-        compiled, compile_s = compile_with(name, args.target, None if choice == "default" else choice)
+        compiled, compile_s = compile_with(name, args.target, None if choice == "default" else choice, args.threads,
+                                           not args.target_tiles)
         got = compiled.run(inputs, params)
         mlir_s = best_of(lambda: compiled.run(inputs, params), args.repeat)
         print(f"{choice:<14}{mlir_s * 1e3:>10.2f}{compile_s:>11.2f}{rel_error(want, got):>10.1e}")

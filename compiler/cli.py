@@ -55,6 +55,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    """`--threads N`: the native code's thread count, 1 to 256."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a thread count is a whole number, got '{text}'") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"a thread count is between 1 and 256, got {value}")
+    return value
+
+
 def _plot_path(text: str) -> str:
     """`--plot FILE`: a .png, .svg or .pdf in a folder that exists, checked before any work."""
     path = Path(text)
@@ -107,9 +118,28 @@ def load_input(path: str, defines: list[tuple[str, int]]) -> ModuleOp:
     if path.endswith(".mlir") or path == "-":
         if defines:
             raise StrataError("error: -D applies to .model files, not to IR input")
-        text = sys.stdin.read() if path == "-" else read_source(path)
+        text = _read_stdin() if path == "-" else read_source(path)
         return ir.parse_module(text, "<stdin>" if path == "-" else path)
     return load_model(path, dict(defines))
+
+
+def _read_stdin() -> str:
+    """IR from stdin, as much as a model file may hold (`strata opt - < /dev/zero` ends)."""
+    from strata.compiler.frontend import MAX_SOURCE_BYTES
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream standing in for stdin (embedding, tests)
+        text = sys.stdin.read(MAX_SOURCE_BYTES + 1)
+        if len(text) > MAX_SOURCE_BYTES:
+            raise StrataError(f"error: the input on stdin is larger than {MAX_SOURCE_BYTES:,} bytes; is it IR?")
+        return text
+    data = stream.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise StrataError(f"error: the input on stdin is larger than {MAX_SOURCE_BYTES:,} bytes; is it IR?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise StrataError(f"error: the input on stdin is not UTF-8 text (byte {err.start}); is it IR?") from None
 
 
 def _write(text: str, output: str | None) -> None:
@@ -262,7 +292,8 @@ def _add_devices(parser: argparse.ArgumentParser) -> None:
 def _add_schedule(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", metavar="KEY=VALUE", action="append", default=[],
                         help="pin a pass choice instead of the default, e.g. --schedule tp=2 (tensor parallelism),"
-                        " dp=2 (data parallelism), pp=4 (pipeline stages), dataflow=ws, tile=64,64,32 (repeatable)")
+                        " dp=2 (data parallelism), pp=4 (pipeline stages), dataflow=ws, tile=64,64,32 (the innermost"
+                        " dims' tiles; 0 tiles a dim whole) (repeatable)")
 
 
 def _print_reports(costed: dict, report_format: str) -> None:
@@ -295,11 +326,14 @@ def cmd_compile(args) -> int:
     wants_cost = report_format != "none" or args.plot
     if wants_cost and emit != Stage.HARDWARE and (args.report not in (None, "none") or args.plot):
         raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
-    parse_schedule(args.schedule)  # a malformed --schedule fails before any work
+    pinned = parse_schedule(args.schedule)  # a malformed --schedule fails before any work
+    if "0" in pinned.get("sizes", "").replace(" ", "").split(","):
+        _stderr(f"note: --schedule tile={pinned['sizes']}: a tile size of 0 takes the whole dim")
     costed, bandwidth = {}, {}
     for target in targets:
         module = _compile_one(args, target, targets, emit, report_format)
         if wants_cost and emit == Stage.HARDWARE:
+            _check_costable(module, args)
             device = module_device(module)
             costed[target] = estimate(module, device)
             warning = reports.check_memory(costed[target])
@@ -310,6 +344,19 @@ def cmd_compile(args) -> int:
     if args.plot:
         reports.plot_roofline(costed, args.plot, bandwidth)
     return 0
+
+
+def _check_costable(module: ModuleOp, args) -> None:
+    """A cost report needs one function at the hardware stage (a --pass-pipeline may stop before it)."""
+    from strata.dialects.loop import KernelOp as LoopKernel
+
+    fn = model_function(module)  # a module of no function (an edited dump) is a clean error
+    # What the cost model refuses: graph ops or loop kernels left (a model returning its input has none).
+    if any(op.name.startswith("graph.") or isinstance(op, LoopKernel) for op in fn.body.block.ops):
+        stage = detect_stage(module)
+        how = "--pass-pipeline stopped" if args.pass_pipeline else "the module is"
+        raise StrataError(f"error: {how} at the {stage} stage, and a cost report needs the hardware stage:"
+                          f" give the passes up to lower-to-hardware, or --report none with -o FILE")
 
 
 def _tune_options(args):
@@ -474,11 +521,35 @@ def cmd_opt(args) -> int:
     return 0
 
 
+NUMPY_MAX_RANK = 64
+"""NumPy's most dimensions of an array: `strata run` executes on NumPy arrays."""
+
+
+def _check_ranks(fn) -> None:
+    """Refuse, before drawing any value, a tensor NumPy cannot hold (rank over 64), at its op or argument."""
+    from xdsl.dialects.builtin import ShapedType
+
+    def too_deep(value) -> bool:
+        return isinstance(value.type, ShapedType) and len(value.type.get_shape()) > NUMPY_MAX_RANK
+
+    for arg in fn.body.block.args:
+        if too_deep(arg):
+            raise StrataError(f"error: argument %{arg.name_hint or arg.index} of @{fn.sym_name.data} has rank"
+                              f" {len(arg.type.get_shape())}; `strata run` executes on NumPy, which holds at most"
+                              f" {NUMPY_MAX_RANK} dims")
+    for op in fn.walk():
+        for result in op.results:
+            if too_deep(result):
+                raise ir.op_error(op, f"makes a tensor of rank {len(result.type.get_shape())}; `strata run` executes"
+                                      f" on NumPy, which holds at most {NUMPY_MAX_RANK} dims")
+
+
 def cmd_run(args) -> int:
     from strata.compiler.execution import reference, weights
 
     module = load_input(args.model, args.defines)
     fn = model_function(module)
+    _check_ranks(fn)
     specs = weights.model_signature(fn)
     total = sum(int(np.prod(s.shape)) for s in specs)
     if total > MAX_RUN_ELEMENTS:
@@ -511,7 +582,7 @@ def cmd_run(args) -> int:
     if args.backend == "mlir" or detect_stage(module) == Stage.MLIR:
         from strata.compiler.execution import native
 
-        outputs = native.run_module(module, args.target, inputs, params)
+        outputs = native.run_module(module, args.target, inputs, params, threads=args.threads)
     else:
         runner = loop_interpreter if detect_stage(module) in (Stage.LOOP, Stage.HARDWARE) else reference
         outputs = runner.run_module(module, inputs, params)
@@ -609,6 +680,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--backend", choices=["interpreter", "mlir"], default="interpreter",
                    help="execute with the NumPy reference / loop interpreter (default), or lower the loop stage"
                    " for --target through upstream MLIR (export-mlir, mlir-opt-22, LLVM) and run it natively")
+    p.add_argument("--threads", type=_threads, default=1, metavar="N",
+                   help="with --backend mlir: run the parallel loops on N threads (OpenMP; default 1)")
     p.set_defaults(run=cmd_run)
 
 

@@ -11,8 +11,11 @@ never writes raw control bytes to the terminal.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 MAX_SHOWN = 4096
 """A quoted line up to this long is shown whole; a longer one (a generated
@@ -25,6 +28,41 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 class StrataError(Exception):
     """An error caused by the user's input; `str(err)` is the full message."""
+
+
+class UnreadableFile(StrataError):
+    """A file strata cannot or will not read; `reason` says why, without the path."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"error: cannot read {path}: {reason}")
+
+
+def read_regular_file(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """
+    The bytes of `path`, at most `limit` of them. Anything but a regular
+    file is refused before reading: a FIFO would block forever and
+    `/dev/zero` never ends. Raises `UnreadableFile` (a `StrataError`) whose
+    reason names `what` the user meant to give (a model file, a device spec).
+    """
+    try:
+        # Non-blocking, so that opening a FIFO with no writer returns at once.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise UnreadableFile(path, err.strerror or str(err)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableFile(path, f"not a regular file; give the path of a {what}")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise UnreadableFile(path, err.strerror or str(err)) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnreadableFile(path, f"larger than {limit:,} bytes; is it a {what}?")
+    return data
 
 
 @dataclass(frozen=True)

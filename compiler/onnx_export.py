@@ -38,7 +38,7 @@ OPSET = 17
 
 ONNX_DTYPES = {
     "f32": "FLOAT", "f16": "FLOAT16", "bf16": "BFLOAT16", "f8e4m3": "FLOAT8E4M3FN", "f8e5m2": "FLOAT8E5M2",
-    "i8": "INT8", "i32": "INT32", "i64": "INT64",
+    "i8": "INT8", "u8": "UINT8", "i32": "INT32", "i64": "INT64",
 }
 
 

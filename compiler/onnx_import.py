@@ -59,8 +59,11 @@ Slice (constant bounds, step 1, ONNX clamping), Gather (any axis; constant
 ids on a runtime tensor as `slice` when contiguous), Softmax, LogSoftmax
 (opset < 13 coercion too), ReduceMean / Sum / Max / Min / SumSquare / L2,
 Cast, CastLike, Constant, Identity, Dropout (inference), Where (constant
-condition), Expand, Tile, Pad (constant mode), plus any node that folds to a
-constant (Shape, Size, Range, ConstantOfShape, Equal, Trilu, Sin, Cos, ...).
+condition), Expand, Tile, Pad (constant mode), QuantizeLinear /
+DequantizeLinear (per tensor or per axis, saturating; not blocked),
+MatMulInteger (operands of one dtype, zero points absent or zero), plus any
+node that folds to a constant (Shape, Size, Range, ConstantOfShape, Equal,
+Trilu, Sin, Cos, ...).
 
 What it guarantees:
 
@@ -71,7 +74,7 @@ What it guarantees:
   and unique; model arguments keep their ONNX names sanitised
   (`Imported.inputs` maps the ONNX input names to them).
 - An operator outside the supported set, an unsupported attribute value, a
-  dtype the language lacks (bool, f64, uint8 tensors that survive folding), a
+  dtype the language lacks (bool, f64, uint16 tensors that survive folding), a
   missing dim or a file that is not ONNX is a `StrataError` whose message
   starts `error: FILE: `; operator errors name the op type, the node name and
   its index in the graph. Nothing is silently dropped except nodes no output
@@ -96,7 +99,7 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.compiler.diagnostics import StrataError
+from strata.compiler.diagnostics import StrataError, UnreadableFile, read_regular_file
 
 __all__ = ["Imported", "import_onnx", "import_proto", "write_import", "SUPPORTED_OPS"]
 
@@ -117,6 +120,9 @@ class Imported:
     """ONNX input name -> model argument name (the key `run_module` and `--inputs` use)."""
 
 
+MAX_ONNX_BYTES = 2**31
+"""Protobuf's own limit on one message: a bigger file is no ONNX model (and is not read whole)."""
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -125,14 +131,14 @@ def import_onnx(path: str, dims: dict[str, int] | None = None) -> Imported:
     label = str(path)
     onnx = _need_onnx(label)
     try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise StrataError(f"error: {label}: cannot read it ({err.strerror or err})") from None
+        data = read_regular_file(path, MAX_ONNX_BYTES, "ONNX model")
+    except UnreadableFile as err:
+        raise StrataError(f"error: {label}: cannot read it ({err.reason})") from None
     try:
         model = onnx.ModelProto()
         model.ParseFromString(data)
     except Exception as err:  # protobuf's DecodeError and friends
-        raise StrataError(f"error: {label}: not an ONNX model ({type(err).__name__}: {err})") from None
+        raise StrataError(f"error: {label}: not an ONNX model ({err})") from None
     if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.output:
         raise StrataError(f"error: {label}: not an ONNX model (no graph with outputs)")
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
@@ -190,6 +196,7 @@ _DTYPES = {
     17: "f8e4m3",  # FLOAT8E4M3FN
     19: "f8e5m2",  # FLOAT8E5M2
     3: "i8",  # INT8
+    2: "u8",  # UINT8
     6: "i32",  # INT32
     7: "i64",  # INT64
 }
@@ -1377,6 +1384,63 @@ class _Importer:
         if len(a.shape) == 1 or len(b.shape) == 1:
             expr = f"reshape({expr}, {_shape_text(out_shape)})"
         self.bind(node.output[0], expr)
+
+    # ---- quantization (ONNX QuantizeLinear, DequantizeLinear, MatMulInteger)
+
+    def _per_axis(self, node, name: str, x: _Val) -> str:
+        """A scale or zero point as an operand that broadcasts to `x`: scalar, or 1-D along `axis` reshaped to `[C, 1, ...]`."""
+        val = self.dyn(name)
+        if len(val.shape) == 0 or (len(val.shape) == 1 and val.shape[0] == 1 and len(x.shape) == 0):
+            return val.name
+        if len(val.shape) != 1 or self._attr(node, "block_size", 0):
+            raise _ImportError("only per-tensor and per-axis (1-D) scales and zero points are supported")
+        axis = int(self._attr(node, "axis", 1))
+        axis = axis + len(x.shape) if axis < 0 else axis
+        shape = val.shape + (1,) * (len(x.shape) - axis - 1)
+        return val.name if shape == val.shape else self._reshaped(name, val, shape)
+
+    def _zero_point(self, node, x: _Val, quantized: str) -> str:
+        """`, zero_point=N` for a uniform constant zero point, `, ZP` for a tensor one, `` for none or zero."""
+        if not self.has(node, 2):
+            return ""
+        name = node.input[2]
+        if name in self.consts:
+            values = np.unique(self.consts[name])
+            if values.size == 1:
+                value = int(values[0]) if quantized not in _FLOATS else float(values[0])
+                if value == 0:
+                    return ""
+                if quantized in _FLOATS:
+                    raise _ImportError(f"a nonzero zero point on {quantized} is not supported")
+                return f", zero_point={value}"
+        return f", {self._per_axis(node, name, x)}"
+
+    def op_QuantizeLinear(self, node):
+        x = self.dyn(node.input[0])
+        _, dtype = self._out_info(node.output[0])
+        if self._attr(node, "saturate", 1) != 1:
+            raise _ImportError("QuantizeLinear with saturate=0 is not supported")
+        scale = self._per_axis(node, node.input[1], x)
+        zp = self._zero_point(node, x, dtype)
+        self.bind(node.output[0], f"quantize({x.name}, {scale}{zp}, dtype={dtype})")
+
+    def op_DequantizeLinear(self, node):
+        q = self.dyn(node.input[0])
+        _, dtype = self._out_info(node.output[0])
+        scale = self._per_axis(node, node.input[1], q)
+        zp = self._zero_point(node, q, q.dtype)
+        self.bind(node.output[0], f"dequantize({q.name}, {scale}{zp}, dtype={dtype})")
+
+    def op_MatMulInteger(self, node):
+        a, b = self.dyn(node.input[0]), self.dyn(node.input[1])
+        for i in (2, 3):
+            if self.has(node, i) and (node.input[i] not in self.consts or np.any(self.consts[node.input[i]] != 0)):
+                raise _ImportError("MatMulInteger with a nonzero zero point is not supported (subtract it first)")
+        if a.dtype != b.dtype:
+            raise _ImportError(f"MatMulInteger of {a.dtype} by {b.dtype} is not supported (operands of one dtype)")
+        if len(a.shape) < 2 or len(b.shape) < 2:
+            raise _ImportError("MatMulInteger of 1-D operands is not supported")
+        self.bind(node.output[0], f"matmul({a.name}, {b.name}, dtype=i32)")
 
     def _reshaped(self, onnx_name: str, val: _Val, shape) -> str:
         if onnx_name in self.consts:

@@ -41,7 +41,13 @@ def _convert(pass_name: str, key: str, type_, text: str):
         if type_ is int:
             return int(text)
         if origin is tuple:
-            return tuple(int(x) for x in text.split(",") if x.strip())
+            values = tuple(int(x) for x in text.split(",") if x.strip())
+            if any(v < 0 for v in values):
+                # tile sizes and loop orders alike: a negative one would silently mean what 0 means
+                what = " (0 tiles a dim whole)" if key == "sizes" else ""
+                raise StrataError(f"error: --schedule {key}={text}: {pass_name}'s option {key} takes whole numbers"
+                                  f" from 0{what}")
+            return values
         return text
     except ValueError:
         raise StrataError(f"error: --schedule {key}={text}: not a valid value for {pass_name}'s option {key}") from None

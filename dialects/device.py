@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +43,9 @@ from xdsl.dialects.dlti import TargetDeviceSpecAttr, TargetSystemSpecAttr
 from xdsl.ir import Attribute
 
 from strata.dialects.vocabulary import DATAFLOWS, TARGETS
+
+MAX_SPEC_BYTES = 1024 * 1024
+"""A device spec is a page of TOML; a bigger file is not one (and is not read whole)."""
 
 SPECS_DIR = Path(__file__).parent.parent / "backends" / "specs"
 """The shipped device files (they sit with the cost models that were calibrated on them)."""
@@ -334,7 +339,43 @@ def validate(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     if missing:
         raise SpecError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(repr(key) for key in missing)} for target {target!r}")
+    for small, large in AT_MOST:
+        if small in checked and large in checked and checked[small] > checked[large]:
+            raise SpecError(f"{where}: {small} = {checked[small]} is more than {large} = {checked[large]};"
+                            f" change both")
     return checked
+
+
+MEASURED_SHARES: dict[str, str] = {"hbm_bandwidth": "hbm_bandwidth_measured"}
+"""Datasheet key -> the measured key the cost models read instead when a spec has both."""
+
+AT_MOST: tuple[tuple[str, str], ...] = (("smem_per_block_bytes", "smem_per_sm_bytes"),)
+"""Pairs `(a, b)` a spec must keep `a <= b` in (one block's shared memory is part of its SM's)."""
+
+
+def _read_spec_bytes(path: Path) -> bytes:
+    """
+    The bytes of a spec file. Anything but a regular file is refused before
+    reading (a FIFO would block forever, `/dev/zero` never ends), and so is
+    a file over `MAX_SPEC_BYTES`.
+    """
+    try:
+        # Non-blocking, so that opening a FIFO with no writer returns at once.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read device spec: {err.strerror or err}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecError(f"{path}: cannot read device spec: not a regular file; give a .toml file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read device spec: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: cannot read device spec: larger than {MAX_SPEC_BYTES:,} bytes; give a .toml file")
+    return data
 
 
 def load_device_file(path: str | Path) -> DeviceSpec:
@@ -343,9 +384,10 @@ def load_device_file(path: str | Path) -> DeviceSpec:
     """
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read device spec: {err.strerror or err}") from None
+        text = _read_spec_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: cannot read device spec: byte {err.start} is not UTF-8 text;"
+                        f" give a .toml file") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -432,6 +474,14 @@ def with_overrides(spec: DeviceSpec, overrides: Iterable[str] | Mapping[str, Any
         old = spec.values.get(key)
         values[key] = value
         sources[key] = f"override {key}={raw}" + (f" (was {old!r})" if old is not None else "")
+    given = {key for key, _ in items}
+    for peak, measured in MEASURED_SHARES.items():
+        # The cost model prices with the measured figure: an override of the
+        # datasheet one scales it (keeping the measured share), else it would change nothing.
+        if peak in given and measured in spec.values and measured not in given:
+            share = spec.values[measured] / spec.values[peak]
+            values[measured] = values[peak] * share
+            sources[measured] = f"{share:.0%} of override {peak}={values[peak]!r} (was {spec.values[measured]!r})"
     values = validate(values, f"{spec.name} with overrides")
     return DeviceSpec(spec.name, spec.target, values, sources, spec.path)
 

@@ -66,7 +66,8 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.graph import PARAM_ATTR
-from strata.dialects.graph.ops import verify_collective
+from strata.dialects.graph.kernel import KERNEL_KINDS
+from strata.dialects.graph.ops import Conv2DOp, MatmulOp, verify_collective
 from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
 LEVELS = ("global", "onchip", "register")
@@ -171,6 +172,15 @@ class KernelOp(IRDLOperation):
 
     def verify_(self) -> None:
         verify_kernel(self)
+        # The kind says which figures the passes and cost models compute (an
+        # edited dump's "row" kernel around a matmul would be costed as a row).
+        kind, body = self.kind.data, list(self.body.walk())
+        for kinds, anchor, anchor_name in ((("gemm", "attention"), MatmulOp, "graph.matmul"),
+                                           (("attention",), OnlineSoftmaxOp, "loop.online_softmax"),
+                                           (("conv",), Conv2DOp, "graph.conv2d")):
+            if (kind in kinds) != any(isinstance(op, anchor) for op in body):
+                raise VerifyException(f"'{self.name}' of kind '{kind}' {'lacks' if kind in kinds else 'holds'}"
+                                      f" a {anchor_name}: only {' and '.join(kinds)} kernels hold one")
 
 
 MAX_TRIPS = 2**40
@@ -194,14 +204,38 @@ def _verify_tile_loop(kernel: IRDLOperation, loop_op: scf.ForOp) -> None:
                               f" kernel's tiles ({MAX_TRIPS})")
 
 
+def int_values(op: IRDLOperation, name: str) -> tuple[int, ...]:
+    """
+    The values of `op`'s `array<i64: ...>` property `name`; an edited dump's
+    `array<f32: ...>` there fails verification, not a later pass.
+    """
+    attr = getattr(op, name)
+    if not isinstance(attr.elt_type, IntegerType):
+        raise VerifyException(f"'{op.name}' {name} must be an array<i64: ...>, got {attr}")
+    return tuple(attr.get_values())
+
+
+KIND_BOUNDS = {"gemm": 3, "attention": 3, "conv": 4}
+"""The fewest iteration dims a kernel of these kinds has (M, N, K and batch ones; conv's N, F, OH, OW);
+the passes and cost models unpack them."""
+
+
 def verify_kernel(op: IRDLOperation) -> None:
     """What every kernel over global buffers must satisfy (loop and hardware kernels)."""
-    bounds, tiles = op.bounds.get_values(), op.tile_sizes.get_values()
+    bounds, tiles = int_values(op, "bounds"), int_values(op, "tile_sizes")
+    if min(bounds, default=1) < 1:
+        raise VerifyException(f"'{op.name}' bounds {list(bounds)} must be positive")
+    kind = op.kind.data
+    if kind not in KERNEL_KINDS:
+        raise VerifyException(f"'{op.name}' unknown kind '{kind}' (kinds: {', '.join(KERNEL_KINDS)})")
+    if len(bounds) < KIND_BOUNDS.get(kind, 0) or (kind == "conv" and len(bounds) != 4):
+        raise VerifyException(f"'{op.name}' of kind '{kind}' has {'' if kind == 'conv' else 'at least '}"
+                              f"{KIND_BOUNDS[kind]} bounds, got {list(bounds)}")
     if len(bounds) != len(tiles):
         raise VerifyException(f"'{op.name}' has {len(bounds)} bounds but {len(tiles)} tile sizes")
     if any(t <= 0 or t > b for t, b in zip(tiles, bounds)):
         raise VerifyException(f"'{op.name}' tile sizes {list(tiles)} must be in 1..bounds {list(bounds)}")
-    order = op.loop_order.get_values()
+    order = int_values(op, "loop_order")
     if sorted(order) != list(range(len(order))) or len(order) > len(bounds):
         raise VerifyException(f"'{op.name}' loop_order {list(order)} is not a permutation of the parallel dims")
     for value in (*op.ins, *op.outs):
@@ -271,11 +305,13 @@ class LoadOp(IRDLOperation):
 @irdl_op_definition
 class GatherOp(IRDLOperation):
     """
-    Read the rows a tile of ids selects: `result[i, t] = source[clip(ids[i]), map(indices) + t]`,
+    Read the rows a tile of ids selects: `result[i, t] = source[ids[i], map(indices) + t]`,
     or `pad` where `map(indices) + t` falls outside the row.
 
-    `ids` is an on-chip tile of integers; each names a row of `source`
-    (clipped into range, as `graph.gather` does); the map gives the offsets
+    `ids` is an on-chip tile of integers; each names a row of `source` as in
+    `graph.gather`: a negative id counts from the end, an id outside `[-V, V)`
+    is an error of the loop interpreter and clamped into `[0, V)` by native
+    code (`--backend mlir`), which does not check; the map gives the offsets
     of the other dims. Only the selected rows cross from `source`, not the
     table (an embedding lookup reads `len(ids)` rows).
 

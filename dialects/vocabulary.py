@@ -85,14 +85,26 @@ class DoesNotFit(IllegalSchedule):
     """A kernel needs more of a memory than the device has."""
 
 
-def element_bytes(element_type: Attribute) -> int:
-    """Bytes of one element (at least 1; types without a width count as 4)."""
-    return max(1, getattr(element_type, "bitwidth", 32) // 8)
+def element_bytes(element_type: Attribute) -> int | float:
+    """
+    Bytes of one element: its bit width / 8, so `i4` (stored two to a byte)
+    counts 0.5; a whole number of bytes is an `int`; types without a width
+    count as 4.
+    """
+    bits = _stored_bits(element_type)
+    return bits // 8 if bits % 8 == 0 else bits / 8
+
+
+def _stored_bits(element_type: Attribute) -> int:
+    """Bits one element takes in memory: `i4` packs two to a byte, other sub-byte types take a byte."""
+    bits = getattr(element_type, "bitwidth", 32)
+    return bits if bits % 8 == 0 or bits == 4 else 8 * math.ceil(bits / 8)
 
 
 def type_bytes(shaped_type: Attribute) -> int:
-    """Bytes of a tensor or memref type (its element count times `element_bytes`)."""
-    return math.prod(shaped_type.get_shape()) * element_bytes(shaped_type.element_type)
+    """Bytes of a tensor or memref type: its elements at `element_bytes`, rounded up to a whole byte."""
+    count = math.prod(shaped_type.get_shape())
+    return math.ceil(count * _stored_bits(shaped_type.element_type) / 8)
 
 
 def dtype_of(element_type: Attribute) -> str:

@@ -151,7 +151,7 @@ def crop_of_whole(op: Operation, region: Region) -> bool:
 def operand_regions(op: Operation, region: Region, k_region=None) -> list[Region]:
     """The region of each operand needed for `region` of `op`'s (single) result."""
     rank = len(region)
-    if isinstance(op, (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp)):
+    if isinstance(op, (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp, g.QuantizationOp)):
         return [_broadcast(v, region, rank) for v in op.operands]
     if isinstance(op, g.ConstantOp):
         return []

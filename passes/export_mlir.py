@@ -1,7 +1,7 @@
 """
 `export-mlir`: loop-stage IR to upstream MLIR only (`func`, `linalg`, `scf`,
-`memref`, `arith`, `math`, `tensor`), which the real `mlir-opt` accepts and
-can lower to LLVM.
+`memref`, `arith`, `math`, `tensor`, `vector`), which the real `mlir-opt`
+accepts and can lower to LLVM for a CPU.
 
 Preconditions: loop-stage IR (`lower-to-loops` output): `loop.kernel`s over
 global buffers with `#graph.layout`s, `loop.copy`/`loop.view` between them.
@@ -13,24 +13,33 @@ structure:
   outer x inner), so the layouts the compiler chose are the layouts in memory.
 - Every `loop.kernel` is a private `func.func @<model>_<kernel>` over those
   memrefs, called from the model function, with the kernel's decisions as
-  `strata.*` attributes; its `scf.for` tile loops are kept as they are.
+  `strata.*` attributes; its tile loops are kept as they are, except that
+  one loop over output tiles per nest (the one with most iterations, among
+  those carrying nothing) becomes an `scf.parallel` (`parallel_loop`).
 - Tiles are `tensor` values (bufferized later by `one-shot-bufferize`).
   `loop.load` is a `linalg.generic` over the tile whose body maps each
   logical index (offset + i) through the layout (permute, then `divui`/`remui`
   by the tile sizes) and `memref.load`s it; where a tile can reach past the
   buffer (decided by interval arithmetic on the loop bounds) the index is
   clamped and the element replaced by `pad`. `loop.store` is an `scf.for`
-  nest of `tensor.extract` + `memref.store`, its bounds clipped to the buffer.
+  nest of `tensor.extract` + `memref.store`, its bounds clipped to the buffer
+  (f32 rows of a row-major buffer: vector writes, where they lie inside it).
   `loop.fill` is `linalg.fill`, `loop.causal_mask` and `loop.online_softmax`
   are `linalg.generic`s, graph ops on tiles lower through `passes/_linalg.py`.
+  A GEMM of f32 tiles loaded for it (`_micro_operands`) is the `vector`
+  micro-kernel of `Emitter.vector_matmul`, its `b` loaded packed in column
+  strips; f32 tiles of row-major 2-D buffers are copied by vectors
+  (`_vector_load`), behind an `scf.if` where they may cross the edge.
 - `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
   `loop.view` is `memref.collapse_shape` + `memref.expand_shape`.
 - The model function takes the logical inputs and params (as before, with
   their `graph.input`/`graph.param` attributes) and then one output memref
-  per result (`strata.output = i`), which it fills; it returns nothing and
+  per result (`strata.output = i`), which it fills (a result computed into
+  its own allocation is computed into the output instead); it returns nothing and
   carries `llvm.emit_c_interface`, so it can be called through its C interface.
 
-Values are unchanged: the numeric rules are the reference executor's.
+Values are unchanged: the numeric rules are the reference executor's (but
+GEMMs use fused multiply-adds and `erf` a polynomial, see `_linalg.py`).
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, memref, scf, tensor
+from xdsl.dialects import arith, func, memref, scf, tensor, vector
 from xdsl.dialects.builtin import (
+    AffineMapAttr,
     ArrayAttr,
+    BoolAttr,
     DenseArrayBase,
     DictionaryAttr,
     FunctionType,
@@ -50,6 +61,8 @@ from xdsl.dialects.builtin import (
     MemRefType,
     ModuleOp,
     UnitAttr,
+    VectorType,
+    f32,
     i64,
 )
 from xdsl.ir import Block, Operation, Region, SSAValue
@@ -67,13 +80,16 @@ from strata.passes._linalg import (
     ExportError,
     _reassociation,
     causal_mask,
+    dim,
     elem,
+    VL,
     is_float,
     lower_graph_op,
+    micro_kernel,
     shape,
 )
 
-UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "math", "tensor")
+UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "math", "tensor", "vector")
 """The dialects the exported IR may use."""
 
 C_INTERFACE = "llvm.emit_c_interface"
@@ -160,9 +176,11 @@ def _nest(em: Emitter, bounds: Sequence[tuple[SSAValue, SSAValue]], build, ivs=(
 class _KernelExporter:
     """Translates one `loop.kernel` body into the body of a `func.func`."""
 
-    def __init__(self):
+    def __init__(self, output_rank: int = 0):
         self.values: dict[SSAValue, SSAValue] = {}
         self.ranges: dict[SSAValue, Interval] = {}
+        self.output_rank = output_rank
+        self.in_parallel = False
 
     def get(self, value: SSAValue) -> SSAValue:
         return self.values[value]
@@ -196,7 +214,8 @@ class _KernelExporter:
         elif isinstance(op, loop.EndOp):
             pass
         elif isinstance(op, loop.LoadOp):
-            self.values[op.result] = self.load(op, em)
+            if not _feeds_micro_kernel(op):
+                self.values[op.result] = self.load(op, em)
         elif isinstance(op, loop.GatherOp):
             self.values[op.result] = self.gather(op, em)
         elif isinstance(op, loop.StoreOp):
@@ -213,14 +232,19 @@ class _KernelExporter:
             results = online_softmax(em, *(self.get(v) for v in op.operands))
             self.values.update(zip(op.results, results))
         elif op.name.startswith("graph."):
-            if _accumulated_matmul(op) is not None:
-                return  # emitted by the add that consumes it, into its accumulator
+            if _accumulated_matmul(op) is not None or _feeds_micro_kernel(op):
+                return  # emitted by the add that consumes it, into its accumulator; or packed there
             fused = _accumulating_add(op)
             try:
-                if fused is not None:
-                    matmul, acc = fused
+                if fused is not None or (isinstance(op, g.MatmulOp) and _micro_operands(op) is not None):
+                    matmul, acc = fused if fused is not None else (op, None)
+                    acc = None if acc is None else self.get(acc)
+                    operands = _micro_operands(matmul)
+                    if operands is not None:
+                        self.values[op.result] = em.cast(self.micro_matmul(matmul, operands, acc, em), elem(op.result))
+                        return
                     a, b = (self.get(v) for v in matmul.operands)
-                    self.values[op.result] = em.matmul(a, b, elem(op.result), acc=self.get(acc))
+                    self.values[op.result] = em.matmul(a, b, elem(op.result), acc=acc)
                     return
                 results = lower_graph_op(em, op, [self.get(v) for v in op.operands])
             except ExportError as err:
@@ -239,12 +263,73 @@ class _KernelExporter:
                 and step[0] == step[1] and step[0] > 0 and ub[1] > lb[0]:
             last = lb[0] + (ub[1] - 1 - lb[0]) // step[0] * step[0]
             self.ranges[old.args[0]] = (lb[0], last)
+        if self.parallel_loop(op) is op:
+            # Iterations write disjoint output tiles: one `scf.parallel`
+            # dim, spread over the threads (`native`, `--threads`).
+            self.in_parallel = True
+            for inner in old.ops:
+                if not isinstance(inner, scf.YieldOp):
+                    em.location = inner.location
+                    self.op(inner, em.at(body))
+            self.in_parallel = False
+            em.at(body).add(scf.ReduceOp())
+            em.add(scf.ParallelOp([self.get(op.lb)], [self.get(op.ub)], [self.get(op.step)], Region(body)))
+            return
         self.block(old, em.at(body))
         new = scf.ForOp(self.get(op.lb), self.get(op.ub), self.get(op.step),
                         [self.get(v) for v in op.iter_args], Region(body))
         new.attributes.update(op.attributes)
         em.add(new)
         self.values.update(zip(op.results, new.results))
+
+    def micro_matmul(self, matmul: g.MatmulOp, operands, acc: SSAValue | None, em: Emitter) -> SSAValue:
+        """
+        `[acc +] a @ b` through the vector micro-kernel: `a` loaded row-major
+        (packing it by row blocks would gather with scalar stores, costlier
+        than the kernel's strided broadcasts), `b` loaded packed by column
+        strips, leading unit dims dropped and restored.
+        """
+        a_load, b_load, transposed, block = operands
+        m, k = shape(a_load.result)[-2:]
+        n = shape(matmul.result)[-1]
+        a = em.reshape(self.load(a_load, em), [m, k])
+        b = self.load(b_load, em, ("rows" if transposed else "cols", block[1] * VL))
+        if acc is not None:
+            acc = em.reshape(acc, [m, n])
+        return em.reshape(em.packed_matmul(a, b, [m, n], block, acc), shape(matmul.result))
+
+    def parallel_loop(self, op: scf.ForOp) -> scf.ForOp | None:
+        """
+        The loop to run in parallel among `op` and the tile loops nested
+        directly in it: those over output dims (`loop.dim` below the output
+        rank) that carry nothing, outside any parallel loop; of them, the one
+        with the most iterations (so that a 64-row GEMM spreads its columns).
+        """
+        if self.in_parallel:
+            return None
+        best, trips = None, 0
+        while isinstance(op, scf.ForOp) and self._parallel_dim(op):
+            lb, ub, step = (self.range_of(v) for v in (op.lb, op.ub, op.step))
+            if lb is None or ub is None or step is None or lb[0] != lb[1] or ub[0] != ub[1] or step[0] <= 0:
+                break
+            count = -(-(ub[0] - lb[0]) // step[0])
+            if count > trips:
+                best, trips = op, count
+            loops = [o for o in op.body.block.ops if o.regions]
+            if len(loops) != 1 or any(isinstance(o, (loop.StoreOp, loop.LoadOp)) for o in op.body.block.ops):
+                break
+            op = loops[0]
+            # Bounds of the inner loop must be known: they are constants of its parent body.
+            for value in (op.lb, op.ub, op.step) if isinstance(op, scf.ForOp) else ():
+                if value.owner.parent_block() is not None and isinstance(value.owner, arith.ConstantOp):
+                    v = value.owner.value.value.data
+                    self.ranges.setdefault(value, (v, v))
+        return best if trips > 1 else None
+
+    def _parallel_dim(self, op: scf.ForOp) -> bool:
+        dim = op.attributes.get("loop.dim")
+        return (not op.iter_args and not op.results and isinstance(dim, IntegerAttr)
+                and dim.value.data < self.output_rank)
 
     def _offsets(self, op, em: Emitter, tile: Sequence[int], logical: Sequence[int]):
         """Offset values and, per dim, whether the tile may reach outside the buffer."""
@@ -258,11 +343,11 @@ class _KernelExporter:
         return offsets, guards
 
     @staticmethod
-    def _element_index(e: Emitter, offsets, guards, logical, first: int):
-        """Inside a generic: the buffer index of each tile dim from loop dim `first` on, and the in-bounds test."""
+    def _element_index(e: Emitter, offsets, guards, logical, tile_index: Sequence[SSAValue]):
+        """Inside a generic: the buffer index of each tile index, and the in-bounds test."""
         index, inside = [], None
         for d in range(len(offsets)):
-            i = e.loop_index(first + d)
+            i = tile_index[d]
             if offsets[d] is not None:
                 i = e.v(arith.AddiOp(i, offsets[d]))
             if guards[d]:
@@ -273,25 +358,76 @@ class _KernelExporter:
             index.append(i)
         return index, inside
 
-    def load(self, op: loop.LoadOp, em: Emitter) -> SSAValue:
+    def load(self, op: loop.LoadOp, em: Emitter, pack: tuple[str, int] | None = None) -> SSAValue:
+        """
+        The tile as a tensor; `pack` lays a `b` operand out for the GEMM
+        micro-kernel as [N / nr, K, nr] (see `Emitter.vector_matmul`): of
+        a [K, N] tile with `("cols", nr)`, of a [N, K] tile (a transposed
+        operand) with `("rows", nr)`.
+        """
         source_type = op.source.type
         layout, logical = layout_of(source_type), source_type.get_shape()
         tile, t = shape(op.result), elem(op.result)
         buffer = self.get(op.source)
         offsets, guards = self._offsets(op, em, tile, logical)
+        if not _vector_copyable(layout, tile, t, pack):
+            return self._generic_load(op, em, pack, layout, logical, tile, t, buffer, offsets, guards)
+        if not any(guards):
+            return _vector_load(em, buffer, offsets, tile, pack)
+        # A tile that may cross the buffer's edge: vectors when this one lies inside, else element by element.
+        inside = None
+        for d, guarded in enumerate(guards):
+            if not guarded:
+                continue
+            start = offsets[d] if offsets[d] is not None else em.index(0)
+            ok = em.and_(em.cmpi(start, em.index(0), "sge"),
+                         em.cmpi(em.v(arith.AddiOp(start, em.index(tile[d]))), em.index(logical[d]), "sle"))
+            inside = ok if inside is None else em.and_(inside, ok)
+        then_block, else_block = Block(), Block()
+        fast = _vector_load(em.at(then_block), buffer, offsets, tile, pack)
+        em.at(then_block).add(scf.YieldOp(fast))
+        slow = self._generic_load(op, em.at(else_block), pack, layout, logical, tile, t, buffer, offsets, guards)
+        em.at(else_block).add(scf.YieldOp(slow))
+        return em.v(scf.IfOp(inside, [fast.type], Region(then_block), Region(else_block)))
+
+    def _generic_load(self, op, em: Emitter, pack, layout, logical, tile, t, buffer, offsets, guards) -> SSAValue:
+        """`load` element by element: a `linalg.generic` mapping each index through the layout, padding outside."""
         pad = op.pad.value.data if is_float(t) else 0
+        out_shape = list(tile)
+        if pack is not None:
+            kind, width = pack
+            n_dim = 0 if kind == "rows" else 1
+            strips = -(-tile[n_dim] // width)
+            out_shape = [strips, tile[1 - n_dim], width]
 
         def body(e: Emitter, _out):
-            index, inside = self._element_index(e, offsets, guards, logical, 0)
+            in_tile = None
+            if pack is None:
+                tile_index = [e.loop_index(d) for d in range(len(tile))]
+            else:
+                # "rows": loops (strip, column, k), so that k innermost walks a row of the buffer.
+                lane = e.loop_index(1 if kind == "rows" else 2)
+                col = e.v(arith.AddiOp(e.v(arith.MuliOp(e.loop_index(0), e.index(width))), lane))
+                if tile[n_dim] % width:
+                    # The last strip reaches past the tile: zeros there.
+                    in_tile = e.cmpi(col, e.index(tile[n_dim]), "ult")
+                    col = e.select(in_tile, col, e.index(0))
+                k = e.loop_index(2 if kind == "rows" else 1)
+                tile_index = [col, k] if kind == "rows" else [k, col]
+            index, inside = self._element_index(e, offsets, guards, logical, tile_index)
             value = e.v(memref.LoadOp.get(buffer, physical_index(e, layout, index)))
             if inside is not None:
                 value = e.select(inside, value, e.scalar(pad, t))
+            if in_tile is not None:
+                value = e.select(in_tile, value, e.scalar(0, t))
             return value
 
-        return em.generic([], [], tile, t, body)
+        if pack is not None and pack[0] == "rows":
+            return em.generic([], [], out_shape, t, body, out_map=AffineMap(3, 0, (dim(0), dim(2), dim(1))))
+        return em.generic([], [], out_shape, t, body)
 
     def gather(self, op: loop.GatherOp, em: Emitter) -> SSAValue:
-        """`out[i..., j...] = table[clip(ids[i...]), offsets + j...]`, a generic over the ids."""
+        """`out[i..., j...] = table[clip(wrap(ids[i...])), offsets + j...]`, a generic over the ids (wrap: -1 is the last row)."""
         source_type = op.source.type
         layout, logical = layout_of(source_type), source_type.get_shape()
         tile, t = shape(op.result), elem(op.result)
@@ -302,8 +438,12 @@ class _KernelExporter:
 
         def body(e: Emitter, id_, _out):
             row = e.v(arith.IndexCastOp(id_, IndexType()))
+            # As ONNX Gather (and `strata run`): a negative id counts from the end. An id outside
+            # [-V, V), which compiled code does not check, is clamped into [0, V).
+            row = e.select(e.cmpi(row, e.index(0), "slt"), e.add_(row, e.index(logical[0])), row)
             row = e.v(arith.MaxSIOp(e.v(arith.MinSIOp(row, e.index(logical[0] - 1))), e.index(0)))
-            rest, inside = self._element_index(e, offsets, guards, logical[1:], count)
+            tile_index = [e.loop_index(count + d) for d in range(len(offsets))]
+            rest, inside = self._element_index(e, offsets, guards, logical[1:], tile_index)
             value = e.v(memref.LoadOp.get(buffer, physical_index(e, layout, [row, *rest])))
             if inside is not None:
                 value = e.select(inside, value, e.scalar(pad, t))
@@ -335,7 +475,119 @@ class _KernelExporter:
             index = [iv if off is None else e.v(arith.AddiOp(iv, off)) for iv, off in zip(ivs, offsets)]
             e.add(memref.StoreOp.get(element, dest, physical_index(e, layout, index)))
 
-        _nest(em, bounds, build)
+        if not (elem(op.value) == f32 and len(tile) >= 2 and tile[-1] % VL == 0 and not layout.tiles
+                and list(layout.perm) == list(range(len(tile)))):
+            _nest(em, bounds, build)
+            return
+
+        # Row-major f32: each row of the tile by vectors, when its columns lie inside the buffer.
+        def build_rows(e: Emitter, ivs):
+            index = [iv if off is None else e.v(arith.AddiOp(iv, off)) for iv, off in zip(ivs, offsets)]
+            start = offsets[-1] if offsets[-1] is not None else e.index(0)
+            for c in range(0, tile[-1], VL):
+                vec = e.read_vector(value, [*ivs, e.index(c)])
+                col = e.v(arith.AddiOp(start, e.index(c))) if c else start
+                e.add(vector.TransferWriteOp(vec, dest, [*index, col], ArrayAttr([BoolAttr.from_bool(True)]),
+                                             permutation_map=AffineMapAttr(AffineMap(len(tile), 0, (dim(len(tile) - 1),)))))
+
+        if not guards[-1]:
+            _nest(em, bounds[:-1], build_rows)
+            return
+        start = offsets[-1] if offsets[-1] is not None else em.index(0)
+        inside = em.and_(em.cmpi(start, em.index(0), "sge"),
+                         em.cmpi(em.v(arith.AddiOp(start, em.index(tile[-1]))), em.index(logical[-1]), "sle"))
+        fast, slow = Block(), Block()
+        _nest(em.at(fast), bounds[:-1], build_rows)
+        em.at(fast).add(scf.YieldOp())
+        _nest(em.at(slow), bounds, build)
+        em.at(slow).add(scf.YieldOp())
+        em.add(scf.IfOp(inside, [], Region(fast), Region(slow)))
+
+
+def _vector_copyable(layout: LayoutAttr, tile, t, pack) -> bool:
+    """A tile that `_vector_load` copies: f32 from a row-major 2-D buffer, in whole vectors (16 x 16 blocks transposed)."""
+    if len(tile) != 2 or t != f32 or layout.tiles or list(layout.perm) != [0, 1]:
+        return False
+    if pack is None:
+        return tile[1] % VL == 0
+    kind, width = pack
+    if kind == "cols":
+        return tile[1] % width == 0 and width % VL == 0
+    return tile[0] % width == 0 and width % VL == 0 and tile[1] % VL == 0
+
+
+def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack) -> SSAValue:
+    """
+    The tile `buffer[o0 : o0 + rows, o1 : o1 + cols]` (inside the buffer)
+    copied by vectors of `VL`: as a [rows, cols] tensor, or packed as
+    `load`'s `pack` says. `("rows", w)` transposes 16 x 16 blocks in
+    registers (a transposing `vector.transfer_read`, lowered to shuffles).
+    """
+    rows, cols = tile
+    o0, o1 = (em.index(0) if o is None else o for o in offsets)
+    kind, width = pack if pack is not None else ("cols", cols)
+    if kind == "rows":
+        out = em.empty([rows // width, cols, width], f32)
+
+        def by_strip_t(e: Emitter, q: SSAValue, dest: SSAValue) -> SSAValue:
+            def by_k(e2: Emitter, kb: SSAValue, dest2: SSAValue) -> SSAValue:
+                k = e2.v(arith.MuliOp(kb, e2.index(VL)))
+                col = e2.v(arith.AddiOp(k, o1))
+                base = e2.v(arith.AddiOp(e2.v(arith.MuliOp(q, e2.index(width))), o0))
+                for c in range(0, width, VL):
+                    row = e2.v(arith.AddiOp(base, e2.index(c))) if c else base
+                    # 16 rows of the buffer (n), 16 columns each (k), transposed in registers.
+                    block = [e2.read_vector(buffer, [e2.v(arith.AddiOp(row, e2.index(j))) if j else row, col])
+                             for j in range(VL)]
+                    for i, value in enumerate(_transpose16(e2, block)):
+                        kk = e2.v(arith.AddiOp(k, e2.index(i))) if i else k
+                        dest2 = e2.write_vector(value, dest2, [q, kk, e2.index(c)])
+                return dest2
+
+            return e.for_(0, cols // VL, 1, dest, by_k)
+
+        return em.for_(0, rows // width, 1, out, by_strip_t)
+    strip = pack is not None
+    out_shape = [cols // width, rows, width] if strip else [rows, cols]
+    out = em.empty(out_shape, f32)
+
+    def by_strip(e: Emitter, q: SSAValue, dest: SSAValue) -> SSAValue:
+        def by_row(e2: Emitter, k: SSAValue, dest2: SSAValue) -> SSAValue:
+            row = e2.v(arith.AddiOp(k, o0))
+            base = e2.v(arith.AddiOp(e2.v(arith.MuliOp(q, e2.index(width))), o1))
+            for c in range(0, width, VL):
+                col = e2.v(arith.AddiOp(base, e2.index(c))) if c else base
+                value = e2.read_vector(buffer, [row, col])
+                dest2 = e2.write_vector(value, dest2, [q, k, e2.index(c)] if strip else [k, e2.index(c)])
+            return dest2
+
+        return e.for_(0, rows, 1, dest, by_row)
+
+    if strip:
+        return em.for_(0, cols // width, 1, out, by_strip)
+    return by_strip(em, em.index(0), out)
+
+
+def _transpose16(em: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
+    """
+    The transpose of 16 vectors of 16 f32 lanes: four stages of two-input
+    `vector.shuffle`s (one `vpermt2ps` each on AVX-512), each swapping the
+    off-diagonal blocks of half the size of the last.
+    """
+    rows = list(rows)
+    half = VL // 2
+    vt = VectorType(f32, [VL])
+    while half:
+        low = DenseArrayBase.from_list(i64, [j if not j & half else VL + j - half for j in range(VL)])
+        high = DenseArrayBase.from_list(i64, [j + half if not j & half else VL + j for j in range(VL)])
+        for i in range(VL):
+            if i & half:
+                continue
+            a, b = rows[i], rows[i + half]
+            rows[i] = em.v(vector.ShuffleOp(a, b, low, result_type=vt))
+            rows[i + half] = em.v(vector.ShuffleOp(a, b, high, result_type=vt))
+        half //= 2
+    return rows
 
 
 def _uses(value: SSAValue) -> list:
@@ -352,6 +604,61 @@ def _accumulating_add(op: Operation) -> tuple[g.MatmulOp, SSAValue] | None:
                 and len(_uses(mine)) == 1 and other.type == op.result.type == mine.type):
             return owner, other
     return None
+
+
+def _single_use_in_block(value: SSAValue, user: Operation) -> bool:
+    """`value` is used once, by `user`, in `user`'s block, with no store or loop between them."""
+    if len(_uses(value)) != 1 or value.owner.parent_block() is not user.parent_block():
+        return False
+    between = value.owner.next_op
+    while between is not None and between is not user:
+        if isinstance(between, loop.StoreOp) or between.regions:
+            return False
+        between = between.next_op
+    return between is user
+
+
+def _micro_operands(matmul: g.MatmulOp):
+    """
+    `(a_load, b_load, transposed, block)` when `matmul` multiplies f32
+    tiles the vector micro-kernel takes: `a` [1.., M, K] a `loop.load`, `b`
+    [K, N] a `loop.load` or the `graph.transpose` of one ([N, K]), each used
+    only there; the loads are then emitted at the matmul, `b` packed.
+    """
+    lhs, rhs = matmul.lhs, matmul.rhs
+    if lhs is rhs or elem(matmul.result) != f32 or len(shape(rhs)) != 2 or any(d != 1 for d in shape(lhs)[:-2]):
+        return None
+    a_load, b_load, transposed = lhs.owner, rhs.owner, False
+    if isinstance(b_load, g.TransposeOp) and list(b_load.perm.get_values()) == [1, 0] \
+            and _single_use_in_block(rhs, matmul):
+        b_load, transposed, rhs = b_load.input.owner, True, b_load.input
+    if not isinstance(a_load, loop.LoadOp) or not isinstance(b_load, loop.LoadOp):
+        return None
+    if not _single_use_in_block(lhs, matmul):
+        return None
+    b_user = _uses(rhs)[0].operation if len(_uses(rhs)) == 1 else None
+    if b_user is None or not _single_use_in_block(rhs, b_user):
+        return None
+    m, k = shape(lhs)[-2:]
+    n = shape(matmul.result)[-1]
+    block = micro_kernel((m, k), (k, n), elem(lhs), elem(rhs), f32)
+    if block is None:
+        return None
+    return a_load, b_load, transposed, block
+
+
+def _feeds_micro_kernel(op: Operation) -> bool:
+    """`op` (a load, or a transpose) is emitted by `_KernelExporter.micro_matmul` at its matmul."""
+    if not op.results or len(_uses(op.results[0])) != 1:
+        return False
+    user = _uses(op.results[0])[0].operation
+    if isinstance(user, g.TransposeOp) and isinstance(op, loop.LoadOp):
+        if len(_uses(user.result)) != 1:
+            return False
+        user = _uses(user.result)[0].operation
+    if not isinstance(user, g.MatmulOp) or not isinstance(op, (loop.LoadOp, g.TransposeOp)):
+        return False
+    return _micro_operands(user) is not None
 
 
 def _accumulated_matmul(op: Operation) -> g.AddOp | None:
@@ -394,7 +701,7 @@ def export_kernel(kernel: loop.KernelOp, name: str) -> func.FuncOp:
     old = kernel.body.block
     types = [plain_memref(a.type) for a in old.args]
     body = Block(arg_types=types)
-    exporter = _KernelExporter()
+    exporter = _KernelExporter(len(kernel.outs[0].type.get_shape()) if kernel.outs else 0)
     exporter.values.update(zip(old.args, body.args))
     em = Emitter(body, kernel.location)
     exporter.block(old, em)
@@ -477,6 +784,14 @@ def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
     for i, out in enumerate(body.args[len(arg_types):]):
         out.name_hint = f"out{i}"
     values: dict[SSAValue, SSAValue] = dict(zip(old.args, body.args))
+    # A result computed into its own allocation is computed into its output
+    # buffer instead: no allocation (page faults) and no copy at the end.
+    returned = list(old.last_op.operands) if isinstance(old.last_op, func.ReturnOp) else []
+    direct: dict[SSAValue, SSAValue] = {}
+    for value, out in zip(returned, body.args[len(arg_types):]):
+        if isinstance(value.owner, memref.AllocOp) and returned.count(value) == 1 \
+                and plain_memref(value.type) == out.type:
+            direct[value] = out
     em = Emitter(body, fn.location)
     kernels: list[func.FuncOp] = []
     used: set[str] = set()
@@ -484,6 +799,8 @@ def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
         em.location = op.location
         if isinstance(op, arith.ConstantOp):
             values[op.result] = em.v(op.clone())
+        elif isinstance(op, memref.AllocOp) and op.memref in direct:
+            values[op.memref] = direct[op.memref]
         elif isinstance(op, memref.AllocOp):
             values[op.memref] = em.v(memref.AllocOp([], [], plain_memref(op.memref.type)))
         elif isinstance(op, loop.KernelOp):
@@ -499,7 +816,8 @@ def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
             values[op.result] = _view(em, values[op.source], plain_memref(op.result.type))
         elif isinstance(op, func.ReturnOp):
             for value, out in zip(op.operands, body.args[len(arg_types):]):
-                em.add(memref.CopyOp(values[value], out))
+                if values[value] is not out:
+                    em.add(memref.CopyOp(values[value], out))
             em.add(func.ReturnOp())
         else:
             raise _error(op, f"export-mlir needs loop-stage IR; it does not support '{op.name}' between kernels")

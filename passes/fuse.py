@@ -15,7 +15,10 @@ Steps, in priority order (an op joins the first group that claims it):
    later as a flash kernel that never materialises the scores.
 3. GEMM and conv anchors with their epilogues: the anchor's single-use
    result flows into the elementwise op that consumes it (bias, activation,
-   residual add, cast), repeatedly.
+   residual add, cast, dequantize, quantize: requantization), repeatedly.
+   A single-use `dequantize` feeding the anchor (weight-only quantization,
+   `x @ dequantize(w, s)`) is read by it, so the kernel streams the stored
+   `i4`/`i8` weight, not a widened copy.
 4. Row-wise ops (softmax, layernorm, rmsnorm) with their elementwise
    producers and epilogues; then reductions, pools, gathers and concats with
    their epilogues.
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, FusedLoc, ModuleOp, NoneAttr, UnknownLoc
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -49,7 +52,7 @@ from strata.dialects.graph.kernel import KernelOp, YieldOp
 from strata.dialects.device import resolve_device
 
 
-ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp)
+ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.CausalMaskOp, g.QuantizationOp)
 MOVEMENT = (g.TransposeOp, g.SliceOp, g.ReshapeOp)
 ROW = (g.SoftmaxOp, g.LogSoftmaxOp, g.LayerNormOp, g.RmsNormOp)
 OTHER_ANCHORS = {
@@ -134,7 +137,9 @@ class _Grouper:
                     self.match_attention(op)
         for op in ops:
             if isinstance(op, g.MatmulOp | g.Conv2DOp) and self.free(op):
-                self.new_group("gemm" if isinstance(op, g.MatmulOp) else "conv", [op], op)
+                group = self.new_group("gemm" if isinstance(op, g.MatmulOp) else "conv", [op], op)
+                if prologue:
+                    self.absorb_producers(group, op, g.DequantizeOp)
         if epilogue:
             for group in list(self.groups):
                 self.extend_epilogue(group)
@@ -200,45 +205,57 @@ class _Grouper:
             group.tail = user
 
     def absorb_producers(self, group: _Group, op: Operation, kinds) -> None:
-        for operand in op.operands:
-            producer = _producer(operand)
-            if (
-                isinstance(producer, kinds)
-                and self.free(producer)
-                and _single_user(operand) is op
-            ):
-                self.add(group, producer)
-                self.absorb_producers(group, producer, kinds)
+        # A worklist, not recursion: a chain of 10,000 elementwise producers is no deeper than one.
+        pending = [op]
+        while pending:
+            consumer = pending.pop()
+            for operand in consumer.operands:
+                producer = _producer(operand)
+                if (
+                    isinstance(producer, kinds)
+                    and self.free(producer)
+                    and _single_user(operand) is consumer
+                ):
+                    self.add(group, producer)
+                    pending.append(producer)
+
+
+MAX_KERNEL_LOCATIONS = 16
+"""A kernel's location names at most this many source locations, its ops' first ones: every op
+lowered from the kernel carries it, so a kernel of 2,000 ops naming all 2,000 would print 4,000,000."""
 
 
 def _fused_location(ops: list[Operation]):
-    locs = []
+    """The first `MAX_KERNEL_LOCATIONS` distinct known locations of `ops`, in order: one, fused, or unknown."""
+    # A dict keeps the order and makes each test O(1): a chain of 10,000 fused ops stays linear.
+    locs: dict[Attribute, None] = {}
     for op in ops:
         loc = op.location
         parts = loc.locations.data if isinstance(loc, FusedLoc) else (loc,)
         for part in parts:
-            if not isinstance(part, UnknownLoc) and part not in locs:
-                locs.append(part)
+            if not isinstance(part, UnknownLoc) and len(locs) < MAX_KERNEL_LOCATIONS:
+                locs.setdefault(part)
     if not locs:
         return UnknownLoc()
-    return locs[0] if len(locs) == 1 else FusedLoc(ArrayAttr(locs), NoneAttr())
+    return next(iter(locs)) if len(locs) == 1 else FusedLoc(ArrayAttr(list(locs)), NoneAttr())
 
 
 def materialize(group: _Group, name: str, order: dict[Operation, int]) -> KernelOp:
     """Move the group's ops into a new `graph.kernel` placed before its tail."""
     ops = sorted(group.ops, key=order.__getitem__)
-    inputs: list[SSAValue] = []
-    constants: list[Operation] = []
+    # Dicts as ordered sets: a kernel of thousands of ops stays linear.
+    inputs: dict[SSAValue, None] = {}
+    constants: dict[Operation, None] = {}
     for op in ops:
         for operand in op.operands:
             producer = _producer(operand)
-            if producer in group.ops or operand in inputs:
+            if producer in group.ops:
                 continue
             if _is_scalar_constant(producer):
-                if producer not in constants:
-                    constants.append(producer)
+                constants.setdefault(producer)
                 continue
-            inputs.append(operand)
+            inputs.setdefault(operand)
+    inputs, constants = list(inputs), list(constants)
     block = Block(arg_types=[v.type for v in inputs])
     mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, block.args))
     for arg, value in zip(block.args, inputs):

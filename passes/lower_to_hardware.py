@@ -45,11 +45,11 @@ from xdsl.rewriter import Rewriter
 from strata.dialects import loop
 from strata.dialects.graph import ops as g
 from strata.dialects.hardware import COLLECTIVE_OPS, TRANSFER_OPS, simt, systolic, tsp
-from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints
+from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints, matrix_operand_dtype
 from strata.passes._figures import Figures, kernel_figures, kernel_gemms
 from strata.passes.place_chips import kernel_weights
 from strata.dialects.device import DeviceSpec, resolve_device
-from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit, dtype_of
+from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -127,6 +127,21 @@ class GpuHeuristics:
     copy_stages: int
 
 
+def _mma_key(dtype: str | None, device: DeviceSpec) -> str:
+    """
+    The `mma_shape_*` key of the instruction that multiplies operands of
+    `dtype` (the dtype reaching the matmul, not the accumulator's): 8-bit
+    and i4 integers issue the s8 shape; f8 operands the same m16n8k32
+    (PTX ISA, mma.sync for .e4m3/.e5m2) where the GPU has FP8 tensor cores,
+    else, converted to f16 in registers, the f16 one.
+    """
+    if dtype in ("ui8", "i4"):
+        return "i8"
+    if dtype in ("f8E4M3FN", "f8E5M2"):
+        return "i8" if "peak_flops_fp8" in device else "f16"
+    return dtype or "f32"
+
+
 def lower_gpu(kernel: loop.KernelOp, ins, device: DeviceSpec, heuristics: GpuHeuristics) -> simt.KernelOp:
     figures = kernel_figures(kernel)
     bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
@@ -150,7 +165,7 @@ def lower_gpu(kernel: loop.KernelOp, ins, device: DeviceSpec, heuristics: GpuHeu
             f" tile_sizes {list(kernel.tile_sizes.get_values())}, over the register file (regs_per_sm ="
             f" {device['regs_per_sm']} x 4 B) of {device.name}; it needs smaller tiles (--schedule tile=...)"
         )
-    mma = device.mma_shape(dtype_of(kernel.outs[0].type.element_type)) if matrix else ()
+    mma = device.mma_shape(_mma_key(matrix_operand_dtype(kernel.body), device)) if matrix else ()
     # Each thread keeps its share of the f32 accumulators (or of the output
     # tile) in registers, plus about 32 for addresses, indices and fragments.
     accumulators = figures.register_bytes // 4 or out_tile

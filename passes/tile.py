@@ -13,10 +13,15 @@ edited.
 
 Defaults per device (the module's `dlti.target_system_spec`): GEMMs take
 the device's `preferred_gemm_tile` (128x128x64 on the H100, 128 on a TPU,
-320 on the LPU), attention its first two entries as queries by keys; other
+320 on the LPU), attention its first two entries as queries by keys, the
+reduction tile the divisor of its extent nearest the preferred one; other
 kernels are cut in half along their outermost tileable dims until their
 on-chip tiles fit in half the memory tiles live in (`tile_memory_bytes`:
-shared memory per block, VMEM, SRAM; the other half double-buffers).
+shared memory per block, VMEM, SRAM; the other half double-buffers). Then
+per target: a TPU's GEMM tiles grow while they fit, each doubling where it
+cuts HBM re-reads most (one program owns the chip's VMEM); a GPU's matrix
+kernels shrink until their grid covers every SM, and a GEMM with more column
+tiles than row tiles walks its rows innermost (`default_order`).
 `sizes` (aligned to the innermost dims) and `order` override the defaults
 for every kernel they fit.
 
@@ -42,7 +47,7 @@ from xdsl.passes import ModulePass
 from strata.dialects.device import DeviceSpec, resolve_device
 from strata.dialects.graph.dtypes import is_float
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
-from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
+from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, dtype_of, element_bytes
 from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
 )
@@ -136,6 +141,57 @@ def legal(kernel: KernelOp, tiles: tuple[int, ...]) -> bool:
 
 def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+def _closest_divisor(n: int, target: int) -> int:
+    """
+    The divisor of `n` nearest `target` by ratio (the larger on a tie): a
+    reduction tile must divide its extent, and for an extent like 197 the
+    largest divisor under 128 is 1, a tile 128x too small.
+    """
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(math.log(d / target)), -d))
+
+
+def hbm_traffic(kernel: KernelOp, tiles: tuple[int, ...]) -> int:
+    """
+    Bytes the loop nest of `tiles` loads from global memory: one
+    iteration's loads (`tile_bytes`) times the iterations, re-reads included,
+    as `lower-to-loops` emits them.
+    """
+    loads, _ = tile_bytes(kernel, tiles)
+    return loads * math.prod(-(-b // t) for b, t in zip(kernel_bounds(kernel), tiles))
+
+
+def _grow_for_reuse(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...], rank: int, budget: int,
+                    device: DeviceSpec) -> None:
+    """
+    Double the output tile along the parallel dim that cuts the loop nest's
+    global-memory traffic most, while the tiles stay legal and within
+    `budget` bytes of tile memory, until no doubling cuts it. A GEMM's
+    re-reads of one operand fall as the tile along the other grows, so on a
+    machine whose one program owns the whole chip's on-chip memory (a TPU's
+    VMEM) the largest tiles that fit are the fastest.
+    """
+    traffic = hbm_traffic(kernel, tuple(tiles))
+    while True:
+        best = None
+        for d in range(rank):
+            if tiles[d] >= bounds[d]:
+                continue
+            grown = list(tiles)
+            grown[d] = min(bounds[d], 2 * tiles[d], max(MAX_TILE, tiles[d]))
+            if grown[d] == tiles[d]:
+                continue
+            grown = tuple(grown)
+            if not legal(kernel, grown) or device_need(kernel, grown, device) > budget:
+                continue
+            moved = hbm_traffic(kernel, grown)
+            if moved < traffic and (best is None or moved <= best[0]):
+                best = (moved, grown)
+        if best is None:
+            return
+        traffic, grown = best
+        tiles[:] = grown
 
 
 def _tileable(kernel: KernelOp, bounds: tuple[int, ...], rank: int) -> list[bool]:
@@ -235,12 +291,12 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
         if kind == "gemm":
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank - 1] = min(tn, bounds[rank - 1]) if cut[rank - 1] else bounds[rank - 1]
-            tiles[rank] = _largest_divisor(bounds[rank], tk)
+            tiles[rank] = _closest_divisor(bounds[rank], tk)
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
-            tiles[rank] = _largest_divisor(bounds[rank], tn)
+            tiles[rank] = _closest_divisor(bounds[rank], tn)
     # Cuts that are legal alone may not be together (a reshape of a tile
     # cut in two dims): grow the innermost cut tile until the whole is legal.
     while not legal(kernel, tuple(tiles)):
@@ -258,6 +314,15 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
             break
         d = candidates[0]
         halved = list(tiles)
+        if kind == "attention" and d == rank - 1 and tiles[rank] > 16:
+            # Cutting the head dim repeats `q @ k^T` and the softmax per
+            # split; a smaller key block only adds loop steps (FlashAttention-3
+            # keeps the whole head dim at 256 and shrinks its key block).
+            halved[rank] = _closest_divisor(bounds[rank], tiles[rank] // 2)
+            if halved[rank] < tiles[rank] and legal(kernel, tuple(halved)):
+                tiles = halved
+                continue
+            halved = list(tiles)
         halved[d] = math.ceil(tiles[d] / 2)
         # A cut that does not shrink the tiles (an operand read whole, like
         # the table of a gather from a value computed in the kernel) would
@@ -266,7 +331,51 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
             cut[d] = False
             continue
         tiles = halved
+    if kind == "gemm" and len(bounds) > rank and device.target == "tpu":
+        # One TPU program owns the chip's VMEM (its arrays split the tile's
+        # folds among themselves), so nothing is lost by growing its tiles.
+        # A GPU's tiles are CTAs spread over the SMs: growing them would
+        # idle SMs.
+        _grow_for_reuse(kernel, tiles, bounds, rank, budget, device)
+    if kind in ("gemm", "attention", "conv") and device.target == "gpu":
+        _fill_machine(kernel, tiles, bounds, rank, cut, device)
     return _shrink_to_fit(kernel, tuple(tiles), bounds, device)
+
+
+def _fill_machine(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...], rank: int, cut: list[bool],
+                  device: DeviceSpec) -> None:
+    """
+    A GPU runs one tile per CTA: a grid of fewer CTAs than SMs idles the
+    rest (ViT's 197-token attention in 128-query tiles is 24 CTAs on 132
+    SMs). Halve the largest cuttable tile of a matrix kernel until the grid
+    covers every SM, keeping the rows and columns at least one tensor-core
+    instruction (`mma_shape`) wide. A shared-weight GEMM's rows span its
+    batch dims (`shares_weight`): they are one tile edge, cut outermost first.
+    """
+    mma = device.mma_shape(dtype_of(kernel.inputs[0].type.element_type)) or (16, 8, 16)
+    edges = [[d] for d in range(rank)]
+    if shares_weight(kernel):
+        edges = [list(range(rank - 1)), [rank - 1]]
+    floors = {rank - 2: mma[0], rank - 1: mma[1] if kernel.kind.data == "gemm" else 1}
+    while math.prod(-(-b // t) for b, t in zip(bounds[:rank], tiles[:rank])) < device["sms"]:
+        options = []
+        for dims in edges:
+            size = math.prod(tiles[d] for d in dims)
+            open_dims = [d for d in dims if cut[d] and tiles[d] > 1]
+            if open_dims and size > max(floors.get(d, 1) for d in dims):
+                options.append((size, dims[-1], open_dims[0]))
+        if not options:
+            return
+        d = max(options)[2]
+        halved = list(tiles)
+        halved[d] = max(floors.get(d, 1) if len(edges) == rank else 1, -(-tiles[d] // 2))
+        # A cut that pads the edge tile (10 columns in tiles of 8) issues
+        # work nobody asked for: the dim stays as it is.
+        padded = -(-bounds[d] // halved[d]) * halved[d]
+        if padded > -(-bounds[d] // tiles[d]) * tiles[d] or not legal(kernel, tuple(halved)):
+            cut[d] = False
+            continue
+        tiles[:] = halved
 
 
 def _shrink_to_fit(kernel: KernelOp, tiles: tuple[int, ...], bounds: tuple[int, ...], device: DeviceSpec) -> tuple[int, ...]:
@@ -361,12 +470,40 @@ def candidate_tiles(kernel: KernelOp, device: DeviceSpec) -> list[tuple[int, ...
 
 
 def loop_orders(kernel: KernelOp) -> list[tuple[int, ...]]:
-    """The loop orders the tuner tries: the natural one, and the two innermost dims swapped."""
+    """
+    The loop orders the tuner tries: the natural one, the two innermost dims
+    swapped, and for a shared-weight GEMM its columns outermost (every row
+    of every batch element inside them, as `default_order` may choose).
+    """
     rank = len(shape_of(kernel.outputs[0]))
     orders = [tuple(range(rank))]
     if rank >= 2:
         orders.append(tuple(range(rank - 2)) + (rank - 1, rank - 2))
+    if rank >= 3 and shares_weight(kernel):
+        orders.append((rank - 1, *range(rank - 1)))
     return orders
+
+
+def default_order(kernel: KernelOp, tiles: tuple[int, ...], device: DeviceSpec) -> tuple[int, ...]:
+    """
+    The natural loop order, except for a GPU GEMM with more column tiles than
+    row tiles, which walks its rows innermost: consecutive CTAs (a wave) then share a weight panel and sweep every row of it (of every
+    batch element, for a shared weight), so a wide weight (an LM head)
+    streams once instead of once per row tile. This is
+    CUTLASS 3's rasterisation heuristic (sm90 tile scheduler: along M when
+    tiles_n > tiles_m).
+    """
+    rank = len(shape_of(kernel.outputs[0]))
+    natural = tuple(range(rank))
+    if kernel.kind.data != "gemm" or rank < 2 or device.target != "gpu":
+        return natural
+    bounds = kernel_bounds(kernel)
+    rows = list(range(rank - 1)) if shares_weight(kernel) else [rank - 2]
+    row_tiles = math.prod(-(-bounds[d] // tiles[d]) for d in rows)
+    column_tiles = -(-bounds[rank - 1] // tiles[rank - 1])
+    if column_tiles <= row_tiles:
+        return natural
+    return tuple(d for d in natural if d not in rows and d != rank - 1) + (rank - 1, *rows)
 
 
 def _ints(values) -> DenseArrayBase:
@@ -402,6 +539,6 @@ class TilePass(ModulePass):
             tiles = apply_sizes(kernel, default_tiles(kernel, device), self.sizes, device)
             check_fits(kernel, tiles, device, pinned=bool(self.sizes))
             rank = len(shape_of(kernel.outputs[0]))
-            order = self.order if sorted(self.order) == list(range(rank)) else tuple(range(rank))
+            order = self.order if sorted(self.order) == list(range(rank)) else default_order(kernel, tiles, device)
             kernel.attributes[TILE_ATTR] = _ints(tiles)
             kernel.attributes[ORDER_ATTR] = _ints(order)

@@ -15,8 +15,9 @@ whose kernel, target, device, space version and cost-model version all
 match exactly, so a changed cost model or search space never reuses stale
 figures.
 
-Robustness: a line that is not JSON (corrupt, nested too deep, or the
-truncated last line of a crashed writer), or not a record of this format
+Robustness: a line that is not JSON (corrupt, nested too deep, longer
+than any record, or the truncated last line of a crashed writer), or not
+a record of this format
 (a cost that is not a positive number of seconds included), is skipped with
 a `warnings.warn` naming the file and line; records from other space or
 cost-model versions are skipped with one warning per file. Nothing in the
@@ -117,6 +118,38 @@ def _malformed(record: Any) -> str | None:
     return None
 
 
+MAX_LINE_BYTES = 64 * 1024
+"""A record is a few hundred bytes; a longer line is skipped unread (a file of one 5 GB line stays cheap)."""
+MAX_BRACKETS = 64
+"""A record opens 4 brackets; a line opening more is skipped before parsing: 100,000 nested ones would
+overflow the C stack of `json` under the CLI's raised recursion limit."""
+
+
+def _lines(handle) -> Iterator[tuple[int, bytes]]:
+    """`(number, line)` of a binary file; a line over `MAX_LINE_BYTES` is cut there, the rest skipped unread."""
+    number = 0
+    while True:
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while True:  # drop the rest of the long line, a bounded chunk at a time
+                rest = handle.readline(MAX_LINE_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield number, raw
+
+
+def _oversized(raw: bytes) -> str | None:
+    """Why `raw` is too big to be a record (checked before parsing it), or None."""
+    if len(raw) > MAX_LINE_BYTES:
+        return f"a line over {MAX_LINE_BYTES:,} bytes"
+    if raw.count(b"[") + raw.count(b"{") > MAX_BRACKETS:
+        return f"over {MAX_BRACKETS} brackets"
+    return None
+
+
 class TuningDatabase:
     """A JSON Lines tuning database at `path` (default: `default_path()`)."""
 
@@ -137,12 +170,14 @@ class TuningDatabase:
             return
         bad = 0
         with handle, _locked(handle.fileno(), shared=True):
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in _lines(handle):
                 if not raw.strip():
                     continue
                 try:
-                    record = json.loads(raw.decode("utf-8"))
-                    problem = _malformed(record)
+                    record, problem = None, _oversized(raw)
+                    if problem is None:
+                        record = json.loads(raw.decode("utf-8"))
+                        problem = _malformed(record)
                 except (UnicodeDecodeError, ValueError, RecursionError):
                     record, problem = None, "not valid JSON" + (
                         "" if raw.endswith(b"\n") else " (truncated last line)"

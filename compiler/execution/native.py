@@ -1,13 +1,17 @@
 """
 Real execution through the MLIR toolchain (`strata run --backend mlir`).
 
-A loop-stage module is exported to upstream MLIR (`export-mlir`), written to
+A module is lowered to the loop stage for its target, its GEMM kernels with
+this CPU's tiles (`HostGemmTilesPass`), exported to upstream MLIR
+(`export-mlir`: vector micro-kernels, `scf.parallel` tile loops), written to
 a temporary directory and lowered with the LLVM 22 tools:
 
     mlir-opt-22  MLIR_PIPELINE           upstream dialects -> LLVM dialect
+                 (+ scf.parallel -> OpenMP for --threads N > 1)
     mlir-translate-22 --mlir-to-llvmir   -> LLVM IR
-    opt-22 -O2, llc-22 -O2 (this CPU)    -> optimised object file (PIC)
-    cc -shared                           -> model.so
+    opt-22 -O2, llc-22 -O2 (this CPU,    -> optimised object file (PIC)
+      libmvec for vector exp)
+    cc -shared (+ libomp)                -> model.so
 
 The shared library is loaded with ctypes and its `_mlir_ciface_<model>`
 entry point (from `llvm.emit_c_interface`) is called with one memref
@@ -31,13 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type, ModuleOp
+from xdsl.passes import ModulePass
 
 from strata.compiler import ir
 from strata.compiler.execution import reference
 from strata.compiler.diagnostics import StrataError
-from strata.compiler.driver import Stage, compile_module, detect_stage
+from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
 
 MLIR_PIPELINE = (
     # Tiles are tensors: bufferize them (loops may yield new buffers), then
@@ -45,12 +51,16 @@ MLIR_PIPELINE = (
     "--one-shot-bufferize=allow-return-allocs-from-loops",
     "--buffer-deallocation-pipeline",
     "--convert-linalg-to-loops",
+    "--convert-vector-to-scf=full-unroll",
     "--lower-affine",
     "--canonicalize",
     "--cse",
     "--convert-scf-to-cf",
     "--expand-strided-metadata",
     "--lower-affine",
+    # Any 2-D `vector.transpose` as 16 x 16 shuffles, not element by element.
+    "--convert-vector-to-llvm=vector-transpose-lowering=shuffle16x16",
+    "--convert-ub-to-llvm",
     "--finalize-memref-to-llvm",
     "--convert-math-to-funcs=convert-ctlz=false",
     "--convert-math-to-libm",
@@ -65,6 +75,20 @@ MLIR_PIPELINE = (
 
 RUNTIME_LIBRARY = Path("/usr/lib/llvm-22/lib/libmlir_c_runner_utils.so.22.1")
 """MLIR's C runner utilities (`memrefCopy` for non-contiguous copies)."""
+
+OPENMP_LIBRARY = Path("/usr/lib/llvm-22/lib/libomp.so.5")
+"""LLVM's OpenMP runtime (apt-get install libomp-22-dev): it runs the `scf.parallel` loops on threads."""
+
+
+def parallel_passes(threads: int) -> tuple[str, ...]:
+    """
+    mlir-opt-22 flags that run each `scf.parallel` loop as an OpenMP
+    parallel loop on `threads` threads; none for one thread, where
+    `scf.parallel` lowers to a sequential loop.
+    """
+    if threads <= 1:
+        return ()
+    return (f"--convert-scf-to-openmp=num-threads={threads}",)
 
 LLVM_BIN = Path("/usr/lib/llvm-22/bin")
 """Where Debian's LLVM 22 packages put the unsuffixed tools."""
@@ -135,26 +159,39 @@ OPT_LEVEL = 2
 """LLVM optimisation level: -O2 vectorises like -O3 and compiles several times faster."""
 
 
-def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LEVEL) -> Path:
-    """Lower an exported `.mlir` file to a shared library in `workdir`."""
+def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LEVEL, threads: int = 1) -> Path:
+    """Lower an exported `.mlir` file to a shared library in `workdir` whose parallel loops use `threads`."""
+    if threads < 1:
+        raise StrataError(f"error: --threads must be at least 1, not {threads}")
     llvm_dialect = workdir / "model.llvm.mlir"
     llvm_ir = workdir / "model.ll"
     optimised = workdir / "model.opt.bc"
     obj = workdir / "model.o"
     library = workdir / "model.so"
-    _run([find_tool("mlir-opt-22"), str(mlir_file), *MLIR_PIPELINE, "-o", str(llvm_dialect)], "mlir-opt-22")
+    split = MLIR_PIPELINE.index("--convert-linalg-to-loops") + 1
+    pipeline = [*MLIR_PIPELINE[:split], *parallel_passes(threads), *MLIR_PIPELINE[split:]]
+    if threads > 1:
+        pipeline.insert(pipeline.index("--reconcile-unrealized-casts"), "--convert-openmp-to-llvm")
+    _run([find_tool("mlir-opt-22"), str(mlir_file), *pipeline, "-o", str(llvm_dialect)], "mlir-opt-22")
     _run([find_tool("mlir-translate-22"), "--mlir-to-llvmir", str(llvm_dialect), "-o", str(llvm_ir)],
          "mlir-translate-22")
     # The exported module names no target: compile for this machine, so that
     # LLVM's cost models see its vector units.
     host = [f"-mtriple={_host_triple()}", "-mcpu=native"]
-    _run([find_tool("opt-22"), f"-O{opt_level}", *host, str(llvm_ir), "-o", str(optimised)], "opt-22")
+    # libmvec (glibc's vector math) lets the loop vectoriser call vector `exp`/`log`/... in elementwise loops.
+    veclib = ["-vector-library=LIBMVEC"] if platform.machine() == "x86_64" else []
+    _run([find_tool("opt-22"), f"-O{opt_level}", *host, *veclib, str(llvm_ir), "-o", str(optimised)], "opt-22")
     _run([find_tool("llc-22"), f"-O{opt_level}", *host, "-relocation-model=pic", "-filetype=obj", str(optimised),
           "-o", str(obj)], "llc-22")
     link = [_c_compiler(), "-shared", "-o", str(library), str(obj)]
     if RUNTIME_LIBRARY.exists():
         link += [str(RUNTIME_LIBRARY), f"-Wl,-rpath,{RUNTIME_LIBRARY.parent}"]
-    _run([*link, "-lm"], "linking the model's shared library")
+    if threads > 1:
+        if not OPENMP_LIBRARY.exists():
+            raise MlirToolError(f"error: --threads {threads} needs LLVM's OpenMP runtime {OPENMP_LIBRARY}:"
+                                " apt-get install libomp-22-dev")
+        link += [str(OPENMP_LIBRARY), f"-Wl,-rpath,{OPENMP_LIBRARY.parent}"]
+    _run([*link, *(["-lmvec"] if veclib else []), "-lm"], "linking the model's shared library")
     return library
 
 
@@ -202,10 +239,28 @@ class CompiledModel:
 
     def __call__(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
         arrays = [_bind(t, a, i) for i, (t, a) in enumerate(zip(self.arg_types, args, strict=True))]
-        outputs = [np.zeros(tuple(t.get_shape()), reference.numpy_dtype(t.element_type)) for t in self.out_types]
+        # The model writes every element of its outputs: no zeroing (nor, for big ones, fresh zero pages).
+        outputs = [np.empty(tuple(t.get_shape()), reference.numpy_dtype(t.element_type)) for t in self.out_types]
         descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
         self.entry(*(ctypes.byref(d) for d in descriptors))
         return outputs
+
+    def prepare(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]):
+        """
+        `(call, outputs)`: `call()` runs the model on the given values, bound
+        once, into `outputs` (for timing the compute alone).
+        """
+        pools = {"input": inputs, "param": weights}
+        arrays = [_bind(t, pools[k][n], i) for i, (t, (k, n)) in enumerate(zip(self.arg_types, self.names))]
+        outputs = [np.empty(tuple(t.get_shape()), reference.numpy_dtype(t.element_type)) for t in self.out_types]
+        descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
+        pointers = [ctypes.byref(d) for d in descriptors]
+
+        def call() -> None:
+            self.entry(*pointers)
+
+        call.keep = (arrays, outputs, descriptors)  # the descriptors point into these arrays
+        return call, outputs
 
     def run(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         pools = {"input": inputs, "param": weights}
@@ -235,20 +290,67 @@ def _check_dtypes(module: ModuleOp) -> None:
                 )
 
 
-def export(module: ModuleOp, target: str) -> ModuleOp:
-    """A copy of `module` lowered to the loop stage for `target` and exported to upstream MLIR."""
+HOST_GEMM_TILE = (128, 256, 128)
+"""
+The GEMM tile (rows, columns, reduction) for this CPU, where the target's
+fits: per core the 128 x 128 tile of `a` (64 KiB), the packed 128 x 256
+tile of `b` (128 KiB) and the 128 x 256 accumulator (128 KiB) stay in L2
+(2 MiB per core here), a packed 128 x 32 strip of `b` (16 KiB) in L1 (48
+KiB) while the micro-kernel's 12-row blocks of `a` stream past it, and
+each tile's packing is amortised over 2 x 128 x 256 x 128 flops.
+"""
+
+
+@dataclass(frozen=True)
+class HostGemmTilesPass(ModulePass):
+    """Give every GEMM kernel `HOST_GEMM_TILE` (clamped, when legal and it fits the target) before `tile`."""
+
+    name = "host-gemm-tiles"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from strata.dialects.device import resolve_device
+        from strata.dialects.graph.kernel import KernelOp
+        from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR
+        from xdsl.dialects.builtin import DenseArrayBase, i64
+
+        from strata.passes.tile import apply_sizes, default_tiles, shape_of
+
+        def _ints(values) -> DenseArrayBase:
+            return DenseArrayBase.from_list(i64, list(values))
+
+        device = resolve_device(op)
+        for kernel in op.walk():
+            if isinstance(kernel, KernelOp) and kernel.kind.data == "gemm" and TILE_ATTR not in kernel.attributes:
+                base = default_tiles(kernel, device)
+                tiles = apply_sizes(kernel, base, HOST_GEMM_TILE, device)
+                if tiles != base:
+                    kernel.attributes[TILE_ATTR] = _ints(tiles)
+                    kernel.attributes[ORDER_ATTR] = _ints(range(len(shape_of(kernel.outputs[0]))))
+
+
+def export(module: ModuleOp, target: str, host_tiles: bool = True) -> ModuleOp:
+    """
+    A copy of `module` lowered to the loop stage for `target` and exported
+    to upstream MLIR; with `host_tiles`, GEMM kernels take this CPU's tiles
+    (`HostGemmTilesPass`) instead of the target's.
+    """
     module = module.clone()
     stage = detect_stage(module)
     if stage == Stage.MLIR:
         return module
     if stage == Stage.HARDWARE:
         raise StrataError("error: the mlir backend runs loop-stage IR (or earlier), not hardware-stage IR")
-    compile_module(module, target, Stage.MLIR)
+    passes = passes_between(target, stage, Stage.MLIR)
+    names = [p.name for p in passes]
+    if host_tiles and "tile" in names:
+        passes.insert(names.index("tile"), HostGemmTilesPass())
+    compile_module(module, target, Stage.MLIR, pipeline=passes)
     return module
 
 
-def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level: int = OPT_LEVEL) -> CompiledModel:
-    """Compile exported upstream MLIR to a shared library and load it."""
+def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level: int = OPT_LEVEL,
+                     threads: int = 1) -> CompiledModel:
+    """Compile exported upstream MLIR to a shared library (parallel loops on `threads`) and load it."""
     fn = next((op for op in exported.ops if isinstance(op, func.FuncOp) and "llvm.emit_c_interface" in op.attributes),
               None)
     if fn is None:
@@ -261,7 +363,7 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     workdir.mkdir(parents=True, exist_ok=True)
     mlir_file = workdir / "model.mlir"
     mlir_file.write_text(ir.print_module(exported, debuginfo=False))
-    library_path = build_shared_library(mlir_file, workdir, opt_level)
+    library_path = build_shared_library(mlir_file, workdir, opt_level, threads)
     library = ctypes.CDLL(str(library_path))
     name = fn.sym_name.data
     entry = getattr(library, f"_mlir_ciface_{name}")
@@ -273,14 +375,15 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     return CompiledModel(library, entry, names, arg_types, out_types, workdir, tempdir)
 
 
-def compile_model(module: ModuleOp, target: str, workdir: Path | None = None) -> CompiledModel:
-    """Export `module` (graph to loop stage) for `target` and compile it."""
-    return compile_exported(export(module, target), workdir)
+def compile_model(module: ModuleOp, target: str, workdir: Path | None = None, threads: int = 1,
+                  host_tiles: bool = True) -> CompiledModel:
+    """Export `module` (graph to loop stage) for `target` and compile it for `threads` threads."""
+    return compile_exported(export(module, target, host_tiles), workdir, threads=threads)
 
 
 def run_module(
     module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
-    workdir: Path | None = None,
+    workdir: Path | None = None, threads: int = 1,
 ) -> list[np.ndarray]:
     """Like `reference.run_module`, through the MLIR toolchain; outputs are logical arrays."""
-    return compile_model(module, target, workdir).run(inputs, weights)
+    return compile_model(module, target, workdir, threads).run(inputs, weights)

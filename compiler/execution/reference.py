@@ -27,6 +27,14 @@ Semantics, beyond the op docstrings and the model-language spec:
   and `avgpool2d` truncate toward zero.
 - Float to integer conversion truncates toward zero, saturates at the
   integer range and maps NaN to 0 (ONNX leaves these cases undefined).
+- `i4` values are held in int8 arrays with values -8..7 (arithmetic on
+  them wraps modulo 16, float to `i4` saturates at -8..7); `u8` in uint8.
+- Quantization follows ONNX exactly: `quantize` rounds `x / scale`
+  (computed in f32) half to even, adds the zero point and saturates to the
+  dtype's range (f8: to the largest finite value); `dequantize` computes
+  `(q - zero_point) * scale` in f32 and rounds once; an integer `matmul` or
+  `conv2d` into `i32` sums the products exactly (int64) and wraps to 32 bits,
+  as MatMulInteger/ConvInteger do.
 - Floating-point exceptions (overflow, 0/0, log of a negative) give the IEEE
   result (inf, NaN) silently.
 
@@ -63,7 +71,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.compiler.execution import spmd
 from strata.dialects.graph import INPUT_ATTR, PARAM_ATTR
 from strata.dialects.graph import ops as g
-from strata.dialects.graph.dtypes import dtype_name
+from strata.dialects.graph.dtypes import INT_RANGES, dtype_name
 from strata.dialects.graph.kernel import KernelOp
 from strata.dialects.graph.layout import RelayoutOp, layout_of, physical_shape
 from strata.dialects.graph.shapes import fmt
@@ -88,10 +96,13 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
     "f8e4m3": np.dtype(ml_dtypes.float8_e4m3fn),
     "f8e5m2": np.dtype(ml_dtypes.float8_e5m2),
     "i8": np.dtype(np.int8),
+    "u8": np.dtype(np.uint8),
     "i32": np.dtype(np.int32),
     "i64": np.dtype(np.int64),
+    # After i8, so that an int8 array reads back as i8 (`model_dtype_name`).
+    "i4": np.dtype(np.int8),
 }
-"""NumPy dtype of each model-language dtype name."""
+"""NumPy dtype of each model-language dtype name (`i4` is held in int8, values -8..7)."""
 
 _LOW_PRECISION = frozenset(NUMPY_DTYPES[n] for n in ("f16", "bf16", "f8e4m3", "f8e5m2"))
 _FLOAT_DTYPES = frozenset(NUMPY_DTYPES[n] for n in ("f32", "f16", "bf16", "f8e4m3", "f8e5m2"))
@@ -139,6 +150,25 @@ def convert(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if is_float_dtype(value.dtype):
         return _float_to_int(value, dtype)
     return value.astype(dtype)
+
+
+def convert_to(value: np.ndarray, element_type: Attribute) -> np.ndarray:
+    """`convert` to the array dtype holding an IR element type, keeping `i4` in -8..7 (wrapped or saturated)."""
+    if dtype_name(element_type) == "i4":
+        return to_i4(value)
+    return convert(value, numpy_dtype(element_type))
+
+
+def to_i4(value: np.ndarray) -> np.ndarray:
+    """
+    `value` as `i4` held in int8: floats truncate and saturate to -8..7 (NaN
+    to 0), integers wrap modulo 16, as `convert` does for other widths.
+    """
+    value = np.asarray(value)
+    if is_float_dtype(value.dtype):
+        t = np.trunc(value.astype(np.float64))
+        return np.where(np.isnan(t), 0, np.clip(t, -8, 7)).astype(np.int8)
+    return (((value.astype(np.int64) + 8) & 15) - 8).astype(np.int8)
 
 
 def _float_to_int(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -406,7 +436,7 @@ def _finish(op: Operation, result_type: Attribute, value: np.ndarray) -> np.ndar
     """Round a handler's value to the declared result dtype; check its shape."""
     if not isinstance(result_type, TensorType):
         raise op_error(ExecutionError, op, f"'{op.name}' has a non-tensor result {result_type}")
-    value = convert(np.asarray(value), numpy_dtype(result_type.element_type))
+    value = convert_to(np.asarray(value), result_type.element_type)
     expected = tuple(result_type.get_shape())
     if value.shape != expected:
         raise op_error(
@@ -557,9 +587,12 @@ def _bind_argument(func_name: str, index: int, arg_type: Attribute, value) -> np
         raise ExecutionError(f"error: {what} has shape {fmt(value.shape)}, the function needs {fmt(shape)}")
     if not _castable(value.dtype, want):
         raise ExecutionError(
-            f"error: {what} has dtype {value.dtype}, which does not convert to {model_dtype_name(want)}"
+            f"error: {what} has dtype {value.dtype}, which does not convert to {dtype_name(arg_type.element_type)}"
         )
-    return convert(value, want)
+    if dtype_name(arg_type.element_type) == "i4" and not is_float_dtype(value.dtype) and value.size:
+        if int(value.min()) < -8 or int(value.max()) > 7:
+            raise ExecutionError(f"error: {what} holds values outside -8..7, the range of i4")
+    return convert_to(value, arg_type.element_type)
 
 
 def _castable(src: np.dtype, dst: np.dtype) -> bool:
@@ -700,7 +733,7 @@ def _unary(op: Operation, args: list[np.ndarray]) -> np.ndarray:
 
 @register(g.CastOp, widen=False)
 def _cast(op: g.CastOp, args: list[np.ndarray]) -> np.ndarray:
-    return convert(args[0], numpy_dtype(op.result.type.element_type))
+    return convert_to(args[0], op.result.type.element_type)
 
 
 @register(g.ConstantOp)
@@ -711,9 +744,22 @@ def _constant(op: g.ConstantOp, args: list[np.ndarray]) -> np.ndarray:
 # --------------------------------------------------------------------------- contractions
 
 
+def _accumulator(op: Operation, *args: np.ndarray) -> list[np.ndarray]:
+    """
+    Operands of a contraction as it accumulates: integers into a wider result
+    (`i8 x i8 -> i32`) in int64, exact for any depth below 2**32 (then
+    wrapped to 32 bits when the result is rounded, as MatMulInteger does);
+    everything else as it came (floats already widened to f32).
+    """
+    result = op.results[0].type.element_type
+    if _is_int(args[0]) and numpy_dtype(result) != args[0].dtype:
+        return [a.astype(np.int64) for a in args]
+    return list(args)
+
+
 @register(g.MatmulOp)
 def _matmul(op: g.MatmulOp, args: list[np.ndarray]) -> np.ndarray:
-    return np.matmul(args[0], args[1])
+    return np.matmul(*_accumulator(op, args[0], args[1]))
 
 
 def _windows(
@@ -740,7 +786,7 @@ def _windows(
 
 @register(g.Conv2DOp)
 def _conv2d(op: g.Conv2DOp, args: list[np.ndarray]) -> np.ndarray:
-    x, w = args[0], args[1]
+    x, w = _accumulator(op, args[0], args[1])
     bias = args[2] if op.bias is not None else None
     groups = op.groups.value.data
     n, c = x.shape[:2]
@@ -758,6 +804,53 @@ def _conv2d(op: g.Conv2DOp, args: list[np.ndarray]) -> np.ndarray:
     if bias is not None:
         out = out + bias.reshape(1, o, 1, 1)
     return out
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def integer_range(element_type: Attribute) -> tuple[int, int]:
+    """The values an integer element type holds (`i4`: -8..7)."""
+    return INT_RANGES[dtype_name(element_type)]
+
+
+def saturate_to_float(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """f32 `value` rounded to nearest even in the float `dtype`, out-of-range values (and infinities) saturated to its largest finite value."""
+    if dtype in _LOW_PRECISION and dtype not in (NUMPY_DTYPES["f16"], NUMPY_DTYPES["bf16"]):
+        top = np.float32(ml_dtypes.finfo(dtype).max)
+        # Rounding happens after the clip: a value between the largest
+        # finite one and the next (unrepresentable) step rounds down to it anyway.
+        value = np.clip(value, -top, top)
+    return value.astype(dtype)
+
+
+@register(g.QuantizeOp, widen=False)
+def _quantize(op: g.QuantizeOp, args: list[np.ndarray]) -> np.ndarray:
+    x = args[0].astype(np.float32)
+    scale = args[1].astype(np.float32)
+    result = op.result.type.element_type
+    scaled = x / scale
+    if is_float_dtype(numpy_dtype(result)):
+        return saturate_to_float(scaled, numpy_dtype(result))
+    lo, hi = integer_range(result)
+    zero = args[2].astype(np.float64) if op.zero_point is not None else 0.0
+    # np.rint rounds half to even; the zero point is added exactly (float64
+    # holds every f32 value and every zero point), then saturated.
+    q = np.clip(np.rint(scaled).astype(np.float64) + zero, lo, hi)
+    # NaN has no integer; ONNX leaves it undefined, this gives the zero point.
+    q = np.where(np.isnan(q), np.broadcast_to(zero, q.shape), q)
+    return convert_to(q.astype(np.int64), result)
+
+
+@register(g.DequantizeOp, widen=False)
+def _dequantize(op: g.DequantizeOp, args: list[np.ndarray]) -> np.ndarray:
+    q, scale = args[0], args[1].astype(np.float32)
+    if _is_int(q):
+        zero = args[2].astype(np.int64) if op.zero_point is not None else 0
+        shifted = (q.astype(np.int64) - zero).astype(np.float32)
+    else:
+        shifted = q.astype(np.float32)
+    return shifted * scale
 
 
 # --------------------------------------------------------------------------- reductions

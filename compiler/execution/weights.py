@@ -21,9 +21,14 @@ and shape, never at its name or at the ops that use it:
   it moves it by about one unit. Either way nothing grows with depth faster
   than linearly.
 - float inputs: N(0, 1).
-- integer arguments: uniform in [0, n), where `n` is from `index_ranges`
+- quantized integer params (`i4`, `i8`, `u8`): uniform over the dtype's
+  whole range (-8..7, -128..127, 0..255), as quantized weights are.
+- other integer arguments: uniform in [0, n), where `n` is from `index_ranges`
   (see `integer_input_ranges`: the table size for gather ids), else 100,
   and never beyond the dtype's range.
+
+`i4` values are held in int8 arrays (-8..7) and stored in `.npz` files the
+same way, one int8 byte per value; `u8` as uint8.
 
 Floats are drawn in float32 and rounded to the argument's dtype. The same
 `rng` state and specs give the same values.
@@ -35,6 +40,8 @@ file and the entry, never a traceback.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,10 +58,11 @@ from strata.compiler.execution.reference import (
     convert,
     is_float_dtype,
     model_dtype_name,
+    to_i4,
 )
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.kernel import KernelOp
-from strata.dialects.graph.dtypes import FLOAT_DTYPES, dtype_name
+from strata.dialects.graph.dtypes import FLOAT_DTYPES, INT_RANGES, QUANTIZED_INT_DTYPES, dtype_name
 from strata.dialects.graph.shapes import fmt
 
 DEFAULT_INT_RANGE = 100
@@ -136,7 +144,10 @@ def random_value(spec: ArgSpec, rng: np.random.Generator, int_range: int = DEFAU
     """A random value for one argument (the rule in the module docstring)."""
     dtype = spec.numpy_dtype
     if spec.dtype not in FLOAT_DTYPES:
-        high = max(1, min(int_range, int(np.iinfo(dtype).max) + 1))
+        lo, hi = INT_RANGES[spec.dtype]
+        if spec.kind == "param" and spec.dtype in QUANTIZED_INT_DTYPES:
+            return np.asarray(rng.integers(lo, hi + 1, size=spec.shape, dtype=dtype))
+        high = max(1, min(int_range, hi + 1))
         return np.asarray(rng.integers(0, high, size=spec.shape, dtype=dtype))
     x = rng.standard_normal(spec.shape, dtype=np.float32)
     if spec.kind == "param":
@@ -209,7 +220,8 @@ def load_npz(
     Each entry is converted to its argument's dtype (floats from any float
     or integer array, rounding; integers from integer arrays whose values
     fit). An entry the model does not have, a wrong shape, a dtype that does
-    not convert, or a file that is not an `.npz` archive raises
+    not convert, or a file that is not an `.npz` archive (or not a
+    regular file: a FIFO, a device) raises
     `StrataError`; so does a missing entry unless `allow_missing`, in which
     case only the entries present are returned.
     """
@@ -233,6 +245,17 @@ def load_npz(
 
 
 def _open_npz(path: str, where: str):
+    # Only a regular file: np.load would block forever on a FIFO and read /dev/zero until memory runs out.
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise StrataError(f"{where}: no such file") from None
+    except OSError as err:
+        raise StrataError(f"{where}: cannot read it ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise StrataError(f"{where}: is a directory, not an .npz file")
+    if not stat.S_ISREG(mode):
+        raise StrataError(f"{where}: not a regular file; give the path of an .npz file")
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -303,25 +326,25 @@ def _check_entry(where: str, spec: ArgSpec, value: np.ndarray) -> np.ndarray:
     if is_float_dtype(target):
         ok = is_float_dtype(src) or src.kind in "biu"
     else:
-        ok = src.kind in "biu" and _fits(value, target)
+        ok = src.kind in "biu" and _fits(value, INT_RANGES[spec.dtype])
     if not ok:
+        lo, hi = INT_RANGES.get(spec.dtype, (None, None))
         raise StrataError(
             f"{where}: '{spec.name}' has dtype {src}, which does not convert to {spec.dtype}"
-            + (" (values out of range)" if src.kind in "biu" else "")
+            + (f" (values out of range: {spec.dtype} holds {lo}..{hi})" if src.kind in "biu" else "")
             # bf16 and most float8s saved as is come back as raw bytes.
             + (f" ({_ML_DTYPES_HINT})" if src.kind == "V" else "")
         )
-    return convert(value, target)
+    return to_i4(value) if spec.dtype == "i4" else convert(value, target)
 
 
 _ML_DTYPES_HINT = "an ml_dtypes array saved as is? save it widened to float32, as strata run -o does"
 
 
-def _fits(value: np.ndarray, dtype: np.dtype) -> bool:
+def _fits(value: np.ndarray, bounds: tuple[int, int]) -> bool:
     if value.size == 0 or value.dtype.kind == "b":
         return True
-    info = np.iinfo(dtype)
-    return int(value.min()) >= info.min and int(value.max()) <= info.max
+    return int(value.min()) >= bounds[0] and int(value.max()) <= bounds[1]
 
 
 # --------------------------------------------------------------------------- outputs
@@ -335,19 +358,28 @@ def save_outputs(path: str, outputs: Sequence[np.ndarray]) -> None:
     exactly, since NumPy cannot read them back without ml_dtypes (f16 stays);
     `load_npz` converts them back to the argument's dtype.
     """
+    save_npz(path, {f"out{i}": value for i, value in enumerate(outputs)}, "outputs")
+
+
+def save_npz(path: str, values: Mapping[str, np.ndarray], label: str = "weights") -> None:
+    """
+    Write named arrays (weights by param path, or outputs) to an `.npz` that
+    `load_npz` reads back exactly: ml_dtypes floats widened to float32, `i4`
+    as its int8 bytes (one per value), everything else as is.
+    """
     arrays = {}
-    for i, value in enumerate(outputs):
+    for name, value in values.items():
         value = np.asarray(value)
         # User-defined dtypes are the ml_dtypes ones; whether they report kind 'f'
         # (float8_e5m2) or 'V' (bfloat16), the .npy header cannot name them.
         if value.dtype.isbuiltin == 2:
             value = value.astype(np.float32)
-        arrays[f"out{i}"] = value
+        arrays[name] = value
     try:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
     except OSError as err:
-        raise StrataError(f"error: cannot write outputs file {path}: {err.strerror or err}") from None
+        raise StrataError(f"error: cannot write {label} file {path}: {err.strerror or err}") from None
 
 
 def _dtype_label(dtype: np.dtype) -> str:

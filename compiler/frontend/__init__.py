@@ -8,11 +8,9 @@ error in the user's file surfaces as a `ModelError` with the source line.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 
-from strata.compiler.diagnostics import ModelError, SourceLoc, StrataError
+from strata.compiler.diagnostics import ModelError, SourceLoc, read_regular_file
 from strata.compiler.frontend.elaborate import Elaborator
 from strata.compiler.frontend.syntax import display_source, parse_program
 from strata.dialects.vocabulary import BATCH_ATTR, MODEL_FLOPS_ATTR
@@ -48,12 +46,7 @@ def _record_model_facts(module: ModuleOp, batch: int | None) -> None:
 
 def read_source(path: str) -> str:
     """Read a model file as text; unreadable or non-UTF-8 input is a located error."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise StrataError(f"error: cannot read {path}: {err.strerror}") from None
-    if len(data) > MAX_SOURCE_BYTES:
-        raise StrataError(f"error: {path} is larger than {MAX_SOURCE_BYTES} bytes; is it a model file?")
+    data = read_regular_file(path, MAX_SOURCE_BYTES, "model file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

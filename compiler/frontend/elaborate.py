@@ -732,6 +732,7 @@ class Elaborator:
         for defn in self.defs.values():
             self.check_def_signature(defn)
         results = self.run_body(model, scope)
+        self.check_unused_calls()
         ret = func.ReturnOp(*results)
         self.emit(ret, model.body[-1].loc)
         fn = func.FuncOp(
@@ -770,6 +771,14 @@ class Elaborator:
                 self.fail(arg.loc, "tensor arguments must come before integer parameters")
             elif arg.type.dtype not in DTYPES:
                 self.fail(arg.type.loc, f"unknown dtype '{arg.type.dtype}'{_suggest_dtype(arg.type.dtype)}")
+
+    def check_unused_calls(self) -> None:
+        """A def never called (or called only in `repeat 0`) still calls known operations: `check` says so."""
+        for defn in self.defs.values():
+            for callee, loc in _calls_in(defn.body):
+                if callee not in self.defs and callee not in OPERATIONS:
+                    known = list(OPERATIONS) + list(self.defs)
+                    self.fail(loc, f"unknown operation '{callee}'{_suggest(callee, known)}")
 
     def check_recursion(self) -> None:
         calls = {name: list(_calls_in(defn.body)) for name, defn in self.defs.items()}

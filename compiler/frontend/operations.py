@@ -20,7 +20,18 @@ from xdsl.ir import Operation, SSAValue
 from strata.compiler.diagnostics import SourceLoc
 from strata.dialects.graph import ops as g
 from strata.dialects.graph import shapes
-from strata.dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, dtype_name, tensor_type, type_str
+from strata.dialects.graph.dtypes import (
+    DEQUANTIZE_DTYPES,
+    DTYPES,
+    FLOAT_DTYPES,
+    INT_RANGES,
+    QUANTIZE_DTYPES,
+    QUANTIZED_INT_DTYPES,
+    accumulation_dtypes,
+    dtype_name,
+    tensor_type,
+    type_str,
+)
 
 REQUIRED = object()
 """Default of an attribute the user must give."""
@@ -91,8 +102,8 @@ class OpContext:
         if dtype not in FLOAT_DTYPES:
             if not math.isfinite(value) or value != int(value):
                 self.error(f"literal {text} is not a valid {dtype} value (an integer is needed)", scalar.loc)
-            bits = int(dtype[1:])
-            if not -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1):
+            lo, hi = INT_RANGES[dtype]
+            if not lo <= int(value) <= hi:
                 self.error(f"literal {text} is out of range for {dtype}", scalar.loc)
         elif isinstance(value, int) and abs(value) > 2**1023:
             self.error(f"literal {text} is too large for {dtype}", scalar.loc)
@@ -172,12 +183,19 @@ def build_binary(ctx: OpContext, symbol: str, lhs, rhs) -> SSAValue:
     return ctx.emit(BINARY[symbol](lhs, rhs, with_shape(lhs, shape))).result
 
 
-def build_matmul(ctx: OpContext, lhs, rhs) -> SSAValue:
+def build_matmul(ctx: OpContext, lhs, rhs, dtype: str | None = None) -> SSAValue:
+    """`lhs @ rhs`, its result in `dtype` (default: the operands' dtype)."""
     lhs, rhs = ctx.tensor(lhs), ctx.tensor(rhs)
     if dtype_of(lhs) != dtype_of(rhs):
+        what = "'@'" if ctx.name == "'@'" else ctx.name
+        hint = ""
+        quantized = {dtype_of(lhs), dtype_of(rhs)} & QUANTIZED_INT_DTYPES
+        if quantized and {dtype_of(lhs), dtype_of(rhs)} & FLOAT_DTYPES:
+            hint = " (an integer matmul needs integer operands: quantize the float one)"
         ctx.error(
-            f"operands of '@' have different dtypes: {type_str(lhs.type)} and {type_str(rhs.type)}"
+            f"operands of {what} have different dtypes: {type_str(lhs.type)} and {type_str(rhs.type)}{hint}"
         )
+    dtype = accumulation(ctx, dtype_of(lhs), dtype)
     a, b = shape_of(lhs), shape_of(rhs)
     both = f"{type_str(lhs.type)} @ {type_str(rhs.type)}"
     if len(a) < 2 or len(b) < 2:
@@ -190,7 +208,23 @@ def build_matmul(ctx: OpContext, lhs, rhs) -> SSAValue:
         shape = shapes.matmul(a, b)
     except shapes.ShapeError:
         ctx.error(f"{ctx.name} batch dimensions do not broadcast: {both}")
-    return ctx.emit(g.MatmulOp(lhs, rhs, with_shape(lhs, shape))).result
+    return ctx.emit(g.MatmulOp(lhs, rhs, with_shape(lhs, shape, dtype))).result
+
+
+def accumulation(ctx: OpContext, operand: str, dtype: str | None) -> str:
+    """The result dtype of a contraction of `operand`s asked to give `dtype`; a dtype not allowed is an error."""
+    if dtype is None:
+        return operand
+    allowed = accumulation_dtypes(operand)
+    if dtype not in allowed:
+        choices = " or ".join(sorted(allowed))
+        ctx.error(f"{ctx.name} of {operand} operands gives {choices}, not dtype={dtype}")
+    return dtype
+
+
+@operation("matmul", ["tensor", "tensor"], dtype=AttrSpec("dtype", None))
+def _matmul(ctx: OpContext, a, b, dtype):
+    return [build_matmul(ctx, a, b, dtype)]
 
 
 def _register_binary(name: str) -> None:
@@ -218,9 +252,14 @@ UNARY = {
 }
 
 
+INTEGER_UNARY = frozenset({"relu", "abs", "neg"})
+"""Unary operations that also take integers."""
+
+
 def build_unary(ctx: OpContext, name: str, x) -> SSAValue:
     x = ctx.tensor(x)
-    require_float(ctx, x)
+    if name not in INTEGER_UNARY:
+        require_float(ctx, x)
     return ctx.emit(UNARY[name](x)).result
 
 
@@ -242,6 +281,65 @@ for _name in UNARY:
 def _cast(ctx: OpContext, x, dtype: str):
     x = ctx.tensor(x)
     return [ctx.emit(g.CastOp(x, with_shape(x, shape_of(x), dtype))).result]
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def _quantization_operands(ctx: OpContext, x: SSAValue, scale, zero_point, quantized: str):
+    """Check `scale` and the zero point (a tensor, or an integer literal) against `x`; `quantized` is the integer/f8 dtype."""
+    if isinstance(scale, Scalar):
+        # A literal scale is per tensor, in f32 (the dtype the arithmetic runs in).
+        scale = ctx.scalar(scale, "f32")
+    if dtype_of(scale) not in FLOAT_DTYPES:
+        ctx.error(f"{ctx.name} scale must be a float tensor, got {type_str(scale.type)}")
+    shape = shape_of(x)
+    for what, value in (("scale", scale), ("zero point", zero_point)):
+        if isinstance(value, SSAValue):
+            try:
+                fits = shapes.broadcast(shape, shape_of(value)) == shape
+            except shapes.ShapeError:
+                fits = False
+            if not fits:
+                ctx.error(f"{ctx.name} {what} {type_str(value.type)} does not broadcast to {type_str(x.type)}")
+    if zero_point is None:
+        return scale, None
+    if quantized not in QUANTIZED_INT_DTYPES:
+        ctx.error(f"{ctx.name} {'to' if ctx.name == 'quantize' else 'of'} {quantized} takes no zero point (only i4, i8, u8 do)")
+    if isinstance(zero_point, Scalar):
+        return scale, ctx.scalar(zero_point, quantized)
+    if dtype_of(zero_point) != quantized:
+        ctx.error(f"{ctx.name} zero point must be {quantized}, got {type_str(zero_point.type)}")
+    return scale, zero_point
+
+
+def _zero_point(ctx: OpContext, positional, keyword):
+    if positional is not None and keyword is not None:
+        ctx.error(f"{ctx.name} takes the zero point once: as its third operand or as zero_point=...")
+    if keyword is not None:
+        return Scalar(keyword, ctx.loc)
+    return positional
+
+
+@operation("quantize", ["tensor", "tensor", "tensor?"], zero_point=AttrSpec("int", None), dtype=AttrSpec("dtype", "i8"))
+def _quantize(ctx: OpContext, x, scale, zp, zero_point, dtype):
+    x = ctx.tensor(x)
+    require_float(ctx, x)
+    if dtype not in QUANTIZE_DTYPES:
+        ctx.error(f"quantize dtype must be one of {', '.join(sorted(QUANTIZE_DTYPES))}, got {dtype}")
+    scale, zp = _quantization_operands(ctx, x, scale, _zero_point(ctx, zp, zero_point), dtype)
+    return [ctx.emit(g.QuantizeOp(x, scale, zp, with_shape(x, shape_of(x), dtype))).result]
+
+
+@operation("dequantize", ["tensor", "tensor", "tensor?"], zero_point=AttrSpec("int", None), dtype=AttrSpec("dtype", "f32"))
+def _dequantize(ctx: OpContext, q, scale, zp, zero_point, dtype):
+    q = ctx.tensor(q)
+    if dtype_of(q) not in DEQUANTIZE_DTYPES:
+        ctx.error(f"dequantize needs an operand of {', '.join(sorted(DEQUANTIZE_DTYPES))}, got {type_str(q.type)}")
+    if dtype not in FLOAT_DTYPES:
+        ctx.error(f"dequantize dtype must be a float dtype, got {dtype}")
+    scale, zp = _quantization_operands(ctx, q, scale, _zero_point(ctx, zp, zero_point), dtype_of(q))
+    return [ctx.emit(g.DequantizeOp(q, scale, zp, with_shape(q, shape_of(q), dtype))).result]
 
 
 # --------------------------------------------------------------------------- reductions and rows
@@ -427,17 +525,18 @@ def _same_dtype(ctx: OpContext, *values: SSAValue) -> None:
 @operation(
     "conv2d", ["tensor", "tensor", "tensor?"],
     stride=AttrSpec("ints", (1,)), padding=AttrSpec("ints", (0,)),
-    dilation=AttrSpec("ints", (1,)), groups=AttrSpec("int", 1),
+    dilation=AttrSpec("ints", (1,)), groups=AttrSpec("int", 1), dtype=AttrSpec("dtype", None),
 )
-def _conv2d(ctx: OpContext, x, w, b, stride, padding, dilation, groups):
+def _conv2d(ctx: OpContext, x, w, b, stride, padding, dilation, groups, dtype):
     x, w = ctx.tensor(x), ctx.tensor(w)
     b = None if b is None else ctx.tensor(b)
-    _same_dtype(ctx, x, w, *([b] if b is not None else []))
+    _same_dtype(ctx, x, w)
+    dtype = accumulation(ctx, dtype_of(x), dtype)
     strides, pads, dilations = _pair(ctx, "stride", stride), _pads(ctx, padding), _pair(ctx, "dilation", dilation)
     shape = ctx.rule(shapes.conv2d, shape_of(x), shape_of(w), strides, pads, dilations, groups)
-    if b is not None and shape_of(b) != (shape[1],):
-        ctx.error(f"conv2d bias has type {type_str(b.type)}, needs {dtype_of(b)}[{shape[1]}]")
-    op = g.Conv2DOp(x, w, b, with_shape(x, shape), strides, pads, dilations, groups)
+    if b is not None and (shape_of(b) != (shape[1],) or dtype_of(b) != dtype):
+        ctx.error(f"conv2d bias has type {type_str(b.type)}, needs {dtype}[{shape[1]}]")
+    op = g.Conv2DOp(x, w, b, with_shape(x, shape, dtype), strides, pads, dilations, groups)
     return [ctx.emit(op).result]
 
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.ir import BlockArgument, SSAValue
 
 from strata.backends.cost import estimate
 from strata.dialects.device import DeviceSpec, set_module_device
@@ -206,7 +207,17 @@ def _safe(evaluator, point) -> float:
 
 
 def _units(module: ModuleOp) -> list[KernelOp | RelayoutOp]:
-    return [op for op in module.walk() if isinstance(op, KernelOp | RelayoutOp)]
+    """The kernels and the relayouts a run pays (not those of inputs and params: `cost.relayout_copies`)."""
+    return [op for op in module.walk() if isinstance(op, KernelOp) or isinstance(op, RelayoutOp) and not _placed(op.input)]
+
+
+def _placed(value: SSAValue) -> bool:
+    """A model input or param, or a view of one: laid out when it is placed on the device."""
+    while not isinstance(value, BlockArgument):
+        if isinstance(value.owner, KernelOp | RelayoutOp) or len(value.owner.operands) != 1:
+            return False
+        value = value.owner.operands[0]
+    return True
 
 
 def _default_cost(op, cache: _Cache) -> float:

@@ -35,7 +35,7 @@ from strata.dialects.vocabulary import DATAFLOW_ATTR, ORDER_ATTR, TILE_ATTR
 from strata.passes.lower_to_hardware import LowerToHardwarePass, dataflow_choices
 from strata.passes.lower_to_loops import LowerToLoopsPass
 from strata.passes.place_chips import PlaceChipsPass
-from strata.passes.tile import candidate_tiles, default_tiles, loop_orders
+from strata.passes.tile import candidate_tiles, default_order, default_tiles, loop_orders
 
 
 def _ints(values) -> DenseArrayBase:
@@ -44,8 +44,8 @@ def _ints(values) -> DenseArrayBase:
 
 def default_point(kernel: KernelOp, device: DeviceSpec) -> dict:
     """The point the default pipeline would compile `kernel` at."""
-    rank = len(kernel.outputs[0].type.get_shape())
-    point = {"tiles": tuple(default_tiles(kernel, device)), "order": tuple(range(rank))}
+    tiles = tuple(default_tiles(kernel, device))
+    point = {"tiles": tiles, "order": default_order(kernel, tiles, device)}
     if dataflow_choices(kernel.kind.data, device):
         point["dataflow"] = device["dataflow"]
     return point

@@ -22,6 +22,7 @@ from strata.dialects.graph.ops import (
     ConcatOp,
     ConstantOp,
     Conv2DOp,
+    DequantizeOp,
     DivOp,
     ErfOp,
     ExpOp,
@@ -39,6 +40,7 @@ from strata.dialects.graph.ops import (
     MulOp,
     NegOp,
     PowOp,
+    QuantizeOp,
     ReduceMaxOp,
     ReduceMinOp,
     ReluOp,
@@ -88,6 +90,9 @@ Graph = Dialect(
         ErfOp,
         NegOp,
         CastOp,
+        # Quantization
+        QuantizeOp,
+        DequantizeOp,
         # Contractions
         MatmulOp,
         Conv2DOp,

@@ -46,7 +46,16 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.graph import shapes
-from strata.dialects.graph.dtypes import DTYPES, FLOAT_DTYPES, INT_DTYPES, dtype_name
+from strata.dialects.graph.dtypes import (
+    DEQUANTIZE_DTYPES,
+    DTYPES,
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    QUANTIZE_DTYPES,
+    QUANTIZED_INT_DTYPES,
+    accumulation_dtypes,
+    dtype_name,
+)
 from strata.dialects.vocabulary import MESH_AXES
 
 # --------------------------------------------------------------------------- helpers
@@ -233,7 +242,9 @@ class PowOp(BinaryElementwiseOp):
 
 
 class UnaryElementwiseOp(IRDLOperation):
-    """Base of float unary ops: `result = f(input)`, same type."""
+    """Base of unary ops: `result = f(input)`, same type; float only unless `ACCEPTS_INT`."""
+
+    ACCEPTS_INT: ClassVar[bool] = False
 
     T: ClassVar = VarConstraint("T", base(TensorType))
     input = operand_def(T)
@@ -246,14 +257,18 @@ class UnaryElementwiseOp(IRDLOperation):
         super().__init__(operands=[input], result_types=[SSAValue.get(input).type])
 
     def verify_(self) -> None:
-        _expect_float(self, self.input)
+        if not self.ACCEPTS_INT:
+            _expect_float(self, self.input)
+        else:
+            _dtype(self, self.input)
 
 
 @irdl_op_definition
 class ReluOp(UnaryElementwiseOp):
-    """`result = max(input, 0)`."""
+    """`result = max(input, 0)` (floats and integers)."""
 
     name = "graph.relu"
+    ACCEPTS_INT: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -314,9 +329,10 @@ class RsqrtOp(UnaryElementwiseOp):
 
 @irdl_op_definition
 class AbsOp(UnaryElementwiseOp):
-    """`result = |x|`."""
+    """`result = |x|` (floats and integers; integers wrap: `|-128|` is -128 in i8)."""
 
     name = "graph.abs"
+    ACCEPTS_INT: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -328,9 +344,10 @@ class ErfOp(UnaryElementwiseOp):
 
 @irdl_op_definition
 class NegOp(UnaryElementwiseOp):
-    """`result = -x`."""
+    """`result = -x` (floats and integers, which wrap)."""
 
     name = "graph.neg"
+    ACCEPTS_INT: ClassVar[bool] = True
 
 
 @irdl_op_definition
@@ -370,7 +387,11 @@ class MatmulOp(IRDLOperation):
     Batched matrix product with NumPy `@` semantics.
 
     `result[..., m, n] = sum_k lhs[..., m, k] * rhs[..., k, n]`, batch dims
-    broadcast.
+    broadcast. Both operands have one dtype; the result has that dtype or an
+    accumulation dtype (`dtypes.accumulation_dtypes`): `i32` for `i4`, `i8`,
+    `u8` operands, whose products are summed exactly and wrapped to 32 bits
+    (ONNX MatMulInteger without zero points); `f32`, `bf16` or `f16` for f8
+    operands, summed in f32 and rounded once.
 
     ```mlir
     %c = graph.matmul %a, %b : tensor<64x32xf32>, tensor<32x16xf32> -> tensor<64x16xf32>
@@ -392,8 +413,18 @@ class MatmulOp(IRDLOperation):
         super().__init__(operands=[lhs, rhs], result_types=[result_type])
 
     def verify_(self) -> None:
-        _expect_same_dtype(self, self.lhs, self.rhs, self.result)
+        _expect_same_dtype(self, self.lhs, self.rhs)
+        _expect_accumulation(self, self.lhs, self.result)
         _expect_shape(self, self.result, _check(shapes.matmul, _shape(self.lhs), _shape(self.rhs)))
+
+
+def _expect_accumulation(op: IRDLOperation, operand: SSAValue, result: SSAValue) -> None:
+    """The result dtype of a contraction must be one its operand dtype accumulates in."""
+    got, allowed = _dtype(op, result), accumulation_dtypes(_dtype(op, operand))
+    if got not in allowed:
+        raise VerifyException(
+            f"'{op.name}' of {_dtype(op, operand)} operands gives {' or '.join(sorted(allowed))}, not {got}"
+        )
 
 
 @irdl_op_definition
@@ -403,6 +434,9 @@ class Conv2DOp(IRDLOperation):
 
     `result[n, o, y, x] = b[o] + sum_{c, i, j} input[n, g*C/G + c, y*sh + i*dh - pt,
     x*sw + j*dw - pl] * weight[o, c, i, j]` with `g = o / (O/G)` and zero padding.
+    `input` and `weight` share one dtype; the result (and `bias`) has that
+    dtype or an accumulation dtype, as for `graph.matmul`: `i32` for `i4`,
+    `i8`, `u8` operands (ONNX ConvInteger, then an exact `i32` bias add).
 
     ```mlir
     %y = graph.conv2d %x, %w bias %b : tensor<4xf32> {strides = array<i64: 1, 1>,
@@ -460,8 +494,10 @@ class Conv2DOp(IRDLOperation):
         )
         if len(strides) != 2 or len(pads) != 4 or len(dilations) != 2:
             raise VerifyException("'graph.conv2d' needs 2 strides, 4 pads and 2 dilations")
-        operands = [self.input, self.weight] + ([self.bias] if self.bias else [])
-        _expect_same_dtype(self, *operands, self.result)
+        _expect_same_dtype(self, self.input, self.weight)
+        _expect_accumulation(self, self.input, self.result)
+        if self.bias is not None:
+            _expect_same_dtype(self, self.bias, self.result)
         expected = _check(
             shapes.conv2d, _shape(self.input), _shape(self.weight),
             strides, pads, dilations, self.groups.value.data,
@@ -471,6 +507,107 @@ class Conv2DOp(IRDLOperation):
                 f"'graph.conv2d' bias shape {shapes.fmt(_shape(self.bias))} should be [{expected[1]}]"
             )
         _expect_shape(self, self.result, expected)
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+class QuantizationOp(IRDLOperation):
+    """Base of `quantize`/`dequantize`: an input, a float `scale` and an optional `zero_point`, both broadcast to the input."""
+
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    zero_point = opt_operand_def(TensorType)
+    result = result_def(TensorType)
+
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$input `,` $scale `:` type($scale) (`zero_point` $zero_point^ `:` type($zero_point))?"
+        " attr-dict `:` type($input) `->` type($result)"
+    )
+
+    def __init__(
+        self, input: SSAValue, scale: SSAValue, zero_point: SSAValue | None, result_type: TensorType
+    ):
+        super().__init__(
+            operands=[input, scale, [zero_point] if zero_point is not None else []],
+            result_types=[result_type],
+        )
+
+    def _verify_quantization(self, quantized: SSAValue, allowed: frozenset[str], what: str) -> None:
+        """Shared checks; `quantized` is the integer/f8 side, whose dtypes must be in `allowed`."""
+        dtype = _dtype(self, quantized)
+        if dtype not in allowed:
+            raise VerifyException(
+                f"'{self.name}' {what} must be one of {', '.join(sorted(allowed))}, got {dtype}"
+            )
+        _expect_float(self, self.scale)
+        shape = _shape(self.input)
+        for name, value in (("scale", self.scale), ("zero_point", self.zero_point)):
+            if value is None:
+                continue
+            try:
+                fits = shapes.broadcast(shape, _shape(value)) == shape
+            except shapes.ShapeError:
+                fits = False
+            if not fits:
+                raise VerifyException(
+                    f"'{self.name}' {name} shape {shapes.fmt(_shape(value))} does not broadcast to"
+                    f" the input shape {shapes.fmt(shape)}"
+                )
+        if self.zero_point is not None:
+            if dtype not in QUANTIZED_INT_DTYPES:
+                raise VerifyException(f"'{self.name}' takes a zero point only for i4, i8, u8, not {dtype}")
+            _expect_same_dtype(self, self.zero_point, quantized)
+        _expect_shape(self, self.result, shape)
+
+
+@irdl_op_definition
+class QuantizeOp(QuantizationOp):
+    """
+    Linear quantization, as ONNX QuantizeLinear (saturating).
+
+    For an integer result (`i4`, `i8`, `u8`):
+    `result = clip(round_half_even(input / scale) + zero_point, lo, hi)`
+    with `lo..hi` the result dtype's range. For an f8 result (no zero point):
+    `result = f8(input / scale)`, rounded to nearest even and saturated to
+    the largest finite value. `input / scale` is computed in f32; `scale`
+    and `zero_point` (of the result dtype) broadcast to the input.
+
+    ```mlir
+    %q = graph.quantize %x, %s : tensor<f32> zero_point %z : tensor<ui8>
+        : tensor<4x8xf32> -> tensor<4x8xui8>
+    ```
+    """
+
+    name = "graph.quantize"
+
+    def verify_(self) -> None:
+        _expect_float(self, self.input)
+        self._verify_quantization(self.result, QUANTIZE_DTYPES, "result dtype")
+
+
+@irdl_op_definition
+class DequantizeOp(QuantizationOp):
+    """
+    Linear dequantization, as ONNX DequantizeLinear.
+
+    `result = (input - zero_point) * scale`, computed in f32 (the difference
+    exactly, in integers) and rounded once to the float result dtype;
+    `scale` and `zero_point` (of the input dtype, only for `i4`, `i8`, `u8`)
+    broadcast to the input.
+
+    ```mlir
+    %w = graph.dequantize %q, %s : tensor<8x1xf32> : tensor<8x16xi4> -> tensor<8x16xbf16>
+    ```
+    """
+
+    name = "graph.dequantize"
+
+    def verify_(self) -> None:
+        _expect_float(self, self.result)
+        self._verify_quantization(self.input, DEQUANTIZE_DTYPES, "input dtype")
 
 
 # --------------------------------------------------------------------------- reductions
@@ -849,7 +986,10 @@ class GatherOp(IRDLOperation):
     """
     Embedding lookup: `result[i..., j...] = table[ids[i...], j...]`.
 
-    Ids outside `[0, V)` are clamped when executed.
+    As ONNX Gather, a negative id counts from the end (-1 is the last row).
+    `strata run` refuses an id outside `[-V, V)` (the reference and the loop
+    interpreter); native code (`--backend mlir`) does not check and clamps
+    such an id into `[0, V)`.
     """
 
     name = "graph.gather"

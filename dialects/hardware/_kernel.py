@@ -12,6 +12,11 @@ figures every cost model needs, computed from that body: `flops` (all work),
 `N = filters`, `K = KH*KW*C`; attention as `q @ k^T` then `p @ v` over
 the keys a query visits, on average where a causal key loop stops at the
 diagonal). Each target adds its mapping.
+
+`operand_dtype()` is the dtype the matrix units multiply: that of the
+operands reaching the kernel's first matmul, before the lowering widened
+them to the accumulator (a weight-only `x: bf16 @ dequantize(w: i4, s)`
+multiplies bf16, though its first input is the stored i4 weight).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     IntegerAttr,
+    IntegerType,
     MemRefType,
     StringAttr,
     TensorType,
@@ -45,9 +51,10 @@ from xdsl.irdl import (
 from xdsl.traits import IsolatedFromAbove, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from strata.dialects.graph import ops as g
 from strata.dialects.graph import shapes
-from strata.dialects.loop import verify_kernel
-from strata.dialects.vocabulary import dtype_of
+from strata.dialects.loop import KIND_BOUNDS, int_values, verify_kernel
+from strata.dialects.vocabulary import dtype_of, element_bytes
 
 KERNEL_FORMAT = (
     "$kernel_name `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)`"
@@ -105,7 +112,13 @@ class HardwareKernelOp(IRDLOperation):
         return [tuple(g.get_values()) for g in self.gemms]
 
     def operand_dtype(self) -> str:
-        """The dtype the matrix units multiply: the first input's element type, else the output's."""
+        """
+        The dtype the matrix units multiply (`matrix_operand_dtype` of the
+        body); a kernel without a matmul: its first input's, else its output's.
+        """
+        dtype = matrix_operand_dtype(self.body)
+        if dtype is not None:
+            return dtype
         values = list(self.ins) or list(self.outs)
         return dtype_of(values[0].type.element_type)
 
@@ -114,9 +127,82 @@ class HardwareKernelOp(IRDLOperation):
         for name in FIGURES:
             if self.figure(name) < 0:
                 raise VerifyException(f"'{self.name}' {name} must be >= 0")
+        for gemm in self.gemms:
+            if not isinstance(gemm.elt_type, IntegerType):
+                raise VerifyException(f"'{self.name}' gemms entries are array<i64: count, M, N, K>, got {gemm}")
         for gemm in self.gemm_list():
             if len(gemm) != 4 or min(gemm) <= 0:
                 raise VerifyException(f"'{self.name}' gemms entries are [count, M, N, K] > 0, got {list(gemm)}")
+        if self.kind.data in KIND_BOUNDS and not self.gemms.data:
+            raise VerifyException(f"'{self.name}' of kind '{self.kind.data}' issues GEMMs: its gemms cannot be empty")
+
+
+def _before_accumulator_cast(value: SSAValue) -> SSAValue:
+    """
+    The matmul operand `value` before the cast the loop lowering inserts to
+    widen it to the accumulator type (`lower_to_loops`: f32 for floats, i32
+    for integers); `value` itself when it is no such widening cast.
+    """
+    owner = value.owner
+    if isinstance(owner, g.CastOp) and owner.input.type.element_type != value.type.element_type:
+        return owner.input
+    return value
+
+
+def _width_bits(element_type: Attribute) -> int:
+    return getattr(element_type, "bitwidth", 32)
+
+
+def matrix_operand_dtype(body: Region) -> str | None:
+    """The `dtype_of` of `matrix_operand_type(body)`, or None without a matmul."""
+    element_type = matrix_operand_type(body)
+    return None if element_type is None else dtype_of(element_type)
+
+
+def matrix_operand_type(body: Region) -> Attribute | None:
+    """
+    The element type the first matmul of `body` (a `graph.matmul` in a loop
+    kernel, a target's `MatrixOp` in a hardware one) multiplies, or None
+    without one.
+
+    Both operands are taken before their accumulator cast: a weight-only
+    `x: bf16 @ dequantize(w: i4, s)` multiplies bf16 (the dequantized
+    weight), an int8 GEMM i8, an fp8 one f8E4M3FN. Operands of two dtypes
+    (`cast(x: bf16, f32) @ w: f32`) run at the wider one's rate, which is
+    the type the hardware multiplies in; equal widths take the lhs's.
+    """
+    for op in body.walk():
+        if isinstance(op, (MatrixOp, g.MatmulOp)):
+            lhs = _before_accumulator_cast(op.lhs).type.element_type
+            rhs = _before_accumulator_cast(op.rhs).type.element_type
+            return rhs if _width_bits(rhs) > _width_bits(lhs) else lhs
+    return None
+
+
+def stored_width(value: SSAValue) -> int | float:
+    """
+    Bytes per element of the off-chip buffer a kernel-body value was loaded
+    from, following its first operand back through casts, dequantizes and
+    other one-input ops to the `loop.load` (0.5 for an i4 weight that a
+    fused `dequantize` widens on chip); the value's own width if no load.
+    """
+    seen = value
+    while True:
+        owner = seen.owner
+        source = getattr(owner, "source", None)
+        if source is not None and isinstance(source.type, MemRefType) and owner.name == "loop.load":
+            return element_bytes(source.type.element_type)
+        if not isinstance(owner, IRDLOperation) or not owner.operands:
+            return element_bytes(value.type.element_type)
+        seen = owner.operands[0]
+
+
+def matrix_operand_widths(body: Region) -> tuple[int | float, int | float] | None:
+    """`stored_width` of the lhs and rhs of the first matmul of `body`, or None without one."""
+    for op in body.walk():
+        if isinstance(op, (MatrixOp, g.MatmulOp)):
+            return stored_width(op.lhs), stored_width(op.rhs)
+    return None
 
 
 class MatrixOp(IRDLOperation):

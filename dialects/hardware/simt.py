@@ -20,12 +20,14 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
-from strata.dialects.loop import AllGatherBase, AllReduceBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase, int_values
 
 WARP = 32
 """Threads per warp on every NVIDIA GPU since Tesla (CUDA C Programming Guide, SIMT Architecture)."""
 MAX_BLOCK_THREADS = 1024
 """Most threads in a block (CUDA C Programming Guide, Compute Capabilities table)."""
+MAX_REGS_PER_THREAD = 255
+"""Most 32-bit registers a thread may use (CUDA C Programming Guide, Compute Capabilities table)."""
 
 
 @irdl_op_definition
@@ -74,7 +76,7 @@ class KernelOp(HardwareKernelOp):
 
     def verify_(self) -> None:
         super().verify_()
-        grid, block = self.grid.get_values(), self.block.get_values()
+        grid, block = int_values(self, "grid"), int_values(self, "block")
         if len(grid) != 3 or min(grid) < 1:
             raise VerifyException(f"'simt.kernel' grid must be 3 positive extents, got {list(grid)}")
         threads = 1
@@ -87,8 +89,12 @@ class KernelOp(HardwareKernelOp):
             )
         if self.stages.value.data < 1 or self.smem_bytes.value.data < 0:
             raise VerifyException("'simt.kernel' needs stages >= 1 and smem_bytes >= 0")
-        if len(self.mma.get_values()) not in (0, 3):
-            raise VerifyException("'simt.kernel' mma is [m, n, k] or empty")
+        if not 1 <= self.regs_per_thread.value.data <= MAX_REGS_PER_THREAD:
+            raise VerifyException(f"'simt.kernel' regs_per_thread must be in 1..{MAX_REGS_PER_THREAD},"
+                                  f" got {self.regs_per_thread.value.data}")
+        mma = int_values(self, "mma")
+        if len(mma) not in (0, 3) or min(mma, default=1) < 1:
+            raise VerifyException(f"'simt.kernel' mma is [m, n, k] of positive extents or empty, got {list(mma)}")
 
 
 @irdl_op_definition
@@ -109,8 +115,9 @@ class MmaOp(MatrixOp):
 
     def verify_(self) -> None:
         super().verify_()
-        if len(self.shape.get_values()) != 3:
-            raise VerifyException("'simt.mma' shape is [m, n, k]")
+        shape = int_values(self, "shape")
+        if len(shape) != 3 or min(shape) < 1:
+            raise VerifyException(f"'simt.mma' shape is [m, n, k] of positive extents, got {list(shape)}")
 
 
 @irdl_op_definition

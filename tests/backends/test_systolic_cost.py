@@ -42,6 +42,7 @@ from strata.backends.systolic import array_peak, schedule_gemm
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
 from strata.compiler.frontend import load_model
 from strata.compiler.schedule import apply_schedule
+from strata.dialects import loop
 
 HERE = Path(__file__).parent
 REFERENCE = HERE / "scalesim_v3_results.csv"
@@ -175,15 +176,18 @@ def _measured_cases():
             yield pytest.param(m, n, k, float(row["value"]) * 1e-6, cycles, id=row["case_id"])
 
 
-MEASURED_TOLERANCE = 0.40
+MEASURED_RANGE = (0.33, 1.0)
 """
-Bound on |model / measured - 1| on tpu-v5e. Measured errors, in the CSV's row
-order (128^3, 1024x128x128, 1024x1024x128, 1024x1024x512, 1024x768x768,
-1024x1024x896, 1024^3): -22%, -29%, -5%, +32%, +31%, +36%, +1%. The default
-128^3 tiles re-read A and B from HBM, which makes the 1024-sized rows
-memory-bound; with whole-operand tiles (compulsory traffic only) the model
-is 40-64% faster than these measurements: the measured chip reaches about
-half of v5e's nominal MXU rate at these sizes.
+Bounds on model / measured on tpu-v5e for the JAX profile rows. The measured
+chip's generation is not stated, and at these sizes it runs at about half of
+v5e's nominal MXU rate; the model's default tiles (as large as VMEM holds,
+compulsory HBM traffic only) make it compute-bound there and faster than
+the measurement. Ratios in the CSV's row order (128^3, 1024x128x128,
+1024x1024x128, 1024x1024x512, 1024x768x768, 1024x1024x896, 1024^3): 0.78,
+0.60, 0.45, 0.46, 0.47, 0.48, 0.36. (With 128^3 tiles, whose re-reads made
+the 1024-sized rows memory-bound, they were within 40%: by accident of
+traffic XLA's own larger tiles do not have.) The large-shape slope is
+checked against the same repository's regression below.
 """
 
 
@@ -194,8 +198,24 @@ def test_matmul_time_against_jax_tpu_measurements(m, n, k, measured_s, scalesim_
     # The row's own SCALE-Sim figure (128x128, ws) is the model's one-array count.
     assert kernel.extra["dataflow"] == "ws"
     assert kernel.extra["single_array_cycles"] == scalesim_cycles
-    error = kernel.time_s / measured_s - 1
-    assert abs(error) <= MEASURED_TOLERANCE, f"{m}x{n}x{k}: {kernel.time_s * 1e6:.2f} vs {measured_s * 1e6:.2f} us"
+    low, high = MEASURED_RANGE
+    ratio = kernel.time_s / measured_s
+    assert low <= ratio <= high, f"{m}x{n}x{k}: {kernel.time_s * 1e6:.2f} vs {measured_s * 1e6:.2f} us"
+
+
+def test_large_matmul_against_the_jax_tpu_regression():
+    """
+    SCALE-Sim-validation's fit over 343 JAX matmuls with M, N, K in
+    1024..4096 (row `tpu_jax_matmul_regression_large`): time = a x SCALE-Sim
+    cycles + b. At 4096^3, where the intercept is 3% of the time, the model
+    is within 25% (it is 20% faster: 4 MXUs at v5e's 1.5 GHz against the
+    fit's 4.9e9 array-cycles/s).
+    """
+    (row,) = [r for r in _read(MEASURED) if r["case_id"] == "tpu_jax_matmul_regression_large"]
+    a_us, b_us = (float(x) for x in re.findall(r"[ab]=([0-9.]+)", row["value"]))
+    kernel = program(estimate(compiled(gemm_model(4096, 4096, 4096, "f16")), V5E))
+    fitted_s = (a_us * kernel.extra["single_array_cycles"] + b_us) * 1e-6
+    assert kernel.time_s / fitted_s == pytest.approx(1, abs=0.25)
 
 
 def test_matmul_times_rank_like_the_measurements():
@@ -270,10 +290,22 @@ def test_vector_unit_work_is_costed():
 
 
 def test_relayouts_move_their_buffer_through_hbm_twice():
-    report = estimate(compiled(gemm_model(64, 1000, 2048), "ws"), V4)
-    copies = [k for k in report.kernels if k.kind == "relayout"]
-    assert copies and all(k.bound in ("memory", "latency") and k.flops == 0 for k in copies)
-    assert sorted(k.bytes["hbm"] for k in copies) == sorted(2 * 2 * s for s in (64 * 2048, 2048 * 1000, 64 * 1000))
+    """
+    A conv's output is channels-last (NHWC), a softmax over its rows wants
+    the logical order: one copy between kernels, read and written, and one
+    of the (8, 128)-tiled result into the logical layout it is returned in.
+    The model's input is laid out by the transfer that places it
+    (`cost.relayout_copies`): no copy on the device.
+    """
+    text = (
+        "model g(x: f32[2, 8, 16, 16]) -> f32[2, 16, 16, 16] {\n  param w: f32[16, 8, 3, 3]\n"
+        "  return softmax(conv2d(x, w, padding=1), axis=-1)\n}\n"
+    )
+    module = compiled(text, "ws")
+    assert sum(isinstance(op, loop.CopyOp) for op in module.walk()) > 1
+    copies = [k for k in estimate(module, V4).kernels if k.kind == "relayout"]
+    assert len(copies) == 2 and all(k.bound in ("memory", "latency") and k.flops == 0 for k in copies)
+    assert [k.bytes["hbm"] for k in copies] == [2 * 4 * 2 * 16 * 16 * 16] * 2
 
 
 def test_int8_doubles_the_array_rate_only_where_the_spec_says_so():

@@ -203,7 +203,7 @@ def _edit_first_loop(loop: Path, edit) -> None:
 
 @pytest.mark.parametrize("what, message", [
     # Computed, so no verifier sees it: the loop interpreter stepped backwards (no iteration, zeros).
-    pytest.param("step", "a loop from 0 to 256 steps by -128; steps must be positive", id="computed-negative-step"),
+    pytest.param("step", "a loop from 0 to 256 steps by -8; steps must be positive", id="computed-negative-step"),
     # Within the verifier's 2^40 iterations, but past the kernel's 256 columns: it spun.
     pytest.param("ub", "a tile loop from 0 to 549755813888 leaves its kernel's dim, which spans 0 to 256",
                  id="bound-past-the-kernel"),

@@ -207,7 +207,7 @@ def test_inputs_file(tmp_path):
     "name, value, message",
     [
         ("tokens", np.zeros(4, np.float32), "'tokens' has dtype float32, which does not convert to i32"),
-        ("tokens", np.array([0, 1, 2, 2**40]), r"does not convert to i32 \(values out of range\)"),
+        ("tokens", np.array([0, 1, 2, 2**40]), r"does not convert to i32 \(values out of range: i32 holds -2147483648..2147483647\)"),
         ("x", np.full((2, 3), "a"), "'x' has dtype <U1, which does not convert to f32"),
         ("x", np.zeros((2, 3), np.complex64), "'x' has dtype complex64"),
     ],

@@ -686,7 +686,7 @@ CASES = [
         }
         """,
         """\
-        t.model:1:12: error: unknown dtype 'f33' (dtypes: f32, f16, bf16, f8e4m3, f8e5m2, i8, i32, i64); did you mean 'f32'?
+        t.model:1:12: error: unknown dtype 'f33' (dtypes: f32, f16, bf16, f8e4m3, f8e5m2, i4, i8, u8, i32, i64); did you mean 'f32'?
         model m(x: f33[2, 3]) {
                    ^~~
         """,
@@ -699,7 +699,7 @@ CASES = [
         }
         """,
         """\
-        t.model:1:12: error: unknown dtype 'float' (dtypes: f32, f16, bf16, f8e4m3, f8e5m2, i8, i32, i64); did you mean 'f32'?
+        t.model:1:12: error: unknown dtype 'float' (dtypes: f32, f16, bf16, f8e4m3, f8e5m2, i4, i8, u8, i32, i64); did you mean 'f32'?
         model m(x: float[2, 3]) {
                    ^~~~~
         """,
@@ -1232,26 +1232,26 @@ CASES = [
     pytest.param(
         """\
         model m(x: i32[2]) {
-          return relu(x)
+          return sigmoid(x)
         }
         """,
         """\
-        t.model:2:10: error: relu needs a float operand, got i32[2]
-          return relu(x)
-                 ^~~~
+        t.model:2:10: error: sigmoid needs a float operand, got i32[2]
+          return sigmoid(x)
+                 ^~~~~~~
         """,
         id="unary-int",
     ),
     pytest.param(
         """\
         model m(x: i32[2]) {
-          return -x
+          return sqrt(-x)
         }
         """,
         """\
-        t.model:2:10: error: unary '-' needs a float operand, got i32[2]
-          return -x
-                 ^
+        t.model:2:10: error: sqrt needs a float operand, got i32[2]
+          return sqrt(-x)
+                 ^~~~
         """,
         id="negate-int",
     ),
@@ -1432,7 +1432,7 @@ CASES = [
         }
         """,
         """\
-        t.model:2:24: error: dtype must be one of f32, f16, bf16, f8e4m3, f8e5m2, i8, i32, i64, got f64; did you mean 'f32'?
+        t.model:2:24: error: dtype must be one of f32, f16, bf16, f8e4m3, f8e5m2, i4, i8, u8, i32, i64, got f64; did you mean 'f32'?
           return cast(x, dtype=f64)
                                ^~~
         """,
@@ -1445,7 +1445,7 @@ CASES = [
         }
         """,
         """\
-        t.model:2:24: error: dtype must be one of f32, f16, bf16, f8e4m3, f8e5m2, i8, i32, i64, got bf15; did you mean 'bf16'?
+        t.model:2:24: error: dtype must be one of f32, f16, bf16, f8e4m3, f8e5m2, i4, i8, u8, i32, i64, got bf15; did you mean 'bf16'?
           return cast(x, dtype=bf15)
                                ^~~~
         """,

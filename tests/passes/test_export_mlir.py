@@ -139,3 +139,91 @@ def test_failing_tool_shows_command_and_stderr(tmp_path):
         native.build_shared_library(bad, tmp_path)
     message = str(err.value)
     assert "mlir-opt-22" in message and str(bad) in message and "error" in message
+
+
+# --------------------------------------------------------------------------- the CPU code: micro-kernel, threads
+
+GEMMS = """model gemms(x: f32[37, 96], w: f32[96, 45], v: f32[83, 96], y: f32[1, 40, 96]) {
+  a = relu(x @ w)
+  b = x @ transpose(v)
+  c = y @ w
+  return a, b, c
+}
+"""
+"""Rows no register block divides (37, 40), columns no vector divides (45, 83: masked edge strips),
+a transposed operand (packed by 16 x 16 register transposes, else element by element at the
+buffer's edge) and a leading unit dim."""
+
+
+def _gemms(tmp_path, sizes: str | None = None):
+    from strata.compiler.driver import DumpOptions, passes_between, run_passes
+    from strata.compiler.schedule import apply_schedule
+
+    path = tmp_path / "gemms.model"
+    path.write_text(GEMMS)
+    module = load_model(str(path), {})
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    passes = passes_between("gpu", detect_stage(module), Stage.MLIR)
+    if sizes is not None:
+        passes = apply_schedule(passes, {"sizes": sizes})
+    run_passes(ir.make_context(), module, passes, DumpOptions())
+    return module, inputs, params, want
+
+
+def test_gemm_tiles_take_the_vector_micro_kernel(tmp_path):
+    module, *_ = _gemms(tmp_path, "16,32,32")
+    names = [op.name for op in module.walk()]
+    # One FMA per row and vector of the register block; the output-tile loop runs in parallel.
+    assert names.count("vector.fma") >= 8 and "scf.parallel" in names
+    assert "vector.shuffle" in names  # the transposed operand's 16 x 16 register transposes
+
+
+@needs_mlir
+@pytest.mark.parametrize("sizes", [None, "16,32,32"])
+def test_micro_kernel_edges_run_as_the_reference(tmp_path, sizes):
+    module, inputs, params, want = _gemms(tmp_path, sizes)
+    got = native.compile_exported(module, tmp_path / "build", opt_level=1).run(inputs, params)
+    assert_close(want, got)
+
+
+needs_openmp = pytest.mark.skipif(
+    not native.OPENMP_LIBRARY.exists(), reason="LLVM's OpenMP runtime is not installed (apt-get install libomp-22-dev)"
+)
+
+
+@needs_mlir
+@needs_openmp
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_compute_what_one_thread_does(tmp_path, threads):
+    """Every thread count gives the reference's values (each output element is summed in the same order)."""
+    module, inputs, params, want = _gemms(tmp_path, "16,32,32")
+    one = native.compile_exported(module, tmp_path / "one", opt_level=1).run(inputs, params)
+    many = native.compile_exported(module, tmp_path / "many", opt_level=1, threads=threads).run(inputs, params)
+    assert_close(want, many)
+    for a, b in zip(one, many, strict=True):
+        assert np.array_equal(a, b)
+
+
+@needs_mlir
+@needs_openmp
+def test_cli_run_threads(tmp_path, capsys):
+    model = ["samples/gpt2.model", *(f"-D{k}={v}" for k, v in REDUCED["gpt2"].items())]
+    assert main(["run", *model, "--backend", "mlir", "--threads", "2", "-o", str(tmp_path / "m.npz")]) == 0
+    assert main(["run", *model, "-o", str(tmp_path / "r.npz")]) == 0
+    mlir_out, ref_out = np.load(tmp_path / "m.npz"), np.load(tmp_path / "r.npz")
+    assert_close([ref_out[k] for k in ref_out.files], [mlir_out[k] for k in mlir_out.files])
+    with pytest.raises(SystemExit):
+        main(["run", *model, "--backend", "mlir", "--threads", "0"])
+    assert "a thread count is between 1 and 256" in capsys.readouterr().err
+
+
+def test_host_gemm_tiles_replace_the_targets_for_gemms():
+    module = load_model("samples/mlp.model", {})
+    exported = native.export(module, "gpu")
+    tiles = {op.attributes["strata.kernel"].data: list(op.attributes["strata.tile_sizes"].get_values())
+             for op in exported.ops if "strata.tile_sizes" in op.attributes}
+    assert tiles["gemm_0"] == [64, 256, 112]  # rows clamped to 64, K to the largest divisor of 784 under 128
+    target = native.export(module, "gpu", host_tiles=False)
+    assert any(list(op.attributes["strata.tile_sizes"].get_values()) != tiles.get(op.attributes["strata.kernel"].data)
+               for op in target.ops if "strata.tile_sizes" in op.attributes)

@@ -70,7 +70,7 @@ builtin.module {
     func.return
   }
 }
-// KMMA: bad.model:3:5: error: 'simt.kernel' op failed to verify: 'simt.kernel' mma is [m, n, k] or empty
+// KMMA: bad.model:3:5: error: 'simt.kernel' op failed to verify: 'simt.kernel' mma is [m, n, k] of positive extents or empty, got [16, 8]
 
 // ----- mma-shape
 // simt.mma: an instruction shape of 2 entries.

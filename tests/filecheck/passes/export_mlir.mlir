@@ -57,7 +57,8 @@ builtin.module attributes {strata.target = "tpu"} {
 // CHECK-LABEL: func.func private @m_gemm_0(%{{.*}}: memref<1x1x8x128xf32>, %{{.*}}: memref<2x1x8x128xf32>, %{{.*}}: memref<1x128xf32>, %{{.*}}: memref<1x1x8x128xf32>)
 // CHECK-SAME:    strata.kind = "gemm"
 // CHECK-SAME:    strata.tile_sizes = array<i64: 8, 8, 8>
-// CHECK:         scf.for
+// The loop over N tiles (two of them) runs in parallel.
+// CHECK:         "scf.parallel"
 // CHECK:           linalg.fill
 // CHECK:           scf.for %{{.*}} iter_args(%[[ACC:.*]] = %{{.*}}) -> (tensor<8x8xf32>)
 // A tile load maps logical to physical indices through the (8, 128) tiling.
@@ -66,14 +67,24 @@ builtin.module attributes {strata.target = "tpu"} {
 // CHECK:               arith.divui
 // CHECK:               arith.remui
 // CHECK:               memref.load %{{.*}} : memref<1x1x8x128xf32>
-// The edge tile of w (N = 12, tile 8) is guarded and padded.
+// w's tile is packed for the micro-kernel in strips of 16 columns: the columns
+// past the tile (8) and past the buffer (N = 12, the edge tile) are zeros.
+// CHECK:             linalg.generic {{.*}} outs(%{{.*}} : tensor<1x8x16xf32>)
+// CHECK:               arith.cmpi ult
 // CHECK:               arith.cmpi ult
 // CHECK:               memref.load %{{.*}} : memref<2x1x8x128xf32>
 // CHECK:               arith.select
-// The matmul accumulates into the loop-carried accumulator; k is not innermost.
-// CHECK:             linalg.generic {{.*}} iterator_types = ["parallel", "reduction", "parallel"]} ins(%{{.*}}, %{{.*}} : tensor<8x8xf32>, tensor<8x8xf32>) outs(%[[ACC]] : tensor<8x8xf32>)
-// CHECK:               arith.mulf
-// CHECK:               arith.addf
+// The matmul accumulates into the loop-carried accumulator: 8 rows by one
+// 16-lane vector, masked at the tile's edge, one FMA per row at each k.
+// CHECK:             scf.for {{.*}} iter_args(%{{.*}} = %[[ACC]]) -> (tensor<8x8xf32>)
+// CHECK:               scf.for
+// CHECK:                 vector.transfer_read %{{.*}} : tensor<8x8xf32>, vector<16xf32>
+// CHECK:                 scf.for {{.*}} -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK:                   vector.transfer_read %{{.*}} {in_bounds = [true]} : tensor<1x8x16xf32>, vector<16xf32>
+// CHECK:                   tensor.extract
+// CHECK:                   vector.broadcast
+// CHECK:                   vector.fma
+// CHECK:                 vector.transfer_write %{{.*}} : vector<16xf32>, tensor<8x8xf32>
 // CHECK:             scf.yield
 // Bias, relu, then the store, clipped to the buffer.
 // CHECK:           linalg.generic
@@ -103,8 +114,11 @@ builtin.module attributes {strata.target = "tpu"} {
 // CHECK:         memref.store %{{.*}}, %[[X]]
 // CHECK:         func.call @m_gemm_0(%[[X]],
 // CHECK:         func.call @m_row_0(
-// CHECK:         "memref.copy"(%{{.*}}, %out0)
-// CHECK-NEXT:    func.return
+// The last relayout writes the output buffer itself: no allocation, no copy.
+// CHECK-NOT:     memref.copy
+// CHECK:         memref.store %{{.*}}, %out0
+// CHECK-NOT:     memref.copy
+// CHECK:         func.return
 
 // Nothing of strata's dialects, layouts or memory spaces is left.
 // UPSTREAM-NOT: {{= (graph|loop)\.}}

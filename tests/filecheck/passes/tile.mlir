@@ -46,21 +46,25 @@ builtin.module {
 }
 
 // ---- defaults: `tile` on the device `--device` records; `tile{target=tpu}` (its default device) agrees.
-// The TPU's GEMM tile is 128 in every dim (the MXU); the softmax kernel keeps
-// its whole 256x384 extent (it fits VMEM, and the softmax axis cannot be cut).
+// The TPU's GEMM tile starts at 128 in every dim (the MXU) and grows while it
+// fits VMEM, to the whole 256x384 output (no operand is read twice); the
+// softmax kernel keeps its whole extent (the softmax axis cannot be cut).
 // Tiles already on a kernel are kept.
 
 // CHECK-LABEL: func.func @t(
-// CHECK:         graph.kernel "gemm_0"(%x, %w, %b) {tile_sizes = array<i64: 128, 128, 128>, loop_order = array<i64: 0, 1>, kind = "gemm"}
+// CHECK:         graph.kernel "gemm_0"(%x, %w, %b) {tile_sizes = array<i64: 256, 384, 128>, loop_order = array<i64: 0, 1>, kind = "gemm"}
 // CHECK:         graph.kernel "row_0"(%{{.*}}) {tile_sizes = array<i64: 256, 384>, loop_order = array<i64: 0, 1>, kind = "row"}
 // CHECK-LABEL: func.func @pinned(
 // CHECK:         graph.kernel "gemm_1"(%x, %w) {tile_sizes = array<i64: 16, 32, 8>, loop_order = array<i64: 1, 0>, kind = "gemm"}
 
 // ---- gpu: the 128x128x64 CTA tile is halved along M until the on-chip tiles
-// fit half of the 227 KiB of shared memory; the row kernel takes 32 whole rows.
+// fit half of the 227 KiB of shared memory (64x128), then along its larger
+// edge until the grid covers the 132 SMs (8 x 24 CTAs of 32x16); with more
+// column tiles than row tiles, rows are the inner loop. The row kernel takes
+// 32 whole rows.
 
 // GPU-LABEL: func.func @t(
-// GPU:         graph.kernel "gemm_0"({{.*}}) {tile_sizes = array<i64: 64, 128, 64>, loop_order = array<i64: 0, 1>, kind = "gemm"}
+// GPU:         graph.kernel "gemm_0"({{.*}}) {tile_sizes = array<i64: 32, 16, 64>, loop_order = array<i64: 1, 0>, kind = "gemm"}
 // GPU:         graph.kernel "row_0"({{.*}}) {tile_sizes = array<i64: 32, 384>, loop_order = array<i64: 0, 1>, kind = "row"}
 // GPU-LABEL: func.func @pinned(
 // GPU:         tile_sizes = array<i64: 16, 32, 8>, loop_order = array<i64: 1, 0>
@@ -100,7 +104,7 @@ builtin.module {
 // ---- lower-to-loops builds the nest the attributes describe.
 
 // LOOPS-LABEL: func.func @t(
-// LOOPS:         loop.kernel "gemm_0" {{.*}} attributes {kind = "gemm", bounds = array<i64: 256, 384, 512>, tile_sizes = array<i64: 128, 128, 128>, loop_order = array<i64: 0, 1>,
+// LOOPS:         loop.kernel "gemm_0" {{.*}} attributes {kind = "gemm", bounds = array<i64: 256, 384, 512>, tile_sizes = array<i64: 256, 384, 128>, loop_order = array<i64: 0, 1>,
 // LOOPS:         loop.kernel "row_0" {{.*}} attributes {kind = "row", bounds = array<i64: 256, 384>, tile_sizes = array<i64: 256, 384>,
 // LOOPS-NOT:     scf.for
 // LOOPS:         loop.end
