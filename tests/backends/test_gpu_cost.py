@@ -90,10 +90,10 @@ def _gemm_cases():
 FA3_TILES = {256: (128, 256, 64)}
 """
 Tiles (queries, head dim, keys) of the kernel FlashAttention-3 runs, where
-strata's default differs: at head dim 256 the default tiler halves the head
-dim to fit half the shared memory, and every half recomputes `q @ k^T`
-(1.5x the GEMM FLOPs, 2x the exponentials); FA3 keeps the head dim whole in
-a 128 x 80 tile (hopper/tile_size.h). 64 keys: 80 does not divide the keys.
+strata's default differs: at head dim 256 the default tiler keeps the head
+dim whole and shrinks the key block to fit half the shared memory (64
+queries x 32 keys); FA3 runs a 128 x 80 tile (hopper/tile_size.h). 64 keys:
+80 does not divide the keys.
 """
 
 CALIBRATED_HEAD_DIMS = (64, 128)
@@ -317,9 +317,13 @@ def test_flashattention3_errors_calibrated_and_validated_apart(tmp_path):
 
 
 def test_exponentials_count_one_per_score_the_kernel_computes(tmp_path):
-    """One exponential per score; a kernel that splits the head dim recomputes its scores, exponentials included."""
+    """
+    One exponential per score; a kernel that splits the head dim (pinned
+    here: the default keeps it whole and shrinks the key block) recomputes
+    its scores, exponentials included.
+    """
     scores = 4 * 8 * 1024 * 1024
-    for dim, tiles, per_score in ((128, (), 1), (256, (), 2), (256, FA3_TILES[256], 1)):
+    for dim, tiles, per_score in ((128, (), 1), (256, (), 1), (256, (64, 128, 128), 2), (256, FA3_TILES[256], 1)):
         module, _ = _cost(tmp_path, attention_model(4, 8, 1024, dim, False), name=f"e{dim}_{len(tiles)}", tiles=tiles)
         kernel = next(op for op in module.walk() if isinstance(op, simt.KernelOp) and op.kind.data == "attention")
         assert exponentials(kernel) == per_score * scores
