@@ -95,16 +95,6 @@ def _located(text: str, filename: str, span, message: str) -> StrataError:
     return StrataError(f"{filename}:{loc.line}:{loc.col}: error: {message}\n{line}\n{caret}")
 
 
-def _located(text: str, filename: str, span, message: str) -> StrataError:
-    """`FILE:LINE:COL: error: MESSAGE`, the line (control characters shown as U+FFFD) and a caret under `span`."""
-    loc = span.get_location()
-    line = source_line(text, loc.line) or ""
-    width = max(1, min(span.end - span.start, len(line) - loc.col + 1))
-    line, col, width = _clip(line, loc.col, width)
-    caret = " " * (col - 1) + "^" + "~" * (width - 1)
-    return StrataError(f"{filename}:{loc.line}:{loc.col}: error: {message}\n{line}\n{caret}")
-
-
 def location_text(op: Operation) -> str | None:
     """`file:line:col` of an op's (first) source location, if it has one."""
     loc = op.location

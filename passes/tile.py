@@ -176,8 +176,6 @@ def _grow_for_reuse(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...],
     while True:
         best = None
         for d in range(rank):
-            if tiles[d] >= bounds[d]:
-                continue
             grown = list(tiles)
             grown[d] = min(bounds[d], 2 * tiles[d], max(MAX_TILE, tiles[d]))
             if grown[d] == tiles[d]:
