@@ -31,7 +31,7 @@ from strata.dialects.graph.kernel import KernelOp
 from strata.dialects.graph.layout import LayoutAttr, RelayoutOp
 from strata.dialects.hardware import HardwareKernelOp
 from strata.dialects.device import DeviceSpec, SpecError, default_device, module_device, set_module_device
-from strata.dialects.vocabulary import TARGETS, IllegalSchedule
+from strata.dialects.vocabulary import TARGETS, DoesNotFit, IllegalSchedule
 from strata.passes.assign_layout import AssignLayoutPass
 from strata.passes.export_mlir import ExportMlirPass
 from strata.passes.fuse import FusePass
@@ -222,6 +222,10 @@ def _replay(ctx: Context, original: ModuleOp, passes: list[ModulePass], debuginf
 
 def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dumps: DumpOptions) -> StrataError:
     spec = str(module_pass.pipeline_pass_spec())
+    # A model or tile too big for the device is the user's choice of device
+    # or device count, not the compiler's bug: no pass name, no reproducer.
+    if isinstance(err, DoesNotFit):
+        return StrataError(f"error: {err}")
     where = Path(dumps.dump_dir) if dumps.dump_dir is not None else Path(".")
     reproducer = where / "strata-reproducer.mlir"
     # Errors about the model, the schedule or the device are the user's to

@@ -36,7 +36,7 @@ from xdsl.passes import ModulePass
 
 from strata.dialects import loop
 from strata.dialects.device import MEMORY, DeviceSpec, resolve_device
-from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR, IllegalSchedule
+from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, SHARDS_ATTR, DoesNotFit, IllegalSchedule
 from strata.passes._figures import nbytes
 
 # --------------------------------------------------------------------------- helpers
@@ -175,9 +175,11 @@ def place_function(fn: func.FuncOp, device: DeviceSpec, chips: int) -> int:
     per_kernel = [kernel_weights(k, roots) for k in kernels]
     fewest = max((c + s for c, s in _pack(kernels, per_kernel, capacity, capacity)), default=1)
     if chips and chips < fewest:
-        raise IllegalSchedule(
-            f"the weights need at least {fewest} {device.target} chips of {capacity:,} B"
-            f" ({MEMORY[device.target]} of {device.name}); {chips} are too few"
+        weights = sum({v: size for w in per_kernel for v, size in w.items()}.values())
+        raise DoesNotFit(
+            f"the model's weights ({weights:,} B) do not fit {chips} {device.name}"
+            f" device{'s' if chips > 1 else ''} of {capacity:,} B ({MEMORY[device.target]});"
+            f" they need at least {fewest}: pass --devices {fewest} or more"
         )
     placement = assign_chips(kernels, roots, capacity, chips, _crossing(fn, kernels, roots))
     sharded = next((k for k, (_, s) in zip(kernels, placement) if s > 1), None)
