@@ -107,7 +107,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "ifmap_sram_bytes", "filter_sram_bytes", "ofmap_sram_bytes", "ici_links",
         "ici_link_bandwidth", "ici_ports", "ici_bandwidth", "pod_chips",
         "pod_bisection_bandwidth", "pod_allreduce_bandwidth", "power_mean_w",
-        "launch_latency_s", "ici_hop_latency_s",
+        "launch_latency_s", "ici_hop_latency_s", "stationary_buffers",
     ),
     "lpu": (
         "description", "max_clock_hz", "mxm_planes", "mxm_macs", "vector_alus", "superlanes",
@@ -126,7 +126,7 @@ INTEGER_KEYS = frozenset({
     "vreg_sublanes", "vreg_lanes", "vector_lanes", "ici_links", "ici_ports", "pod_chips",
     "mxm_rows", "mxm_cols", "mxm_planes", "mxm_macs", "vector_alus", "superlanes",
     "lanes_per_superlane", "chip_to_chip_links", "chip_to_chip_pair_links", "chips_per_node",
-    "max_system_chips", "pipeline_fill_cycles",
+    "max_system_chips", "pipeline_fill_cycles", "stationary_buffers",
     "smem_per_block_bytes", "smem_per_sm_bytes", "vmem_bytes", "sram_bytes",
 })
 """Counts: these must be whole numbers (bytes may be given as 1e9-style floats)."""

@@ -106,7 +106,7 @@ def compiled(text: str, dataflow: str = ""):
 
 
 def one_array(rows: int, cols: int) -> DeviceSpec:
-    return with_overrides(V4, [f"array_rows={rows}", f"array_cols={cols}", "num_arrays=1"])
+    return with_overrides(V4, [f"array_rows={rows}", f"array_cols={cols}", "num_arrays=1", "stationary_buffers=1"])
 
 
 def program(report):
@@ -312,7 +312,8 @@ def test_int8_doubles_the_array_rate_only_where_the_spec_says_so():
     text = gemm_model(1024, 1024, 1024, "i8")
     for spec, rate in ((V4, 1), (V5E, 2)):
         kernel = program(estimate(compiled(text, "ws"), spec))
-        cycles = schedule_gemm(1, 1024, 1024, 1024, 128, 128, spec["num_arrays"], "ws").cycles
+        cycles = schedule_gemm(1, 1024, 1024, 1024, 128, 128, spec["num_arrays"], "ws",
+                               spec["stationary_buffers"]).cycles
         assert kernel.extra["compute_cycles"] == -(-cycles // rate)
         assert array_peak(spec, "i8") == pytest.approx(spec["peak_ops_int8"], rel=3e-3)
 
@@ -336,3 +337,14 @@ def test_report_json_fields():
     gemms = [k for k in data["kernels"] if k["kind"] == "gemm"]
     assert gemms and all(k["dataflow"] == "ws" and k["compute_cycles"] > 0 for k in gemms)
     assert data["total"]["time_s"] == pytest.approx(sum(k["time_s"] for k in data["kernels"]))
+
+
+def test_double_buffered_stationary_tiles_pay_the_shift_once_per_array():
+    """Decode attention: one query row (T = 1) against 2048 keys folds 16 times; with a second
+    stationary buffer only each array's first fold shifts its tile in (Jouppi et al. 2017)."""
+    single = schedule_gemm(240, 1, 2048, 128, 128, 128, 4, "ws", 1)
+    double = schedule_gemm(240, 1, 2048, 128, 128, 128, 4, "ws", 2)
+    waves = 240 * 16 // 4
+    assert single.cycles == waves * (2 * 128 + 128 + 1 - 2)
+    assert double.cycles == waves * (128 + 128 + 1 - 2) + 128
+    assert schedule_gemm(3, 64, 64, 64, 128, 128, 1, "os", 2) == schedule_gemm(3, 64, 64, 64, 128, 128, 1, "os", 1)
