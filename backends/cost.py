@@ -12,7 +12,8 @@ Units: seconds, FLOPs, bytes. `bound` is `compute`, `memory`, `latency` or
 `utilisation` is achieved FLOP/s over the device's peak for the kernel's
 dtype.
 
-Collectives (`*.all_reduce`, `*.all_gather`, written by `shard`) are costed
+Collectives (`*.all_reduce`, `*.all_gather`, `*.reduce_scatter`, written
+by `shard`) are costed
 here for every target with the latency-bandwidth (alpha-beta) model of the
 standard algorithms (Thakur, Rabenseifner and Gropp, "Optimization of
 Collective Communication Operations in MPICH", IJHPCA 2005; NCCL's ring and
@@ -20,11 +21,16 @@ double binary tree): over `p` devices, with `alpha` the latency of one step
 and `B` the bandwidth each device sends at (nccl-tests' "bus bandwidth"),
 an all-reduce of `n` bytes takes `2 (p - 1) alpha + 2 (p - 1) / p * n / B`
 on a ring or `2 ceil(log2 p) alpha + 2 n / B` on a pipelined tree, and an
-all-gather into `n` bytes `(p - 1) alpha + (p - 1) / p * n / B` on a ring.
-Over a switch (NVSwitch) one-shot algorithms apply too, as the custom
-all-reduces of TensorRT-LLM and PyTorch use for small messages: `2 alpha +
-(p - 1) n / B` (every device reads its peers' buffers, then a barrier) and
-`2 alpha + (p - 1) / p * n / B` for an all-gather. The cheapest is taken.
+all-gather into `n` bytes `(p - 1) alpha + (p - 1) / p * n / B` on a ring,
+as is a reduce-scatter of `n` bytes (the whole tensor before the scatter;
+the ring all-reduce is a reduce-scatter then an all-gather, Thakur et al.
+section 4, Patarasuk and Yuan's bandwidth-optimal ring). Over a switch
+(NVSwitch) one-shot algorithms apply too, as the custom all-reduces of
+TensorRT-LLM and PyTorch use for small messages: `2 alpha + (p - 1) n / B`
+(every device reads its peers' buffers, then a barrier), and `2 alpha +
+(p - 1) / p * n / B` for an all-gather and for a reduce-scatter (every
+device reads its own block from each of its p - 1 peers and sums them).
+The cheapest is taken.
 Each model says what alpha and B are on its machine (`Interconnect`).
 
 A sharded program (`strata.tp`, `strata.dp`) is the program of one device;
@@ -49,12 +55,13 @@ from strata.dialects.graph import INPUT_ATTR
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, mesh_sizes, type_bytes
 
-COST_MODEL_VERSION = "10"
+COST_MODEL_VERSION = "11"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
 BATCH_SOURCE = "the `let` constant named like a batch (B, batch) that is every input's leading dim"
-MODELS = {"gpu": "strata.backends.gpu", "tpu": "strata.backends.systolic", "lpu": "strata.backends.lpu"}
+MODELS = {"gpu": "strata.backends.gpu", "tpu": "strata.backends.systolic", "lpu": "strata.backends.lpu",
+          "cpu": "strata.backends.cpu"}
 
 
 @dataclass
@@ -250,6 +257,16 @@ def direct_all_gather_s(size: int, devices: int, net: Interconnect) -> float:
     return 2 * net.step_latency_s + (devices - 1) / devices * size / net.bandwidth
 
 
+def ring_reduce_scatter_s(size: int, devices: int, net: Interconnect) -> float:
+    """`size`: the bytes of the whole operand (before the scatter); each of p - 1 steps passes one block on."""
+    return (devices - 1) * net.step_latency_s + (devices - 1) / devices * size / net.bandwidth
+
+
+def direct_reduce_scatter_s(size: int, devices: int, net: Interconnect) -> float:
+    """One shot over a switch: every device reads its block from its p - 1 peers and sums (one step, one barrier)."""
+    return 2 * net.step_latency_s + (devices - 1) / devices * size / net.bandwidth
+
+
 def collective_cost(op: loop.CollectiveBase, net: Interconnect, index: int) -> KernelCost:
     """One collective (any stage's) over `op.devices` devices, the cheapest standard algorithm the network allows."""
     p = op.devices.value.data
@@ -259,6 +276,11 @@ def collective_cost(op: loop.CollectiveBase, net: Interconnect, index: int) -> K
                    ("tree", tree_all_reduce_s(n, p, net), 2 * n)]
         if net.switched:
             options.append(("direct", direct_all_reduce_s(n, p, net), (p - 1) * n))
+    elif isinstance(op, loop.ReduceScatterBase):
+        kind, n = "reduce_scatter", type_bytes(op.source.type)
+        options = [("ring", ring_reduce_scatter_s(n, p, net), (p - 1) * n // p)]
+        if net.switched:
+            options.append(("direct", direct_reduce_scatter_s(n, p, net), (p - 1) * n // p))
     else:
         kind, n = "all_gather", type_bytes(op.dest.type)
         options = [("ring", ring_all_gather_s(n, p, net), (p - 1) * n // p)]

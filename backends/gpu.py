@@ -57,7 +57,7 @@ For each kernel:
   key/value heads, streams its bytes through a few SMs);
 - time = max(compute, memory, on-chip) + launch latency; the bound is the largest.
 Relayout copies between kernels are memory-bound copy kernels. Collectives
-(`simt.all_reduce`, `simt.all_gather`) run over NVLink/NVSwitch at NCCL's
+(`simt.all_reduce`, `simt.all_gather`, `simt.reduce_scatter`) run over NVLink/NVSwitch at NCCL's
 measured bus bandwidth (`collective_bandwidth`) with a launch and a per-step
 latency each (`backends/cost.py` has the ring and tree formulas).
 """

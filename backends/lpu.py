@@ -79,7 +79,7 @@ enough for fully connected four-card clusters) and `hops` is 1 inside a
 node of `chips_per_node` chips (numbered consecutively) and 3 between
 nodes (the minimal route of a Dragonfly: local, global, local). Transfers
 are separate entries with bound `transfer`. Collectives (`tsp.all_reduce`,
-`tsp.all_gather`, from `shard`) run on a bidirectional ring of direct links
+`tsp.all_gather`, `tsp.reduce_scatter`, from `shard`) run on a bidirectional ring of direct links
 (`backends/cost.py` has the formulas): each step one hop inside a node, or
 the Dragonfly's three when the group spans nodes.
 

@@ -57,7 +57,7 @@ Relayout copies of activations between programs move their buffer through
 HBM twice (read and write) and are memory-bound; params are laid out once,
 when loaded, and model inputs by the transfer that places them
 (`cost.relayout_copies`). Collectives (`systolic.all_reduce`,
-`systolic.all_gather`) run on a bidirectional ring along one axis of the ICI
+`systolic.all_gather`, `systolic.reduce_scatter`) run on a bidirectional ring along one axis of the ICI
 torus, `ici_hop_latency_s` per step (`backends/cost.py` has the formulas).
 """
 

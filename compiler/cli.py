@@ -22,8 +22,10 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.compiler import ir
-from strata.compiler.device_options import add_device_options, chosen_devices, opt_device, recorded_device
-from strata.compiler.diagnostics import StrataError
+from strata.compiler.device_options import (
+    add_device_options, chosen_devices, nonempty, opt_device, recorded_device,
+)
+from strata.compiler.diagnostics import StrataError, open_output
 from strata.compiler.execution import loop_interpreter
 from strata.compiler.driver import (
     STAGE_ORDER, DumpOptions, Stage, attach_device, compile_module, detect_stage, passes_between, run_passes,
@@ -31,8 +33,9 @@ from strata.compiler.driver import (
 from strata.compiler.frontend import load_model, read_source
 from strata.compiler.testing.fuzz import cmd_fuzz
 from strata.compiler.pipeline import parse_pipeline
-from strata.compiler.schedule import apply_schedule, parse_schedule
-from strata.dialects.vocabulary import CHIPS_ATTR, TARGETS, mesh_sizes
+from strata.compiler.schedule import MAX_DEVICES, apply_schedule, parse_schedule
+from strata.dialects.vocabulary import ALL_TARGETS, CHIPS_ATTR, TARGETS, mesh_sizes
+from strata.dialects.device import SpecError
 from strata.compiler.reports.stats import human, model_function, model_stats
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
@@ -63,6 +66,17 @@ def _threads(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a thread count is a whole number, got '{text}'") from None
     if not 1 <= value <= 256:
         raise argparse.ArgumentTypeError(f"a thread count is between 1 and 256, got {value}")
+    return value
+
+
+def _time_limit(text: str) -> float:
+    """`--time-limit SECONDS`: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a time limit is a number of seconds, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a time limit is a positive, finite number of seconds, got '{text}'")
     return value
 
 
@@ -147,14 +161,15 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
         return
     try:
-        Path(output).write_text(text)
+        with open_output(output) as f:
+            f.write(text)
     except OSError as err:
         raise StrataError(f"error: cannot write {output}: {err.strerror}") from None
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=TARGETS, default="gpu",
-                        help="target machine: gpu (H100-class), tpu (systolic array), lpu (default: gpu)")
+                        help="target machine: gpu (H100-class), tpu (systolic array), lpu, cpu (this host) (default: gpu)")
 
 
 # --------------------------------------------------------------------------- commands
@@ -222,6 +237,10 @@ def compile_for(args, target: str, targets: list[str], emit: Stage, progress: bo
     else:
         passes = passes_between(target, detect_stage(module), emit)
     passes = apply_schedule(passes, parse_schedule(args.schedule + _devices_schedule(args, module)))
+    unknown = sorted(set(args.print_ir_after) - {p.name for p in passes})
+    if unknown:
+        raise StrataError(f"error: --print-ir-after {', '.join(unknown)}: no such pass in the pipeline (its passes:"
+                          f" {', '.join(dict.fromkeys(p.name for p in passes))})")
     compile_module(module, target, emit, _dump_options(args), passes, devices.get(target))
     return module, tuning
 
@@ -231,8 +250,9 @@ def _devices(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"the number of devices is a whole number from 1, got '{text}'")
+    if not 1 <= value <= MAX_DEVICES:
+        raise argparse.ArgumentTypeError(f"the number of devices is a whole number from 1 to {MAX_DEVICES:,},"
+                                         f" got '{text}'")
     return value
 
 
@@ -258,10 +278,15 @@ def _devices_schedule(args, module: ModuleOp | None = None) -> list[str]:
 
 
 def _pinned_parallelism(args) -> dict[str, int]:
-    """The degrees of parallelism `--schedule` fixes: {"tp": .., "dp": .., "pp": ..}, those given."""
+    """The parallelism `--schedule` fixes: {"tp": .., "dp": .., "pp": .., "sp": 0 or 1}, those given."""
     pinned = {}
     for key, text in parse_schedule(getattr(args, "schedule", [])).items():
         axis = {"chips": "pp"}.get(key, key)
+        if axis == "sp":  # sequence parallelism: on or off, not a device count
+            if text.lower() not in ("0", "1", "true", "false"):
+                raise StrataError(f"error: --schedule sp={text}: 1 (sequence parallelism) or 0")
+            pinned["sp"] = int(text.lower() in ("1", "true"))
+            continue
         if axis not in ("tp", "dp", "pp"):
             continue
         if not text.isdigit() or int(text) < 1:
@@ -273,7 +298,15 @@ def _pinned_parallelism(args) -> dict[str, int]:
 def _say_chips(module: ModuleOp, target: str, args) -> None:
     """Without `--devices`, say when the model needed more than one device to hold its weights."""
     chips = module.attributes.get(CHIPS_ATTR)
-    pinned = getattr(args, "devices", None) is not None or "pp" in _pinned_parallelism(args)
+    devices, stages = getattr(args, "devices", None), _pinned_parallelism(args).get("pp")
+    if chips is not None and (devices or stages):
+        # More devices than pipeline stages can use (one kernel at least each): say what was used.
+        mesh = math.prod(mesh_sizes(module).values())
+        asked, option = (devices, f"--devices {devices}") if devices else (stages * mesh, f"--schedule pp={stages}")
+        if chips.value.data * mesh < asked:
+            _stderr(f"note: {option}: the model uses {chips.value.data * mesh} devices ({chips.value.data} pipeline"
+                    f" stages of {mesh}); a stage runs one kernel at least")
+    pinned = devices is not None or stages is not None
     if not pinned and chips is not None and chips.value.data > 1:
         mesh = math.prod(mesh_sizes(module).values())
         stages = chips.value.data
@@ -314,7 +347,7 @@ def cmd_compile(args) -> int:
     from strata.compiler.reports import report as reports
     from strata.dialects.device import module_device
 
-    targets = list(TARGETS) if args.target == "all" else [args.target]
+    targets = list(ALL_TARGETS) if args.target == "all" else [args.target]
     emit = Stage(args.emit) if args.emit else Stage.HARDWARE
     ir_to_stdout = args.emit is not None and args.output in (None, "-")
     report_format = args.report or ("none" if ir_to_stdout else "table")
@@ -323,6 +356,10 @@ def cmd_compile(args) -> int:
     if len(targets) > 1 and (args.output or args.dump_dir or ir_to_stdout or args.pass_pipeline):
         raise StrataError("error: --target all reports the three targets; -o, --emit, --dump-dir and"
                           " --pass-pipeline need one target")
+    if getattr(args, "threads", None):
+        if targets != ["cpu"]:
+            raise StrataError("error: --threads is for --target cpu (the host's cores running each kernel)")
+        args.schedule = [*args.schedule, f"threads={args.threads}"]
     wants_cost = report_format != "none" or args.plot
     if wants_cost and emit != Stage.HARDWARE and (args.report not in (None, "none") or args.plot):
         raise StrataError(f"error: a cost report needs the hardware stage, not --emit {emit}")
@@ -339,7 +376,8 @@ def cmd_compile(args) -> int:
             warning = reports.check_memory(costed[target])
             if warning:
                 _stderr(warning)
-            bandwidth[target] = device["hbm_bandwidth"] if "hbm_bandwidth" in device else device["sram_bandwidth"]
+            bandwidth[target] = next(device[k] for k in ("hbm_bandwidth", "sram_bandwidth", "dram_bandwidth")
+                                     if k in device)
     _print_reports(costed, report_format)
     if args.plot:
         reports.plot_roofline(costed, args.plot, bandwidth)
@@ -404,7 +442,9 @@ def _autotune(module, target: str, args, devices, progress: bool = True):
 def cmd_tune(args) -> int:
     from strata.compiler.tuning import autotune
 
-    targets = list(TARGETS) if args.target == "all" else [args.target]
+    targets = list(ALL_TARGETS) if args.target == "all" else [args.target]
+    if args.measure:
+        return _tune_measured(args)
     reports = {}
     for target in targets:
         module = load_input(args.model, args.defines)
@@ -421,11 +461,82 @@ def cmd_tune(args) -> int:
     return 0
 
 
+MAX_REPEAT = 10_000
+"""Most timed runs (or measured candidates) one command may ask for: more is a mistake, not a measurement."""
+
+
+def cmd_measure(args) -> int:
+    from strata.compiler import measure
+    from strata.compiler.execution import weights
+
+    if args.target != "cpu":
+        raise StrataError(f"error: measure times strata's native code on this CPU against the cpu cost model:"
+                          f" give --target cpu, not --target {args.target}")
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        raise StrataError(f"error: --repeat must be between 1 and {MAX_REPEAT}, not {args.repeat}")
+    measure.check_toolchain()
+    module = load_input(args.model, args.defines)
+    if detect_stage(module) != Stage.GRAPH:
+        raise StrataError("error: measure starts from a model or graph-stage IR, not a later dump")
+    fn = model_function(module)
+    _check_ranks(fn)
+    total = sum(int(np.prod(s.shape)) for s in weights.model_signature(fn))
+    if total > MAX_RUN_ELEMENTS:
+        raise StrataError(f"error: the model's inputs and weights hold {total:,} elements, too many to execute"
+                          f" here; shrink it with -D (e.g. -D S=16)")
+    bound = weights.bind_values(fn, args.seed)
+    devices = chosen_devices(args, [args.target], recorded_device(module))
+    attach_device(module, devices.get(args.target), args.target)
+    schedule = parse_schedule(args.schedule)
+    spread = [key for key in ("tp", "dp", "sp", "chips") if key in schedule]
+    if spread:
+        raise StrataError(f"error: --schedule {', '.join({'chips': 'pp'}.get(k, k) for k in spread)}: measure runs"
+                          f" the model on this one CPU; drop the device parallelism")
+    result = measure.measure(module, args.target, bound.inputs, bound.params, args.threads, args.repeat, schedule)
+    if args.report == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
+    else:
+        measure.print_measurement(result)
+    return 0
+
+
+def _tune_measured(args) -> int:
+    """`strata tune --target cpu --measure`: the cost model screens, native runs decide (`compiler/measure.py`)."""
+    from strata.compiler import measure
+
+    if args.target != "cpu":
+        raise StrataError(f"error: tune --measure times candidates on this CPU: give --target cpu,"
+                          f" not --target {args.target}")
+    if not 1 <= args.repeat <= MAX_REPEAT or not 1 <= args.candidates <= MAX_REPEAT:
+        raise StrataError(f"error: --repeat and --candidates must be between 1 and {MAX_REPEAT}")
+    if args.devices:
+        raise StrataError("error: tune --measure runs on this one CPU: drop --devices")
+    measure.check_toolchain()
+    module = load_input(args.model, args.defines)
+    if detect_stage(module) != Stage.GRAPH:
+        raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
+    devices = chosen_devices(args, [args.target], recorded_device(module))
+    device = attach_device(module, devices.get(args.target), args.target)
+    _, report = measure.tune_measured(module, args.target, device, _tune_options(args), args.threads, args.repeat,
+                                      args.candidates, args.seed)
+    if args.report == "json":
+        import json
+
+        sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
+    else:
+        measure.print_measured_tune_report(report)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from strata.compiler import sweep
 
     if args.jobs < 1:
         raise StrataError("error: --jobs must be at least 1")
+    if args.budget is not None and args.budget < 1:
+        raise StrataError("error: --budget must be at least 1")
     if args.executor == "ray" and args.jobs != 1:
         _stderr("note: --jobs applies to the local executor; Ray runs as many points at once as it has CPUs")
     if args.ray_address and args.executor != "ray":
@@ -449,6 +560,7 @@ def cmd_sweep(args) -> int:
         sys.stdout.write(sweep.to_json(result))
     elif args.report == "table":
         sweep.print_table(result, study)
+    sweep.check_some_succeeded(result)
     if args.plot:
         sweep.plot(result, study, args.plot, args.plot_x, args.plot_y, args.pareto)
     return 0
@@ -495,11 +607,13 @@ def cmd_targets(args) -> int:
     for name in specs.DEVICES:
         d = specs.load_device(name)
         peak = d.get("peak_flops_bf16") or d.get("peak_flops_fp16") or 0
+        peak = peak or d.get("peak_flops_fp32", 0)
         units = (f"{d['sms']} SMs" if "sms" in d else
                  f"{d['num_arrays']} x {d['array_rows']}x{d['array_cols']} arrays" if "num_arrays" in d else
+                 f"{d['cores']} cores x {d['fma_pipes']} FMA x {d['simd_lanes_f32']} lanes" if "cores" in d else
                  f"{d.get('mxm_planes', 1)} x {d['mxm_rows']}x{d['mxm_cols']} MXM, {d.get('vector_alus', '?')} ALUs")
-        memory = d.get("hbm_bytes") or d.get("sram_bytes") or 0
-        bandwidth = d.get("hbm_bandwidth") or d.get("sram_bandwidth") or 0
+        memory = d.get("hbm_bytes") or d.get("sram_bytes") or d.get("dram_bytes") or 0
+        bandwidth = d.get("hbm_bandwidth") or d.get("sram_bandwidth") or d.get("dram_bandwidth") or 0
         default = "*" if specs.DEFAULT_DEVICE.get(d.target) == name else ""
         table.add_row(
             name + default, d.target, human(d["clock_hz"], "Hz"), human(peak, "FLOP/s"), human(memory, "B"),
@@ -611,7 +725,7 @@ def _add_tune_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="evaluate N points in parallel")
     parser.add_argument("--db", metavar="FILE",
                         help="tuning database (default: $STRATA_TUNING_DB or ~/.cache/strata/tuning.jsonl)")
-    parser.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop each kernel's search after this long")
+    parser.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", help="stop each kernel's search after this long")
 
 
 def _check_parser(sub) -> None:
@@ -629,7 +743,11 @@ def _compile_parser(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed IR, .mlir)")
     _add_defines(p)
     p.add_argument("--target", choices=[*TARGETS, "all"], default="gpu",
-                   help="gpu (H100-class), tpu (systolic array), lpu, or all three side by side (default: gpu)")
+                   help="gpu (H100-class), tpu (systolic array), lpu, cpu (this host), or all: gpu, tpu and lpu"
+                   " side by side (default: gpu)")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N",
+                   help="with --target cpu: lower and price each kernel for N threads (default 1, as"
+                   " run --backend mlir; same as --schedule threads=N)")
     p.add_argument("--emit", choices=[s.value for s in STAGE_ORDER], default=None,
                    help="stop at this stage and print its IR to stdout (default: compile to hardware and"
                    " print the cost report)")
@@ -700,7 +818,38 @@ def _tune_parser(sub) -> None:
     p.add_argument("--report", choices=["table", "json"], default="table",
                    help="table, or JSON with per kernel space_size, evaluations and cache_hits")
     _add_tune_options(p)
+    p.add_argument("--measure", action="store_true",
+                   help="with --target cpu: time the cost model's best candidates natively and keep the fastest"
+                   " measured, never slower than the default")
+    p.add_argument("--candidates", type=int, default=4, metavar="K",
+                   help="with --measure: per kernel, time the K points the cost model estimates cheapest (default 4)")
+    p.add_argument("--repeat", type=int, default=5, metavar="R",
+                   help="with --measure: timed runs per candidate, the median kept (default 5)")
+    p.add_argument("--threads", type=_threads, default=1, metavar="N",
+                   help="with --measure: run the native code on N threads (default 1)")
     p.set_defaults(run=cmd_tune)
+
+
+def _measure_parser(sub) -> None:
+    p = sub.add_parser("measure", help="time the native code per kernel beside the cost model's estimates",
+                       description="Compile MODEL for --target cpu, run its native code (as `strata run --backend"
+                       " mlir`) with a timer around every kernel, and print per kernel and in total the median"
+                       " measured time, the cost model's estimate and estimate / measured. Inputs and weights are"
+                       " drawn as `strata run` draws them.")
+    p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR, .mlir)")
+    _add_defines(p)
+    p.add_argument("--target", choices=TARGETS, default="cpu", help="the cost model to compare with: cpu (default)")
+    add_device_options(p)
+    _add_schedule(p)
+    p.add_argument("--threads", type=_threads, default=1, metavar="N",
+                   help="run the parallel loops on N threads (OpenMP; default 1)")
+    p.add_argument("--repeat", type=int, default=10, metavar="R",
+                   help="timed runs after one warm-up; medians are reported (default 10)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for the drawn inputs and weights (default 0)")
+    p.add_argument("--report", choices=["table", "json"], default="table",
+                   help="a table per kernel with totals (default), or JSON: kernels[] of the cost report with"
+                   " measured_time_s and ratio, total.time_s and total.measured_time_s")
+    p.set_defaults(run=cmd_measure)
 
 
 def _sweep_parser(sub) -> None:
@@ -711,8 +860,10 @@ def _sweep_parser(sub) -> None:
                        " its error.")
     p.add_argument("models", metavar="MODEL", nargs="+", help=".model files (or printed graph IR)")
     p.add_argument("--target", choices=TARGETS, default="gpu", help="target machine (default: gpu)")
-    p.add_argument("--device", metavar="NAME", help="the device (default: the target's; see `strata targets`)")
-    p.add_argument("--device-file", metavar="FILE", help="a device spec file (TOML) instead of a named device")
+    p.add_argument("--device", metavar="NAME", type=nonempty,
+                   help="the device (default: the target's; see `strata targets`)")
+    p.add_argument("--device-file", metavar="FILE", type=nonempty,
+                   help="a device spec file (TOML) instead of a named device")
     p.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
                    help="override one figure of the device at every point (repeatable)")
     p.add_argument("--vary", metavar="KEY=V1,V2,...", action="append", default=[],
@@ -734,7 +885,8 @@ def _sweep_parser(sub) -> None:
                    help="the results, one row per point (kept and extended by a rerun)")
     p.add_argument("--report", choices=["table", "json", "none"], default="table",
                    help="print a table (default), or JSON {points, evaluated, cached}")
-    p.add_argument("--plot", metavar="FILE.png", help="plot --plot-y against --plot-x, or a Pareto front (--pareto)")
+    p.add_argument("--plot", metavar="FILE.png", type=_plot_path,
+                   help="plot --plot-y against --plot-x, or a Pareto front (--pareto)")
     p.add_argument("--plot-x", metavar="KEY", help="the varied key on the x axis (default: the first)")
     p.add_argument("--plot-y", metavar="METRIC", default="time_s", help="the metric on the y axis (default: time_s)")
     p.add_argument("--pareto", metavar="COLUMN",
@@ -825,8 +977,8 @@ def build_parser() -> argparse.ArgumentParser:
         " execute them, and estimate their cost.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_check_parser, _compile_parser, _run_parser, _tune_parser, _sweep_parser, _import_parser,
-                _export_parser, _targets_parser, _opt_parser, _fuzz_parser):
+    for add in (_check_parser, _compile_parser, _run_parser, _measure_parser, _tune_parser, _sweep_parser,
+                _import_parser, _export_parser, _targets_parser, _opt_parser, _fuzz_parser):
         add(sub)
     return parser
 
@@ -852,24 +1004,32 @@ def main(argv: list[str] | None = None) -> int:
     except StrataError as err:
         print(str(err), file=sys.stderr)
         return 1
-    except OSError as err:
-        if err.errno not in WRITE_ERRORS:
-            raise
-        print(f"error: cannot write the output: {err.strerror}", file=sys.stderr)
+    except SpecError as err:  # a device description that lacks what a model needs: the user's to give
+        print(f"error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # before OSError, its base: `strata ... | head` is no error
+        return 0
+    except OSError as err:
+        if err.errno in WRITE_ERRORS:
+            print(f"error: cannot write the output: {err.strerror}", file=sys.stderr)
+            return 1
+        return _internal_error(err)  # any other: a path strata failed to check, a bug
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
     except Exception as err:  # a bug in strata, not in the user's input
-        if os.environ.get("STRATA_TRACEBACK"):
-            traceback.print_exc()
-        print(
-            f"strata: internal error: {type(err).__name__}: {err}\n"
-            "(this is a bug in strata; set STRATA_TRACEBACK=1 to see the traceback)",
-            file=sys.stderr,
-        )
-        return 3
+        return _internal_error(err)
+
+
+def _internal_error(err: BaseException) -> int:
+    """Report a bug in strata in one line (the traceback with STRATA_TRACEBACK=1); exit status 3."""
+    if os.environ.get("STRATA_TRACEBACK"):
+        traceback.print_exc()
+    print(
+        f"strata: internal error: {type(err).__name__}: {err}\n"
+        "(this is a bug in strata; set STRATA_TRACEBACK=1 to see the traceback)",
+        file=sys.stderr,
+    )
+    return 3
 
 
 if __name__ == "__main__":

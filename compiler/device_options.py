@@ -15,10 +15,18 @@ from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
 
+def nonempty(text: str) -> str:
+    """A device name or spec file path: an empty one would silently mean "no device option"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a device name (see `strata targets`) or a spec file, not ''")
+    return text
+
+
 def add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", metavar="NAME", help="device to compile for and cost on (see `strata targets`;"
+    parser.add_argument("--device", metavar="NAME", type=nonempty, help="device to compile for and cost on (see `strata targets`;"
                         " default: the device a dump records, else per target h100, tpu-v4, groq-lpu)")
-    parser.add_argument("--device-file", metavar="FILE", help="the device described by this spec file (.toml)")
+    parser.add_argument("--device-file", metavar="FILE", type=nonempty,
+                        help="the device described by this spec file (.toml)")
     parser.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
                         help="override one figure of the device spec, e.g. --spec smem_per_block_bytes=49152"
                         " (repeatable); tiling, layouts, chip placement, tuning and costing all see it")

@@ -65,6 +65,25 @@ def read_regular_file(path: str | Path, limit: int, what: str = "file") -> bytes
     return data
 
 
+def open_output(path: str | Path, mode: str = "w"):
+    """
+    `path` opened for writing (`mode` "w" or "wb"), created or truncated, as
+    `open` would; but a FIFO that no process reads is an `OSError` (ENXIO,
+    "a FIFO that no process reads") instead of blocking forever. A FIFO with
+    a reader (`-o >(gzip > x.gz)`) and devices such as /dev/stdout still work.
+    """
+    import errno
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NONBLOCK", 0), 0o666)
+    except OSError as err:
+        if err.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "a FIFO that no process reads; start its reader first or give a file") from None
+        raise
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class SourceLoc:
     """A position in a model file: 1-based line and column, and token length."""

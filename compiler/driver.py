@@ -236,7 +236,7 @@ def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dum
         saved = f"\nreproducer written to {reproducer}: strata opt {reproducer} -p '{spec}'"
     except OSError:
         saved = ""
-    return StrataError(f"pass '{spec}' failed:\n{message}{saved}")
+    return StrataError(f"error: pass '{spec}' failed:\n{message}{saved}")
 
 
 def attach_device(module: ModuleOp, device: DeviceSpec | None, target: str) -> DeviceSpec:

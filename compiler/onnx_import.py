@@ -61,8 +61,8 @@ ids on a runtime tensor as `slice` when contiguous), Softmax, LogSoftmax
 Cast, CastLike, Constant, Identity, Dropout (inference), Where (constant
 condition), Expand, Tile, Pad (constant mode), QuantizeLinear /
 DequantizeLinear (per tensor or per axis, saturating; not blocked),
-MatMulInteger (operands of one dtype, zero points absent or zero), plus any
-node that folds to a constant (Shape, Size, Range, ConstantOfShape, Equal,
+MatMulInteger and ConvInteger (operands of one dtype, zero points absent or
+zero), plus any node that folds to a constant (Shape, Size, Range, ConstantOfShape, Equal,
 Trilu, Sin, Cos, ...).
 
 What it guarantees:
@@ -99,7 +99,7 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.compiler.diagnostics import StrataError, UnreadableFile, read_regular_file
+from strata.compiler.diagnostics import StrataError, UnreadableFile, open_output, read_regular_file
 
 __all__ = ["Imported", "import_onnx", "import_proto", "write_import", "SUPPORTED_OPS"]
 
@@ -180,7 +180,7 @@ def write_import(imported: Imported, out_path: str) -> tuple[str, str]:
         arrays[key] = value
     for target, write in ((str(out), lambda f: f.write(imported.text.encode())), (weights_path, lambda f: np.savez(f, **arrays))):
         try:
-            with open(target, "wb") as f:
+            with open_output(target, "wb") as f:
                 write(f)
         except OSError as err:
             raise StrataError(f"error: cannot write {target}: {err.strerror or err}") from None
@@ -1385,7 +1385,7 @@ class _Importer:
             expr = f"reshape({expr}, {_shape_text(out_shape)})"
         self.bind(node.output[0], expr)
 
-    # ---- quantization (ONNX QuantizeLinear, DequantizeLinear, MatMulInteger)
+    # ---- quantization (ONNX QuantizeLinear, DequantizeLinear, MatMulInteger; ConvInteger is with Conv)
 
     def _per_axis(self, node, name: str, x: _Val) -> str:
         """A scale or zero point as an operand that broadcasts to `x`: scalar, or 1-D along `axis` reshaped to `[C, 1, ...]`."""
@@ -1522,7 +1522,16 @@ class _Importer:
             expr = f"reshape({expr}, {_shape_text(out_shape)})"
         self.bind(node.output[0], expr)
 
-    def op_Conv(self, node):
+    def op_ConvInteger(self, node):
+        x, w = self.dyn(node.input[0]), self.dyn(node.input[1])
+        for i in (2, 3):
+            if self.has(node, i) and (node.input[i] not in self.consts or np.any(self.consts[node.input[i]] != 0)):
+                raise _ImportError("ConvInteger with a nonzero zero point is not supported (subtract it first)")
+        if x.dtype != w.dtype:
+            raise _ImportError(f"ConvInteger of {x.dtype} by {w.dtype} is not supported (operands of one dtype)")
+        self.op_Conv(node, integer=True)
+
+    def op_Conv(self, node, integer: bool = False):
         x, w = self.dyn(node.input[0]), self.dyn(node.input[1])
         n = self._spatial(x, "convolutions")
         kernel = list(w.shape[2:])
@@ -1535,7 +1544,7 @@ class _Importer:
         if n == 1:
             w_text = self._reshaped(node.input[1], w, w.shape[:2] + (1,) + w.shape[2:])
         args = [self._as_image(x, n), w_text]
-        if self.has(node, 2):
+        if self.has(node, 2) and not integer:  # ConvInteger's third input is x's zero point, not a bias
             args.append(self.dyn(node.input[2]).name)
         attrs = []
         if strides != [1, 1]:
@@ -1546,6 +1555,8 @@ class _Importer:
             attrs.append(f"dilation={self._pair_text(dilations)}")
         if groups != 1:
             attrs.append(f"groups={groups}")
+        if integer:
+            attrs.append("dtype=i32")
         self._bind_window(node, f"conv2d({', '.join(args + attrs)})", n)
 
     def op_BatchNormalization(self, node):

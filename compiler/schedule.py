@@ -16,9 +16,17 @@ import typing
 from xdsl.passes import ModulePass
 
 from strata.compiler.diagnostics import StrataError
+from strata.dialects.vocabulary import DATAFLOWS
 
 ALIASES = {"tile": "sizes", "tiles": "sizes", "loop_order": "order", "pp": "chips"}
 """Other names of options: `pp` (pipeline parallelism) is place-chips' `chips`."""
+
+
+MAX_DEVICES = 65_536
+"""The most devices (`--devices`, and each of `--schedule tp=, dp=, pp=`): past the largest machines built."""
+
+DEVICE_COUNTS = ("tp", "dp", "pp")
+"""Degrees of parallelism: device counts from 1 (`chips`, pp's pass option, also takes 0: as few as fit)."""
 
 
 def parse_schedule(items: list[str]) -> dict[str, str]:
@@ -27,6 +35,9 @@ def parse_schedule(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise StrataError(f"error: --schedule expects KEY=VALUE, got '{item}'")
+        if key in DEVICE_COUNTS and not (value.isdigit() and 1 <= int(value) <= MAX_DEVICES):
+            raise StrataError(f"error: --schedule {key}={value}: tp and dp are device counts from 1 to"
+                              f" {MAX_DEVICES:,} (and pp, the pipeline stages, too)")
         schedule[ALIASES.get(key, key)] = value
     return schedule
 
@@ -48,6 +59,9 @@ def _convert(pass_name: str, key: str, type_, text: str):
                 raise StrataError(f"error: --schedule {key}={text}: {pass_name}'s option {key} takes whole numbers"
                                   f" from 0{what}")
             return values
+        if key == "dataflow" and text not in DATAFLOWS:
+            # off the systolic target the option is unused: a typo would pass unseen there
+            raise StrataError(f"error: --schedule dataflow={text}: a systolic dataflow, one of {', '.join(DATAFLOWS)}")
         return text
     except ValueError:
         raise StrataError(f"error: --schedule {key}={text}: not a valid value for {pass_name}'s option {key}") from None

@@ -94,11 +94,16 @@ def parse_axes(vary: list[str], defines: list[str], schedule: list[str], devices
             values = tuple(v.strip() for v in text.split(",") if v.strip()) if kind != "schedule" else _schedule_values(text)
             if not sep or not key.strip() or not values:
                 raise StrataError(f"error: sweep: expected KEY=V1,V2,..., got '{item}'")
+            if kind == "define" and not all(v.lstrip("-").isdigit() for v in values):
+                raise StrataError(f"error: sweep: -D {item}: the values of a `let` constant are whole numbers")
             axes.append(Axis(kind, key.strip(), values))
     if devices is not None:
+        from strata.compiler.cli import MAX_DEVICES
+
         values = tuple(v.strip() for v in devices.split(",") if v.strip())
-        if not values or not all(v.isdigit() and int(v) >= 1 for v in values):
-            raise StrataError(f"error: sweep: --devices takes device counts from 1, got '{devices}'")
+        if not values or not all(v.isdigit() and 1 <= int(v) <= MAX_DEVICES for v in values):
+            raise StrataError(f"error: sweep: --devices takes device counts from 1 to {MAX_DEVICES:,},"
+                              f" got '{devices}'")
         axes.append(Axis("devices", "devices", values))
     names = [a.key for a in axes]
     repeated = sorted({n for n in names if names.count(n) > 1} | (set(names) & {"model", "target", "device"}))
@@ -111,6 +116,29 @@ def _schedule_values(text: str) -> tuple[str, ...]:
     """`tile=64,64,32;128,128,64` varies a tuple option (`;` between values); `tp=1,2,4` an integer."""
     sep = ";" if ";" in text else ","
     return tuple(v.strip() for v in text.split(sep) if v.strip())
+
+
+def check_schedules(sweep: Sweep) -> None:
+    """
+    Every `--schedule` value names an option of the target's pipeline and
+    parses as its type (`tile=-1` does not), before any point runs: such a
+    value would fail at every point, whatever the model.
+    """
+    from strata.compiler.driver import Stage, passes_between
+    from strata.compiler.schedule import apply_schedule, parse_schedule
+
+    passes = passes_between(sweep.target, Stage.GRAPH, Stage.HARDWARE)
+    for axis in sweep.axes:
+        if axis.kind == "schedule":
+            for value in axis.values:
+                apply_schedule(passes, parse_schedule([f"{axis.key}={value}"]))
+
+
+def check_some_succeeded(result: "Result") -> None:
+    """A sweep none of whose points gave a cost failed: exit 1 with the first point's error (the rows are kept)."""
+    if result.rows and all(row.get("time_s") is None for row in result.rows):
+        first = next((row["error"] for row in result.rows if row.get("error")), "no cost")
+        raise StrataError(f"error: sweep: none of the {len(result.rows)} points succeeded; the first: {first}")
 
 
 def grid(sweep: Sweep) -> list[dict[str, str]]:
@@ -205,20 +233,35 @@ def read_rows(path: Path, sweep: Sweep) -> dict[tuple[str, ...], dict[str, Any]]
         return {}
     if not path.is_file():
         raise StrataError(f"error: sweep: {path} is not a regular file; give another -o")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None:
-            return {}
-        if reader.fieldnames != sweep.columns:
-            raise StrataError(
-                f"error: sweep: {path} holds another sweep's columns ({', '.join(reader.fieldnames[:8])}, ...);"
-                f" give another -o or remove it"
-            )
-        rows = {}
-        for row in reader:
-            if row.get("command") and all(row.get(c) is not None for c in sweep.columns):
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _rows(csv.DictReader(f), path, sweep)
+    except UnicodeDecodeError as err:
+        raise StrataError(f"error: sweep: {path} is not a CSV file (byte {err.start} is not UTF-8 text);"
+                          f" give another -o or remove it") from None
+    except csv.Error as err:
+        raise StrataError(f"error: sweep: {path} is not a CSV file this sweep wrote ({err});"
+                          f" give another -o or remove it") from None
+    except OSError as err:
+        raise StrataError(f"error: sweep: cannot read {path}: {err.strerror}; give another -o") from None
+
+
+def _rows(reader: csv.DictReader, path: Path, sweep: Sweep) -> dict[tuple[str, ...], dict[str, Any]]:
+    if reader.fieldnames is None:
+        return {}
+    if reader.fieldnames != sweep.columns:
+        raise StrataError(
+            f"error: sweep: {path} holds another sweep's columns ({', '.join(reader.fieldnames[:8])}, ...);"
+            f" give another -o or remove it"
+        )
+    rows = {}
+    for row in reader:
+        if row.get("command") and all(row.get(c) is not None for c in sweep.columns):
+            try:
                 rows[key(row, sweep)] = _typed(row, {a.key for a in sweep.axes})
-        return rows
+            except ValueError:
+                continue  # an edited or half-written metric: evaluate the point again
+    return rows
 
 
 def _typed(row: dict[str, str], varied: set[str]) -> dict[str, Any]:
@@ -259,12 +302,15 @@ class _Writer:
 def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     """The whole file, in grid order, replaced at once."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        os.replace(temporary, path)
+    except OSError as err:
+        raise StrataError(f"error: sweep: cannot write {temporary} (to replace {path}): {err.strerror}") from None
 
 
 # --------------------------------------------------------------------------- executors
@@ -294,7 +340,13 @@ def _ray(argvs: list[list[str]], address: str | None) -> Iterator[tuple[int, dic
         ) from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except Exception as err:  # noqa: BLE001: Ray raises many kinds (ConnectionError, ValueError, RuntimeError)
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise StrataError(f"error: sweep: cannot start {where}: {_one_line(str(err)) or 'no reason given'};"
+                              f" check --ray-address, or use --executor local") from None
     try:
         task = ray.remote(evaluate)
         pending = {task.remote(argv): index for index, argv in enumerate(argvs)}
@@ -305,6 +357,25 @@ def _ray(argvs: list[list[str]], address: str | None) -> Iterator[tuple[int, dic
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """
+    A `--ray-address HOST:PORT` (or `ray://HOST:PORT`) that nothing answers
+    is refused at once: `ray.init` would retry connecting for minutes.
+    """
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StrataError(f"error: sweep: --ray-address {address}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as err:
+        raise StrataError(f"error: sweep: nothing answers at --ray-address {address} ({err.strerror or 'timed out'});"
+                          f" start the cluster (ray start --head) or leave the option out for a local one") from None
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -326,6 +397,7 @@ def run_sweep(sweep: Sweep, output: Path, jobs: int = 1, executor: str = "local"
     """Evaluate every point `output` lacks, appending each row as it finishes; all rows in grid order."""
     start = time.perf_counter()
     points = grid(sweep)
+    check_schedules(sweep)
     known = read_rows(output, sweep)
     missing = [p for p in points if key(p, sweep) not in known]
     result = Result(cached=len(points) - len(missing))
@@ -427,12 +499,9 @@ def plot(result: Result, sweep: Sweep, path: str, x: str | None, y: str, pareto:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except (OSError, ValueError) as err:
-        raise StrataError(f"error: cannot write the plot {path}: {err}") from None
-    finally:
-        plt.close(fig)
+    from strata.compiler.reports.report import save_figure
+
+    save_figure(fig, path)
 
 
 def _check_column(name: str, sweep: Sweep) -> None:

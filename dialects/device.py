@@ -53,21 +53,24 @@ SPECS_DIR = Path(__file__).parent.parent / "backends" / "specs"
 DEVICES: dict[str, Path] = {path.stem: path for path in sorted(SPECS_DIR.glob("*.toml"))}
 """Shipped device name -> its spec file."""
 
-DEFAULT_DEVICE: dict[str, str] = {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu"}
+DEFAULT_DEVICE: dict[str, str] = {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu", "cpu": "host-cpu"}
 """The device each target compiles for unless the user picks another."""
 
-TILE_MEMORY: dict[str, str] = {"gpu": "smem_per_block_bytes", "tpu": "vmem_bytes", "lpu": "sram_bytes"}
+TILE_MEMORY: dict[str, str] = {
+    "gpu": "smem_per_block_bytes", "tpu": "vmem_bytes", "lpu": "sram_bytes", "cpu": "l2_bytes_per_core",
+}
 """Per target, the spec key of the memory one kernel's on-chip tiles must fit in."""
 
-TILE_MEMORY_NAME: dict[str, str] = {"gpu": "shared memory per block", "tpu": "VMEM", "lpu": "SRAM"}
+TILE_MEMORY_NAME: dict[str, str] = {"gpu": "shared memory per block", "tpu": "VMEM", "lpu": "SRAM", "cpu": "L2 cache per core"}
 
-MEMORY: dict[str, str] = {"gpu": "hbm_bytes", "tpu": "hbm_bytes", "lpu": "sram_bytes"}
+MEMORY: dict[str, str] = {"gpu": "hbm_bytes", "tpu": "hbm_bytes", "lpu": "sram_bytes", "cpu": "dram_bytes"}
 """Per target, the spec key of one device's memory: what its share of the weights and activations must fit."""
 
 LAYOUT_TILE_KEYS: dict[str, tuple[str, ...]] = {
     "gpu": (),
     "tpu": ("vreg_sublanes", "vreg_lanes"),
     "lpu": ("vector_lanes",),
+    "cpu": (),
 }
 """Per target, the spec keys whose values tile a laid-out tensor's minor dims (none on the GPU)."""
 
@@ -86,6 +89,15 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "lpu": _COMMON_REQUIRED + (
         "sram_bytes", "sram_bandwidth", "mxm_rows", "mxm_cols", "peak_flops_fp16",
         "peak_ops_int8", "vector_lanes", "chip_to_chip_bandwidth",
+    ),
+    # A CPU's GEMM tiles are derived from its caches by `tile` (no preferred_gemm_tile
+    # needed). Sizes per core are `_per_core`; bandwidths are bytes/s read, one core's
+    # (`_per_core`) or the whole chip's; `fma_pipes` counts FMAs of `simd_lanes_f32`
+    # lanes issued per clock (Zen 4's two 256-bit pipes are one 512-bit issue).
+    "cpu": (
+        "name", "target", "clock_hz", "cores", "simd_lanes_f32", "fma_pipes", "vector_registers",
+        "peak_flops_fp32", "l1d_bytes_per_core", "l2_bytes_per_core", "l3_bytes", "l1_bandwidth_per_core",
+        "l2_bandwidth_per_core", "l3_bandwidth", "dram_bandwidth", "dram_bytes",
     ),
 }
 """Keys a spec file of each target must have (the passes and cost models rely on them)."""
@@ -116,6 +128,11 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "mxm_install_bandwidth", "pipeline_fill_cycles", "chips_per_node", "max_system_chips",
         "max_system_latency_s", "power_w",
     ),
+    "cpu": (
+        "description", "preferred_gemm_tile", "max_clock_hz", "base_clock_hz", "l3_bandwidth_per_core",
+        "dram_bandwidth_per_core", "parallel_region_latency_s", "peak_flops_bf16", "dram_channels", "tdp_w",
+        "link_bandwidth", "gemm_efficiency",
+    ),
 }
 """Keys the passes and cost models know beyond the required ones; overrides may set these too."""
 
@@ -128,6 +145,8 @@ INTEGER_KEYS = frozenset({
     "lanes_per_superlane", "chip_to_chip_links", "chip_to_chip_pair_links", "chips_per_node",
     "max_system_chips", "pipeline_fill_cycles", "stationary_buffers",
     "smem_per_block_bytes", "smem_per_sm_bytes", "vmem_bytes", "sram_bytes",
+    "cores", "simd_lanes_f32", "fma_pipes", "vector_registers", "l1d_bytes_per_core", "l2_bytes_per_core",
+    "l3_bytes", "dram_channels",
 })
 """Counts: these must be whole numbers (bytes may be given as 1e9-style floats)."""
 
@@ -137,6 +156,17 @@ SHAPE_KEYS: dict[str, int] = {
 """Keys whose value is a list of positive whole numbers, with its length."""
 
 STRING_CHOICES: dict[str, tuple[str, ...]] = {"target": TARGETS, "dataflow": DATAFLOWS}
+
+FIGURE_RANGE = (1e-12, 1e18)
+"""
+The range of every number of a spec. The shipped devices span 7.8e-7 (a
+latency in s) to 2e15 (FLOP/s); far outside it (`clock_hz=1e308`,
+`hbm_bandwidth=1e-308`) the cost models' products overflow to inf or their
+cycle counts out of the IR's 64-bit integers.
+"""
+
+MAX_COUNT = 2**31
+"""The largest count (`sms`, `array_rows`, `sram_bytes`): a product of two stays within 64 bits."""
 
 
 class SpecError(ValueError):
@@ -205,7 +235,7 @@ class DeviceSpec(Mapping[str, Any]):
 
     @property
     def memory_bytes(self) -> int:
-        """One device's memory (`MEMORY`): HBM on a GPU or TPU, SRAM on an LPU."""
+        """One device's memory (`MEMORY`): HBM on a GPU or TPU, SRAM on an LPU, DRAM on a CPU."""
         return int(self.values[MEMORY[self.target]])
 
     def tile_memory_text(self) -> str:
@@ -229,7 +259,18 @@ class DeviceSpec(Mapping[str, Any]):
         return tuple(self.values["preferred_gemm_tile"])
 
     def mma_shape(self, dtype: str) -> tuple[int, ...]:
-        """A GPU's tensor-core instruction shape (m, n, k) for operands of `dtype`; () if it has none."""
+        """
+        A GPU's tensor-core instruction shape (m, n, k) for matmul operands
+        of `dtype` (the dtype reaching the matmul, not the accumulator's);
+        () if it has none. 8-bit and i4 integers issue the s8 shape; f8
+        operands the same m16n8k32 (PTX ISA, mma.sync for .e4m3/.e5m2) where
+        the GPU has FP8 tensor cores, else, converted to f16 in registers,
+        the f16 one.
+        """
+        if dtype in ("ui8", "i4"):
+            dtype = "i8"
+        elif dtype in ("f8E4M3FN", "f8E5M2"):
+            dtype = "i8" if "peak_flops_fp8" in self.values else "f16"
         return tuple(self.values.get(f"mma_shape_{dtype}", ()))
 
 
@@ -310,7 +351,15 @@ def _check_value(where: str, key: str, value: Any) -> Any:
     if key in INTEGER_KEYS:
         if value != int(value):
             raise SpecError(f"{where}: key {key!r} is a count and must be a whole number, got {value!r}")
+        if value > MAX_COUNT:
+            raise SpecError(f"{where}: key {key!r} is a count of at most {MAX_COUNT:,} (2**31), got {value:g}")
         return int(value)
+    low, high = FIGURE_RANGE
+    if key.endswith("_bytes"):
+        low = 1  # a memory of less than a byte holds nothing: no chip count could place a weight
+    if not low <= value <= high:
+        raise SpecError(f"{where}: key {key!r} must lie between {low:g} and {high:g} (the units of its name),"
+                        f" got {value:g}")
     return value
 
 
@@ -349,8 +398,11 @@ def validate(values: Mapping[str, Any], where: str) -> dict[str, Any]:
 MEASURED_SHARES: dict[str, str] = {"hbm_bandwidth": "hbm_bandwidth_measured"}
 """Datasheet key -> the measured key the cost models read instead when a spec has both."""
 
-AT_MOST: tuple[tuple[str, str], ...] = (("smem_per_block_bytes", "smem_per_sm_bytes"),)
-"""Pairs `(a, b)` a spec must keep `a <= b` in (one block's shared memory is part of its SM's)."""
+AT_MOST: tuple[tuple[str, str], ...] = (
+    ("smem_per_block_bytes", "smem_per_sm_bytes"), ("l1d_bytes_per_core", "l2_bytes_per_core"),
+)
+"""Pairs `(a, b)` a spec must keep `a <= b` in (one block's shared memory is part of its SM's; a core's L1 is
+smaller than its L2)."""
 
 
 def _read_spec_bytes(path: Path) -> bytes:

@@ -568,9 +568,9 @@ class ViewOp(IRDLOperation):
 
 class CollectiveBase(IRDLOperation):
     """
-    Base of the collectives on buffers (`loop.all_reduce`, `loop.all_gather`
-    and the hardware dialects' own): `graph.all_reduce`/`graph.all_gather`
-    from `source` into `dest`, both in the logical layout.
+    Base of the collectives on buffers (`loop.all_reduce`, `loop.all_gather`,
+    `loop.reduce_scatter` and the hardware dialects' own): the `graph` op of
+    the same name from `source` into `dest`, both in the logical layout.
     """
 
     source = operand_def(MemRefType)
@@ -605,6 +605,13 @@ class AllGatherBase(CollectiveBase):
     groups = prop_def(IntegerAttr)
 
 
+class ReduceScatterBase(CollectiveBase):
+    """`dest` = this device's block along `dim` of the sum of `source` over the group (see `graph.reduce_scatter`)."""
+
+    dim = prop_def(IntegerAttr)
+    groups = prop_def(IntegerAttr)
+
+
 @irdl_op_definition
 class AllReduceOp(AllReduceBase):
     """
@@ -623,6 +630,13 @@ class AllGatherOp(AllGatherBase):
     """`graph.all_gather` on buffers."""
 
     name = "loop.all_gather"
+
+
+@irdl_op_definition
+class ReduceScatterOp(ReduceScatterBase):
+    """`graph.reduce_scatter` on buffers."""
+
+    name = "loop.reduce_scatter"
 
 
 COLLECTIVE_PROPERTIES = ("axis", "devices", "dim", "groups")
@@ -655,7 +669,7 @@ Loop = Dialect(
     "loop",
     [
         KernelOp, EndOp, LoadOp, GatherOp, StoreOp, FillOp, CausalMaskOp, OnlineSoftmaxOp, CopyOp, ViewOp,
-        AllReduceOp, AllGatherOp,
+        AllReduceOp, AllGatherOp, ReduceScatterOp,
     ],
     [],
 )

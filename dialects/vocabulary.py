@@ -15,8 +15,12 @@ from collections.abc import Iterable
 
 from xdsl.ir import Attribute, Operation
 
-TARGETS = ("gpu", "tpu", "lpu")
+TARGETS = ("gpu", "tpu", "lpu", "cpu")
 """The machine kinds strata compiles for; a device spec names one."""
+
+ALL_TARGETS = ("gpu", "tpu", "lpu")
+"""What `--target all` compares side by side: the accelerators. The `cpu` target (the
+host, whose estimates `strata measure` checks against runs) is asked for by name."""
 
 DATAFLOWS = ("ws", "os", "is")
 """Systolic dataflows: weight-, output- or input-stationary (the default first)."""

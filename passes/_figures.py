@@ -21,6 +21,9 @@ from strata.dialects.graph.flops import op_flops
 from strata.dialects.vocabulary import type_bytes
 
 MATRIX_OPS = (g.MatmulOp, g.Conv2DOp)
+TRANSCENDENTAL_OPS = (g.ExpOp, g.ErfOp, g.GeluOp, g.SiluOp, g.SigmoidOp, g.TanhOp, g.LogOp, g.PowOp,
+                      g.SoftmaxOp, g.LogSoftmaxOp)
+"""Graph ops that evaluate an exponential, logarithm or error function per result element."""
 
 
 nbytes = type_bytes
@@ -104,6 +107,11 @@ class Figures:
     reads_by_buffer: dict[int, int] = field(default_factory=dict)
     """Bytes read from each kernel argument, by argument position."""
     unit_ops: set[str] = field(default_factory=set)
+    transcendentals: int = 0
+    """Elements of exp-like functions the kernel evaluates (`TRANSCENDENTAL_OPS`, one exponential per
+    softmax score): a CPU evaluates each as a polynomial of many vector ops, not one FLOP."""
+    gathered_elements: int = 0
+    """Elements the kernel's `loop.gather`s read (table rows picked by ids): one indexed load each."""
 
 
 def _online_softmax_flops(op: loop.OnlineSoftmaxOp) -> tuple[int, int]:
@@ -133,6 +141,8 @@ def _visit(
             _visit(op.body.block, _iterations(op, times, outer), inner, args, out, nested)
         elif isinstance(op, loop.LoadOp | loop.GatherOp):
             size = nbytes(op.result.type)
+            if isinstance(op, loop.GatherOp):
+                out.gathered_elements += math.prod(op.result.type.get_shape()) * times
             out.read_bytes += size * times
             out.onchip_bytes += size
             out.pipelined_bytes += size if in_reduction else 0
@@ -146,6 +156,7 @@ def _visit(
             matrix, vector = _online_softmax_flops(op)
             out.matrix_flops += matrix * times
             out.flops += (matrix + vector) * times
+            out.transcendentals += math.prod(op.scores.type.get_shape()) * times
             out.unit_ops |= {"matrix", "vector"}
         elif isinstance(op, loop.CausalMaskOp):
             out.flops += math.prod(op.result.type.get_shape()) * times
@@ -155,6 +166,8 @@ def _visit(
         elif isinstance(op, Operation) and op.dialect_name() == "graph":
             work = op_flops(op) * times
             out.flops += work
+            if isinstance(op, TRANSCENDENTAL_OPS):
+                out.transcendentals += math.prod(op.results[0].type.get_shape()) * times
             if isinstance(op, MATRIX_OPS):
                 out.matrix_flops += work
                 out.unit_ops.add("matrix")

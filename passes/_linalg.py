@@ -9,7 +9,26 @@ the op's dtype once; `erf`/`gelu` use a polynomial (absolute error under
 1.2e-7; the reference computes them in f64); integer arithmetic wraps,
 integer division truncates toward zero and gives 0 for a zero divisor; float
 to integer truncates toward zero, saturates and maps NaN to 0. Pure IR
-construction, no NumPy.
+construction (NumPy and ml_dtypes only round f8 constants, `f8_bits`).
+
+Quantized integers: MLIR's `arith` takes signless integers only, so `u8`
+and `i4` values are held in signless `i8` (`storage_type`: a `u8` as its
+byte, an `i4` as one byte per value, -8..7). `elem` gives the storage type;
+the ops whose meaning depends on the dtype (`cast`, `quantize`,
+`dequantize`, `matmul`, `conv2d`, `relu`, `abs`, `max`/`min`) read the
+logical one from the graph op (`logical`) and convert with
+`Emitter.convert_logical`; integer results in `i4` wrap modulo 16 as the
+reference's do. `quantize` and `dequantize` are ONNX's (round half to even,
+saturation), exactly as `compiler/execution/reference.py` computes them.
+
+f8 is emulated (LLVM has no f8 types): an f8 value is held as its bits in
+`i8` and computed in f32; `Emitter.f8_to_f32` decodes the bits exactly and
+`Emitter.f32_to_f8` rounds to nearest even by integer arithmetic on the f32
+bits (an overflow gives NaN in e4m3fn, infinity in e5m2, as ml_dtypes;
+`quantize` saturates first). Elementwise ops, casts, `quantize`,
+`dequantize`, GEMMs and convs read and write f8; data movement (loads,
+stores, reshapes, slices) moves the bits; reductions, softmax, norms and
+pools of f8 values are an `ExportError` (cast them to f32 first).
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    Signedness,
     TensorType,
     VectorType,
     f32,
@@ -73,7 +93,54 @@ def shape(value: SSAValue) -> tuple[int, ...]:
     return tuple(value.type.get_shape())
 
 
+def is_unsigned(t: Attribute) -> bool:
+    return isinstance(t, IntegerType) and t.signedness.data == Signedness.UNSIGNED
+
+
+def is_i4(t: Attribute) -> bool:
+    return isinstance(t, IntegerType) and t.width.data == 4
+
+
+def is_f8(t: Attribute) -> bool:
+    return isinstance(t, (Float8E4M3FNType, Float8E5M2Type))
+
+
+def is_held(t: Attribute) -> bool:
+    """Whether exported IR holds elements of type `t` in another type (`storage_type`)."""
+    return is_f8(t) or (isinstance(t, IntegerType) and (is_i4(t) or t.signedness.data != Signedness.SIGNLESS))
+
+
+def storage_type(t: Attribute) -> Attribute:
+    """The type holding an element of type `t` in exported IR: signless `i8` for `u8`, `i4` and f8 (its bits), else `t`."""
+    if is_held(t):
+        return IntegerType(max(8, t.width.data) if isinstance(t, IntegerType) else 8)
+    return t
+
+
+F8_FORMATS: dict[type, tuple[int, int, int, bool]] = {
+    # exponent bits, mantissa bits, largest finite code, infinities
+    Float8E4M3FNType: (4, 3, 0x7E, False),
+    Float8E5M2Type: (5, 2, 0x7B, True),
+}
+"""The f8 formats as bit fields (OCP FP8: e4m3fn has no infinities and one NaN code per sign, 0x7F)."""
+
+
+def f8_bits(value: float, t: Attribute) -> int:
+    """The (signed i8) bits of `value` rounded to f8 type `t` as the reference rounds it (ml_dtypes)."""
+    import ml_dtypes
+    import numpy as np
+
+    dtype = ml_dtypes.float8_e4m3fn if isinstance(t, Float8E4M3FNType) else ml_dtypes.float8_e5m2
+    return int(np.asarray(np.float32(value)).astype(dtype).view(np.int8))
+
+
 def elem(value: SSAValue) -> Attribute:
+    """The element type of `value` as exported IR holds it (`storage_type`)."""
+    return storage_type(value.type.element_type)
+
+
+def logical(value: SSAValue) -> Attribute:
+    """The element type of a graph value as the model declares it (`u8`, `i4`, ...)."""
     return value.type.element_type
 
 
@@ -141,6 +208,10 @@ class Emitter:
     def scalar(self, value: float | int, t: Attribute) -> SSAValue:
         if is_float(t):
             return self.v(arith.ConstantOp(FloatAttr(float(value), t)))
+        if isinstance(t, IntegerType):
+            # A `u8` 200 is the byte 0xC8: its signless i8 value is -56.
+            bits = t.width.data
+            value = (int(value) + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1)
         return self.v(arith.ConstantOp(IntegerAttr(int(value), t)))
 
     def add_(self, a: SSAValue, b: SSAValue) -> SSAValue:
@@ -258,6 +329,108 @@ class Emitter:
         # Infinities (overflow) and NaN stay as the nearest rounding gives them.
         keep = self.v(arith.OrIOp(exact, self.cmpf(self.v(mathd.AbsFOp(back)), self.scalar(float("inf"), f64), "oeq")))
         return self.v(arith.BitcastOp(self.select(keep, bits, rounded), f32))
+
+    def convert_logical(self, x: SSAValue, src: Attribute, to: Attribute) -> SSAValue:
+        """
+        `x`, a value of logical element type `src` held in `storage_type(src)`,
+        converted to logical type `to` (held in `storage_type(to)`), with the
+        reference's rules: `u8` reads as unsigned; float to `u8`/`i4`
+        truncates toward zero and saturates (NaN to 0); integer to `i4`
+        wraps modulo 16.
+        """
+        if not (is_held(src) or is_held(to)):
+            return self.convert(x, to)
+        if is_f8(src):
+            return self.convert_logical(self.f8_to_f32(x, src), f32, to)
+        if is_f8(to):
+            return self.f32_to_f8(self.convert_logical(x, src, f32), to)
+        out = storage_type(to)
+        if is_unsigned(src) and not is_unsigned(to):
+            if is_float(to):
+                return self.convert(self.v(arith.UIToFPOp(x, f64 if isinstance(to, Float64Type) else f32)), to)
+            if to.width.data > 8:
+                return self.v(arith.ExtUIOp(x, out))
+            # u8 -> i8 keeps the byte; u8 -> i4 wraps below.
+        if is_float(src):
+            lo, hi = (0, 255) if is_unsigned(to) else (-8, 7) if is_i4(to) else (lowest(to), highest(to))
+            wide = self.convert(x, f64)
+            big = self.cmpf(wide, self.scalar(float(hi) + 1.0, f64), "oge")
+            small = self.cmpf(wide, self.scalar(float(lo), f64), "olt")
+            nan = self.cmpf(wide, wide, "uno")
+            bad = self.v(arith.OrIOp(self.v(arith.OrIOp(big, small)), nan))
+            i32 = IntegerType(32)
+            value = self.v(arith.FPToSIOp(self.select(bad, self.scalar(0.0, f64), wide), i32))
+            value = self.select(big, self.scalar(hi, i32), value)
+            value = self.select(small, self.scalar(lo, i32), value)
+            return self.v(arith.TruncIOp(value, out))
+        value = x
+        if value.type != out:
+            value = self.v(arith.ExtSIOp(value, out) if value.type.width.data < out.width.data
+                           else arith.TruncIOp(value, out))
+        return self.wrap_i4(value) if is_i4(to) and not is_i4(src) else value
+
+    def f8_to_f32(self, bits: SSAValue, t: Attribute) -> SSAValue:
+        """The f32 value of the f8 (type `t`) whose bits are the i8 `bits`: exact."""
+        exp_bits, man_bits, _, infinities = F8_FORMATS[type(t)]
+        bias = 2 ** (exp_bits - 1) - 1
+        i32 = IntegerType(32)
+        code = self.v(arith.ExtUIOp(bits, i32))
+        c = lambda v: self.scalar(v, i32)  # noqa: E731
+        exponent = self.v(arith.AndIOp(self.v(arith.ShRUIOp(code, c(man_bits))), c(2**exp_bits - 1)))
+        mantissa = self.v(arith.AndIOp(code, c(2**man_bits - 1)))
+        # Normal: the fields moved into f32's, the exponent rebiased.
+        normal = self.v(arith.OrIOp(
+            self.v(arith.ShLIOp(self.v(arith.AddiOp(exponent, c(127 - bias))), c(23))),
+            self.v(arith.ShLIOp(mantissa, c(23 - man_bits)))))
+        value = self.v(arith.BitcastOp(normal, f32))
+        # Subnormal: mantissa x 2^(1 - bias - man_bits), exact in f32.
+        tiny = self.mul(self.v(arith.SIToFPOp(mantissa, f32)), self.scalar(2.0 ** (1 - bias - man_bits), f32))
+        value = self.select(self.cmpi(exponent, c(0), "eq"), tiny, value)
+        top = self.cmpi(exponent, c(2**exp_bits - 1), "eq")
+        if infinities:
+            special = self.select(self.cmpi(mantissa, c(0), "eq"), self.scalar(float("inf"), f32),
+                                  self.scalar(float("nan"), f32))
+            value = self.select(top, special, value)
+        else:
+            value = self.select(self.and_(top, self.cmpi(mantissa, c(2**man_bits - 1), "eq")),
+                                self.scalar(float("nan"), f32), value)
+        negative = self.cmpi(self.v(arith.AndIOp(code, c(0x80))), c(0), "ne")
+        return self.select(negative, self.neg(value), value)
+
+    def f32_to_f8(self, x: SSAValue, t: Attribute) -> SSAValue:
+        """
+        The i8 bits of f32 `x` rounded to nearest even in f8 type `t`; a
+        value past the largest finite one gives NaN (e4m3fn) or infinity
+        (e5m2), as ml_dtypes' conversion does.
+        """
+        exp_bits, man_bits, top_code, infinities = F8_FORMATS[type(t)]
+        bias = 2 ** (exp_bits - 1) - 1
+        i32 = IntegerType(32)
+        c = lambda v: self.scalar(v, i32)  # noqa: E731
+        bits = self.v(arith.BitcastOp(x, i32))
+        sign = self.v(arith.AndIOp(self.v(arith.ShRUIOp(bits, c(24))), c(0x80)))
+        magnitude = self.v(arith.AndIOp(bits, c(0x7FFFFFFF)))
+        # Normal: round f32's mantissa to `man_bits` half to even (the carry
+        # may step the exponent, as it should), then rebias the exponent.
+        drop = 23 - man_bits
+        odd = self.v(arith.AndIOp(self.v(arith.ShRUIOp(magnitude, c(drop))), c(1)))
+        rounded = self.v(arith.ShRUIOp(
+            self.v(arith.AddiOp(self.v(arith.AddiOp(magnitude, c(2 ** (drop - 1) - 1))), odd)), c(drop)))
+        normal = self.v(arith.SubiOp(rounded, c((127 - bias) << man_bits)))
+        overflow_code = 0x7C if infinities else 0x7F
+        normal = self.select(self.cmpi(normal, c(top_code), "sgt"), c(overflow_code), normal)
+        # Below the smallest normal: multiples of 2^(1 - bias - man_bits), rounded half to even.
+        scaled = self.mul(self.v(mathd.AbsFOp(x)), self.scalar(2.0 ** (bias - 1 + man_bits), f32))
+        tiny = self.v(arith.FPToSIOp(self.v(mathd.RoundEvenOp(scaled)), i32))
+        small = self.cmpi(magnitude, c((127 - bias + 1) << 23), "slt")
+        code = self.select(small, tiny, normal)
+        code = self.select(self.cmpi(magnitude, c(0x7F800000), "sgt"), c(0x7F), code)  # NaN
+        return self.v(arith.TruncIOp(self.v(arith.OrIOp(code, sign)), IntegerType(8)))
+
+    def wrap_i4(self, x: SSAValue) -> SSAValue:
+        """An i8-held integer wrapped modulo 16 into -8..7 (the low nibble, sign-extended)."""
+        four = self.scalar(4, x.type)
+        return self.v(arith.ShRSIOp(self.v(arith.ShLIOp(x, four)), four))
 
     def to_compute(self, x: SSAValue) -> SSAValue:
         return self.convert(x, compute_type(x.type))
@@ -645,7 +818,9 @@ UNARY: dict[type[Operation], Callable[[Emitter, SSAValue], SSAValue]] = {
     g.LogOp: lambda em, x: em.v(mathd.LogOp(x)),
     g.SqrtOp: lambda em, x: em.sqrt(x),
     g.RsqrtOp: lambda em, x: em.div(em.scalar(1.0, x.type), em.sqrt(x)),
-    g.AbsOp: lambda em, x: em.v(mathd.AbsFOp(x) if is_float(x.type) else mathd.AbsIOp(x)),
+    # Integer abs as a select: the LLVM lowering has no pattern for `math.absi`; abs(min) wraps to min.
+    g.AbsOp: lambda em, x: em.v(mathd.AbsFOp(x)) if is_float(x.type) else em.select(
+        em.cmpi(x, em.scalar(0, x.type), "slt"), em.neg(x), x),
     g.ErfOp: erf,
     g.NegOp: lambda em, x: em.neg(x),
 }
@@ -859,26 +1034,145 @@ def concat(em: Emitter, xs: Sequence[SSAValue], axis: int, out_shape: Sequence[i
 def constant(em: Emitter, op: g.ConstantOp) -> SSAValue:
     t = elem(op.result)
     value = op.value.value.data
+    if is_f8(logical(op.result)):
+        return em.fill(f8_bits(value, logical(op.result)), shape(op.result), t)
     if not is_float(t):
         value = int(value)
     return em.fill(value, shape(op.result), t)
 
 
+def quantize(em: Emitter, op: g.QuantizeOp, args: Sequence[SSAValue]) -> SSAValue:
+    """
+    ONNX QuantizeLinear, as the reference: `x / scale` in f32, rounded half
+    to even, plus the zero point (in f64, exact), saturated to the dtype's
+    range (NaN gives the zero point); to f8, `x / scale` saturated to the
+    largest finite value and rounded to nearest even.
+    """
+    out, t = logical(op.result), elem(op.result)
+    types = [logical(v) for v in op.operands]
+
+    def body(e: Emitter, x, scale, *rest):
+        scaled = e.div(e.convert_logical(x, types[0], f32), e.convert_logical(scale, types[1], f32))
+        if is_float(out):
+            top = e.scalar(highest_finite(out), f32)
+            clipped = e.select(e.cmpf(scaled, top, "ogt"), top, scaled)
+            bottom = e.neg(top)
+            return e.convert_logical(e.select(e.cmpf(clipped, bottom, "olt"), bottom, clipped), f32, out)
+        lo, hi = integer_range(out)
+        value = e.convert(e.v(mathd.RoundEvenOp(scaled)), f64)
+        zero_point = e.convert_logical(rest[0], types[2], f64) if rest else e.scalar(0.0, f64)
+        value = e.add_(value, zero_point)
+        value = e.select(e.cmpf(value, e.scalar(float(hi), f64), "ogt"), e.scalar(float(hi), f64), value)
+        value = e.select(e.cmpf(value, e.scalar(float(lo), f64), "olt"), e.scalar(float(lo), f64), value)
+        value = e.select(e.cmpf(value, value, "uno"), zero_point, value)
+        return e.v(arith.TruncIOp(e.v(arith.FPToSIOp(value, IntegerType(32))), t))
+
+    out_shape = shape(op.result)
+    return em.generic(args, [broadcast_map(shape(a), out_shape) for a in args], out_shape, t,
+                      lambda e, *xs: body(e, *xs[: len(args)]))
+
+
+def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue]) -> SSAValue:
+    """ONNX DequantizeLinear, as the reference: `(q - zero_point) * scale` in f32 (the difference exact in i64), rounded once."""
+    types = [logical(v) for v in op.operands]
+    t = elem(op.result)
+
+    def body(e: Emitter, q, scale, *rest):
+        if is_float(types[0]):
+            shifted = e.convert_logical(q, types[0], f32)
+        else:
+            wide = e.convert_logical(q, types[0], i64)
+            if rest:
+                wide = e.sub(wide, e.convert_logical(rest[0], types[2], i64))
+            shifted = e.v(arith.SIToFPOp(wide, f32))
+        return e.convert_logical(e.mul(shifted, e.convert_logical(scale, types[1], f32)), f32, logical(op.result))
+
+    out_shape = shape(op.result)
+    return em.generic(args, [broadcast_map(shape(a), out_shape) for a in args], out_shape, t,
+                      lambda e, *xs: body(e, *xs[: len(args)]))
+
+
+def highest_finite(t: Attribute) -> float:
+    """The largest finite value of a float type (f8e4m3: 448, f8e5m2: 57344)."""
+    if isinstance(t, Float8E4M3FNType):
+        return 448.0
+    if isinstance(t, Float8E5M2Type):
+        return 57344.0
+    raise ExportError(f"no saturating quantization to {t}")
+
+
+def integer_range(t: Attribute) -> tuple[int, int]:
+    """The values of a logical integer type (`i4`: -8..7, `u8`: 0..255)."""
+    if is_unsigned(t):
+        return 0, 2**t.width.data - 1
+    return -(2 ** (t.width.data - 1)), 2 ** (t.width.data - 1) - 1
+
+
+def widened(em: Emitter, op: Operation, args: Sequence[SSAValue], to: Attribute) -> list[SSAValue]:
+    """`args` of `op` converted from their logical types to `to` where any is held in another type (`is_held`)."""
+    types = [logical(v) for v in op.operands]
+    if not any(is_held(t) for t in types):
+        return list(args)
+    return [em.elementwise(lambda e, a, src=src: e.convert_logical(a, src, to), shape(a), storage_type(to), a, raw=True)
+            for a, src in zip(args, types)]
+
+
+UNSIGNED = {
+    g.ReluOp: lambda em, x: x,
+    g.AbsOp: lambda em, x: x,
+    g.MaximumOp: lambda em, a, b: em.v(arith.MaxUIOp(a, b)),
+    g.MinimumOp: lambda em, a, b: em.v(arith.MinUIOp(a, b)),
+}
+"""Ops that read `u8` operands (held in i8) unsigned; other `u8` arithmetic wraps as on i8."""
+
+
 def lower_graph_op(em: Emitter, op: Operation, args: Sequence[SSAValue]) -> list[SSAValue]:
     """The upstream values computing graph op `op` on tensor operands `args`."""
     kind = type(op)
-    if kind in BINARY:
-        fn = BINARY[kind]
-        return [em.elementwise(lambda e, a, b: fn(e, a, b), shape(op.result), elem(op.result), *args)]
-    if kind in UNARY:
-        fn = UNARY[kind]
-        return [em.elementwise(lambda e, a: fn(e, a), shape(op.result), elem(op.result), *args)]
+    unsigned = any(is_unsigned(logical(v)) for v in op.operands)
+    if unsigned and (kind in (g.DivOp, g.PowOp, g.MaxPool2DOp, g.AvgPool2DOp, g.GlobalAvgPoolOp)
+                     or kind in REDUCE_KIND):
+        raise ExportError(f"export-mlir does not support '{op.name}' on u8 values; cast them to i32 first")
+    f8 = any(is_f8(logical(v)) for v in (*op.operands, *op.results))
+    if f8 and (kind in (g.SoftmaxOp, g.LogSoftmaxOp, g.LayerNormOp, g.RmsNormOp, g.CausalMaskOp, g.MaxPool2DOp,
+                        g.AvgPool2DOp, g.GlobalAvgPoolOp) or kind in REDUCE_KIND
+               or (kind is g.Conv2DOp and is_f8(logical(op.result)))):
+        raise ExportError(f"export-mlir does not support '{op.name}' on f8 values; cast them to f32 first")
+    if f8 and (kind in BINARY or kind in UNARY):
+        # In f32, rounded to the result's dtype once (the reference's rule).
+        fn = BINARY.get(kind) or UNARY[kind]
+        types, out = [logical(v) for v in op.operands], logical(op.result)
+        return [em.elementwise(
+            lambda e, *xs: e.convert_logical(fn(e, *(e.convert_logical(x, t, f32) for x, t in zip(xs, types))), f32, out),
+            shape(op.result), elem(op.result), *args, raw=True)]
+    if kind in BINARY or kind in UNARY:
+        fn = UNSIGNED[kind] if unsigned and kind in UNSIGNED else BINARY.get(kind) or UNARY[kind]
+        result = em.elementwise(lambda e, *xs: fn(e, *xs), shape(op.result), elem(op.result), *args)
+        if is_i4(logical(op.result)):
+            # i4 arithmetic wraps modulo 16 (the reference's `to_i4`), not 256.
+            result = em.elementwise(lambda e, a: e.wrap_i4(a), shape(op.result), elem(op.result), result, raw=True)
+        return [result]
     if kind is g.CastOp:
-        return [em.cast(args[0], elem(op.result))]
+        src, to = logical(op.input), logical(op.result)
+        if src == to:
+            return [args[0]]
+        return [em.elementwise(lambda e, a: e.convert_logical(a, src, to), shape(op.result), elem(op.result), args[0],
+                               raw=True)]
+    if kind is g.QuantizeOp:
+        return [quantize(em, op, args)]
+    if kind is g.DequantizeOp:
+        return [dequantize(em, op, args)]
     if kind is g.ConstantOp:
         return [constant(em, op)]
     if kind is g.MatmulOp:
-        return [em.matmul(args[0], args[1], elem(op.result))]
+        out = logical(op.result)
+        if is_f8(out):
+            a, b = widened(em, op, args, f32)
+            product = em.matmul(a, b, f32)
+            return [em.elementwise(lambda e, x: e.f32_to_f8(x, out), shape(op.result), elem(op.result), product,
+                                   raw=True)]
+        a, b = widened(em, op, args, compute_type(elem(op.result)))
+        return [em.matmul(a, b, elem(op.result))]
     if kind in REDUCE_KIND:
         return [lower_reduction(em, op, args[0])]
     if kind in (g.SoftmaxOp, g.LogSoftmaxOp):
@@ -892,7 +1186,8 @@ def lower_graph_op(em: Emitter, op: Operation, args: Sequence[SSAValue]) -> list
         s, t = shape(args[0])[-2:]
         return [causal_mask(em, args[0], em.index(t - s), em.index(0))]
     if kind is g.Conv2DOp:
-        return [conv2d(em, op, args[0], args[1], args[2] if op.bias is not None else None)]
+        x, w = widened(em, op, args[:2], compute_type(elem(op.result)))
+        return [conv2d(em, op, x, w, args[2] if op.bias is not None else None)]
     if kind in (g.MaxPool2DOp, g.AvgPool2DOp):
         return [pool2d(em, op, args[0])]
     if kind is g.GlobalAvgPoolOp:

@@ -37,6 +37,12 @@ structure:
   per result (`strata.output = i`), which it fills (a result computed into
   its own allocation is computed into the output instead); it returns nothing and
   carries `llvm.emit_c_interface`, so it can be called through its C interface.
+- With `instrument` (`strata measure`), the model function also brackets each
+  kernel call and each `loop.copy` with calls of the external
+  `strata_clock_ns()` and adds the elapsed time to a slot with
+  `strata_timer_add(slot, ns)` (`_Timers`; C in `compiler/measure.py`), the
+  whole function to the last slot; `strata.timers` names the slots. Off by
+  default: the export is then unchanged.
 
 Values are unchanged: the numeric rules are the reference executor's (but
 GEMMs use fused multiply-adds and `erf` a polynomial, see `_linalg.py`).
@@ -60,12 +66,14 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     ModuleOp,
+    StringAttr,
+    TensorType,
     UnitAttr,
     VectorType,
     f32,
     i64,
 )
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.ir.affine import (
     AffineBinaryOpExpr, AffineBinaryOpKind, AffineConstantExpr, AffineDimExpr, AffineExpr, AffineMap,
 )
@@ -73,6 +81,7 @@ from xdsl.passes import ModulePass
 
 from strata.dialects import loop
 from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import dtype_name
 from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
 from strata.passes._figures import INDEX_OPS
 from strata.passes._linalg import (
@@ -86,7 +95,11 @@ from strata.passes._linalg import (
     is_float,
     lower_graph_op,
     micro_kernel,
+    f8_bits,
+    is_f8,
+    logical,
     shape,
+    storage_type,
 )
 
 UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "math", "tensor", "vector")
@@ -94,11 +107,24 @@ UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "mat
 
 C_INTERFACE = "llvm.emit_c_interface"
 OUTPUT_ATTR = "strata.output"
+DTYPE_ATTR = "strata.dtype"
+"""On an argument whose memref holds another element type (`u8`, `i4` in `i8`): the model's dtype of it."""
 
 
 def plain_memref(type_: MemRefType) -> MemRefType:
-    """The upstream memref holding a global buffer: its physical shape, no layout, no memory space."""
-    return MemRefType(type_.element_type, physical_shape(layout_of(type_), type_.get_shape()))
+    """
+    The upstream memref holding a global buffer: its physical shape, no
+    layout, no memory space, its elements in their `storage_type` (`u8` and
+    `i4` in signless `i8`, one byte per value).
+    """
+    return MemRefType(storage_type(type_.element_type), physical_shape(layout_of(type_), type_.get_shape()))
+
+
+def _storage(type_: Attribute) -> Attribute:
+    """A tile or scalar type with its elements in their `storage_type`."""
+    if isinstance(type_, TensorType):
+        return TensorType(storage_type(type_.element_type), type_.get_shape())
+    return storage_type(type_)
 
 
 def _error(op: Operation, message: str) -> ExportError:
@@ -221,9 +247,10 @@ class _KernelExporter:
         elif isinstance(op, loop.StoreOp):
             self.store(op, em)
         elif isinstance(op, loop.FillOp):
-            t = elem(op.result)
-            value = op.value.value.data
-            self.values[op.result] = em.fill(value if is_float(t) else int(value), shape(op.result), t)
+            self.values[op.result] = em.fill(_pad(op, op.value.value.data), shape(op.result), elem(op.result))
+        elif isinstance(op, (loop.CausalMaskOp, loop.OnlineSoftmaxOp)) and any(
+                is_f8(logical(v)) for v in (*op.operands, *op.results) if isinstance(v.type, TensorType)):
+            raise _error(op, f"export-mlir does not support '{op.name}' on f8 values; cast them to f32 first")
         elif isinstance(op, loop.CausalMaskOp):
             dims = [self.get(v) for v in op.indices]
             row, col = (em.affine(e, dims) for e in op.map.data.results)
@@ -255,7 +282,7 @@ class _KernelExporter:
 
     def for_(self, op: scf.ForOp, em: Emitter) -> None:
         old = op.body.block
-        body = Block(arg_types=[IndexType(), *(a.type for a in old.args[1:])])
+        body = Block(arg_types=[IndexType(), *(_storage(a.type) for a in old.args[1:])])
         self.values.update(zip(old.args, body.args))
         lb, ub, step = (self.range_of(v) for v in (op.lb, op.ub, op.step))
         # A bound computed from outer counters (a causal key loop) has a range: its top bounds the counter.
@@ -392,7 +419,7 @@ class _KernelExporter:
 
     def _generic_load(self, op, em: Emitter, pack, layout, logical, tile, t, buffer, offsets, guards) -> SSAValue:
         """`load` element by element: a `linalg.generic` mapping each index through the layout, padding outside."""
-        pad = op.pad.value.data if is_float(t) else 0
+        pad = _pad(op)
         out_shape = list(tile)
         if pack is not None:
             kind, width = pack
@@ -434,7 +461,7 @@ class _KernelExporter:
         count = len(shape(op.ids))
         buffer = self.get(op.source)
         offsets, guards = self._offsets(op, em, tile[count:], logical[1:])
-        pad = op.pad.value.data if is_float(t) else 0
+        pad = _pad(op)
 
         def body(e: Emitter, id_, _out):
             row = e.v(arith.IndexCastOp(id_, IndexType()))
@@ -502,6 +529,18 @@ class _KernelExporter:
         _nest(em.at(slow), bounds, build)
         em.at(slow).add(scf.YieldOp())
         em.add(scf.IfOp(inside, [], Region(fast), Region(slow)))
+
+
+def _pad(op: Operation, value: float | None = None) -> float | int:
+    """
+    The padding of a load or gather (`value` None), or the value of a fill,
+    as its tile holds it: f8 as its bits; an integer load pads with 0.
+    """
+    t = op.result.type.element_type
+    if not is_float(t) and not is_f8(t):
+        return 0 if value is None else int(value)
+    value = op.pad.value.data if value is None else value
+    return f8_bits(value, t) if is_f8(t) else value
 
 
 def _vector_copyable(layout: LayoutAttr, tile, t, pack) -> bool:
@@ -768,8 +807,46 @@ def _symbol(text: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
 
 
-def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
-    """The kernels of a loop-stage function as private funcs, then the function itself."""
+CLOCK_FUNCTION = "strata_clock_ns"
+"""`int64_t strata_clock_ns(void)`: the instrumented export's clock (monotonic nanoseconds), linked in from C."""
+TIMER_FUNCTION = "strata_timer_add"
+"""`void strata_timer_add(int64_t slot, int64_t ns)`: adds `ns` to the instrumented export's timer `slot`."""
+TIMERS_ATTR = "strata.timers"
+"""On an instrumented model function: the name of each timer slot (kernel names, `copy#J` for the J-th `loop.copy`, then `total`)."""
+
+
+class _Timers:
+    """
+    Opt-in instrumentation of a model function: each kernel call and each
+    copy between kernels is bracketed by `strata_clock_ns()` calls and its
+    elapsed nanoseconds added to its own slot (`strata_timer_add`), the
+    whole function's to the last slot, `total`. Only calls are added, so the
+    values computed are unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.copies = 0
+
+    def start(self, em: Emitter) -> SSAValue:
+        return em.v(func.CallOp(CLOCK_FUNCTION, [], [i64]))
+
+    def stop(self, em: Emitter, start: SSAValue, name: str) -> None:
+        end = em.v(func.CallOp(CLOCK_FUNCTION, [], [i64]))
+        slot = em.v(arith.ConstantOp(IntegerAttr(len(self.names), i64)))
+        em.add(func.CallOp(TIMER_FUNCTION, [slot, em.v(arith.SubiOp(end, start))], []))
+        self.names.append(name)
+
+    @staticmethod
+    def declarations() -> list[func.FuncOp]:
+        return [func.FuncOp.external(CLOCK_FUNCTION, [], [i64]), func.FuncOp.external(TIMER_FUNCTION, [i64, i64], [])]
+
+
+def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.FuncOp]:
+    """
+    The kernels of a loop-stage function as private funcs, then the function
+    itself (with `instrument`, timed kernel by kernel: `_Timers`).
+    """
     old = fn.body.block
     name = fn.sym_name.data
     arg_types = [plain_memref(a.type) for a in old.args]
@@ -795,8 +872,12 @@ def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
     em = Emitter(body, fn.location)
     kernels: list[func.FuncOp] = []
     used: set[str] = set()
+    timers = _Timers() if instrument else None
+    whole = timers.start(em) if timers else None
     for op in old.ops:
         em.location = op.location
+        timed = timers is not None and isinstance(op, (loop.KernelOp, loop.CopyOp))
+        start = timers.start(em) if timed else None
         if isinstance(op, arith.ConstantOp):
             values[op.result] = em.v(op.clone())
         elif isinstance(op, memref.AllocOp) and op.memref in direct:
@@ -818,15 +899,29 @@ def export_function(fn: func.FuncOp) -> list[func.FuncOp]:
             for value, out in zip(op.operands, body.args[len(arg_types):]):
                 if values[value] is not out:
                     em.add(memref.CopyOp(values[value], out))
+            if timers is not None:
+                timers.stop(em, whole, "total")
             em.add(func.ReturnOp())
         else:
             raise _error(op, f"export-mlir needs loop-stage IR; it does not support '{op.name}' between kernels")
+        if timed:
+            if isinstance(op, loop.KernelOp):
+                timers.stop(em, start, op.kernel_name.data)
+            else:
+                timers.stop(em, start, f"copy#{timers.copies}")
+                timers.copies += 1
     arg_attrs = list(fn.arg_attrs.data) if isinstance(fn.arg_attrs, ArrayAttr) else [DictionaryAttr({})] * len(arg_types)
     arg_attrs += [DictionaryAttr({OUTPUT_ATTR: IntegerAttr(i, i64)}) for i in range(len(out_types))]
+    # A buffer held in another type (u8, i4 in i8) says its dtype, for the caller's arrays.
+    for i, type_ in enumerate([a.type for a in old.args] + results):
+        if storage_type(type_.element_type) != type_.element_type:
+            arg_attrs[i] = DictionaryAttr({**arg_attrs[i].data, DTYPE_ATTR: StringAttr(dtype_name(type_.element_type))})
     new = func.FuncOp(name, FunctionType.from_lists(arg_types + out_types, []), Region(body),
                       arg_attrs=ArrayAttr(arg_attrs))
     new.location = fn.location
     new.attributes[C_INTERFACE] = UnitAttr()
+    if timers is not None:
+        new.attributes[TIMERS_ATTR] = ArrayAttr([StringAttr(n) for n in timers.names])
     return [*kernels, new]
 
 
@@ -837,12 +932,12 @@ def check_upstream(module: ModuleOp) -> None:
             raise _error(op, f"export-mlir left a non-upstream op '{op.name}'")
 
 
-def export_module(module: ModuleOp) -> None:
-    """Rewrite a loop-stage module in place into upstream MLIR."""
-    new_ops: list[Operation] = []
+def export_module(module: ModuleOp, instrument: bool = False) -> None:
+    """Rewrite a loop-stage module in place into upstream MLIR (timed per kernel with `instrument`)."""
+    new_ops: list[Operation] = _Timers.declarations() if instrument else []
     for op in list(module.ops):
         if isinstance(op, func.FuncOp) and not op.is_declaration:
-            new_ops += export_function(op)
+            new_ops += export_function(op, instrument)
         elif isinstance(op, func.FuncOp):
             new_ops.append(op.clone())
         else:
@@ -863,5 +958,8 @@ class ExportMlirPass(ModulePass):
 
     name = "export-mlir"
 
+    instrument: bool = False
+    """Time every kernel and copy of the model function (`_Timers`; `strata measure`)."""
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        export_module(op)
+        export_module(op, self.instrument)

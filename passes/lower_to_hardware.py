@@ -21,12 +21,17 @@ the op records the mapping that target needs, computed from the loop nest
 - lpu: the chip and shards `place-chips` chose, a static slot per chip, the
   functional units, and an explicit `tsp.transfer` for every buffer read on
   a chip other than the one that produced it.
+- cpu: what strata's native code does with the kernel (`passes/export_mlir.py`):
+  the iterations of its parallel tile loop, the threads (cores) that share
+  them, the GEMM micro-kernel's register block and whether `b` is packed, the
+  L1 strip and the L2 working set of one tile.
 
 Decisions are only read here. The pass fails with a message naming the
 kernel if its bounds are not constant, if it lacks a placement on an LPU, or
 if it needs more shared memory or VMEM than the device has (`DoesNotFit`).
 Options `accumulators_per_thread`, `elements_per_thread` and `copy_stages`
-are heuristics of the GPU mapping, not hardware facts.
+are heuristics of the GPU mapping, not hardware facts; `threads` is the
+CPU's thread count (`--threads N`), a choice of the run, not of the chip.
 """
 
 from __future__ import annotations
@@ -44,12 +49,16 @@ from xdsl.rewriter import Rewriter
 
 from strata.dialects import loop
 from strata.dialects.graph import ops as g
-from strata.dialects.hardware import COLLECTIVE_OPS, TRANSFER_OPS, simt, systolic, tsp
+from strata.dialects.hardware import COLLECTIVE_OPS, TRANSFER_OPS, cpu, simt, systolic, tsp
 from strata.dialects.hardware._kernel import HardwareKernelOp, MatrixOp, int_attr, ints, matrix_operand_dtype
+from strata.passes import _linalg
 from strata.passes._figures import Figures, kernel_figures, kernel_gemms
+from strata.passes.export_mlir import _micro_operands
 from strata.passes.place_chips import kernel_weights
 from strata.dialects.device import DeviceSpec, resolve_device
-from strata.dialects.vocabulary import CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit
+from strata.dialects.vocabulary import (
+    CHIP_ATTR, CHIPS_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, DoesNotFit, IllegalSchedule,
+)
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -70,7 +79,7 @@ def _common(kernel: loop.KernelOp, figures: Figures) -> dict[str, Attribute]:
     }
 
 
-DIALECT = {"gpu": "simt", "tpu": "systolic", "lpu": "tsp"}
+DIALECT = {"gpu": "simt", "tpu": "systolic", "lpu": "tsp", "cpu": "cpu"}
 """The hardware dialect of each target."""
 
 
@@ -127,21 +136,6 @@ class GpuHeuristics:
     copy_stages: int
 
 
-def _mma_key(dtype: str | None, device: DeviceSpec) -> str:
-    """
-    The `mma_shape_*` key of the instruction that multiplies operands of
-    `dtype` (the dtype reaching the matmul, not the accumulator's): 8-bit
-    and i4 integers issue the s8 shape; f8 operands the same m16n8k32
-    (PTX ISA, mma.sync for .e4m3/.e5m2) where the GPU has FP8 tensor cores,
-    else, converted to f16 in registers, the f16 one.
-    """
-    if dtype in ("ui8", "i4"):
-        return "i8"
-    if dtype in ("f8E4M3FN", "f8E5M2"):
-        return "i8" if "peak_flops_fp8" in device else "f16"
-    return dtype or "f32"
-
-
 def lower_gpu(kernel: loop.KernelOp, ins, device: DeviceSpec, heuristics: GpuHeuristics) -> simt.KernelOp:
     figures = kernel_figures(kernel)
     bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
@@ -165,7 +159,7 @@ def lower_gpu(kernel: loop.KernelOp, ins, device: DeviceSpec, heuristics: GpuHeu
             f" tile_sizes {list(kernel.tile_sizes.get_values())}, over the register file (regs_per_sm ="
             f" {device['regs_per_sm']} x 4 B) of {device.name}; it needs smaller tiles (--schedule tile=...)"
         )
-    mma = device.mma_shape(_mma_key(matrix_operand_dtype(kernel.body), device)) if matrix else ()
+    mma = device.mma_shape(matrix_operand_dtype(kernel.body) or "f32") if matrix else ()
     # Each thread keeps its share of the f32 accumulators (or of the output
     # tile) in registers, plus about 32 for addresses, indices and fragments.
     accumulators = figures.register_bytes // 4 or out_tile
@@ -199,7 +193,7 @@ def lower_tpu(kernel: loop.KernelOp, ins, dataflow: str, device: DeviceSpec) -> 
     pinned = kernel.attributes.get(DATAFLOW_ATTR)
     dataflow = pinned.data if isinstance(pinned, StringAttr) else dataflow or device["dataflow"]
     if dataflow not in DATAFLOWS:
-        raise ValueError(
+        raise IllegalSchedule(
             f"kernel '{kernel.kernel_name.data}': dataflow must be one of {', '.join(DATAFLOWS)}, got '{dataflow}'"
         )
     figures = kernel_figures(kernel)
@@ -242,6 +236,72 @@ def lower_lpu(kernel: loop.KernelOp, ins, chip: int, shards: int, slot: int, roo
     common = _common(kernel, figures)
     body = _move_body(kernel, tsp.EndOp, tsp.MxmOp, {})
     return tsp.ProgramOp(kernel.kernel_name.data, ins, kernel.outs, common, mapping, body)
+
+
+# --------------------------------------------------------------------------- cpu
+
+
+def parallel_iterations(kernel: loop.KernelOp) -> int:
+    """
+    Iterations of the kernel's parallel tile loop: the export makes the
+    output-tile loop with the most iterations an `scf.parallel` (the others
+    stay sequential), so that is the work its threads share.
+    """
+    bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
+    rank = len(kernel.loop_order.get_values())
+    return max((-(-bounds[d] // tiles[d]) for d in range(rank)), default=1)
+
+
+def cpu_micro_kernel(kernel: loop.KernelOp) -> tuple[tuple[int, int], bool]:
+    """
+    The register block (mr rows, nr columns) of the export's vector
+    micro-kernel for the kernel's first matmul, or () when the export gives
+    it none (not f32, batched, ...), and whether `b` is packed (both
+    operands plain tile loads: `_micro_operands`).
+    """
+    matmul = next((op for op in kernel.body.walk() if isinstance(op, g.MatmulOp)), None)
+    if matmul is None:
+        return (), False
+    lhs, rhs = matmul.lhs.type, matmul.rhs.type
+    lhs_shape, rhs_shape = lhs.get_shape(), rhs.get_shape()
+    if len(rhs_shape) != 2 or any(d != 1 for d in lhs_shape[:-2]):
+        return (), False
+    block = _linalg.micro_kernel(lhs_shape[-2:], rhs_shape, lhs.element_type, rhs.element_type,
+                                 matmul.result.type.element_type)
+    if block is None:
+        return (), False
+    mr, vectors = block
+    return (mr, vectors * _linalg.VL), _micro_operands(matmul) is not None
+
+
+def lower_cpu(kernel: loop.KernelOp, ins, threads: int, device: DeviceSpec) -> cpu.KernelOp:
+    figures = kernel_figures(kernel)
+    working_set = figures.onchip_bytes + figures.register_bytes
+    _check_fits(kernel, working_set, "L2 working set", device)
+    parallel = parallel_iterations(kernel)
+    block, packed = cpu_micro_kernel(kernel)
+    l1_bytes = packed_bytes = 0
+    if packed:
+        bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
+        rank = len(kernel.loop_order.get_values())
+        k_tile, n_tile = tiles[-1], tiles[rank - 1]
+        nr = block[1]
+        l1_bytes = 4 * k_tile * nr
+        packed_bytes = 4 * k_tile * -(-min(n_tile, bounds[rank - 1]) // nr) * nr
+    mapping = {
+        "threads": int_attr(min(threads, parallel)),
+        "parallel_tiles": int_attr(parallel),
+        "micro_kernel": ints(block),
+        "vector_lanes": int_attr(device["simd_lanes_f32"]),
+        "l1_bytes": int_attr(l1_bytes),
+        "l2_bytes": int_attr(working_set),
+        "packed_bytes": int_attr(packed_bytes),
+        "transcendentals": int_attr(figures.transcendentals),
+        "gathered_elements": int_attr(figures.gathered_elements),
+    }
+    common = _common(kernel, figures)
+    body = _move_body(kernel, cpu.EndOp, cpu.FmaOp, {"micro_kernel": ints(block)})
+    return cpu.KernelOp(kernel.kernel_name.data, ins, kernel.outs, common, mapping, body)
 
 
 # --------------------------------------------------------------------------- chips
@@ -295,7 +355,7 @@ def lower_function(fn: func.FuncOp, device: DeviceSpec, chips: int, lower) -> No
 
 def _lower_collective(op: loop.CollectiveBase, ops, home: dict[SSAValue, int], staged: bool) -> None:
     """A collective runs among the devices of the stage that holds its operand (as its result then does)."""
-    kind = "all_reduce" if isinstance(op, loop.AllReduceBase) else "all_gather"
+    kind = op.name.split(".")[1]  # all_reduce, all_gather, reduce_scatter: the same name on every dialect
     new = ops[kind](op.source, op.dest, loop.collective_properties(op))
     chip = home.get(op.source, 0)
     home[op.dest] = chip
@@ -331,7 +391,7 @@ class LowerToHardwarePass(ModulePass):
     name = "lower-to-hardware"
 
     target: str = ""
-    """`gpu`, `tpu` or `lpu`: must match the module's device (empty: the recorded device)."""
+    """`gpu`, `tpu`, `lpu` or `cpu`: must match the module's device (empty: the recorded device)."""
     dataflow: str = ""
     """tpu: `os`, `ws` or `is` for kernels without their own `dataflow` attribute (empty: the device's)."""
     accumulators_per_thread: int = 64
@@ -340,18 +400,23 @@ class LowerToHardwarePass(ModulePass):
     """gpu: output elements per thread of other kernels."""
     copy_stages: int = 3
     """gpu: depth of the global-to-shared copy pipeline (CUTLASS sm80 multistage default)."""
+    threads: int = 1
+    """cpu: threads sharing each kernel's parallel tile loop (`--threads N`; the native run's default, 1)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         device = resolve_device(op, self.target)
         heuristics = GpuHeuristics(self.accumulators_per_thread, self.elements_per_thread, self.copy_stages)
         if min(dataclasses.astuple(heuristics)) < 1:
             raise ValueError(f"lower-to-hardware: GPU heuristics must be at least 1, got {heuristics}")
+        if self.threads < 1:
+            raise ValueError(f"lower-to-hardware: threads must be at least 1, got {self.threads}")
         pinned = op.attributes.get(CHIPS_ATTR)
         chips = pinned.value.data if isinstance(pinned, IntegerAttr) else 1
         lower = {
             "gpu": lambda kernel, ins, *_: lower_gpu(kernel, ins, device, heuristics),
             "tpu": lambda kernel, ins, *_: lower_tpu(kernel, ins, self.dataflow, device),
             "lpu": lower_lpu,
+            "cpu": lambda kernel, ins, *_: lower_cpu(kernel, ins, self.threads, device),
         }[device.target]
         for fn in [f for f in op.walk() if isinstance(f, func.FuncOp) and not f.is_declaration]:
             lower_function(fn, device, chips, lower)

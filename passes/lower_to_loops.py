@@ -186,7 +186,7 @@ class _TileBuilder:
             offsets = [region[-2][0] + (t - s), region[-1][0]]
             return self.emit(loop.CausalMaskOp(inner, self.bound_ivs(), self.affine(offsets)), op.location).result
         if crop_of_whole(op, region):
-            return self.crop(self.materialize(value, full(shape_of(value)), pad), region, op.location)
+            return self.crop(self.materialize(value, full(shape_of(value)), pad), region, op.location, pad)
         operand_pad = window_pad(op)
         regions = operand_regions(op, region)
         tiles = [
@@ -208,15 +208,33 @@ class _TileBuilder:
         )
         return self.emit(new, op.location).results[0]
 
-    def crop(self, tile: SSAValue, region: TileRegion, location) -> SSAValue:
-        """The constant window `region` of a whole tile, by static slices."""
+    def crop(self, tile: SSAValue, region: TileRegion, location, pad: float = 0.0) -> SSAValue:
+        """
+        The constant window `region` of a whole tile, by static slices; where
+        the window reaches outside the tile (a padded conv's window of a
+        value computed whole, such as a reshape), the outside holds `pad`,
+        joined on (as a load pads outside its buffer).
+        """
+        element_type = tile.type.element_type
         for axis, (offset, size) in enumerate(region):
             shape = list(tile.type.get_shape())
+            start = offset.value
+            before, after = max(0, -start), max(0, start + size - shape[axis])
+            if before or after:
+                parts = []
+                for count in (before, after):
+                    edge = list(shape)
+                    edge[axis] = count
+                    parts.append(self.emit(g.ConstantOp(pad, tensor(edge, element_type)), location).result
+                                 if count else None)
+                joined = [v for v in (parts[0], tile, parts[1]) if v is not None]
+                shape[axis] += before + after
+                tile = self.emit(g.ConcatOp(joined, axis, tensor(shape, element_type)), location).result
+                start += before
             if size == shape[axis]:
                 continue
-            start = offset.value
             shape[axis] = size
-            piece = g.SliceOp(tile, axis, start, start + size, tensor(shape, tile.type.element_type))
+            piece = g.SliceOp(tile, axis, start, start + size, tensor(shape, element_type))
             tile = self.emit(piece, location).result
         return tile
 
@@ -371,7 +389,8 @@ def lower_function(fn: func.FuncOp) -> None:
             values[op.result] = alloc.memref
         elif isinstance(op, g.CollectiveOp):
             alloc = memref.AllocOp([], [], buffer_type(op.result.type))
-            kind = loop.AllReduceOp if isinstance(op, g.AllReduceOp) else loop.AllGatherOp
+            kind = {g.AllReduceOp: loop.AllReduceOp, g.AllGatherOp: loop.AllGatherOp,
+                    g.ReduceScatterOp: loop.ReduceScatterOp}[type(op)]
             new_ops = [alloc, kind(values[op.input], alloc.memref, loop.collective_properties(op))]
             values[op.result] = alloc.memref
         elif isinstance(op, g.ReshapeOp):

@@ -1,6 +1,6 @@
 """
-`shard{tp=N, dp=M}`: split a graph-stage program over a mesh of `dp x tp`
-devices, as one SPMD program every device runs on its own shards.
+`shard{tp=N, dp=M, sp=false}`: split a graph-stage program over a mesh of
+`dp x tp` devices, as one SPMD program every device runs on its own shards.
 
 Preconditions: graph-stage IR (one `func.func` of graph ops, no kernels).
 Postconditions: the function is the program of *one* device: every value
@@ -23,6 +23,18 @@ How values get split (one pass in program order, each mesh axis on its own):
   reshape and transpose, and a KV cache `param` beside it is split to
   match. A fused weight whose output is `split` into parts (GPT-2's QKV) is
   split part by part (`groups`).
+- Sequence parallelism (`sp`, with tp > 1; Korthikanti et al., "Reducing
+  Activation Recomputation in Large Transformer Models", 2022): where tensor
+  parallelism would all-reduce partial sums, a `reduce_scatter` along the
+  rows (`sequence_dim`: the first dim, not the batch's nor the last, that
+  tp divides; an `all_reduce` where none does) leaves each device its block
+  of the sum, and the model's inputs are split the same way along tp, so
+  the residual stream, norms and elementwise ops run on `1/tp` of the rows.
+  A matmul of such a row block by a weight it can column-split gathers it
+  first (`all_gather`), so each reduce-scatter/all-gather pair replaces
+  one all-reduce, as in Megatron-LM; so does one whose product is wider
+  than the block (an LM head), since gathering the block moves less than
+  gathering the product would.
 - Data parallelism: every model input whose leading dim is the batch
   (`strata.batch`) is split along `dp`; weights stay whole, state with a
   batch dim (KV caches) is split to match.
@@ -44,7 +56,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, IntegerType, ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -93,6 +105,25 @@ def _reshape_dim(source: tuple[int, ...], target: tuple[int, ...], dim: int, dev
     return None
 
 
+def sequence_dim(shape: tuple[int, ...], devices: int, batch: int | None, taken: set[int],
+                 last: bool = False) -> int | None:
+    """
+    The dim sequence parallelism splits a value of (whole) `shape` along:
+    the first that is neither the batch (a leading dim equal to the model's
+    `batch`) nor the last (features; `last` allows it, for token ids), nor
+    in `taken` (split along another axis), and that `devices` divides. None
+    if there is none.
+    """
+    for dim, size in enumerate(shape):
+        if dim == 0 and batch is not None and len(shape) > 1 and size == batch:
+            continue
+        if (dim == len(shape) - 1 and not last) or dim in taken:
+            continue
+        if size > 1 and size % devices == 0:
+            return dim
+    return None
+
+
 # --------------------------------------------------------------------------- the sharder
 
 
@@ -101,6 +132,10 @@ class _Sharder:
     fn: func.FuncOp
     sizes: dict[str, int]
     """Devices along each mesh axis used (> 1)."""
+    sp: bool = False
+    """Sequence parallelism: partial sums along tp are reduce-scattered over the rows (see the module docstring)."""
+    batch: int | None = None
+    """The model's batch (`strata.batch`), if known: never the dim sequence parallelism splits."""
 
     def __post_init__(self):
         block = self.fn.body.block
@@ -165,15 +200,32 @@ class _Sharder:
             self.gather(op, index, axis)
 
     def reduce(self, op: Operation, axis: str) -> None:
-        """Sum `op`'s partial result over the devices along `axis` (an `all_reduce` after it)."""
+        """
+        Sum `op`'s partial result over the devices along `axis`: an
+        `all_reduce` after it, or with sequence parallelism a `reduce_scatter`
+        that leaves each device its block of the rows.
+        """
         value = op.results[0]
-        reduce = g.AllReduceOp(value, axis, self.sizes[axis])
+        split = dict(self.split.get(value, {}))
+        dim = self.scatter_dim(value, axis)
+        if dim is None:
+            reduce = g.AllReduceOp(value, axis, self.sizes[axis])
+        else:
+            reduce = g.ReduceScatterOp(value, axis, self.sizes[axis], dim)
+            split[axis] = (dim, 1)
         reduce.location = op.location
         Rewriter.insert_op(reduce, InsertPoint.after(op))
         for use in list(value.uses):
             if use.operation is not reduce:
                 use.operation.operands[use.index] = reduce.result
-        self.split[reduce.result] = dict(self.split.get(value, {}))
+        self.split[reduce.result] = split
+
+    def scatter_dim(self, value: SSAValue, axis: str) -> int | None:
+        """Where sequence parallelism scatters a partial sum along `axis` (None: all-reduce it)."""
+        if not self.sp or axis != "tp":
+            return None
+        taken = {dim for dim, _ in self.split.get(value, {}).values()}
+        return sequence_dim(self.whole_shape(value), self.sizes[axis], self.batch, taken)
 
     def whole_shape(self, value: SSAValue) -> tuple[int, ...]:
         """The shape `value` has on no device: its local shape times the devices along each split."""
@@ -218,6 +270,12 @@ class _Sharder:
     def matmul(self, op: g.MatmulOp, axis: str) -> tuple[tuple[int, int] | None, bool]:
         """`(result split, partial)`: partial sums when both operands are split along the contraction."""
         ra, rb, rank = _rank(op.lhs), _rank(op.rhs), _rank(op.result)
+        sa = self.of(op.lhs, axis)
+        if self.sp and axis == "tp" and sa is not None and sa[0] < ra - 1 and self.of(op.rhs, axis) is None:
+            # Sequence parallelism: a row block meets a weight tensor parallelism splits by columns (Megatron's
+            # g), or one whose product is wider than the block (an LM head): gathering the block moves less.
+            if self.column_splittable(op, axis) or _shape(op.rhs)[-1] > _shape(op.rhs)[-2]:
+                self.gather(op, 0, axis)
         while True:
             sa, sb = self.of(op.lhs, axis), self.of(op.rhs, axis)
             if sa is None and sb is None:
@@ -264,16 +322,27 @@ class _Sharder:
         """Megatron's column split of a weight multiplied by a whole activation (tensor parallelism only)."""
         if axis != "tp" or self._argument(op.rhs) is None:
             return None
-        users = [use.operation for use in op.result.uses]
-        parts = 1
-        if len(users) == 1 and isinstance(users[0], g.SplitOp):
-            split_op = users[0]
-            if split_op.axis.value.data % _rank(op.result) == _rank(op.result) - 1:
-                parts = len(split_op.outputs)
-        rb = _rank(op.rhs)
-        if self.split_argument(op.rhs, axis, rb - 1, parts):
+        parts = self._column_parts(op)
+        if self.split_argument(op.rhs, axis, _rank(op.rhs) - 1, parts):
             return _rank(op.result) - 1, parts
         return None
+
+    def _column_parts(self, op: g.MatmulOp) -> int:
+        """The parts a fused weight's columns make (its output `split` along the last dim), else 1."""
+        users = [use.operation for use in op.result.uses]
+        if len(users) == 1 and isinstance(users[0], g.SplitOp):
+            if users[0].axis.value.data % _rank(op.result) == _rank(op.result) - 1:
+                return len(users[0].outputs)
+        return 1
+
+    def column_splittable(self, op: g.MatmulOp, axis: str) -> bool:
+        """Whether `column_split` would split `op`'s weight (what `split_argument` checks, without doing it)."""
+        index = self._argument(op.rhs)
+        if axis != "tp" or index is None or index in self.decided or self.kinds[index] != "param":
+            return False
+        if self.split.get(op.rhs, {}):
+            return False
+        return _shape(op.rhs)[-1] % (self.sizes[axis] * self._column_parts(op)) == 0
 
     def follow(self, op: Operation, axis: str, blocked, mapping) -> tuple[int, int] | None:
         """One-operand ops: the split moves to `mapping(dim)` unless `blocked(dim)` (then gathered)."""
@@ -403,12 +472,25 @@ class _Sharder:
                 if self.kinds[arg.index] == "input" and _rank(arg) and _shape(arg)[0] == batch:
                     if not self.split_argument(arg, "dp", 0, 1, params_only=False):
                         raise IllegalSchedule(f"shard: the batch {batch} does not split evenly over dp={self.sizes['dp']}")
+        if self.sp:
+            self.split_sequences()
         for op in list(block.ops):
             if isinstance(op, KernelOp):
                 raise IllegalSchedule("shard runs on graph-stage IR, before fuse")
             self.visit(op)
         self._record_arguments()
         self.fn.update_function_type()
+
+    def split_sequences(self) -> None:
+        """Sequence parallelism: each model input split along tp at its `sequence_dim` (token ids: any dim)."""
+        for arg in list(self.fn.body.block.args):
+            if self.kinds[arg.index] != "input" or not _rank(arg):
+                continue
+            taken = {dim for dim, _ in self.split.get(arg, {}).values()}
+            ids = isinstance(arg.type.element_type, IntegerType)
+            dim = sequence_dim(self.whole_shape(arg), self.sizes["tp"], self.batch, taken, last=ids)
+            if dim is not None:
+                self.split_argument(arg, "tp", dim, 1, params_only=False)
 
     def _record_arguments(self) -> None:
         attrs = self.fn.arg_attrs.data if self.fn.arg_attrs else [DictionaryAttr({})] * len(self.fn.body.block.args)
@@ -436,6 +518,8 @@ class ShardPass(ModulePass):
     """Tensor parallelism: devices that split each layer's weights (Megatron column/row splits, heads)."""
     dp: int = 1
     """Data parallelism: replicas that split the batch."""
+    sp: bool = False
+    """Sequence parallelism (with tp > 1): reduce-scatter partial sums over the rows instead of all-reducing them."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         sizes = {"dp": self.dp, "tp": self.tp}
@@ -450,11 +534,15 @@ class ShardPass(ModulePass):
                     f" compile the model again to shard it otherwise"
                 )
             return
+        if self.sp and self.tp < 2:
+            raise IllegalSchedule(f"shard: sp (sequence parallelism) splits tensor-parallel activations;"
+                                  f" it needs tp > 1, got tp={self.tp}")
         used = {a: n for a, n in sizes.items() if n > 1}
         if not used:
             return
-        batch = op.attributes.get(BATCH_ATTR)
+        attr = op.attributes.get(BATCH_ATTR)
+        batch = attr.value.data if isinstance(attr, IntegerAttr) else None
         for fn in [f for f in op.walk() if isinstance(f, func.FuncOp) and not f.is_declaration]:
-            _Sharder(fn, used).run(batch.value.data if isinstance(batch, IntegerAttr) else None)
+            _Sharder(fn, used, self.sp, batch).run(batch)
         for axis, n in used.items():
             op.attributes[MESH_ATTRS[axis]] = IntegerAttr(n, 64)

@@ -13,11 +13,13 @@ edited.
 
 Defaults per device (the module's `dlti.target_system_spec`): GEMMs take
 the device's `preferred_gemm_tile` (128x128x64 on the H100, 128 on a TPU,
-320 on the LPU), attention its first two entries as queries by keys, the
+320 on the LPU; on a CPU derived from its L1d and L2, `cpu_gemm_tile`:
+128x256x128 on this host), attention its first two entries as queries by keys, the
 reduction tile the divisor of its extent nearest the preferred one; other
 kernels are cut in half along their outermost tileable dims until their
 on-chip tiles fit in half the memory tiles live in (`tile_memory_bytes`:
-shared memory per block, VMEM, SRAM; the other half double-buffers). Then
+shared memory per block, VMEM, SRAM, a CPU core's L2; the other half
+double-buffers). Then
 per target: a TPU's GEMM tiles grow while they fit, each doubling where it
 cuts HBM re-reads most (one program owns the chip's VMEM); a GPU's matrix
 kernels shrink until their grid covers every SM, and a GEMM with more column
@@ -47,7 +49,8 @@ from xdsl.passes import ModulePass
 from strata.dialects.device import DeviceSpec, resolve_device
 from strata.dialects.graph.dtypes import is_float
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
-from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, dtype_of, element_bytes
+from strata.dialects.hardware._kernel import matrix_operand_dtype
+from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
 )
@@ -275,6 +278,47 @@ def _fill_rows(tiles: list[int], bounds: tuple[int, ...], cut: list[bool], rank:
         left = max(1, left // tiles[d])
 
 
+def cpu_gemm_tile(device: DeviceSpec) -> tuple[int, int, int]:
+    """
+    A CPU's f32 GEMM tile (rows, columns, k), from its caches, for the
+    native code's blocking (Goto and van de Geijn's): each core computes a
+    rows x columns accumulator tile over k-tiles; `b`'s k x columns tile is
+    packed once into strips of nr = 2 vectors (`simd_lanes_f32` lanes)
+    that the register-blocked micro-kernel sweeps with every block of
+    rows of `a`.
+
+    - k: the largest power of two whose packed strip (k x nr x 4 B) takes
+      at most half the L1d (`l1d_bytes_per_core`), the other half holding
+      the rows of `a` and the accumulators streaming past it;
+    - rows x columns, columns = 2 x rows (a wider tile amortises the
+      packing of `b` over more rows): the largest powers of two whose
+      working set, `a`'s rows x k, the packed k x columns of `b` and the
+      f32 rows x columns accumulator, takes at most a quarter of the L2
+      (`l2_bytes_per_core`); the rest holds the next tile's operands
+      streaming in and the finished output tile streaming out.
+
+    On this host (48 KiB L1d, 2 MiB L2): 128 x 256 x 128 (a 320 KiB
+    working set), the tile that measured fastest (`native.HOST_GEMM_TILE`);
+    on an EPYC 9654 (32 KiB, 1 MiB): 64 x 128 x 128.
+    """
+    strip = 2 * device["simd_lanes_f32"] * 4
+    k = 1 << max(0, int(math.log2(max(1, device["l1d_bytes_per_core"] // 2 // strip))))
+    def working_set(rows: int) -> int:
+        return 4 * (rows * k + k * 2 * rows + rows * 2 * rows)
+
+    rows = 1
+    while working_set(2 * rows) <= device["l2_bytes_per_core"] // 4:
+        rows *= 2
+    return rows, 2 * rows, k
+
+
+def gemm_tile(device: DeviceSpec) -> tuple[int, int, int]:
+    """The device's preferred GEMM tile: its `preferred_gemm_tile`, or on a CPU without one, `cpu_gemm_tile`."""
+    if device.target == "cpu" and "preferred_gemm_tile" not in device:
+        return cpu_gemm_tile(device)
+    return device.gemm_tile
+
+
 def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
     """The device's default tile for `kernel` (see the module docstring)."""
     bounds = kernel_bounds(kernel)
@@ -283,7 +327,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
     tiles = list(bounds)
     kind = kernel.kind.data
     if kind in ("gemm", "attention") and len(bounds) > rank:
-        tm, tn, tk = device.gemm_tile
+        tm, tn, tk = gemm_tile(device)
         for d in range(rank - 2):
             tiles[d] = 1 if cut[d] else bounds[d]
         if kind == "gemm":
@@ -350,7 +394,9 @@ def _fill_machine(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...], r
     instruction (`mma_shape`) wide. A shared-weight GEMM's rows span its
     batch dims (`shares_weight`): they are one tile edge, cut outermost first.
     """
-    mma = device.mma_shape(dtype_of(kernel.inputs[0].type.element_type)) or (16, 8, 16)
+    # The instruction multiplies the matmul's operands, not the kernel's
+    # first input (a weight-only GEMM's first input may be its i4 weight).
+    mma = device.mma_shape(matrix_operand_dtype(kernel.body) or "f32") or (16, 8, 16)
     edges = [[d] for d in range(rank)]
     if shares_weight(kernel):
         edges = [list(range(rank - 1)), [rank - 1]]

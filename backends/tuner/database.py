@@ -10,7 +10,11 @@ One JSON object per line (JSON Lines), one line per evaluated point:
 
 `kernel` is `structural_hash` of the kernel, `device` the spec's
 `DeviceSpec.fingerprint()` (every number of the device), `cost` seconds
-(`null` for a point whose evaluation failed). A lookup returns the costs
+(`null` for a point whose evaluation failed): the cost model's estimate.
+A point timed by running it (`strata tune --measure`) also has
+`"measured_time_s"` (the median seconds of native runs on this machine)
+and `"threads"` (the threads they ran on); records without them (older
+files) read as before, and `lookup` ignores them. A lookup returns the costs
 whose kernel, target, device, space version and cost-model version all
 match exactly, so a changed cost model or search space never reuses stale
 figures.
@@ -115,6 +119,13 @@ def _malformed(record: Any) -> str | None:
     cost = record["cost"]
     if cost is not None and not (math.isfinite(cost) and cost > 0):
         return f"cost {cost!r} is not a positive number of seconds"
+    measured = record.get("measured_time_s")
+    if measured is not None and (isinstance(measured, bool) or not isinstance(measured, (int, float))
+                                 or not (math.isfinite(measured) and measured > 0)):
+        return f"measured_time_s {measured!r} is not a positive number of seconds"
+    threads = record.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        return f"threads {threads!r} is not a positive integer"
     return None
 
 
@@ -231,6 +242,22 @@ class TuningDatabase:
         """`point_key -> cost` of the records matching `key` exactly."""
         return self.load([key])[key]
 
+    def lookup_measured(self, key: TuningKey, threads: int | None = None) -> dict[str, float]:
+        """
+        `point_key -> measured_time_s` of the timed records matching `key`
+        exactly (and run on `threads` threads, when given); a later record
+        of the same point wins.
+        """
+        found: dict[str, float] = {}
+        wanted = _key_tuple(key)
+        for _, record in self.records():
+            if "measured_time_s" not in record or (threads is not None and record.get("threads", 1) != threads):
+                continue
+            if (record["kernel"], record["target"], record["device"], record["space_version"],
+                    record["cost_model_version"]) == wanted:
+                found[point_key(record["point"])] = float(record["measured_time_s"])
+        return found
+
     # -- writing -------------------------------------------------------------
 
     def record(self, key: TuningKey, point: Mapping[str, Any], cost: float, when: float | None = None) -> None:
@@ -242,24 +269,21 @@ class TuningDatabase:
     ) -> None:
         """Append evaluated points, one line each, in one locked write."""
         stamp = time.time() if when is None else when
-        lines = [
-            json.dumps(
-                {
-                    "format": FORMAT,
-                    "kernel": key.kernel,
-                    "target": key.target,
-                    "device": key.device,
-                    "space_version": key.space_version,
-                    "cost_model_version": key.cost_model_version,
-                    "point": normalise_point(point),
-                    "cost": float(cost) if math.isfinite(cost) else None,
-                    "time": stamp,
-                },
-                separators=(",", ":"),
-            )
-            + "\n"
-            for point, cost in results
+        self._append_lines([_line(key, point, cost, stamp) for point, cost in results])
+
+    def record_measured(
+        self, key: TuningKey, results: Iterable[tuple[Mapping[str, Any], float, float]], threads: int,
+        when: float | None = None,
+    ) -> None:
+        """Append timed points, `(point, estimate, measured seconds)` each, run on `threads` threads."""
+        stamp = time.time() if when is None else when
+        measured = [
+            _line(key, point, cost, stamp, {"measured_time_s": float(seconds), "threads": threads})
+            for point, cost, seconds in results
         ]
+        self._append_lines(measured)
+
+    def _append_lines(self, lines: list[str]) -> None:
         if lines:
             self._append("".join(lines).encode("utf-8"))
 
@@ -293,3 +317,21 @@ def _locked(fd: int, shared: bool):
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _line(key: TuningKey, point: Mapping[str, Any], cost: float, stamp: float,
+          extra: Mapping[str, Any] | None = None) -> str:
+    """One record as a JSON line: the key, the point, its estimate (null when not finite), `extra`, the time."""
+    record = {
+        "format": FORMAT,
+        "kernel": key.kernel,
+        "target": key.target,
+        "device": key.device,
+        "space_version": key.space_version,
+        "cost_model_version": key.cost_model_version,
+        "point": normalise_point(point),
+        "cost": float(cost) if math.isfinite(cost) else None,
+        **(extra or {}),
+        "time": stamp,
+    }
+    return json.dumps(record, separators=(",", ":")) + "\n"

@@ -328,6 +328,13 @@ def _all_gather(op, env) -> None:
     env[op.dest].data[...] = to_physical(whole, env[op.dest].layout)
 
 
+@register(loop.ReduceScatterBase)
+def _reduce_scatter(op, env) -> None:
+    source = env[op.source].logical()
+    mine = spmd.reduce_scatter(source, op.axis.data, op.devices.value.data, op.dim.value.data, op.groups.value.data)
+    env[op.dest].data[...] = to_physical(mine, env[op.dest].layout)
+
+
 @register(loop.ViewOp)
 def _view(op, env) -> None:
     source = env[op.source]

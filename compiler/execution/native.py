@@ -159,8 +159,13 @@ OPT_LEVEL = 2
 """LLVM optimisation level: -O2 vectorises like -O3 and compiles several times faster."""
 
 
-def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LEVEL, threads: int = 1) -> Path:
-    """Lower an exported `.mlir` file to a shared library in `workdir` whose parallel loops use `threads`."""
+def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LEVEL, threads: int = 1,
+                         runtime_c: str | None = None) -> Path:
+    """
+    Lower an exported `.mlir` file to a shared library in `workdir` whose
+    parallel loops use `threads`; `runtime_c` is C source compiled into it
+    (the instrumented export's timers, `compiler/measure.py`).
+    """
     if threads < 1:
         raise StrataError(f"error: --threads must be at least 1, not {threads}")
     llvm_dialect = workdir / "model.llvm.mlir"
@@ -184,6 +189,10 @@ def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LE
     _run([find_tool("llc-22"), f"-O{opt_level}", *host, "-relocation-model=pic", "-filetype=obj", str(optimised),
           "-o", str(obj)], "llc-22")
     link = [_c_compiler(), "-shared", "-o", str(library), str(obj)]
+    if runtime_c is not None:
+        source = workdir / "runtime.c"
+        source.write_text(runtime_c)
+        link += ["-O2", "-fPIC", str(source)]
     if RUNTIME_LIBRARY.exists():
         link += [str(RUNTIME_LIBRARY), f"-Wl,-rpath,{RUNTIME_LIBRARY.parent}"]
     if threads > 1:
@@ -240,7 +249,7 @@ class CompiledModel:
     def __call__(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
         arrays = [_bind(t, a, i) for i, (t, a) in enumerate(zip(self.arg_types, args, strict=True))]
         # The model writes every element of its outputs: no zeroing (nor, for big ones, fresh zero pages).
-        outputs = [np.empty(tuple(t.get_shape()), reference.numpy_dtype(t.element_type)) for t in self.out_types]
+        outputs = [np.empty(tuple(t.get_shape()), _numpy_dtype(t)) for t in self.out_types]
         descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
         self.entry(*(ctypes.byref(d) for d in descriptors))
         return outputs
@@ -252,7 +261,7 @@ class CompiledModel:
         """
         pools = {"input": inputs, "param": weights}
         arrays = [_bind(t, pools[k][n], i) for i, (t, (k, n)) in enumerate(zip(self.arg_types, self.names))]
-        outputs = [np.empty(tuple(t.get_shape()), reference.numpy_dtype(t.element_type)) for t in self.out_types]
+        outputs = [np.empty(tuple(t.get_shape()), _numpy_dtype(t)) for t in self.out_types]
         descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
         pointers = [ctypes.byref(d) for d in descriptors]
 
@@ -270,22 +279,46 @@ class CompiledModel:
         return self([pools[k][n] for k, n in self.names])
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A memref argument type and the model dtype of its elements where the memref holds them in another (`u8` in `i8`)."""
+
+    memref: object
+    dtype: str | None
+
+    def get_shape(self):
+        return self.memref.get_shape()
+
+
+def _numpy_dtype(type_) -> np.dtype:
+    """The NumPy dtype of an argument's array: its model dtype's (`u8`: uint8, `i4`: int8 -8..7), one byte as stored."""
+    if isinstance(type_, _Held) and type_.dtype is not None:
+        return reference.NUMPY_DTYPES[type_.dtype]
+    return reference.numpy_dtype(getattr(type_, "memref", type_).element_type)
+
+
 def _bind(type_, value, index: int) -> np.ndarray:
     value = np.asarray(value)
     shape = tuple(type_.get_shape())
     if value.shape != shape:
         raise reference.ExecutionError(f"error: argument #{index} has shape {value.shape}, the model needs {shape}")
-    return np.ascontiguousarray(reference.convert(value, reference.numpy_dtype(type_.element_type)))
+    if isinstance(type_, _Held) and type_.dtype == "i4":
+        return np.ascontiguousarray(reference.to_i4(value))
+    return np.ascontiguousarray(reference.convert(value, _numpy_dtype(type_)))
 
 
 def _check_dtypes(module: ModuleOp) -> None:
-    """f8 values cannot be lowered to LLVM (it has no f8 types): say so before mlir-opt does."""
+    """
+    LLVM has no f8 types: export-mlir holds f8 values as their bits in i8
+    and computes them in f32 (`passes/_linalg.py`); an f8 value it left
+    (none should be) is refused here, before mlir-opt fails on it.
+    """
     for op in module.walk():
         for value in (*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)):
             element = getattr(value.type, "element_type", value.type)
             if isinstance(element, (Float8E4M3FNType, Float8E5M2Type)):
                 raise StrataError(
-                    f"error: the mlir backend does not support f8 values ({element}): LLVM has no f8"
+                    f"error: the mlir backend does not support f8 values ({element}) here: LLVM has no f8"
                     f" arithmetic; run this model with the interpreter (at {op.location})"
                 )
 
@@ -319,6 +352,8 @@ class HostGemmTilesPass(ModulePass):
             return DenseArrayBase.from_list(i64, list(values))
 
         device = resolve_device(op)
+        if device.target == "cpu":
+            return  # `tile` derives a CPU's GEMM tiles from its caches (`tile.cpu_gemm_tile`)
         for kernel in op.walk():
             if isinstance(kernel, KernelOp) and kernel.kind.data == "gemm" and TILE_ATTR not in kernel.attributes:
                 base = default_tiles(kernel, device)
@@ -349,8 +384,11 @@ def export(module: ModuleOp, target: str, host_tiles: bool = True) -> ModuleOp:
 
 
 def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level: int = OPT_LEVEL,
-                     threads: int = 1) -> CompiledModel:
-    """Compile exported upstream MLIR to a shared library (parallel loops on `threads`) and load it."""
+                     threads: int = 1, runtime_c: str | None = None) -> CompiledModel:
+    """
+    Compile exported upstream MLIR to a shared library (parallel loops on
+    `threads`, `runtime_c` compiled in) and load it.
+    """
     fn = next((op for op in exported.ops if isinstance(op, func.FuncOp) and "llvm.emit_c_interface" in op.attributes),
               None)
     if fn is None:
@@ -363,13 +401,15 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     workdir.mkdir(parents=True, exist_ok=True)
     mlir_file = workdir / "model.mlir"
     mlir_file.write_text(ir.print_module(exported, debuginfo=False))
-    library_path = build_shared_library(mlir_file, workdir, opt_level, threads)
+    library_path = build_shared_library(mlir_file, workdir, opt_level, threads, runtime_c)
     library = ctypes.CDLL(str(library_path))
     name = fn.sym_name.data
     entry = getattr(library, f"_mlir_ciface_{name}")
     entry.restype = None
-    types = list(fn.function_type.inputs.data)
-    outputs = sum(1 for d in fn.arg_attrs.data if "strata.output" in d.data) if fn.arg_attrs else 0
+    attrs = list(fn.arg_attrs.data) if fn.arg_attrs else []
+    types = [_Held(t, attrs[i].data["strata.dtype"].data if i < len(attrs) and "strata.dtype" in attrs[i].data else None)
+             for i, t in enumerate(fn.function_type.inputs.data)]
+    outputs = sum(1 for d in attrs if "strata.output" in d.data)
     arg_types, out_types = types[: len(types) - outputs], types[len(types) - outputs:]
     names = reference.argument_names(fn, len(arg_types))
     return CompiledModel(library, entry, names, arg_types, out_types, workdir, tempdir)

@@ -1050,3 +1050,8 @@ def _all_reduce(op: g.AllReduceOp, args: list[np.ndarray]) -> np.ndarray:
 @register(g.AllGatherOp, widen=False)
 def _all_gather(op: g.AllGatherOp, args: list[np.ndarray]) -> np.ndarray:
     return spmd.all_gather(args[0], op.axis.data, op.devices.value.data, op.dim.value.data, op.groups.value.data)
+
+
+@register(g.ReduceScatterOp, widen=False)
+def _reduce_scatter(op: g.ReduceScatterOp, args: list[np.ndarray]) -> np.ndarray:
+    return spmd.reduce_scatter(args[0], op.axis.data, op.devices.value.data, op.dim.value.data, op.groups.value.data)

@@ -7,9 +7,10 @@ each argument it split, `strata.split` (see `dialects/vocabulary.py`).
 `run` takes the *whole* arguments (the model's inputs and weights, as for
 an unsharded run), cuts each device's block out of the split ones, and runs
 one thread per device with `run_function` (the reference executor's or the
-loop interpreter's). A collective handler calls `all_reduce`/`all_gather`
-here: each device posts its value and waits for its group (the devices
-that differ only along the collective's axis); the sum is taken in device
+loop interpreter's). A collective handler calls `all_reduce`,
+`all_gather` or `reduce_scatter` here: each device posts its value and
+waits for its group (the devices that differ only along the collective's
+axis); the sum is taken in device
 order, so every device gets the same bits and a run is deterministic. The
 program ends with its outputs whole on every device (`shard` gathers them),
 and device 0's are returned.
@@ -163,6 +164,12 @@ def all_gather(value: np.ndarray, axis: str, devices: int, dim: int, groups: int
     """The whole tensor whose blocks the calling device's group along `axis` holds (see `join`)."""
     device = _device(axis, devices)
     return join(device.meeting.exchange(device, axis, value), dim, groups)
+
+
+def reduce_scatter(value: np.ndarray, axis: str, devices: int, dim: int, groups: int) -> np.ndarray:
+    """The calling device's block along `dim` (see `block`) of the sum of `value` over its group along `axis`."""
+    total = all_reduce(value, axis, devices)
+    return block(total, dim, devices, _device(axis, devices).coords[axis], groups)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -51,7 +51,7 @@ from xdsl.dialects import func
 from xdsl.ir import BlockArgument
 
 from strata.compiler.execution import spmd
-from strata.compiler.diagnostics import StrataError
+from strata.compiler.diagnostics import StrataError, open_output
 from strata.compiler.execution.reference import (
     NUMPY_DTYPES,
     argument_names,
@@ -376,7 +376,7 @@ def save_npz(path: str, values: Mapping[str, np.ndarray], label: str = "weights"
             value = value.astype(np.float32)
         arrays[name] = value
     try:
-        with open(path, "wb") as f:
+        with open_output(path, "wb") as f:
             np.savez(f, **arrays)
     except OSError as err:
         raise StrataError(f"error: cannot write {label} file {path}: {err.strerror or err}") from None

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from strata.backends.cost import Report
-from strata.compiler.diagnostics import StrataError
+from strata.compiler.diagnostics import StrataError, open_output
 from strata.compiler.reports.stats import human
 
 _NUMBER = {"type": "number", "minimum": 0}
@@ -74,7 +74,7 @@ REPORT_SCHEMA = {
     "type": "object",
     "required": ["target", "device", "cost_model_version", "kernels", "total"],
     "properties": {
-        "target": {"enum": ["gpu", "tpu", "lpu"]},
+        "target": {"enum": ["gpu", "tpu", "lpu", "cpu"]},
         "device": {"type": "string"},
         "cost_model_version": {"type": "string"},
         "kernels": {"type": "array", "minItems": 1, "items": _KERNEL},
@@ -94,6 +94,7 @@ EXTRA_COLUMNS = {
     "tpu": ("dataflow", "compute_cycles", "stall_cycles"),
     "gpu": ("ctas", "waves", "occupancy"),
     "lpu": ("chip", "cycles"),
+    "cpu": ("threads", "parallel_tiles", "micro_kernel"),
 }
 
 
@@ -227,5 +228,20 @@ def plot_roofline(reports: dict[str, Report], path: str, peak_bandwidth: dict[st
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> None:
+    """
+    Write a matplotlib figure to `path` in the format its suffix names, and
+    close it; a folder, a FIFO nothing reads or a full disk is a clean error.
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        with open_output(path, "wb") as f:
+            fig.savefig(f, dpi=120, format=Path(path).suffix.lstrip(".").lower() or None)
+    except OSError as err:
+        raise StrataError(f"error: cannot write the plot {path}: {err.strerror or err}") from None
+    finally:
+        plt.close(fig)

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from strata.compiler.diagnostics import StrataError
+from strata.compiler.diagnostics import StrataError, open_output
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,8 @@ def _report_failure(args, spec: str | None, pipeline, outcome) -> int:
         replay = (f"strata compile {args.output} --target {args.target}  vs  "
                   f"strata compile {args.output} --target {args.target} -D {name}={value}")
     try:
-        Path(args.output).write_text(text)
+        with open_output(args.output) as f:  # a FIFO nothing reads is refused, not waited on
+            f.write(text)
         written = f"written to {args.output}"
     except OSError as err:
         written = f"could not write {args.output}: {err.strerror}"
@@ -227,6 +228,10 @@ def _report_failure(args, spec: str | None, pipeline, outcome) -> int:
     print(f"--- {args.output} (replay: {replay})")
     print(text, end="")
     return 1
+
+
+MAX_EXAMPLES = 1_000_000
+"""The most `--examples` one run takes (about a day at the usual 0.1 s each): past it, split the run by --seed."""
 
 
 def cmd_fuzz(args) -> int:
@@ -243,8 +248,8 @@ def cmd_fuzz(args) -> int:
     pipeline = dataclasses.replace(pipeline, device=chosen_devices(args, [args.target]).get(args.target))
     profile = PROFILES[args.profile]
     examples = args.examples if args.examples is not None else profile.examples
-    if examples < 1:
-        raise StrataError("error: --examples must be at least 1")
+    if not 1 <= examples <= MAX_EXAMPLES:
+        raise StrataError(f"error: --examples must be from 1 to {MAX_EXAMPLES:,}, got {examples}")
     if args.replay:
         return _replay(args.replay, pipeline, args.seed)
     print(f"strata fuzz: {examples} examples, {pipeline.describe()}, seed {args.seed}, profile {args.profile}",

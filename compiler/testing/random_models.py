@@ -783,7 +783,10 @@ class _Drawer:
     def op_gather(self, scope: _Scope) -> bool:
         ids = None
         if scope.in_block or self.chance(0.3):
-            ids = self.pick(scope, lambda v: v.dtype in INTS and v.rank <= 2)
+            # Only model inputs: their values are drawn in range of every table
+            # they index (`integer_input_ranges`); a computed integer may not
+            # be, and an id outside the table is an error, as in ONNX.
+            ids = self.pick(scope, lambda v: v.dtype in INTS and v.rank <= 2 and any(v is x for x in self.inputs))
         if ids is None:
             if scope.in_block:
                 return False

@@ -15,8 +15,10 @@ Order of the search:
 0. with a device count (`--devices N`), the parallelism first: every split
    of N into tensor (`tp`), data (`dp`) and pipeline (`pp`) parallelism that
    `shard` and `place-chips` accept and whose devices hold their share,
-   costed on the whole model at the default schedules; the cheapest is
-   written into the graph (`shard` records its mesh) before the rest;
+   with and without sequence parallelism (`sp`) where tp > 1 (unless it
+   scatters nothing there: then it is the same program), costed on the
+   whole model at the default schedules; the cheapest is written into the
+   graph (`shard` records its mesh) before the rest;
 3. on the LPU without a device count, the chip count (`strata.chips`): the
    fewest chips that fit, as the default pipeline places them (and pinned,
    which differs only when a kernel is sharded: it then spreads the weights
@@ -50,6 +52,7 @@ from strata.backends.tuner.space import Space, point_key
 from strata.compiler import ir
 from strata.compiler.driver import Stage, compile_module, passes_between, run_passes
 from strata.compiler.tuning.spaces import KernelEvaluator, apply_point, default_point, kernel_points, standalone
+from strata.dialects.graph import ReduceScatterOp
 from strata.dialects.graph.kernel import KernelOp
 from strata.dialects.graph.layout import RelayoutOp
 from strata.dialects.hardware import tsp
@@ -79,7 +82,7 @@ class TuneReport:
     tuned_time_s: float = 0.0
     chips: int | None = None
     mesh: dict[str, int] | None = None
-    """The parallelism chosen with a device count: {"tp": .., "dp": .., "pp": ..}."""
+    """The parallelism chosen with a device count: {"tp": .., "dp": .., "pp": .., "sp": 0 or 1}."""
     meshes: list[dict] = field(default_factory=list)
     """Every parallelism tried: its degrees and time, or why it was refused."""
     evaluations: int = 0
@@ -120,7 +123,7 @@ class Options:
     devices: int | None = None
     """Devices to spread the model over (searching tp x dp x pp); None: one mesh device, LPU chips searched."""
     pinned: dict[str, int] = field(default_factory=dict)
-    """Degrees of parallelism the user fixed (`--schedule tp=2`): the search keeps them."""
+    """Degrees of parallelism the user fixed (`--schedule tp=2`, `sp=1`): the search keeps them."""
 
 
 class _Cache:
@@ -329,24 +332,32 @@ def _model_time(layout_module: ModuleOp, target: str, spec: DeviceSpec, chips: i
 
 
 def mesh_candidates(devices: int, pinned: dict[str, int]) -> list[dict[str, int]]:
-    """Every {"tp", "dp", "pp"} whose product is `devices` and that keeps the pinned degrees."""
+    """
+    Every {"tp", "dp", "pp"} whose product is `devices`, each with sequence
+    parallelism off and (where tp > 1) on (`sp`), that keeps the pinned degrees.
+    """
     divisors = [d for d in range(1, devices + 1) if devices % d == 0]
     result = []
     for tp in divisors:
         for dp in [d for d in divisors if (devices // tp) % d == 0]:
-            mesh = {"tp": tp, "dp": dp, "pp": devices // (tp * dp)}
-            if all(mesh[axis] == n for axis, n in pinned.items()):
-                result.append(mesh)
+            for sp in (0, 1) if tp > 1 else (0,):
+                mesh = {"tp": tp, "dp": dp, "pp": devices // (tp * dp), "sp": sp}
+                if all(mesh[axis] == n for axis, n in pinned.items()):
+                    result.append(mesh)
     return result
 
 
-def _mesh_time(graph: ModuleOp, target: str, spec: DeviceSpec, mesh: dict[str, int]) -> tuple[float, ModuleOp]:
+def _mesh_time(graph: ModuleOp, target: str, spec: DeviceSpec, mesh: dict[str, int],
+               pinned: dict[str, int] | None = None) -> tuple[float, ModuleOp]:
     """The model sharded over `mesh` at the default schedules: its time, and the sharded graph."""
     from strata.compiler.reports.report import check_memory
     from strata.passes.shard import ShardPass
 
     sharded = graph.clone()
-    ShardPass(tp=mesh["tp"], dp=mesh["dp"]).apply(ir.make_context(), sharded)
+    ShardPass(tp=mesh["tp"], dp=mesh["dp"], sp=bool(mesh.get("sp"))).apply(ir.make_context(), sharded)
+    scatters = any(isinstance(op, ReduceScatterOp) for op in sharded.walk())
+    if mesh.get("sp") and "sp" not in (pinned or {}) and not scatters:
+        raise IllegalSchedule("sp=1 scatters nothing here (no partial sums with rows tp divides): the program of sp=0")
     module = sharded.clone()
     module.attributes[CHIPS_ATTR] = IntegerAttr(mesh["pp"], 64)
     compile_module(module, target, Stage.HARDWARE, device=spec)
@@ -364,7 +375,7 @@ def choose_mesh(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options
     tried, best = [], None
     for mesh in mesh_candidates(options.devices, options.pinned):
         try:
-            time_s, sharded = _mesh_time(graph, target, spec, mesh)
+            time_s, sharded = _mesh_time(graph, target, spec, mesh, options.pinned)
         except (IllegalSchedule, StrataError) as err:
             tried.append({**mesh, "error": str(err).removeprefix("error: ")})
             continue
@@ -372,7 +383,8 @@ def choose_mesh(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options
         if best is None or time_s < best[0]:
             best = (time_s, sharded, mesh)
     if best is None:
-        reasons = "; ".join(f"tp={t['tp']} dp={t['dp']} pp={t['pp']}: {t['error']}" for t in tried)
+        reasons = "; ".join(f"tp={t['tp']} dp={t['dp']} pp={t['pp']}{' sp=1' if t.get('sp') else ''}: {t['error']}"
+                            for t in tried)
         raise StrataError(f"error: no way to run the model on {options.devices} {target} devices ({reasons})")
     return best[1], best[2], tried
 
@@ -389,7 +401,7 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
         graph.attributes[CHIPS_ATTR] = IntegerAttr(mesh["pp"], 64)
         # The default is what `--devices N` compiles to untuned: the pinned degrees, else pipeline stages
         # only; when that does not fit, the cheapest parallelism is the baseline.
-        wanted = {"tp": options.pinned.get("tp", 1), "dp": options.pinned.get("dp", 1)}
+        wanted = {axis: options.pinned.get(axis, 1) for axis in ("tp", "dp")} | {"sp": options.pinned.get("sp", 0)}
         fitting = [m for m in meshes if "time_s" in m]
         default_time = next((m["time_s"] for m in fitting if {a: m[a] for a in wanted} == wanted),
                             min(m["time_s"] for m in fitting))

@@ -42,6 +42,7 @@ from strata.dialects.graph.ops import (
     PowOp,
     QuantizeOp,
     ReduceMaxOp,
+    ReduceScatterOp,
     ReduceMinOp,
     ReluOp,
     ReshapeOp,
@@ -116,6 +117,7 @@ Graph = Dialect(
         # Collectives
         AllReduceOp,
         AllGatherOp,
+        ReduceScatterOp,
         # Pooling
         MaxPool2DOp,
         AvgPool2DOp,

@@ -1047,11 +1047,15 @@ def verify_collective(op: IRDLOperation, source: Sequence[int], dest: Sequence[i
     if hasattr(op, "dim"):
         groups = op.groups.value.data
         dim = op.dim.value.data
-        if not 0 <= dim < len(source) or groups < 1 or source[dim] % groups:
+        # A reduce-scatter cuts its operand into devices x groups blocks; an all-gather's is one device's block.
+        scatters = op.name.endswith(".reduce_scatter")
+        blocks = groups * devices if scatters else groups
+        if not 0 <= dim < len(source) or groups < 1 or source[dim] % blocks:
             raise VerifyException(
                 f"'{op.name}' dim {dim} and groups {groups} do not fit the operand shape {shapes.fmt(source)}"
+                + (f" over {devices} devices" if scatters else "")
             )
-        expected = shapes.gathered(source, dim, devices)
+        expected = shapes.scattered(source, dim, devices) if scatters else shapes.gathered(source, dim, devices)
     else:
         expected = tuple(source)
     if tuple(dest) != tuple(expected):
@@ -1088,6 +1092,30 @@ class AllGatherOp(CollectiveOp):
     def __init__(self, input: SSAValue, axis: str, devices: int, dim: int, groups: int = 1):
         type_ = input.type
         result = TensorType(type_.element_type, shapes.gathered(type_.get_shape(), dim, devices))
+        super().__init__(
+            operands=[input], result_types=[result],
+            properties={"axis": StringAttr(axis), "devices": _int(devices), "dim": _int(dim), "groups": _int(groups)},
+        )
+
+
+@irdl_op_definition
+class ReduceScatterOp(CollectiveOp):
+    """
+    `result` = device `r`'s block along `dim` of the sum of `input` over the
+    group's devices (`all_reduce`, then each keeps its block, as
+    `strata.split` cuts one; `all_gather`'s inverse in shape): with `groups`
+    > 1 its block of each of `groups` equal parts. Sequence parallelism
+    (`shard{sp=true}`) puts it where a row-parallel GEMM's partial sums meet.
+    """
+
+    name = "graph.reduce_scatter"
+
+    dim = prop_def(IntegerAttr[I64])
+    groups = prop_def(IntegerAttr[I64])
+
+    def __init__(self, input: SSAValue, axis: str, devices: int, dim: int, groups: int = 1):
+        type_ = input.type
+        result = TensorType(type_.element_type, shapes.scattered(type_.get_shape(), dim, devices))
         super().__init__(
             operands=[input], result_types=[result],
             properties={"axis": StringAttr(axis), "devices": _int(devices), "dim": _int(dim), "groups": _int(groups)},

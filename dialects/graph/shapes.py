@@ -243,6 +243,12 @@ def gathered(shape: Shape, dim: int, devices: int) -> Shape:
     return tuple(s * devices if d == dim else s for d, s in enumerate(shape))
 
 
+def scattered(shape: Shape, dim: int, devices: int) -> Shape:
+    """One device's block of `shape` split along `dim` over `devices` devices (`gathered`'s inverse)."""
+    dim = normalize_axis(dim, len(shape))
+    return tuple(s // devices if d == dim else s for d, s in enumerate(shape))
+
+
 def _product(dims) -> int:
     result = 1
     for d in dims:

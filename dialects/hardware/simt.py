@@ -20,7 +20,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
-from strata.dialects.loop import AllGatherBase, AllReduceBase, int_values
+from strata.dialects.loop import AllGatherBase, AllReduceBase, ReduceScatterBase, int_values
 
 WARP = 32
 """Threads per warp on every NVIDIA GPU since Tesla (CUDA C Programming Guide, SIMT Architecture)."""
@@ -155,4 +155,14 @@ class AllGatherOp(AllGatherBase):
     name = "simt.all_gather"
 
 
-Simt = Dialect("simt", [TransferOp, AllReduceOp, AllGatherOp, KernelOp, EndOp, MmaOp], [])
+@irdl_op_definition
+class ReduceScatterOp(ReduceScatterBase):
+    """
+    `loop.reduce_scatter` between the GPUs of a tensor- or data-parallel group over NVLink/NVSwitch,
+    costed as a ring or a one-shot (switched) reduce-scatter.
+    """
+
+    name = "simt.reduce_scatter"
+
+
+Simt = Dialect("simt", [TransferOp, AllReduceOp, AllGatherOp, ReduceScatterOp, KernelOp, EndOp, MmaOp], [])

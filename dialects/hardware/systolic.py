@@ -19,7 +19,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
-from strata.dialects.loop import AllGatherBase, AllReduceBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase, ReduceScatterBase
 from strata.dialects.vocabulary import DATAFLOWS
 
 
@@ -133,4 +133,11 @@ class AllGatherOp(AllGatherBase):
     name = "systolic.all_gather"
 
 
-Systolic = Dialect("systolic", [TransferOp, AllReduceOp, AllGatherOp, ProgramOp, EndOp, MatmulOp], [])
+@irdl_op_definition
+class ReduceScatterOp(ReduceScatterBase):
+    """`loop.reduce_scatter` between the TPU chips of a group over the ICI torus, costed as a ring reduce-scatter."""
+
+    name = "systolic.reduce_scatter"
+
+
+Systolic = Dialect("systolic", [TransferOp, AllReduceOp, AllGatherOp, ReduceScatterOp, ProgramOp, EndOp, MatmulOp], [])

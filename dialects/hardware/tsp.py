@@ -23,7 +23,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
-from strata.dialects.loop import AllGatherBase, AllReduceBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase, ReduceScatterBase
 
 UNITS = ("mxm", "vxm", "sxm", "mem")
 """Functional units: matrix, vector, switch (transpose, shift, permute) and memory slices."""
@@ -128,4 +128,11 @@ class AllGatherOp(AllGatherBase):
     name = "tsp.all_gather"
 
 
-Tsp = Dialect("tsp", [ProgramOp, EndOp, MxmOp, TransferOp, AllReduceOp, AllGatherOp], [])
+@irdl_op_definition
+class ReduceScatterOp(ReduceScatterBase):
+    """`loop.reduce_scatter` between the LPU chips of a group over their chip-to-chip links, costed as a ring."""
+
+    name = "tsp.reduce_scatter"
+
+
+Tsp = Dialect("tsp", [ProgramOp, EndOp, MxmOp, TransferOp, AllReduceOp, AllGatherOp, ReduceScatterOp], [])

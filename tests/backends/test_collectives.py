@@ -5,8 +5,12 @@ import json
 import math
 
 import pytest
+from xdsl.dialects.builtin import IntegerAttr, StringAttr
 
-from strata.backends.cost import Interconnect, estimate, ring_all_gather_s, ring_all_reduce_s, tree_all_reduce_s
+from strata.backends.cost import (
+    Interconnect, collective_cost, direct_reduce_scatter_s, estimate, ring_all_gather_s, ring_all_reduce_s,
+    ring_reduce_scatter_s, tree_all_reduce_s,
+)
 from strata.compiler.cli import main
 from strata.compiler.driver import Stage, compile_module, passes_between
 from strata.compiler.frontend import compile_source
@@ -33,6 +37,66 @@ def test_ring_and_tree_formulas():
     assert tree_all_reduce_s(1e3, 8, NET) < ring_all_reduce_s(1e3, 8, NET)
     # In the bandwidth-bound regime the ring all-reduce costs about 2 n / B whatever the device count.
     assert ring_all_reduce_s(1e10, 64, NET) == pytest.approx(2 * 1e10 / 100e9, rel=0.02)
+
+
+def test_reduce_scatter_formulas_ring_and_one_shot():
+    n, p = 64e6, 4
+    # n: the bytes of the whole operand; each device ends with n / p of the sum.
+    assert ring_reduce_scatter_s(n, p, NET) == pytest.approx(3 * 2e-6 + 3 / 4 * n / 100e9)
+    assert direct_reduce_scatter_s(n, p, NET) == pytest.approx(2 * 2e-6 + 3 / 4 * n / 100e9)
+    # A ring all-reduce is a ring reduce-scatter then a ring all-gather of the same bytes.
+    both = ring_reduce_scatter_s(n, p, NET) + ring_all_gather_s(n, p, NET)
+    assert ring_all_reduce_s(n, p, NET) == pytest.approx(both)
+
+
+def _scatter(devices, size=4096):
+    from xdsl.dialects.builtin import MemRefType, f32
+    from xdsl.dialects.test import TestOp
+
+    from strata.dialects.hardware.simt import ReduceScatterOp
+
+    source, dest = TestOp(result_types=[MemRefType(f32, [size]), MemRefType(f32, [size // devices])]).results
+    return ReduceScatterOp(source, dest, {"axis": StringAttr("tp"), "devices": IntegerAttr(devices, 64),
+                                          "dim": IntegerAttr(0, 64), "groups": IntegerAttr(1, 64)})
+
+
+@pytest.mark.parametrize("devices, switched, algorithm", [(2, False, "ring"), (8, False, "ring"), (2, True, "ring"),
+                                                          (8, True, "direct")])
+def test_a_reduce_scatter_takes_the_one_shot_form_only_over_a_switch(devices, switched, algorithm):
+    """Both move (p - 1) / p of the operand; one shot pays 2 alpha, the ring p - 1: cheaper from p = 4 on a switch."""
+    net = dataclasses.replace(NET, switched=switched)
+    op = _scatter(devices)
+    cost = collective_cost(op, net, 0)
+    assert cost.kind == "reduce_scatter" and cost.extra["algorithm"] == algorithm
+    assert cost.bytes["link"] == (devices - 1) * 4096 * 4 // devices
+    wanted = {"ring": ring_reduce_scatter_s, "direct": direct_reduce_scatter_s}[algorithm]
+    assert cost.time_s == pytest.approx(wanted(4096 * 4, devices, net))
+
+
+def test_sequence_parallelism_replaces_each_all_reduce_with_a_reduce_scatter_and_an_all_gather():
+    text = """
+let B = 1
+let S = 512
+let D = 1024
+model m(x: bf16[B, S, D]) -> bf16[B, S, D] {
+  param w1: bf16[D, 4*D]
+  param w2: bf16[4*D, D]
+  return x + gelu(x @ w1) @ w2
+}
+"""
+    kinds = {}
+    for sp in ("0", "1"):
+        module = compile_source(text, "m.model")
+        passes = apply_schedule(passes_between("gpu", Stage.GRAPH, Stage.HARDWARE), {"tp": "2", "sp": sp})
+        compile_module(module, "gpu", Stage.HARDWARE, pipeline=passes)
+        report = estimate(module, load_device("h100"))
+        kinds[sp] = [k for k in report.kernels if k.kind in ("all_reduce", "all_gather", "reduce_scatter")]
+    # Without sp the output is whole after the all-reduce; with it the rows are gathered before w1 and the return.
+    assert [k.kind for k in kinds["0"]] == ["all_reduce"]
+    assert [k.kind for k in kinds["1"]] == ["all_gather", "reduce_scatter", "all_gather"]
+    # The ring all-reduce of the partial sums moves what a reduce-scatter and an all-gather move together.
+    (ar,), (gather, rs, _) = kinds["0"], kinds["1"]
+    assert rs.bytes["link"] + gather.bytes["link"] == ar.bytes["link"] == 512 * 1024 * 2
 
 
 def test_ring_latency_matches_nccl_tests_on_a_dgx_a100():

@@ -39,6 +39,28 @@ def test_gpt2_with_tensor_parallelism_runs_equal_to_the_reference_through_hardwa
     assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
 
 
+@pytest.mark.parametrize("tp", [2, 4])
+def test_gpt2_with_sequence_parallelism_runs_equal_to_the_reference_through_hardware(tp, tmp_path, capsys):
+    want, got, ir = tmp_path / "want.npz", tmp_path / "got.npz", tmp_path / "hw.mlir"
+    assert run(["run", SAMPLES / "gpt2.model", *SMALL_GPT2, "-o", want], capsys)[0] == 0
+    sharded = ["--devices", tp, "--schedule", f"tp={tp}", "--schedule", "sp=1"]
+    code, _, err = run(["run", SAMPLES / "gpt2.model", *SMALL_GPT2, *sharded, "--through", "hardware", "-o", got],
+                       capsys)
+    assert code == 0, err
+    a, b = np.load(want)["out0"], np.load(got)["out0"]
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    code, out, err = run(["compile", SAMPLES / "gpt2.model", *SMALL_GPT2, *sharded, "--emit", "hardware"], capsys)
+    assert code == 0, err
+    assert out.count("simt.reduce_scatter") == 2 * 2 and "simt.all_reduce" not in out
+
+
+def test_sequence_parallelism_without_tensor_parallelism_is_a_clear_error(tmp_path, capsys):
+    model = tmp_path / "block.model"
+    model.write_text(BLOCK)
+    code, _, err = run(["compile", model, "--schedule", "sp=1", "--report", "none"], capsys)
+    assert code == 1 and "needs tp > 1" in err, err
+
+
 def test_the_report_counts_stages_times_the_mesh(tmp_path, capsys):
     model = tmp_path / "block.model"
     model.write_text(BLOCK)
@@ -74,8 +96,13 @@ def test_run_needs_a_stage_to_apply_a_schedule(capsys):
 
 
 def test_mesh_candidates_keep_the_pinned_degrees():
-    assert len(mesh_candidates(8, {})) == 10
-    assert mesh_candidates(4, {"tp": 2}) == [{"tp": 2, "dp": 1, "pp": 2}, {"tp": 2, "dp": 2, "pp": 1}]
+    # 10 splits of 8 devices, 6 of them with tp > 1 also with sequence parallelism.
+    assert len(mesh_candidates(8, {})) == 16
+    assert mesh_candidates(4, {"tp": 2}) == [
+        {"tp": 2, "dp": 1, "pp": 2, "sp": 0}, {"tp": 2, "dp": 1, "pp": 2, "sp": 1},
+        {"tp": 2, "dp": 2, "pp": 1, "sp": 0}, {"tp": 2, "dp": 2, "pp": 1, "sp": 1},
+    ]
+    assert {m["tp"] for m in mesh_candidates(4, {"sp": 1})} == {2, 4}
 
 
 def test_the_tuner_searches_the_split_of_the_devices_and_keeps_the_cheapest(tmp_path):
@@ -85,12 +112,20 @@ def test_the_tuner_searches_the_split_of_the_devices_and_keeps_the_cheapest(tmp_
     assert len(report.meshes) == len(mesh_candidates(4, {}))
     timed = [m for m in report.meshes if "time_s" in m]
     best = min(timed, key=lambda m: m["time_s"])
-    assert report.mesh == {a: best[a] for a in ("tp", "dp", "pp")}
+    assert report.mesh == {a: best[a] for a in ("tp", "dp", "pp", "sp")}
+    assert any(m["sp"] == 1 and "time_s" in m for m in report.meshes)
     assert tuned.attributes["strata.chips"].value.data == report.mesh["pp"]
     assert report.tuned_time_s <= report.default_time_s * (1 + 1e-9)
     pinned = autotune(compile_source(BLOCK, "block.model"), "gpu", default_device("gpu"),
                       Options(budget=4, db=None, devices=4, pinned={"tp": 2}))[1]
     assert {m["tp"] for m in pinned.meshes} == {2} and pinned.mesh["tp"] == 2
+    # A decode-shaped model has no rows to scatter: sp=1 is the sp=0 program, not costed twice.
+    decode = "let B = 4\nmodel m(x: f32[B, 1, 64]) -> f32[B, 1, 64] {\n  param w1: f32[64, 256]\n" \
+             "  param w2: f32[256, 64]\n  return x + relu(x @ w1) @ w2\n}\n"
+    report = autotune(compile_source(decode, "m.model"), "gpu", default_device("gpu"),
+                      Options(budget=4, db=None, devices=2, pinned={"tp": 2}))[1]
+    assert [("time_s" in m, m["sp"]) for m in report.meshes] == [(True, 0), (False, 1)]
+    assert "scatters nothing" in report.meshes[1]["error"]
 
 
 def test_compile_autotune_on_devices_reports_them(tmp_path, capsys):

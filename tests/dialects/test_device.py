@@ -26,7 +26,8 @@ from strata.dialects.device import (
     with_overrides,
 )
 
-EXPECTED_TARGETS = {"h100": "gpu", "a100": "gpu", "tpu-v4": "tpu", "tpu-v5e": "tpu", "groq-lpu": "lpu"}
+EXPECTED_TARGETS = {"h100": "gpu", "a100": "gpu", "tpu-v4": "tpu", "tpu-v5e": "tpu", "groq-lpu": "lpu",
+                    "host-cpu": "cpu", "epyc-9654": "cpu"}
 UNSOURCED = {"name", "target", "description"}
 
 
@@ -45,7 +46,7 @@ def test_every_device_loads(name):
 
 def test_devices_and_defaults():
     assert set(DEVICES) == set(EXPECTED_TARGETS)
-    assert DEFAULT_DEVICE == {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu"}
+    assert DEFAULT_DEVICE == {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu", "cpu": "host-cpu"}
     for target, name in DEFAULT_DEVICE.items():
         assert default_device(target).target == target
         assert default_device(target) is load_device(name)
@@ -83,6 +84,28 @@ def test_gpu_peak_matches_sms_and_clock(name):
     peak = s["sms"] * s["tensor_flop_per_cycle_per_sm"] * s["clock_hz"]
     assert peak == pytest.approx(s["peak_flops_bf16"], rel=0.01)
     assert s.tile_memory_bytes == s["smem_per_block_bytes"] <= s["smem_per_sm_bytes"]
+
+
+@pytest.mark.parametrize("name", ["host-cpu", "epyc-9654"])
+def test_cpu_peak_matches_cores_lanes_pipes_and_clock(name):
+    s = load_device(name)
+    peak = s["cores"] * s["simd_lanes_f32"] * s["fma_pipes"] * 2 * s["clock_hz"]
+    assert peak == pytest.approx(s["peak_flops_fp32"], rel=0.01)
+    assert s["l1d_bytes_per_core"] < s["l2_bytes_per_core"] < s["l3_bytes"]
+    assert s["l1_bandwidth_per_core"] > s["l2_bandwidth_per_core"] and s["l3_bandwidth"] > s["dram_bandwidth"]
+    # A CPU's kernel tiles live in one core's L2; the device's memory is its DRAM.
+    assert (s.tile_memory_bytes, s.memory_bytes) == (s["l2_bytes_per_core"], s["dram_bytes"])
+    assert s.layout_tile == ()
+
+
+def test_cpu_spec_needs_its_keys_and_keeps_l1_under_l2(tmp_path):
+    text = load_device("host-cpu").path.read_text()
+    path = tmp_path / "cpu.toml"
+    path.write_text(text.replace("fma_pipes = 2", "# no pipes"))
+    with pytest.raises(SpecError, match="missing required key 'fma_pipes' for target 'cpu'"):
+        load_device_file(path)
+    with pytest.raises(SpecError, match="l1d_bytes_per_core = 4194304 is more than l2_bytes_per_core"):
+        with_overrides(load_device("host-cpu"), ["l1d_bytes_per_core=4194304"])
 
 
 def test_lpu_derived_figures():
@@ -201,7 +224,7 @@ def test_bad_user_files_name_file_and_key(tmp_path, edit, message):
 def test_missing_file_and_unknown_device(tmp_path):
     with pytest.raises(SpecError, match="cannot read device spec"):
         load_device_file(tmp_path / "nope.toml")
-    with pytest.raises(SpecError, match="unknown device 'h200'; shipped devices: a100, groq-lpu, h100"):
+    with pytest.raises(SpecError, match="unknown device 'h200'; shipped devices: a100, epyc-9654, groq-lpu, h100"):
         load_device("h200")
     with pytest.raises(SpecError, match="unknown target 'npu'"):
         default_device("npu")

@@ -54,7 +54,7 @@ def test_buffers_keep_their_physical_layout():
 
 
 @needs_mlir
-@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu", "cpu"])
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_sample_verifies_and_runs_as_the_reference(name, target, tmp_path):
     module = load_model(f"samples/{name}.model", REDUCED[name])

@@ -12,11 +12,11 @@ from strata.compiler.ir import make_context, parse_module, print_module
 from strata.compiler.pipeline import parse_pipeline
 from strata.dialects.vocabulary import CHIPS_ATTR
 from strata.dialects import loop
-from strata.dialects.hardware import HardwareKernelOp, simt, systolic, tsp
+from strata.dialects.hardware import HardwareKernelOp, cpu, simt, systolic, tsp
 from strata.dialects.device import default_device
 from tests.support import REDUCED, assert_close, sample_values
 
-KERNEL_OPS = {"gpu": simt.KernelOp, "tpu": systolic.ProgramOp, "lpu": tsp.ProgramOp}
+KERNEL_OPS = {"gpu": simt.KernelOp, "tpu": systolic.ProgramOp, "lpu": tsp.ProgramOp, "cpu": cpu.KernelOp}
 
 
 def _hardware(name: str, target: str):
@@ -27,7 +27,7 @@ def _hardware(name: str, target: str):
     return module, inputs, params, want
 
 
-@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu", "cpu"])
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_sample_runs_the_same_on_hardware(name, target):
     module, inputs, params, want = _hardware(name, target)

@@ -130,3 +130,29 @@ def test_gather_verifier_names_the_problem():
     )
     with pytest.raises(StrataError, match="'loop.gather' ids must be integers"):
         parse_module(text, "bad.mlir")
+
+
+PADDED_WINDOW_OF_A_RESHAPE = """\
+model m(x: f32[1, 32]) {
+  param w: f32[4, 2, 3, 3]
+  y = conv2d(reshape(x, [1, 2, 4, 4]), w, padding=1)
+  return maxpool2d(reshape(y, [1, 2, 8, 4]), kernel=3, stride=2, padding=1)
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+def test_padded_window_of_a_value_computed_whole(target):
+    """
+    A padded conv (and max pool) reading a reshape fused into its kernel:
+    the reshape is computed whole and its window, reaching one row and
+    column outside it, is padded on chip (zeros; -inf for the pool). It
+    used to be a slice from -1, which the verifier rejected.
+    """
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(PADDED_WINDOW_OF_A_RESHAPE, "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, target, Stage.LOOP)
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))

@@ -207,3 +207,90 @@ def test_blocks_of_an_argument_join_back_to_it():
         parts = [spmd.block(whole, dim, devices, d, groups) for d in range(devices)]
         assert all(p.shape[dim] == whole.shape[dim] // devices for p in parts)
         np.testing.assert_array_equal(spmd.join(parts, dim, groups), whole)
+
+
+# --------------------------------------------------------------------------- sequence parallelism
+
+
+@pytest.mark.parametrize("mesh", [{"tp": 2}, {"tp": 4}, {"tp": 2, "dp": 2}])
+def test_sequence_parallelism_reduce_scatters_the_rows_and_runs_equal(mesh):
+    """sp: each all-reduce becomes a reduce-scatter along S; norms and residual adds run on 1/tp of the rows."""
+    module = _shard(_block(), **mesh, sp=True)
+    tp = mesh["tp"]
+    assert not _ops(module, "graph.all_reduce")
+    scatters = _ops(module, "graph.reduce_scatter")
+    assert len(scatters) == 2 and all(op.dim.value.data == 1 for op in scatters)
+    assert ("tp", 1, 1) in _splits(module)["x"]
+    (norm,) = _ops(module, "graph.rmsnorm")
+    assert norm.results[0].type.get_shape()[1] == 8 // tp
+    # One all-gather of the rows before each column-parallel GEMM (x before wq/wk/wv, the norm before w1,
+    # x before the head), and the head's output before the return.
+    assert len(_ops(module, "graph.all_gather")) == 4 + (1 if "dp" in mesh else 0)
+    inputs, params = sample_values(_block())
+    assert_close(reference.run_module(_block(), inputs, params), reference.run_module(module, inputs, params))
+
+
+@pytest.mark.parametrize("target, tp", [("gpu", 2), ("gpu", 4), ("tpu", 2), ("lpu", 2)])
+def test_gpt2_with_sequence_parallelism_runs_equal_at_loop_and_hardware_stages(target, tp):
+    sizes = REDUCED["gpt2"]
+    inputs, params = sample_values(load_model("samples/gpt2.model", sizes))
+    want = reference.run_module(load_model("samples/gpt2.model", sizes), inputs, params)
+    # The loop stage is the same on every target: checked once.
+    for stage in (Stage.LOOP, Stage.HARDWARE) if (target, tp) == ("gpu", 2) else (Stage.HARDWARE,):
+        module = load_model("samples/gpt2.model", sizes)
+        passes = apply_schedule(passes_between(target, Stage.GRAPH, stage), {"tp": str(tp), "sp": "1"})
+        compile_module(module, target, stage, pipeline=passes)
+        prefix = "loop" if stage is Stage.LOOP else _dialect(target)
+        # Megatron-LM with sequence parallelism: per layer two reduce-scatters and two all-gathers, no all-reduce.
+        assert len(_ops(module, f"{prefix}.reduce_scatter")) == 2 * sizes["L"]
+        assert not _ops(module, f"{prefix}.all_reduce")
+        assert len(_ops(module, f"{prefix}.all_gather")) == 2 * sizes["L"] + 1
+        assert_close(want, loop_interpreter.run_module(module, inputs, params))
+
+
+def test_sequence_parallelism_all_reduces_where_no_row_dim_divides():
+    """A decode step ([B, 1, D]) has no sequence to scatter: the partial sums are all-reduced as without sp."""
+    text = """
+let B = 4
+model m(x: f32[B, 1, 16]) -> f32[B, 1, 16] {
+  param w1: f32[16, 64]
+  param w2: f32[64, 16]
+  return x + relu(x @ w1) @ w2
+}
+"""
+    module = _shard(compile_source(text, "m.model"), tp=2, sp=True)
+    assert len(_ops(module, "graph.all_reduce")) == 1 and not _ops(module, "graph.reduce_scatter")
+    inputs, params = sample_values(compile_source(text, "m.model"))
+    assert_close(reference.run_module(compile_source(text, "m.model"), inputs, params),
+                 reference.run_module(module, inputs, params))
+
+
+def test_sequence_parallelism_needs_tensor_parallelism():
+    with pytest.raises(IllegalSchedule, match="needs tp > 1"):
+        _shard(_block(), dp=2, sp=True)
+
+
+def test_reduce_scatter_is_the_sum_cut_into_blocks():
+    """Run on two devices by hand: each gets its block of the sum (groups: its block of each part)."""
+    values = [np.arange(24, dtype=np.float32).reshape(2, 12) * (d + 1) for d in range(2)]
+    total = values[0] + values[1]
+    for dim, groups in ((0, 1), (1, 1), (1, 3)):
+        got = {}
+
+        def device(rank, dim=dim, groups=groups):
+            got[rank] = spmd.reduce_scatter(values[rank], "tp", 2, dim, groups)
+
+        meeting = spmd._Meeting({"dp": 1, "tp": 2})
+        threads = []
+        for rank in range(2):
+            def work(rank=rank):
+                spmd._current.device = spmd._Device(meeting, {"dp": 0, "tp": rank})
+                device(rank)
+            threads.append(threading.Thread(target=work))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for rank in range(2):
+            np.testing.assert_array_equal(got[rank], spmd.block(total, dim, 2, rank, groups))
+        np.testing.assert_array_equal(spmd.join([got[0], got[1]], dim, groups), total)

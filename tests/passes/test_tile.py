@@ -15,7 +15,7 @@ from strata.passes.tile import TilePass, device_need, tile_bytes
 from tests.support import REDUCED
 
 
-@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu", "cpu"])
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_predicted_footprint_is_the_lowered_one(name, target):
     """
@@ -44,7 +44,7 @@ def test_predicted_footprint_is_the_lowered_one(name, target):
 
 
 @pytest.mark.parametrize("target, key", [("gpu", "smem_per_block_bytes"), ("tpu", "vmem_bytes"),
-                                         ("lpu", "sram_bytes")])
+                                         ("lpu", "sram_bytes"), ("cpu", "l2_bytes_per_core")])
 def test_default_tiles_fit_a_small_device(target, key):
     capacity = 65536
     device = with_overrides(default_device(target), [f"{key}={capacity}"])
@@ -88,3 +88,36 @@ def test_batched_rows_against_one_weight_are_one_gemm(target):
         costs[name] = (next(k for k in estimate(module, module_device(module)).kernels if k.kind == "gemm").time_s,
                        gemm.read_bytes.value.data)
     assert costs["decode"] == pytest.approx(costs["flat"], rel=1e-9)
+
+
+QUANTIZED_GEMM = """\
+model m(x: {x}[128, 256]) {{
+  param w: {w}[256, 128]
+  param s: f32[1, 128]
+  return {expr}
+}}
+"""
+
+
+@pytest.mark.parametrize("x, w, expr, floor", [
+    ("i8", "i8", "matmul(x, w, dtype=i32)", (64, 32)),
+    ("f8e4m3", "f8e4m3", "matmul(x, w, dtype=f32)", (64, 32)),
+    # Weight-only: the kernel's first input is the i4 weight, the
+    # instruction multiplies bf16.
+    ("bf16", "i4", "x @ dequantize(w, s, dtype=bf16)", (32, 16)),
+])
+def test_gpu_tiles_keep_the_instruction_of_the_matmul_operands(x, w, expr, floor):
+    """
+    Filling the SMs stops at one tensor-core instruction of the dtype the
+    matmul multiplies (issue 16): the s8 shape for i8 and, on a GPU with FP8
+    tensor cores, f8 operands; bf16's for `bf16 @ dequantize(i4)`. Distinct
+    shapes per dtype (overridden) tell which one the tiler took.
+    """
+    from strata.compiler.frontend import compile_source
+
+    device = with_overrides(default_device("gpu"), ["mma_shape_i8=[64,32,32]", "mma_shape_bf16=[32,16,16]"])
+    module = compile_source(QUANTIZED_GEMM.format(x=x, w=w, expr=expr), "m.model")
+    compile_module(module, "gpu", Stage.HARDWARE, device=device)
+    (kernel,) = [k for k in module.walk() if k.name == "simt.kernel"]
+    assert tuple(kernel.properties["mma"].get_values())[:2] == floor
+    assert tuple(kernel.properties["tile_sizes"].get_values())[:2] == floor

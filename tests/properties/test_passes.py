@@ -28,7 +28,7 @@ from strata.compiler.testing.properties import (
 )
 from strata.compiler.testing.random_models import DTYPES, Model, graph_modules, growable_models, models
 
-TARGETS = ("gpu", "tpu", "lpu")
+TARGETS = ("gpu", "tpu", "lpu", "cpu")
 PROFILE = PROFILES[active_profile()]
 THOROUGH = PROFILES["thorough"]
 RUN = settings(**hypothesis_settings(PROFILE.test_examples, shrink=PROFILE.shrink))
@@ -76,6 +76,7 @@ HARDWARE_OPTIONS = {
     "gpu": st.just(""),
     "tpu": st.sampled_from(["", "{dataflow=os}", "{dataflow=ws}", "{dataflow=is}"]),
     "lpu": st.just(""),
+    "cpu": st.sampled_from(["", "{threads=2}", "{threads=3}"]),
 }
 
 

@@ -6,6 +6,8 @@
 // RUN: sed -n '/^\/\/ ----- gather-shape$/,/^\/\/ -----/p' %s | not strata opt - 2>&1 | filecheck %s --check-prefix=GSHAPE
 // RUN: sed -n '/^\/\/ ----- gather-groups$/,/^\/\/ -----/p' %s | not strata opt - 2>&1 | filecheck %s --check-prefix=GROUPS
 // RUN: sed -n '/^\/\/ ----- reduce-shape$/,/^\/\/ -----/p' %s | not strata opt - 2>&1 | filecheck %s --check-prefix=RSHAPE
+// RUN: sed -n '/^\/\/ ----- scatter-shape$/,/^\/\/ -----/p' %s | not strata opt - 2>&1 | filecheck %s --check-prefix=SSHAPE
+// RUN: sed -n '/^\/\/ ----- scatter-divides$/,/^\/\/ -----/p' %s | not strata opt - 2>&1 | filecheck %s --check-prefix=SDIV
 
 // ----- roundtrip
 builtin.module {
@@ -17,6 +19,11 @@ builtin.module {
     simt.all_reduce %a, %a {axis = "tp", devices = 2 : i64} : memref<4x6xf32> -> memref<4x6xf32>
     systolic.all_gather %a, %b {axis = "dp", devices = 2 : i64, dim = 1 : i64, groups = 2 : i64} : memref<4x6xf32> -> memref<4x12xf32>
     tsp.all_reduce %a, %a {axis = "tp", devices = 8 : i64} : memref<4x6xf32> -> memref<4x6xf32>
+    %r = graph.reduce_scatter %x {axis = "tp", devices = 2 : i64, dim = 0 : i64, groups = 1 : i64} : tensor<4x6xf32> -> tensor<2x6xf32>
+    loop.reduce_scatter %b, %a {axis = "tp", devices = 2 : i64, dim = 1 : i64, groups = 2 : i64} : memref<4x12xf32> -> memref<4x6xf32>
+    simt.reduce_scatter %b, %a {axis = "tp", devices = 2 : i64, dim = 1 : i64, groups = 1 : i64} : memref<4x12xf32> -> memref<4x6xf32>
+    systolic.reduce_scatter %b, %a {axis = "dp", devices = 2 : i64, dim = 1 : i64, groups = 1 : i64} : memref<4x12xf32> -> memref<4x6xf32>
+    tsp.reduce_scatter %b, %a {axis = "tp", devices = 2 : i64, dim = 1 : i64, groups = 3 : i64} : memref<4x12xf32> -> memref<4x6xf32>
     func.return
   }
 }
@@ -27,6 +34,11 @@ builtin.module {
 // CHECK-NEXT: simt.all_reduce
 // CHECK-NEXT: systolic.all_gather
 // CHECK-NEXT: tsp.all_reduce
+// CHECK-NEXT: graph.reduce_scatter %{{.*}} {axis = "tp", devices = 2 : i64, dim = 0 : i64, groups = 1 : i64} : tensor<4x6xf32> -> tensor<2x6xf32>
+// CHECK-NEXT: loop.reduce_scatter %{{.*}}, %{{.*}} {axis = "tp", devices = 2 : i64, dim = 1 : i64, groups = 2 : i64} : memref<4x12xf32> -> memref<4x6xf32>
+// CHECK-NEXT: simt.reduce_scatter
+// CHECK-NEXT: systolic.reduce_scatter
+// CHECK-NEXT: tsp.reduce_scatter
 
 // ----- axis
 builtin.module {
@@ -72,5 +84,23 @@ builtin.module {
   }
 }
 // RSHAPE: bad.model:7:4: error: 'tsp.all_reduce' op failed to verify: 'tsp.all_reduce' result shape must be [4, 6], got [4, 12]
+
+// ----- scatter-shape
+builtin.module {
+  func.func @m(%x: tensor<4x6xf32>) {
+    %r = graph.reduce_scatter %x {axis = "tp", devices = 2 : i64, dim = 1 : i64, groups = 1 : i64} : tensor<4x6xf32> -> tensor<2x6xf32> loc("bad.model":8:5)
+    func.return
+  }
+}
+// SSHAPE: bad.model:8:5: error: 'graph.reduce_scatter' op failed to verify: 'graph.reduce_scatter' result shape must be [4, 3], got [2, 6]
+
+// ----- scatter-divides
+builtin.module {
+  func.func @m(%a: memref<4x6xf32>, %b: memref<4x3xf32>) {
+    simt.reduce_scatter %a, %b {axis = "tp", devices = 2 : i64, dim = 1 : i64, groups = 2 : i64} : memref<4x6xf32> -> memref<4x3xf32> loc("bad.model":9:6)
+    func.return
+  }
+}
+// SDIV: bad.model:9:6: error: 'simt.reduce_scatter' op failed to verify: 'simt.reduce_scatter' dim 1 and groups 2 do not fit the operand shape [4, 6] over 2 devices
 
 // -----

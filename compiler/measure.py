@@ -1,0 +1,444 @@
+"""
+`strata measure` and measured tuning: the cost model's estimates beside
+timed runs of strata's own native code.
+
+A model is lowered once to the loop stage (with `--schedule` applied); one
+copy goes on to the hardware stage and is costed (`backends/cost.py`), the
+other is exported with `export-mlir{instrument}` and compiled natively
+(`compiler/execution/native.py`) with `TIMER_C` linked in. The instrumented
+model function brackets each kernel call and each copy between kernels with
+`strata_clock_ns()` (`clock_gettime(CLOCK_MONOTONIC)`, about 20 ns) and adds
+the elapsed nanoseconds to that kernel's slot of `strata_timer_ns`, read back
+through ctypes; the last slot times the whole function. The estimate and the
+run are of the same tiles, loop orders and layouts: both come from one
+loop-stage module. Instrumentation adds only calls, so the outputs are the
+un-instrumented build's, bit for bit.
+
+One warm-up run, then `repeat` runs; every figure is the median over the
+runs (per slot). Kernels are named as the report names them (`gemm_0`, ...);
+a `loop.copy` between kernels is the report's `relayout_I` when the cost
+model counts it, else (a param or input relaid on every call, which the cost
+model counts once, at load) it is listed under `unestimated` as `copy#J`
+(the J-th `loop.copy` of the model function).
+
+`tune_measured` is `strata tune --measure`: the cost model searches as
+`strata tune` does and screens; per unique kernel the `candidates` points
+it estimates cheapest plus the default point are compiled and timed alone,
+the fastest measured is kept; then the tuned model and the default model are
+timed whole and the default is returned unless the tuned one ran faster.
+Measured times go to the tuning database beside the estimates
+(`TuningDatabase.record_measured`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
+
+TIMER_C = """\
+/* strata's timers for an instrumented export (compiler/measure.py). */
+#include <stdint.h>
+#include <time.h>
+
+int64_t strata_timer_ns[{slots}];
+
+int64_t strata_clock_ns(void) {{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}}
+
+void strata_timer_add(int64_t slot, int64_t ns) {{ strata_timer_ns[slot] += ns; }}
+"""
+"""C source of the timer functions the instrumented export calls; `{slots}` is the number of slots."""
+
+DEFAULT_REPEAT = 10
+"""Timed runs of `strata measure` (after one warm-up); the median is reported."""
+
+
+class MeasureError(StrataError):
+    """`strata measure` cannot run (no toolchain, a wrong target)."""
+
+
+def check_toolchain() -> None:
+    """A clear error unless the MLIR/LLVM 22 tools and a C compiler are installed."""
+    from strata.compiler.execution import native
+
+    for name in ("mlir-opt-22", "mlir-translate-22", "opt-22", "llc-22"):
+        native.find_tool(name)
+    native._c_compiler()
+
+
+# --------------------------------------------------------------------------- instrumented builds
+
+
+@dataclass
+class Instrumented:
+    """A natively compiled, instrumented model: its slots' names and its timers."""
+
+    model: Any
+    """The `native.CompiledModel`."""
+    slots: list[str]
+    """Timer slot names: kernel names, `copy#J` (the J-th `loop.copy` between kernels), then `total`."""
+    timers: Any
+    """`ctypes.c_int64 * len(slots)` over the library's `strata_timer_ns`."""
+
+    def time(self, call, repeat: int, warmup: int = 1) -> dict[str, float]:
+        """Median seconds per slot over `repeat` calls of `call()` after `warmup` untimed ones."""
+        if repeat < 1:
+            raise StrataError(f"error: --repeat must be at least 1, not {repeat}")
+        for _ in range(warmup):
+            call()
+        runs: list[list[int]] = []
+        for _ in range(repeat):
+            ctypes.memset(self.timers, 0, ctypes.sizeof(self.timers))
+            call()
+            runs.append(list(self.timers))
+        return {name: statistics.median(r[i] for r in runs) * 1e-9 for i, name in enumerate(self.slots)}
+
+
+def build_instrumented(loop_module: ModuleOp, target: str, threads: int = 1,
+                       workdir: Path | None = None) -> Instrumented:
+    """Export a loop-stage module with timers (`export-mlir{instrument}`) and compile it natively."""
+    from strata.compiler.execution import native
+    from strata.passes.export_mlir import TIMERS_ATTR, ExportMlirPass
+
+    if detect_stage(loop_module) != Stage.LOOP:
+        raise StrataError("error: an instrumented build starts from loop-stage IR")
+    exported = loop_module.clone()
+    compile_module(exported, target, Stage.MLIR, pipeline=[ExportMlirPass(instrument=True)])
+    fn = next(op for op in exported.ops if TIMERS_ATTR in op.attributes)
+    slots = [a.data for a in fn.attributes[TIMERS_ATTR].data]
+    model = native.compile_exported(exported, workdir, threads=threads, runtime_c=TIMER_C.format(slots=len(slots)))
+    timers = (ctypes.c_int64 * len(slots)).in_dll(model.library, "strata_timer_ns")
+    return Instrumented(model, slots, timers)
+
+
+def to_loops(module: ModuleOp, target: str, schedule: Mapping[str, str] | None = None) -> ModuleOp:
+    """A copy of a graph- (or layout-) stage module lowered to loops with the default passes and `schedule` pinned."""
+    from strata.compiler.schedule import apply_schedule
+
+    lowered = module.clone()
+    passes = passes_between(target, detect_stage(lowered), Stage.LOOP)
+    if schedule:
+        passes = apply_schedule(passes, dict(schedule))
+    compile_module(lowered, target, Stage.LOOP, pipeline=passes)
+    return lowered
+
+
+def estimate_loops(loop_module: ModuleOp, target: str):
+    """The cost model's report of a loop-stage module, lowered on to the hardware stage (a copy)."""
+    from strata.backends.cost import estimate
+    from strata.dialects.device import module_device
+
+    hardware = loop_module.clone()
+    compile_module(hardware, target, Stage.HARDWARE)
+    return estimate(hardware, module_device(hardware))
+
+
+# --------------------------------------------------------------------------- strata measure
+
+
+@dataclass
+class Measurement:
+    """Estimates beside medians of timed runs, per kernel and in total."""
+
+    target: str
+    device: str
+    threads: int
+    repeat: int
+    kernels: list[dict] = field(default_factory=list)
+    """As the report's `kernels[]`, with `measured_time_s` and `ratio` (estimate / measured)."""
+    unestimated: list[dict] = field(default_factory=list)
+    """Timed copies the cost model does not count (params and inputs relaid on every call)."""
+    time_s: float = 0.0
+    measured_time_s: float = 0.0
+    """The whole model function, median (its kernels, copies and allocations)."""
+    outputs: list[np.ndarray] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        kernels_measured = sum(k["measured_time_s"] or 0.0 for k in self.kernels)
+        return {
+            "target": self.target, "device": self.device, "threads": self.threads, "repeat": self.repeat,
+            "kernels": self.kernels,
+            "unestimated": self.unestimated,
+            "total": {
+                "time_s": self.time_s,
+                "measured_time_s": self.measured_time_s,
+                "kernels_measured_time_s": kernels_measured,
+                "ratio": self.time_s / self.measured_time_s if self.measured_time_s else None,
+            },
+        }
+
+
+def _copy_names(loop_module: ModuleOp) -> list[str | None]:
+    """Per copy between kernels, in program order: its report name (`relayout_I`), or None when not costed."""
+    from strata.backends.cost import model_function, relayout_copies
+    from strata.dialects import loop
+
+    costed = {id(op): i for i, op in enumerate(relayout_copies(loop_module))}
+    copies = [op for op in model_function(loop_module).body.block.ops if isinstance(op, loop.CopyOp)]
+    return [f"relayout_{costed[id(op)]}" if id(op) in costed else None for op in copies]
+
+
+def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
+            threads: int = 1, repeat: int = DEFAULT_REPEAT, schedule: Mapping[str, str] | None = None,
+            workdir: Path | None = None) -> Measurement:
+    """Estimate and time a graph-stage module (its device attached) on this CPU; see the module docstring."""
+    check_toolchain()
+    loops = to_loops(module, target, schedule)
+    report = estimate_loops(loops, target)
+    build = build_instrumented(loops, target, threads, workdir)
+    call, outputs = build.model.prepare(inputs, params)
+    medians = build.time(call, repeat)
+    measured = dict(medians)
+    for j, name in enumerate(_copy_names(loops)):
+        slot = f"copy#{j}"
+        if name is not None and slot in measured:
+            measured[name] = measured.pop(slot)
+    result = Measurement(target, report.device, threads, repeat, time_s=report.time_s,
+                         measured_time_s=medians["total"], outputs=outputs)
+    for cost in report.kernels:
+        entry = cost.as_json()
+        seconds = measured.pop(cost.name, None)
+        entry["measured_time_s"] = seconds
+        entry["ratio"] = cost.time_s / seconds if seconds else None
+        result.kernels.append(entry)
+    measured.pop("total")
+    result.unestimated = [{"name": name, "measured_time_s": s} for name, s in measured.items()]
+    return result
+
+
+def seconds(value: float) -> str:
+    """A time for a table: microseconds under a millisecond, else milliseconds."""
+    return f"{value * 1e6:.1f} us" if value < 1e-3 else f"{value * 1e3:.3f} ms"
+
+
+def print_measurement(result: Measurement, console=None) -> None:
+    """A table per kernel (estimate, measured, ratio) and the totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+
+    console = console or Console(width=160)
+    table = Table(title=f"measured on this CPU ({result.threads} thread{'s' * (result.threads > 1)},"
+                  f" median of {result.repeat}) against the {result.target} cost model ({result.device})",
+                  title_justify="left")
+    for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
+        table.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
+    for k in result.kernels:
+        measured = k["measured_time_s"]
+        table.add_row(k["name"], k["kind"], seconds(k["time_s"]), seconds(measured) if measured else "-",
+                      f"{k['ratio']:.2f}" if k["ratio"] else "-")
+    for u in result.unestimated:
+        table.add_row(u["name"], "copy", "-", seconds(u["measured_time_s"]), "-")
+    console.print(table)
+    data = result.as_json()["total"]
+    console.print(f"total: estimate {seconds(result.time_s)}, measured {seconds(result.measured_time_s)}"
+                  f" (kernels {seconds(data['kernels_measured_time_s'])}), estimate/measured {data['ratio']:.2f}")
+
+
+# --------------------------------------------------------------------------- measuring one kernel
+
+
+def random_arguments(model, seed: int = 0) -> tuple[dict, dict]:
+    """Deterministic random `(inputs, params)` for a compiled model's arguments (small ints for integers)."""
+    from strata.compiler.execution import native
+
+    rng = np.random.default_rng(seed)
+    pools: dict[str, dict] = {"input": {}, "param": {}}
+    for (kind, name), type_ in zip(model.names, model.arg_types):
+        dtype, shape = native._numpy_dtype(type_), tuple(type_.get_shape())
+        if np.issubdtype(dtype, np.floating):
+            value = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            value = rng.integers(0, 2, shape).astype(np.bool_)
+        else:
+            value = rng.integers(0, 4, shape).astype(dtype)
+        pools[kind][name] = value
+    return pools["input"], pools["param"]
+
+
+def _named(standalone_module: ModuleOp) -> ModuleOp:
+    """A `standalone` kernel module whose arguments are named inputs (`arg0`, ...), as a model's are."""
+    from strata.backends.cost import model_function
+    from strata.dialects.graph import INPUT_ATTR
+
+    fn = model_function(standalone_module)
+    fn.arg_attrs = ArrayAttr([DictionaryAttr({INPUT_ATTR: StringAttr(f"arg{i}")})
+                              for i in range(len(fn.body.block.args))])
+    return standalone_module
+
+
+def measure_kernel(template: ModuleOp, point: dict, target: str, threads: int, repeat: int) -> float:
+    """Median seconds of one kernel (a `standalone` layout-stage module) compiled natively at `point`."""
+    from strata.compiler.tuning.spaces import apply_point
+    from strata.dialects.graph.kernel import KernelOp
+
+    module = _named(template.clone())
+    kernel = next(op for op in module.walk() if isinstance(op, KernelOp))
+    apply_point(kernel, point)
+    build = build_instrumented(to_loops(module, target), target, threads)
+    call, _ = build.model.prepare(*random_arguments(build.model))
+    return build.time(call, repeat)[kernel.kernel_name.data]
+
+
+def measure_model(layout_module: ModuleOp, target: str, inputs, params, threads: int, repeat: int) -> float:
+    """Median seconds of a whole (layout- or graph-stage) model compiled natively."""
+    build = build_instrumented(to_loops(layout_module, target), target, threads)
+    call, _ = build.model.prepare(inputs, params)
+    return build.time(call, repeat)["total"]
+
+
+# --------------------------------------------------------------------------- strata tune --measure
+
+
+DEFAULT_CANDIDATES = 4
+"""Points per kernel `tune --measure` times beside the default: those the cost model estimates cheapest."""
+
+
+@dataclass
+class MeasuredKernel:
+    names: list[str]
+    kind: str
+    candidates: list[dict]
+    """`{"point", "time_s" (estimate), "measured_time_s"}` per point timed, the default first."""
+    best: int
+    """Index into `candidates` of the one kept (the fastest measured)."""
+
+    def as_json(self) -> dict:
+        default, best = self.candidates[0], self.candidates[self.best]
+        return {"names": self.names, "kind": self.kind, "candidates": self.candidates,
+                "best_point": best["point"], "default_measured_time_s": default["measured_time_s"],
+                "tuned_measured_time_s": best["measured_time_s"],
+                "measured_speedup": default["measured_time_s"] / best["measured_time_s"]}
+
+
+@dataclass
+class MeasuredTuneReport:
+    """The cost model's tuning report (`TuneReport`) and what the runs decided."""
+
+    estimated: Any
+    kernels: list[MeasuredKernel]
+    threads: int
+    repeat: int
+    default_measured_time_s: float
+    tuned_measured_time_s: float
+    """The model as tuned by measurement (before the check against the default)."""
+    kept: str
+    """`tuned`, or `default` when the tuned model did not run faster than the default."""
+
+    @property
+    def measured_time_s(self) -> float:
+        return self.tuned_measured_time_s if self.kept == "tuned" else self.default_measured_time_s
+
+    def as_json(self) -> dict:
+        data = self.estimated.as_json()
+        data["measured"] = {
+            "threads": self.threads, "repeat": self.repeat, "kept": self.kept,
+            "kernels": [k.as_json() for k in self.kernels],
+            "default_measured_time_s": self.default_measured_time_s,
+            "tuned_measured_time_s": self.tuned_measured_time_s,
+            "measured_time_s": self.measured_time_s,
+            "measured_speedup": self.default_measured_time_s / self.measured_time_s,
+        }
+        return data
+
+
+def _points_by_estimate(result, count: int) -> list[tuple[dict, float]]:
+    """The `count` distinct finite-cost points of a `TuneResult`'s history, cheapest estimate first."""
+    from strata.backends.tuner.space import point_key
+
+    seen, ranked = set(), []
+    for trial in sorted(result.history, key=lambda t: (t.cost, t.index)):
+        key = point_key(trial.point)
+        if key in seen or not np.isfinite(trial.cost):
+            continue
+        seen.add(key)
+        ranked.append((dict(trial.point), trial.cost))
+    return ranked[:count]
+
+
+def tune_measured(graph: ModuleOp, target: str, spec, options, threads: int = 1, repeat: int = 5,
+                  candidates: int = DEFAULT_CANDIDATES, seed: int = 0, progress=None):
+    """
+    `strata tune --measure` (see the module docstring): returns the chosen
+    layout-stage module and a `MeasuredTuneReport`.
+    """
+    from strata.backends.cost import model_function
+    from strata.backends.tuner.database import TuningKey
+    from strata.backends.tuner.hashing import structural_hash
+    from strata.backends.tuner.space import point_key
+    from strata.compiler import ir
+    from strata.compiler.driver import DumpOptions, run_passes
+    from strata.compiler.execution import weights
+    from strata.compiler.tuning import autotune
+    from strata.compiler.tuning.spaces import KernelEvaluator, apply_point, default_point, standalone
+    from strata.dialects.device import set_module_device
+    from strata.dialects.graph.kernel import KernelOp
+
+    check_toolchain()
+    if candidates < 1:
+        raise StrataError(f"error: --candidates must be at least 1, not {candidates}")
+    tuned, estimated = autotune.autotune(graph, target, spec, options, progress)
+    kernels_by_name = {op.kernel_name.data: op for op in tuned.walk() if isinstance(op, KernelOp)}
+    measured: list[MeasuredKernel] = []
+    for group in estimated.kernels:
+        kernel = kernels_by_name[group.names[0]]
+        template = standalone(kernel, spec)
+        default = default_point(kernel, spec)
+        points = [(default, KernelEvaluator(template, spec)(default))]
+        points += [(p, c) for p, c in _points_by_estimate(group.result, candidates) if point_key(p) != point_key(default)]
+        rows = [{"point": p, "time_s": c, "measured_time_s": measure_kernel(template, p, target, threads, repeat)}
+                for p, c in points]
+        best = min(range(len(rows)), key=lambda i: (rows[i]["measured_time_s"], i))
+        for op in tuned.walk():
+            if isinstance(op, KernelOp) and op.kernel_name.data in group.names:
+                apply_point(op, rows[best]["point"])
+        if options.db is not None:
+            key = TuningKey(structural_hash(kernel), target, spec.fingerprint())
+            options.db.record_measured(key, [(r["point"], r["time_s"], r["measured_time_s"]) for r in rows], threads)
+        measured.append(MeasuredKernel(group.names, group.kind, rows, best))
+    bound = weights.bind_values(model_function(graph), seed)
+    default_module = graph.clone()
+    set_module_device(default_module, spec)
+    run_passes(ir.make_context(), default_module, passes_between(target, Stage.GRAPH, Stage.LAYOUT), DumpOptions())
+    default_time = measure_model(default_module, target, bound.inputs, bound.params, threads, repeat)
+    tuned_time = measure_model(tuned, target, bound.inputs, bound.params, threads, repeat)
+    kept = "tuned" if tuned_time < default_time else "default"
+    report = MeasuredTuneReport(estimated, measured, threads, repeat, default_time, tuned_time, kept)
+    return (tuned if kept == "tuned" else default_module), report
+
+
+def print_measured_tune_report(report: MeasuredTuneReport, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from strata.compiler.tuning.autotune import _schedule
+
+    console = console or Console(width=160)
+    table = Table(title=f"tuning {report.estimated.target} by measurement ({report.threads} thread"
+                  f"{'s' * (report.threads > 1)}, median of {report.repeat})", title_justify="left")
+    for column in ("kernel", "timed", "default estimate", "default measured", "tuned estimate", "tuned measured",
+                   "speedup", "schedule"):
+        table.add_column(column, justify="left" if column in ("kernel", "schedule") else "right")
+    for k in report.kernels:
+        d, b = k.candidates[0], k.candidates[k.best]
+        name = k.names[0] + (f" (+{len(k.names) - 1})" if len(k.names) > 1 else "")
+        table.add_row(name, str(len(k.candidates)), seconds(d["time_s"]), seconds(d["measured_time_s"]),
+                      seconds(b["time_s"]), seconds(b["measured_time_s"]),
+                      f"{d['measured_time_s'] / b['measured_time_s']:.2f}x", _schedule(b["point"]))
+    console.print(table)
+    console.print(f"model measured: default {seconds(report.default_measured_time_s)}, tuned"
+                  f" {seconds(report.tuned_measured_time_s)}; kept the {report.kept} schedule"
+                  f" ({report.default_measured_time_s / report.measured_time_s:.2f}x)")

@@ -1,0 +1,169 @@
+"""
+The `cpu` dialect: kernels as a multi-core CPU with vector units runs them.
+
+`cpu.kernel` is one kernel as strata's native code runs it on the host (the
+MLIR export, `passes/export_mlir.py`): its parallel output tiles are shared
+by `threads` cores (an OpenMP `scf.parallel`), each tile's working set
+(`l2_bytes`: the loaded tiles and the accumulator) stays in one core's L2,
+and a GEMM's tile product is a register-blocked micro-kernel (`cpu.fma`) of
+`micro_kernel` = [mr, nr]: mr rows of `a` by nr columns of a packed strip of
+`b` (`l1_bytes` of it, kept in L1) held in mr x nr / `vector_lanes` vector
+accumulators, one FMA per accumulator and k. The body is the loop nest the
+kernel was lowered from, so a `cpu` module still executes.
+
+The dialect is named `cpu`, not after an ISA (xDSL registers `x86`).
+"""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr
+from xdsl.ir import Dialect
+from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
+from xdsl.utils.exceptions import VerifyException
+
+from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
+from strata.dialects.hardware._kernel import TransferOp as TransferBase
+from strata.dialects.loop import AllGatherBase, AllReduceBase, ReduceScatterBase
+
+
+def _check_block(op: IRDLOperation, block: DenseArrayBase) -> None:
+    values = block.get_values()
+    if values and (len(values) != 2 or min(values) < 1):
+        raise VerifyException(f"'{op.name}' micro_kernel must be empty or [mr, nr] >= 1, got {list(values)}")
+
+
+@irdl_op_definition
+class EndOp(IRDLOperation):
+    """Terminator of a `cpu.kernel` body."""
+
+    name = "cpu.end"
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(KernelOp)))
+    assembly_format = "attr-dict"
+
+
+@irdl_op_definition
+class KernelOp(HardwareKernelOp):
+    """
+    One kernel on the CPU's cores.
+
+    `parallel_tiles` output tiles (the iterations of its tile loops over
+    output dims) are shared by `threads` cores, `ceil(parallel_tiles /
+    threads)` each; `l2_bytes` is one tile's working set (its loaded tiles
+    and accumulator), within a core's L2; a GEMM's tile product runs as
+    `micro_kernel` = [mr, nr] register blocks (empty: no micro-kernel, the
+    tile ops are vectorised loops) over `vector_lanes`-wide f32 vectors,
+    with `packed_bytes` of `b` packed once per tile and `l1_bytes` of it (one
+    strip of nr columns) kept in L1; `transcendentals` counts the exp-like
+    elements it evaluates (polynomials on the vector units), `gathered_elements`
+    the table elements its gathers read (one indexed load each).
+
+    ```mlir
+    cpu.kernel "gemm_0" ins(%a, %b : ...) outs(%c : ...) attributes {kind = "gemm",
+        threads = 2 : i64, parallel_tiles = 32 : i64, micro_kernel = array<i64: 12, 32>,
+        vector_lanes = 16 : i64, l1_bytes = 16384 : i64, l2_bytes = 327680 : i64, ...} {
+      ...
+      cpu.end
+    }
+    ```
+    """
+
+    name = "cpu.kernel"
+
+    threads = prop_def(IntegerAttr)
+    parallel_tiles = prop_def(IntegerAttr)
+    micro_kernel = prop_def(DenseArrayBase)
+    vector_lanes = prop_def(IntegerAttr)
+    l1_bytes = prop_def(IntegerAttr)
+    l2_bytes = prop_def(IntegerAttr)
+    packed_bytes = prop_def(IntegerAttr)
+    transcendentals = prop_def(IntegerAttr)
+    gathered_elements = prop_def(IntegerAttr)
+
+    traits = traits_def(IsolatedFromAbove())
+    assembly_format = KERNEL_FORMAT
+
+    def verify_(self) -> None:
+        super().verify_()
+        for name in ("threads", "parallel_tiles", "vector_lanes"):
+            if getattr(self, name).value.data < 1:
+                raise VerifyException(f"'cpu.kernel' {name} must be >= 1")
+        for name in ("l1_bytes", "l2_bytes", "packed_bytes", "transcendentals", "gathered_elements"):
+            if getattr(self, name).value.data < 0:
+                raise VerifyException(f"'cpu.kernel' {name} must be >= 0")
+        if self.threads.value.data > self.parallel_tiles.value.data:
+            raise VerifyException("'cpu.kernel' threads must be at most parallel_tiles (a tile runs on one core)")
+        _check_block(self, self.micro_kernel)
+        if self.micro_kernel.get_values() and self.kind.data not in ("gemm", "attention"):
+            raise VerifyException(f"'cpu.kernel' of kind '{self.kind.data}' has no GEMM micro-kernel")
+
+    def block(self) -> tuple[int, ...]:
+        """The micro-kernel's (mr, nr), or () without one."""
+        return tuple(self.micro_kernel.get_values())
+
+
+@irdl_op_definition
+class FmaOp(MatrixOp):
+    """
+    A tile product on the vector units: `result = lhs @ rhs`, as
+    `micro_kernel` = [mr, nr] register blocks of FMAs (empty: a vectorised
+    loop nest).
+
+    ```mlir
+    %c = cpu.fma %a, %b {micro_kernel = array<i64: 12, 32>} : tensor<128x128xf32>,
+        tensor<128x256xf32> -> tensor<128x256xf32>
+    ```
+    """
+
+    name = "cpu.fma"
+
+    micro_kernel = prop_def(DenseArrayBase)
+
+    def verify_(self) -> None:
+        super().verify_()
+        _check_block(self, self.micro_kernel)
+
+
+@irdl_op_definition
+class TransferOp(TransferBase):
+    """
+    Move a buffer between two CPU sockets or hosts (a pipeline stage boundary):
+    `dest = source`, `source` on `from_chip`, `dest` on `to_chip`.
+
+    ```mlir
+    cpu.transfer %a, %b {from_chip = 0 : i64, to_chip = 1 : i64} : memref<...>
+    ```
+    """
+
+    name = "cpu.transfer"
+
+
+@irdl_op_definition
+class AllReduceOp(AllReduceBase):
+    """
+    `loop.all_reduce` between the CPUs of a group: `dest = sum of source over the
+    group`, costed as a ring or tree all-reduce over `link_bandwidth`.
+
+    ```mlir
+    cpu.all_reduce %a, %b {axis = "tp", devices = 2 : i64} : memref<...> -> memref<...>
+    ```
+    """
+
+    name = "cpu.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(AllGatherBase):
+    """`loop.all_gather` between the CPUs of a group, costed as a ring all-gather over `link_bandwidth`."""
+
+    name = "cpu.all_gather"
+
+
+@irdl_op_definition
+class ReduceScatterOp(ReduceScatterBase):
+    """`loop.reduce_scatter` between the CPUs of a group, costed as a ring reduce-scatter over `link_bandwidth`."""
+
+    name = "cpu.reduce_scatter"
+
+
+Cpu = Dialect("cpu", [TransferOp, AllReduceOp, AllGatherOp, ReduceScatterOp, KernelOp, EndOp, FmaOp], [])

@@ -1,0 +1,172 @@
+"""
+`strata measure` and `strata tune --target cpu --measure` (compiler/measure.py),
+the instrumented export (`export-mlir{instrument}`) and the measured records
+of the tuning database. No assertion is about how fast anything runs: only
+that every kernel is timed, the timers nest, the values are unchanged, and
+the tuner keeps what its own records say is fastest.
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from strata.backends.cost import model_function
+from strata.backends.tuner.database import TuningDatabase, TuningKey
+from strata.backends.tuner.space import point_key
+from strata.compiler import measure
+from strata.compiler.cli import main
+from strata.compiler.driver import attach_device
+from strata.compiler.execution import native, reference, weights
+from strata.compiler.frontend import load_model
+from strata.dialects.vocabulary import TARGETS
+from tests.support import REDUCED, assert_close
+
+needs_mlir = pytest.mark.skipif(
+    not native.tools_available(),
+    reason="the MLIR/LLVM 22 tools are not installed (apt-get install mlir-22-tools llvm-22)",
+)
+needs_cpu = pytest.mark.skipif("cpu" not in TARGETS, reason="no cpu target")
+
+MLP = ["samples/mlp.model", "-D", "B=4"]
+
+
+def _json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@needs_mlir
+@needs_cpu
+def test_measure_json_times_every_kernel_of_the_report(capsys):
+    report = _json(capsys, ["compile", *MLP, "--target", "cpu", "--report", "json"])
+    measured = _json(capsys, ["measure", *MLP, "--target", "cpu", "--repeat", "3", "--report", "json"])
+    assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in report["kernels"]]
+    for kernel, costed in zip(measured["kernels"], report["kernels"]):
+        assert kernel["time_s"] == pytest.approx(costed["time_s"])
+        assert kernel["measured_time_s"] > 0
+        assert kernel["ratio"] == pytest.approx(kernel["time_s"] / kernel["measured_time_s"])
+    total = measured["total"]
+    assert total["time_s"] == pytest.approx(report["total"]["time_s"])
+    assert total["measured_time_s"] > 0
+    assert total["kernels_measured_time_s"] == pytest.approx(sum(k["measured_time_s"] for k in measured["kernels"]))
+
+
+@needs_mlir
+@needs_cpu
+def test_kernel_timers_nest_in_the_whole_function():
+    """In one run, the whole function's timer covers every kernel's and copy's."""
+    module = load_model("samples/gpt2.model", REDUCED["gpt2"])
+    attach_device(module, None, "cpu")
+    build = measure.build_instrumented(measure.to_loops(module, "cpu"), "cpu")
+    call, _ = build.model.prepare(*_values(module))
+    call()
+    ctypes_timers = list(build.timers)
+    assert build.slots[-1] == "total"
+    assert ctypes_timers[-1] > 0 and all(t >= 0 for t in ctypes_timers)
+    assert sum(ctypes_timers[:-1]) <= ctypes_timers[-1]
+    kernels = [s for s in build.slots[:-1] if not s.startswith("copy#")]
+    assert len(kernels) == len(set(kernels))
+
+
+def _values(module):
+    bound = weights.bind_values(model_function(module), 0)
+    return bound.inputs, bound.params
+
+
+@needs_mlir
+@needs_cpu
+@pytest.mark.parametrize("name", ["mlp", pytest.param("resnet18", marks=pytest.mark.slow)])
+def test_instrumentation_does_not_change_the_values(name):
+    """The instrumented build computes the un-instrumented build's outputs bit for bit, and the reference's."""
+    module = load_model(f"samples/{name}.model", REDUCED[name])
+    inputs, params = _values(module)
+    want = reference.run_module(module.clone(), inputs, params)
+    attach_device(module, None, "cpu")
+    loops = measure.to_loops(module, "cpu")
+    plain = native.compile_exported(native.export(loops, "cpu")).run(inputs, params)
+    result = measure.measure(module, "cpu", inputs, params, repeat=1)
+    for a, b in zip(plain, result.outputs, strict=True):
+        assert np.array_equal(a, b)
+    assert_close(want, result.outputs)
+    if name == "resnet18":  # its weights are relaid on every call: timed, but not costed
+        assert result.unestimated and all(u["name"].startswith("copy#") for u in result.unestimated)
+
+
+@needs_mlir
+@needs_cpu
+def test_tune_measure_never_keeps_a_schedule_measured_slower(tmp_path, capsys):
+    db = tmp_path / "tuning.jsonl"
+    data = _json(capsys, ["tune", *MLP, "--target", "cpu", "--measure", "--db", str(db), "--budget", "16",
+                          "--candidates", "1", "--repeat", "2", "--report", "json"])
+    measured = data["measured"]
+    assert measured["measured_time_s"] <= measured["default_measured_time_s"]
+    assert measured["kept"] in ("tuned", "default")
+    records = [json.loads(line) for line in db.read_text().splitlines()]
+    timed = [r for r in records if "measured_time_s" in r]
+    assert timed and all(r["threads"] == 1 for r in timed)
+    for kernel in measured["kernels"]:
+        rows = kernel["candidates"]
+        assert point_key(rows[0]["point"]) != point_key(rows[-1]["point"]) or len(rows) == 1
+        assert kernel["tuned_measured_time_s"] == min(r["measured_time_s"] for r in rows)
+        assert kernel["tuned_measured_time_s"] <= kernel["default_measured_time_s"]
+        # What the database records for the kept point is what was compared.
+        kept = [r for r in timed if point_key(r["point"]) == point_key(kernel["best_point"])
+                and r["measured_time_s"] == kernel["tuned_measured_time_s"]]
+        assert kept
+
+
+def test_database_keeps_measured_times_apart_from_estimates(tmp_path):
+    db = TuningDatabase(tmp_path / "t.jsonl")
+    key = TuningKey("k", "cpu", "d")
+    a, b = {"tiles": [64, 64, 64], "order": [0, 1]}, {"tiles": [32, 32, 32], "order": [1, 0]}
+    db.record(key, a, 3e-6)  # an estimate only, as older files hold
+    db.record_measured(key, [(a, 3e-6, 5e-6), (b, 4e-6, 2e-6)], threads=2)
+    assert db.lookup(key) == {point_key(a): 3e-6, point_key(b): 4e-6}
+    assert db.lookup_measured(key) == {point_key(a): 5e-6, point_key(b): 2e-6}
+    assert db.lookup_measured(key, threads=1) == {}
+    assert db.lookup_measured(TuningKey("other", "cpu", "d")) == {}
+
+
+def test_database_skips_a_bad_measured_time(tmp_path):
+    path = tmp_path / "t.jsonl"
+    db = TuningDatabase(path)
+    key = TuningKey("k", "cpu", "d")
+    db.record_measured(key, [({"tiles": [8]}, 1e-6, 2e-6)], threads=1)
+    record = json.loads(path.read_text())
+    path.write_text(path.read_text() + json.dumps({**record, "measured_time_s": -1.0}) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert db.lookup_measured(key) == {point_key({"tiles": [8]}): 2e-6}
+    assert any("measured_time_s" in str(w.message) for w in caught)
+
+
+def test_measure_refuses_other_targets(capsys):
+    assert main(["measure", *MLP, "--target", "gpu"]) == 1
+    assert "give --target cpu" in capsys.readouterr().err
+
+
+def test_measure_refuses_a_bad_repeat(capsys):
+    assert main(["measure", *MLP, "--repeat", "0"]) == 1
+    assert "--repeat must be between 1 and 10000" in capsys.readouterr().err
+
+
+def test_tune_measure_refuses_other_targets(capsys):
+    assert main(["tune", *MLP, "--target", "tpu", "--measure"]) == 1
+    assert "give --target cpu" in capsys.readouterr().err
+
+
+def test_measure_without_the_toolchain_says_what_to_install(capsys, monkeypatch):
+    def missing(name):
+        raise native.MlirToolError(f"error: '{name}' was not found; the mlir backend needs the LLVM/MLIR 22 tools:"
+                                   " apt-get install mlir-22-tools llvm-22")
+
+    monkeypatch.setattr(native, "find_tool", missing)
+    assert main(["measure", *MLP, "--target", "cpu"]) == 1
+    assert "apt-get install mlir-22-tools" in capsys.readouterr().err
+
+
+def test_measure_refuses_device_parallelism(capsys):
+    assert main(["measure", *MLP, "--schedule", "tp=2"]) == 1
+    assert "this one CPU" in capsys.readouterr().err
