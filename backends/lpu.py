@@ -27,7 +27,15 @@ with `clock = clock_hz`:
 
       install(b) = ceil(b * R * C * e / (mxm_install_bandwidth / clock))
       wave(b)    = install(b) + M * r
-      mxm_cycles = (blocks // planes) * wave(planes) + wave(blocks % planes)   [0 if no remainder]
+      mxm_cycles = (blocks // planes) * wave(planes) + short(blocks % planes)   [0 if no remainder]
+      short(b)   = min over c in 1..planes // b of install(b * c) + ceil(M / c) * r
+
+  A short last wave (fewer blocks than planes, as in most of a CNN's
+  convolutions: ResNet-50's 1x1 convs at 56x56 have one 64x64 block) would
+  leave planes idle; the static schedule installs its blocks on `c` planes
+  each and splits the M vectors between the copies (each plane reads its
+  own activation stream), when the shorter stream pays for the extra
+  installs. A decode step's GEMMs (M = 1) never gain from it.
 
   with `e` the bytes of the dtype the matmul multiplies (`operand_dtype`:
   2 for a weight-only `x: bf16 @ dequantize(w: i4, s)`, whose weights are
@@ -225,7 +233,8 @@ def mxm_schedule(count: int, m: int, n: int, k: int, spec: DeviceSpec, dtype: st
     The weight-stationary schedule of one GEMM on `mxm_planes` R x C planes (see the module doc).
 
     `install(b) = ceil(b * R * C * e / (mxm_install_bandwidth / clock_hz))`,
-    `mxm = (blocks // planes) * (install(planes) + M * r) + (install(rest) + M * r if rest)`.
+    `mxm = (blocks // planes) * (install(planes) + M * r) + short(rest)`, a short
+    wave's blocks copied onto the idle planes when that is faster.
     """
     rows, cols = spec["mxm_rows"], spec["mxm_cols"]
     row_folds, col_folds = systolic_math.fold_counts(m, n, k, rows, cols, "ws")
@@ -239,8 +248,14 @@ def mxm_schedule(count: int, m: int, n: int, k: int, spec: DeviceSpec, dtype: st
         return math.ceil(b * block_bytes / per_cycle) if b else 0
 
     full, rest = divmod(blocks, p)
-    install_cycles = full * install(p) + install(rest)
-    stream_cycles = (full + (1 if rest else 0)) * m * r
+    install_cycles, stream_cycles = full * install(p), full * m * r
+    if rest:
+        # A short wave leaves planes idle: the schedule may install its blocks
+        # `copies` times over them and split the M vectors between the copies,
+        # when the shorter stream pays for the extra installs.
+        copies = min(range(1, p // rest + 1), key=lambda c: (install(rest * c) + -(-m // c) * r, c))
+        install_cycles += install(rest * copies)
+        stream_cycles += -(-m // copies) * r
     return MxmSchedule(count, m, n, k, blocks, p, install_cycles, stream_cycles)
 
 

@@ -45,7 +45,12 @@ How values get split (one pass in program order, each mesh axis on its own):
   program shards correctly, at worst with more communication.
 
 A weight is split at its first use that asks for it and whole otherwise;
-a later use that wants it otherwise gathers. `tp = dp = 1` leaves the
+a later use that wants it otherwise gathers. A weight computed element by
+element from params alone (`dequantize(w, s)`, a cast) is split the same
+way: its params along the dims that do not broadcast (a per-channel scale
+with its channels, a per-tensor one whole), so a quantized model shards as
+its float twin does. `quantize`/`dequantize` of activations pass a split
+through like any element-wise op. `tp = dp = 1` leaves the
 module untouched; a module that records a mesh is not sharded again.
 """
 
@@ -69,7 +74,8 @@ from strata.dialects.vocabulary import BATCH_ATTR, MESH_ATTRS, SPLIT_ATTR, Illeg
 Split = dict[str, tuple[int, int]]
 """How one value is split: mesh axis -> (dim, groups); an axis absent: whole along it."""
 
-ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp)
+ELEMENTWISE = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.QuantizationOp)
+"""Ops that map their operands element by element (with broadcasting): a split passes through them."""
 
 # --------------------------------------------------------------------------- helpers
 
@@ -147,6 +153,8 @@ class _Sharder:
         self.decided: set[int] = set()
         """Arguments (by index) whose split is settled (a use took them as they were)."""
         self.gathered: dict[tuple[SSAValue, str], SSAValue] = {}
+        self.derived: dict[SSAValue, Operation] = {}
+        """Weights computed element by element from params only (`dequantize(w, s)`): split like a param."""
 
     # -- arguments
 
@@ -155,7 +163,19 @@ class _Sharder:
         return value.index if value in block.args else None
 
     def split_argument(self, value: SSAValue, axis: str, dim: int, groups: int, params_only: bool = True) -> bool:
-        """Split an argument not settled yet along `axis` at `dim`; False if it cannot be."""
+        """
+        Split an argument not settled yet along `axis` at `dim`, or a derived
+        weight (its params along the dims that broadcast to `dim`); False if
+        it cannot be.
+        """
+        if value in self.derived:
+            if not self._can_split(value, axis, dim, groups):
+                return False
+            op = self.derived.pop(value)
+            for index, own in self._operand_dims(op, dim):
+                self.split_argument(op.operands[index], axis, own, groups)
+            self.derived[self._retype(value, axis, dim, groups)] = op
+            return True
         index = self._argument(value)
         if index is None or index in self.decided or axis in self.split.get(value, {}):
             return False
@@ -163,12 +183,59 @@ class _Sharder:
             return False
         if _shape(value)[dim] % (self.sizes[axis] * groups):
             return False
+        self._retype(value, axis, dim, groups)
+        return True
+
+    def _retype(self, value: SSAValue, axis: str, dim: int, groups: int) -> SSAValue:
+        """Give `value` its local type, split along `axis` at `dim`; the new value."""
         split = {**self.split.get(value, {}), axis: (dim, groups)}
         whole = value.type
         new = Rewriter.replace_value_with_new_type(value, _local(whole, {axis: (dim, groups)}, self.sizes))
         self.split.pop(value, None)
         self.split[new] = split
-        return True
+        return new
+
+    # -- derived weights: `dequantize(w, s)` of params splits where the params do
+
+    @staticmethod
+    def _operand_dims(op: Operation, dim: int) -> list[tuple[int, int]]:
+        """(operand index, its dim) for each operand of an element-wise `op` that does not broadcast along `dim`."""
+        rank = _rank(op.results[0])
+        dims = []
+        for index, operand in enumerate(op.operands):
+            own = dim - (rank - _rank(operand))
+            if own >= 0 and _shape(operand)[own] != 1:
+                dims.append((index, own))
+        return dims
+
+    def _weight_like(self, value: SSAValue) -> bool:
+        """An unsplit param, constant or derived weight: what a derived weight is computed from."""
+        if self.split.get(value):
+            return False
+        if value in self.derived or isinstance(value.owner, g.ConstantOp):
+            return True
+        index = self._argument(value)
+        return index is not None and self.kinds[index] == "param"
+
+    def _can_split(self, value: SSAValue, axis: str, dim: int, groups: int) -> bool:
+        """
+        Whether `split_argument` would split the weight `value` (without doing
+        it): an unsplit param not settled yet, or a derived weight whose
+        operands that do not broadcast along `dim` can be split.
+        """
+        if self.split.get(value) or _shape(value)[dim] % (self.sizes[axis] * groups):
+            return False
+        if value in self.derived:
+            op = self.derived[value]
+            return all(self._can_split(op.operands[i], axis, own, groups) for i, own in self._operand_dims(op, dim))
+        index = self._argument(value)
+        return index is not None and index not in self.decided and self.kinds[index] == "param"
+
+    def _leaves(self, value: SSAValue) -> list[SSAValue]:
+        """The arguments `value` is (itself, or the params of a derived weight)."""
+        if value in self.derived:
+            return [leaf for operand in self.derived[value].operands for leaf in self._leaves(operand)]
+        return [value] if self._argument(value) is not None else []
 
     def splits_of_arguments(self) -> list[list[tuple[str, int, int]]]:
         return [
@@ -320,7 +387,7 @@ class _Sharder:
 
     def column_split(self, op: g.MatmulOp, axis: str) -> tuple[int, int] | None:
         """Megatron's column split of a weight multiplied by a whole activation (tensor parallelism only)."""
-        if axis != "tp" or self._argument(op.rhs) is None:
+        if axis != "tp" or not self._leaves(op.rhs):
             return None
         parts = self._column_parts(op)
         if self.split_argument(op.rhs, axis, _rank(op.rhs) - 1, parts):
@@ -337,12 +404,7 @@ class _Sharder:
 
     def column_splittable(self, op: g.MatmulOp, axis: str) -> bool:
         """Whether `column_split` would split `op`'s weight (what `split_argument` checks, without doing it)."""
-        index = self._argument(op.rhs)
-        if axis != "tp" or index is None or index in self.decided or self.kinds[index] != "param":
-            return False
-        if self.split.get(op.rhs, {}):
-            return False
-        return _shape(op.rhs)[-1] % (self.sizes[axis] * self._column_parts(op)) == 0
+        return axis == "tp" and self._can_split(op.rhs, axis, _rank(op.rhs) - 1, self._column_parts(op))
 
     def follow(self, op: Operation, axis: str, blocked, mapping) -> tuple[int, int] | None:
         """One-operand ops: the split moves to `mapping(dim)` unless `blocked(dim)` (then gathered)."""
@@ -436,6 +498,10 @@ class _Sharder:
         return None
 
     def visit(self, op: Operation) -> None:
+        if isinstance(op, ELEMENTWISE) and all(map(self._weight_like, op.operands)) and any(map(self._leaves, op.operands)):
+            # A weight computed from params alone: split (or not) at its first use, as a param is.
+            self.derived[op.results[0]] = op
+            return
         if isinstance(op, func.ReturnOp):
             for axis in self.sizes:
                 self.gather_all(op, axis)
@@ -449,9 +515,8 @@ class _Sharder:
             if is_partial:
                 partial.append(axis)
         for value in op.operands:
-            index = self._argument(value)
-            if index is not None:
-                self.decided.add(index)
+            for leaf in self._leaves(value):
+                self.decided.add(self._argument(leaf))
         for result in list(op.results):
             new = result
             if split:

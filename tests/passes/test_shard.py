@@ -294,3 +294,45 @@ def test_reduce_scatter_is_the_sum_cut_into_blocks():
         for rank in range(2):
             np.testing.assert_array_equal(got[rank], spmd.block(total, dim, 2, rank, groups))
         np.testing.assert_array_equal(spmd.join([got[0], got[1]], dim, groups), total)
+
+
+QUANTIZED = """
+let B = 2
+let S = 4
+let D = 32
+let F = 64
+model qblock(x: f32[B, S, D]) -> f32[B, S, D] {
+  param w1: i4[D, F]
+  param s1: f32[F]
+  param w2: i8[F, D]
+  param s2: f32[D]
+  param w3: i8[D, F]
+  param s3: f32[F]
+  param w4: f8e4m3[F, D]
+  param st: f32[]
+  h = relu(x @ dequantize(w1, s1 * st, dtype=f32))
+  y = x + h @ dequantize(w2, s2 * st, dtype=f32)
+  a = dequantize(matmul(quantize(y, 0.0625, dtype=i8), w3, dtype=i32), s3 * 0.0625)
+  return y + matmul(quantize(relu(a), 0.25, dtype=f8e4m3), w4, dtype=f32)
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["gpu", "tpu", "lpu"])
+def test_quantized_weights_split_like_their_float_twins_and_run_equal(target):
+    """`x @ dequantize(w, s)` splits w and its per-channel scale (columns, then rows: the scale stays whole;
+    a per-tensor scale shared by both stays whole); an int8 GEMM's dequantize takes its scale's columns;
+    quantize passes a row split on to an fp8 GEMM."""
+    inputs, params = sample_values(compile_source(QUANTIZED, "q.model"))
+    want = reference.run_module(compile_source(QUANTIZED, "q.model"), inputs, params)
+    graph = _shard(compile_source(QUANTIZED, "q.model"), tp=2)
+    splits = _splits(graph)
+    assert splits["w1"] == splits["w3"] == [("tp", 1, 1)] and splits["s1"] == splits["s3"] == [("tp", 0, 1)]
+    assert splits["w2"] == splits["w4"] == [("tp", 0, 1)] and splits["s2"] == splits["st"] == []
+    # Megatron's two all-reduces per column/row pair, and no weight gathered.
+    assert len(_ops(graph, "graph.all_reduce")) == 2 and not _ops(graph, "graph.all_gather")
+    assert_close(want, reference.run_module(graph, inputs, params))
+    module = compile_source(QUANTIZED, "q.model")
+    compile_module(module, target, Stage.HARDWARE,
+                   pipeline=apply_schedule(passes_between(target, Stage.GRAPH, Stage.HARDWARE), {"tp": "2"}))
+    assert_close(want, loop_interpreter.run_module(module, inputs, params))
