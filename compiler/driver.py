@@ -7,12 +7,14 @@ pass runner with IR dumps, timing, a manifest and failure reproducers.
 verifying after every pass. A pass that raises, or leaves IR that does not
 verify, is reported with the pass name, the op and its `.model` location,
 and a reproducer (the IR before the pass plus the `strata opt` command that
-replays it) is written.
+replays it) is written to the dump folder or the system's temporary folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,17 +228,26 @@ def _pass_failure(module_pass: ModulePass, err: Exception, before_text: str, dum
     # or device count, not the compiler's bug: no pass name, no reproducer.
     if isinstance(err, DoesNotFit):
         return StrataError(f"error: {err}")
-    where = Path(dumps.dump_dir) if dumps.dump_dir is not None else Path(".")
-    reproducer = where / "strata-reproducer.mlir"
     # Errors about the model, the schedule or the device are the user's to
     # fix and speak for themselves; any other exception names its type.
     message = str(err) if isinstance(err, StrataError | IllegalSchedule | SpecError) else f"{type(err).__name__}: {err}"
     try:
+        reproducer = _reproducer_path(dumps)
         reproducer.write_text(f"// Replay with: strata opt {reproducer} -p '{spec}'\n" + before_text)
         saved = f"\nreproducer written to {reproducer}: strata opt {reproducer} -p '{spec}'"
     except OSError:
         saved = ""
     return StrataError(f"error: pass '{spec}' failed:\n{message}{saved}")
+
+
+def _reproducer_path(dumps: DumpOptions) -> Path:
+    """`strata-reproducer.mlir` in the dump folder, else a fresh file in the system's temporary folder
+    (as clang's crash reports): a failure never litters the working directory."""
+    if dumps.dump_dir is not None:
+        return Path(dumps.dump_dir) / "strata-reproducer.mlir"
+    handle, name = tempfile.mkstemp(prefix="strata-reproducer-", suffix=".mlir")
+    os.close(handle)
+    return Path(name)
 
 
 def attach_device(module: ModuleOp, device: DeviceSpec | None, target: str) -> DeviceSpec:

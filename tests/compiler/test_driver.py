@@ -6,6 +6,7 @@ from edited dumps, and failure reports with a reproducer.
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,10 +114,18 @@ def test_edited_dump_decisions_are_read_back(tmp_path, capsys):
 
 def test_failing_pass_reports_and_writes_a_reproducer(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(["compile", SAMPLES / "mlp.model", "--pass-pipeline", "fuse,lower-to-loops"], capsys)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        code, _, err = run(["compile", SAMPLES / "mlp.model", "--pass-pipeline", "fuse,lower-to-loops"], capsys)
+    finally:
+        tempfile.tempdir = None
     assert code == 1
     assert "pass 'lower-to-loops' failed" in err and "run 'tile' before 'lower-to-loops'" in err
-    reproducer = tmp_path / "strata-reproducer.mlir"
+    # Into the temporary folder, never the working directory.
+    (reproducer,) = (tmp_path / "tmp").glob("strata-reproducer-*.mlir")
+    assert str(reproducer) in err and not list(tmp_path.glob("*.mlir"))
     text = reproducer.read_text()
     assert text.startswith("// Replay with: strata opt") and "graph.kernel" in text
     assert detect_stage(ir.parse_module(text, "r.mlir")) == Stage.FUSED
