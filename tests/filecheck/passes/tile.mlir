@@ -11,8 +11,8 @@
 // RUN: not strata opt %s -p 'tile{size=64}' 2>&1 | filecheck %s --check-prefix=ERR-OPTION
 // A pass failure writes strata-reproducer.mlir to the working directory: run those in a scratch one.
 // RUN: rm -rf %t && mkdir -p %t && cd %t && not strata opt %s -p 'tile{target=npu}' 2>&1 | filecheck %s --check-prefix=ERR-TARGET
-// RUN: rm -rf %t && mkdir -p %t && cd %t && not strata opt %s -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
-// RUN: cd %t && not strata opt strata-reproducer.mlir -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
+// RUN: rm -rf %t && mkdir -p %t && cd %t && env TMPDIR=%t not strata opt %s -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
+// RUN: cd %t && env TMPDIR=%t not strata opt strata-reproducer-*.mlir -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
 
 // Layout-stage IR with no device recorded (`--device` or the pass's target
 // picks one, which the output then records): a 256x512 @ 512x384
@@ -124,4 +124,4 @@ builtin.module {
 // lower-to-loops needs the attributes `tile` writes; the reproducer replays the failure.
 // ERR-UNTILED:      pass 'lower-to-loops' failed:
 // ERR-UNTILED-NEXT: kernel 'gemm_0' has no tile_sizes/loop_order: run 'tile' before 'lower-to-loops'
-// ERR-UNTILED-NEXT: reproducer written to strata-reproducer.mlir: strata opt strata-reproducer.mlir -p 'lower-to-loops'
+// ERR-UNTILED-NEXT: reproducer written to {{.*}}/strata-reproducer-{{.*}}.mlir: strata opt {{.*}}/strata-reproducer-{{.*}}.mlir -p 'lower-to-loops'
