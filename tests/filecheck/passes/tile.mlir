@@ -9,8 +9,8 @@
 // RUN: strata opt %s -p 'tile{target=tpu},lower-to-loops' --no-debuginfo | filecheck %s --check-prefix=LOOPS
 // RUN: not strata opt %s -p 'tile{sizes=abc}' 2>&1 | filecheck %s --check-prefix=ERR-SIZES
 // RUN: not strata opt %s -p 'tile{size=64}' 2>&1 | filecheck %s --check-prefix=ERR-OPTION
-// A pass failure writes strata-reproducer.mlir to the working directory: run those in a scratch one.
-// RUN: rm -rf %t && mkdir -p %t && cd %t && not strata opt %s -p 'tile{target=npu}' 2>&1 | filecheck %s --check-prefix=ERR-TARGET
+// A pass failure writes a strata-reproducer-*.mlir into TMPDIR: point it at a scratch folder.
+// RUN: rm -rf %t && mkdir -p %t && cd %t && env TMPDIR=%t not strata opt %s -p 'tile{target=npu}' 2>&1 | filecheck %s --check-prefix=ERR-TARGET
 // RUN: rm -rf %t && mkdir -p %t && cd %t && env TMPDIR=%t not strata opt %s -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
 // RUN: cd %t && env TMPDIR=%t not strata opt strata-reproducer-*.mlir -p 'lower-to-loops' 2>&1 | filecheck %s --check-prefix=ERR-UNTILED
 
