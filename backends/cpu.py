@@ -24,10 +24,14 @@ L2. For each kernel:
   stored once (80 steps, measured). Without the packed micro-kernel (a
   batched GEMM, attention, an operand computed in the kernel, so unpacked)
   at `LOOP_MATRIX_EFFICIENCY` of the peak times the lanes the tile's
-  columns fill; a convolution at `CONV_EFFICIENCY`;
+  columns fill; a convolution the export runs as an implicit GEMM (f32,
+  ungrouped, one image) at `CONV_GEMM_EFFICIENCY` times its block's useful
+  share and output-tile fill (`conv_efficiency`), any other at
+  `CONV_EFFICIENCY`;
 - compute, other work (epilogues, norms, softmax, reductions: `flops -
   matrix_flops`): scalar loops, `CYCLES_PER_FLOP` clocks per FLOP, plus
-  `CYCLES_PER_TRANSCENDENTAL` per exp-like element (`transcendentals`) and
+  `CYCLES_PER_TRANSCENDENTAL` per exp-like element (`transcendentals`;
+  `TRANSCENDENTAL_CYCLES` for gelu, erf and the libm calls) and
   `CYCLES_PER_GATHERED_ELEMENT` per element a gather reads;
 - memory: the bytes each level moves, each at the bandwidth of the cores
   used (per-core figures times cores, capped at the chip's): through L2,
@@ -45,7 +49,34 @@ L2. For each kernel:
   phases of their own between micro-kernel calls, while the out-of-order
   core and the prefetchers overlap the other loads with the FMAs.
 
-Relayout copies are copies (read and written) at the L3/DRAM bandwidth.
+Copies between kernels: the native code runs every `loop.copy` of the
+model function on every call (`per_call_copies`), params and inputs
+relaid into their kernels' layouts included (nothing is relaid once at
+load, unlike the accelerators' runtimes), each named `relayout_I` by its
+place among them. A copy between equal layouts is `memref.copy` (a
+`memcpy`: read and written at the L3's bandwidth, or DRAM's beyond it: a
+param was last touched a call ago), and so is a relayout that keeps the
+elements' order (it moves only dims of size 1: ResNet-18's 1x1 weights,
+f32 and i8 alike, measured 0.18 clocks per byte, the L3's rate); another
+relayout is the export's scalar loop nest, one load and one store per
+element, priced by its access pattern (`strided_cycles`), or its bytes
+at the outer level's bandwidth when that is slower.
+
+Access patterns: an element-by-element walk (a relayout, a tile loaded or
+stored through a permuted layout, such as a pool's NCHW tile of an NHWC
+buffer) costs nothing beyond its loop's operations where the innermost
+walked dim is contiguous, `CYCLES_PER_RELAYOUT_ELEMENT` per element where
+consecutive elements share a cache line or the lines come back from the
+L1d, and `CYCLES_PER_MISSED_ELEMENT` where each element is its own line
+and the walk's lines overflow the L1d before it returns to them. A
+kernel's strided tile loads and stores are a copy phase of their own.
+
+Norms and quantizes count the element operations the export emits
+(`OPS_PER_ELEMENT`: a layer norm's mean, centring, squares, variance and
+scaling; an RMS norm's squares, sum and scaling), not the shared FLOP
+convention's 8 (1 for a quantize), so an RMS norm costs about 4/7 of a
+layer norm of its shape.
+
 The constants are properties of strata's generated code, not of the chip:
 each was measured with `strata measure` on this host (1 thread) and says
 where. Transfers and collectives between CPUs (sockets, hosts) run over
@@ -60,15 +91,23 @@ cpu --threads N` (or `--schedule threads=N`) lowers with N, default 1 as
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+from xdsl.dialects import scf
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.backends.cost import (
-    Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, relayout_copies,
+    Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, model_function,
     transfers,
 )
+from strata.dialects import loop
 from strata.dialects.device import DeviceSpec, SpecError
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.flops import TRANSCENDENTAL_OPS, op_flops
+from strata.dialects.graph.layout import layout_of
+from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
+from strata.dialects.loop import iterations
 from strata.dialects.vocabulary import type_bytes
 
 MICRO_KERNEL_FILL_STEPS = 2
@@ -87,28 +126,84 @@ LOOP_MATRIX_EFFICIENCY = 0.125
 this host with `strata measure` (GPT-2 S=64 D=256, 2026-12-05): the attention kernels' products at
 0.12 of the peak, the output projection (its `a` a transposed, reshaped tile) at 0.13."""
 
-CONV_EFFICIENCY = 0.03
-"""Share of the FMA peak a convolution's products run at (the export's `linalg.generic` over the
-window, lowered to scalar loops: not vectorised yet). Measured (`strata measure`, 1 thread):
-ResNet-18's 3x3 convs at HW=64 at 0.023 of the peak, ViT's 8x8 patch embedding at 0.039."""
+UNPACKED_GEMM_EFFICIENCY = 0.58
+"""The micro-kernel's ceiling (in place of the spec's `gemm_efficiency`) when `b` is not packed
+because `a` is computed in the kernel (an attention output projection's transposed, reshaped
+tile). Measured (`strata measure`, 1 thread, 2026-12-06) after padding and fill: GPT-2's two
+output projections (S=64 D=256) 0.45 and 0.46, LLaMA's 0.63 and 0.63, ViT's 0.58 and 0.58; the
+median of the six, all in-sample."""
 
-CYCLES_PER_FLOP = 1.1
+CONV_GEMM_EFFICIENCY = 0.32
+"""Share of the FMA peak the implicit-GEMM convolution's products run at, before the block's padding
+and the output tile's fill (`conv_efficiency`): the micro-kernel's loop plus the im2col gather of
+each patch row. Measured (`strata measure`, 1 thread, 2026-12-06): ResNet-18's fourteen 3x3 convs at
+HW=64 give 0.29 to 0.40 of the peak after padding and fill (median 0.32); the 7x7 stem (K = 147,
+not fitted on) 0.30."""
+
+CONV_EFFICIENCY = 0.036
+"""Share of the FMA peak a convolution the implicit GEMM does not take (integer, grouped, a batch
+in the tile) runs its products at (the export's `linalg.generic` over the window, scalar loops),
+before the output tile's fill `K / (K + OUTPUT_TILE_FILL_K)`. Measured (`strata measure`, 1 thread,
+when every conv took this path): ResNet-18's 3x3 convs at HW=64 at 0.023 of the peak, ViT's 8x8
+patch embedding at 0.039; 0.03 then, over the fill of ResNet-18's K (0.64 to 0.94, about 0.8)."""
+
+CYCLES_PER_FLOP = 0.75
 """Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions):
-the export's `linalg.generic` tile ops become scalar loops (through the layout's index maps LLVM's
-vectoriser rarely fires), a dependent chain per reduction. Measured (`strata measure`, GPT-2 S=64
-D=256): layernorm 64 x 256 (131k FLOPs) 45 us, a GEMM's two-add epilogue (98k FLOPs) 23 us."""
+the export's `linalg.generic` tile ops, one loop over the tile per op, a dependent chain per
+reduction. Calibrated on kernels measured alone (`strata measure` of one-op models, 1 thread,
+median of 50, 2026-12-06): layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`)
+21.6 us, RMS norm 64 x 256 (4) 13.5 us, relu 64 x 1024 15.1 us: 0.71, 0.78, 0.88 clocks per
+operation with the tile copies. Checked: an add 64 x 256 (5.4 us), a 65 x 192 layer norm (15.7 us)."""
 
-CYCLES_PER_TRANSCENDENTAL = 7
-"""Core clocks per exp-like element beyond its FLOP: a scalar polynomial (the export's f32 `erf`
-is a 10-term polynomial times an exponential; `exp` calls libm). Measured: the bias + GELU
-epilogue of a 64 x 1024 GEMM tile set, 152 us for 65k elements."""
+CYCLES_PER_TRANSCENDENTAL = 1.5
+"""Core clocks per exp-like element beyond its FLOPs (`exp`, `sigmoid`, `silu`, softmax's and
+attention's exponentials). Measured alone as above, 64 x 1024 (65k elements), beside relu's
+15.1 us: exp 38.1 us, sigmoid 39.4 us, silu 42.2 us (1.3 to 1.6 clocks more per element); softmax
+64 x 256 22.5 us (1.5 beyond its 5 FLOPs). Other functions: `TRANSCENDENTAL_CYCLES`."""
 
-CYCLES_PER_GATHERED_ELEMENT = 10
+TRANSCENDENTAL_CYCLES = {g.GeluOp: 3.5, g.ErfOp: 3.5, g.LogOp: 22.0, g.TanhOp: 52.0, g.PowOp: 44.0}
+"""Core clocks per element of the functions dearer than an exponential, measured alone as above
+(64 x 1024, beside relu's 15.1 us): `gelu` 77 us and `erf` 72 us (the export's polynomial and one
+exponential, 3.3 to 3.6 clocks more per element); `log` 402 us, `tanh` 921 us, `pow` 783 us: libm
+calls per element (`--convert-math-to-libm`), not vectorised."""
+
+CYCLES_PER_GATHERED_ELEMENT = 6
 """Core clocks per element a gather reads (an id load, the row's index arithmetic, a scalar copy).
-Measured: GPT-2's token embedding, 64 rows of 256, 50 us."""
+Measured (`strata measure`, 1 thread, glibc's heap kept mapped: `MALLOC_TRIM_THRESHOLD_`,
+`MALLOC_MMAP_THRESHOLD_`, so that no page is faulted in): LLaMA's token embedding (S=64 D=256
+V=2048), 64 rows of 256, 24 to 28 us. Checked: GPT-2's embedding with its position add, 27 to 28 us."""
 
-CALL_LATENCY_S = 2e-7
-"""One kernel call of the native module: a function call, its tile buffers' allocations and frees."""
+CYCLES_PER_RELAYOUT_ELEMENT = 1.0
+"""Core clocks per element of a relayout copy: the export's scalar loop nest (`_copy` in
+`passes/export_mlir.py`: index arithmetic, one load, one strided store per element). Measured
+(`strata measure`, 1 thread, glibc's heap kept mapped so that no page is faulted in:
+`MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`): ResNet-18's (HW=64 W0=16) OIHW -> OHWI f32
+weight relayouts, 9k to 147k elements, 0.24 to 0.26 ns per element at 3.8 GHz."""
+
+CYCLES_PER_MISSED_ELEMENT = 4.5
+"""Core clocks per element of an element-by-element copy whose strided side misses the L1d: each
+element its own cache line, the line evicted before the walk comes back to it (`strided_cycles`),
+so every access waits on the L2. Measured (`strata measure` of a 3x3 stride-2 max pool alone,
+1 thread, median of 100): the NCHW -> NHWC relayout of its f32 input, 16 x 32 x 32 (64 B stride;
+the 32 x 32 lines the walk writes before it returns to the first, 64 KiB, overflow the 48 KiB
+L1d) 17.8 us, 4.1 clocks per element; 64 x 32 x 32 (256 B stride) 114 us, 6.6 clocks; the same
+relayout in i8 (16 B stride: 4 elements a line) 2.2 us. Checked: the pool's own NCHW tile load of
+the NHWC buffer (17k elements), the pool 22.8 us against 29.7 estimated."""
+
+OPS_PER_ELEMENT = {g.LayerNormOp: 7, g.RmsNormOp: 4, g.QuantizeOp: 2}
+"""Element operations per element of the ops whose shared FLOP convention (`dialects/graph/flops.py`:
+8 per norm element, 1 per quantized one) is far from what the export emits (`passes/_linalg.py`):
+a layer norm sums, centres, squares, sums and divides, scales, shifts (7); an RMS norm squares,
+sums, divides, scales (4). Measured alone (`CYCLES_PER_FLOP`): RMS norm 64 x 256 13.5 us, layer
+norm of the same shape 21.6 us (ratio 1.6; 7/4 = 1.75); in LLaMA (S=64 D=256) its RMS norms
+15.5 us. A quantize (divide, round to even, add the zero point, saturate, convert) measured as 2:
+f32 -> i8, 64 x 1024 25.4 us, 1 x 3 x 64 x 64 4.6 us (1.45 clocks per element)."""
+
+CALL_LATENCY_S = 1.2e-7
+"""One kernel call of the native module: a function call, its tile buffers' allocations and frees.
+Measured (`strata measure`, 1 thread): a 16- or 128-element multiply alone, 60 ns with the timer
+(median of 200); ResNet-18 int8's scale multiplies (16 to 128 elements) in the model, 0.05 to
+0.3 us from run to run (their operands cold, left in L3 by the previous call)."""
 
 
 def core_peak(spec: DeviceSpec) -> float:
@@ -134,26 +229,54 @@ def speedup(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
 
 def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """Share of the FMA peak a GEMM's micro-kernel runs at: the ceiling, the blocks' padding, the k loop."""
-    block = kernel.block() if kernel.packed_bytes.value.data else ()
+    block = kernel.block()
     tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
     rank = len(kernel.loop_order.get_values())
     columns = min(tiles[rank - 1], bounds[rank - 1])
     if kernel.kind.data == "conv":
-        return CONV_EFFICIENCY
+        return conv_efficiency(kernel)
     k, depth = (tiles[-1], bounds[-1]) if len(tiles) > rank else (1, 1)
     # Fixed costs in steps of k, added to the K steps: per k tile the accumulators' loads and
     # stores, per output tile its fill (so the time grows with every dim: K + 2 K/k + 80).
     fill = depth / (depth + MICRO_KERNEL_FILL_STEPS * -(-depth // k) + OUTPUT_TILE_FILL_K)
     if not block:
         # Vectorised along the output's columns: a last vector the columns do not fill is masked.
-        # A GEMM's output tiles pay their fixed cost here too (attention's was measured without).
+        # No register accumulators to fill and store per k tile: the loops accumulate in memory,
+        # and `LOOP_MATRIX_EFFICIENCY` (measured on attention's products) holds their overheads.
+        # A batched GEMM's output tiles still pay their zeroing and store (`OUTPUT_TILE_FILL_K`),
+        # so it never costs less than the same GEMM with one batch on the micro-kernel.
         lanes = kernel.vector_lanes.value.data
         lane_share = columns / (-(-columns // lanes) * lanes)
-        return LOOP_MATRIX_EFFICIENCY * lane_share * (fill if kernel.kind.data == "gemm" else 1.0)
+        output_fill = depth / (depth + OUTPUT_TILE_FILL_K) if kernel.kind.data == "gemm" else 1.0
+        return LOOP_MATRIX_EFFICIENCY * lane_share * output_fill
     mr, nr = block
     rows = min(tiles[rank - 2], bounds[rank - 2]) if rank >= 2 else 1
     padding = rows / (-(-rows // mr) * mr) * columns / (-(-columns // nr) * nr)
-    return spec.get("gemm_efficiency", 1.0) * padding * fill
+    # `b` packed once per tile (both operands plain loads) or read in place (`a` computed: a
+    # transposed or reshaped tile).
+    ceiling = spec.get("gemm_efficiency", 1.0) if kernel.packed_bytes.value.data else UNPACKED_GEMM_EFFICIENCY
+    return ceiling * padding * fill
+
+
+def conv_efficiency(kernel: cpu.KernelOp) -> float:
+    """
+    A convolution's share of the FMA peak. As an implicit GEMM (a `micro_kernel`
+    block: f32, ungrouped, one image) `W[O, K] @ cols[K, Y*X]`: `CONV_GEMM_EFFICIENCY`
+    times the block's useful share (the output tile's O rows over `mr`, its Y*X
+    columns over `nr`: a 2x2 output fills 4 of 16 lanes) times `K / (K + OUTPUT_TILE_FILL_K)`;
+    else (integer, grouped, batched tiles: scalar loops) `CONV_EFFICIENCY` times that fill (every
+    output tile is zeroed and stored on either path).
+    """
+    tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
+    depth = max(1, kernel.matrix_flops.value.data // (2 * math.prod(bounds)))
+    block = kernel.block()
+    if not block:
+        return CONV_EFFICIENCY * depth / (depth + OUTPUT_TILE_FILL_K)
+    mr, nr = block
+    rows = min(tiles[1], bounds[1])
+    columns = min(tiles[2], bounds[2]) * min(tiles[3], bounds[3])
+    padding = rows / (-(-rows // mr) * mr) * columns / (-(-columns // nr) * nr)
+    return CONV_GEMM_EFFICIENCY * padding * depth / (depth + OUTPUT_TILE_FILL_K)
 
 
 def _tile_iterations(kernel: cpu.KernelOp) -> int:
@@ -183,12 +306,105 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec) -> tuple[dict[str, int]
     return {"l2": l2, outer: read + write}, outer
 
 
+def strided_cycles(layout, shape: Sequence[int], walk: Sequence[int], element_bytes: int, spec: DeviceSpec) -> float:
+    """
+    Clocks per element of walking a `walk`-shaped window of a buffer holding a logical `shape` in
+    `layout`, element by element in logical order (the export's relayout loop nests and
+    element-by-element tile loads): 0 where the innermost walked dim is contiguous (LLVM
+    vectorises it, priced with the loop's operations), `CYCLES_PER_RELAYOUT_ELEMENT` where
+    consecutive elements lie in one cache line or the lines are reused from the L1d, else
+    `CYCLES_PER_MISSED_ELEMENT`. A line is reused when the walk comes back to it: after the
+    dims inside the one that moves within a line, whose lines must fit the L1d meanwhile.
+    """
+    line = 64
+    rank = len(shape)
+    if layout.tiles or rank == 0:
+        return CYCLES_PER_RELAYOUT_ELEMENT
+    order = list(layout.perm)
+    stride = {d: element_bytes * math.prod(shape[e] for e in order[order.index(d) + 1:]) for d in range(rank)}
+    moving = [d for d in range(rank) if walk[d] > 1]
+    if not moving or stride[moving[-1]] == element_bytes:
+        return 0.0
+    if stride[moving[-1]] < line:
+        return CYCLES_PER_RELAYOUT_ELEMENT
+    for position in range(len(moving) - 2, -1, -1):
+        if stride[moving[position]] < line:
+            footprint = line * math.prod(walk[d] for d in moving[position + 1:])
+            return CYCLES_PER_RELAYOUT_ELEMENT if footprint <= spec["l1d_bytes_per_core"] else CYCLES_PER_MISSED_ELEMENT
+    return CYCLES_PER_MISSED_ELEMENT
+
+
+def _element_bytes(type_) -> int:
+    return max(1, type_bytes(type_) // max(1, num_elements(type_.get_shape())))
+
+
+def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
+    """Clocks of the kernel's tile loads and stores that walk their buffers with a stride (`strided_cycles`)."""
+    total = 0.0
+
+    def visit(block, times: int, outer: dict) -> None:
+        nonlocal total
+        for op in block.ops:
+            if isinstance(op, scf.ForOp):
+                visit(op.body.block, iterations(op, times, outer), {**outer, op.body.block.args[0]: op})
+            elif isinstance(op, loop.LoadOp | loop.StoreOp):
+                buffer, tile = (op.source, op.result.type) if isinstance(op, loop.LoadOp) else (op.dest, op.value.type)
+                walk = tile.get_shape()
+                per_element = strided_cycles(layout_of(buffer.type), buffer.type.get_shape(), walk,
+                                             _element_bytes(buffer.type), spec)
+                total += per_element * num_elements(walk) * times
+
+    visit(kernel.body.block, 1, {})
+    return total
+
+
+def flop_overcount(kernel: cpu.KernelOp) -> int:
+    """
+    FLOPs the shared convention counts for the kernel's `OPS_PER_ELEMENT` ops beyond the
+    operations the export emits (negative where it counts fewer).
+    """
+    bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
+    rank = len(kernel.loop_order.get_values())
+    # Such an op sits in the output tile loops (a norm's row is never split; a quantize is
+    # elementwise or an epilogue): it runs once per output tile.
+    output_tiles = math.prod(-(-b // t) for b, t in zip(bounds[:rank], tiles[:rank]))
+    extra = 0
+    for op in kernel.body.walk():
+        ops = OPS_PER_ELEMENT.get(type(op))
+        if ops is not None:
+            extra += (op_flops(op) - ops * num_elements(op.results[0].type.get_shape())) * output_tiles
+    return extra
+
+
+def transcendental_cycles(kernel: cpu.KernelOp) -> float:
+    """
+    Clocks of the kernel's exp-like elements (`transcendentals`, summed over its loops): each at
+    its function's price (`TRANSCENDENTAL_CYCLES`, else `CYCLES_PER_TRANSCENDENTAL`), weighted by
+    the elements each such op of the body evaluates per run.
+    """
+    count = kernel.transcendentals.value.data
+    if not count:
+        return 0.0
+    elements = weighted = 0.0
+    for op in kernel.body.walk():
+        if isinstance(op, loop.OnlineSoftmaxOp):
+            n, price = num_elements(op.scores.type.get_shape()), CYCLES_PER_TRANSCENDENTAL
+        elif isinstance(op, TRANSCENDENTAL_OPS):
+            n = num_elements(op.results[0].type.get_shape())
+            price = TRANSCENDENTAL_CYCLES.get(type(op), CYCLES_PER_TRANSCENDENTAL)
+        else:
+            continue
+        elements += n
+        weighted += n * price
+    return count * (weighted / elements if elements else CYCLES_PER_TRANSCENDENTAL)
+
+
 def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
     parallel = speedup(kernel, spec)
     peak = core_peak(spec) * parallel
     matrix_s = matrix / (peak * micro_kernel_efficiency(kernel, spec)) if matrix else 0.0
-    cycles = (CYCLES_PER_FLOP * (flops - matrix) + CYCLES_PER_TRANSCENDENTAL * kernel.transcendentals.value.data
+    cycles = (CYCLES_PER_FLOP * max(0, flops - matrix - flop_overcount(kernel)) + transcendental_cycles(kernel)
               + CYCLES_PER_GATHERED_ELEMENT * kernel.gathered_elements.value.data)
     compute_s = matrix_s + cycles / (spec["clock_hz"] * parallel)
     moved, outer = memory_bytes(kernel, spec)
@@ -197,7 +413,12 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     # The copy phases (tile loads into buffers, packing) run between the
     # micro-kernel calls, not under them; the re-reads of `a` and the
     # L3/DRAM streams overlap the FMAs (out-of-order loads, prefetchers).
-    copy_s = copy_bytes(kernel, spec) / l2_bandwidth
+    strided_s = strided_access_cycles(kernel, spec) / (spec["clock_hz"] * parallel)
+    copy_s = copy_bytes(kernel, spec) / l2_bandwidth + strided_s
+    if kernel.kind.data == "conv" and kernel.block():
+        # `CONV_GEMM_EFFICIENCY` was measured on whole implicit-GEMM kernels: it holds their
+        # input tile's copy and im2col gather (the weight is read in place).
+        copy_s = 0.0
     memory_s = max((moved["l2"] - copy_bytes(kernel, spec)) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
     threads = kernel.threads.value.data
     latency_s = CALL_LATENCY_S + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0)
@@ -218,14 +439,43 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     )
 
 
-def copy_cost(copy, spec: DeviceSpec, index: int) -> KernelCost:
+def per_call_copies(module: ModuleOp) -> list[loop.CopyOp]:
+    """Every `loop.copy` of the model function, in program order: the native code runs each on every call."""
+    return [op for op in model_function(module).body.block.ops if isinstance(op, loop.CopyOp)]
+
+
+def _in_order(copy: loop.CopyOp) -> bool:
+    """
+    Whether the copy walks both buffers in the same element order: equal layouts, or layouts that
+    differ only in where they put dims of size 1 (a 1x1 convolution's OIHW -> OHWI weight). The
+    export's element loop then reads and writes consecutive addresses, which LLVM vectorises.
+    """
+    source, dest = layout_of(copy.source.type), layout_of(copy.dest.type)
+    if source == dest:
+        return True
+    if source.tiles or dest.tiles:
+        return False
+    shape = copy.source.type.get_shape()
+    return [d for d in source.perm if shape[d] > 1] == [d for d in dest.perm if shape[d] > 1]
+
+
+def copy_cost(copy: loop.CopyOp, spec: DeviceSpec, index: int) -> KernelCost:
+    """A copy between kernels (module docstring): a `memcpy`, or the export's element-by-element relayout."""
     moved = 2 * type_bytes(copy.source.type)
-    outer = "l3" if moved <= spec["l3_bytes"] else "dram"
-    memory_s = moved / _bandwidth(spec, outer, 1)
+    # The source was last touched a call ago (a param, an input) or by an earlier kernel: from the L3.
+    level = "l3" if moved <= spec["l3_bytes"] else "dram"
+    memory_s = moved / _bandwidth(spec, level, 1)
+    compute_s = 0.0
+    if not _in_order(copy):
+        shape = copy.source.type.get_shape()
+        per_element = max(CYCLES_PER_RELAYOUT_ELEMENT, *(
+            strided_cycles(layout_of(side.type), shape, shape, _element_bytes(side.type), spec)
+            for side in (copy.source, copy.dest)))
+        compute_s = per_element * num_elements(shape) / spec["clock_hz"]
     return KernelCost(
-        name=f"relayout_{index}", kind="relayout", ops=["graph.relayout"], flops=0, bytes={outer: moved},
-        time_s=memory_s + CALL_LATENCY_S, bound="memory" if memory_s > CALL_LATENCY_S else "latency",
-        utilisation=0.0,
+        name=f"relayout_{index}", kind="relayout", ops=["graph.relayout"], flops=0, bytes={level: moved},
+        time_s=max(compute_s, memory_s), bound="compute" if compute_s > memory_s else "memory",
+        utilisation=0.0, extra={"compute_s": compute_s, "memory_s": memory_s},
     )
 
 
@@ -242,7 +492,7 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     kernels = hardware_kernels(module)
     threads = max((k.threads.value.data for k in kernels), default=1)
     costs = [kernel_cost(k, spec) for k in kernels]
-    costs += [copy_cost(c, spec, i) for i, c in enumerate(relayout_copies(module))]
+    costs += [copy_cost(c, spec, i) for i, c in enumerate(per_call_copies(module))]
     costs += [link_transfer_cost(t, _link(spec), i, "link_bandwidth") for i, t in enumerate(transfers(module))]
     costs += collective_costs(module, lambda: Interconnect(_link(spec), 0.0, 0.0, "link_bandwidth"))
     used = chips(module)

@@ -1,18 +1,23 @@
 """
 strata's native code (`strata run --backend mlir`) against the CPU peers, on this machine.
 
-Usage: .venv/bin/python benchmarks/cpu_peers.py [--threads 1,2] [--repeat 40] [--workloads gemm,mlp,gpt2]
+Usage: .venv/bin/python benchmarks/cpu_peers.py [--threads 1,2] [--repeat 40] [--workloads gemm,mlp,gpt2] [--no-pin]
 
 Workloads: a 1024^3 f32 GEMM, `samples/mlp.model` (defaults) and GPT-2 at
 S=64 D=256 H=4 L=2. Peers, where installed: NumPy (the reference executor:
 its matmuls are OpenBLAS calls), onnxruntime (`strata export`'s ONNX model,
 CPU provider), IREE (llvm-cpu; GEMM only) and JAX (jit; GEMM only: there is
-no strata-to-JAX translation). Each thread count runs in a fresh process,
-with OpenBLAS, OpenMP, onnxruntime and XLA told the same count (`--pin`
-also pins it to that many cores; on a shared machine that can put a
-1-thread run on the busy core). Times are medians of `--repeat`
-calls after 3 warm-ups, compute only: inputs are bound and outputs
-allocated once, outside the timed call.
+no strata-to-JAX translation). strata runs as `strata run --backend mlir
+--target cpu` does (the cpu target's default schedule). Each thread count
+runs in a fresh process, with OpenBLAS, OpenMP, onnxruntime and XLA told
+the same count, and pinned to that many cores (the least busy ones over
+half a second; `--no-pin` leaves it free): XLA's CPU runtime runs on every
+core it may use whatever its flags say, so without the pin JAX's
+"1 thread" column is two cores' work. A cell over 100% of the peak of the
+cores its row claims is marked `!` (that peer used more cores) and left
+out of strata/best. Times are medians of `--repeat` calls after 3 warm-ups,
+compute only: inputs are bound and outputs allocated once, outside the
+timed call.
 
 The peak is measured, not assumed: a C loop of 12 independent AVX-512 FMA
 chains per core (`cc -O2 -mavx512f`), times the cores used (where the C
@@ -84,7 +89,9 @@ def measure_peak_per_core() -> float | None:
         if subprocess.run([cc, "-O2", "-mavx512f", "-mfma", str(src), "-o", str(exe)],
                           capture_output=True).returncode != 0:
             return None
-        out = subprocess.run(["taskset", "-c", "0", str(exe)] if shutil.which("taskset") else [str(exe)],
+        # On the least busy core: a core shared with another job would halve the peak.
+        core = min(quietest_cores(1))
+        out = subprocess.run(["taskset", "-c", str(core), str(exe)] if shutil.which("taskset") else [str(exe)],
                              capture_output=True, text=True)
         return float(out.stdout.split()[0]) if out.returncode == 0 else None
 
@@ -104,9 +111,31 @@ def median_ms(fn, repeat: int) -> float:
     return times[len(times) // 2] * 1e3
 
 
+def quietest_cores(count: int, seconds: float = 0.5) -> set[int]:
+    """The `count` cores of this process's affinity with the most idle time over `seconds` (/proc/stat)."""
+    allowed = sorted(os.sched_getaffinity(0))
+
+    def idle() -> dict[int, int]:
+        ticks = {}
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                ticks[int(name[3:])] = int(fields[3]) + int(fields[4])  # idle + iowait
+        return ticks
+
+    try:
+        before = idle()
+        time.sleep(seconds)
+        after = idle()
+    except (OSError, ValueError, IndexError):
+        return set(allowed[:count])
+    return set(sorted(allowed, key=lambda c: -(after.get(c, 0) - before.get(c, 0)))[:count])
+
+
 def worker(threads: int, repeat: int, workloads: list[str], pin: bool) -> dict:
-    if pin:
-        os.sched_setaffinity(0, set(range(threads)))
+    if pin and threads < len(os.sched_getaffinity(0)):
+        # Before any runtime starts its threads: they inherit the mask.
+        os.sched_setaffinity(0, quietest_cores(threads))
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
@@ -124,7 +153,7 @@ def worker(threads: int, repeat: int, workloads: list[str], pin: bool) -> dict:
             module = load_model(path, defines)
             inputs, params = sample_values(module)
             row: dict = {}
-            exported = native.export(module, "gpu")
+            exported = native.export(module, "cpu")
             row["flops"] = exported.attributes["strata.model_flops"].value.data
             compiled = native.compile_exported(exported, threads=threads)
             call, outputs = compiled.prepare(inputs, params)
@@ -210,7 +239,7 @@ def run_worker_process(threads: int, repeat: int, workloads: list[str], pin: boo
     env["JAX_PLATFORMS"] = "cpu"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", str(threads), "--repeat", str(repeat), "--workloads", ",".join(workloads),
-         *(["--pin"] if pin else [])],
+         *([] if pin else ["--no-pin"])],
         capture_output=True, text=True, env=env, cwd=ROOT,
     )
     if out.returncode != 0:
@@ -224,7 +253,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=40, help="timed calls per measurement (default 40)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="of: " + ", ".join(WORKLOADS))
     parser.add_argument("--peak", type=float, default=None, help="one core's f32 peak in GFLOP/s (default: measured)")
-    parser.add_argument("--pin", action="store_true", help="pin each run to as many cores as it has threads")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin each run to as many cores as it has threads")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     workloads = args.workloads.split(",")
@@ -245,9 +275,11 @@ def main() -> None:
     print(f"machine: {_cpu_name()}, {cores} cores available")
     if peak:
         print(f"peak f32 per core: {peak:.1f} GFLOP/s ({'given' if args.peak else 'measured: 12 AVX-512 FMA chains'})")
-    print(f"median of {args.repeat} calls, compute only; cells: ms (GFLOP/s, % of the peak of the cores used)")
+    print(f"median of {args.repeat} calls, compute only; cells: ms (GFLOP/s, % of the peak of the cores used);"
+          f" runs {'pinned to as many cores as threads' if args.pin else 'not pinned'}")
     thread_counts = [int(t) for t in args.threads.split(",")]
     tables = {t: run_worker_process(t, args.repeat, workloads, args.pin) for t in thread_counts}
+    flagged = False
     for threads, rows in tables.items():
         print()
         print(f"{threads} thread{'s' if threads > 1 else ''}")
@@ -256,18 +288,28 @@ def main() -> None:
         print("-" * len(header))
         for name in workloads:
             row = rows[name]
-            cells = []
+            cells, honest = [], []
             for peer in PEERS:
                 ms = row.get(peer)
                 if ms is None:
                     cells.append(f"{'-':>24}")
                     continue
                 gflops = row["flops"] / (ms * 1e-3) / 1e9
-                share = f", {100 * gflops / (peak * threads):.0f}%" if peak else ""
+                share, over = "", False
+                if peak:
+                    percent = 100 * gflops / (peak * threads)
+                    # More than the cores it claims can do: it ran on more of them.
+                    over = percent > 100
+                    share = f", {percent:.0f}%{'!' if over else ''}"
+                flagged |= over
+                if peer != "strata" and not over:
+                    honest.append(ms)
                 cells.append(f"{f'{ms:.3f} ({gflops:.0f}{share})':>24}")
-            best = min(row[p] for p in PEERS if p != "strata" and row.get(p) is not None)
-            print(f"{WORKLOADS[name][0]:<28}" + "".join(cells) + f"{row['strata'] / best:>12.2f}x"
-                  f"{row['strata_error']:>12.1e}")
+            ratio = f"{row['strata'] / min(honest):>12.2f}x" if honest else f"{'-':>13}"
+            print(f"{WORKLOADS[name][0]:<28}" + "".join(cells) + ratio + f"{row['strata_error']:>12.1e}")
+    if flagged:
+        print("\n! over 100% of the peak of the cores the row claims: that peer ran on more cores than its"
+              " thread count (left out of strata/best)")
     if 1 in tables and len(tables) > 1:
         print()
         for threads in thread_counts:

@@ -23,6 +23,7 @@ from strata.compiler.diagnostics import StrataError, _clip, read_regular_file, s
 from strata.dialects.graph import Graph
 from strata.dialects.hardware import HARDWARE_DIALECTS
 from strata.dialects.loop import Loop
+from strata.passes._linalg import PrefetchOp
 
 STRATA_DIALECTS = (Graph, Loop, *HARDWARE_DIALECTS)
 
@@ -38,6 +39,9 @@ def make_context() -> Context:
             ctx.register_dialect(name, factory)
     for dialect in STRATA_DIALECTS:
         ctx.load_dialect(dialect)
+    # Upstream's `memref.prefetch`, which xDSL's memref dialect lacks: the
+    # MLIR export emits it, and a printed export is read back.
+    ctx.load_op(PrefetchOp)
     return ctx
 
 

@@ -16,10 +16,11 @@ un-instrumented build's, bit for bit.
 
 One warm-up run, then `repeat` runs; every figure is the median over the
 runs (per slot). Kernels are named as the report names them (`gemm_0`, ...);
-a `loop.copy` between kernels is the report's `relayout_I` when the cost
-model counts it, else (a param or input relaid on every call, which the cost
-model counts once, at load) it is listed under `unestimated` as `copy#J`
-(the J-th `loop.copy` of the model function).
+a `loop.copy` between kernels is the report's `relayout_I` (the cpu model
+costs every copy the native code runs, params and inputs relaid on every
+call included: `backends/cpu.py`, `per_call_copies`); a timed copy the
+report does not name is listed under `unestimated` as `copy#J` (the J-th
+`loop.copy` of the model function).
 
 `tune_measured` is `strata tune --measure`: the cost model searches as
 `strata tune` does and screens; per unique kernel the `candidates` points
@@ -183,10 +184,12 @@ class Measurement:
 
 def _copy_names(loop_module: ModuleOp) -> list[str | None]:
     """Per copy between kernels, in program order: its report name (`relayout_I`), or None when not costed."""
-    from strata.backends.cost import model_function, relayout_copies
+    from strata.backends.cost import model_function
+    from strata.backends.cpu import per_call_copies
     from strata.dialects import loop
 
-    costed = {id(op): i for i, op in enumerate(relayout_copies(loop_module))}
+    # The cpu model costs every copy the native code runs (`per_call_copies`), in this order.
+    costed = {id(op): i for i, op in enumerate(per_call_copies(loop_module))}
     copies = [op for op in model_function(loop_module).body.block.ops if isinstance(op, loop.CopyOp)]
     return [f"relayout_{costed[id(op)]}" if id(op) in costed else None for op in copies]
 

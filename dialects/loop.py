@@ -25,6 +25,7 @@ few tile ops that need the tile's position:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import ClassVar
@@ -45,7 +46,7 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.dialects import arith, func, scf
-from xdsl.ir import Attribute, Dialect, Region, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Dialect, Region, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.irdl import (
     AttrSizedOperandSegments,
@@ -663,6 +664,71 @@ def param_buffers(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
         elif isinstance(op, ViewOp) and op.source in params:
             params[op.result] = params[op.source]
     return params
+
+
+# --------------------------------------------------------------------------- trip counts
+
+
+INDEX_OPS = {
+    arith.AddiOp: lambda a, b: a + b,
+    arith.SubiOp: lambda a, b: a - b,
+    arith.MuliOp: lambda a, b: a * b,
+    arith.MinSIOp: min,
+    arith.MaxSIOp: max,
+}
+"""The index arithmetic a loop bound may be computed with."""
+
+
+def index_value(value: SSAValue, ivs: dict[SSAValue, int]) -> int:
+    """An index value from constants, the index arithmetic above and the loop counters `ivs`."""
+    if value in ivs:
+        return ivs[value]
+    op = value.owner
+    if isinstance(op, arith.ConstantOp):
+        return op.value.value.data
+    if type(op) in INDEX_OPS:
+        return INDEX_OPS[type(op)](index_value(op.lhs, ivs), index_value(op.rhs, ivs))
+    raise ValueError("loop bounds must be constants, loop counters or index arithmetic of them")
+
+
+def counters(value: SSAValue) -> set[SSAValue]:
+    """The loop counters an index value depends on."""
+    if isinstance(value, BlockArgument):
+        return {value}
+    op = value.owner
+    return set().union(*(counters(v) for v in op.operands)) if op.operands else set()
+
+
+def trips(lb: int, ub: int, step: int) -> int:
+    return max(0, -(-(ub - lb) // step))
+
+
+def trip_count(op: scf.ForOp) -> int:
+    """Iterations of a loop with constant bounds."""
+    return trips(*(index_value(v, {}) for v in (op.lb, op.ub, op.step)))
+
+
+def iterations(op: scf.ForOp, times: int, outer: dict[SSAValue, scf.ForOp]) -> int:
+    """
+    How often `op`'s body runs in all: `times` runs of `op` by its trip
+    count, or, when its bounds depend on enclosing loop counters (a causal
+    flash loop's keys end at the query tile's diagonal), summed over the
+    values those counters take.
+    """
+    bounds = (op.lb, op.ub, op.step)
+    depends = set().union(*(counters(v) for v in bounds))
+    if not depends:
+        return times * trip_count(op)
+    if not depends <= outer.keys():
+        raise ValueError("a loop bound depends on a value that is not an enclosing loop's counter")
+    loops = [loop_op for counter, loop_op in outer.items() if counter in depends]  # outermost first
+    ranges = [range(*(index_value(v, {}) for v in (o.lb, o.ub, o.step))) for o in loops]
+    total = 0
+    for point in itertools.product(*ranges):
+        env = dict(zip((o.body.block.args[0] for o in loops), point))
+        total += trips(*(index_value(v, env) for v in bounds))
+    runs = math.prod(len(r) for r in ranges)
+    return times // runs * total if runs else 0
 
 
 Loop = Dialect(

@@ -8,87 +8,22 @@ inside a loop counts once per iteration. Pure functions of the IR.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
-from xdsl.dialects import arith, scf
-from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+from xdsl.dialects import scf
+from xdsl.ir import Block, Operation, SSAValue
 
 from strata.dialects import loop
+from strata.dialects.loop import INDEX_OPS, counters, index_value, iterations, trip_count, trips
 from strata.dialects.graph import ops as g
-from strata.dialects.graph.flops import op_flops
+from strata.dialects.graph.flops import TRANSCENDENTAL_OPS, op_flops
 from strata.dialects.vocabulary import type_bytes
 
 MATRIX_OPS = (g.MatmulOp, g.Conv2DOp)
-TRANSCENDENTAL_OPS = (g.ExpOp, g.ErfOp, g.GeluOp, g.SiluOp, g.SigmoidOp, g.TanhOp, g.LogOp, g.PowOp,
-                      g.SoftmaxOp, g.LogSoftmaxOp)
-"""Graph ops that evaluate an exponential, logarithm or error function per result element."""
 
 
 nbytes = type_bytes
-
-
-INDEX_OPS = {
-    arith.AddiOp: lambda a, b: a + b,
-    arith.SubiOp: lambda a, b: a - b,
-    arith.MuliOp: lambda a, b: a * b,
-    arith.MinSIOp: min,
-    arith.MaxSIOp: max,
-}
-"""The index arithmetic a loop bound may be computed with."""
-
-
-def index_value(value: SSAValue, ivs: dict[SSAValue, int]) -> int:
-    """An index value from constants, the index arithmetic above and the loop counters `ivs`."""
-    if value in ivs:
-        return ivs[value]
-    op = value.owner
-    if isinstance(op, arith.ConstantOp):
-        return op.value.value.data
-    if type(op) in INDEX_OPS:
-        return INDEX_OPS[type(op)](index_value(op.lhs, ivs), index_value(op.rhs, ivs))
-    raise ValueError("loop bounds must be constants, loop counters or index arithmetic of them")
-
-
-def _counters(value: SSAValue) -> set[SSAValue]:
-    """The loop counters an index value depends on."""
-    if isinstance(value, BlockArgument):
-        return {value}
-    op = value.owner
-    return set().union(*(_counters(v) for v in op.operands)) if op.operands else set()
-
-
-def _trips(lb: int, ub: int, step: int) -> int:
-    return max(0, -(-(ub - lb) // step))
-
-
-def trip_count(op: scf.ForOp) -> int:
-    """Iterations of a loop with constant bounds."""
-    return _trips(*(index_value(v, {}) for v in (op.lb, op.ub, op.step)))
-
-
-def _iterations(op: scf.ForOp, times: int, outer: dict[SSAValue, scf.ForOp]) -> int:
-    """
-    How often `op`'s body runs in all: `times` runs of `op` by its trip
-    count, or, when its bounds depend on enclosing loop counters (a causal
-    flash loop's keys end at the query tile's diagonal), summed over the
-    values those counters take.
-    """
-    bounds = (op.lb, op.ub, op.step)
-    counters = set().union(*(_counters(v) for v in bounds))
-    if not counters:
-        return times * trip_count(op)
-    if not counters <= outer.keys():
-        raise ValueError("a loop bound depends on a value that is not an enclosing loop's counter")
-    loops = [loop_op for counter, loop_op in outer.items() if counter in counters]  # outermost first
-    ranges = [range(*(index_value(v, {}) for v in (o.lb, o.ub, o.step))) for o in loops]
-    total = 0
-    for point in itertools.product(*ranges):
-        env = dict(zip((o.body.block.args[0] for o in loops), point))
-        total += _trips(*(index_value(v, env) for v in bounds))
-    runs = math.prod(len(r) for r in ranges)
-    return times // runs * total if runs else 0
 
 
 @dataclass
@@ -138,7 +73,7 @@ def _visit(
         if isinstance(op, scf.ForOp):
             inner = in_reduction or bool(op.iter_args)
             nested = {**outer, op.body.block.args[0]: op}
-            _visit(op.body.block, _iterations(op, times, outer), inner, args, out, nested)
+            _visit(op.body.block, iterations(op, times, outer), inner, args, out, nested)
         elif isinstance(op, loop.LoadOp | loop.GatherOp):
             size = nbytes(op.result.type)
             if isinstance(op, loop.GatherOp):
@@ -212,17 +147,17 @@ def _causal_keys(kernel: loop.KernelOp, q: int, rows: int, keys: int) -> list[tu
     if found is None:
         return None
     key_loop, outer = found
-    counters = _counters(key_loop.ub)
-    if not counters:
+    depends = counters(key_loop.ub)
+    if not depends:
         return None
-    q_loop = next((o for c, o in outer.items() if c in counters), None)
-    if q_loop is None or counters != {q_loop.body.block.args[0]}:
+    q_loop = next((o for c, o in outer.items() if c in depends), None)
+    if q_loop is None or depends != {q_loop.body.block.args[0]}:
         return None
     step = index_value(key_loop.step, {})
     tiles = []
     for start in range(*(index_value(v, {}) for v in (q_loop.lb, q_loop.ub, q_loop.step))):
         end = index_value(key_loop.ub, {q_loop.body.block.args[0]: start})
-        tiles.append((min(rows, q - start), min(keys, _trips(0, end, step) * step)))
+        tiles.append((min(rows, q - start), min(keys, trips(0, end, step) * step)))
     return tiles
 
 

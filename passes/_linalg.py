@@ -53,16 +53,19 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    MemRefType,
     Signedness,
     TensorType,
     VectorType,
     f32,
     f64,
+    i32,
     i64,
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
 from xdsl.dialects.linalg.ops import FillOp, GenericOp, IndexOp, YieldOp
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.irdl import IRDLOperation, irdl_op_definition, operand_def, prop_def, var_operand_def
 from xdsl.ir.affine import AffineExpr, AffineMap
 
 from strata.dialects.graph import ops as g
@@ -74,6 +77,32 @@ FLOAT_WIDTH: dict[type, int] = {
 
 class ExportError(Exception):
     """IR that `export-mlir` cannot express in upstream MLIR."""
+
+
+@irdl_op_definition
+class PrefetchOp(IRDLOperation):
+    """
+    Upstream MLIR's `memref.prefetch` (xDSL has none): a hint that the
+    element `memref[indices]` (its cache line) will be read (or written,
+    `isWrite`) soon, kept at cache level `localityHint` (3: all levels, 0:
+    none). It changes no value; LLVM lowers it to `llvm.prefetch` (on x86
+    `prefetcht0`...`prefetchnta`, which never fault). Printed in the generic
+    form, which `mlir-opt` parses.
+    """
+
+    name = "memref.prefetch"
+
+    memref = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    is_write = prop_def(BoolAttr, prop_name="isWrite")
+    locality_hint = prop_def(IntegerAttr, prop_name="localityHint")
+    is_data_cache = prop_def(BoolAttr, prop_name="isDataCache")
+
+    def __init__(self, ref: SSAValue, indices: Sequence[SSAValue], write: bool = False, locality: int = 3):
+        super().__init__(operands=[ref, list(indices)], properties={
+            "isWrite": BoolAttr.from_bool(write), "localityHint": IntegerAttr(locality, i32),
+            "isDataCache": BoolAttr.from_bool(True),
+        })
 
 
 def is_float(t: Attribute) -> bool:
@@ -179,6 +208,10 @@ def highest(t: Attribute) -> float | int:
 
 PARALLEL = IteratorTypeAttr.parallel()
 REDUCTION = IteratorTypeAttr.reduction()
+
+
+Prefetch = Callable[["Emitter", SSAValue, SSAValue, int, int], None]
+"""`prefetch(emitter, strip, block, blocks, strips)`: what `Emitter.vector_matmul` emits before each row block."""
 
 
 class Emitter:
@@ -560,6 +593,12 @@ class Emitter:
         `b` and of the result, so it vectorises without reassociating sums.
         """
         sa, sb = shape(a), shape(b)
+        if len(sa) > 2 and len(sb) == 2 and all(d == 1 for d in sa[:-2]) \
+                and (acc is None or list(shape(acc)) == [*sa[:-1], sb[-1]]):
+            # Leading unit dims (a [1, S, D] activation): the 2-D GEMM, reshaped back.
+            flat = self.matmul(self.reshape(a, list(sa[-2:])), b, out_elem,
+                               None if acc is None else self.reshape(acc, [sa[-2], sb[-1]]))
+            return self.reshape(flat, [*sa[:-1], sb[-1]])
         nb = max(len(sa), len(sb)) - 2
         batch = [max(x, y) for x, y in zip(
             (1,) * (nb - len(sa) + 2) + sa[:-2], (1,) * (nb - len(sb) + 2) + sb[:-2], strict=True)]
@@ -599,17 +638,17 @@ class Emitter:
     # ------------------------------------------------------------------ the GEMM micro-kernel
 
     def packed_matmul(self, a: SSAValue, b: SSAValue, out_shape: Sequence[int], block: tuple[int, int],
-                      acc: SSAValue | None = None) -> SSAValue:
+                      acc: SSAValue | None = None, prefetch: Prefetch | None = None) -> SSAValue:
         """`[acc +] a @ b` in f32, `b` packed by column strips of `block` (`vector_matmul`)."""
         if acc is not None and elem(acc) == f32 and list(shape(acc)) == list(out_shape):
-            return self.vector_matmul(a, b, acc, block, packed=True)
-        total = self.vector_matmul(a, b, self.fill(0, out_shape, f32), block, packed=True)
+            return self.vector_matmul(a, b, acc, block, packed=True, prefetch=prefetch)
+        total = self.vector_matmul(a, b, self.fill(0, out_shape, f32), block, packed=True, prefetch=prefetch)
         if acc is not None:
             total = self.elementwise(lambda e, x, y: e.add_(x, y), out_shape, f32, acc, total)
         return total
 
     def vector_matmul(self, a: SSAValue, b: SSAValue, c: SSAValue, block: tuple[int, int],
-                      packed: bool = False) -> SSAValue:
+                      packed: bool = False, prefetch: Prefetch | None = None) -> SSAValue:
         """
         `c + a @ b` for f32 tiles, `c` [M, N], register-blocked by
         `block = (mr, nq)` (see `micro_kernel`): for each strip of `nr = nq *
@@ -623,6 +662,10 @@ class Emitter:
         k in order, as the scalar loop sums it, with fused multiply-adds.
         When `nr` does not divide N, the last strip's vectors of `c` (and of
         an unpacked `b`) are masked at its edge; a packed `b` is zero there.
+        `prefetch(emitter, s, p, blocks, strips)`, where given, is emitted
+        before row block `p` (of `blocks`) of strip `s` (of `strips`): the
+        exporter prefetches a share of the next tiles there, so that their
+        memory traffic overlaps this tile's arithmetic.
         """
         m, n = shape(c)
         k = shape(b)[-2]
@@ -630,15 +673,21 @@ class Emitter:
         nr = nq * VL
         main = m - m % mr
         edge = n % nr != 0
+        blocks = -(-m // mr)
+        strips = -(-n // nr)
 
         def strip(e: Emitter, s: SSAValue, c_in: SSAValue) -> SSAValue:
             j = e.v(arith.MuliOp(s, e.index(nr)))
             c_out = c_in
             if main:
                 def rows(e2: Emitter, p: SSAValue, c_rows: SSAValue) -> SSAValue:
+                    if prefetch is not None:
+                        prefetch(e2, s, p, blocks, strips)
                     return e2._micro_tile(a, b, c_rows, p, s, j, mr, nq, k, packed, edge)
                 c_out = e.for_(0, main // mr, 1, c_out, rows)
             if m % mr:
+                if prefetch is not None:
+                    prefetch(e, s, e.index(main // mr), blocks, strips)
                 c_out = e._micro_tile(a, b, c_out, e.index(main // mr), s, j, m % mr, nq, k, packed, edge, mr)
             return c_out
 
@@ -920,13 +969,26 @@ def _masked_value(t: Attribute) -> float:
     return float("-inf")
 
 
-def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue | None) -> SSAValue:
+def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue | None,
+           weight_rows: tuple[SSAValue, Sequence[int]] | None = None) -> SSAValue:
+    """
+    `graph.conv2d` on tiles: an f32 image as an implicit GEMM through the
+    micro-kernel (`_implicit_gemm`; `weight_rows`: the weight as [O, K]
+    rows and K's order, where the exporter loaded it so), else one
+    `linalg.generic`.
+    """
     sh, sw = op.strides.get_values()
     pt, pl, pb, pr = op.pads.get_values()
     dh, dw = op.dilations.get_values()
     groups = op.groups.value.data
     x = em.pad(x, [0, 0, pt, pl], [0, 0, pb, pr], 0)
     out_shape, out_elem = shape(op.result), elem(op.result)
+    vectorised = _implicit_gemm(em, op, x, w, out_shape, *(weight_rows or ()))
+    if vectorised is not None:
+        if bias is not None:
+            return em.elementwise(lambda e, a, b: e.add_(a, b), out_shape, out_elem, vectorised,
+                                  em.reshape(bias, [out_shape[1], 1, 1]))
+        return vectorised
     o_count, cg = shape(w)[0], shape(w)[1]
     # Loops: n, o (parallel), c, i, j (reduction), y, x (parallel): the
     # innermost loops walk output rows, which vectorise.
@@ -947,6 +1009,54 @@ def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue
     if bias is not None:
         return em.elementwise(lambda e, a, b: e.add_(a, b), out_shape, out_elem, total, em.reshape(bias, [out_shape[1], 1, 1]))
     return em.cast(total, out_elem)
+
+
+def implicit_gemm_block(op: g.Conv2DOp) -> tuple[int, int] | None:
+    """The micro-kernel's register block for `_implicit_gemm` of `op`'s tiles, or None where it does not apply."""
+    if op.groups.value.data != 1 or not (elem(op.input) == elem(op.weight) == elem(op.result) == f32):
+        return None
+    n, _, ys, xs = shape(op.result)
+    o_count, cg, kh, kw = shape(op.weight)
+    if n != 1:
+        return None
+    return micro_kernel((o_count, cg * kh * kw), (cg * kh * kw, ys * xs), f32, f32, f32)
+
+
+def _implicit_gemm(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_shape: Sequence[int],
+                   weight_rows: SSAValue | None = None, k_order: Sequence[int] = (1, 2, 3)) -> SSAValue | None:
+    """
+    An f32 convolution of one image, ungrouped, as the GEMM micro-kernel's
+    `W[O, K] @ cols[K, Y*X]` (`Emitter.vector_matmul`), K the weight's
+    (c, i, j) in `k_order` (dims of the weight, 1: c, 2: i, 3: j): `W` is
+    the weight tile collapsed (no copy), or `weight_rows` where the caller
+    holds the weight in that order already (a weight buffer in (o, i, j,
+    c) order, `_KernelExporter.conv_weight`); `cols` the padded input's
+    patches (im2col: one `linalg.generic` gathering `xp[c, y*sh + i*dh,
+    x*sw + j*dw]` at row (c, i, j) in K's order, column (y, x)); the
+    result `[O, Y*X]` the output tile reshaped. Each output sums over K in
+    order, with fused multiply-adds; its vectors run along the output's
+    columns (masked where Y*X is not a multiple of 16). None where it does
+    not apply (another dtype, a batch, groups).
+    """
+    block = implicit_gemm_block(op)
+    if block is None:
+        return None
+    sh, sw = op.strides.get_values()
+    dh, dw = op.dilations.get_values()
+    wshape = shape(op.weight)
+    o_count = wshape[0]
+    _, _, ys, xs = out_shape
+    k = wshape[1] * wshape[2] * wshape[3]
+    # Loop dims: K's three (in k_order), then y, x.
+    where = {d: dim(list(k_order).index(d)) for d in (1, 2, 3)}
+    c_, i_, j_ = where[1], where[2], where[3]
+    y_, x_ = dim(3), dim(4)
+    patches = em.generic([xp], [AffineMap(5, 0, (zero(), c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
+                         [*(wshape[d] for d in k_order), ys, xs], f32, lambda e, a, _out: a)
+    cols = em.reshape(patches, [k, ys * xs])
+    rows = weight_rows if weight_rows is not None else em.reshape(w, [o_count, k])
+    total = em.vector_matmul(rows, cols, em.fill(0, [o_count, ys * xs], f32), block)
+    return em.reshape(total, list(out_shape))
 
 
 def pool2d(em: Emitter, op: g.Pool2DOp, x: SSAValue) -> SSAValue:

@@ -28,8 +28,10 @@ structure:
   are `linalg.generic`s, graph ops on tiles lower through `passes/_linalg.py`.
   A GEMM of f32 tiles loaded for it (`_micro_operands`) is the `vector`
   micro-kernel of `Emitter.vector_matmul`, its `b` loaded packed in column
-  strips; f32 tiles of row-major 2-D buffers are copied by vectors
-  (`_vector_load`), behind an `scf.if` where they may cross the edge.
+  strips, with `memref.prefetch`es of the next iteration's tiles
+  (`next_tile_prefetch`); f32 tiles of row-major buffers (2-D after
+  leading unit dims) are copied by vectors, row by row
+  (`_vector_tile_load`), behind an `scf.if` where they may cross the edge.
 - `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
   `loop.view` is `memref.collapse_shape` + `memref.expand_shape`.
 - The model function takes the logical inputs and params (as before, with
@@ -50,6 +52,7 @@ GEMMs use fused multiply-adds and `erf` a polynomial, see `_linalg.py`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,13 +86,16 @@ from strata.dialects import loop
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.dtypes import dtype_name
 from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
-from strata.passes._figures import INDEX_OPS
+from strata.dialects.loop import INDEX_OPS
 from strata.passes._linalg import (
     Emitter,
     ExportError,
+    PrefetchOp,
     _reassociation,
     causal_mask,
+    conv2d,
     dim,
+    implicit_gemm_block,
     elem,
     VL,
     is_float,
@@ -101,6 +107,15 @@ from strata.passes._linalg import (
     shape,
     storage_type,
 )
+
+PAGE_BYTES = 4096
+"""The virtual memory page of the host (x86-64, AArch64 Linux by default)."""
+
+PREFETCH_LOCALITY = 2
+"""
+`memref.prefetch`'s locality of the GEMM's prefetches: 2 (x86 `prefetcht1`)
+keeps the lines out of L1, which holds the strip the kernel sweeps.
+"""
 
 UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "math", "tensor", "vector")
 """The dialects the exported IR may use."""
@@ -207,6 +222,8 @@ class _KernelExporter:
         self.ranges: dict[SSAValue, Interval] = {}
         self.output_rank = output_rank
         self.in_parallel = False
+        self.loops: list[tuple[SSAValue, SSAValue, SSAValue, SSAValue]] = []
+        """The loops around the op being translated, outermost first: (old counter, new lb, ub, step)."""
 
     def get(self, value: SSAValue) -> SSAValue:
         return self.values[value]
@@ -240,7 +257,7 @@ class _KernelExporter:
         elif isinstance(op, loop.EndOp):
             pass
         elif isinstance(op, loop.LoadOp):
-            if not _feeds_micro_kernel(op):
+            if not _feeds_micro_kernel(op) and _conv_weight_rows(op) is None:
                 self.values[op.result] = self.load(op, em)
         elif isinstance(op, loop.GatherOp):
             self.values[op.result] = self.gather(op, em)
@@ -273,6 +290,13 @@ class _KernelExporter:
                     a, b = (self.get(v) for v in matmul.operands)
                     self.values[op.result] = em.matmul(a, b, elem(op.result), acc=acc)
                     return
+                if isinstance(op, g.Conv2DOp) and _conv_weight_rows(op.weight.owner) is not None:
+                    w_load = op.weight.owner
+                    bias = self.get(op.bias) if op.bias is not None else None
+                    rows = self.conv_weight(w_load, em)
+                    self.values[op.result] = conv2d(em, op, self.get(op.input), None, bias,
+                                                    (rows, _conv_weight_rows(w_load)))
+                    return
                 results = lower_graph_op(em, op, [self.get(v) for v in op.operands])
             except ExportError as err:
                 raise _error(op, str(err)) from None
@@ -290,6 +314,7 @@ class _KernelExporter:
                 and step[0] == step[1] and step[0] > 0 and ub[1] > lb[0]:
             last = lb[0] + (ub[1] - 1 - lb[0]) // step[0] * step[0]
             self.ranges[old.args[0]] = (lb[0], last)
+        self.loops.append((old.args[0], self.get(op.lb), self.get(op.ub), self.get(op.step)))
         if self.parallel_loop(op) is op:
             # Iterations write disjoint output tiles: one `scf.parallel`
             # dim, spread over the threads (`native`, `--threads`).
@@ -299,10 +324,12 @@ class _KernelExporter:
                     em.location = inner.location
                     self.op(inner, em.at(body))
             self.in_parallel = False
+            self.loops.pop()
             em.at(body).add(scf.ReduceOp())
             em.add(scf.ParallelOp([self.get(op.lb)], [self.get(op.ub)], [self.get(op.step)], Region(body)))
             return
         self.block(old, em.at(body))
+        self.loops.pop()
         new = scf.ForOp(self.get(op.lb), self.get(op.ub), self.get(op.step),
                         [self.get(v) for v in op.iter_args], Region(body))
         new.attributes.update(op.attributes)
@@ -320,10 +347,155 @@ class _KernelExporter:
         m, k = shape(a_load.result)[-2:]
         n = shape(matmul.result)[-1]
         a = em.reshape(self.load(a_load, em), [m, k])
-        b = self.load(b_load, em, ("rows" if transposed else "cols", block[1] * VL))
+        pack = ("rows" if transposed else "cols", block[1] * VL)
+        b = self.load(b_load, em, pack)
         if acc is not None:
             acc = em.reshape(acc, [m, n])
-        return em.reshape(em.packed_matmul(a, b, [m, n], block, acc), shape(matmul.result))
+        prefetch = self.next_tile_prefetch(b_load, em, pack)
+        return em.reshape(em.packed_matmul(a, b, [m, n], block, acc, prefetch), shape(matmul.result))
+
+    def conv_weight(self, op: loop.LoadOp, em: Emitter) -> SSAValue:
+        """
+        The whole weight buffer of a convolution (`_conv_weight_rows`) as
+        [O, K] rows in its physical order, copied by vectors from the
+        buffer collapsed to 2-D: no transposition to the logical (o, c, i,
+        j) order, which costs a scatter per element.
+        """
+        buffer = self.get(op.source)
+        dims = buffer.type.get_shape()
+        flat = em.v(memref.CollapseShapeOp(
+            operands=[buffer], result_types=[MemRefType(buffer.type.element_type, [dims[0], math.prod(dims[1:])])],
+            properties={"reassociation": _reassociation([[0], list(range(1, len(dims)))])},
+        ))
+        return _vector_load(em, flat, [None, None], [dims[0], math.prod(dims[1:])], None)
+
+    def next_indices(self, indices: Sequence[SSAValue], em: Emitter, depth: int | None = None) -> list[SSAValue]:
+        """
+        `indices` (loop counters and constants) as the next iteration of the
+        `depth` outermost loops around the op being translated (all of them
+        by default) will have them: the innermost of those steps, and where
+        it reaches its bound it restarts and the next one out steps, and so
+        on; past the last iteration the outermost counter runs past its
+        bound (the caller clamps).
+        """
+        return self._next(indices, em, depth)[0]
+
+    def last_inner_step(self, em: Emitter, depth: int) -> SSAValue | None:
+        """
+        Whether every loop inside the `depth` outermost ones around the op
+        runs its last iteration (None: there are none).
+        """
+        if depth >= len(self.loops):
+            return None
+        inner = self.loops[depth:]
+        saved, self.loops = self.loops, inner
+        try:
+            return self._next([], em)[1]
+        finally:
+            self.loops = saved
+
+    def _next(self, indices: Sequence[SSAValue], em: Emitter, depth: int | None = None):
+        """`next_indices`, and whether the outermost of the loops wraps (or steps past its bound)."""
+        loops = self.loops[:depth]
+        following: dict[SSAValue, SSAValue] = {}
+        carry = None  # whether the loops inside this one have all wrapped (None: this is the innermost)
+        for counter, lb, ub, step in reversed(loops):
+            now = self.get(counter)
+            stepped = em.v(arith.AddiOp(now, step))
+            if carry is None:
+                wrap = em.cmpi(stepped, ub, "sge")
+            else:
+                stepped = em.select(carry, stepped, now)
+                wrap = em.and_(carry, em.cmpi(stepped, ub, "sge"))
+            following[counter] = em.select(wrap, lb, stepped) if counter is not loops[0][0] else stepped
+            carry = wrap
+        return [following.get(v, self.get(v)) for v in indices], carry
+
+    def _next_origin(self, op: loop.LoadOp | loop.StoreOp, em: Emitter, tile: Sequence[int], logical: Sequence[int],
+                     depth: int | None = None) -> list[SSAValue]:
+        """The origin of the tile `op` reads or writes next (`next_indices`), clamped into its buffer."""
+        dims = self.next_indices(op.indices, em, depth)
+        starts = []
+        for d, expr in enumerate(op.map.data.results):
+            # The last tile's successor is moved back inside the buffer (it prefetches itself).
+            top = max(0, logical[d] - tile[d])
+            starts.append(em.v(arith.MaxSIOp(em.v(arith.MinSIOp(em.affine(expr, dims), em.index(top))), em.index(0))))
+        return starts
+
+    def next_tile_prefetch(self, b_load: loop.LoadOp, em: Emitter, pack: tuple[str, int]):
+        """
+        A `prefetch(e, s, p, blocks, strips)` for `Emitter.vector_matmul`
+        (None where there is nothing to prefetch): before row block `p` of
+        strip `s`, it prefetches
+
+        - its share (one in `blocks`) of the cache lines of strip `s` of the
+          `b` tile that the next iteration of the loops around `b_load`
+          loads (a row-major f32 buffer), into L2 and beyond; and
+        - its share (one in `blocks x strips`) of the lines of the output
+          tile that the next iteration of the loops around the kernel's
+          store writes (a row-major f32 buffer), for writing;
+
+        each origin clamped into its buffer. The arithmetic of the current
+        tile then hides the memory latency of the next one's copies (its
+        packing of `b` would wait for DRAM or L3 otherwise: a wide LM head,
+        a `b` that outgrows L2; the store of its output for the lines'
+        ownership), in small batches, so that few misses queue at a time.
+        """
+        if not self.loops:
+            return None
+        parts = []
+        source_type = b_load.source.type
+        layout, logical = layout_of(source_type), source_type.get_shape()
+        tile = shape(b_load.result)
+        # Rows of the tile a page or more apart are copied as one stream per row, which the
+        # hardware prefetcher follows; prefetching them by software only adds page walks.
+        if _vector_copyable(layout, tile, elem(b_load.result), pack) and logical[1] * 4 < PAGE_BYTES:
+            parts.append((self.get(b_load.source), tile, self._next_origin(b_load, em, tile, logical), False, None))
+        store = self._output_store()
+        if store is not None:
+            op, depth = store
+            dest_type = op.dest.type
+            layout, logical = layout_of(dest_type), dest_type.get_shape()
+            tile = shape(op.value)
+            if _vector_copyable(layout, tile, elem(op.value), None):
+                # Only while the loops inside the store's (the reduction) run their last step:
+                # earlier, the lines would take L2 from the current tiles for longer.
+                when = self.last_inner_step(em, depth)
+                parts.append((self.get(op.dest), tile, self._next_origin(op, em, tile, logical, depth), True, when))
+        if not parts:
+            return None
+
+        def prefetch(e: Emitter, s: SSAValue, p: SSAValue, blocks: int, strips: int) -> None:
+            # Call number s * blocks + p of blocks x strips per tile.
+            call = e.v(arith.AddiOp(e.v(arith.MuliOp(s, e.index(blocks))), p))
+            for buffer, tile, starts, write, when in parts:
+                # The tile's lines, numbered row by row (in memory order), split evenly among the calls.
+                per_row = -(-tile[-1] // VL)
+                lines = tile[-2] * per_row
+                chunk = -(-lines // (blocks * strips))
+                first = e.v(arith.MuliOp(call, e.index(chunk)))
+                last = e.v(arith.MinSIOp(e.v(arith.AddiOp(first, e.index(chunk))), e.index(lines)))
+                if when is not None:
+                    last = e.select(when, last, first)
+
+                def line(e2: Emitter, t: SSAValue, buffer=buffer, per_row=per_row, starts=starts, write=write):
+                    r = e2.v(arith.DivUIOp(t, e2.index(per_row)))
+                    c = e2.v(arith.MuliOp(e2.v(arith.RemUIOp(t, e2.index(per_row))), e2.index(VL)))
+                    index = [*starts[:-2], e2.v(arith.AddiOp(starts[-2], r)), e2.v(arith.AddiOp(starts[-1], c))]
+                    e2.add(PrefetchOp(buffer, index, write=write, locality=PREFETCH_LOCALITY))
+
+                _for(e, first, last, e.index(1), line)
+
+        return prefetch
+
+    def _output_store(self) -> tuple[loop.StoreOp, int] | None:
+        """The `loop.store` of the innermost loop around the op being translated that holds one, and its depth."""
+        for depth in range(len(self.loops), 0, -1):
+            block = self.loops[depth - 1][0].owner
+            for op in block.ops:
+                if isinstance(op, loop.StoreOp):
+                    return op, depth
+        return None
 
     def parallel_loop(self, op: scf.ForOp) -> scf.ForOp | None:
         """
@@ -400,7 +572,7 @@ class _KernelExporter:
         if not _vector_copyable(layout, tile, t, pack):
             return self._generic_load(op, em, pack, layout, logical, tile, t, buffer, offsets, guards)
         if not any(guards):
-            return _vector_load(em, buffer, offsets, tile, pack)
+            return _vector_tile_load(em, buffer, offsets, tile, pack)
         # A tile that may cross the buffer's edge: vectors when this one lies inside, else element by element.
         inside = None
         for d, guarded in enumerate(guards):
@@ -411,7 +583,7 @@ class _KernelExporter:
                          em.cmpi(em.v(arith.AddiOp(start, em.index(tile[d]))), em.index(logical[d]), "sle"))
             inside = ok if inside is None else em.and_(inside, ok)
         then_block, else_block = Block(), Block()
-        fast = _vector_load(em.at(then_block), buffer, offsets, tile, pack)
+        fast = _vector_tile_load(em.at(then_block), buffer, offsets, tile, pack)
         em.at(then_block).add(scf.YieldOp(fast))
         slow = self._generic_load(op, em.at(else_block), pack, layout, logical, tile, t, buffer, offsets, guards)
         em.at(else_block).add(scf.YieldOp(slow))
@@ -544,25 +716,43 @@ def _pad(op: Operation, value: float | None = None) -> float | int:
 
 
 def _vector_copyable(layout: LayoutAttr, tile, t, pack) -> bool:
-    """A tile that `_vector_load` copies: f32 from a row-major 2-D buffer, in whole vectors (16 x 16 blocks transposed)."""
-    if len(tile) != 2 or t != f32 or layout.tiles or list(layout.perm) != [0, 1]:
+    """
+    A tile that `_vector_tile_load` copies: f32 from a row-major buffer, 2-D
+    after leading unit dims (a [1, S, D] activation), in whole vectors (16
+    x 16 blocks transposed); a packed tile is 2-D.
+    """
+    rank = len(tile)
+    if rank < 2 or t != f32 or layout.tiles or list(layout.perm) != list(range(rank)) or any(d != 1 for d in tile[:-2]):
+        return False
+    if pack is not None and rank != 2:
         return False
     if pack is None:
-        return tile[1] % VL == 0
+        return tile[-1] % VL == 0
     kind, width = pack
     if kind == "cols":
         return tile[1] % width == 0 and width % VL == 0
     return tile[0] % width == 0 and width % VL == 0 and tile[1] % VL == 0
 
 
-def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack) -> SSAValue:
+def _vector_tile_load(em: Emitter, buffer: SSAValue, offsets, tile, pack) -> SSAValue:
     """
-    The tile `buffer[o0 : o0 + rows, o1 : o1 + cols]` (inside the buffer)
-    copied by vectors of `VL`: as a [rows, cols] tensor, or packed as
-    `load`'s `pack` says. `("rows", w)` transposes 16 x 16 blocks in
-    registers (a transposing `vector.transfer_read`, lowered to shuffles).
+    The tile `buffer[..., o0 : o0 + rows, o1 : o1 + cols]` (inside the
+    buffer; leading dims of 1) copied by vectors of `VL`: as a tensor of
+    the tile's shape, or packed as `load`'s `pack` says. `("rows", w)`
+    transposes 16 x 16 blocks in registers (a transposing
+    `vector.transfer_read`, lowered to shuffles).
     """
+    if len(tile) > 2:
+        lead = [em.index(0) if o is None else o for o in offsets[:-2]]
+        flat = _vector_load(em, buffer, offsets[-2:], tile[-2:], pack, lead)
+        return em.reshape(flat, list(tile))
+    return _vector_load(em, buffer, offsets, tile, pack)
+
+
+def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack, lead=()) -> SSAValue:
+    """`_vector_tile_load` of a 2-D tile; `lead` are the buffer's indices before its last two dims."""
     rows, cols = tile
+    lead = list(lead)
     o0, o1 = (em.index(0) if o is None else o for o in offsets)
     kind, width = pack if pack is not None else ("cols", cols)
     if kind == "rows":
@@ -576,7 +766,7 @@ def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack) -> SSAValue
                 for c in range(0, width, VL):
                     row = e2.v(arith.AddiOp(base, e2.index(c))) if c else base
                     # 16 rows of the buffer (n), 16 columns each (k), transposed in registers.
-                    block = [e2.read_vector(buffer, [e2.v(arith.AddiOp(row, e2.index(j))) if j else row, col])
+                    block = [e2.read_vector(buffer, [*lead, e2.v(arith.AddiOp(row, e2.index(j))) if j else row, col])
                              for j in range(VL)]
                     for i, value in enumerate(_transpose16(e2, block)):
                         kk = e2.v(arith.AddiOp(k, e2.index(i))) if i else k
@@ -586,25 +776,28 @@ def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack) -> SSAValue
             return e.for_(0, cols // VL, 1, dest, by_k)
 
         return em.for_(0, rows // width, 1, out, by_strip_t)
+    # Row by row (each row's strips in turn when packing): the buffer is read
+    # as one stream per row, which the hardware prefetcher follows; a packed
+    # tile is written strip by strip.
     strip = pack is not None
-    out_shape = [cols // width, rows, width] if strip else [rows, cols]
-    out = em.empty(out_shape, f32)
+    out = em.empty([cols // width, rows, width] if strip else [rows, cols], f32)
 
-    def by_strip(e: Emitter, q: SSAValue, dest: SSAValue) -> SSAValue:
-        def by_row(e2: Emitter, k: SSAValue, dest2: SSAValue) -> SSAValue:
-            row = e2.v(arith.AddiOp(k, o0))
+    def by_row(e: Emitter, k: SSAValue, dest: SSAValue) -> SSAValue:
+        row = e.v(arith.AddiOp(k, o0))
+
+        def strip_of_row(e2: Emitter, q: SSAValue, dest2: SSAValue) -> SSAValue:
             base = e2.v(arith.AddiOp(e2.v(arith.MuliOp(q, e2.index(width))), o1))
             for c in range(0, width, VL):
                 col = e2.v(arith.AddiOp(base, e2.index(c))) if c else base
-                value = e2.read_vector(buffer, [row, col])
+                value = e2.read_vector(buffer, [*lead, row, col])
                 dest2 = e2.write_vector(value, dest2, [q, k, e2.index(c)] if strip else [k, e2.index(c)])
             return dest2
 
-        return e.for_(0, rows, 1, dest, by_row)
+        if strip:
+            return e.for_(0, cols // width, 1, dest, strip_of_row)
+        return strip_of_row(e, e.index(0), dest)
 
-    if strip:
-        return em.for_(0, cols // width, 1, out, by_strip)
-    return by_strip(em, em.index(0), out)
+    return em.for_(0, rows, 1, out, by_row)
 
 
 def _transpose16(em: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
@@ -684,6 +877,30 @@ def _micro_operands(matmul: g.MatmulOp):
     if block is None:
         return None
     return a_load, b_load, transposed, block
+
+
+def _conv_weight_rows(op: Operation) -> tuple[int, ...] | None:
+    """
+    For a `loop.load` of a whole f32 weight buffer used only by a
+    `graph.conv2d` that `_linalg.implicit_gemm_block` takes, held in (o,
+    ...) order, a permutation of its dims without tiles: the order of the
+    weight's dims (c: 1, i: 2, j: 3) in its rows, which the implicit GEMM's
+    K then follows. None otherwise.
+    """
+    if not isinstance(op, loop.LoadOp) or len(_uses(op.result)) != 1:
+        return None
+    user = _uses(op.result)[0].operation
+    if not isinstance(user, g.Conv2DOp) or user.weight is not op.result or implicit_gemm_block(user) is None:
+        return None
+    layout, logical = layout_of(op.source.type), op.source.type.get_shape()
+    perm = list(layout.perm)
+    if layout.tiles or len(perm) != 4 or perm[0] != 0 or list(shape(op.result)) != list(logical):
+        return None
+    if not all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results):
+        return None
+    if (logical[1] * logical[2] * logical[3]) % VL:
+        return None  # rows not whole vectors: the element-by-element load
+    return tuple(perm[1:])
 
 
 def _feeds_micro_kernel(op: Operation) -> bool:

@@ -255,13 +255,21 @@ def parallel_iterations(kernel: loop.KernelOp) -> int:
 def cpu_micro_kernel(kernel: loop.KernelOp) -> tuple[tuple[int, int], bool]:
     """
     The register block (mr rows, nr columns) of the export's vector
-    micro-kernel for the kernel's first matmul, or () when the export gives
-    it none (not f32, batched, ...), and whether `b` is packed (both
-    operands plain tile loads: `_micro_operands`).
+    micro-kernel for the kernel's first matmul, or its convolution's implicit
+    GEMM, or () when the export gives it none (not f32, batched, grouped,
+    ...), and whether `b` is packed (both operands plain tile loads:
+    `_micro_operands`; never for a convolution).
     """
     matmul = next((op for op in kernel.body.walk() if isinstance(op, g.MatmulOp)), None)
     if matmul is None:
-        return (), False
+        # A convolution the export runs as an implicit GEMM through the same micro-kernel
+        # (`W[O, K] @ cols[K, Y*X]`, the weight read in place: nothing packed).
+        conv = next((op for op in kernel.body.walk() if isinstance(op, g.Conv2DOp)), None)
+        block = _linalg.implicit_gemm_block(conv) if conv is not None else None
+        if block is None:
+            return (), False
+        mr, vectors = block
+        return (mr, vectors * _linalg.VL), False
     lhs, rhs = matmul.lhs.type, matmul.rhs.type
     lhs_shape, rhs_shape = lhs.get_shape(), rhs.get_shape()
     if len(rhs_shape) != 2 or any(d != 1 for d in lhs_shape[:-2]):

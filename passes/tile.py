@@ -14,7 +14,7 @@ edited.
 Defaults per device (the module's `dlti.target_system_spec`): GEMMs take
 the device's `preferred_gemm_tile` (128x128x64 on the H100, 128 on a TPU,
 320 on the LPU; on a CPU derived from its L1d and L2, `cpu_gemm_tile`:
-128x256x128 on this host), attention its first two entries as queries by keys, the
+256x256x128 on this host), attention its first two entries as queries by keys, the
 reduction tile the divisor of its extent nearest the preferred one; other
 kernels are cut in half along their outermost tileable dims until their
 on-chip tiles fit in half the memory tiles live in (`tile_memory_bytes`:
@@ -290,26 +290,32 @@ def cpu_gemm_tile(device: DeviceSpec) -> tuple[int, int, int]:
     - k: the largest power of two whose packed strip (k x nr x 4 B) takes
       at most half the L1d (`l1d_bytes_per_core`), the other half holding
       the rows of `a` and the accumulators streaming past it;
-    - rows x columns, columns = 2 x rows (a wider tile amortises the
-      packing of `b` over more rows): the largest powers of two whose
-      working set, `a`'s rows x k, the packed k x columns of `b` and the
-      f32 rows x columns accumulator, takes at most a quarter of the L2
-      (`l2_bytes_per_core`); the rest holds the next tile's operands
-      streaming in and the finished output tile streaming out.
+    - rows x columns: of the powers of two whose working set, `a`'s rows x
+      k, the packed k x columns of `b` and the f32 rows x columns
+      accumulator, takes at most a quarter of the L2 (`l2_bytes_per_core`;
+      the rest holds the row panel of `a` that the column tiles share, the
+      next tile's operands streaming in and the finished output tile
+      streaming out), the pair that does the most arithmetic per element
+      it copies in, 2 x rows x columns / (rows + columns) flops per element
+      of `a` and `b` (the tiles of `a` and `b` come from L3 or DRAM; the
+      micro-kernel's work on them is in L1 and L2), the squarer on a tie.
 
-    On this host (48 KiB L1d, 2 MiB L2): 128 x 256 x 128 (a 320 KiB
-    working set), the tile that measured fastest (`native.HOST_GEMM_TILE`);
-    on an EPYC 9654 (32 KiB, 1 MiB): 64 x 128 x 128.
+    On this host (48 KiB L1d, 2 MiB L2): 256 x 256 x 128 (a 512 KiB
+    working set; 128 x 256 x 128, 320 KiB, copies in 1.5 times as much per
+    flop and measured 10-15% slower on the 1024^3 GEMM); on an EPYC 9654
+    (32 KiB, 1 MiB): 128 x 128 x 128.
     """
     strip = 2 * device["simd_lanes_f32"] * 4
     k = 1 << max(0, int(math.log2(max(1, device["l1d_bytes_per_core"] // 2 // strip))))
-    def working_set(rows: int) -> int:
-        return 4 * (rows * k + k * 2 * rows + rows * 2 * rows)
+    budget = device["l2_bytes_per_core"] // 4
 
-    rows = 1
-    while working_set(2 * rows) <= device["l2_bytes_per_core"] // 4:
-        rows *= 2
-    return rows, 2 * rows, k
+    def working_set(rows: int, columns: int) -> int:
+        return 4 * (rows * k + k * columns + rows * columns)
+
+    sizes = [1 << i for i in range(16)]
+    fitting = [(r, c) for r in sizes for c in sizes if working_set(r, c) <= budget]
+    rows, columns = max(fitting, key=lambda t: (t[0] * t[1] / (t[0] + t[1]), -abs(t[0] - t[1]), t[1]))
+    return rows, columns, k
 
 
 def gemm_tile(device: DeviceSpec) -> tuple[int, int, int]:

@@ -35,7 +35,7 @@ from strata.compiler.execution.reference import ExecutionError, convert, numpy_d
 from strata.dialects import loop
 from strata.dialects.hardware import END_OPS, HardwareKernelOp, MatrixOp, TransferOp
 from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
-from strata.passes._figures import INDEX_OPS
+from strata.dialects.loop import INDEX_OPS
 
 MAX_ITERATIONS = 1_000_000
 """Loop iterations one run may take, all loops together. Each runs NumPy on

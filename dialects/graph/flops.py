@@ -16,6 +16,10 @@ from xdsl.ir import Operation
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.shapes import num_elements
 
+TRANSCENDENTAL_OPS = (g.ExpOp, g.ErfOp, g.GeluOp, g.SiluOp, g.SigmoidOp, g.TanhOp, g.LogOp, g.PowOp,
+                      g.SoftmaxOp, g.LogSoftmaxOp)
+"""Graph ops that evaluate an exponential, logarithm or error function per result element."""
+
 _MOVEMENT = (g.ReshapeOp, g.TransposeOp, g.ConcatOp, g.SliceOp, g.SplitOp, g.GatherOp, g.CastOp, g.ConstantOp)
 
 

@@ -94,8 +94,10 @@ class KernelOp(HardwareKernelOp):
         if self.threads.value.data > self.parallel_tiles.value.data:
             raise VerifyException("'cpu.kernel' threads must be at most parallel_tiles (a tile runs on one core)")
         _check_block(self, self.micro_kernel)
-        if self.micro_kernel.get_values() and self.kind.data not in ("gemm", "attention"):
+        if self.micro_kernel.get_values() and self.kind.data not in ("gemm", "attention", "conv"):
             raise VerifyException(f"'cpu.kernel' of kind '{self.kind.data}' has no GEMM micro-kernel")
+        if self.kind.data == "conv" and self.packed_bytes.value.data:
+            raise VerifyException("'cpu.kernel' of kind 'conv' packs nothing (its implicit GEMM reads the weight in place)")
 
     def block(self) -> tuple[int, ...]:
         """The micro-kernel's (mr, nr), or () without one."""

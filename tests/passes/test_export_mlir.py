@@ -179,6 +179,39 @@ def test_gemm_tiles_take_the_vector_micro_kernel(tmp_path):
     assert "vector.shuffle" in names  # the transposed operand's 16 x 16 register transposes
 
 
+def test_gemm_prefetches_the_next_tiles_and_copies_by_vectors(tmp_path):
+    """
+    The micro-kernel prefetches the next tile of a `b` whose rows lie under
+    a page apart (reads) and the next output tile (writes); a [1, 16, 32]
+    tile of `a` (a leading unit dim) is copied by vectors. The printed
+    export reads back (`memref.prefetch` is registered).
+    """
+    module, *_ = _gemms(tmp_path, "16,32,32")
+    prefetches = [op for op in module.walk() if op.name == "memref.prefetch"]
+    kinds = {(op.memref.type.get_shape(), bool(op.is_write.value.data)) for op in prefetches}
+    assert ((83, 96), False) in kinds  # v's rows are 384 B apart
+    assert ((37, 45), True) in kinds and ((1, 40, 45), True) in kinds
+    # y's tiles by vectors (element by element only where a tile crosses the 40 rows' edge).
+    reads = [op for op in module.walk() if op.name == "vector.transfer_read"]
+    assert any(op.operands[0].type.get_shape() == (1, 40, 96) for op in reads)
+    text = ir.print_module(module)
+    assert "memref.prefetch" in ir.print_module(ir.parse_module(text, "dump.mlir"))
+
+
+def test_vector_copies_take_rows_of_whole_vectors():
+    """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
+    16-lane write would run past each row of its tensor)."""
+    from xdsl.dialects.builtin import f32
+
+    from strata.dialects.graph.layout import LayoutAttr
+    from strata.passes.export_mlir import _vector_copyable
+
+    row_major = LayoutAttr([0, 1, 2])
+    assert _vector_copyable(row_major, (1, 16, 48), f32, None)
+    assert not _vector_copyable(row_major, (1, 16, 12), f32, None)
+    assert not _vector_copyable(row_major, (2, 16, 48), f32, None)
+
+
 @needs_mlir
 @pytest.mark.parametrize("sizes", [None, "16,32,32"])
 def test_micro_kernel_edges_run_as_the_reference(tmp_path, sizes):

@@ -121,3 +121,25 @@ def test_gpu_tiles_keep_the_instruction_of_the_matmul_operands(x, w, expr, floor
     (kernel,) = [k for k in module.walk() if k.name == "simt.kernel"]
     assert tuple(kernel.properties["mma"].get_values())[:2] == floor
     assert tuple(kernel.properties["tile_sizes"].get_values())[:2] == floor
+
+
+@pytest.mark.parametrize("device, tile", [("host-cpu", (256, 256, 128)), ("epyc-9654", (128, 128, 128))])
+def test_cpu_gemm_tile_comes_from_the_caches(device, tile):
+    """
+    The CPU GEMM tile: k from the L1d (the packed 32-column strip of `b`
+    in half of it), rows x columns the power-of-two pair within a quarter of
+    the L2 that copies in the least per flop; a bigger L2 grows it.
+    """
+    from strata.dialects.device import load_device
+    from strata.passes.tile import cpu_gemm_tile
+
+    spec = load_device(device)
+    rows, columns, k = cpu_gemm_tile(spec)
+    assert (rows, columns, k) == tile
+    assert k * 32 * 4 <= spec["l1d_bytes_per_core"] // 2
+    assert 4 * (rows * k + k * columns + rows * columns) <= spec["l2_bytes_per_core"] // 4
+    # Neither dim can double within the budget (each doubling copies in less per flop).
+    for r, c in ((2 * rows, columns), (rows, 2 * columns)):
+        assert 4 * (r * k + k * c + r * c) > spec["l2_bytes_per_core"] // 4
+    bigger = with_overrides(spec, [f"l2_bytes_per_core={4 * spec['l2_bytes_per_core']}"])
+    assert cpu_gemm_tile(bigger)[0] * cpu_gemm_tile(bigger)[1] > rows * columns
