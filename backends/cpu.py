@@ -249,9 +249,8 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
         lane_share = columns / (-(-columns // lanes) * lanes)
         output_fill = depth / (depth + OUTPUT_TILE_FILL_K) if kernel.kind.data == "gemm" else 1.0
         return LOOP_MATRIX_EFFICIENCY * lane_share * output_fill
-    mr, nr = block
     rows = min(tiles[rank - 2], bounds[rank - 2]) if rank >= 2 else 1
-    padding = rows / (-(-rows // mr) * mr) * columns / (-(-columns // nr) * nr)
+    padding = _block_share(rows, columns, block)
     # `b` packed once per tile (both operands plain loads) or read in place (`a` computed: a
     # transposed or reshaped tile).
     ceiling = spec.get("gemm_efficiency", 1.0) if kernel.packed_bytes.value.data else UNPACKED_GEMM_EFFICIENCY
@@ -272,11 +271,15 @@ def conv_efficiency(kernel: cpu.KernelOp) -> float:
     block = kernel.block()
     if not block:
         return CONV_EFFICIENCY * depth / (depth + OUTPUT_TILE_FILL_K)
-    mr, nr = block
     rows = min(tiles[1], bounds[1])
     columns = min(tiles[2], bounds[2]) * min(tiles[3], bounds[3])
-    padding = rows / (-(-rows // mr) * mr) * columns / (-(-columns // nr) * nr)
-    return CONV_GEMM_EFFICIENCY * padding * depth / (depth + OUTPUT_TILE_FILL_K)
+    return CONV_GEMM_EFFICIENCY * _block_share(rows, columns, block) * depth / (depth + OUTPUT_TILE_FILL_K)
+
+
+def _block_share(rows: int, columns: int, block: tuple[int, ...]) -> float:
+    """The useful share of the (mr, nr) register blocks over a rows x columns output tile (edges padded)."""
+    mr, nr = block
+    return rows / (-(-rows // mr) * mr) * columns / (-(-columns // nr) * nr)
 
 
 def _tile_iterations(kernel: cpu.KernelOp) -> int:
@@ -413,12 +416,13 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     # The copy phases (tile loads into buffers, packing) run between the
     # micro-kernel calls, not under them; the re-reads of `a` and the
     # L3/DRAM streams overlap the FMAs (out-of-order loads, prefetchers).
-    strided_s = strided_access_cycles(kernel, spec) / (spec["clock_hz"] * parallel)
-    copy_s = copy_bytes(kernel, spec) / l2_bandwidth + strided_s
     if kernel.kind.data == "conv" and kernel.block():
         # `CONV_GEMM_EFFICIENCY` was measured on whole implicit-GEMM kernels: it holds their
         # input tile's copy and im2col gather (the weight is read in place).
         copy_s = 0.0
+    else:
+        strided_s = strided_access_cycles(kernel, spec) / (spec["clock_hz"] * parallel)
+        copy_s = copy_bytes(kernel, spec) / l2_bandwidth + strided_s
     memory_s = max((moved["l2"] - copy_bytes(kernel, spec)) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
     threads = kernel.threads.value.data
     latency_s = CALL_LATENCY_S + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0)

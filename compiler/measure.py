@@ -182,16 +182,12 @@ class Measurement:
         }
 
 
-def _copy_names(loop_module: ModuleOp) -> list[str | None]:
-    """Per copy between kernels, in program order: its report name (`relayout_I`), or None when not costed."""
-    from strata.backends.cost import model_function
+def _copy_names(loop_module: ModuleOp) -> list[str]:
+    """Per copy between kernels, in program order: its report name, `relayout_I` (the cpu model costs
+    every copy the native code runs, in this order: `per_call_copies`)."""
     from strata.backends.cpu import per_call_copies
-    from strata.dialects import loop
 
-    # The cpu model costs every copy the native code runs (`per_call_copies`), in this order.
-    costed = {id(op): i for i, op in enumerate(per_call_copies(loop_module))}
-    copies = [op for op in model_function(loop_module).body.block.ops if isinstance(op, loop.CopyOp)]
-    return [f"relayout_{costed[id(op)]}" if id(op) in costed else None for op in copies]
+    return [f"relayout_{i}" for i in range(len(per_call_copies(loop_module)))]
 
 
 def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
@@ -207,7 +203,7 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     measured = dict(medians)
     for j, name in enumerate(_copy_names(loops)):
         slot = f"copy#{j}"
-        if name is not None and slot in measured:
+        if slot in measured:
             measured[name] = measured.pop(slot)
     result = Measurement(target, report.device, threads, repeat, time_s=report.time_s,
                          measured_time_s=medians["total"], outputs=outputs)
