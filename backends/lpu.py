@@ -113,7 +113,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
 
-from strata.backends import systolic_math
+from strata.dialects.hardware import systolic_math
 from strata.backends.cost import Interconnect, KernelCost, Report, chips, collective_cost, model_function
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects import loop

@@ -6,7 +6,7 @@ For each program (all figures are attributes of the op or keys of the spec):
 
 - matrix work: every GEMM of `gemms` (`[count, M, N, K]`; convs already in
   SCALE-Sim's view) is folded onto one `array_rows` x `array_cols` array in
-  the program's `dataflow` (`backends.systolic_math`): `folds` folds of
+  the program's `dataflow` (`dialects/hardware/systolic_math.py`): `folds` folds of
   `cycles_per_fold = base + T` cycles, T the extent streamed in time. The
   `count * folds` folds are independent jobs, run on the `num_arrays`
   arrays in waves; the streamed extent T may also be cut into `s` chunks
@@ -63,20 +63,18 @@ torus, `ici_hop_latency_s` per step (`backends/cost.py` has the formulas).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ModuleOp
 
-from strata.backends import systolic_math
 from strata.backends.cost import (
     Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, relayout_copies,
     transfers,
 )
 from strata.dialects.device import DeviceSpec, SpecError
-from strata.dialects.hardware import systolic
+from strata.dialects.hardware import systolic, systolic_math
 from strata.dialects.hardware._kernel import matrix_operand_type
+from strata.dialects.hardware.systolic_math import GemmSchedule, schedule_gemm
 from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
 
 MATRIX_PEAK = {"i8": "peak_ops_int8", "ui8": "peak_ops_int8", "i4": "peak_ops_int8"}
@@ -112,58 +110,6 @@ def array_peak(spec: DeviceSpec, dtype: str) -> float:
     """
     return (spec["num_arrays"] * spec["array_rows"] * spec["array_cols"] * 2.0 * float(spec["clock_hz"])
             * _rate(spec, dtype))
-
-
-@dataclass(frozen=True)
-class GemmSchedule:
-    """One `[count, M, N, K]` entry of `gemms` on `num_arrays` arrays."""
-
-    count: int
-    m: int
-    n: int
-    k: int
-    mapping: systolic_math.SystolicMapping
-    """The GEMM folded onto one array (SCALE-Sim's view)."""
-    arrays: int
-    splits: int
-    """Chunks the streamed extent T is cut into (always 1 on one array)."""
-    cycles: int
-    """Cycles until the last array finishes (stall-free)."""
-
-    @property
-    def jobs(self) -> int:
-        return self.count * self.mapping.folds * self.splits
-
-    @property
-    def single_array_cycles(self) -> int:
-        """`count` x SCALE-Sim's stall-free cycles on one array."""
-        return self.count * self.mapping.compute_cycles
-
-
-def schedule_gemm(count: int, m: int, n: int, k: int, rows: int, cols: int, arrays: int,
-                  dataflow: str, stationary_buffers: int = 1) -> GemmSchedule:
-    """
-    Spread the folds of `count` GEMMs `(M x K) @ (K x N)` over `arrays` R x C arrays.
-
-    Minimises `ceil(count * folds * s / arrays) * cycles_per_fold(ceil(T / s))`
-    over `s` in `1..min(arrays, T)` (smallest `s` on ties), so one array gives
-    exactly `count * systolic_math.compute_cycles(...)`. With two stationary
-    buffers (`ws`/`is`), a fold's R-cycle shift of its stationary tile runs
-    during the previous fold, so only each array's first fold pays it.
-    """
-    if count < 1 or arrays < 1:
-        raise ValueError(f"count and arrays must be positive, got {count} and {arrays}")
-    mapping = systolic_math.systolic_mapping(m, n, k, rows, cols, dataflow)
-    hidden = rows if stationary_buffers > 1 and dataflow != "os" else 0
-    best: tuple[int, int] | None = None
-    for splits in range(1, min(arrays, mapping.t) + 1):
-        chunk = dataclasses.replace(mapping, t=-(-mapping.t // splits))
-        waves = -(-count * mapping.folds * splits // arrays)
-        cycles = waves * (chunk.cycles_per_fold - hidden) + hidden
-        if best is None or cycles < best[0]:
-            best = (cycles, splits)
-    cycles, splits = best
-    return GemmSchedule(count, m, n, k, mapping, arrays, splits, cycles)
 
 
 def _vmem_words(schedule: GemmSchedule) -> int:

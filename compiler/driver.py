@@ -34,6 +34,7 @@ from strata.dialects.graph.layout import LayoutAttr, RelayoutOp
 from strata.dialects.hardware import HardwareKernelOp
 from strata.dialects.device import DeviceSpec, SpecError, default_device, module_device, set_module_device
 from strata.dialects.vocabulary import TARGETS, DoesNotFit, IllegalSchedule
+from strata.passes.assign_dataflow import AssignDataflowPass
 from strata.passes.assign_layout import AssignLayoutPass
 from strata.passes.export_mlir import ExportMlirPass
 from strata.passes.fuse import FusePass
@@ -70,7 +71,7 @@ def default_pipeline(target: str) -> tuple[tuple[Stage, tuple[ModulePass, ...]],
         (Stage.FUSED, (ShardPass(), FusePass(target=target))),
         (Stage.LAYOUT, (AssignLayoutPass(target=target),)),
         (Stage.LOOP, (TilePass(target=target), LowerToLoopsPass())),
-        (Stage.HARDWARE, (PlaceChipsPass(), LowerToHardwarePass(target=target))),
+        (Stage.HARDWARE, (PlaceChipsPass(), AssignDataflowPass(target=target), LowerToHardwarePass(target=target))),
     )
 
 

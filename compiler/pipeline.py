@@ -16,6 +16,7 @@ from xdsl.transforms import get_all_passes
 from xdsl.utils.exceptions import ArgSpecParseError
 
 from strata.compiler.diagnostics import StrataError
+from strata.passes.assign_dataflow import AssignDataflowPass
 from strata.passes.assign_layout import AssignLayoutPass
 from strata.passes.export_mlir import ExportMlirPass
 from strata.passes.fuse import FusePass
@@ -26,7 +27,8 @@ from strata.passes.shard import ShardPass
 from strata.passes.tile import TilePass
 
 STRATA_PASSES: tuple[type[ModulePass], ...] = (
-    ShardPass, FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, PlaceChipsPass, LowerToHardwarePass, ExportMlirPass,
+    ShardPass, FusePass, AssignLayoutPass, TilePass, LowerToLoopsPass, PlaceChipsPass, AssignDataflowPass, LowerToHardwarePass,
+    ExportMlirPass,
 )
 
 

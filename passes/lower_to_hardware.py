@@ -15,9 +15,9 @@ the op records the mapping that target needs, computed from the loop nest
   for the tiles times the copy-pipeline stages (fewer stages when they would
   not fit `smem_per_block_bytes`), registers per thread, the tensor-core MMA
   shape of the device for the element type.
-- tpu: the dataflow of the arrays (the kernel's `dataflow` attribute if the
-  tuner or a user set one, else the pass option, else the device's
-  `dataflow`), the DMA traffic, the VMEM footprint and the vector-unit work.
+- tpu: the dataflow of the arrays (the kernel's `dataflow` attribute, which
+  `assign-dataflow` or the tuner wrote, else the device's `dataflow`), the
+  DMA traffic, the VMEM footprint and the vector-unit work.
 - lpu: the chip and shards `place-chips` chose, a static slot per chip, the
   functional units, and an explicit `tsp.transfer` for every buffer read on
   a chip other than the one that produced it.
@@ -181,17 +181,9 @@ def lower_gpu(kernel: loop.KernelOp, ins, device: DeviceSpec, heuristics: GpuHeu
 # --------------------------------------------------------------------------- tpu
 
 
-MATRIX_KINDS = ("gemm", "conv", "attention")
-
-
-def dataflow_choices(kind: str, device: DeviceSpec) -> tuple[str, ...]:
-    """The dataflows a kernel of `kind` may take on `device` (none off the systolic target)."""
-    return DATAFLOWS if device.target == "tpu" and kind in MATRIX_KINDS else ()
-
-
-def lower_tpu(kernel: loop.KernelOp, ins, dataflow: str, device: DeviceSpec) -> systolic.ProgramOp:
+def lower_tpu(kernel: loop.KernelOp, ins, device: DeviceSpec) -> systolic.ProgramOp:
     pinned = kernel.attributes.get(DATAFLOW_ATTR)
-    dataflow = pinned.data if isinstance(pinned, StringAttr) else dataflow or device["dataflow"]
+    dataflow = pinned.data if isinstance(pinned, StringAttr) else device["dataflow"]
     if dataflow not in DATAFLOWS:
         raise IllegalSchedule(
             f"kernel '{kernel.kernel_name.data}': dataflow must be one of {', '.join(DATAFLOWS)}, got '{dataflow}'"
@@ -400,8 +392,6 @@ class LowerToHardwarePass(ModulePass):
 
     target: str = ""
     """`gpu`, `tpu`, `lpu` or `cpu`: must match the module's device (empty: the recorded device)."""
-    dataflow: str = ""
-    """tpu: `os`, `ws` or `is` for kernels without their own `dataflow` attribute (empty: the device's)."""
     accumulators_per_thread: int = 64
     """gpu: f32 accumulators per thread of a GEMM CTA (CUTLASS's 128x128 tile on 256 threads)."""
     elements_per_thread: int = 8
@@ -422,7 +412,7 @@ class LowerToHardwarePass(ModulePass):
         chips = pinned.value.data if isinstance(pinned, IntegerAttr) else 1
         lower = {
             "gpu": lambda kernel, ins, *_: lower_gpu(kernel, ins, device, heuristics),
-            "tpu": lambda kernel, ins, *_: lower_tpu(kernel, ins, self.dataflow, device),
+            "tpu": lambda kernel, ins, *_: lower_tpu(kernel, ins, device),
             "lpu": lower_lpu,
             "cpu": lambda kernel, ins, *_: lower_cpu(kernel, ins, self.threads, device),
         }[device.target]

@@ -446,7 +446,7 @@ def _schedule(point: dict) -> str:
     parts = [f"tiles={','.join(map(str, point['tiles']))}"] if "tiles" in point else []
     if "order" in point:
         parts.append(f"order={','.join(map(str, point['order']))}")
-    if "dataflow" in point:
+    if point.get("dataflow"):
         parts.append(f"dataflow={point['dataflow']}")
     return " ".join(parts)
 

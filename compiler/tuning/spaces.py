@@ -7,10 +7,10 @@ for points and is told costs. This module gives it, per kernel of a
 layout-stage module, the legal points, asked of the passes that own each
 choice: tile sizes (`tile`: `candidate_tiles`, legal and fitting the
 device), loop order (`tile`: `loop_orders`) and, on a systolic device, the
-dataflow (`lower-to-hardware`: `dataflow_choices`); and an `evaluate` that
-lowers one standalone copy of the kernel with those choices through
-`lower-to-loops`, `place-chips` and `lower-to-hardware` and costs it with
-the device's model. A point the passes refuse (`IllegalSchedule`) costs
+dataflow (`assign-dataflow`: `dataflow_choices`, what the device's arrays
+run); and an `evaluate` that lowers one standalone copy of the kernel with
+those choices through `lower-to-loops`, `place-chips`, `assign-dataflow` and
+`lower-to-hardware` and costs it with the device's model. A point the passes refuse (`IllegalSchedule`) costs
 infinity; any other failure is a bug and is raised with the point.
 Module-level choices (the fusion switches, the layout switches, the LPU chip
 count) are enumerated whole by `compiler/tuning/autotune.py` and costed as the sum
@@ -32,7 +32,8 @@ from strata.dialects.device import DeviceSpec, set_module_device
 from strata.dialects.graph.kernel import KernelOp
 from strata.dialects.graph.layout import RelayoutOp
 from strata.dialects.vocabulary import DATAFLOW_ATTR, ORDER_ATTR, TILE_ATTR
-from strata.passes.lower_to_hardware import LowerToHardwarePass, dataflow_choices
+from strata.passes.assign_dataflow import AssignDataflowPass, dataflow_choices
+from strata.passes.lower_to_hardware import LowerToHardwarePass
 from strata.passes.lower_to_loops import LowerToLoopsPass
 from strata.passes.place_chips import PlaceChipsPass
 from strata.passes.tile import candidate_tiles, default_order, default_tiles, loop_orders
@@ -43,11 +44,15 @@ def _ints(values) -> DenseArrayBase:
 
 
 def default_point(kernel: KernelOp, device: DeviceSpec) -> dict:
-    """The point the default pipeline would compile `kernel` at."""
+    """
+    The point the default pipeline would compile `kernel` at. Its dataflow
+    is "" (none pinned): `assign-dataflow` picks one from the lowered loop
+    nest, as in the default pipeline.
+    """
     tiles = tuple(default_tiles(kernel, device))
     point = {"tiles": tiles, "order": default_order(kernel, tiles, device)}
     if dataflow_choices(kernel.kind.data, device):
-        point["dataflow"] = device["dataflow"]
+        point["dataflow"] = ""
     return point
 
 
@@ -70,7 +75,7 @@ def apply_point(kernel: KernelOp, point: dict) -> None:
     """Write a point's choices as the attributes the lowering passes read."""
     kernel.attributes[TILE_ATTR] = _ints(point["tiles"])
     kernel.attributes[ORDER_ATTR] = _ints(point["order"])
-    if "dataflow" in point:
+    if point.get("dataflow"):
         kernel.attributes[DATAFLOW_ATTR] = StringAttr(point["dataflow"])
 
 
@@ -104,5 +109,6 @@ class KernelEvaluator:
         ctx = ir.make_context()
         LowerToLoopsPass().apply(ctx, module)
         PlaceChipsPass().apply(ctx, module)
+        AssignDataflowPass().apply(ctx, module)
         LowerToHardwarePass().apply(ctx, module)
         return estimate(module, self.spec).time_s

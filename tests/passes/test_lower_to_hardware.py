@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from xdsl.dialects.builtin import StringAttr, UnknownLoc
+from xdsl.dialects.builtin import UnknownLoc
 
 from strata.compiler.execution import loop_interpreter, reference
 from strata.compiler.driver import Stage, compile_module
@@ -67,19 +67,6 @@ def test_kernel_flops_match_the_graph():
         matrix = sum(k.matrix_flops.value.data for k in kernels)
         assert matrix == 2 * 64 * (784 * 256 + 256 * 10)
         assert graph_flops <= sum(k.flops.value.data for k in kernels) <= graph_flops * 1.05
-
-
-def test_systolic_dataflow_from_option_and_from_the_kernel_attribute():
-    module = load_model("samples/mlp.model", {"B": 8})
-    compile_module(module, "tpu", Stage.LOOP)
-    first = next(op for op in module.walk() if isinstance(op, loop.KernelOp))
-    first.attributes["dataflow"] = StringAttr("os")
-    parse_pipeline("lower-to-hardware{target=tpu dataflow=is}").apply(make_context(), module)
-    programs = [op for op in module.walk() if isinstance(op, systolic.ProgramOp)]
-    assert [p.dataflow.data for p in programs] == ["os"] + ["is"] * (len(programs) - 1)
-    matmuls = [op for op in programs[0].walk() if isinstance(op, systolic.MatmulOp)]
-    assert matmuls and all(m.dataflow.data == "os" for m in matmuls)
-    assert programs[0].gemm_list() == [(1, 8, 256, 784)]
 
 
 def test_conv_gemm_view_follows_scalesim():

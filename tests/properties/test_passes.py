@@ -74,9 +74,12 @@ def test_assign_layout(target, model, channels_last, tiled):
 
 HARDWARE_OPTIONS = {
     "gpu": st.just(""),
-    "tpu": st.sampled_from(["", "{dataflow=os}", "{dataflow=ws}", "{dataflow=is}"]),
+    "tpu": st.just(""),
     "lpu": st.just(""),
     "cpu": st.sampled_from(["", "{threads=2}", "{threads=3}"]),
+}
+DATAFLOW_OPTIONS = {
+    "tpu": st.sampled_from(["", "{dataflow=os}", "{dataflow=ws}", "{dataflow=is}"]),
 }
 
 
@@ -84,11 +87,14 @@ HARDWARE_OPTIONS = {
 @RUN
 @given(model=DRAWN, data=st.data())
 def test_small_tiles_to_hardware(target, model, data):
-    """`tile` with tiny tiles (many tiles, edge tiles, K and key loops), `lower-to-loops`, `lower-to-hardware`."""
+    """`tile` with tiny tiles (many tiles, edge tiles, K and key loops), `lower-to-loops`, `assign-dataflow`,
+    `lower-to-hardware`."""
     sizes = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=4), label="sizes")
     order = data.draw(st.sampled_from(["", " order=1,0", " order=2,0,1"]), label="order")
+    dataflow = data.draw(DATAFLOW_OPTIONS.get(target, st.just("")), label="assign-dataflow options")
     hardware = data.draw(HARDWARE_OPTIONS[target], label="lower-to-hardware options")
-    spec = f"tile{{sizes={','.join(map(str, sizes))}{order}}},lower-to-loops,place-chips,lower-to-hardware{hardware}"
+    spec = (f"tile{{sizes={','.join(map(str, sizes))}{order}}},lower-to-loops,place-chips,assign-dataflow{dataflow},"
+            f"lower-to-hardware{hardware}")
     check_model(model, Pipeline.parse(spec, target))
 
 

@@ -21,7 +21,7 @@
 // RUN: strata opt %s -p 'lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=GPU
 // RUN: strata opt %s -p 'lower-to-hardware{target=gpu}' --no-debuginfo | strata opt - --no-debuginfo | filecheck %s --check-prefix=GPU
 // RUN: strata opt %s -p 'lower-to-hardware{target=tpu}' --no-debuginfo | filecheck %s --check-prefix=TPU
-// RUN: strata opt %s -p 'lower-to-hardware{target=tpu dataflow=os}' --no-debuginfo | filecheck %s --check-prefix=TPUOS
+// RUN: strata opt %s -p 'assign-dataflow{target=tpu dataflow=os},lower-to-hardware{target=tpu}' --no-debuginfo | filecheck %s --check-prefix=TPUOS
 // RUN: strata opt %s -p 'place-chips{target=lpu},lower-to-hardware' --no-debuginfo | filecheck %s --check-prefix=LPU
 // RUN: strata opt %s -p 'place-chips{target=lpu chips=2},lower-to-hardware' --no-debuginfo | strata opt - --no-debuginfo | filecheck %s --check-prefix=LPU2
 // The chip count can also come from the module's strata.chips attribute; the option wins over it.
@@ -217,12 +217,13 @@ builtin.module {
 // TPU-NOT:   {{loop.kernel|loop.end|graph.matmul}}
 // TPU:       func.return
 
-// dataflow=os applies to every kernel without its own attribute.
+// assign-dataflow{dataflow=os} applies to every matrix kernel without its own
+// attribute; a kernel with no GEMM keeps the device's (it never uses the arrays).
 // TPUOS:     systolic.program "gemm_0" {{.*}} dataflow = "os",
 // TPUOS:     systolic.matmul {{.*}} {dataflow = "os"}
 // TPUOS:     systolic.program "gemm_1" {{.*}} dataflow = "is",
 // TPUOS:     systolic.matmul {{.*}} {dataflow = "is"}
-// TPUOS:     systolic.program "row_0" {{.*}} dataflow = "os",
+// TPUOS:     systolic.program "row_0" {{.*}} dataflow = "ws",
 // TPUOS:     systolic.program "gemm_2" {{.*}} dataflow = "os",
 // TPUOS:     systolic.matmul {{.*}} {dataflow = "os"}
 

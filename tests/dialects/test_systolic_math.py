@@ -1,7 +1,7 @@
 """
-backends.systolic_math against SCALE-Sim v3.0.0, row by row, plus its invariants.
+dialects/hardware/systolic_math.py against SCALE-Sim v3.0.0, row by row, plus its invariants.
 
-`scalesim_v3_results.csv` is a verbatim copy of the project's reference runs
+`tests/backends/scalesim_v3_results.csv` is a verbatim copy of the project's reference runs
 (shared/reference); `scalesim_extra.csv` holds extra small layers on
 non-square arrays, run the same way (see its header). SCALE-Sim prints the
 index of the last cycle, so a stall-free count is `Total Cycles - Stall
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strata.backends.systolic_math import (
+from strata.dialects.hardware.systolic_math import (
     DATAFLOWS,
     compute_cycles,
     compute_utilisation,
@@ -29,7 +29,7 @@ from strata.backends.systolic_math import (
     systolic_mapping,
 )
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent / "backends"  # the SCALE-Sim runs, shared with test_systolic_cost.py
 
 
 def _rows(name):

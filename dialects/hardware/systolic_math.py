@@ -25,12 +25,18 @@ fold costs as much as a full one (null requests pad it to the array size).
 In `ws`/`is` the extra `R` is the stationary operand being shifted into the
 array before the fold streams; `R + C - 2` is the fill/drain skew.
 
-Assumptions: one array (no multi-core partitioning), dense operands (no
-sparsity), SCALE-Sim's `InterfaceBandwidth: CALC` mode (no memory stalls).
+Assumptions: dense operands (no sparsity), SCALE-Sim's `InterfaceBandwidth:
+CALC` mode (no memory stalls). `schedule_gemm` spreads the folds of many
+GEMMs over several arrays (a TPU core's MXUs); everything else is one array.
+
+This is the arrays' arithmetic, shared by the pass that picks a kernel's
+dataflow (`passes/assign_dataflow.py`) and the TPU cost model
+(`backends/systolic.py`), so the decision and the estimate count alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -220,6 +226,74 @@ def systolic_gemm(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -
         utilisation=macs / (rows * cols * cycles),
         sram=sram_accesses(m, n, k, rows, cols, dataflow),
     )
+
+
+@dataclass(frozen=True)
+class GemmSchedule:
+    """One `[count, M, N, K]` entry of `gemms` on `num_arrays` arrays."""
+
+    count: int
+    m: int
+    n: int
+    k: int
+    mapping: SystolicMapping
+    """The GEMM folded onto one array (SCALE-Sim's view)."""
+    arrays: int
+    splits: int
+    """Chunks the streamed extent T is cut into (always 1 on one array)."""
+    cycles: int
+    """Cycles until the last array finishes (stall-free)."""
+
+    @property
+    def jobs(self) -> int:
+        return self.count * self.mapping.folds * self.splits
+
+    @property
+    def single_array_cycles(self) -> int:
+        """`count` x SCALE-Sim's stall-free cycles on one array."""
+        return self.count * self.mapping.compute_cycles
+
+
+def schedule_gemm(count: int, m: int, n: int, k: int, rows: int, cols: int, arrays: int,
+                  dataflow: str, stationary_buffers: int = 1) -> GemmSchedule:
+    """
+    Spread the folds of `count` GEMMs `(M x K) @ (K x N)` over `arrays` R x C arrays.
+
+    Minimises `ceil(count * folds * s / arrays) * cycles_per_fold(ceil(T / s))`
+    over `s` in `1..min(arrays, T)` (smallest `s` on ties), so one array gives
+    exactly `count * compute_cycles(...)`. With two stationary
+    buffers (`ws`/`is`), a fold's R-cycle shift of its stationary tile runs
+    during the previous fold, so only each array's first fold pays it.
+    """
+    if count < 1 or arrays < 1:
+        raise ValueError(f"count and arrays must be positive, got {count} and {arrays}")
+    mapping = systolic_mapping(m, n, k, rows, cols, dataflow)
+    hidden = rows if stationary_buffers > 1 and dataflow != "os" else 0
+    best: tuple[int, int] | None = None
+    for splits in range(1, min(arrays, mapping.t) + 1):
+        chunk = dataclasses.replace(mapping, t=-(-mapping.t // splits))
+        waves = -(-count * mapping.folds * splits // arrays)
+        cycles = waves * (chunk.cycles_per_fold - hidden) + hidden
+        if best is None or cycles < best[0]:
+            best = (cycles, splits)
+    cycles, splits = best
+    return GemmSchedule(count, m, n, k, mapping, arrays, splits, cycles)
+
+
+def runnable_dataflows(dataflow: str) -> tuple[str, ...]:
+    """
+    The dataflows an array built for `dataflow` runs, its own first. A
+    stationary-operand array holds whichever operand is shifted into it:
+    computing `C^T = B^T @ A^T` makes the input the stationary operand, so
+    `ws` and `is` are one array with the operands' roles swapped (a TPU's
+    weight-stationary MXU runs both; the compiler picks the roles). An
+    output-stationary array keeps partial sums in its PEs and runs only `os`.
+    """
+    if dataflow not in DATAFLOWS:
+        raise ValueError(f"unknown dataflow {dataflow!r}; expected one of {', '.join(DATAFLOWS)}")
+    if dataflow == "os":
+        return ("os",)
+    return (dataflow, "is" if dataflow == "ws" else "ws")
 
 
 def conv_output_size(size: int, kernel: int, stride: int) -> int:
