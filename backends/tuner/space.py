@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-SPACE_VERSION = 1
+SPACE_VERSION = 2
 """Bumped whenever the space construction (knobs, their values' meaning) changes."""
 
 Point = dict[str, Any]
