@@ -4,6 +4,11 @@ The cpu cost model against measured runs of strata's own native code.
 Usage: .venv/bin/python benchmarks/cpu_cost_model.py [--repeat 10] [--threads 1]
        [--samples mlp,gpt2,...] [--schedules 20] [--no-gemm] [--no-samples]
 
+Estimates are of this machine's CPU as `--device host` measures it
+(`compiler/host.py`: its FMA peak, caches and bandwidths, and
+`gemm_efficiency` calibrated on the 1024^3 GEMM at its default tiles, so
+section 2's default point is in-sample and everything else is not).
+
 1. Every sample (`samples/*.model`) at a reduced size (`SIZES`, the sizes
    `benchmarks/mlir_runtime.py` runs at) is measured as `strata measure
    --target cpu` does (`compiler/measure.py`: one loop-stage module, costed
@@ -45,10 +50,13 @@ from strata.compiler import measure  # noqa: E402
 from strata.compiler.driver import Stage, attach_device  # noqa: E402
 from strata.compiler.execution import native, weights  # noqa: E402
 from strata.compiler.frontend import compile_source, load_model  # noqa: E402
+from strata.compiler.host import host_device  # noqa: E402
 from strata.compiler.tuning.spaces import KernelEvaluator, kernel_points, standalone  # noqa: E402
 from strata.dialects.graph.kernel import KernelOp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+HOST_DEVICE = host_device()
+"""This machine's CPU, measured on it (`--device host`, compiler/host.py): the runs are timed here."""
 
 SIZES = {
     "mlp": {"B": 64},
@@ -79,7 +87,7 @@ def ratio(estimate: float, measured: float | None) -> str:
 
 def measured(module, repeat: int, threads: int, schedule: dict | None = None) -> measure.Measurement:
     bound = weights.bind_values(model_function(module), 0)
-    attach_device(module, None, TARGET)
+    attach_device(module, HOST_DEVICE, TARGET)
     return measure.measure(module, TARGET, bound.inputs, bound.params, threads, repeat, schedule)
 
 
@@ -138,7 +146,7 @@ def gemm_schedules(count: int) -> list[dict]:
     from strata.compiler.ir import make_context
 
     module = compile_source(GEMM_MODEL, "gemm.model")
-    spec = attach_device(module, None, TARGET)
+    spec = attach_device(module, HOST_DEVICE, TARGET)
     run_passes(make_context(), module, passes_between(TARGET, Stage.GRAPH, Stage.LAYOUT), DumpOptions())
     kernel = next(op for op in module.walk() if isinstance(op, KernelOp))
     evaluate = KernelEvaluator(standalone(kernel, spec), spec)

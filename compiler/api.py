@@ -27,10 +27,11 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.compiler import ir
+from strata.compiler.device_options import named_device
 from strata.compiler.diagnostics import StrataError as Error
 from strata.compiler.driver import Stage, attach_device, compile_module, detect_stage, passes_between
 from strata.compiler.schedule import apply_schedule, parse_schedule
-from strata.dialects.device import DeviceSpec, SpecError, load_device, load_device_file, module_device, with_overrides
+from strata.dialects.device import DeviceSpec, SpecError, load_device_file, module_device, with_overrides
 from strata.dialects.vocabulary import TARGETS
 
 __all__ = ["Compiled", "Error", "Model", "compile", "device", "load", "parse", "run"]
@@ -87,7 +88,11 @@ def parse(text: str, filename: str = "<string>", defines: Mapping[str, int] | No
 
 
 def device(name: str | Path | DeviceSpec, spec: Mapping[str, Any] | Sequence[str] | None = None) -> DeviceSpec:
-    """A device: a shipped name (`h100`, `tpu-v4`, ...), a spec file, or a `DeviceSpec`, with `spec` overrides."""
+    """
+    A device: a shipped name (`h100`, `tpu-v4`, ...), `host` (this machine's
+    CPU, measured on first use), a spec file, or a `DeviceSpec`, with `spec`
+    overrides.
+    """
     return _load_device(name, spec)
 
 
@@ -98,7 +103,7 @@ def _load_device(name, spec) -> DeviceSpec:
         elif str(name).endswith(".toml"):
             chosen = load_device_file(name)
         else:
-            chosen = load_device(str(name))
+            chosen = named_device(str(name))
         return with_overrides(chosen, spec) if spec else chosen
     except SpecError as err:
         raise Error(f"error: {err}") from None

@@ -35,7 +35,7 @@ from strata.compiler.testing.fuzz import cmd_fuzz
 from strata.compiler.pipeline import parse_pipeline
 from strata.compiler.schedule import MAX_DEVICES, apply_schedule, parse_schedule
 from strata.dialects.vocabulary import ALL_TARGETS, CHIPS_ATTR, TARGETS, mesh_sizes
-from strata.dialects.device import SpecError
+from strata.dialects.device import DeviceSpec, SpecError
 from strata.compiler.reports.stats import human, model_function, model_stats
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
@@ -485,8 +485,7 @@ def cmd_measure(args) -> int:
         raise StrataError(f"error: the model's inputs and weights hold {total:,} elements, too many to execute"
                           f" here; shrink it with -D (e.g. -D S=16)")
     bound = weights.bind_values(fn, args.seed)
-    devices = chosen_devices(args, [args.target], recorded_device(module))
-    attach_device(module, devices.get(args.target), args.target)
+    attach_device(module, _measured_device(args, module), args.target)
     schedule = parse_schedule(args.schedule)
     spread = [key for key in ("tp", "dp", "sp", "chips") if key in schedule]
     if spread:
@@ -500,6 +499,19 @@ def cmd_measure(args) -> int:
     else:
         measure.print_measurement(result)
     return 0
+
+
+def _measured_device(args, module) -> DeviceSpec:
+    """
+    The cpu device `measure` and `tune --measure` cost on: the one the options
+    or a dump name, else this machine (`--device host`): the runs are timed here.
+    """
+    from strata.compiler import host
+
+    base = recorded_device(module)
+    if not base and not (args.device or args.device_file):
+        base = {"cpu": host.host_device()}
+    return chosen_devices(args, ["cpu"], base).get("cpu") or base["cpu"]
 
 
 def _tune_measured(args) -> int:
@@ -517,8 +529,7 @@ def _tune_measured(args) -> int:
     module = load_input(args.model, args.defines)
     if detect_stage(module) != Stage.GRAPH:
         raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
-    devices = chosen_devices(args, [args.target], recorded_device(module))
-    device = attach_device(module, devices.get(args.target), args.target)
+    device = attach_device(module, _measured_device(args, module), args.target)
     _, report = measure.tune_measured(module, args.target, device, _tune_options(args), args.threads, args.repeat,
                                       args.candidates, args.seed)
     if args.report == "json":

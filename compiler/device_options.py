@@ -24,12 +24,20 @@ def nonempty(text: str) -> str:
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="NAME", type=nonempty, help="device to compile for and cost on (see `strata targets`;"
-                        " default: the device a dump records, else per target h100, tpu-v4, groq-lpu)")
+                        " `host`: this machine's CPU, measured on first use; default: the device a dump records, else"
+                        " per target h100, tpu-v4, groq-lpu, xeon-spr-2c)")
     parser.add_argument("--device-file", metavar="FILE", type=nonempty,
                         help="the device described by this spec file (.toml)")
     parser.add_argument("--spec", metavar="KEY=VALUE", action="append", default=[],
                         help="override one figure of the device spec, e.g. --spec smem_per_block_bytes=49152"
                         " (repeatable); tiling, layouts, chip placement, tuning and costing all see it")
+
+
+def named_device(name: str) -> DeviceSpec:
+    """A shipped device, a spec file, or `host`: this machine's CPU, measured on it (`compiler/host.py`)."""
+    from strata.compiler import host
+
+    return host.host_device() if name == host.HOST else specs.load_device(name)
 
 
 def _given(args) -> bool:
@@ -52,7 +60,7 @@ def chosen_devices(args, targets: list[str], base: dict | None = None) -> dict[s
         chosen = {t: (base or {}).get(t) or specs.default_device(t) for t in targets}
         if args.device or args.device_file:
             given = args.device or args.device_file
-            device = specs.load_device(given) if args.device else specs.load_device_file(given)
+            device = named_device(given) if args.device else specs.load_device_file(given)
             if device.target not in chosen:
                 raise StrataError(f"error: device '{device.name}' is a {device.target} device, not one for"
                                   f" --target {','.join(targets)}")

@@ -53,7 +53,7 @@ SPECS_DIR = Path(__file__).parent.parent / "backends" / "specs"
 DEVICES: dict[str, Path] = {path.stem: path for path in sorted(SPECS_DIR.glob("*.toml"))}
 """Shipped device name -> its spec file."""
 
-DEFAULT_DEVICE: dict[str, str] = {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu", "cpu": "host-cpu"}
+DEFAULT_DEVICE: dict[str, str] = {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu", "cpu": "xeon-spr-2c"}
 """The device each target compiles for unless the user picks another."""
 
 TILE_MEMORY: dict[str, str] = {

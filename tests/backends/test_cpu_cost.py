@@ -51,7 +51,7 @@ def test_host_gemm_runs_near_the_measured_share_of_the_fma_peak():
     """
     report, module = _gemm()
     (kernel,) = report.kernels
-    spec = load_device("host-cpu")
+    spec = load_device("xeon-spr-2c")
     efficiency = 2 * 1024**3 / kernel.time_s / cpu_model.core_peak(spec)
     assert 0.60 <= efficiency <= 0.75
     assert kernel.bound == "compute" and kernel.extra["micro_kernel"] == "12x32"
@@ -81,7 +81,7 @@ def test_one_tile_kernels_gain_nothing_from_threads():
 
 def test_gemm_time_follows_the_clock_and_the_shape():
     base, _ = _gemm(m=512, n=512, k=512)
-    spec = load_device("host-cpu")
+    spec = load_device("xeon-spr-2c")
     fast, _ = _gemm(m=512, n=512, k=512, device=with_overrides(spec, ["clock_hz=7.63e9"]))
     # The FMAs run twice as fast; the tile copies still take the L2's time.
     assert base.kernels[0].extra["compute_s"] / fast.kernels[0].extra["compute_s"] == pytest.approx(2.0)
@@ -101,7 +101,7 @@ def test_ragged_tiles_pay_for_padded_register_blocks():
 
 def test_streams_follow_the_bandwidth_once_memory_bound():
     source = ELEMENTWISE.format(n=8192, fn="relu")
-    spec = load_device("host-cpu")
+    spec = load_device("xeon-spr-2c")
     report, _ = _report(source)
     slow, _ = _report(source, device=with_overrides(spec, ["l3_bandwidth=1e10", "l3_bandwidth_per_core=5e9"]))
     slower, _ = _report(source, device=with_overrides(spec, ["l3_bandwidth=5e9", "l3_bandwidth_per_core=2.5e9"]))
@@ -117,7 +117,7 @@ def test_exponentials_cost_polynomials():
     assert kernel.transcendentals.value.data == 8192 * 1024
     assert gelu.kernels[0].extra["compute_s"] > 5 * relu.kernels[0].extra["compute_s"]
     assert gelu.time_s >= relu.time_s
-    fast = with_overrides(load_device("host-cpu"), ["l3_bandwidth=1e13", "l3_bandwidth_per_core=1e13"])
+    fast = with_overrides(load_device("xeon-spr-2c"), ["l3_bandwidth=1e13", "l3_bandwidth_per_core=1e13"])
     relu, _ = _report(ELEMENTWISE.format(n=8192, fn="relu"), device=fast)
     gelu, _ = _report(ELEMENTWISE.format(n=8192, fn="gelu"), device=fast)
     assert gelu.time_s > 1.5 * relu.time_s and gelu.kernels[0].bound == "compute"
@@ -126,7 +126,7 @@ def test_exponentials_cost_polynomials():
 def test_data_beyond_the_l3_streams_from_dram():
     source = ELEMENTWISE.format(n=8192, fn="relu")
     report, _ = _report(source)
-    small_l3, _ = _report(source, device=with_overrides(load_device("host-cpu"), ["l3_bytes=8388608"]))
+    small_l3, _ = _report(source, device=with_overrides(load_device("xeon-spr-2c"), ["l3_bytes=8388608"]))
     assert "l3" in report.kernels[0].bytes and "dram" in small_l3.kernels[0].bytes
     assert small_l3.time_s > report.time_s
 
@@ -146,11 +146,11 @@ def test_another_cpu_tiles_for_its_caches_and_prices_its_cores():
 def test_report_has_the_cpu_columns():
     report, _ = _gemm(m=128, n=128, k=128)
     data = report.as_json()
-    assert data["target"] == "cpu" and data["device"] == "host-cpu"
+    assert data["target"] == "cpu" and data["device"] == "xeon-spr-2c"
     kernel = data["kernels"][0]
     assert {"time_s", "threads", "parallel_tiles", "micro_kernel", "compute_s", "memory_s"} <= set(kernel)
     assert data["total"]["time_s"] == pytest.approx(kernel["time_s"])
-    assert data["total"]["peak_flops_per_s"] == pytest.approx(cpu_model.core_peak(load_device("host-cpu")))
+    assert data["total"]["peak_flops_per_s"] == pytest.approx(cpu_model.core_peak(load_device("xeon-spr-2c")))
 
 
 def test_pipeline_option_threads_must_be_positive():
@@ -176,7 +176,7 @@ def test_copies_run_on_every_call_are_costed_by_their_elements():
     """
     report, module = _report(CONV)
     relayouts = [k for k in report.kernels if k.kind == "relayout"]
-    spec = load_device("host-cpu")
+    spec = load_device("xeon-spr-2c")
     elements = sorted(k.extra["compute_s"] * spec["clock_hz"] / cpu_model.CYCLES_PER_RELAYOUT_ELEMENT
                       for k in relayouts)
     assert [round(e) for e in elements] == [16 * 16 * 16, 32 * 16 * 3 * 3, 32 * 16 * 16]
@@ -211,7 +211,7 @@ def test_an_unpacked_gemm_runs_at_the_unpacked_ceiling():
     report, module = _report(source)
     kernel = next(k for k in module.walk() if isinstance(k, cpu.KernelOp) and k.kind.data == "gemm")
     assert kernel.packed_bytes.value.data == 0 and kernel.block()
-    spec = load_device("host-cpu")
+    spec = load_device("xeon-spr-2c")
     (mr, nr), (_, m, n, k), (_, rows, columns, k_tile) = (kernel.block(), kernel.bounds.get_values(),
                                                          kernel.tile_sizes.get_values())
     padding = min(rows, m) / (-(-min(rows, m) // mr) * mr) * min(columns, n) / (-(-min(columns, n) // nr) * nr)
@@ -226,7 +226,7 @@ def test_strided_walks_pay_for_the_cache_lines_they_miss():
     line only after 32 x 32 others (64 KiB > the 48 KiB L1d): every element misses. Of 16 x 16 x 16
     (16 KiB) the lines stay in the L1d; in i8 four elements share a line; a logical walk is free.
     """
-    spec = load_device("host-cpu")
+    spec = load_device("xeon-spr-2c")
     nhwc = LayoutAttr([0, 2, 3, 1])
     per_element = [cpu_model.strided_cycles(nhwc, shape, shape, size, spec)
                    for shape, size in (([1, 16, 32, 32], 4), ([1, 16, 16, 16], 4), ([1, 16, 32, 32], 1))]

@@ -40,8 +40,10 @@ def _json(capsys, argv) -> dict:
 @needs_mlir
 @needs_cpu
 def test_measure_json_times_every_kernel_of_the_report(capsys):
-    report = _json(capsys, ["compile", *MLP, "--target", "cpu", "--report", "json"])
+    # measure costs on this machine (`--device host`) unless a device is named.
+    report = _json(capsys, ["compile", *MLP, "--target", "cpu", "--device", "host", "--report", "json"])
     measured = _json(capsys, ["measure", *MLP, "--target", "cpu", "--repeat", "3", "--report", "json"])
+    assert measured["device"] == "host"
     assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in report["kernels"]]
     for kernel, costed in zip(measured["kernels"], report["kernels"]):
         assert kernel["time_s"] == pytest.approx(costed["time_s"])

@@ -27,7 +27,7 @@ from strata.dialects.device import (
 )
 
 EXPECTED_TARGETS = {"h100": "gpu", "a100": "gpu", "tpu-v4": "tpu", "tpu-v5e": "tpu", "groq-lpu": "lpu",
-                    "host-cpu": "cpu", "epyc-9654": "cpu"}
+                    "xeon-spr-2c": "cpu", "epyc-9654": "cpu"}
 UNSOURCED = {"name", "target", "description"}
 
 
@@ -46,7 +46,7 @@ def test_every_device_loads(name):
 
 def test_devices_and_defaults():
     assert set(DEVICES) == set(EXPECTED_TARGETS)
-    assert DEFAULT_DEVICE == {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu", "cpu": "host-cpu"}
+    assert DEFAULT_DEVICE == {"gpu": "h100", "tpu": "tpu-v4", "lpu": "groq-lpu", "cpu": "xeon-spr-2c"}
     for target, name in DEFAULT_DEVICE.items():
         assert default_device(target).target == target
         assert default_device(target) is load_device(name)
@@ -86,7 +86,7 @@ def test_gpu_peak_matches_sms_and_clock(name):
     assert s.tile_memory_bytes == s["smem_per_block_bytes"] <= s["smem_per_sm_bytes"]
 
 
-@pytest.mark.parametrize("name", ["host-cpu", "epyc-9654"])
+@pytest.mark.parametrize("name", ["xeon-spr-2c", "epyc-9654"])
 def test_cpu_peak_matches_cores_lanes_pipes_and_clock(name):
     s = load_device(name)
     peak = s["cores"] * s["simd_lanes_f32"] * s["fma_pipes"] * 2 * s["clock_hz"]
@@ -99,13 +99,13 @@ def test_cpu_peak_matches_cores_lanes_pipes_and_clock(name):
 
 
 def test_cpu_spec_needs_its_keys_and_keeps_l1_under_l2(tmp_path):
-    text = load_device("host-cpu").path.read_text()
+    text = load_device("xeon-spr-2c").path.read_text()
     path = tmp_path / "cpu.toml"
     path.write_text(text.replace("fma_pipes = 2", "# no pipes"))
     with pytest.raises(SpecError, match="missing required key 'fma_pipes' for target 'cpu'"):
         load_device_file(path)
     with pytest.raises(SpecError, match="l1d_bytes_per_core = 4194304 is more than l2_bytes_per_core"):
-        with_overrides(load_device("host-cpu"), ["l1d_bytes_per_core=4194304"])
+        with_overrides(load_device("xeon-spr-2c"), ["l1d_bytes_per_core=4194304"])
 
 
 def test_lpu_derived_figures():

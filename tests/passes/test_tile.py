@@ -123,7 +123,7 @@ def test_gpu_tiles_keep_the_instruction_of_the_matmul_operands(x, w, expr, floor
     assert tuple(kernel.properties["tile_sizes"].get_values())[:2] == floor
 
 
-@pytest.mark.parametrize("device, tile", [("host-cpu", (256, 256, 128)), ("epyc-9654", (128, 128, 128))])
+@pytest.mark.parametrize("device, tile", [("xeon-spr-2c", (256, 256, 128)), ("epyc-9654", (128, 128, 128))])
 def test_cpu_gemm_tile_comes_from_the_caches(device, tile):
     """
     The CPU GEMM tile: k from the L1d (the packed 32-column strip of `b`

@@ -1,0 +1,366 @@
+"""
+This machine's CPU as a `cpu` device spec, measured on it: `--device host`.
+
+The shipped cpu specs describe the machines they were measured or sourced
+on. `host_device()` describes the one strata runs on, so that `strata
+measure` and `strata tune --measure` (which time native code here) compare
+runs with estimates of this CPU:
+
+- a small C probe (16-float vectors and OpenMP, built for this CPU with the
+  system C compiler: zmm registers with AVX-512, ymm pairs with AVX2)
+  measures one core's f32 FMA peak (12 independent chains of 16-float
+  FMAs, best of 5), the read bandwidth of each cache level and of
+  DRAM with one thread and with every core (each thread summing its own
+  buffer of 24 KiB, 1 MiB, 32 MiB, 1 GiB), and the fork and join of an empty
+  OpenMP region; sysfs gives the cache sizes, /proc/meminfo the memory;
+- `fma_pipes` (vector FMAs per clock) cannot be told apart from the clock
+  by timing: it comes from the vendor and family (`vector_unit`), the clock
+  from the peak and the pipes;
+- `gemm_efficiency`, the share of the FMA peak strata's GEMM micro-kernel
+  runs at, is calibrated here as it was on the shipped spec: strata's own
+  f32 1024^3 GEMM is compiled natively, timed (median of 5), and the key is
+  solved from the cost model's estimate, which is `A / gemm_efficiency + B`
+  in it. Without the MLIR toolchain the shipped spec's value is kept, marked
+  `[assumed]`.
+
+The spec is written once per machine to `host-<fingerprint>.toml` in
+`$STRATA_CACHE_DIR` (default `~/.cache/strata`), the fingerprint hashing the
+CPU's model, flags, cores and caches and `HOST_SPEC_VERSION`: a second call
+reads it (delete the file to measure again). Measure on an idle machine:
+the shared figures move with whatever else runs. A CPU without FMA units,
+or no C compiler, is a clear error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from strata.compiler.diagnostics import StrataError
+from strata.dialects import device as specs
+from strata.dialects.device import DeviceSpec
+
+HOST_SPEC_VERSION = 1
+"""Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
+
+HOST = "host"
+"""The device name `--device` resolves by measuring this machine."""
+
+CALIBRATION_SHAPE = 1024
+"""The GEMM `gemm_efficiency` is solved on: f32, M = N = K = 1024, one thread."""
+
+PROBE_C = r"""
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* 16 f32 lanes: one zmm register with AVX-512, two ymm with AVX2 (-march=native picks). */
+typedef float v16 __attribute__((vector_size(64)));
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+
+static float total(v16 v) { float s = 0; for (int i = 0; i < 16; i++) s += v[i]; return s; }
+
+static double peak(void) {
+  v16 a[12], b, c;
+  for (int i = 0; i < 16; i++) { b[i] = 0.999999f; c[i] = 1e-7f; }
+  for (int j = 0; j < 12; j++) for (int i = 0; i < 16; i++) a[j][i] = (float)j;
+  long n = 50000000; double best = 0;
+  for (int rep = 0; rep < 5; rep++) {
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+#pragma GCC unroll 12
+      for (int j = 0; j < 12; j++) a[j] = a[j] * b + c;
+    }
+    double g = n * 12.0 * 32 / (now() - t0);
+    if (g > best) best = g;
+  }
+  float s = 0; for (int j = 0; j < 12; j++) s += total(a[j]);
+  if (s == 12345.f) printf("#");
+  return best;
+}
+
+static float sum(const float *x, long n) {
+  v16 acc[8] = {0};
+  for (long i = 0; i < n; i += 128) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) acc[j] += *(const v16 *)(x + i + 16 * j);
+  }
+  for (int j = 1; j < 8; j++) acc[0] += acc[j];
+  return total(acc[0]);
+}
+
+/* Bytes/s all `threads` threads read together, each from its own buffer of `bytes`. */
+static double bandwidth(long bytes, int threads) {
+  long n = bytes / 4;
+  long reps = (long)(4e8 / bytes) + 1;
+  double best = 0;
+  volatile float sink = 0;
+#pragma omp parallel num_threads(threads)
+  {
+    float *x = aligned_alloc(64, n * 4);
+    for (long i = 0; i < n; i++) x[i] = 1.0f;
+    for (int trial = 0; trial < 5; trial++) {
+#pragma omp barrier
+      double t0 = now();
+      float s = 0;
+      for (long r = 0; r < reps; r++) { s += sum(x, n); __asm__ volatile("" : : "r"(x) : "memory"); }
+#pragma omp barrier
+      double t = now() - t0;
+#pragma omp master
+      { double b = (double)bytes * reps * threads / t; if (b > best) best = b; }
+      sink += s;
+    }
+    free(x);
+  }
+  return best;
+}
+
+/* Seconds one empty `omp parallel` region (fork and join) takes on `threads` threads. */
+static double fork_join(int threads) {
+  double best = 1;
+  volatile int sink = 0;
+  for (int trial = 0; trial < 5; trial++) {
+    double t0 = now();
+    for (int i = 0; i < 20000; i++) {
+#pragma omp parallel num_threads(threads)
+      { if (omp_get_thread_num() == threads) sink++; }
+    }
+    double t = (now() - t0) / 20000;
+    if (t < best) best = t;
+  }
+  return best;
+}
+
+int main(int argc, char **argv) {
+  int threads = atoi(argv[1]);
+  printf("peak %e\n", peak());
+  printf("fork %e\n", fork_join(threads));
+  long sizes[4] = {24L << 10, 1L << 20, 32L << 20, 1L << 30};
+  const char *names[4] = {"l1", "l2", "l3", "dram"};
+  for (int i = 0; i < 4; i++) printf("%s_1 %e\n", names[i], bandwidth(sizes[i], 1));
+  for (int i = 2; i < 4; i++) printf("%s_%d %e\n", names[i], threads, bandwidth(sizes[i], threads));
+  return 0;
+}
+"""
+
+# --------------------------------------------------------------------------- reading the machine
+
+
+def cpuinfo() -> dict[str, str]:
+    """The first processor's `key: value` lines of /proc/cpuinfo (empty where there is none)."""
+    info: dict[str, str] = {}
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return info
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def cache_sizes() -> dict[str, int]:
+    """Per level (`l1d`, `l2`, `l3`): bytes one instance holds, from sysfs."""
+    sizes = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+        if kind == "Instruction":
+            continue
+        text = (index / "size").read_text().strip()
+        scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1], 1)
+        sizes["l1d" if level == "1" else f"l{level}"] = int(text.rstrip("KMG")) * scale
+    return sizes
+
+
+def dram_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def vector_unit(info: dict[str, str]) -> list[tuple[str, int, str]]:
+    """
+    `simd_lanes_f32`, `fma_pipes` (FMAs one core issues per clock, in vectors
+    of those lanes) and `vector_registers`, with their sources. The pipes
+    cannot be timed apart from the clock: they come from the vendor and
+    family. With AVX-512: AMD Zen 4 (family 25) runs a 512-bit FMA as two
+    halves on its two 256-bit pipes (1), later AMD and Intel's AVX-512 server
+    cores have two 512-bit FMA pipes (2). With AVX2 only: two 256-bit pipes.
+    """
+    flags = info.get("flags", "").split()
+    vendor, family = info.get("vendor_id", ""), info.get("cpu family", "")
+    if "avx512f" not in flags:
+        return [("simd_lanes_f32", 8, "/proc/cpuinfo: avx2 without avx512f (256-bit ymm registers = 8 f32 lanes)"),
+                ("fma_pipes", 2, f"{vendor or 'unknown vendor'}: two 256-bit FMA pipes (Intel since Haswell, AMD"
+                 " since Zen 2)"),
+                ("vector_registers", 16, "AVX2 in 64-bit mode has 16 vector registers (ymm0-ymm15)")]
+    if vendor == "AuthenticAMD" and family == "25":
+        pipes, why = 1, ("AMD family 25 (Zen 4): two 256-bit FMA pipes, a 512-bit FMA issues as two halves"
+                         " (Chips and Cheese, 'AMD's Zen 4, Part 1', 2022)")
+    elif vendor == "AuthenticAMD":
+        pipes, why = 2, f"AMD family {family} (Zen 5 or later): two 512-bit FMA pipes"
+    else:
+        pipes, why = 2, (f"{vendor or 'unknown vendor'}: two 512-bit FMA units on AVX-512 server cores (Intel 64"
+                         " and IA-32 Architectures Optimization Reference Manual, Golden Cove / Sunny Cove server)")
+    return [("simd_lanes_f32", 16, "/proc/cpuinfo flag avx512f (512-bit zmm registers = 16 f32 lanes)"),
+            ("fma_pipes", pipes, why),
+            ("vector_registers", 32, "AVX-512 in 64-bit mode has 32 vector registers (zmm0-zmm31)")]
+
+
+def fingerprint(info: dict[str, str]) -> str:
+    """What identifies this machine's CPU for the cache: model, flags, cores, caches, the probe's version."""
+    text = "|".join([info.get("vendor_id", ""), info.get("cpu family", ""), info.get("model", ""),
+                     info.get("model name", ""), info.get("flags", ""), str(cores()),
+                     repr(sorted(cache_sizes().items())), str(HOST_SPEC_VERSION)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STRATA_CACHE_DIR") or Path.home() / ".cache" / "strata")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def run_probe(threads: int) -> dict[str, float]:
+    """The probe's figures: `peak` (FLOP/s of one core), `fork` (s), `l1_1` ... `dram_N` (bytes/s)."""
+    flags = cpuinfo().get("flags", "").split()
+    if "fma" not in flags:
+        raise StrataError("error: --device host measures this CPU's FMA units, and it has none (no 'fma' in"
+                          " /proc/cpuinfo); name a shipped cpu device (strata targets) or write a spec file"
+                          " (--device-file)")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise StrataError("error: --device host builds a probe with the system C compiler: apt-get install gcc")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
+        src.write_text(PROBE_C)
+        build = subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-fopenmp", str(src), "-o", str(exe)],
+                               capture_output=True, text=True)
+        if build.returncode != 0:
+            raise StrataError(f"error: building the host probe failed:\n{build.stderr.strip()}")
+        out = subprocess.run([str(exe), str(threads)], capture_output=True, text=True, check=True)
+    return {key: float(value) for key, value in (line.split() for line in out.stdout.splitlines())}
+
+
+def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -> list[tuple[str, object, str]]:
+    """`(key, value, how)` of the spec from the probe's figures and the machine's own tables."""
+    caches, n = cache_sizes(), cores()
+    unit = vector_unit(info)
+    lanes, pipes = unit[0][1], unit[1][1]
+    clock = figures["peak"] / (lanes * pipes * 2)
+    return [
+        ("cores", n, f"{where} (os.sched_getaffinity)"),
+        *unit,
+        ("clock_hz", float(f"{clock:.4g}"), f"{where} (FMA peak / ({lanes} lanes x {pipes} pipes x 2))"),
+        ("peak_flops_fp32", float(f"{figures['peak'] * n:.4g}"),
+         f"{where} ({figures['peak'] / 1e9:.1f} GFLOP/s per core, 12 chains of 16-float FMAs, x {n} cores)"),
+        ("l1d_bytes_per_core", caches.get("l1d", 0), f"{where} (sysfs cache/index0)"),
+        ("l2_bytes_per_core", caches.get("l2", 0), f"{where} (sysfs cache/index2)"),
+        ("l3_bytes", caches.get("l3", 0), f"{where} (sysfs cache/index3)"),
+        ("l1_bandwidth_per_core", float(f"{figures['l1_1']:.4g}"), f"{where} (1 thread summing a 24 KiB buffer)"),
+        ("l2_bandwidth_per_core", float(f"{figures['l2_1']:.4g}"), f"{where} (1 thread summing a 1 MiB buffer)"),
+        ("l3_bandwidth_per_core", float(f"{figures['l3_1']:.4g}"), f"{where} (1 thread summing a 32 MiB buffer)"),
+        ("l3_bandwidth", float(f"{figures[f'l3_{n}']:.4g}"), f"{where} ({n} threads summing 32 MiB each)"),
+        ("dram_bandwidth_per_core", float(f"{figures['dram_1']:.4g}"), f"{where} (1 thread summing a 1 GiB buffer)"),
+        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{where} ({n} threads summing 1 GiB each)"),
+        ("dram_bytes", dram_bytes(), f"{where} (/proc/meminfo MemTotal)"),
+        ("parallel_region_latency_s", float(f"{figures['fork']:.3g}"),
+         f"{where} (an empty OpenMP parallel region on {n} threads)"),
+    ]
+
+
+def spec_text(keys: list[tuple[str, object, str]], info: dict[str, str]) -> str:
+    model = info.get("model name", "unknown CPU")
+    lines = [
+        "# This machine's CPU, measured on it by strata (compiler/host.py); `--device host`.",
+        "# Delete this file to measure again.",
+        "",
+        f'name = "{HOST}"',
+        'target = "cpu"',
+        f'description = "this host: {cores()}-core {model} (measured by strata)"',
+        "",
+    ]
+    lines += [f"{key} = {value!r}  # source: {how}" for key, value, how in keys]
+    return "\n".join(lines) + "\n"
+
+
+def calibrate_gemm_efficiency(spec: DeviceSpec, repeat: int = 5) -> tuple[float, str] | None:
+    """
+    `gemm_efficiency` solved on strata's own f32 1024^3 GEMM timed here, and how;
+    None without the MLIR toolchain (the native build needs it).
+    """
+    from strata.backends.cost import model_function
+    from strata.compiler import measure
+    from strata.compiler.driver import attach_device
+    from strata.compiler.execution import native, weights
+    from strata.compiler.frontend import compile_source
+
+    if not native.tools_available():
+        return None
+    n = CALIBRATION_SHAPE
+    text = f"model gemm(a: f32[{n}, {n}]) -> f32[{n}, {n}] {{\n  param b: f32[{n}, {n}]\n  return a @ b\n}}\n"
+
+    def gemm(efficiency: float):
+        module = compile_source(text, "<host calibration>")
+        attach_device(module, specs.with_overrides(spec, {"gemm_efficiency": efficiency}), "cpu")
+        return module
+
+    probe = gemm(1.0)
+    bound = weights.bind_values(model_function(probe), 0)
+    timed = measure.measure(probe, "cpu", bound.inputs, bound.params, threads=1, repeat=repeat)
+    kernel = next(k for k in timed.kernels if k["kind"] == "gemm")
+    at_half = measure.estimate_loops(measure.to_loops(gemm(0.5), "cpu"), "cpu")
+    half = next(k.time_s for k in at_half.kernels if k.kind == "gemm")
+    # estimate(e) = A / e + B through e = 1 and e = 0.5.
+    a, b = half - kernel["time_s"], 2 * kernel["time_s"] - half
+    efficiency = min(1.0, max(0.05, a / max(kernel["measured_time_s"] - b, 1e-12)))
+    how = (f"[calibrated] by compiler/host.py: strata's f32 {n}^3 GEMM (1 thread, its default tiles) measured"
+           f" {kernel['measured_time_s'] * 1e3:.2f} ms (median of {repeat}) on this host; the cost model's"
+           f" estimate is {a * 1e3:.2f} ms / gemm_efficiency + {b * 1e3:.2f} ms")
+    return float(f"{efficiency:.3g}"), how
+
+
+def measure_host(info: dict[str, str]) -> str:
+    """The spec file's text for this machine: the probe's figures and the calibrated `gemm_efficiency`."""
+    where = f"measured on this host by strata (compiler/host.py), {datetime.date.today().isoformat()}"
+    keys = measured_keys(run_probe(cores()), info, where)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{HOST}.toml"
+        path.write_text(spec_text(keys, info))
+        calibrated = calibrate_gemm_efficiency(specs.load_device_file(path))
+    if calibrated is None:
+        shipped = specs.default_device("cpu")
+        calibrated = (shipped["gemm_efficiency"],
+                      f"[assumed] = {shipped.name}'s (no MLIR toolchain here to time strata's GEMM on this host)")
+    keys.append(("gemm_efficiency", *calibrated))
+    return spec_text(keys, info)
+
+
+def host_device() -> DeviceSpec:
+    """This machine's cpu spec: read from the cache, else measured (see the module docstring) and cached."""
+    info = cpuinfo()
+    path = cache_dir() / f"host-{fingerprint(info)}.toml"
+    if not path.exists():
+        text = measure_host(info)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        partial.write_text(text)
+        partial.replace(path)
+    try:
+        return specs.load_device_file(path)
+    except specs.SpecError as err:
+        raise StrataError(f"error: {err} (delete {path} to measure this host again)") from None

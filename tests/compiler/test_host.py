@@ -1,0 +1,97 @@
+"""`--device host`: this machine's CPU measured once, cached by fingerprint, and what names it."""
+
+import shutil
+
+import pytest
+
+from strata.compiler import host
+from strata.compiler.cli import main
+from strata.compiler.diagnostics import StrataError
+from strata.compiler.execution import native
+from strata.dialects.device import load_device
+
+ZEN4 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "flags": "fma avx2 avx512f"}
+XEON = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx512f"}
+AVX2 = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2"}
+
+FIGURES = {"peak": 1.0e11, "fork": 1e-6, "l1_1": 2e11, "l2_1": 1e11, "l3_1": 3e10, "dram_1": 2e10,
+           "l3_2": 5e10, "dram_2": 3e10}
+
+
+@pytest.fixture
+def fake_machine(tmp_path, monkeypatch):
+    """A cache of its own, two cores, and a probe that returns `FIGURES` and counts its runs."""
+    monkeypatch.setenv("STRATA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(host, "cores", lambda: 2)
+    runs = []
+
+    def probe(threads):
+        runs.append(threads)
+        return dict(FIGURES)
+
+    monkeypatch.setattr(host, "run_probe", probe)
+    monkeypatch.setattr(host, "calibrate_gemm_efficiency", lambda spec, repeat=5: (0.9, "[calibrated] in a test"))
+    return runs
+
+
+def _units(info):
+    return {key: value for key, value, _ in host.vector_unit(info)}
+
+
+def test_the_vector_unit_follows_vendor_family_and_flags():
+    assert _units(ZEN4) == {"simd_lanes_f32": 16, "fma_pipes": 1, "vector_registers": 32}
+    assert _units({**ZEN4, "cpu family": "26"})["fma_pipes"] == 2
+    assert _units(XEON) == {"simd_lanes_f32": 16, "fma_pipes": 2, "vector_registers": 32}
+    assert _units(AVX2) == {"simd_lanes_f32": 8, "fma_pipes": 2, "vector_registers": 16}
+
+
+def test_the_clock_is_the_peak_over_lanes_pipes_and_two():
+    keys = {key: value for key, value, _ in host.measured_keys(FIGURES, ZEN4, "here")}
+    assert keys["clock_hz"] == pytest.approx(1e11 / (16 * 1 * 2), rel=1e-3)
+    assert keys["peak_flops_fp32"] == pytest.approx(2e11, rel=1e-3)
+    assert keys["l3_bandwidth"] == 5e10 and keys["dram_bandwidth"] == 3e10
+
+
+def test_measured_once_then_read_from_the_cache(fake_machine, tmp_path):
+    first = host.host_device()
+    assert first.name == "host" and first.target == "cpu" and first["gemm_efficiency"] == 0.9
+    assert first["peak_flops_fp32"] == pytest.approx(2e11, rel=1e-3)
+    again = host.host_device()
+    assert fake_machine == [2] and again["clock_hz"] == first["clock_hz"]
+    cached = list((tmp_path / "cache").glob("host-*.toml"))
+    assert len(cached) == 1 and "# source:" in cached[0].read_text()
+
+
+def test_a_new_probe_version_measures_again(fake_machine, monkeypatch):
+    host.host_device()
+    monkeypatch.setattr(host, "HOST_SPEC_VERSION", host.HOST_SPEC_VERSION + 1)
+    host.host_device()
+    assert fake_machine == [2, 2]
+
+
+def test_a_broken_cache_file_says_how_to_measure_again(fake_machine, tmp_path):
+    host.host_device()
+    path = next((tmp_path / "cache").glob("host-*.toml"))
+    path.write_text("name = \n")
+    with pytest.raises(StrataError, match="delete .*host-.*toml to measure this host again"):
+        host.host_device()
+
+
+def test_device_host_names_it_on_the_command_line(fake_machine, capsys):
+    code = main(["compile", "samples/mlp.model", "--target", "cpu", "--device", "host", "--report", "json"])
+    out = capsys.readouterr().out
+    assert code == 0 and '"device": "host"' in out
+
+
+def test_the_shipped_default_stays_the_calibration_machine():
+    assert load_device("xeon-spr-2c")["gemm_efficiency"] == 0.82
+
+
+@pytest.mark.skipif(not shutil.which("cc") or "fma" not in host.cpuinfo().get("flags", "").split()
+                    or not native.tools_available(), reason="needs a C compiler, FMA units and the MLIR tools")
+@pytest.mark.slow
+def test_this_machine_measures_to_a_loadable_spec(tmp_path, monkeypatch):
+    monkeypatch.setenv("STRATA_CACHE_DIR", str(tmp_path))
+    spec = host.host_device()
+    assert spec["peak_flops_fp32"] > 1e9 and spec["l1_bandwidth_per_core"] > spec["dram_bandwidth_per_core"]
+    assert 0 < spec["gemm_efficiency"] <= 1
