@@ -21,7 +21,9 @@ L2. For each kernel:
   masked, not skipped), times `K / (K + 2 K/k + OUTPUT_TILE_FILL_K)`: each
   block loads and stores its accumulators once per k tile
   (`MICRO_KERNEL_FILL_STEPS` = 2 steps), each output tile is zeroed and
-  stored once (80 steps, measured). Without the packed micro-kernel (a
+  stored once (80 steps, measured), both on the Xeon's two FMA pipes and
+  in proportion to `fma_pipes` elsewhere (`fill_steps`: loads and stores
+  take the same clocks, a k step twice as many on one pipe). Without the packed micro-kernel (a
   batched GEMM, attention, an operand computed in the kernel, so unpacked)
   at `LOOP_MATRIX_EFFICIENCY` of the peak times the lanes the tile's
   columns fill; a convolution the export runs as an implicit GEMM (f32,
@@ -112,7 +114,12 @@ from strata.dialects.vocabulary import type_bytes
 
 MICRO_KERNEL_FILL_STEPS = 2
 """k steps a register block spends loading and storing its mr x nr/lanes accumulators once per k tile
-(one store per clock against `fma_pipes` FMAs per clock: about `fma_pipes` steps)."""
+on a core of `FILL_PIPES` FMA pipes (one store per clock against `fma_pipes` FMAs per clock: about
+`fma_pipes` steps; `fill_steps` scales it)."""
+
+FILL_PIPES = 2
+"""`fma_pipes` of the core the fill steps (`MICRO_KERNEL_FILL_STEPS`, `OUTPUT_TILE_FILL_K`) were
+measured on (the Xeon guest, `xeon-spr-2c`)."""
 
 OUTPUT_TILE_FILL_K = 80
 """An output tile's fixed cost in steps of the whole reduction K: zeroing its f32 accumulator tile,
@@ -227,6 +234,16 @@ def speedup(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     return tiles / -(-tiles // used)
 
 
+def fill_steps(steps: float, spec: DeviceSpec) -> float:
+    """
+    A fixed cost of loads and stores, measured as `steps` k steps of the micro-kernel on a core of
+    `FILL_PIPES` FMA pipes, in k steps of `spec`'s core: the loads and stores take as many clocks
+    (about one vector a clock on either), a k step takes `2 / fma_pipes` times as many (Zen 4 issues
+    one 16-lane FMA a clock, the Xeon two), so a core with fewer pipes spends fewer of its steps.
+    """
+    return steps * spec["fma_pipes"] / FILL_PIPES
+
+
 def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """Share of the FMA peak a GEMM's micro-kernel runs at: the ceiling, the blocks' padding, the k loop."""
     block = kernel.block()
@@ -234,11 +251,12 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     rank = len(kernel.loop_order.get_values())
     columns = min(tiles[rank - 1], bounds[rank - 1])
     if kernel.kind.data == "conv":
-        return conv_efficiency(kernel)
+        return conv_efficiency(kernel, spec)
     k, depth = (tiles[-1], bounds[-1]) if len(tiles) > rank else (1, 1)
     # Fixed costs in steps of k, added to the K steps: per k tile the accumulators' loads and
-    # stores, per output tile its fill (so the time grows with every dim: K + 2 K/k + 80).
-    fill = depth / (depth + MICRO_KERNEL_FILL_STEPS * -(-depth // k) + OUTPUT_TILE_FILL_K)
+    # stores, per output tile its fill (so the time grows with every dim: K + 2 K/k + 80 on the Xeon).
+    output_steps = fill_steps(OUTPUT_TILE_FILL_K, spec)
+    fill = depth / (depth + fill_steps(MICRO_KERNEL_FILL_STEPS, spec) * -(-depth // k) + output_steps)
     if not block:
         # Vectorised along the output's columns: a last vector the columns do not fill is masked.
         # No register accumulators to fill and store per k tile: the loops accumulate in memory,
@@ -247,7 +265,7 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
         # so it never costs less than the same GEMM with one batch on the micro-kernel.
         lanes = kernel.vector_lanes.value.data
         lane_share = columns / (-(-columns // lanes) * lanes)
-        output_fill = depth / (depth + OUTPUT_TILE_FILL_K) if kernel.kind.data == "gemm" else 1.0
+        output_fill = depth / (depth + output_steps) if kernel.kind.data == "gemm" else 1.0
         return LOOP_MATRIX_EFFICIENCY * lane_share * output_fill
     rows = min(tiles[rank - 2], bounds[rank - 2]) if rank >= 2 else 1
     padding = _block_share(rows, columns, block)
@@ -257,23 +275,25 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     return ceiling * padding * fill
 
 
-def conv_efficiency(kernel: cpu.KernelOp) -> float:
+def conv_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """
     A convolution's share of the FMA peak. As an implicit GEMM (a `micro_kernel`
     block: f32, ungrouped, one image) `W[O, K] @ cols[K, Y*X]`: `CONV_GEMM_EFFICIENCY`
     times the block's useful share (the output tile's O rows over `mr`, its Y*X
-    columns over `nr`: a 2x2 output fills 4 of 16 lanes) times `K / (K + OUTPUT_TILE_FILL_K)`;
+    columns over `nr`: a 2x2 output fills 4 of 16 lanes) times `K / (K + OUTPUT_TILE_FILL_K)` (in the
+    core's steps, `fill_steps`);
     else (integer, grouped, batched tiles: scalar loops) `CONV_EFFICIENCY` times that fill (every
     output tile is zeroed and stored on either path).
     """
     tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
     depth = max(1, kernel.matrix_flops.value.data // (2 * math.prod(bounds)))
+    output_fill = depth / (depth + fill_steps(OUTPUT_TILE_FILL_K, spec))
     block = kernel.block()
     if not block:
-        return CONV_EFFICIENCY * depth / (depth + OUTPUT_TILE_FILL_K)
+        return CONV_EFFICIENCY * output_fill
     rows = min(tiles[1], bounds[1])
     columns = min(tiles[2], bounds[2]) * min(tiles[3], bounds[3])
-    return CONV_GEMM_EFFICIENCY * _block_share(rows, columns, block) * depth / (depth + OUTPUT_TILE_FILL_K)
+    return CONV_GEMM_EFFICIENCY * _block_share(rows, columns, block) * output_fill
 
 
 def _block_share(rows: int, columns: int, block: tuple[int, ...]) -> float:

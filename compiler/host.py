@@ -25,7 +25,8 @@ runs with estimates of this CPU:
 
 The spec is written once per machine to `host-<fingerprint>.toml` in
 `$STRATA_CACHE_DIR` (default `~/.cache/strata`), the fingerprint hashing the
-CPU's model, flags, cores and caches and `HOST_SPEC_VERSION`: a second call
+CPU's model, flags, cores and caches, `HOST_SPEC_VERSION` and the cost
+model's `COST_MODEL_VERSION` (the calibration solves through it): a second call
 reads it (delete the file to measure again). Measure on an idle machine:
 the shared figures move with whatever else runs. A CPU without FMA units,
 or no C compiler, is a clear error.
@@ -221,10 +222,14 @@ def vector_unit(info: dict[str, str]) -> list[tuple[str, int, str]]:
 
 
 def fingerprint(info: dict[str, str]) -> str:
-    """What identifies this machine's CPU for the cache: model, flags, cores, caches, the probe's version."""
+    """What identifies this machine's CPU for the cache: model, flags, cores, caches, the probe's and the cost
+    model's versions."""
+    from strata.backends.cost import COST_MODEL_VERSION
+
+    # The calibrated `gemm_efficiency` is solved from the cost model: a new model measures again.
     text = "|".join([info.get("vendor_id", ""), info.get("cpu family", ""), info.get("model", ""),
                      info.get("model name", ""), info.get("flags", ""), str(cores()),
-                     repr(sorted(cache_sizes().items())), str(HOST_SPEC_VERSION)])
+                     repr(sorted(cache_sizes().items())), str(HOST_SPEC_VERSION), COST_MODEL_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
