@@ -155,7 +155,8 @@ when every conv took this path): ResNet-18's 3x3 convs at HW=64 at 0.023 of the 
 patch embedding at 0.039; 0.03 then, over the fill of ResNet-18's K (0.64 to 0.94, about 0.8)."""
 
 CYCLES_PER_FLOP = 0.75
-"""Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions):
+"""Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions),
+unless the spec gives `cycles_per_flop` (`--device host` solves it on a layer norm timed there):
 the export's `linalg.generic` tile ops, one loop over the tile per op, a dependent chain per
 reduction. Calibrated on kernels measured alone (`strata measure` of one-op models, 1 thread,
 median of 50, 2026-12-06): layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`)
@@ -181,7 +182,8 @@ Measured (`strata measure`, 1 thread, glibc's heap kept mapped: `MALLOC_TRIM_THR
 V=2048), 64 rows of 256, 24 to 28 us. Checked: GPT-2's embedding with its position add, 27 to 28 us."""
 
 CYCLES_PER_RELAYOUT_ELEMENT = 1.0
-"""Core clocks per element of a relayout copy: the export's scalar loop nest (`_copy` in
+"""Core clocks per element of a relayout copy, unless the spec gives `cycles_per_relayout_element`
+(`--device host` solves it on a conv's weight relayout timed there): the export's scalar loop nest (`_copy` in
 `passes/export_mlir.py`: index arithmetic, one load, one strided store per element). Measured
 (`strata measure`, 1 thread, glibc's heap kept mapped so that no page is faulted in:
 `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`): ResNet-18's (HW=64 W0=16) OIHW -> OHWI f32
@@ -341,19 +343,20 @@ def strided_cycles(layout, shape: Sequence[int], walk: Sequence[int], element_by
     """
     line = 64
     rank = len(shape)
+    in_line = spec.get("cycles_per_relayout_element", CYCLES_PER_RELAYOUT_ELEMENT)
     if layout.tiles or rank == 0:
-        return CYCLES_PER_RELAYOUT_ELEMENT
+        return in_line
     order = list(layout.perm)
     stride = {d: element_bytes * math.prod(shape[e] for e in order[order.index(d) + 1:]) for d in range(rank)}
     moving = [d for d in range(rank) if walk[d] > 1]
     if not moving or stride[moving[-1]] == element_bytes:
         return 0.0
     if stride[moving[-1]] < line:
-        return CYCLES_PER_RELAYOUT_ELEMENT
+        return in_line
     for position in range(len(moving) - 2, -1, -1):
         if stride[moving[position]] < line:
             footprint = line * math.prod(walk[d] for d in moving[position + 1:])
-            return CYCLES_PER_RELAYOUT_ELEMENT if footprint <= spec["l1d_bytes_per_core"] else CYCLES_PER_MISSED_ELEMENT
+            return in_line if footprint <= spec["l1d_bytes_per_core"] else CYCLES_PER_MISSED_ELEMENT
     return CYCLES_PER_MISSED_ELEMENT
 
 
@@ -427,7 +430,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     parallel = speedup(kernel, spec)
     peak = core_peak(spec) * parallel
     matrix_s = matrix / (peak * micro_kernel_efficiency(kernel, spec)) if matrix else 0.0
-    cycles = (CYCLES_PER_FLOP * max(0, flops - matrix - flop_overcount(kernel)) + transcendental_cycles(kernel)
+    cycles = (spec.get("cycles_per_flop", CYCLES_PER_FLOP) * max(0, flops - matrix - flop_overcount(kernel))
+              + transcendental_cycles(kernel)
               + CYCLES_PER_GATHERED_ELEMENT * kernel.gathered_elements.value.data)
     compute_s = matrix_s + cycles / (spec["clock_hz"] * parallel)
     moved, outer = memory_bytes(kernel, spec)
@@ -492,7 +496,7 @@ def copy_cost(copy: loop.CopyOp, spec: DeviceSpec, index: int) -> KernelCost:
     compute_s = 0.0
     if not _in_order(copy):
         shape = copy.source.type.get_shape()
-        per_element = max(CYCLES_PER_RELAYOUT_ELEMENT, *(
+        per_element = max(spec.get("cycles_per_relayout_element", CYCLES_PER_RELAYOUT_ELEMENT), *(
             strided_cycles(layout_of(side.type), shape, shape, _element_bytes(side.type), spec)
             for side in (copy.source, copy.dest)))
         compute_s = per_element * num_elements(shape) / spec["clock_hz"]

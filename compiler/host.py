@@ -16,12 +16,16 @@ runs with estimates of this CPU:
 - `fma_pipes` (vector FMAs per clock) cannot be told apart from the clock
   by timing: it comes from the vendor and family (`vector_unit`), the clock
   from the peak and the pipes;
-- `gemm_efficiency`, the share of the FMA peak strata's GEMM micro-kernel
-  runs at, is calibrated here as it was on the shipped spec: strata's own
-  f32 1024^3 GEMM is compiled natively, timed (median of 5), and the key is
-  solved from the cost model's estimate, which is `A / gemm_efficiency + B`
-  in it. Without the MLIR toolchain the shipped spec's value is kept, marked
-  `[assumed]`.
+- the constants of strata's generated code are calibrated here as they
+  were on the shipped spec, each on a one-op model compiled natively and
+  timed (`strata measure`'s instrumentation, medians): `gemm_efficiency`
+  (the share of the FMA peak the GEMM micro-kernel runs at) on strata's own
+  f32 1024^3 GEMM, `cycles_per_flop` on a layer norm and
+  `cycles_per_relayout_element` on a weight relayout (`CALIBRATIONS`), each
+  solved from the cost model's estimate of that kernel, which is linear in
+  the key (`A * key + B`; `A / gemm_efficiency + B`). The samples are not
+  calibrated on: they validate. Without the MLIR toolchain only
+  `gemm_efficiency` is written, the shipped default's, marked `[assumed]`.
 
 The spec is written once per machine to `host-<fingerprint>.toml` in
 `$STRATA_CACHE_DIR` (default `~/.cache/strata`), the fingerprint hashing the
@@ -46,7 +50,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 1
+HOST_SPEC_VERSION = 3
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -303,55 +307,115 @@ def spec_text(keys: list[tuple[str, object, str]], info: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def calibrate_gemm_efficiency(spec: DeviceSpec, repeat: int = 5) -> tuple[float, str] | None:
-    """
-    `gemm_efficiency` solved on strata's own f32 1024^3 GEMM timed here, and how;
-    None without the MLIR toolchain (the native build needs it).
-    """
+CALIBRATIONS = (
+    # (key, one-op model, the kernel it is solved on: a kind, or a relayout of so many elements)
+    ("cycles_per_flop", "model m(x: f32[64, 256]) -> f32[64, 256] {\n  param g: f32[256]\n  param b: f32[256]\n"
+     "  return layernorm(x, g, b)\n}\n", "row"),
+    ("cycles_per_relayout_element", "model m(x: f32[1, 16, 16, 16]) {\n  param w: f32[64, 16, 3, 3]\n"
+     "  param b: f32[64]\n  return conv2d(x, w, b, padding=1)\n}\n", 64 * 16 * 3 * 3),
+)
+"""
+The constants of strata's generated code that `calibrate` solves on this host, each on a one-op
+model measured alone (as the shipped values were on the Xeon guest, `backends/cpu.py`): clocks
+per element operation on a 64 x 256 layer norm (7 an element), clocks per element of a relayout
+on a conv's OIHW -> OHWI weight (9,216 elements). The samples are never calibrated on. The call
+latency is not: a tiny kernel alone (hot operands) takes 70 ns here, in a model 0.3 to 0.8 us
+(its operands cold), so solving it alone would move the in-model estimates away.
+"""
+
+
+def _kernel(entries, pick) -> dict:
+    """The kernel `pick` names: the first of a kind, or the relayout that moves `pick` f32 elements."""
+    for entry in entries:
+        if isinstance(pick, str) and entry["kind"] == pick:
+            return entry
+        if isinstance(pick, int) and entry["kind"] == "relayout" and sum(entry["bytes"].values()) == 2 * 4 * pick:
+            return entry
+    raise StrataError(f"error: host calibration: no kernel {pick!r} in its model (a bug: report it)")
+
+
+def _estimate(text: str, spec: DeviceSpec, pick) -> float:
+    from strata.compiler import measure
+    from strata.compiler.driver import attach_device
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(text, "<host calibration>")
+    attach_device(module, spec, "cpu")
+    report = measure.estimate_loops(measure.to_loops(module, "cpu"), "cpu")
+    return _kernel([k.as_json() for k in report.kernels], pick)["time_s"]
+
+
+def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
+    """(estimate, measured median) of the `pick` kernel of a one-op model on this host."""
     from strata.backends.cost import model_function
     from strata.compiler import measure
     from strata.compiler.driver import attach_device
-    from strata.compiler.execution import native, weights
+    from strata.compiler.execution import weights
     from strata.compiler.frontend import compile_source
 
-    if not native.tools_available():
-        return None
+    module = compile_source(text, "<host calibration>")
+    attach_device(module, spec, "cpu")
+    bound = weights.bind_values(model_function(module), 0)
+    timed = measure.measure(module, "cpu", bound.inputs, bound.params, threads=1, repeat=repeat)
+    kernel = _kernel(timed.kernels, pick)
+    return kernel["time_s"], kernel["measured_time_s"]
+
+
+def calibrate_gemm_efficiency(spec: DeviceSpec, repeat: int = 10) -> tuple[float, str]:
+    """`gemm_efficiency` solved on strata's own f32 1024^3 GEMM timed here, and how."""
     n = CALIBRATION_SHAPE
     text = f"model gemm(a: f32[{n}, {n}]) -> f32[{n}, {n}] {{\n  param b: f32[{n}, {n}]\n  return a @ b\n}}\n"
-
-    def gemm(efficiency: float):
-        module = compile_source(text, "<host calibration>")
-        attach_device(module, specs.with_overrides(spec, {"gemm_efficiency": efficiency}), "cpu")
-        return module
-
-    probe = gemm(1.0)
-    bound = weights.bind_values(model_function(probe), 0)
-    timed = measure.measure(probe, "cpu", bound.inputs, bound.params, threads=1, repeat=repeat)
-    kernel = next(k for k in timed.kernels if k["kind"] == "gemm")
-    at_half = measure.estimate_loops(measure.to_loops(gemm(0.5), "cpu"), "cpu")
-    half = next(k.time_s for k in at_half.kernels if k.kind == "gemm")
+    at_one, measured = _timed(text, specs.with_overrides(spec, {"gemm_efficiency": 1.0}), "gemm", repeat)
+    at_half = _estimate(text, specs.with_overrides(spec, {"gemm_efficiency": 0.5}), "gemm")
     # estimate(e) = A / e + B through e = 1 and e = 0.5.
-    a, b = half - kernel["time_s"], 2 * kernel["time_s"] - half
-    efficiency = min(1.0, max(0.05, a / max(kernel["measured_time_s"] - b, 1e-12)))
+    a, b = at_half - at_one, 2 * at_one - at_half
+    efficiency = min(1.0, max(0.05, a / max(measured - b, 1e-12)))
     how = (f"[calibrated] by compiler/host.py: strata's f32 {n}^3 GEMM (1 thread, its default tiles) measured"
-           f" {kernel['measured_time_s'] * 1e3:.2f} ms (median of {repeat}) on this host; the cost model's"
-           f" estimate is {a * 1e3:.2f} ms / gemm_efficiency + {b * 1e3:.2f} ms")
+           f" {measured * 1e3:.2f} ms (median of {repeat}) on this host; the cost model's estimate is"
+           f" {a * 1e3:.2f} ms / gemm_efficiency + {b * 1e3:.2f} ms")
     return float(f"{efficiency:.3g}"), how
 
 
+def calibrate_linear(spec: DeviceSpec, key: str, text: str, pick, repeat: int = 20) -> tuple[float, str]:
+    """`key` solved on a one-op model timed here: the kernel's estimate is `A * key + B` in it."""
+    at_one, measured = _timed(text, specs.with_overrides(spec, {key: 1.0}), pick, repeat)
+    at_two = _estimate(text, specs.with_overrides(spec, {key: 2.0}), pick)
+    a, b = at_two - at_one, 2 * at_one - at_two
+    value = max(0.0, (measured - b) / a) if a > 0 else 0.0
+    what = pick if isinstance(pick, str) else f"relayout of {pick} elements"
+    how = (f"[calibrated] by compiler/host.py: the {what} kernel of `{text.splitlines()[-2].strip()}` measured"
+           f" {measured * 1e6:.2f} us (median of {repeat}) on this host; the estimate is"
+           f" {a * 1e6:.4g} us x {key} + {b * 1e6:.4g} us")
+    return float(f"{value:.3g}"), how
+
+
+def calibrate(spec: DeviceSpec) -> list[tuple[str, float, str]]:
+    """
+    The generated code's constants solved on this host (`CALIBRATIONS`, then `gemm_efficiency`),
+    or, without the MLIR toolchain, `gemm_efficiency` as the shipped default device has it.
+    """
+    from strata.compiler.execution import native
+
+    if not native.tools_available():
+        shipped = specs.default_device("cpu")
+        return [("gemm_efficiency", shipped["gemm_efficiency"],
+                 f"[assumed] = {shipped.name}'s (no MLIR toolchain here to time strata's code on this host)")]
+    keys = []
+    for key, text, pick in CALIBRATIONS:
+        value, how = calibrate_linear(spec, key, text, pick)
+        keys.append((key, value, how))
+        spec = specs.with_overrides(spec, {key: value})
+    return keys + [("gemm_efficiency", *calibrate_gemm_efficiency(spec))]
+
+
 def measure_host(info: dict[str, str]) -> str:
-    """The spec file's text for this machine: the probe's figures and the calibrated `gemm_efficiency`."""
+    """The spec file's text for this machine: the probe's figures and the generated code's calibrated constants."""
     where = f"measured on this host by strata (compiler/host.py), {datetime.date.today().isoformat()}"
     keys = measured_keys(run_probe(cores()), info, where)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{HOST}.toml"
         path.write_text(spec_text(keys, info))
-        calibrated = calibrate_gemm_efficiency(specs.load_device_file(path))
-    if calibrated is None:
-        shipped = specs.default_device("cpu")
-        calibrated = (shipped["gemm_efficiency"],
-                      f"[assumed] = {shipped.name}'s (no MLIR toolchain here to time strata's GEMM on this host)")
-    keys.append(("gemm_efficiency", *calibrated))
+        keys += calibrate(specs.load_device_file(path))
     return spec_text(keys, info)
 
 

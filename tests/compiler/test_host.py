@@ -30,7 +30,7 @@ def fake_machine(tmp_path, monkeypatch):
         return dict(FIGURES)
 
     monkeypatch.setattr(host, "run_probe", probe)
-    monkeypatch.setattr(host, "calibrate_gemm_efficiency", lambda spec, repeat=5: (0.9, "[calibrated] in a test"))
+    monkeypatch.setattr(host, "calibrate", lambda spec: [("gemm_efficiency", 0.9, "[calibrated] in a test")])
     return runs
 
 
@@ -83,6 +83,21 @@ def test_device_host_names_it_on_the_command_line(fake_machine, capsys):
     assert code == 0 and '"device": "host"' in out
 
 
+def test_a_linear_key_is_solved_from_two_estimates_and_the_run(monkeypatch):
+    # estimate(key) = 3 us x key + 1 us; the run took 7 us: key = 2.
+    monkeypatch.setattr(host, "_timed", lambda text, spec, pick, repeat: (4e-6, 7e-6))
+    monkeypatch.setattr(host, "_estimate", lambda text, spec, pick: 7e-6)
+    value, how = host.calibrate_linear(load_device("xeon-spr-2c"), "cycles_per_flop", "model m() {\n  return x\n}\n", "row")
+    assert value == pytest.approx(2.0) and "[calibrated]" in how and "7.00 us" in how
+
+
+def test_without_the_toolchain_only_the_shipped_gemm_efficiency_is_written(monkeypatch):
+    monkeypatch.setattr(native, "tools_available", lambda: False)
+    keys = host.calibrate(load_device("xeon-spr-2c"))
+    assert [(key, value) for key, value, _ in keys] == [("gemm_efficiency", 0.82)]
+    assert "[assumed]" in keys[0][2]
+
+
 def test_the_shipped_default_stays_the_calibration_machine():
     assert load_device("xeon-spr-2c")["gemm_efficiency"] == 0.82
 
@@ -94,4 +109,4 @@ def test_this_machine_measures_to_a_loadable_spec(tmp_path, monkeypatch):
     monkeypatch.setenv("STRATA_CACHE_DIR", str(tmp_path))
     spec = host.host_device()
     assert spec["peak_flops_fp32"] > 1e9 and spec["l1_bandwidth_per_core"] > spec["dram_bandwidth_per_core"]
-    assert 0 < spec["gemm_efficiency"] <= 1
+    assert 0 < spec["gemm_efficiency"] <= 1 and spec["cycles_per_flop"] > 0 and spec["cycles_per_relayout_element"] > 0
