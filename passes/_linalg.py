@@ -1131,12 +1131,23 @@ def transpose(em: Emitter, x: SSAValue, perm: Sequence[int]) -> SSAValue:
 
 
 def concat(em: Emitter, xs: Sequence[SSAValue], axis: int, out_shape: Sequence[int]) -> SSAValue:
+    """
+    Each operand copied by a `linalg.generic` into its slice of the output
+    (destination-passing: bufferization writes it in place): a plain
+    `tensor.insert_slice` of a value into a strided slice becomes a
+    `memref.copy` that MLIR lowers to its generic runtime `memrefCopy`
+    (8 to 9 clocks an element, measured on Llama's KV-head concatenations),
+    where the generic's loops are LLVM's to vectorise along the contiguous dim.
+    """
     out = em.empty(out_shape, elem(xs[0]))
     offset = 0
     for x in xs:
         offsets = [0] * len(out_shape)
         offsets[axis] = offset
-        out = em.insert_slice(x, out, offsets)
+        slot = em.extract_slice(out, offsets, shape(x))
+        rank = len(shape(x))
+        copied = em.generic([x], [identity(rank)], shape(x), elem(x), lambda e, a, _out: a, init=slot)
+        out = em.insert_slice(copied, out, offsets)
         offset += shape(x)[axis]
     return out
 
