@@ -25,7 +25,8 @@ L2. For each kernel:
   in proportion to `fma_pipes` elsewhere (`fill_steps`: loads and stores
   take the same clocks, a k step twice as many on one pipe). Without the packed micro-kernel (a
   batched GEMM, attention, an operand computed in the kernel, so unpacked)
-  at `LOOP_MATRIX_EFFICIENCY` of the peak times the lanes the tile's
+  at `LOOP_MATRIX_EFFICIENCY` of the Xeon's peak (in flops a clock:
+  `loop_share`) times the lanes the tile's
   columns fill; a convolution the export runs as an implicit GEMM (f32,
   ungrouped, one image) at `CONV_GEMM_EFFICIENCY` times its block's useful
   share and output-tile fill (`conv_efficiency`), any other at
@@ -130,8 +131,21 @@ the 1024^3 GEMM's, K = 1024), 256 / (256 + 80) against 1024 / (1024 + 80)."""
 LOOP_MATRIX_EFFICIENCY = 0.125
 """Share of the FMA peak matrix work runs at without the packed micro-kernel (LLVM's loop nests from
 `--convert-linalg-to-loops`, or the micro-kernel reading an unpacked, computed `b`/`a`): measured on
-this host with `strata measure` (GPT-2 S=64 D=256, 2026-12-05): the attention kernels' products at
-0.12 of the peak, the output projection (its `a` a transposed, reshaped tile) at 0.13."""
+the Xeon guest with `strata measure` (GPT-2 S=64 D=256, 2026-12-05): the attention kernels' products
+at 0.12 of the peak, the output projection (its `a` a transposed, reshaped tile) at 0.13. These
+loops do not issue full-width FMAs back to back (loads, index arithmetic and reductions between
+them), so their rate is a number of flops a clock, not a share of the FMA peak: `loop_share`
+converts it to a core of other FMA pipes (0.125 of the Xeon's 64 flops a clock is 8; on Zen 4,
+32 flops a clock, the same loops run at 0.25 of its peak)."""
+
+LOOP_PEAK_FLOPS_PER_CLOCK = 64
+"""The FMA peak per clock (`simd_lanes_f32` x `fma_pipes` x 2) of the core `LOOP_MATRIX_EFFICIENCY`
+was measured on (the Xeon guest, `xeon-spr-2c`). On the Zen 4 guest (32 a clock) attention's kernels
+took 0.84 to 0.93 of the time the same flops a clock predict (GPT-2 and Llama, S=64 D=256; ViT 0.67;
+`strata measure`, 1 thread, 2026-12-06), where the same share of its peak predicted 1.6 times the
+measured time; the integer convolutions' scalar loops (`CONV_EFFICIENCY`) ran at about the same
+share of the halved peak (0.67 to 1.5 of that estimate; 0.34 to 0.77 of a flops-a-clock one), so
+that one stays a share."""
 
 UNPACKED_GEMM_EFFICIENCY = 0.58
 """The micro-kernel's ceiling (in place of the spec's `gemm_efficiency`) when `b` is not packed
@@ -246,6 +260,12 @@ def fill_steps(steps: float, spec: DeviceSpec) -> float:
     return steps * spec["fma_pipes"] / FILL_PIPES
 
 
+def loop_share(share: float, spec: DeviceSpec) -> float:
+    """A loop nest's share of the FMA peak measured on the Xeon (`LOOP_PEAK_FLOPS_PER_CLOCK`), on `spec`'s core:
+    the same flops a clock, capped at its peak."""
+    return min(1.0, share * LOOP_PEAK_FLOPS_PER_CLOCK / (spec["simd_lanes_f32"] * spec["fma_pipes"] * 2))
+
+
 def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """Share of the FMA peak a GEMM's micro-kernel runs at: the ceiling, the blocks' padding, the k loop."""
     block = kernel.block()
@@ -268,7 +288,7 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
         lanes = kernel.vector_lanes.value.data
         lane_share = columns / (-(-columns // lanes) * lanes)
         output_fill = depth / (depth + output_steps) if kernel.kind.data == "gemm" else 1.0
-        return LOOP_MATRIX_EFFICIENCY * lane_share * output_fill
+        return loop_share(LOOP_MATRIX_EFFICIENCY, spec) * lane_share * output_fill
     rows = min(tiles[rank - 2], bounds[rank - 2]) if rank >= 2 else 1
     padding = _block_share(rows, columns, block)
     # `b` packed once per tile (both operands plain loads) or read in place (`a` computed: a
