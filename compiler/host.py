@@ -309,19 +309,23 @@ def spec_text(keys: list[tuple[str, object, str]], info: dict[str, str]) -> str:
 
 
 CALIBRATIONS = (
-    # (key, one-op model, the kernel it is solved on: a kind, or a relayout of so many elements)
+    # (key, one-op model, the kernel it is solved on: a kind, or a relayout of so many elements,
+    #  whether the estimate is A * key + B or A / key + B)
     ("cycles_per_flop", "model m(x: f32[64, 256]) -> f32[64, 256] {\n  param g: f32[256]\n  param b: f32[256]\n"
-     "  return layernorm(x, g, b)\n}\n", "row"),
+     "  return layernorm(x, g, b)\n}\n", "row", False),
     ("cycles_per_relayout_element", "model m(x: f32[1, 16, 16, 16]) {\n  param w: f32[64, 16, 3, 3]\n"
-     "  param b: f32[64]\n  return conv2d(x, w, b, padding=1)\n}\n", 64 * 16 * 3 * 3),
+     "  param b: f32[64]\n  return conv2d(x, w, b, padding=1)\n}\n", 64 * 16 * 3 * 3, False),
 )
 """
 The constants of strata's generated code that `calibrate` solves on this host, each on a one-op
 model measured alone (as the shipped values were on the Xeon guest, `backends/cpu.py`): clocks
 per element operation on a 64 x 256 layer norm (7 an element), clocks per element of a relayout
-on a conv's OIHW -> OHWI weight (9,216 elements). The samples are never calibrated on. The call
-latency is not: a tiny kernel alone (hot operands) takes 70 ns here, in a model 0.3 to 0.8 us
-(its operands cold), so solving it alone would move the in-model estimates away.
+on a conv's OIHW -> OHWI weight (9,216 elements). The samples are never calibrated on. Two are
+not: the call latency (a tiny kernel alone, hot operands, takes 70 ns here, in a model 0.3 to
+0.8 us, its operands cold) and the implicit-GEMM convolution's share of the peak (solved on a
+3x3 32-channel conv at 8 x 8 it was 0.64 here, which took ResNet-18's deeper convs within 50% and
+its stem and 16-channel convs, which dominate it, to half their time: its total from 1.14 to
+0.74). Solving either alone would move the models' estimates away.
 """
 
 
@@ -372,37 +376,40 @@ def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float
     return entry["time_s"], measured
 
 
-def calibrate_gemm_efficiency(spec: DeviceSpec, repeat: int = 10) -> tuple[float, str]:
-    """`gemm_efficiency` solved on strata's own f32 1024^3 GEMM timed here, and how."""
-    n = CALIBRATION_SHAPE
-    text = f"model gemm(a: f32[{n}, {n}]) -> f32[{n}, {n}] {{\n  param b: f32[{n}, {n}]\n  return a @ b\n}}\n"
-    at_one, measured = _timed(text, specs.with_overrides(spec, {"gemm_efficiency": 1.0}), "gemm", repeat)
-    at_half = _estimate(text, specs.with_overrides(spec, {"gemm_efficiency": 0.5}), "gemm")
-    # estimate(e) = A / e + B through e = 1 and e = 0.5.
-    a, b = at_half - at_one, 2 * at_one - at_half
-    efficiency = min(1.0, max(0.05, a / max(measured - b, 1e-12)))
-    how = (f"[calibrated] by compiler/host.py: strata's f32 {n}^3 GEMM (1 thread, its default tiles) measured"
-           f" {measured * 1e3:.2f} ms (the fastest of {ROUNDS} medians of {repeat}) on this host; the cost"
-           f" model's estimate is {a * 1e3:.2f} ms / gemm_efficiency + {b * 1e3:.2f} ms")
-    return float(f"{efficiency:.3g}"), how
+GEMM_CALIBRATION = ("gemm_efficiency", f"model gemm(a: f32[{CALIBRATION_SHAPE}, {CALIBRATION_SHAPE}]) ->"
+                    f" f32[{CALIBRATION_SHAPE}, {CALIBRATION_SHAPE}] {{\n  param b: f32[{CALIBRATION_SHAPE},"
+                    f" {CALIBRATION_SHAPE}]\n  return a @ b\n}}\n", "gemm", True)
+"""`gemm_efficiency` on strata's own f32 1024^3 GEMM (1 thread, its default tiles), solved last."""
 
 
-def calibrate_linear(spec: DeviceSpec, key: str, text: str, pick, repeat: int = 20) -> tuple[float, str]:
-    """`key` solved on a one-op model timed here: the kernel's estimate is `A * key + B` in it."""
-    at_one, measured = _timed(text, specs.with_overrides(spec, {key: 1.0}), pick, repeat)
-    at_two = _estimate(text, specs.with_overrides(spec, {key: 2.0}), pick)
-    a, b = at_two - at_one, 2 * at_one - at_two
-    value = max(0.0, (measured - b) / a) if a > 0 else 0.0
+def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, repeat: int = 20) -> tuple[float, str]:
+    """
+    `key` solved on a one-op model timed here: the kernel's estimate is `A * key + B` in it (a cost
+    per element), or `A / key + B` (`inverse`: a share of the peak, kept in (0, 1]); two estimates
+    give A and B, the run gives the key.
+    """
+    low, high = (0.5, 1.0) if inverse else (1.0, 2.0)
+    at_high, measured = _timed(text, specs.with_overrides(spec, {key: high}), pick, repeat)
+    at_low = _estimate(text, specs.with_overrides(spec, {key: low}), pick)
+    if inverse:
+        # A / 0.5 + B and A / 1 + B.
+        a, b = at_low - at_high, 2 * at_high - at_low
+        value = min(1.0, max(0.01, a / max(measured - b, 1e-12)))
+        form = f"{a * 1e6:.4g} us / {key} + {b * 1e6:.4g} us"
+    else:
+        a, b = at_high - at_low, 2 * at_low - at_high
+        value = max(0.0, (measured - b) / a) if a > 0 else 0.0
+        form = f"{a * 1e6:.4g} us x {key} + {b * 1e6:.4g} us"
     what = pick if isinstance(pick, str) else f"relayout of {pick} elements"
     how = (f"[calibrated] by compiler/host.py: the {what} kernel of `{text.splitlines()[-2].strip()}` measured"
-           f" {measured * 1e6:.2f} us (the fastest of {ROUNDS} medians of {repeat}) on this host; the estimate is"
-           f" {a * 1e6:.4g} us x {key} + {b * 1e6:.4g} us")
+           f" {measured * 1e6:.2f} us (the fastest of {ROUNDS} medians of {repeat}) on this host, 1 thread;"
+           f" the estimate is {form}")
     return float(f"{value:.3g}"), how
 
 
 def calibrate(spec: DeviceSpec) -> list[tuple[str, float, str]]:
     """
-    The generated code's constants solved on this host (`CALIBRATIONS`, then `gemm_efficiency`),
+    The generated code's constants solved on this host (`CALIBRATIONS`, then `GEMM_CALIBRATION`),
     or, without the MLIR toolchain, `gemm_efficiency` as the shipped default device has it.
     """
     from strata.compiler.execution import native
@@ -412,11 +419,11 @@ def calibrate(spec: DeviceSpec) -> list[tuple[str, float, str]]:
         return [("gemm_efficiency", shipped["gemm_efficiency"],
                  f"[assumed] = {shipped.name}'s (no MLIR toolchain here to time strata's code on this host)")]
     keys = []
-    for key, text, pick in CALIBRATIONS:
-        value, how = calibrate_linear(spec, key, text, pick)
+    for key, text, pick, inverse in (*CALIBRATIONS, GEMM_CALIBRATION):
+        value, how = calibrate_key(spec, key, text, pick, inverse, repeat=10 if key == "gemm_efficiency" else 20)
         keys.append((key, value, how))
         spec = specs.with_overrides(spec, {key: value})
-    return keys + [("gemm_efficiency", *calibrate_gemm_efficiency(spec))]
+    return keys
 
 
 def measure_host(info: dict[str, str]) -> str:

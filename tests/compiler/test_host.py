@@ -84,11 +84,21 @@ def test_device_host_names_it_on_the_command_line(fake_machine, capsys):
 
 
 def test_a_linear_key_is_solved_from_two_estimates_and_the_run(monkeypatch):
-    # estimate(key) = 3 us x key + 1 us; the run took 7 us: key = 2.
-    monkeypatch.setattr(host, "_timed", lambda text, spec, pick, repeat: (4e-6, 7e-6))
-    monkeypatch.setattr(host, "_estimate", lambda text, spec, pick: 7e-6)
-    value, how = host.calibrate_linear(load_device("xeon-spr-2c"), "cycles_per_flop", "model m() {\n  return x\n}\n", "row")
+    # estimate(key) = 3 us x key + 1 us: 7 us at key = 2, 4 us at key = 1; the run took 7 us: key = 2.
+    monkeypatch.setattr(host, "_timed", lambda text, spec, pick, repeat: (7e-6, 7e-6))
+    monkeypatch.setattr(host, "_estimate", lambda text, spec, pick: 4e-6)
+    value, how = host.calibrate_key(load_device("xeon-spr-2c"), "cycles_per_flop", "model m() {\n  return x\n}\n", "row",
+                                    inverse=False)
     assert value == pytest.approx(2.0) and "[calibrated]" in how and "7.00 us" in how
+
+
+def test_a_share_of_the_peak_is_solved_from_its_inverse(monkeypatch):
+    # estimate(e) = 2 us / e + 1 us: 3 us at e = 1, 5 us at e = 0.5; the run took 5 us: e = 0.5.
+    monkeypatch.setattr(host, "_timed", lambda text, spec, pick, repeat: (3e-6, 5e-6))
+    monkeypatch.setattr(host, "_estimate", lambda text, spec, pick: 5e-6)
+    value, _ = host.calibrate_key(load_device("xeon-spr-2c"), "gemm_efficiency", "model m() {\n  return x\n}\n", "gemm",
+                                  inverse=True)
+    assert value == pytest.approx(0.5)
 
 
 def test_without_the_toolchain_only_the_shipped_gemm_efficiency_is_written(monkeypatch):
