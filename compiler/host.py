@@ -231,7 +231,7 @@ def fingerprint(info: dict[str, str]) -> str:
     model's versions."""
     from strata.backends.cost import COST_MODEL_VERSION
 
-    # The calibrated `gemm_efficiency` is solved from the cost model: a new model measures again.
+    # The calibrated constants are solved through the cost model: a new model measures again.
     text = "|".join([info.get("vendor_id", ""), info.get("cpu family", ""), info.get("model", ""),
                      info.get("model name", ""), info.get("flags", ""), str(cores()),
                      repr(sorted(cache_sizes().items())), str(HOST_SPEC_VERSION), COST_MODEL_VERSION])
@@ -262,7 +262,9 @@ def run_probe(threads: int) -> dict[str, float]:
                                capture_output=True, text=True)
         if build.returncode != 0:
             raise StrataError(f"error: building the host probe failed:\n{build.stderr.strip()}")
-        out = subprocess.run([str(exe), str(threads)], capture_output=True, text=True, check=True)
+        out = subprocess.run([str(exe), str(threads)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
     return {key: float(value) for key, value in (line.split() for line in out.stdout.splitlines())}
 
 
