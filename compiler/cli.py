@@ -630,7 +630,10 @@ def cmd_targets(args) -> int:
             name + default, d.target, human(d["clock_hz"], "Hz"), human(peak, "FLOP/s"), human(memory, "B"),
             human(bandwidth, "B/s"), human(d.tile_memory_bytes, "B"), units,
         )
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    console.print("host (cpu): this machine's CPU, measured on it on first use and cached (`--device host`;"
+                  " `strata measure` costs on it)")
     return 0
 
 

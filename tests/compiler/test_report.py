@@ -125,5 +125,5 @@ def test_plot_writes_a_png(tmp_path, capsys):
 def test_targets_lists_every_device(capsys):
     code, out, _ = run(["targets"], capsys)
     assert code == 0
-    for name in ("h100", "a100", "tpu-v4", "tpu-v5e", "groq-lpu"):
+    for name in ("h100", "a100", "tpu-v4", "tpu-v5e", "groq-lpu", "xeon-spr-2c", "epyc-9654", "--device host"):
         assert name in out
