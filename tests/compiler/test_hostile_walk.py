@@ -230,7 +230,7 @@ def _schedule_cases():
                            (1, 2), id=f"compile tpu --schedule {schedule}")
         yield pytest.param(["sweep", "{mlp}", "--schedule", schedule, "-o", "{tmp}/r.csv", "--report", "none"],
                            (1, 2), id=f"sweep --schedule {schedule}")
-    for pipeline in ("nosuch", "fuse{", "tile{sizes=abc}", "tile{sizes=-1}", "lower-to-hardware{dataflow=zz}",
+    for pipeline in ("nosuch", "fuse{", "tile{sizes=abc}", "tile{sizes=-1}", "assign-dataflow{dataflow=zz}",
                      "fuse,assign-layout,tile,lower-to-loops,lower-to-hardware{target=tpu}"):
         yield pytest.param(["compile", "{mlp}", "--pass-pipeline", pipeline], (1, 2), id=f"--pass-pipeline {pipeline}")
     yield pytest.param(["compile", "{mlp}", "--print-ir-after", "nosuch"], (1,), id="--print-ir-after nosuch")
