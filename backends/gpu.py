@@ -42,10 +42,13 @@ For each kernel:
   attention_k_half)`, fewer keys when a causal loop stops at the
   diagonal). The three keys are calibrated on FlashAttention-3 forward at
   head dims 64 and 128 and validated at 256;
-- memory: HBM traffic from tile reuse: the operand panels the CTAs of one
-  wave touch are read once per wave (the rest hits L2; a partial last wave
-  reads its own CTAs' share), a wave walking columns, or rows where the
-  loop order puts them innermost (CUTLASS's rasterisation); other kernels read
+- memory: HBM traffic from tile reuse: each distinct operand tile the CTAs
+  of one wave touch is read once per wave (the rest hits L2; a partial last
+  wave reads its own CTAs' share), a wave walking columns, or rows where the
+  loop order puts them innermost (CUTLASS's rasterisation); an operand's
+  tiles follow the loop dims its loads read (`tiles_in_wave`: a weight
+  shared by every batch element, or a KV head broadcast over its query
+  heads, is read once for all of them); other kernels read
   their inputs once when the share one wave touches fits in L2 (neighbouring
   CTAs re-read the same keys or halos), and every tile from HBM otherwise;
   at the achievable HBM bandwidth;
@@ -66,15 +69,17 @@ from __future__ import annotations
 
 import math
 
+from xdsl.dialects import scf
 from xdsl.dialects.builtin import ModuleOp
 
 from strata.backends.cost import (
     Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, relayout_copies,
     transfers,
 )
+from strata.dialects import loop
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import simt
-from strata.dialects.hardware._kernel import matrix_operand_widths
+from strata.dialects.loop import trip_count
 from strata.dialects.vocabulary import dominant_dtype, element_bytes, type_bytes
 
 TENSOR_PEAK = {"bf16": "peak_flops_bf16", "f16": "peak_flops_fp16", "f32": "peak_flops_tf32",
@@ -210,31 +215,75 @@ def _mma_efficiency(kernel: simt.KernelOp) -> float:
     return useful
 
 
+def _global_loads(kernel: simt.KernelOp) -> list[tuple[set[int], int]]:
+    """
+    Per `loop.load` of the kernel's body: the loop dims its tile follows (those
+    its map reads) and the bytes its CTAs load over the whole kernel: the tile
+    times the trips of the loops around it, except a reduction loop whose dim
+    it does not follow (a per-column scale reloaded at every K step is the
+    same tile each time: the CTA's caches hold it).
+    """
+    rank = len(kernel.loop_order.get_values())
+    loads = []
+
+    def visit(block, loops: list[tuple[int | None, int]]) -> None:
+        for op in block.ops:
+            if isinstance(op, scf.ForOp):
+                dim = op.attributes.get("loop.dim")
+                visit(op.body.block, [*loops, (dim.value.data if dim is not None else None, trip_count(op))])
+            elif isinstance(op, loop.LoadOp):
+                dims = set(op.map.data.used_dims())
+                times = math.prod(n for d, n in loops if d is None or d < rank or d in dims)
+                loads.append((dims, type_bytes(op.result.type) * times))
+            else:
+                for region in op.regions:
+                    for inner in region.blocks:
+                        visit(inner, loops)
+
+    visit(kernel.body.block, [])
+    return loads
+
+
+def tiles_in_wave(dims: set[int], order: tuple[int, ...], counts: dict[int, int], wave: int) -> int:
+    """
+    Distinct tiles of an operand that follows `dims` among the first `wave`
+    CTAs of the grid, which walks `order` innermost last (`counts` tiles
+    along each dim): every combination of the dims inner to the first one
+    the wave does not wrap, and of that dim the values the wave reaches.
+    """
+    distinct, spanned = 1, 1
+    for i, d in enumerate(reversed(order)):
+        extent = counts[d]
+        if spanned * extent >= wave:
+            if d not in dims:
+                return distinct
+            # `full` whole passes over the inner dims, then the first `rest` CTAs of one more.
+            full = -(-wave // spanned) - 1
+            rest = wave - full * spanned
+            return full * distinct + tiles_in_wave(dims, order[len(order) - i:], counts, rest)
+        distinct *= extent if d in dims else 1
+        spanned *= extent
+    return distinct
+
+
 def _hbm_reads(kernel: simt.KernelOp, spec: DeviceSpec, slots: int) -> int:
     """Bytes read from HBM: tile reuse through L2 (see the module docstring)."""
     unique = sum(_bytes(v.type) for v in kernel.ins)
     loaded = kernel.read_bytes.value.data
     if kernel.kind.data == "gemm" and loaded > unique:
-        k = kernel.bounds.get_values()[-1]
-        tiles = kernel.tile_sizes.get_values()
-        tm, tn = _row_tile(kernel), tiles[-2]
-        # Each panel at its stored width: a weight-only GEMM streams i4 (half a byte).
-        width_a, width_b = matrix_operand_widths(kernel.body) or (element_bytes(kernel.ins[0].type.element_type),) * 2
-        # Consecutive CTAs walk the innermost loops: columns, or rows when
-        # the tile pass rasterises along M (`tile.default_order`). A wave
-        # touches min(inner, slots) tiles along those and the panels of as
-        # many tiles along the other edge as it spans.
-        bounds, order = kernel.bounds.get_values(), kernel.loop_order.get_values()
-        ctas, rank = math.prod(kernel.grid.get_values()), len(order)
+        # Consecutive CTAs walk the innermost loops (columns, or rows where the
+        # tile pass rasterises along M, `tile.default_order`); the CTAs of one
+        # wave share L2, so a wave reads each distinct operand tile it touches
+        # once: the tiles along the dims an operand follows (a weight shared by
+        # every batch element, a KV head broadcast over its query heads, follow
+        # fewer dims than the grid has).
+        bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
+        order = tuple(kernel.loop_order.get_values())
+        counts = {d: -(-bounds[d] // tiles[d]) for d in order}
+        ctas = math.prod(counts.values())
         wave = min(slots, ctas)
-        if order[-1] == rank - 1:
-            inner = -(-bounds[rank - 1] // tiles[rank - 1])
-            rows, columns = -(-wave // inner), min(inner, wave)
-        else:
-            inner = math.prod(-(-bounds[d] // tiles[d]) for d in order[order.index(rank - 1) + 1:])
-            rows, columns = min(inner, wave), -(-wave // inner)
-        per_wave = rows * tm * k * width_a + columns * k * tn * width_b
-        # A last, partial wave touches only its own CTAs' panels.
+        per_wave = sum(tiles_in_wave(dims, order, counts, wave) * total / ctas for dims, total in _global_loads(kernel))
+        # A last, partial wave touches only its own CTAs' tiles.
         return int(min(loaded, max(unique, ctas / wave * per_wave)))
     # Other kernels re-read data across neighbouring CTAs (attention's keys
     # across query tiles, halos): the share one wave touches stays in L2.

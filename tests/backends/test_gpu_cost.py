@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import strata
 from strata.backends.cost import estimate
 from strata.backends.gpu import _tile_efficiency, exponentials, kernel_cost, occupancy
 from strata.dialects.device import load_device, with_overrides
@@ -408,3 +409,35 @@ def test_report_json_fields(tmp_path):
         assert key in kernel
     assert kernel["ops"] == ["graph.matmul"]
     assert data["total"]["time_s"] == pytest.approx(sum(k["time_s"] for k in data["kernels"]))
+
+
+def test_a_wave_counts_each_distinct_operand_tile_once():
+    from strata.backends.gpu import tiles_in_wave
+
+    counts = {0: 4, 1: 8}  # 4 row tiles, 8 column tiles, columns innermost
+    assert tiles_in_wave({1}, (0, 1), counts, 10) == 8  # b's column panels: all 8
+    assert tiles_in_wave({0}, (0, 1), counts, 10) == 2  # a's row panels: 2 rows reached
+    assert tiles_in_wave({0, 1}, (0, 1), counts, 10) == 10  # the output: one per CTA
+    assert tiles_in_wave(set(), (0, 1), counts, 10) == 1  # a tile every CTA shares
+    assert tiles_in_wave({0, 1}, (0, 1), counts, 32) == 32
+
+
+def test_a_kv_head_broadcast_over_its_query_heads_is_read_once():
+    # Grouped-query decode attention written per query head (the cache broadcast over the G query
+    # heads of its KV head) moves the same HBM bytes as the grouped form (G query rows per KV head).
+    grouped = """
+model g(q: bf16[8, 2, 4, 128], k: bf16[8, 2, 128, 1024]) -> bf16[8, 2, 4, 1024] {
+  return q @ k
+}
+"""
+    per_head = """
+model g(q: bf16[8, 2, 4, 1, 128], k: bf16[8, 2, 1, 128, 1024]) -> bf16[8, 2, 4, 1, 1024] {
+  return q @ k
+}
+"""
+    def hbm(text):
+        report = strata.compile(strata.parse(text), target="gpu", device="a100").report
+        return sum(k["bytes"]["hbm"] for k in report["kernels"])
+
+    cache = 8 * 2 * 128 * 1024 * 2
+    assert hbm(per_head) < 1.25 * hbm(grouped) and hbm(per_head) < 2 * cache
