@@ -457,6 +457,7 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     moved, outer = memory_bytes(kernel, spec)
     cores = max(1, math.ceil(parallel))
     l2_bandwidth = _bandwidth(spec, "l2", cores)
+    copied = copy_bytes(kernel, spec)
     # The copy phases (tile loads into buffers, packing) run between the
     # micro-kernel calls, not under them; the re-reads of `a` and the
     # L3/DRAM streams overlap the FMAs (out-of-order loads, prefetchers).
@@ -466,8 +467,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
         copy_s = 0.0
     else:
         strided_s = strided_access_cycles(kernel, spec) / (spec["clock_hz"] * parallel)
-        copy_s = copy_bytes(kernel, spec) / l2_bandwidth + strided_s
-    memory_s = max((moved["l2"] - copy_bytes(kernel, spec)) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
+        copy_s = copied / l2_bandwidth + strided_s
+    memory_s = max((moved["l2"] - copied) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
     threads = kernel.threads.value.data
     latency_s = CALL_LATENCY_S + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0)
     time_s = max(compute_s + copy_s, memory_s) + latency_s

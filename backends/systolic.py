@@ -74,7 +74,7 @@ from strata.backends.cost import (
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.hardware import systolic, systolic_math
 from strata.dialects.hardware._kernel import matrix_operand_type
-from strata.dialects.hardware.systolic_math import GemmSchedule, schedule_gemm
+from strata.dialects.hardware.systolic_math import GemmSchedule, schedule_gemms
 from strata.dialects.vocabulary import dominant_dtype, dtype_of, element_bytes, type_bytes
 
 MATRIX_PEAK = {"i8": "peak_ops_int8", "ui8": "peak_ops_int8", "i4": "peak_ops_int8"}
@@ -132,7 +132,6 @@ def _vector_throughput(spec: DeviceSpec, program: systolic.ProgramOp) -> float:
 
 
 def program_cost(program: systolic.ProgramOp, spec: DeviceSpec) -> KernelCost:
-    rows, cols, arrays = spec["array_rows"], spec["array_cols"], spec["num_arrays"]
     clock = float(spec["clock_hz"])
     dataflow = program.dataflow.data
     dtype = program_dtype(program)
@@ -142,8 +141,7 @@ def program_cost(program: systolic.ProgramOp, spec: DeviceSpec) -> KernelCost:
     if element_type is None:
         element_type = program.ins[0].type.element_type if program.ins else None
     width = math.ceil(element_bytes(element_type)) if element_type is not None else 4
-    buffers = int(spec.get("stationary_buffers", 1))
-    schedules = [schedule_gemm(c, m, n, k, rows, cols, arrays, dataflow, buffers) for c, m, n, k in program.gemm_list()]
+    schedules = schedule_gemms(program.gemm_list(), spec, dataflow)
     rate = _rate(spec, dtype)
     compute_cycles = sum(-(-s.cycles // rate) for s in schedules)
 

@@ -343,15 +343,21 @@ def _kernel(entries, pick) -> dict:
     raise StrataError(f"error: host calibration: no kernel {pick!r} in its model (a bug: report it)")
 
 
-def _estimate(text: str, spec: DeviceSpec, pick) -> float:
+def _calibration_model(text: str, spec: DeviceSpec, pick):
+    """A one-op model on `spec`, lowered to loops: (the graph module, the loop module, the `pick` kernel's estimate)."""
     from strata.compiler import measure
     from strata.compiler.driver import attach_device
     from strata.compiler.frontend import compile_source
 
     module = compile_source(text, "<host calibration>")
     attach_device(module, spec, "cpu")
-    report = measure.estimate_loops(measure.to_loops(module, "cpu"), "cpu")
-    return _kernel([k.as_json() for k in report.kernels], pick)["time_s"]
+    loops = measure.to_loops(module, "cpu")
+    entry = _kernel([k.as_json() for k in measure.estimate_loops(loops, "cpu").kernels], pick)
+    return module, loops, entry
+
+
+def _estimate(text: str, spec: DeviceSpec, pick) -> float:
+    return _calibration_model(text, spec, pick)[2]["time_s"]
 
 
 ROUNDS = 3
@@ -363,15 +369,10 @@ def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float
     """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of `ROUNDS` medians."""
     from strata.backends.cost import model_function
     from strata.compiler import measure
-    from strata.compiler.driver import attach_device
     from strata.compiler.execution import weights
-    from strata.compiler.frontend import compile_source
 
-    module = compile_source(text, "<host calibration>")
-    attach_device(module, spec, "cpu")
+    module, loops, entry = _calibration_model(text, spec, pick)
     bound = weights.bind_values(model_function(module), 0)
-    loops = measure.to_loops(module, "cpu")
-    entry = _kernel([k.as_json() for k in measure.estimate_loops(loops, "cpu").kernels], pick)
     build = measure.build_instrumented(loops, "cpu", threads=1)
     call, _ = build.model.prepare(bound.inputs, bound.params)
     # The report's `relayout_I` is the I-th copy between kernels, timed in slot `copy#I`.

@@ -12,7 +12,7 @@ a what-if, any of `ws`, `os`, `is`). Without it each kernel gets, of the
 dataflows the device's arrays run (`runnable_dataflows` of its `dataflow`:
 a weight-stationary MXU holds either operand, so `ws` or `is`), the one whose
 GEMMs (`kernel_gemms`) take the fewest array cycles on the device's
-`num_arrays` arrays (`schedule_gemm`, the arithmetic the cost model uses),
+`num_arrays` arrays (`schedule_gemms`, the arithmetic the cost model uses),
 the device's own on a tie. The HBM traffic does not depend on the choice,
 so fewer cycles is never slower. It matters where one GEMM dimension is
 tiny: a decode step's `q @ k^T` has one query row (M = 1) against 2048
@@ -31,7 +31,7 @@ from xdsl.passes import ModulePass
 
 from strata.dialects import loop
 from strata.dialects.device import DeviceSpec, resolve_device
-from strata.dialects.hardware.systolic_math import runnable_dataflows, schedule_gemm
+from strata.dialects.hardware.systolic_math import runnable_dataflows, schedule_gemms
 from strata.dialects.vocabulary import DATAFLOW_ATTR, DATAFLOWS, IllegalSchedule
 from strata.passes._figures import kernel_gemms
 
@@ -49,18 +49,13 @@ def dataflow_choices(kind: str, device: DeviceSpec) -> tuple[str, ...]:
 
 def array_cycles(gemms: list[tuple[int, int, int, int]], device: DeviceSpec, dataflow: str) -> int:
     """Stall-free cycles of `gemms` (`(count, M, N, K)`) on the device's arrays in `dataflow`."""
-    rows, cols, arrays = device["array_rows"], device["array_cols"], device["num_arrays"]
-    buffers = int(device.get("stationary_buffers", 1))
-    return sum(schedule_gemm(c, m, n, k, rows, cols, arrays, dataflow, buffers).cycles for c, m, n, k in gemms)
+    return sum(s.cycles for s in schedule_gemms(gemms, device, dataflow))
 
 
-def fastest_dataflow(kernel: loop.KernelOp, device: DeviceSpec) -> str | None:
+def fastest_dataflow(kernel: loop.KernelOp, device: DeviceSpec) -> str:
     """The dataflow of `dataflow_choices` with the fewest array cycles for the kernel, the first on a tie."""
-    choices = dataflow_choices(kernel.kind.data, device)
     gemms = kernel_gemms(kernel)
-    if not choices or not gemms:
-        return choices[0] if choices else None
-    return min(choices, key=lambda flow: array_cycles(gemms, device, flow))
+    return min(dataflow_choices(kernel.kind.data, device), key=lambda flow: array_cycles(gemms, device, flow))
 
 
 # --------------------------------------------------------------------------- pass

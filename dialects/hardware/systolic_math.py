@@ -280,6 +280,14 @@ def schedule_gemm(count: int, m: int, n: int, k: int, rows: int, cols: int, arra
     return GemmSchedule(count, m, n, k, mapping, arrays, splits, cycles)
 
 
+def schedule_gemms(gemms, device, dataflow: str) -> list[GemmSchedule]:
+    """`schedule_gemm` of each `(count, M, N, K)` on `device`'s arrays (`array_rows` x `array_cols`,
+    `num_arrays`, `stationary_buffers`) in `dataflow`."""
+    rows, cols, arrays = device["array_rows"], device["array_cols"], device["num_arrays"]
+    buffers = int(device.get("stationary_buffers", 1))
+    return [schedule_gemm(c, m, n, k, rows, cols, arrays, dataflow, buffers) for c, m, n, k in gemms]
+
+
 def runnable_dataflows(dataflow: str) -> tuple[str, ...]:
     """
     The dataflows an array built for `dataflow` runs, its own first. A
