@@ -28,9 +28,10 @@ L2. For each kernel:
   at `LOOP_MATRIX_EFFICIENCY` of the Xeon's peak (in flops a clock:
   `loop_share`) times the lanes the tile's
   columns fill; a convolution the export runs as an implicit GEMM (f32,
-  ungrouped, one image) at `CONV_GEMM_EFFICIENCY` times its block's useful
-  share and output-tile fill (`conv_efficiency`), any other at
-  `CONV_EFFICIENCY`;
+  ungrouped, one image) through the same micro-kernel, at its ceiling
+  times its block's useful share and output-tile fill (`conv_efficiency`),
+  after a copy phase gathering its patches (`CYCLES_PER_PATCH_ELEMENT`,
+  `patch_elements`); any other at `CONV_EFFICIENCY`;
 - compute, other work (epilogues, norms, softmax, reductions: `flops -
   matrix_flops`): scalar loops, `CYCLES_PER_FLOP` clocks per FLOP, plus
   `CYCLES_PER_TRANSCENDENTAL` per exp-like element (`transcendentals`;
@@ -154,12 +155,15 @@ tile). Measured (`strata measure`, 1 thread, 2026-12-06) after padding and fill:
 output projections (S=64 D=256) 0.45 and 0.46, LLaMA's 0.63 and 0.63, ViT's 0.58 and 0.58; the
 median of the six, all in-sample."""
 
-CONV_GEMM_EFFICIENCY = 0.32
-"""Share of the FMA peak the implicit-GEMM convolution's products run at, before the block's padding
-and the output tile's fill (`conv_efficiency`): the micro-kernel's loop plus the im2col gather of
-each patch row. Measured (`strata measure`, 1 thread, 2026-12-06): ResNet-18's fourteen 3x3 convs at
-HW=64 give 0.29 to 0.40 of the peak after padding and fill (median 0.32); the 7x7 stem (K = 147,
-not fitted on) 0.30."""
+CYCLES_PER_PATCH_ELEMENT = 0.78
+"""Core clocks per element the implicit-GEMM convolution's im2col gathers into its patch matrix
+(`patch_elements`: K x the output tile's Y*X, per tile), packed by column strips: the export's
+`linalg.generic` copy, whose inner loop runs along an output row (a strided read where the
+stride is over 1) or over a strip's few rows. Fitted with `strata measure` of one-conv models
+(1 thread, median of 40, 2026-12-06, the Zen 4 guest), the products at the host's
+`gemm_efficiency` times the block's share and fill, the tile copies at the L2's bandwidth as for
+every kernel: 23 convolutions, 1 to 192 output channels, K = 16 to 1152, outputs 2x2 to 32x32,
+strides 1, 2 and 8 (none of them a sample's kernel), 21 within 25% of the measured time."""
 
 CONV_EFFICIENCY = 0.036
 """Share of the FMA peak a convolution the implicit GEMM does not take (integer, grouped, a batch
@@ -300,10 +304,11 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
 def conv_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """
     A convolution's share of the FMA peak. As an implicit GEMM (a `micro_kernel`
-    block: f32, ungrouped, one image) `W[O, K] @ cols[K, Y*X]`: `CONV_GEMM_EFFICIENCY`
-    times the block's useful share (the output tile's O rows over `mr`, its Y*X
-    columns over `nr`: a 2x2 output fills 4 of 16 lanes) times `K / (K + OUTPUT_TILE_FILL_K)` (in the
-    core's steps, `fill_steps`);
+    block: f32, ungrouped, one image) `W[O, K] @ cols[K, Y*X]`: the micro-kernel's
+    ceiling (`gemm_efficiency`, as a GEMM's) times the block's useful share (the output
+    tile's O rows over `mr`, its Y*X columns over `nr`: a 2x2 output fills 4 of 16 lanes)
+    times `K / (K + OUTPUT_TILE_FILL_K)` (in the core's steps, `fill_steps`); the patch
+    gather before it is a copy phase (`patch_elements`);
     else (integer, grouped, batched tiles: scalar loops) `CONV_EFFICIENCY` times that fill (every
     output tile is zeroed and stored on either path).
     """
@@ -315,7 +320,16 @@ def conv_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
         return CONV_EFFICIENCY * output_fill
     rows = min(tiles[1], bounds[1])
     columns = min(tiles[2], bounds[2]) * min(tiles[3], bounds[3])
-    return CONV_GEMM_EFFICIENCY * _block_share(rows, columns, block) * output_fill
+    return spec.get("gemm_efficiency", 1.0) * _block_share(rows, columns, block) * output_fill
+
+
+def patch_elements(kernel: cpu.KernelOp) -> int:
+    """Elements the implicit-GEMM convolution's im2col writes: K x the output tile's Y*X, once per tile (0 without)."""
+    if kernel.kind.data != "conv" or not kernel.block():
+        return 0
+    tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
+    depth = max(1, kernel.matrix_flops.value.data // (2 * math.prod(bounds)))
+    return depth * min(tiles[2], bounds[2]) * min(tiles[3], bounds[3]) * _tile_iterations(kernel)
 
 
 def _block_share(rows: int, columns: int, block: tuple[int, ...]) -> float:
@@ -385,8 +399,12 @@ def _element_bytes(type_) -> int:
 
 
 def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
-    """Clocks of the kernel's tile loads and stores that walk their buffers with a stride (`strided_cycles`)."""
+    """
+    Clocks of the kernel's tile loads and stores that walk their buffers with a stride
+    (`strided_cycles`), but an implicit-GEMM convolution's weight tile held as rows (`loop.weight_rows`).
+    """
     total = 0.0
+    conv_rows = kernel.kind.data == "conv" and bool(kernel.block())
 
     def visit(block, times: int, outer: dict) -> None:
         nonlocal total
@@ -394,6 +412,8 @@ def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
             if isinstance(op, scf.ForOp):
                 visit(op.body.block, iterations(op, times, outer), {**outer, op.body.block.args[0]: op})
             elif isinstance(op, loop.LoadOp | loop.StoreOp):
+                if conv_rows and loop.weight_rows(op, kernel.vector_lanes.value.data) is not None:
+                    continue  # copied by whole rows for the implicit GEMM, by vectors
                 buffer, tile = (op.source, op.result.type) if isinstance(op, loop.LoadOp) else (op.dest, op.value.type)
                 walk = tile.get_shape()
                 per_element = strided_cycles(layout_of(buffer.type), buffer.type.get_shape(), walk,
@@ -458,16 +478,12 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     cores = max(1, math.ceil(parallel))
     l2_bandwidth = _bandwidth(spec, "l2", cores)
     copied = copy_bytes(kernel, spec)
-    # The copy phases (tile loads into buffers, packing) run between the
-    # micro-kernel calls, not under them; the re-reads of `a` and the
-    # L3/DRAM streams overlap the FMAs (out-of-order loads, prefetchers).
-    if kernel.kind.data == "conv" and kernel.block():
-        # `CONV_GEMM_EFFICIENCY` was measured on whole implicit-GEMM kernels: it holds their
-        # input tile's copy and im2col gather (the weight is read in place).
-        copy_s = 0.0
-    else:
-        strided_s = strided_access_cycles(kernel, spec) / (spec["clock_hz"] * parallel)
-        copy_s = copied / l2_bandwidth + strided_s
+    # The copy phases (tile loads into buffers, packing, a convolution's
+    # patches) run between the micro-kernel calls, not under them; the
+    # re-reads of `a` and the L3/DRAM streams overlap the FMAs
+    # (out-of-order loads, prefetchers).
+    copy_cycles = strided_access_cycles(kernel, spec) + CYCLES_PER_PATCH_ELEMENT * patch_elements(kernel)
+    copy_s = copied / l2_bandwidth + copy_cycles / (spec["clock_hz"] * parallel)
     memory_s = max((moved["l2"] - copied) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
     threads = kernel.threads.value.data
     latency_s = CALL_LATENCY_S + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0)

@@ -42,12 +42,13 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     TensorType,
+    f32,
     f64,
     i64,
 )
 from xdsl.dialects import arith, func, scf
-from xdsl.ir import Attribute, BlockArgument, Dialect, Region, SSAValue
-from xdsl.ir.affine import AffineMap
+from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, Region, SSAValue
+from xdsl.ir.affine import AffineConstantExpr, AffineMap
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -68,6 +69,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.graph.kernel import KERNEL_KINDS
+from strata.dialects.graph.layout import layout_of
 from strata.dialects.graph.ops import Conv2DOp, MatmulOp, verify_collective
 from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
@@ -689,6 +691,36 @@ def index_value(value: SSAValue, ivs: dict[SSAValue, int]) -> int:
     if type(op) in INDEX_OPS:
         return INDEX_OPS[type(op)](index_value(op.lhs, ivs), index_value(op.rhs, ivs))
     raise ValueError("loop bounds must be constants, loop counters or index arithmetic of them")
+
+
+def weight_rows(op: Operation, lanes: int) -> tuple[int, ...] | None:
+    """
+    For a `loop.load` of an f32 weight used only as a `graph.conv2d`'s
+    weight, held in (o, ...) order (a permutation of its dims without
+    tiles), whole but for a tile of output channels that divides them, its
+    rows (c x kh x kw) whole vectors of `lanes`: the order of the weight's
+    dims (c: 1, i: 2, j: 3) in its rows. Such a tile is a run of whole rows
+    of the buffer: export-mlir copies it row by row, by vectors, as the
+    implicit GEMM's [O, K] operand (whose K then follows that order), and
+    the cpu cost model prices no strided walk for it. None otherwise.
+    """
+    uses = list(op.result.uses) if isinstance(op, LoadOp) else []
+    if len(uses) != 1:
+        return None
+    user = uses[0].operation
+    if not isinstance(user, Conv2DOp) or user.weight is not op.result or op.result.type.element_type != f32:
+        return None
+    layout, logical = layout_of(op.source.type), op.source.type.get_shape()
+    perm = list(layout.perm)
+    tile = op.result.type.get_shape()
+    if layout.tiles or len(perm) != 4 or perm[0] != 0 or list(tile[1:]) != list(logical[1:]) \
+            or logical[0] % tile[0]:
+        return None
+    if not all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results[1:]):
+        return None
+    if math.prod(logical[1:]) % lanes:
+        return None  # rows not whole vectors: the element-by-element load
+    return tuple(perm[1:])
 
 
 def counters(value: SSAValue) -> set[SSAValue]:

@@ -356,10 +356,11 @@ class _KernelExporter:
 
     def conv_weight(self, op: loop.LoadOp, em: Emitter) -> SSAValue:
         """
-        The whole weight buffer of a convolution (`_conv_weight_rows`) as
-        [O, K] rows in its physical order, copied by vectors from the
-        buffer collapsed to 2-D: no transposition to the logical (o, c, i,
-        j) order, which costs a scatter per element.
+        A convolution's weight tile (`_conv_weight_rows`: the whole buffer,
+        or a tile of its output channels) as [O, K] rows in its physical
+        order, copied by vectors from the buffer collapsed to 2-D: no
+        transposition to the logical (o, c, i, j) order, which costs a
+        scatter per element.
         """
         buffer = self.get(op.source)
         dims = buffer.type.get_shape()
@@ -367,7 +368,8 @@ class _KernelExporter:
             operands=[buffer], result_types=[MemRefType(buffer.type.element_type, [dims[0], math.prod(dims[1:])])],
             properties={"reassociation": _reassociation([[0], list(range(1, len(dims)))])},
         ))
-        return _vector_load(em, flat, [None, None], [dims[0], math.prod(dims[1:])], None)
+        first = em.affine(op.map.data.results[0], [self.get(v) for v in op.indices])
+        return _vector_load(em, flat, [first, None], [shape(op.result)[0], math.prod(dims[1:])], None)
 
     def next_indices(self, indices: Sequence[SSAValue], em: Emitter, depth: int | None = None) -> list[SSAValue]:
         """
@@ -880,27 +882,11 @@ def _micro_operands(matmul: g.MatmulOp):
 
 
 def _conv_weight_rows(op: Operation) -> tuple[int, ...] | None:
-    """
-    For a `loop.load` of a whole f32 weight buffer used only by a
-    `graph.conv2d` that `_linalg.implicit_gemm_block` takes, held in (o,
-    ...) order, a permutation of its dims without tiles: the order of the
-    weight's dims (c: 1, i: 2, j: 3) in its rows, which the implicit GEMM's
-    K then follows. None otherwise.
-    """
-    if not isinstance(op, loop.LoadOp) or len(_uses(op.result)) != 1:
+    """`loop.weight_rows` of a load whose convolution `_linalg.implicit_gemm_block` takes, else None."""
+    rows = loop.weight_rows(op, VL)
+    if rows is None or implicit_gemm_block(_uses(op.result)[0].operation) is None:
         return None
-    user = _uses(op.result)[0].operation
-    if not isinstance(user, g.Conv2DOp) or user.weight is not op.result or implicit_gemm_block(user) is None:
-        return None
-    layout, logical = layout_of(op.source.type), op.source.type.get_shape()
-    perm = list(layout.perm)
-    if layout.tiles or len(perm) != 4 or perm[0] != 0 or list(shape(op.result)) != list(logical):
-        return None
-    if not all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results):
-        return None
-    if (logical[1] * logical[2] * logical[3]) % VL:
-        return None  # rows not whole vectors: the element-by-element load
-    return tuple(perm[1:])
+    return rows
 
 
 def _feeds_micro_kernel(op: Operation) -> bool:

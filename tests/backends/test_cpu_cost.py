@@ -239,3 +239,27 @@ def test_strided_walks_pay_for_the_cache_lines_they_miss():
         cpu_model.CYCLES_PER_MISSED_ELEMENT * 16 * 32 * 32 / spec["clock_hz"])
     (kernel,) = (k for k in pool.kernels if k.kind == "pool")
     assert kernel.extra["copy_s"] > kernel.extra["compute_s"]  # its NCHW tile of the NHWC buffer misses too
+
+
+def test_an_implicit_gemm_conv_is_the_micro_kernel_after_its_patch_gather():
+    """
+    The 3x3 conv of 16 channels into 32 at 16x16: the micro-kernel at the device's GEMM ceiling
+    (block share and fill as a GEMM's), after a copy phase that gathers K x Y*X patch elements;
+    its weight, relaid to (o, i, j, c) rows and copied by rows, walks nothing strided.
+    """
+    from strata.backends.cost import hardware_kernels
+    from strata.dialects import loop
+
+    report, module = _report(CONV)
+    spec = load_device("xeon-spr-2c")
+    (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "conv"]
+    assert kernel.block() and cpu_model.patch_elements(kernel) == 16 * 9 * 16 * 16
+    fill = 144 / (144 + cpu_model.fill_steps(cpu_model.OUTPUT_TILE_FILL_K, spec))
+    assert cpu_model.micro_kernel_efficiency(kernel, spec) == pytest.approx(spec["gemm_efficiency"] * fill)
+    loads = [op for op in kernel.walk() if isinstance(op, loop.LoadOp)]
+    assert [loop.weight_rows(op, 16) for op in loads].count((2, 3, 1)) == 1
+    (cost,) = [k for k in report.kernels if k.kind == "conv"]
+    gather_s = cpu_model.CYCLES_PER_PATCH_ELEMENT * 16 * 9 * 256 / spec["clock_hz"]
+    walked_s = cpu_model.strided_access_cycles(kernel, spec) / spec["clock_hz"]
+    assert cost.extra["copy_s"] == pytest.approx(
+        cpu_model.copy_bytes(kernel, spec) / spec["l2_bandwidth_per_core"] + walked_s + gather_s)

@@ -260,3 +260,40 @@ def test_host_gemm_tiles_replace_the_targets_for_gemms():
     target = native.export(module, "gpu", host_tiles=False)
     assert any(list(op.attributes["strata.tile_sizes"].get_values()) != tiles.get(op.attributes["strata.kernel"].data)
                for op in target.ops if "strata.tile_sizes" in op.attributes)
+
+
+CONV_SHAPES = """let C = 16
+let O = 16
+let HW = 16
+let ST = 1
+model conv(x: f32[1, C, HW, HW]) {
+  param w: f32[O, C, 3, 3]
+  param b: f32[O]
+  return conv2d(x, w, b, stride=ST, padding=1)
+}
+"""
+
+
+@needs_mlir
+@pytest.mark.parametrize("sizes, packing", [
+    ({"HW": 64, "ST": 2}, (1, 32)),  # 32 x 32 outputs: a strip is 32 columns of one row
+    ({"HW": 16}, (2, 16)),  # a strip is two whole rows of 16
+    ({"C": 32, "O": 64, "HW": 4}, (4, 4)),  # 16 columns a strip (8 x 16 block): four rows of 4
+    ({"HW": 15}, None),  # 225 columns: gathered row-major, the last strip masked
+    ({"C": 256, "O": 256, "HW": 2}, None),  # 4 columns; the weight in tiles of 64 output channels
+])
+def test_implicit_gemm_convolutions_run_as_the_reference(tmp_path, sizes, packing):
+    """The conv's patches packed by column strips where a strip is an output rectangle, row-major elsewhere."""
+    from strata.dialects.graph import ops as g
+    from strata.passes._linalg import implicit_gemm_packing
+
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(CONV_SHAPES, "conv.model", sizes)
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    (conv,) = [op for op in module.walk() if isinstance(op, g.Conv2DOp)]
+    assert implicit_gemm_packing(conv) == packing
+    got = native.run_module(module, "cpu", inputs, params, workdir=tmp_path)
+    assert compare_outputs(want, got, 1e-4) is None
+
