@@ -169,8 +169,11 @@ def _grow_for_reuse(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...],
                     device: DeviceSpec) -> None:
     """
     Double the output tile along the parallel dim that cuts the loop nest's
-    global-memory traffic most, while the tiles stay legal and within
-    `budget` bytes of tile memory, until no doubling cuts it. A GEMM's
+    global-memory traffic most, or take the dim whole (up to `MAX_TILE`),
+    while the tiles stay legal and within `budget` bytes of tile memory,
+    until no such step cuts it. The whole dim is a step of its own because
+    doubling can stall on a plateau: 257 rows in tiles of 128 or 256 are
+    read in as many passes (two or three) either way. A GEMM's
     re-reads of one operand fall as the tile along the other grows, so on a
     machine whose one program owns the whole chip's on-chip memory (a TPU's
     VMEM) the largest tiles that fit are the fastest.
@@ -179,16 +182,16 @@ def _grow_for_reuse(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...],
     while True:
         best = None
         for d in range(rank):
-            grown = list(tiles)
-            grown[d] = min(bounds[d], 2 * tiles[d], max(MAX_TILE, tiles[d]))
-            if grown[d] == tiles[d]:
-                continue
-            grown = tuple(grown)
-            if not legal(kernel, grown) or device_need(kernel, grown, device) > budget:
-                continue
-            moved = hbm_traffic(kernel, grown)
-            if moved < traffic and (best is None or moved <= best[0]):
-                best = (moved, grown)
+            steps = {min(bounds[d], 2 * tiles[d], max(MAX_TILE, tiles[d]))}
+            if bounds[d] <= MAX_TILE:
+                steps.add(bounds[d])
+            for size in sorted(steps - {tiles[d]}):
+                grown = tuple(size if e == d else t for e, t in enumerate(tiles))
+                if not legal(kernel, grown) or device_need(kernel, grown, device) > budget:
+                    continue
+                moved = hbm_traffic(kernel, grown)
+                if moved < traffic and (best is None or moved <= best[0]):
+                    best = (moved, grown)
         if best is None:
             return
         traffic, grown = best

@@ -143,3 +143,18 @@ def test_cpu_gemm_tile_comes_from_the_caches(device, tile):
         assert 4 * (r * k + k * c + r * c) > spec["l2_bytes_per_core"] // 4
     bigger = with_overrides(spec, [f"l2_bytes_per_core={4 * spec['l2_bytes_per_core']}"])
     assert cpu_gemm_tile(bigger)[0] * cpu_gemm_tile(bigger)[1] > rows * columns
+
+
+def test_tpu_gemm_tiles_grow_past_a_plateau():
+    """
+    257 x 257 in tiles of 128: doubling either dim alone to 256 leaves it in as
+    many passes (a 1-row edge tile), so the HBM traffic does not fall; the
+    whole dim does. The tiles were 128 x 128 (9 tiles, 2.3x the bytes) while
+    385 rows got one whole tile: the bigger GEMM was estimated faster.
+    """
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source("model g(a: bf16[257, 127], b: bf16[127, 257]) {\n  return a @ b\n}\n", "g.model")
+    compile_module(module, "tpu", Stage.LOOP)
+    (kernel,) = [k for k in module.walk() if isinstance(k, loop.KernelOp)]
+    assert kernel.tile_sizes.get_values() == (257, 257, 127)
