@@ -149,11 +149,15 @@ share of the halved peak (0.67 to 1.5 of that estimate; 0.34 to 0.77 of a flops-
 that one stays a share."""
 
 UNPACKED_GEMM_EFFICIENCY = 0.58
-"""The micro-kernel's ceiling (in place of the spec's `gemm_efficiency`) when `b` is not packed
-because `a` is computed in the kernel (an attention output projection's transposed, reshaped
-tile). Measured (`strata measure`, 1 thread, 2026-12-06) after padding and fill: GPT-2's two
+"""The micro-kernel's ceiling when `b` is not packed because `a` is computed in the kernel (an
+attention output projection's transposed, reshaped tile), as a share of the Xeon's peak
+(`LOOP_PEAK_FLOPS_PER_CLOCK`): its strided `b` rows, not the FMAs, set the rate, so elsewhere it
+is the same flops a clock (`loop_share`), and never over the spec's `gemm_efficiency`. Measured on
+the Xeon guest (`strata measure`, 1 thread, 2026-12-06) after padding and fill: GPT-2's two
 output projections (S=64 D=256) 0.45 and 0.46, LLaMA's 0.63 and 0.63, ViT's 0.58 and 0.58; the
-median of the six, all in-sample."""
+median of the six, all in-sample. On the Zen 4 guest (one 16-lane FMA a clock, 32 flops) the
+same kernels ran at its `gemm_efficiency` within 15% (GPT-2, LLaMA and ViT, 2026-12-06), where
+0.58 of its peak gave 1.4 to 1.6 times their measured times."""
 
 CYCLES_PER_PATCH_ELEMENT = 0.78
 """Core clocks per element the implicit-GEMM convolution's im2col gathers into its patch matrix
@@ -165,12 +169,12 @@ stride is over 1) or over a strip's few rows. Fitted with `strata measure` of on
 every kernel: 23 convolutions, 1 to 192 output channels, K = 16 to 1152, outputs 2x2 to 32x32,
 strides 1, 2 and 8 (none of them a sample's kernel), 21 within 25% of the measured time."""
 
-CONV_EFFICIENCY = 0.036
+CONV_EFFICIENCY = 0.03
 """Share of the FMA peak a convolution the implicit GEMM does not take (integer, grouped, a batch
-in the tile) runs its products at (the export's `linalg.generic` over the window, scalar loops),
-before the output tile's fill `K / (K + OUTPUT_TILE_FILL_K)`. Measured (`strata measure`, 1 thread,
-when every conv took this path): ResNet-18's 3x3 convs at HW=64 at 0.023 of the peak, ViT's 8x8
-patch embedding at 0.039; 0.03 then, over the fill of ResNet-18's K (0.64 to 0.94, about 0.8)."""
+in the tile) runs its products at (the export's `linalg.generic` over the window, scalar loops;
+its output tile's fill is small beside them, `conv_efficiency`). Measured (`strata measure`, 1
+thread, on the Xeon guest when every conv took this path): ResNet-18's 3x3 convs at HW=64 at
+0.023 of the peak, ViT's 8x8 patch embedding at 0.039."""
 
 CYCLES_PER_FLOP = 0.75
 """Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions),
@@ -297,7 +301,9 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     padding = _block_share(rows, columns, block)
     # `b` packed once per tile (both operands plain loads) or read in place (`a` computed: a
     # transposed or reshaped tile).
-    ceiling = spec.get("gemm_efficiency", 1.0) if kernel.packed_bytes.value.data else UNPACKED_GEMM_EFFICIENCY
+    ceiling = spec.get("gemm_efficiency", 1.0)
+    if not kernel.packed_bytes.value.data:
+        ceiling = min(ceiling, loop_share(UNPACKED_GEMM_EFFICIENCY, spec))
     return ceiling * padding * fill
 
 
@@ -309,15 +315,19 @@ def conv_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     tile's O rows over `mr`, its Y*X columns over `nr`: a 2x2 output fills 4 of 16 lanes)
     times `K / (K + OUTPUT_TILE_FILL_K)` (in the core's steps, `fill_steps`); the patch
     gather before it is a copy phase (`patch_elements`);
-    else (integer, grouped, batched tiles: scalar loops) `CONV_EFFICIENCY` times that fill (every
-    output tile is zeroed and stored on either path).
+    else (integer, grouped, batched tiles: scalar loops) `CONV_EFFICIENCY` with the same fill
+    (every output tile is zeroed and stored on either path) at the vector units' rate, not the
+    loops': the fill's `OUTPUT_TILE_FILL_K` steps are `CONV_EFFICIENCY` times as many of the
+    loops' K steps (a 1x1 int8 conv of 16 channels, K = 16, ran 2.7 times faster than a fill
+    of 40 scalar steps predicts).
     """
     tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
     depth = max(1, kernel.matrix_flops.value.data // (2 * math.prod(bounds)))
-    output_fill = depth / (depth + fill_steps(OUTPUT_TILE_FILL_K, spec))
+    output_steps = fill_steps(OUTPUT_TILE_FILL_K, spec)
     block = kernel.block()
     if not block:
-        return CONV_EFFICIENCY * output_fill
+        return CONV_EFFICIENCY * depth / (depth + output_steps * CONV_EFFICIENCY)
+    output_fill = depth / (depth + output_steps)
     rows = min(tiles[1], bounds[1])
     columns = min(tiles[2], bounds[2]) * min(tiles[3], bounds[3])
     return spec.get("gemm_efficiency", 1.0) * _block_share(rows, columns, block) * output_fill
