@@ -28,10 +28,12 @@ L2. For each kernel:
   at `LOOP_MATRIX_EFFICIENCY` of the Xeon's peak (in flops a clock:
   `loop_share`) times the lanes the tile's
   columns fill; a convolution the export runs as an implicit GEMM (f32,
-  ungrouped, one image) through the same micro-kernel, at its ceiling
+  ungrouped) through the same micro-kernel, at its ceiling
   times its block's useful share and output-tile fill (`conv_efficiency`),
   after a copy phase gathering its patches (`CYCLES_PER_PATCH_ELEMENT`,
-  `patch_elements`); any other at `CONV_EFFICIENCY`;
+  `patch_elements`); another ungrouped one (integer, low precision) as
+  the same product in LLVM's vector loops (`product_cycles`), after the
+  same gather; a grouped one at `CONV_EFFICIENCY`;
 - compute, other work (epilogues, norms, softmax, reductions: `flops -
   matrix_flops`): scalar loops, `CYCLES_PER_FLOP` clocks per FLOP, plus
   `CYCLES_PER_TRANSCENDENTAL` per exp-like element (`transcendentals`;
@@ -170,11 +172,40 @@ every kernel: 23 convolutions, 1 to 192 output channels, K = 16 to 1152, outputs
 strides 1, 2 and 8 (none of them a sample's kernel), 21 within 25% of the measured time."""
 
 CONV_EFFICIENCY = 0.03
-"""Share of the FMA peak a convolution the implicit GEMM does not take (integer, grouped, a batch
-in the tile) runs its products at (the export's `linalg.generic` over the window, scalar loops;
-its output tile's fill is small beside them, `conv_efficiency`). Measured (`strata measure`, 1
-thread, on the Xeon guest when every conv took this path): ResNet-18's 3x3 convs at HW=64 at
-0.023 of the peak, ViT's 8x8 patch embedding at 0.039."""
+"""Share of the FMA peak a grouped convolution runs its products at (the export's
+`linalg.generic` over the window, scalar loops; its output tile's fill is small beside them,
+`conv_efficiency`). Measured (`strata measure`, 1 thread, on the Xeon guest when every conv took
+this path): ResNet-18's 3x3 convs at HW=64 at 0.023 of the peak, ViT's 8x8 patch embedding at
+0.039."""
+
+CYCLES_PER_PRODUCT_VECTOR = 2.4
+"""Core clocks per vector of multiply-adds in the product of an ungrouped convolution the
+micro-kernel does not take (integer, low precision: `_linalg._im2col_product`, `W[O, K] @
+cols[K, P]`, its innermost loop over the tile's P = N*Y*X pixels), as LLVM's loop vectoriser
+shapes that loop (`product_cycles`): per weight element, whole groups of `PRODUCT_INTERLEAVE`
+vectors of `simd_lanes_f32`, then single vectors (its vectorised epilogue), each a load and
+sign-extension of `cols`, a multiply by the broadcast weight and an add into the accumulator
+row, plus `PRODUCT_LOOP_CYCLES` to enter the vector loop; then a scalar remainder at
+`CYCLES_PER_PRODUCT_ELEMENT` a pixel. A loop of fewer pixels than one group runs scalar (its
+epilogue is reached only through the main loop); one of at most `UNROLLED_PIXELS` LLVM unrolls
+whole and vectorises along K instead, every multiply-add at the vector rate. All fitted on
+`strata measure` of 11 one-conv int8 models (1 thread, median of 40, 2026-12-06, the Zen 4
+guest, i32 accumulation): 1x1 convs of 256 to 64 channels at outputs 1x1 to 16x16 (P = 1 to
+256), none a sample's kernel: p=64 19.1 and p=256 48.3 clocks per weight element, p=9 to 49
+0.55 to 0.81 a pixel, p=1 and p=4 0.16 and 0.19 a pixel."""
+
+PRODUCT_LOOP_CYCLES = 9.4
+"""Core clocks per weight element to enter the convolution product's vector loop (`CYCLES_PER_PRODUCT_VECTOR`)."""
+
+CYCLES_PER_PRODUCT_ELEMENT = 0.65
+"""Core clocks per multiply-add of the convolution product's scalar loop (`CYCLES_PER_PRODUCT_VECTOR`)."""
+
+PRODUCT_INTERLEAVE = 4
+"""Vectors LLVM's loop vectoriser interleaves per iteration of the product's pixel loop (its
+choice on x86 with AVX-512 for this loop: 4 x 16 lanes, so a tile of 36 or 49 pixels runs scalar)."""
+
+UNROLLED_PIXELS = 4
+"""The most pixels a convolution product's loop has that LLVM unrolls whole (`CYCLES_PER_PRODUCT_VECTOR`)."""
 
 CYCLES_PER_FLOP = 0.75
 """Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions),
@@ -310,36 +341,75 @@ def micro_kernel_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
 def conv_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """
     A convolution's share of the FMA peak. As an implicit GEMM (a `micro_kernel`
-    block: f32, ungrouped, one image) `W[O, K] @ cols[K, Y*X]`: the micro-kernel's
+    block: f32, ungrouped) `W[O, K] @ cols[K, N*Y*X]`: the micro-kernel's
     ceiling (`gemm_efficiency`, as a GEMM's) times the block's useful share (the output
-    tile's O rows over `mr`, its Y*X columns over `nr`: a 2x2 output fills 4 of 16 lanes)
+    tile's O rows over `mr`, its N*Y*X columns over `nr`: a 2x2 output fills 4 of 16 lanes)
     times `K / (K + OUTPUT_TILE_FILL_K)` (in the core's steps, `fill_steps`); the patch
-    gather before it is a copy phase (`patch_elements`);
-    else (integer, grouped, batched tiles: scalar loops) `CONV_EFFICIENCY` with the same fill
-    (every output tile is zeroed and stored on either path) at the vector units' rate, not the
-    loops': the fill's `OUTPUT_TILE_FILL_K` steps are `CONV_EFFICIENCY` times as many of the
-    loops' K steps (a 1x1 int8 conv of 16 channels, K = 16, ran 2.7 times faster than a fill
-    of 40 scalar steps predicts).
+    gather before it is a copy phase (`patch_elements`). Else the same product in LLVM's
+    vector loops where ungrouped (integer, low precision: `product_share`, after the same
+    gather), or scalar loops over the window where grouped (`CONV_EFFICIENCY`), with the
+    same fill (every output tile is zeroed and stored on either path) at the loops' share
+    of the vector units' rate: the fill's `OUTPUT_TILE_FILL_K` steps are that share times
+    as many of the loops' K steps (a 1x1 int8 conv of 16 channels, K = 16, ran 2.7 times
+    faster than a fill of 40 scalar steps predicts).
     """
     tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
     depth = max(1, kernel.matrix_flops.value.data // (2 * math.prod(bounds)))
     output_steps = fill_steps(OUTPUT_TILE_FILL_K, spec)
     block = kernel.block()
     if not block:
-        return CONV_EFFICIENCY * depth / (depth + output_steps * CONV_EFFICIENCY)
+        share = CONV_EFFICIENCY if conv_groups(kernel) > 1 else product_share(_tile_pixels(kernel), spec)
+        return share * depth / (depth + output_steps * share)
     output_fill = depth / (depth + output_steps)
     rows = min(tiles[1], bounds[1])
-    columns = min(tiles[2], bounds[2]) * min(tiles[3], bounds[3])
+    columns = _tile_pixels(kernel)
     return spec.get("gemm_efficiency", 1.0) * _block_share(rows, columns, block) * output_fill
 
 
+def product_cycles(pixels: int, lanes: int) -> float:
+    """Core clocks of one weight element's `pixels` multiply-adds in the convolution product (`CYCLES_PER_PRODUCT_VECTOR`)."""
+    vector_cycles = CYCLES_PER_PRODUCT_VECTOR / lanes
+    if pixels <= UNROLLED_PIXELS:
+        return vector_cycles * pixels
+    group = lanes * PRODUCT_INTERLEAVE
+    if pixels < group:
+        return CYCLES_PER_PRODUCT_ELEMENT * pixels
+    vectorised = pixels // lanes * lanes
+    return PRODUCT_LOOP_CYCLES + vector_cycles * vectorised + CYCLES_PER_PRODUCT_ELEMENT * (pixels - vectorised)
+
+
+def product_share(pixels: int, spec: DeviceSpec) -> float:
+    """The share of the FMA peak of an ungrouped convolution's product off the micro-kernel (`product_cycles`)."""
+    lanes = spec["simd_lanes_f32"]
+    return min(1.0, 2 * pixels / (product_cycles(pixels, lanes) * lanes * spec["fma_pipes"] * 2))
+
+
+def conv_groups(kernel: cpu.KernelOp) -> int:
+    """The groups of the kernel's convolution (1 without one)."""
+    conv = next((op for op in kernel.walk() if isinstance(op, g.Conv2DOp)), None)
+    return conv.groups.value.data if conv is not None else 1
+
+
 def patch_elements(kernel: cpu.KernelOp) -> int:
-    """Elements the implicit-GEMM convolution's im2col writes: K x the output tile's Y*X, once per tile (0 without)."""
-    if kernel.kind.data != "conv" or not kernel.block():
+    """
+    Elements the convolution's im2col copies per call (an ungrouped one, on the micro-kernel or
+    off it, `product_share`; 0 otherwise): it writes K x the output tile's N*Y*X per tile, and a
+    tile of several images (N > 1) is transposed from `[O, N, Y, X]` to the output's layout after
+    the product (its O x N*Y*X outputs once more).
+    """
+    if kernel.kind.data != "conv" or conv_groups(kernel) > 1:
         return 0
     tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
     depth = max(1, kernel.matrix_flops.value.data // (2 * math.prod(bounds)))
-    return depth * min(tiles[2], bounds[2]) * min(tiles[3], bounds[3]) * _tile_iterations(kernel)
+    images = min(tiles[0], bounds[0])
+    transposed = min(tiles[1], bounds[1]) if images > 1 else 0
+    return (depth + transposed) * _tile_pixels(kernel) * _tile_iterations(kernel)
+
+
+def _tile_pixels(kernel: cpu.KernelOp) -> int:
+    """A convolution tile's output pixels, N*Y*X: the columns of its implicit GEMM."""
+    tiles, bounds = kernel.tile_sizes.get_values(), kernel.bounds.get_values()
+    return math.prod(min(tiles[d], bounds[d]) for d in (0, 2, 3))
 
 
 def _block_share(rows: int, columns: int, block: tuple[int, ...]) -> float:

@@ -990,13 +990,19 @@ def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue
                                   em.reshape(bias, [out_shape[1], 1, 1]))
         return vectorised
     o_count, cg = shape(w)[0], shape(w)[1]
+    ct = compute_type(out_elem)
+    if groups == 1:
+        total = _im2col_product(em, op, x, w, out_shape, ct)
+        if bias is not None:
+            return em.elementwise(lambda e, a, b: e.add_(a, b), out_shape, out_elem, total,
+                                  em.reshape(bias, [out_shape[1], 1, 1]))
+        return em.cast(total, out_elem)
     # Loops: n, o (parallel), c, i, j (reduction), y, x (parallel): the
     # innermost loops walk output rows, which vectorise.
     n_, o_, c_, i_, j_, y_, x_ = (dim(k) for k in range(7))
     channel = c_ if groups == 1 else (o_ // (o_count // groups)) * cg + c_
     x_map = AffineMap(7, 0, (n_, channel, y_ * sh + i_ * dh, x_ * sw + j_ * dw))
     w_map = AffineMap(7, 0, (o_, c_, i_, j_))
-    ct = compute_type(out_elem)
 
     def body(e: Emitter, a, b, acc):
         return e.add_(acc, e.mul(e.convert(a, ct), e.convert(b, ct)))
@@ -1011,15 +1017,49 @@ def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue
     return em.cast(total, out_elem)
 
 
+def _im2col_product(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_shape: Sequence[int],
+                    ct: Attribute) -> SSAValue:
+    """
+    An ungrouped convolution that the micro-kernel does not take (integer,
+    low-precision) as `W[O, K] @ cols[K, N*Y*X]` in `ct`: `cols` the padded
+    input's patches gathered in its own type, the product one
+    `linalg.generic` whose innermost loop runs over the N*Y*X output pixels,
+    contiguous in `cols` and the result, so LLVM vectorises it whatever the
+    output's width (over output rows alone, 16 pixels, an int8 conv ran at a
+    tenth of the rate of one 32 pixels wide). Each output sums over K in
+    order, exactly in an integer `ct`. Several images (N > 1) are transposed
+    from `[O, N, Y, X]` to the output's layout after it.
+    """
+    sh, sw = op.strides.get_values()
+    dh, dw = op.dilations.get_values()
+    o_count, cg, kh, kw = shape(w)
+    images, _, ys, xs = out_shape
+    k, pixels = cg * kh * kw, images * ys * xs
+    c_, i_, j_, n_, y_, x_ = (dim(d) for d in range(6))
+    patches = em.generic([xp], [AffineMap(6, 0, (n_, c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
+                         [cg, kh, kw, images, ys, xs], elem(xp), lambda e, a, _out: a)
+    cols = em.reshape(patches, [k, pixels])
+    rows = em.reshape(w, [o_count, k])
+
+    def body(e: Emitter, a, b, acc):
+        return e.add_(acc, e.mul(e.convert(a, ct), e.convert(b, ct)))
+
+    o_, k_, p_ = dim(0), dim(1), dim(2)
+    total = em.generic([rows, cols], [AffineMap(3, 0, (o_, k_)), AffineMap(3, 0, (k_, p_))], [o_count, pixels], ct,
+                       body, rank=3, out_map=AffineMap(3, 0, (o_, p_)), iterators=[PARALLEL, REDUCTION, PARALLEL],
+                       init=em.fill(0, [o_count, pixels], ct))
+    if images == 1:
+        return em.reshape(total, list(out_shape))
+    return transpose(em, em.reshape(total, [o_count, images, ys, xs]), [1, 0, 2, 3])
+
+
 def implicit_gemm_block(op: g.Conv2DOp) -> tuple[int, int] | None:
     """The micro-kernel's register block for `_implicit_gemm` of `op`'s tiles, or None where it does not apply."""
     if op.groups.value.data != 1 or not (elem(op.input) == elem(op.weight) == elem(op.result) == f32):
         return None
     n, _, ys, xs = shape(op.result)
     o_count, cg, kh, kw = shape(op.weight)
-    if n != 1:
-        return None
-    return micro_kernel((o_count, cg * kh * kw), (cg * kh * kw, ys * xs), f32, f32, f32)
+    return micro_kernel((o_count, cg * kh * kw), (cg * kh * kw, n * ys * xs), f32, f32, f32)
 
 
 def implicit_gemm_packing(op: g.Conv2DOp) -> tuple[int, int] | None:
@@ -1027,9 +1067,9 @@ def implicit_gemm_packing(op: g.Conv2DOp) -> tuple[int, int] | None:
     `(ry, rx)`: the output rows and columns one strip of `cols` covers where
     `_implicit_gemm` gathers the patches packed by strips of `nr` columns
     (`nr = ry * rx`: a strip is `rx` consecutive columns of one output row,
-    or `ry` whole rows), or None where no strip maps onto an output
-    rectangle (Y*X not a multiple of `nr`, or neither of X and `nr` a
-    multiple of the other): then `cols` is gathered row-major.
+    or `ry` whole rows, of one image), or None where no strip maps onto an
+    output rectangle (Y*X not a multiple of `nr`, or neither of X and `nr`
+    a multiple of the other): then `cols` is gathered row-major.
     """
     block = implicit_gemm_block(op)
     if block is None:
@@ -1048,23 +1088,25 @@ def implicit_gemm_packing(op: g.Conv2DOp) -> tuple[int, int] | None:
 def _implicit_gemm(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_shape: Sequence[int],
                    weight_rows: SSAValue | None = None, k_order: Sequence[int] = (1, 2, 3)) -> SSAValue | None:
     """
-    An f32 convolution of one image, ungrouped, as the GEMM micro-kernel's
-    `W[O, K] @ cols[K, Y*X]` (`Emitter.vector_matmul`), K the weight's
+    An f32 convolution, ungrouped, as the GEMM micro-kernel's
+    `W[O, K] @ cols[K, N*Y*X]` (`Emitter.vector_matmul`), K the weight's
     (c, i, j) in `k_order` (dims of the weight, 1: c, 2: i, 3: j): `W` is
     the weight tile collapsed (no copy), or `weight_rows` where the caller
     holds the weight in that order already (a weight buffer in (o, i, j,
     c) order, `_KernelExporter.conv_weight`); `cols` the padded input's
-    patches (im2col: one `linalg.generic` gathering `xp[c, y*sh + i*dh,
-    x*sw + j*dw]` at row (c, i, j) in K's order, column (y, x)), written
+    patches (im2col: one `linalg.generic` gathering `xp[n, c, y*sh + i*dh,
+    x*sw + j*dw]` at row (c, i, j) in K's order, column (n, y, x)), written
     packed by column strips where `implicit_gemm_packing` allows, so that the
     micro-kernel reads each strip as one sequential stream: a row-major
     `cols` whose rows are a power of two apart (Y*X = 256: 1 KiB) maps a
     strip's K rows onto a few L1 sets, which evict each other (measured: a
     16-channel 3x3 conv at 16x16 ran at 0.22 of the peak, at 15x15 and
-    20x20 at 0.4); the result `[O, Y*X]` the output tile reshaped. Each output sums over K in
-    order, with fused multiply-adds; its vectors run along the output's
-    columns (masked where Y*X is not a multiple of 16). None where it does
-    not apply (another dtype, a batch, groups).
+    20x20 at 0.4); the result `[O, N*Y*X]` the output tile reshaped, and
+    where the tile holds several images (N > 1), transposed to `[N, O, Y,
+    X]` (one more copy: so a batch costs at least its images one by one).
+    Each output sums over K in order, with fused multiply-adds; its vectors
+    run along the output's columns (masked where N*Y*X is not a multiple of
+    16). None where it does not apply (another dtype, groups).
     """
     block = implicit_gemm_block(op)
     if block is None:
@@ -1073,30 +1115,33 @@ def _implicit_gemm(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_s
     dh, dw = op.dilations.get_values()
     wshape = shape(op.weight)
     o_count = wshape[0]
-    _, _, ys, xs = out_shape
+    images, _, ys, xs = out_shape
     k = wshape[1] * wshape[2] * wshape[3]
+    pixels = images * ys * xs
     rows = weight_rows if weight_rows is not None else em.reshape(w, [o_count, k])
     kdims = [wshape[d] for d in k_order]
     packing = implicit_gemm_packing(op)
     if packing is None:
-        # Loop dims: K's three (in k_order), then y, x.
+        # Loop dims: K's three (in k_order), then n, y, x.
         where = {d: dim(list(k_order).index(d)) for d in (1, 2, 3)}
-        y_, x_ = dim(3), dim(4)
-        loops, patch_shape, cols_shape = 5, [*kdims, ys, xs], [k, ys * xs]
+        n_, y_, x_ = dim(3), dim(4), dim(5)
+        loops, patch_shape, cols_shape = 6, [*kdims, images, ys, xs], [k, pixels]
     else:
-        # Loop dims: the strip's output rows and columns (outer), K's three
-        # (in k_order), then the rows and columns within the strip.
+        # Loop dims: the strip's image, output rows and columns (outer), K's
+        # three (in k_order), then the rows and columns within the strip.
         ry, rx = packing
-        where = {d: dim(2 + list(k_order).index(d)) for d in (1, 2, 3)}
-        y_, x_ = dim(0) * ry + dim(5), dim(1) * rx + dim(6)
-        loops, patch_shape = 7, [ys // ry, xs // rx, *kdims, ry, rx]
-        cols_shape = [ys * xs // (ry * rx), k, ry * rx]
+        where = {d: dim(3 + list(k_order).index(d)) for d in (1, 2, 3)}
+        n_, y_, x_ = dim(0), dim(1) * ry + dim(6), dim(2) * rx + dim(7)
+        loops, patch_shape = 8, [images, ys // ry, xs // rx, *kdims, ry, rx]
+        cols_shape = [pixels // (ry * rx), k, ry * rx]
     c_, i_, j_ = where[1], where[2], where[3]
-    patches = em.generic([xp], [AffineMap(loops, 0, (zero(), c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
+    patches = em.generic([xp], [AffineMap(loops, 0, (n_, c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
                          patch_shape, f32, lambda e, a, _out: a)
     cols = em.reshape(patches, cols_shape)
-    total = em.vector_matmul(rows, cols, em.fill(0, [o_count, ys * xs], f32), block, packed=packing is not None)
-    return em.reshape(total, list(out_shape))
+    total = em.vector_matmul(rows, cols, em.fill(0, [o_count, pixels], f32), block, packed=packing is not None)
+    if images == 1:
+        return em.reshape(total, list(out_shape))
+    return transpose(em, em.reshape(total, [o_count, images, ys, xs]), [1, 0, 2, 3])
 
 
 def pool2d(em: Emitter, op: g.Pool2DOp, x: SSAValue) -> SSAValue:

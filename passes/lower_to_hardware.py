@@ -248,14 +248,14 @@ def cpu_micro_kernel(kernel: loop.KernelOp) -> tuple[tuple[int, int], bool]:
     """
     The register block (mr rows, nr columns) of the export's vector
     micro-kernel for the kernel's first matmul, or its convolution's implicit
-    GEMM, or () when the export gives it none (not f32, batched, grouped,
+    GEMM, or () when the export gives it none (not f32, batched matmuls, grouped,
     ...), and whether `b` is packed (both operands plain tile loads:
     `_micro_operands`; never for a convolution).
     """
     matmul = next((op for op in kernel.body.walk() if isinstance(op, g.MatmulOp)), None)
     if matmul is None:
         # A convolution the export runs as an implicit GEMM through the same micro-kernel
-        # (`W[O, K] @ cols[K, Y*X]`, the weight read in place: nothing packed).
+        # (`W[O, K] @ cols[K, N*Y*X]`, the weight read in place: nothing packed).
         conv = next((op for op in kernel.body.walk() if isinstance(op, g.Conv2DOp)), None)
         block = _linalg.implicit_gemm_block(conv) if conv is not None else None
         if block is None:

@@ -263,3 +263,48 @@ def test_an_implicit_gemm_conv_is_the_micro_kernel_after_its_patch_gather():
     walked_s = cpu_model.strided_access_cycles(kernel, spec) / spec["clock_hz"]
     assert cost.extra["copy_s"] == pytest.approx(
         cpu_model.copy_bytes(kernel, spec) / spec["l2_bandwidth_per_core"] + walked_s + gather_s)
+
+
+def test_a_conv_of_several_images_is_one_implicit_gemm_and_costs_at_least_its_images_one_by_one():
+    """
+    Two images in the tile: one implicit GEMM over both images' pixels (N*Y*X columns), its
+    product transposed back to [N, O, Y, X] (O x N*Y*X more copied elements), never cheaper than
+    the same conv of one image (the property `cost-monotonic` found a batch of two priced
+    below one when the batch took the scalar loops).
+    """
+    from strata.backends.cost import hardware_kernels
+
+    def conv(batch: int):
+        report, module = _report(CONV.replace("f32[1, 16", f"f32[{batch}, 16"))
+        (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "conv"]
+        (cost,) = [k for k in report.kernels if k.kind == "conv"]
+        return kernel, cost
+
+    one, one_cost = conv(1)
+    two, two_cost = conv(2)
+    assert two.block() == one.block()
+    assert cpu_model.patch_elements(two) == (16 * 9 + 32) * 2 * 16 * 16
+    assert two_cost.time_s > 1.9 * one_cost.time_s
+
+
+def test_an_integer_conv_product_runs_as_llvm_vectorises_its_pixel_loop():
+    """
+    Off the micro-kernel (int8), the product's pixel loop: whole groups of 4 x 16 lanes at the
+    vector rate, fewer pixels than a group scalar, at most 4 unrolled and vectorised along K.
+    """
+    vector = cpu_model.CYCLES_PER_PRODUCT_VECTOR / 16
+    assert cpu_model.product_cycles(4, 16) == pytest.approx(4 * vector)
+    assert cpu_model.product_cycles(49, 16) == pytest.approx(49 * cpu_model.CYCLES_PER_PRODUCT_ELEMENT)
+    assert cpu_model.product_cycles(100, 16) == pytest.approx(
+        cpu_model.PRODUCT_LOOP_CYCLES + 96 * vector + 4 * cpu_model.CYCLES_PER_PRODUCT_ELEMENT)
+    spec = load_device("xeon-spr-2c")
+    assert cpu_model.product_share(64, spec) > cpu_model.product_share(49, spec)
+    report, module = _report("""model c(x: i8[1, 32, 16, 16]) {
+  param w: i8[64, 32, 3, 3]
+  return conv2d(x, w, padding=1, dtype=i32)
+}
+""")
+    (cost,) = [k for k in report.kernels if k.kind == "conv"]
+    assert cost.extra["micro_kernel"] == "none"
+    assert cost.extra["compute_s"] == pytest.approx(
+        2 * 64 * 288 * 256 / (cpu_model.core_peak(spec) * cpu_model.product_share(256, spec)), rel=0.1)

@@ -262,11 +262,12 @@ def test_host_gemm_tiles_replace_the_targets_for_gemms():
                for op in target.ops if "strata.tile_sizes" in op.attributes)
 
 
-CONV_SHAPES = """let C = 16
+CONV_SHAPES = """let N = 1
+let C = 16
 let O = 16
 let HW = 16
 let ST = 1
-model conv(x: f32[1, C, HW, HW]) {
+model conv(x: f32[N, C, HW, HW]) {
   param w: f32[O, C, 3, 3]
   param b: f32[O]
   return conv2d(x, w, b, stride=ST, padding=1)
@@ -281,6 +282,8 @@ model conv(x: f32[1, C, HW, HW]) {
     ({"C": 32, "O": 64, "HW": 4}, (4, 4)),  # 16 columns a strip (8 x 16 block): four rows of 4
     ({"HW": 15}, None),  # 225 columns: gathered row-major, the last strip masked
     ({"C": 256, "O": 256, "HW": 2}, None),  # 4 columns; the weight in tiles of 64 output channels
+    ({"N": 2, "HW": 16}, (2, 16)),  # two images' columns side by side, transposed back
+    ({"N": 3, "C": 8, "O": 24, "HW": 5}, None),  # 75 columns over three images: row-major
 ])
 def test_implicit_gemm_convolutions_run_as_the_reference(tmp_path, sizes, packing):
     """The conv's patches packed by column strips where a strip is an output rectangle, row-major elsewhere."""
@@ -296,4 +299,28 @@ def test_implicit_gemm_convolutions_run_as_the_reference(tmp_path, sizes, packin
     assert implicit_gemm_packing(conv) == packing
     got = native.run_module(module, "cpu", inputs, params, workdir=tmp_path)
     assert compare_outputs(want, got, 1e-4) is None
+
+
+INT8_CONV = """let N = 1
+let C = 16
+let O = 16
+let HW = 16
+model conv(x: i8[N, C, HW, HW]) {
+  param w: i8[O, C, 3, 3]
+  return conv2d(x, w, stride=2, padding=1, dtype=i32)
+}
+"""
+
+
+@needs_mlir
+@pytest.mark.parametrize("sizes", [{}, {"N": 2, "C": 3, "O": 8, "HW": 9}])
+def test_integer_convolutions_run_as_an_exact_product_over_their_patches(tmp_path, sizes):
+    """An int8 conv (no micro-kernel) as `W[O, K] @ cols[K, N*Y*X]` in i32, exact, one image or several."""
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(INT8_CONV, "conv.model", sizes)
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    got = native.run_module(module, "cpu", inputs, params, workdir=tmp_path)
+    assert compare_outputs(want, got, 0) is None
 
