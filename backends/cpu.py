@@ -261,11 +261,12 @@ norm of the same shape 21.6 us (ratio 1.6; 7/4 = 1.75); in LLaMA (S=64 D=256) it
 15.5 us. A quantize (divide, round to even, add the zero point, saturate, convert) measured as 2:
 f32 -> i8, 64 x 1024 25.4 us, 1 x 3 x 64 x 64 4.6 us (1.45 clocks per element)."""
 
-CALL_LATENCY_S = 1.2e-7
+CALL_LATENCY_S = 6e-8
 """One kernel call of the native module: a function call, its tile buffers' allocations and frees.
 Measured (`strata measure`, 1 thread): a 16- or 128-element multiply alone, 60 ns with the timer
-(median of 200); ResNet-18 int8's scale multiplies (16 to 128 elements) in the model, 0.05 to
-0.3 us from run to run (their operands cold, left in L3 by the previous call)."""
+(median of 200). In ResNet-18 int8 (HW=64 W0=16, the Zen 4 guest, 2026-12-06) its 20 scale
+multiplies of 32 to 256 elements took 61 to 86 ns once its convolutions ran fast (0.05 to 0.3 us
+before, their operands evicted by the slow loops between them)."""
 
 
 def core_peak(spec: DeviceSpec) -> float:
@@ -481,10 +482,9 @@ def _element_bytes(type_) -> int:
 def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """
     Clocks of the kernel's tile loads and stores that walk their buffers with a stride
-    (`strided_cycles`), but an implicit-GEMM convolution's weight tile held as rows (`loop.weight_rows`).
+    (`strided_cycles`), but an ungrouped convolution's weight tile held as rows (`loop.weight_rows`).
     """
     total = 0.0
-    conv_rows = kernel.kind.data == "conv" and bool(kernel.block())
 
     def visit(block, times: int, outer: dict) -> None:
         nonlocal total
@@ -492,8 +492,8 @@ def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
             if isinstance(op, scf.ForOp):
                 visit(op.body.block, iterations(op, times, outer), {**outer, op.body.block.args[0]: op})
             elif isinstance(op, loop.LoadOp | loop.StoreOp):
-                if conv_rows and loop.weight_rows(op, kernel.vector_lanes.value.data) is not None:
-                    continue  # copied by whole rows for the implicit GEMM, by vectors
+                if loop.weight_rows(op, kernel.vector_lanes.value.data) is not None:
+                    continue  # copied by whole rows for the convolution's product, by vectors
                 buffer, tile = (op.source, op.result.type) if isinstance(op, loop.LoadOp) else (op.dest, op.value.type)
                 walk = tile.get_shape()
                 per_element = strided_cycles(layout_of(buffer.type), buffer.type.get_shape(), walk,

@@ -11,8 +11,8 @@ runs with estimates of this CPU:
   measures one core's f32 FMA peak (12 independent chains of 16-float
   FMAs, best of 5), the read bandwidth of each cache level and of
   DRAM with one thread and with every core (each thread summing its own
-  buffer of 24 KiB, 1 MiB, 32 MiB and 256 MiB: 8 times a Zen 4 CCD's or
-  this guest's L3, and light enough for a test machine), and the fork and
+  buffer, `probe_buffers`: half of the level it reads, the threads
+  together half the L3, eight L3s for DRAM), and the fork and
   join of an empty OpenMP region; sysfs gives the cache sizes,
   /proc/meminfo the memory;
 - `fma_pipes` (vector FMAs per clock) cannot be told apart from the clock
@@ -20,8 +20,9 @@ runs with estimates of this CPU:
   from the peak and the pipes;
 - the constants of strata's generated code are calibrated here as they
   were on the shipped spec, each on a one-op model compiled natively and
-  timed (`strata measure`'s instrumentation: the fastest of 3 medians, as
-  another job slows whole rounds): `gemm_efficiency`
+  timed (`strata measure`'s instrumentation: the fastest of 5 medians, as
+  another job slows whole rounds, each on operands placed anew, as where
+  they lie moves a relayout by 1.6x, `ROUNDS`): `gemm_efficiency`
   (the share of the FMA peak the GEMM micro-kernel runs at) on strata's own
   f32 1024^3 GEMM, `cycles_per_flop` on a layer norm and
   `cycles_per_relayout_element` on a weight relayout (`CALIBRATIONS`), each
@@ -53,7 +54,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 4
+HOST_SPEC_VERSION = 5
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -146,14 +147,15 @@ static double fork_join(int threads) {
   return best;
 }
 
+/* argv: threads, then the bytes each thread sums for l1, l2, l3 alone, l3 with every thread, dram. */
 int main(int argc, char **argv) {
   int threads = atoi(argv[1]);
   printf("peak %e\n", peak());
   printf("fork %e\n", fork_join(threads));
-  long sizes[4] = {24L << 10, 1L << 20, 32L << 20, 256L << 20};
   const char *names[4] = {"l1", "l2", "l3", "dram"};
-  for (int i = 0; i < 4; i++) printf("%s_1 %e\n", names[i], bandwidth(sizes[i], 1));
-  for (int i = 2; i < 4; i++) printf("%s_%d %e\n", names[i], threads, bandwidth(sizes[i], threads));
+  for (int i = 0; i < 4; i++) printf("%s_1 %e\n", names[i], bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1));
+  printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads));
+  printf("dram_%d %e\n", threads, bandwidth(atol(argv[6]), threads));
   return 0;
 }
 """
@@ -247,6 +249,28 @@ def cache_dir() -> Path:
 # --------------------------------------------------------------------------- measuring
 
 
+def probe_buffers(threads: int, caches: dict[str, int]) -> dict[str, int]:
+    """
+    Bytes each thread of the probe sums to read from a level (`l1`, `l2`, `l3` alone, `l3_all` with
+    every thread, `dram`): half the level, so that the rest of the process's lines and the sibling
+    threads' buffers fit beside it and the level below is not read instead (a buffer as large as
+    the L3 measured DRAM as the L3); every thread's share of half the L3; DRAM eight L3s, at least
+    256 MiB. A level sysfs does not give is taken as Zen 4's (32 KiB, 1 MiB, 32 MiB).
+    """
+    l1, l2, l3 = (caches.get(level) or default for level, default in (("l1d", 32 << 10), ("l2", 1 << 20),
+                                                                      ("l3", 32 << 20)))
+    return {"l1": l1 // 2, "l2": l2 // 2, "l3": max(l2 * 2, l3 // 2), "l3_all": max(l2 * 2, l3 // 2 // threads),
+            "dram": max(256 << 20, 8 * l3)}
+
+
+def size(nbytes: int) -> str:
+    """`nbytes` as the spec's notes write a buffer's size: "16 MiB"."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / (1 << shift):g} {unit}"
+    return f"{nbytes} B"
+
+
 def run_probe(threads: int) -> dict[str, float]:
     """The probe's figures: `peak` (FLOP/s of one core), `fork` (s), `l1_1` ... `dram_N` (bytes/s)."""
     flags = cpuinfo().get("flags", "").split()
@@ -264,7 +288,9 @@ def run_probe(threads: int) -> dict[str, float]:
                                capture_output=True, text=True)
         if build.returncode != 0:
             raise StrataError(f"error: building the host probe failed:\n{build.stderr.strip()}")
-        out = subprocess.run([str(exe), str(threads)], capture_output=True, text=True)
+        buffers = probe_buffers(threads, cache_sizes())
+        out = subprocess.run([str(exe), str(threads), *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram"))],
+                             capture_output=True, text=True)
     if out.returncode != 0:
         raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
     return {key: float(value) for key, value in (line.split() for line in out.stdout.splitlines())}
@@ -273,6 +299,7 @@ def run_probe(threads: int) -> dict[str, float]:
 def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -> list[tuple[str, object, str]]:
     """`(key, value, how)` of the spec from the probe's figures and the machine's own tables."""
     caches, n = cache_sizes(), cores()
+    buffers = probe_buffers(n, caches)
     unit = vector_unit(info)
     lanes, pipes = unit[0][1], unit[1][1]
     clock = figures["peak"] / (lanes * pipes * 2)
@@ -285,12 +312,14 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
         ("l1d_bytes_per_core", caches.get("l1d", 0), f"{where} (sysfs cache/index0)"),
         ("l2_bytes_per_core", caches.get("l2", 0), f"{where} (sysfs cache/index2)"),
         ("l3_bytes", caches.get("l3", 0), f"{where} (sysfs cache/index3)"),
-        ("l1_bandwidth_per_core", float(f"{figures['l1_1']:.4g}"), f"{where} (1 thread summing a 24 KiB buffer)"),
-        ("l2_bandwidth_per_core", float(f"{figures['l2_1']:.4g}"), f"{where} (1 thread summing a 1 MiB buffer)"),
-        ("l3_bandwidth_per_core", float(f"{figures['l3_1']:.4g}"), f"{where} (1 thread summing a 32 MiB buffer)"),
-        ("l3_bandwidth", float(f"{figures[f'l3_{n}']:.4g}"), f"{where} ({n} threads summing 32 MiB each)"),
-        ("dram_bandwidth_per_core", float(f"{figures['dram_1']:.4g}"), f"{where} (1 thread summing a 256 MiB buffer)"),
-        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{where} ({n} threads summing 256 MiB each)"),
+        ("l1_bandwidth_per_core", float(f"{figures['l1_1']:.4g}"), f"{where} (1 thread summing a buffer of {size(buffers['l1'])})"),
+        ("l2_bandwidth_per_core", float(f"{figures['l2_1']:.4g}"), f"{where} (1 thread summing a buffer of {size(buffers['l2'])})"),
+        ("l3_bandwidth_per_core", float(f"{figures['l3_1']:.4g}"), f"{where} (1 thread summing a buffer of {size(buffers['l3'])})"),
+        ("l3_bandwidth", float(f"{figures[f'l3_{n}']:.4g}"),
+         f"{where} ({n} threads summing a buffer of {size(buffers['l3_all'])} each)"),
+        ("dram_bandwidth_per_core", float(f"{figures['dram_1']:.4g}"),
+         f"{where} (1 thread summing a buffer of {size(buffers['dram'])})"),
+        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{where} ({n} threads summing a buffer of {size(buffers['dram'])} each)"),
         ("dram_bytes", dram_bytes(), f"{where} (/proc/meminfo MemTotal)"),
         ("parallel_region_latency_s", float(f"{figures['fork']:.3g}"),
          f"{where} (an empty OpenMP parallel region on {n} threads)"),
@@ -360,13 +389,19 @@ def _estimate(text: str, spec: DeviceSpec, pick) -> float:
     return _calibration_model(text, spec, pick)[2]["time_s"]
 
 
-ROUNDS = 3
+ROUNDS = 5
 """A calibration times its kernel in `ROUNDS` rounds of `repeat` calls and keeps the fastest round's
-median: another job on a shared core slows whole rounds, never speeds one up."""
+median: another job on a shared core slows whole rounds, never speeds one up. Each round binds fresh
+copies of the operands, placed elsewhere in memory: where a relayout's source lies against its
+destination moved the 9,216-element weight relayout between 3.3 and 5.2 us (1.3 and 2.3 clocks an
+element) from one allocation to the next on the Zen 4 guest, and the fastest round is the walk
+itself, not the placement."""
 
 
 def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
     """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of `ROUNDS` medians."""
+    import numpy as np
+
     from strata.backends.cost import model_function
     from strata.compiler import measure
     from strata.compiler.execution import weights
@@ -374,11 +409,17 @@ def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float
     module, loops, entry = _calibration_model(text, spec, pick)
     bound = weights.bind_values(model_function(module), 0)
     build = measure.build_instrumented(loops, "cpu", threads=1)
-    call, _ = build.model.prepare(bound.inputs, bound.params)
     # The report's `relayout_I` is the I-th copy between kernels, timed in slot `copy#I`.
     slot = entry["name"] if entry["name"] in build.slots else f"copy#{entry['name'].rsplit('_', 1)[1]}"
-    measured = min(build.time(call, repeat)[slot] for _ in range(ROUNDS))
-    return entry["time_s"], measured
+    rounds, placed = [], []
+    for round_ in range(ROUNDS):
+        # A spacer of a different size each round moves the copies' addresses.
+        placed.append(np.empty(4096 + 1088 * round_, np.uint8))
+        inputs, params = ({k: np.array(v, copy=True) for k, v in values.items()} for values in (bound.inputs, bound.params))
+        placed.append((inputs, params))
+        call, _ = build.model.prepare(inputs, params)
+        rounds.append(build.time(call, repeat)[slot])
+    return entry["time_s"], min(rounds)
 
 
 GEMM_CALIBRATION = ("gemm_efficiency", f"model gemm(a: f32[{CALIBRATION_SHAPE}, {CALIBRATION_SHAPE}]) ->"

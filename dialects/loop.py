@@ -42,7 +42,6 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     TensorType,
-    f32,
     f64,
     i64,
 )
@@ -695,20 +694,22 @@ def index_value(value: SSAValue, ivs: dict[SSAValue, int]) -> int:
 
 def weight_rows(op: Operation, lanes: int) -> tuple[int, ...] | None:
     """
-    For a `loop.load` of an f32 weight used only as a `graph.conv2d`'s
-    weight, held in (o, ...) order (a permutation of its dims without
-    tiles), whole but for a tile of output channels that divides them, its
-    rows (c x kh x kw) whole vectors of `lanes`: the order of the weight's
-    dims (c: 1, i: 2, j: 3) in its rows. Such a tile is a run of whole rows
-    of the buffer: export-mlir copies it row by row, by vectors, as the
-    implicit GEMM's [O, K] operand (whose K then follows that order), and
-    the cpu cost model prices no strided walk for it. None otherwise.
+    For a `loop.load` of a weight used only as an ungrouped
+    `graph.conv2d`'s weight, held in (o, ...) order (a permutation of its
+    dims without tiles), whole but for a tile of output channels that
+    divides them, its rows (c x kh x kw) whole vectors of `lanes`: the
+    order of the weight's dims (c: 1, i: 2, j: 3) in its rows. Such a tile
+    is a run of whole rows of the buffer: export-mlir copies it row by row,
+    by vectors, as the [O, K] operand of the convolution's product (the
+    implicit GEMM in f32, the im2col product otherwise; K then follows that
+    order), and the cpu cost model prices no strided walk for it. None
+    otherwise.
     """
     uses = list(op.result.uses) if isinstance(op, LoadOp) else []
     if len(uses) != 1:
         return None
     user = uses[0].operation
-    if not isinstance(user, Conv2DOp) or user.weight is not op.result or op.result.type.element_type != f32:
+    if not isinstance(user, Conv2DOp) or user.weight is not op.result or user.groups.value.data != 1:
         return None
     layout, logical = layout_of(op.source.type), op.source.type.get_shape()
     perm = list(layout.perm)

@@ -731,10 +731,11 @@ class Emitter:
         return c
 
     def read_vector(self, source: SSAValue, index: Sequence[SSAValue], in_bounds: bool = True) -> SSAValue:
-        """`VL` consecutive f32 elements of a tensor along its last dim (past its end: 0, unless `in_bounds`)."""
+        """`VL` consecutive elements of a tensor or memref along its last dim (past its end: 0, unless `in_bounds`)."""
         rank = len(shape(source))
+        t = elem(source)
         return self.v(vector.TransferReadOp(
-            source, index, self.scalar(0.0, f32), VectorType(f32, [VL]), ArrayAttr([BoolAttr.from_bool(in_bounds)]),
+            source, index, self.scalar(0, t), VectorType(t, [VL]), ArrayAttr([BoolAttr.from_bool(in_bounds)]),
             AffineMapAttr(AffineMap(rank, 0, (dim(rank - 1),))),
         ))
 
@@ -973,9 +974,10 @@ def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue
            weight_rows: tuple[SSAValue, Sequence[int]] | None = None) -> SSAValue:
     """
     `graph.conv2d` on tiles: an f32 image as an implicit GEMM through the
-    micro-kernel (`_implicit_gemm`; `weight_rows`: the weight as [O, K]
-    rows and K's order, where the exporter loaded it so), else one
-    `linalg.generic`.
+    micro-kernel (`_implicit_gemm`), another ungrouped one as a product over
+    its patches (`_im2col_product`), both with `weight_rows` (the weight as
+    [O, K] rows and K's order) where the exporter loaded it so; a grouped
+    one as one `linalg.generic` over the window.
     """
     sh, sw = op.strides.get_values()
     pt, pl, pb, pr = op.pads.get_values()
@@ -989,18 +991,18 @@ def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue
             return em.elementwise(lambda e, a, b: e.add_(a, b), out_shape, out_elem, vectorised,
                                   em.reshape(bias, [out_shape[1], 1, 1]))
         return vectorised
-    o_count, cg = shape(w)[0], shape(w)[1]
     ct = compute_type(out_elem)
     if groups == 1:
-        total = _im2col_product(em, op, x, w, out_shape, ct)
+        total = _im2col_product(em, op, x, w, out_shape, ct, *(weight_rows or ()))
         if bias is not None:
             return em.elementwise(lambda e, a, b: e.add_(a, b), out_shape, out_elem, total,
                                   em.reshape(bias, [out_shape[1], 1, 1]))
         return em.cast(total, out_elem)
-    # Loops: n, o (parallel), c, i, j (reduction), y, x (parallel): the
-    # innermost loops walk output rows, which vectorise.
+    # Grouped. Loops: n, o (parallel), c, i, j (reduction), y, x (parallel):
+    # the innermost loops walk output rows, which vectorise.
+    o_count, cg = shape(w)[0], shape(w)[1]
     n_, o_, c_, i_, j_, y_, x_ = (dim(k) for k in range(7))
-    channel = c_ if groups == 1 else (o_ // (o_count // groups)) * cg + c_
+    channel = (o_ // (o_count // groups)) * cg + c_
     x_map = AffineMap(7, 0, (n_, channel, y_ * sh + i_ * dh, x_ * sw + j_ * dw))
     w_map = AffineMap(7, 0, (o_, c_, i_, j_))
 
@@ -1017,11 +1019,14 @@ def conv2d(em: Emitter, op: g.Conv2DOp, x: SSAValue, w: SSAValue, bias: SSAValue
     return em.cast(total, out_elem)
 
 
-def _im2col_product(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_shape: Sequence[int],
-                    ct: Attribute) -> SSAValue:
+def _im2col_product(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue | None, out_shape: Sequence[int],
+                    ct: Attribute, weight_rows: SSAValue | None = None,
+                    k_order: Sequence[int] = (1, 2, 3)) -> SSAValue:
     """
     An ungrouped convolution that the micro-kernel does not take (integer,
-    low-precision) as `W[O, K] @ cols[K, N*Y*X]` in `ct`: `cols` the padded
+    low-precision) as `W[O, K] @ cols[K, N*Y*X]` in `ct`, K the weight's
+    (c, i, j) in `k_order` as in `_implicit_gemm` (`W` the weight tile
+    collapsed, or `weight_rows` copied so by the caller): `cols` the padded
     input's patches gathered in its own type, the product one
     `linalg.generic` whose innermost loop runs over the N*Y*X output pixels,
     contiguous in `cols` and the result, so LLVM vectorises it whatever the
@@ -1032,14 +1037,17 @@ def _im2col_product(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_
     """
     sh, sw = op.strides.get_values()
     dh, dw = op.dilations.get_values()
-    o_count, cg, kh, kw = shape(w)
+    wshape = shape(op.weight)
+    o_count = wshape[0]
     images, _, ys, xs = out_shape
-    k, pixels = cg * kh * kw, images * ys * xs
-    c_, i_, j_, n_, y_, x_ = (dim(d) for d in range(6))
+    k, pixels = math.prod(wshape[1:]), images * ys * xs
+    # Loop dims: K's three (in k_order), then n, y, x.
+    c_, i_, j_ = (dim(list(k_order).index(d)) for d in (1, 2, 3))
+    n_, y_, x_ = dim(3), dim(4), dim(5)
     patches = em.generic([xp], [AffineMap(6, 0, (n_, c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
-                         [cg, kh, kw, images, ys, xs], elem(xp), lambda e, a, _out: a)
+                         [*(wshape[d] for d in k_order), images, ys, xs], elem(xp), lambda e, a, _out: a)
     cols = em.reshape(patches, [k, pixels])
-    rows = em.reshape(w, [o_count, k])
+    rows = weight_rows if weight_rows is not None else em.reshape(w, [o_count, k])
 
     def body(e: Emitter, a, b, acc):
         return e.add_(acc, e.mul(e.convert(a, ct), e.convert(b, ct)))

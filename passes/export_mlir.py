@@ -95,7 +95,6 @@ from strata.passes._linalg import (
     causal_mask,
     conv2d,
     dim,
-    implicit_gemm_block,
     elem,
     VL,
     is_float,
@@ -757,8 +756,9 @@ def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack, lead=()) ->
     lead = list(lead)
     o0, o1 = (em.index(0) if o is None else o for o in offsets)
     kind, width = pack if pack is not None else ("cols", cols)
+    t = elem(buffer)
     if kind == "rows":
-        out = em.empty([rows // width, cols, width], f32)
+        out = em.empty([rows // width, cols, width], t)
 
         def by_strip_t(e: Emitter, q: SSAValue, dest: SSAValue) -> SSAValue:
             def by_k(e2: Emitter, kb: SSAValue, dest2: SSAValue) -> SSAValue:
@@ -782,7 +782,7 @@ def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack, lead=()) ->
     # as one stream per row, which the hardware prefetcher follows; a packed
     # tile is written strip by strip.
     strip = pack is not None
-    out = em.empty([cols // width, rows, width] if strip else [rows, cols], f32)
+    out = em.empty([cols // width, rows, width] if strip else [rows, cols], t)
 
     def by_row(e: Emitter, k: SSAValue, dest: SSAValue) -> SSAValue:
         row = e.v(arith.AddiOp(k, o0))
@@ -882,11 +882,8 @@ def _micro_operands(matmul: g.MatmulOp):
 
 
 def _conv_weight_rows(op: Operation) -> tuple[int, ...] | None:
-    """`loop.weight_rows` of a load whose convolution `_linalg.implicit_gemm_block` takes, else None."""
-    rows = loop.weight_rows(op, VL)
-    if rows is None or implicit_gemm_block(_uses(op.result)[0].operation) is None:
-        return None
-    return rows
+    """`loop.weight_rows` at the export's vector width: the K order of a weight loaded as rows, else None."""
+    return loop.weight_rows(op, VL)
 
 
 def _feeds_micro_kernel(op: Operation) -> bool:

@@ -290,8 +290,12 @@ def test_a_conv_of_several_images_is_one_implicit_gemm_and_costs_at_least_its_im
 def test_an_integer_conv_product_runs_as_llvm_vectorises_its_pixel_loop():
     """
     Off the micro-kernel (int8), the product's pixel loop: whole groups of 4 x 16 lanes at the
-    vector rate, fewer pixels than a group scalar, at most 4 unrolled and vectorised along K.
+    vector rate, fewer pixels than a group scalar, at most 4 unrolled and vectorised along K; its
+    weight, 288 int8 elements a row, copied by rows as the implicit GEMM's is.
     """
+    from strata.backends.cost import hardware_kernels
+    from strata.dialects import loop
+
     vector = cpu_model.CYCLES_PER_PRODUCT_VECTOR / 16
     assert cpu_model.product_cycles(4, 16) == pytest.approx(4 * vector)
     assert cpu_model.product_cycles(49, 16) == pytest.approx(49 * cpu_model.CYCLES_PER_PRODUCT_ELEMENT)
@@ -308,3 +312,6 @@ def test_an_integer_conv_product_runs_as_llvm_vectorises_its_pixel_loop():
     assert cost.extra["micro_kernel"] == "none"
     assert cost.extra["compute_s"] == pytest.approx(
         2 * 64 * 288 * 256 / (cpu_model.core_peak(spec) * cpu_model.product_share(256, spec)), rel=0.1)
+    (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "conv"]
+    loads = [op for op in kernel.walk() if isinstance(op, loop.LoadOp)]
+    assert [loop.weight_rows(op, 16) for op in loads].count((2, 3, 1)) == 1
