@@ -42,12 +42,16 @@ L2. For each kernel:
 - memory: the bytes each level moves, each at the bandwidth of the cores
   used (per-core figures times cores, capped at the chip's): through L2,
   the tiles loaded (`read_bytes`, copied into tile buffers: read and
-  written), `a`'s rows re-read once per packed strip of `nr` columns
+  written; a tile that is its whole buffer as laid out is read in place,
+  `loop.reads_in_place`), a copy kernel's transposes and concatenations
+  (their results materialised, read and written, and a transpose that
+  moves the innermost dim walked at `strided_cycles`' rate), `a`'s rows re-read once per packed strip of `nr` columns
   (`2 / nr` bytes per FLOP of f32), `b`'s strip re-read by every block
   (`2 / mr` bytes per FLOP) when it overflows half the L1d, and the packing
   of `b` (read and written once per tile); from L3, or from DRAM when the kernel's data
   (its inputs and outputs) exceeds the L3, the unique inputs once, the
-  outputs, and the tile re-reads (a's row panel per column tile, b's per
+  outputs twice (write-allocate: a line is read before it is written,
+  and written back), and the tile re-reads (a's row panel per column tile, b's per
   row tile: `read_bytes` beyond the unique inputs);
 - time = max(compute + copies, other L2 traffic, L3/DRAM) + the call and,
   with more than one thread, one OpenMP fork and join
@@ -101,6 +105,7 @@ from collections.abc import Sequence
 
 from xdsl.dialects import scf
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 
 from strata.backends.cost import (
     Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, model_function,
@@ -110,7 +115,7 @@ from strata.dialects import loop
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.flops import TRANSCENDENTAL_OPS, op_flops
-from strata.dialects.graph.layout import layout_of
+from strata.dialects.graph.layout import LayoutAttr, layout_of
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
 from strata.dialects.loop import iterations
@@ -261,12 +266,12 @@ norm of the same shape 21.6 us (ratio 1.6; 7/4 = 1.75); in LLaMA (S=64 D=256) it
 15.5 us. A quantize (divide, round to even, add the zero point, saturate, convert) measured as 2:
 f32 -> i8, 64 x 1024 25.4 us, 1 x 3 x 64 x 64 4.6 us (1.45 clocks per element)."""
 
-CALL_LATENCY_S = 6e-8
+CALL_LATENCY_S = 4e-8
 """One kernel call of the native module: a function call, its tile buffers' allocations and frees.
-Measured (`strata measure`, 1 thread): a 16- or 128-element multiply alone, 60 ns with the timer
-(median of 200). In ResNet-18 int8 (HW=64 W0=16, the Zen 4 guest, 2026-12-06) its 20 scale
-multiplies of 32 to 256 elements took 61 to 86 ns once its convolutions ran fast (0.05 to 0.3 us
-before, their operands evicted by the slow loops between them)."""
+Measured (`strata measure`, 1 thread, median of 200, the Zen 4 guest, 2026-12-06): a 16- or
+128-element multiply alone, its operands read in place, 40 ns (the timer's resolution: 60 ns while
+it copied them into tile buffers); in ResNet-18 int8 (HW=64 W0=16) its scale multiplies of 32 to
+256 elements 40 to 50 ns."""
 
 
 def core_peak(spec: DeviceSpec) -> float:
@@ -425,13 +430,22 @@ def _tile_iterations(kernel: cpu.KernelOp) -> int:
 
 
 def copy_bytes(kernel: cpu.KernelOp, spec: DeviceSpec) -> int:
-    """L2 bytes of the copy phases the core waits for: tiles copied into their buffers and `b` packed,
-    each read and written."""
-    return 2 * kernel.read_bytes.value.data + 2 * kernel.packed_bytes.value.data * _tile_iterations(kernel)
+    """L2 bytes of the copy phases the core waits for: tiles copied into their buffers (not those read
+    in place, `loop.reads_in_place`), `b` packed and a copy kernel's results materialised
+    (`materialised_bytes`), each read and written."""
+    in_place = sum(type_bytes(op.result.type) * times for op, times in _body_ops(kernel) if loop.reads_in_place(op))
+    return (2 * (kernel.read_bytes.value.data - in_place) + 2 * kernel.packed_bytes.value.data * _tile_iterations(kernel)
+            + materialised_bytes(kernel))
 
 
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec) -> tuple[dict[str, int], str]:
-    """Bytes moved per level (`l2` and `l3` or `dram`) and the name of the outer level (module docstring)."""
+    """
+    Bytes moved per level (`l2` and `l3` or `dram`) and the name of the outer level (module
+    docstring). The outputs count twice at the outer level: a store to a line not in the cache
+    reads it first (write-allocate) and writes it back later. Found in-sample: LLaMA's transposing
+    and concatenating copy kernels (S=64 D=256) took 1.7 to 2.9 times an estimate that counted
+    them once, on the host's L3 bandwidth measured as such (half the L3 summed).
+    """
     read, write = kernel.read_bytes.value.data, kernel.write_bytes.value.data
     unique = min(read, sum(type_bytes(v.type) for v in kernel.ins))
     outer = "l3" if unique + write <= spec["l3_bytes"] else "dram"
@@ -443,7 +457,7 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec) -> tuple[dict[str, int]
             # The strip of b no longer stays in L1 beside a's rows: every k step of
             # every block re-reads nr floats of it for 2 mr nr FLOPs.
             l2 += kernel.matrix_flops.value.data * 2 // mr
-    return {"l2": l2, outer: read + write}, outer
+    return {"l2": l2, outer: read + 2 * write}, outer
 
 
 def strided_cycles(layout, shape: Sequence[int], walk: Sequence[int], element_bytes: int, spec: DeviceSpec) -> float:
@@ -479,29 +493,63 @@ def _element_bytes(type_) -> int:
     return max(1, type_bytes(type_) // max(1, num_elements(type_.get_shape())))
 
 
-def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
-    """
-    Clocks of the kernel's tile loads and stores that walk their buffers with a stride
-    (`strided_cycles`), but an ungrouped convolution's weight tile held as rows (`loop.weight_rows`).
-    """
-    total = 0.0
+def _body_ops(kernel: cpu.KernelOp) -> list[tuple[Operation, int]]:
+    """The ops of the kernel's body outside its `scf.for`s' headers, each with how often it runs in all."""
+    found = []
 
     def visit(block, times: int, outer: dict) -> None:
-        nonlocal total
         for op in block.ops:
             if isinstance(op, scf.ForOp):
                 visit(op.body.block, iterations(op, times, outer), {**outer, op.body.block.args[0]: op})
-            elif isinstance(op, loop.LoadOp | loop.StoreOp):
-                if loop.weight_rows(op, kernel.vector_lanes.value.data) is not None:
-                    continue  # copied by whole rows for the convolution's product, by vectors
-                buffer, tile = (op.source, op.result.type) if isinstance(op, loop.LoadOp) else (op.dest, op.value.type)
-                walk = tile.get_shape()
-                per_element = strided_cycles(layout_of(buffer.type), buffer.type.get_shape(), walk,
-                                             _element_bytes(buffer.type), spec)
-                total += per_element * num_elements(walk) * times
+            else:
+                found.append((op, times))
 
     visit(kernel.body.block, 1, {})
+    return found
+
+
+def _moves_data(kernel: cpu.KernelOp, op: Operation) -> bool:
+    """A transpose or concatenation that a copy kernel materialises (elsewhere a GEMM or attention reads it in place)."""
+    return kernel.kind.data == "copy" and isinstance(op, g.TransposeOp | g.ConcatOp)
+
+
+def transpose_walk_cycles(op: g.TransposeOp, spec: DeviceSpec) -> float:
+    """Clocks per element of a transpose's copy: its input walked in the output's order (`strided_cycles`)."""
+    perm = op.perm.get_values()
+    shape = op.input.type.get_shape()
+    # The output's dims (d reads input dim perm[d]) held in the input's order.
+    order = sorted(range(len(perm)), key=lambda d: perm[d])
+    return strided_cycles(LayoutAttr(order), [shape[p] for p in perm], [shape[p] for p in perm],
+                          _element_bytes(op.input.type), spec)
+
+
+def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
+    """
+    Clocks of the kernel's tile loads and stores that walk their buffers with a stride
+    (`strided_cycles`), but an ungrouped convolution's weight tile held as rows (`loop.weight_rows`),
+    and of a copy kernel's transposes that move the innermost dim (`transpose_walk_cycles`).
+    """
+    total = 0.0
+    for op, times in _body_ops(kernel):
+        if isinstance(op, loop.LoadOp | loop.StoreOp):
+            if loop.weight_rows(op, kernel.vector_lanes.value.data) is not None:
+                continue  # copied by whole rows for the convolution's product, by vectors
+            buffer, tile = (op.source, op.result.type) if isinstance(op, loop.LoadOp) else (op.dest, op.value.type)
+            walk = tile.get_shape()
+            per_element = strided_cycles(layout_of(buffer.type), buffer.type.get_shape(), walk,
+                                         _element_bytes(buffer.type), spec)
+            total += per_element * num_elements(walk) * times
+        elif isinstance(op, g.TransposeOp) and _moves_data(kernel, op):
+            total += transpose_walk_cycles(op, spec) * num_elements(op.result.type.get_shape()) * times
     return total
+
+
+def materialised_bytes(kernel: cpu.KernelOp) -> int:
+    """
+    Bytes a copy kernel's transposes and concatenations read and write into their results, each a
+    pass of its own (the export's `linalg.generic` copies), beside the tile copies.
+    """
+    return sum(2 * type_bytes(op.results[0].type) * times for op, times in _body_ops(kernel) if _moves_data(kernel, op))
 
 
 def flop_overcount(kernel: cpu.KernelOp) -> int:

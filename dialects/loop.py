@@ -69,7 +69,7 @@ from xdsl.utils.exceptions import VerifyException
 from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.graph.kernel import KERNEL_KINDS
 from strata.dialects.graph.layout import layout_of
-from strata.dialects.graph.ops import Conv2DOp, MatmulOp, verify_collective
+from strata.dialects.graph.ops import Conv2DOp, MatmulOp, TransposeOp, verify_collective
 from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
 
 LEVELS = ("global", "onchip", "register")
@@ -722,6 +722,29 @@ def weight_rows(op: Operation, lanes: int) -> tuple[int, ...] | None:
     if math.prod(logical[1:]) % lanes:
         return None  # rows not whole vectors: the element-by-element load
     return tuple(perm[1:])
+
+
+def reads_in_place(op: Operation) -> bool:
+    """
+    Whether a `loop.load` takes its whole buffer as it is laid out (the logical, row-major layout, at
+    offset 0, in the buffer's own element type) for an op other than a matrix product (whose operands
+    the micro-kernel packs) or a convolution's weight held as rows (`weight_rows`): export-mlir then
+    reads the buffer itself, copying nothing, and the cpu cost model prices no copy phase for it.
+    """
+    if not isinstance(op, LoadOp) or weight_rows(op, 1) is not None:
+        return False
+    def feeds_matmul(value: SSAValue) -> bool:
+        return any(isinstance(use.operation, MatmulOp)
+                   or isinstance(use.operation, TransposeOp) and feeds_matmul(use.operation.result)
+                   for use in value.uses)
+
+    if feeds_matmul(op.result):
+        return False
+    source, tile = op.source.type, op.result.type
+    layout = layout_of(source)
+    return (tuple(tile.get_shape()) == tuple(source.get_shape()) and tile.element_type == source.element_type
+            and not layout.tiles and list(layout.perm) == list(range(len(tile.get_shape())))
+            and all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results))
 
 
 def counters(value: SSAValue) -> set[SSAValue]:

@@ -1,6 +1,6 @@
 """
 `export-mlir`: loop-stage IR to upstream MLIR only (`func`, `linalg`, `scf`,
-`memref`, `arith`, `math`, `tensor`, `vector`), which the real `mlir-opt`
+`memref`, `arith`, `math`, `tensor`, `vector`, `bufferization`), which the real `mlir-opt`
 accepts and can lower to LLVM for a CPU.
 
 Preconditions: loop-stage IR (`lower-to-loops` output): `loop.kernel`s over
@@ -31,7 +31,9 @@ structure:
   strips, with `memref.prefetch`es of the next iteration's tiles
   (`next_tile_prefetch`); f32 tiles of row-major buffers (2-D after
   leading unit dims) are copied by vectors, row by row
-  (`_vector_tile_load`), behind an `scf.if` where they may cross the edge.
+  (`_vector_tile_load`), behind an `scf.if` where they may cross the edge;
+  a tile that is its whole buffer as laid out is the buffer itself
+  (`bufferization.to_tensor`, `loop.reads_in_place`), copied by nothing.
 - `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
   `loop.view` is `memref.collapse_shape` + `memref.expand_shape`.
 - The model function takes the logical inputs and params (as before, with
@@ -57,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, memref, scf, tensor, vector
+from xdsl.dialects import arith, bufferization, func, memref, scf, tensor, vector
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
@@ -116,7 +118,7 @@ PREFETCH_LOCALITY = 2
 keeps the lines out of L1, which holds the strip the kernel sweeps.
 """
 
-UPSTREAM_DIALECTS = ("builtin", "func", "linalg", "scf", "memref", "arith", "math", "tensor", "vector")
+UPSTREAM_DIALECTS = ("builtin", "bufferization", "func", "linalg", "scf", "memref", "arith", "math", "tensor", "vector")
 """The dialects the exported IR may use."""
 
 C_INTERFACE = "llvm.emit_c_interface"
@@ -570,6 +572,10 @@ class _KernelExporter:
         tile, t = shape(op.result), elem(op.result)
         buffer = self.get(op.source)
         offsets, guards = self._offsets(op, em, tile, logical)
+        if pack is None and loop.reads_in_place(op):
+            # Read in place: the kernel never writes its inputs, and bufferization copies a
+            # `to_tensor` before any write into it.
+            return em.v(bufferization.ToTensorOp(buffer, restrict=True))
         if not _vector_copyable(layout, tile, t, pack):
             return self._generic_load(op, em, pack, layout, logical, tile, t, buffer, offsets, guards)
         if not any(guards):
