@@ -3,6 +3,8 @@ backends/cpu.py: the CPU model's estimates respond to the spec, the shape and th
 the machine does; the host's GEMM lands where its runs do (efficiency bounds, no wall clock).
 """
 
+import math
+
 import pytest
 
 from strata.backends import cpu as cpu_model
@@ -315,3 +317,42 @@ def test_an_integer_conv_product_runs_as_llvm_vectorises_its_pixel_loop():
     (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "conv"]
     loads = [op for op in kernel.walk() if isinstance(op, loop.LoadOp)]
     assert [loop.weight_rows(op, 16) for op in loads].count((2, 3, 1)) == 1
+
+
+def test_a_tile_that_is_its_whole_buffer_is_read_in_place():
+    """
+    An elementwise kernel whose tiles are its whole buffers reads them in place (no copy phase,
+    `loop.reads_in_place`); its outputs count twice at the outer level (write-allocate).
+    """
+    from strata.backends.cost import hardware_kernels
+    from strata.dialects import loop
+
+    report, module = _report("model m(x: f32[16, 64]) {\n  param s: f32[16, 64]\n  return x * s\n}\n")
+    spec = module_device(module)
+    (kernel,) = hardware_kernels(module)
+    loads = [op for op in kernel.walk() if isinstance(op, loop.LoadOp)]
+    assert loads and all(loop.reads_in_place(op) for op in loads)
+    assert cpu_model.copy_bytes(kernel, spec) == 0
+    moved, outer = cpu_model.memory_bytes(kernel, spec)
+    assert moved[outer] == 2 * 16 * 64 * 4 + 2 * 16 * 64 * 4
+
+
+def test_a_copy_kernel_pays_for_the_transpose_it_materialises():
+    """
+    A transpose alone is a copy kernel: its result is a pass of its own (read and written), and
+    where it moves the innermost dim, an element-by-element walk; keeping the innermost dim, none.
+    """
+    from strata.backends.cost import hardware_kernels
+    from strata.dialects.graph import ops as g
+
+    rows = "model t(x: f32[64, 4, 64]) {\n  return transpose(x, perm=[1, 0, 2])\n}\n"
+    cols = "model t(x: f32[64, 64]) {\n  return transpose(x, perm=[1, 0])\n}\n"
+    for source, walked in ((rows, False), (cols, True)):
+        _, module = _report(source)
+        spec = module_device(module)
+        (kernel,) = hardware_kernels(module)
+        assert kernel.kind.data == "copy"
+        (op,) = [o for o in kernel.walk() if isinstance(o, g.TransposeOp)]
+        size = 4 * math.prod(op.result.type.get_shape())
+        assert cpu_model.materialised_bytes(kernel) == 2 * size
+        assert (cpu_model.transpose_walk_cycles(op, spec) > 0) == walked

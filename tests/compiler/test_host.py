@@ -120,3 +120,13 @@ def test_this_machine_measures_to_a_loadable_spec(tmp_path, monkeypatch):
     spec = host.host_device()
     assert spec["peak_flops_fp32"] > 1e9 and spec["l1_bandwidth_per_core"] > spec["dram_bandwidth_per_core"]
     assert 0 < spec["gemm_efficiency"] <= 1 and spec["cycles_per_flop"] > 0 and spec["cycles_per_relayout_element"] > 0
+
+
+def test_the_probe_reads_half_of_each_level():
+    """Each thread sums half its level; with every thread, their buffers fill half the L3 together."""
+    kib, mib = 1 << 10, 1 << 20
+    assert host.probe_buffers(2, {"l1d": 32 * kib, "l2": mib, "l3": 32 * mib}) == {
+        "l1": 16 * kib, "l2": 512 * kib, "l3": 16 * mib, "l3_all": 8 * mib, "dram": 256 * mib}
+    many = host.probe_buffers(8, {"l1d": 48 * kib, "l2": 2 * mib, "l3": 96 * mib})
+    assert many["l3_all"] == 6 * mib and many["dram"] == 768 * mib
+    assert host.probe_buffers(64, {})["l3_all"] == 2 * mib  # never within the L2
