@@ -195,6 +195,10 @@ class DeviceSpec(Mapping[str, Any]):
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
+    def __reduce__(self):
+        """Pickled as its fields (a `MappingProxyType` does not pickle): for work in other processes."""
+        return DeviceSpec, (self.name, self.target, dict(self.values), dict(self.sources), self.path)
+
     def __getitem__(self, key: str) -> Any:
         try:
             return self.values[key]

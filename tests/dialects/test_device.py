@@ -286,3 +286,13 @@ def test_shape_keys_are_validated_and_overridable():
     for bad in ("preferred_gemm_tile=64,64", "preferred_gemm_tile=64,0,32", "preferred_gemm_tile=a,b,c"):
         with pytest.raises(SpecError, match="list of 3 positive whole numbers"):
             with_overrides(load_device("h100"), [bad])
+
+
+def test_a_spec_pickles_with_its_sources_and_overrides():
+    """A spec crosses into another process (the host calibration's fresh interpreters) whole."""
+    import pickle
+
+    spec = with_overrides(load_device("xeon-spr-2c"), {"clock_hz": 3.0e9})
+    again = pickle.loads(pickle.dumps(spec))
+    assert dict(again) == dict(spec) and dict(again.sources) == dict(spec.sources)
+    assert (again.name, again.target, again.path) == (spec.name, spec.target, spec.path)
