@@ -12,7 +12,7 @@ runs with estimates of this CPU:
   FMAs, best of 5), the read bandwidth of each cache level and of
   DRAM with one thread and with every core (each thread summing its own
   buffer, `probe_buffers`: half of the level it reads, the threads
-  together half the L3, eight L3s for DRAM), and the fork and
+  together half the L3, 256 MiB to 1 GiB for DRAM), and the fork and
   join of an empty OpenMP region; sysfs gives the cache sizes,
   /proc/meminfo the memory;
 - `fma_pipes` (vector FMAs per clock) cannot be told apart from the clock
@@ -54,7 +54,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 6
+HOST_SPEC_VERSION = 7
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -147,7 +147,8 @@ static double fork_join(int threads) {
   return best;
 }
 
-/* argv: threads, then the bytes each thread sums for l1, l2, l3 alone, l3 with every thread, dram. */
+/* argv: threads, then the bytes each thread sums for l1, l2, l3 alone, l3 with every thread, dram
+   alone, dram with every thread. */
 int main(int argc, char **argv) {
   int threads = atoi(argv[1]);
   printf("peak %e\n", peak());
@@ -155,7 +156,7 @@ int main(int argc, char **argv) {
   const char *names[4] = {"l1", "l2", "l3", "dram"};
   for (int i = 0; i < 4; i++) printf("%s_1 %e\n", names[i], bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1));
   printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads));
-  printf("dram_%d %e\n", threads, bandwidth(atol(argv[6]), threads));
+  printf("dram_%d %e\n", threads, bandwidth(atol(argv[7]), threads));
   return 0;
 }
 """
@@ -251,16 +252,22 @@ def cache_dir() -> Path:
 
 def probe_buffers(threads: int, caches: dict[str, int]) -> dict[str, int]:
     """
-    Bytes each thread of the probe sums to read from a level (`l1`, `l2`, `l3` alone, `l3_all` with
-    every thread, `dram`): half the level, so that the rest of the process's lines and the sibling
-    threads' buffers fit beside it and the level below is not read instead (a buffer as large as
-    the L3 measured DRAM as the L3); every thread's share of half the L3; DRAM eight L3s, at least
-    256 MiB. A level sysfs does not give is taken as Zen 4's (32 KiB, 1 MiB, 32 MiB).
+    Bytes each thread of the probe sums to read from a level (`l1`, `l2`, `l3` alone, `l3_all` and
+    `dram_all` with every thread, `dram`): half the level, so that the rest of the process's lines
+    and the sibling threads' buffers fit beside it and the level below is not read instead (a
+    buffer as large as the L3 measured DRAM as the L3), the L3's at most 16 MiB (what one core
+    reaches of it: a Zen 4 CCD's 32 MiB; a hypervisor may report the host's whole L3, 480 MiB on
+    the Xeon guest) and at least twice the L2; with every thread, each its share; DRAM eight times
+    that L3, between 256 MiB and 1 GiB, and with every thread at least 64 MiB each, four times
+    its share of the L3. A level sysfs does not give is taken as Zen 4's (32 KiB, 1 MiB, 32 MiB).
     """
-    l1, l2, l3 = (caches.get(level) or default for level, default in (("l1d", 32 << 10), ("l2", 1 << 20),
-                                                                      ("l3", 32 << 20)))
-    return {"l1": l1 // 2, "l2": l2 // 2, "l3": max(l2 * 2, l3 // 2), "l3_all": max(l2 * 2, l3 // 2 // threads),
-            "dram": max(256 << 20, 8 * l3)}
+    kib, mib = 1 << 10, 1 << 20
+    l1, l2, l3 = (caches.get(level) or default for level, default in (("l1d", 32 * kib), ("l2", mib), ("l3", 32 * mib)))
+    reach = min(l3, 32 * mib)
+    dram = min(1024 * mib, max(256 * mib, 8 * reach))
+    return {"l1": l1 // 2, "l2": l2 // 2, "l3": max(2 * l2, reach // 2),
+            "l3_all": max(2 * l2, min(reach, l3 // threads) // 2), "dram": dram,
+            "dram_all": min(dram, max(64 * mib, 4 * l3 // threads))}
 
 
 def size(nbytes: int) -> str:
@@ -289,7 +296,7 @@ def run_probe(threads: int) -> dict[str, float]:
         if build.returncode != 0:
             raise StrataError(f"error: building the host probe failed:\n{build.stderr.strip()}")
         buffers = probe_buffers(threads, cache_sizes())
-        out = subprocess.run([str(exe), str(threads), *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram"))],
+        out = subprocess.run([str(exe), str(threads), *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram", "dram_all"))],
                              capture_output=True, text=True)
     if out.returncode != 0:
         raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
@@ -319,7 +326,7 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
          f"{where} ({n} threads summing a buffer of {size(buffers['l3_all'])} each)"),
         ("dram_bandwidth_per_core", float(f"{figures['dram_1']:.4g}"),
          f"{where} (1 thread summing a buffer of {size(buffers['dram'])})"),
-        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{where} ({n} threads summing a buffer of {size(buffers['dram'])} each)"),
+        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{where} ({n} threads summing a buffer of {size(buffers['dram_all'])} each)"),
         ("dram_bytes", dram_bytes(), f"{where} (/proc/meminfo MemTotal)"),
         ("parallel_region_latency_s", float(f"{figures['fork']:.3g}"),
          f"{where} (an empty OpenMP parallel region on {n} threads)"),
