@@ -733,8 +733,12 @@ def reads_in_place(op: Operation) -> bool:
     """
     if not isinstance(op, LoadOp) or weight_rows(op, 1) is not None:
         return False
+    # The hardware dialects import this module: their matrix op is looked up when called.
+    from strata.dialects.hardware._kernel import MatrixOp
+
     def feeds_matmul(value: SSAValue) -> bool:
-        return any(isinstance(use.operation, MatmulOp)
+        # A graph.matmul, or what lower-to-hardware made of it (cpu.fma), as the cost model sees it.
+        return any(isinstance(use.operation, MatmulOp | MatrixOp)
                    or isinstance(use.operation, TransposeOp) and feeds_matmul(use.operation.result)
                    for use in value.uses)
 

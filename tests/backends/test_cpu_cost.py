@@ -356,3 +356,15 @@ def test_a_copy_kernel_pays_for_the_transpose_it_materialises():
         size = 4 * math.prod(op.result.type.get_shape())
         assert cpu_model.materialised_bytes(kernel) == 2 * size
         assert (cpu_model.transpose_walk_cycles(op, spec) > 0) == walked
+
+
+def test_a_gemm_operand_is_packed_not_read_in_place():
+    """A whole weight that the micro-kernel packs (`cpu.fma` at the hardware stage) is copied, not read in place."""
+    from strata.backends.cost import hardware_kernels
+    from strata.dialects import loop
+
+    _, module = _report("model m(x: f32[1, 64]) {\n  param w: f32[64, 100]\n  return x @ w\n}\n")
+    (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "gemm"]
+    (weight,) = [op for op in kernel.walk() if isinstance(op, loop.LoadOp) and tuple(op.result.type.get_shape()) == (64, 100)]
+    assert not loop.reads_in_place(weight)
+    assert cpu_model.copy_bytes(kernel, module_device(module)) >= 2 * 64 * 100 * 4
