@@ -406,7 +406,6 @@ PROCESSES = 3
 
 def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
     """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of `ROUNDS` medians."""
-
     from strata.backends.cost import model_function
     from strata.compiler import measure
     from strata.compiler.execution import weights
