@@ -464,6 +464,9 @@ def cmd_tune(args) -> int:
 MAX_REPEAT = 10_000
 """Most timed runs (or measured candidates) one command may ask for: more is a mistake, not a measurement."""
 
+MAX_PROCESSES = 20
+"""Most fresh processes `strata measure --processes` runs."""
+
 
 def cmd_measure(args) -> int:
     from strata.compiler import measure
@@ -474,6 +477,8 @@ def cmd_measure(args) -> int:
                           f" give --target cpu, not --target {args.target}")
     if not 1 <= args.repeat <= MAX_REPEAT:
         raise StrataError(f"error: --repeat must be between 1 and {MAX_REPEAT}, not {args.repeat}")
+    if not 1 <= args.processes <= MAX_PROCESSES:
+        raise StrataError(f"error: --processes must be between 1 and {MAX_PROCESSES}, not {args.processes}")
     measure.check_toolchain()
     module = load_input(args.model, args.defines)
     if detect_stage(module) != Stage.GRAPH:
@@ -491,7 +496,12 @@ def cmd_measure(args) -> int:
     if spread:
         raise StrataError(f"error: --schedule {', '.join({'chips': 'pp'}.get(k, k) for k in spread)}: measure runs"
                           f" the model on this one CPU; drop the device parallelism")
-    result = measure.measure(module, args.target, bound.inputs, bound.params, args.threads, args.repeat, schedule)
+    if args.processes > 1:
+        # Checked here first: a bad model fails once, with its own message, not in every child.
+        result = measure.measure_apart(args.argv, args.processes)
+    else:
+        result = measure.measure(module, args.target, bound.inputs, bound.params, args.threads, args.repeat,
+                                 schedule)
     if args.report == "json":
         import json
 
@@ -859,6 +869,10 @@ def _measure_parser(sub) -> None:
                    help="run the parallel loops on N threads (OpenMP; default 1)")
     p.add_argument("--repeat", type=int, default=10, metavar="R",
                    help="timed runs after one warm-up; medians are reported (default 10)")
+    p.add_argument("--processes", type=int, default=1, metavar="P",
+                   help="measure in P fresh processes and report the fastest one's median per kernel and in"
+                   " total: steadier on a shared machine, where a process's speed is set when it starts"
+                   " (default 1)")
     p.add_argument("--seed", type=_seed, default=0, help="seed for the drawn inputs and weights (default 0)")
     p.add_argument("--report", choices=["table", "json"], default="table",
                    help="a table per kernel with totals (default), or JSON: kernels[] of the cost report with"
@@ -1004,6 +1018,7 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `measure --processes` runs again
     warnings.formatwarning = _format_warning
     # Long chains of ops are walked recursively (a use-def chain of 10,000
     # elementwise ops compiles); the frontend bounds nesting in the source.

@@ -243,6 +243,28 @@ def test_strided_walks_pay_for_the_cache_lines_they_miss():
     assert kernel.extra["copy_s"] > kernel.extra["compute_s"]  # its NCHW tile of the NHWC buffer misses too
 
 
+def test_walks_of_a_few_elements_beside_a_contiguous_dim_are_interleaved_vector_accesses():
+    """
+    A 2 x 2 NCHW tile of an NHWC buffer: the 4 elements inside the (contiguous) channel dim are one
+    interleave group, so LLVM vectorises along the channels; 4 x 4 (16 > 8) stays a scalar walk, as
+    does a walk with no contiguous dim.
+    """
+    nhwc = LayoutAttr([0, 2, 3, 1])
+    assert cpu_model.interleaved_walk(nhwc, [1, 128, 2, 2], [1, 128, 2, 2], 4)
+    assert cpu_model.interleaved_walk(nhwc, [1, 128, 8, 1], [1, 128, 8, 1], 1)
+    assert not cpu_model.interleaved_walk(nhwc, [1, 64, 4, 4], [1, 64, 4, 4], 4)
+    assert not cpu_model.interleaved_walk(nhwc, [1, 128, 4, 4], [1, 1, 2, 2], 4)  # one channel: no contiguous dim
+    spec = load_device("xeon-spr-2c")
+    source = "model p(x: f32[1, 128, 2, 2]) {\n  return global_avgpool(x)\n}\n"
+    small, _ = _report(source)
+    larger, _ = _report(source.replace("2, 2]", "4, 4]"))
+    (small_pool,) = (k for k in small.kernels if k.kind == "pool")
+    (larger_pool,) = (k for k in larger.kernels if k.kind == "pool")
+    # The 4 x 4 pool pays for its strided walk, the 2 x 2 one only for its bytes and operations.
+    assert larger_pool.extra["copy_s"] * spec["clock_hz"] > 4 * 128 * 4 * cpu_model.CYCLES_PER_RELAYOUT_ELEMENT
+    assert small_pool.extra["copy_s"] * spec["clock_hz"] < 128 * 4 * cpu_model.CYCLES_PER_RELAYOUT_ELEMENT
+
+
 def test_an_implicit_gemm_conv_is_the_micro_kernel_after_its_patch_gather():
     """
     The 3x3 conv of 16 channels into 32 at 16x16: the micro-kernel at the device's GEMM ceiling

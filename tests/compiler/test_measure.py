@@ -57,6 +57,28 @@ def test_measure_json_times_every_kernel_of_the_report(capsys):
 
 @needs_mlir
 @needs_cpu
+def test_measure_in_several_processes_keeps_each_figure_fastest_median(capsys):
+    measured = _json(capsys, ["measure", *MLP, "--repeat", "2", "--processes", "2", "--report", "json"])
+    single = _json(capsys, ["measure", *MLP, "--repeat", "2", "--report", "json"])
+    assert (measured["processes"], single["processes"]) == (2, 1)
+    assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in single["kernels"]]
+    for kernel in measured["kernels"]:
+        assert kernel["measured_time_s"] > 0
+        assert kernel["ratio"] == pytest.approx(kernel["time_s"] / kernel["measured_time_s"])
+    assert measured["total"]["time_s"] == pytest.approx(single["total"]["time_s"])
+    assert measured["total"]["measured_time_s"] > 0
+
+
+def test_the_fastest_process_sets_a_row_and_its_ratio():
+    row = {"name": "gemm_0", "time_s": 2e-6, "measured_time_s": 9e-6, "ratio": 2 / 9}
+    assert measure._fastest(row, [5e-6, 4e-6, None]) == {**row, "measured_time_s": 4e-6, "ratio": 0.5}
+    assert measure._fastest({"name": "copy#0", "measured_time_s": 1e-6}, [3e-7, 2e-7]) == {
+        "name": "copy#0", "measured_time_s": 2e-7}
+    assert measure._fastest(row, [None, None])["ratio"] is None
+
+
+@needs_mlir
+@needs_cpu
 def test_kernel_timers_nest_in_the_whole_function():
     """In one run, the whole function's timer covers every kernel's and copy's."""
     module = load_model("samples/gpt2.model", REDUCED["gpt2"])
@@ -154,6 +176,8 @@ def test_measure_refuses_other_targets(capsys):
 def test_measure_refuses_a_bad_repeat(capsys):
     assert main(["measure", *MLP, "--repeat", "0"]) == 1
     assert "--repeat must be between 1 and 10000" in capsys.readouterr().err
+    assert main(["measure", *MLP, "--processes", "0"]) == 1
+    assert "--processes must be between 1 and 20" in capsys.readouterr().err
 
 
 def test_tune_measure_refuses_other_targets(capsys):
