@@ -547,7 +547,21 @@ class Emitter:
         self, fn: Callable[..., SSAValue], out_shape: Sequence[int], out_elem: Attribute, *xs: SSAValue,
         raw: bool = False,
     ) -> SSAValue:
-        """`out[i] = fn(x0[i], x1[i], ...)` with broadcasting; operands in their compute type unless `raw`."""
+        """
+        `out[i] = fn(x0[i], x1[i], ...)` with broadcasting; operands in their compute type unless `raw`.
+
+        Operands of the output's shape, none a slice, are flattened to one loop: a nest whose inner
+        loop is short (9 to 31 elements) LLVM unrolls whole and then vectorises across the outer
+        loop with gathers and scatters, 5 to 10 times slower than one long contiguous loop (a
+        64 x 16 `x * y + x` 2.4 us, 64 x 8 or 64 x 32 0.2 to 0.5 us, on AVX-512). A slice's
+        tensor is strided in memory: flattening it would copy it.
+        """
+        count = math.prod(out_shape)
+        if len(out_shape) > 1 and count > 0 and all(
+                list(shape(x)) == list(out_shape) and not isinstance(x.owner, tensor.ExtractSliceOp) for x in xs):
+            flat = [self.reshape(x, [count]) for x in xs]
+            return self.reshape(self.elementwise(fn, [count], out_elem, *flat, raw=raw), out_shape)
+
         def body(em: Emitter, *args):
             values = list(args[: len(xs)]) if raw else [em.to_compute(a) for a in args[: len(xs)]]
             return em.convert(fn(em, *values), out_elem)

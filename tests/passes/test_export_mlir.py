@@ -198,6 +198,27 @@ def test_gemm_prefetches_the_next_tiles_and_copies_by_vectors(tmp_path):
     assert "memref.prefetch" in ir.print_module(ir.parse_module(text, "dump.mlir"))
 
 
+@needs_mlir
+def test_elementwise_ops_of_one_shape_run_as_one_flat_loop(tmp_path):
+    """
+    `x * y + x` over 64 x 16 is one 1024-element loop per op (a 16-element inner loop would be
+    unrolled and vectorised across rows with gathers); a broadcast operand keeps the nest. Values
+    as the reference's.
+    """
+    from strata.compiler.frontend import compile_source
+
+    source = "model m(x: f32[64, 16], y: f32[64, 16], r: f32[64, 1]) {\n  return (x * y + x) * r\n}\n"
+    module = compile_source(source, "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    generics = [op for op in module.walk() if op.name == "linalg.generic"]
+    ranks = sorted(len(op.iterator_types) for op in generics)
+    assert ranks == [1, 1, 2]  # mul and add flat; the multiply by the broadcast column keeps 2 dims
+    assert any(op.name == "tensor.collapse_shape" for op in module.walk())
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
 def test_vector_copies_take_rows_of_whole_vectors():
     """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
     16-lane write would run past each row of its tensor)."""
