@@ -69,6 +69,12 @@ def test_measure_in_several_processes_keeps_each_figure_fastest_median(capsys):
     assert measured["total"]["measured_time_s"] > 0
 
 
+def test_a_failing_measuring_process_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(measure, "CHILD", "import sys; sys.stderr.write('error: no such model'); sys.exit(1)")
+    with pytest.raises(measure.MeasureError, match="error: no such model"):
+        measure.measure_apart(["measure", "missing.model"], 2)
+
+
 def test_the_fastest_process_sets_a_row_and_its_ratio():
     row = {"name": "gemm_0", "time_s": 2e-6, "measured_time_s": 9e-6, "ratio": 2 / 9}
     assert measure._fastest(row, [5e-6, 4e-6, None]) == {**row, "measured_time_s": 4e-6, "ratio": 0.5}
