@@ -566,7 +566,8 @@ def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     """
     Clocks of the kernel's tile loads and stores that walk their buffers with a stride
     (`strided_cycles`), but an ungrouped convolution's weight tile held as rows (`loop.weight_rows`)
-    and walks LLVM vectorises as interleaved accesses (`interleaved_walk`), and of a copy kernel's transposes that move the innermost dim (`transpose_walk_cycles`).
+    and walks LLVM vectorises as interleaved accesses (`interleaved_walk`), and of a copy kernel's
+    transposes that move the innermost dim (`transpose_walk_cycles`).
     """
     total = 0.0
     for op, times in _body_ops(kernel):

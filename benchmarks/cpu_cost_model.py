@@ -105,7 +105,8 @@ def measured_apart(name: str, sizes: dict, repeat: int, threads: int, processes:
 
 
 def samples(names: list[str], repeat: int, threads: int, processes: int) -> None:
-    runs = f"median of {repeat} runs" if processes == 1 else f"the fastest of {processes} processes' medians of {repeat}"
+    runs = (f"median of {repeat} runs" if processes == 1
+            else f"the fastest of {processes} processes' medians of {repeat}")
     print(f"estimate vs measured, {threads} thread(s), {runs} (ms; ratio = estimate / measured)")
     totals_ok = kernels_ok = kernels_all = 0
     for name in names:

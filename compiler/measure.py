@@ -21,7 +21,8 @@ figure is the fastest process's median: on a shared machine a process's
 speed is set when it starts (the same ResNet-18 ran 0.81 to 1.25 ms in
 consecutive processes on the Zen 4 guest, every run of a process alike),
 so one process decides little, and the cost model prices the machine
-undisturbed, as the host's calibrations are timed (`compiler/host.py`). Kernels are named as the report names them (`gemm_0`, ...);
+undisturbed, as the host's calibrations are timed (`compiler/host.py`).
+Kernels are named as the report names them (`gemm_0`, ...);
 a `loop.copy` between kernels is the report's `relayout_I` (the cpu model
 costs every copy the native code runs, params and inputs relaid on every
 call included: `backends/cpu.py`, `per_call_copies`); a timed copy the
