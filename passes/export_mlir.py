@@ -203,6 +203,39 @@ def _for(em: Emitter, lb: SSAValue, ub: SSAValue, step: SSAValue, build) -> None
     em.add(scf.ForOp(lb, ub, step, [], Region(body)))
 
 
+UNROLLED_VECTORS = 32
+"""The most vectors a row copy (`_by_vectors`) writes out one by one; a longer row is a loop over
+`VECTORS_PER_STEP` at a time: a 65536-column tile unrolled into 4096 transfers made a 5.7 MB export
+that mlir-opt did not finish bufferizing in 15 minutes."""
+
+VECTORS_PER_STEP = 8
+"""Vectors a step of a long row's copy loop moves (`_by_vectors`; the largest divisor of the count up to it)."""
+
+
+def _by_vectors(em: Emitter, count: int, body, carried: SSAValue | None = None) -> SSAValue | None:
+    """
+    `body(emitter, column, carried)` for each of `count` vectors of a row (`column` = i * VL, an
+    index), threading `carried` (a tensor being written; None for stores to a memref): unrolled up
+    to `UNROLLED_VECTORS`, else an `scf.for` over steps of `VECTORS_PER_STEP`.
+    """
+    if count <= UNROLLED_VECTORS:
+        for i in range(count):
+            carried = body(em, em.index(i * VL), carried)
+        return carried
+    step = max(d for d in range(1, VECTORS_PER_STEP + 1) if count % d == 0)
+
+    def steps(e: Emitter, iv: SSAValue, value: SSAValue | None = None):
+        base = e.v(arith.MuliOp(iv, e.index(step * VL)))
+        for i in range(step):
+            value = body(e, e.v(arith.AddiOp(base, e.index(i * VL))) if i else base, value)
+        return value
+
+    if carried is None:
+        _for(em, em.index(0), em.index(count // step), em.index(1), steps)
+        return None
+    return em.for_(0, count // step, 1, carried, steps)
+
+
 def _nest(em: Emitter, bounds: Sequence[tuple[SSAValue, SSAValue]], build, ivs=()) -> None:
     """Nested `scf.for`s over `[lb, ub)` per dim; `build(emitter, ivs)` fills the innermost body."""
     if len(ivs) == len(bounds):
@@ -690,11 +723,14 @@ class _KernelExporter:
         def build_rows(e: Emitter, ivs):
             index = [iv if off is None else e.v(arith.AddiOp(iv, off)) for iv, off in zip(ivs, offsets)]
             start = offsets[-1] if offsets[-1] is not None else e.index(0)
-            for c in range(0, tile[-1], VL):
-                vec = e.read_vector(value, [*ivs, e.index(c)])
-                col = e.v(arith.AddiOp(start, e.index(c))) if c else start
-                e.add(vector.TransferWriteOp(vec, dest, [*index, col], ArrayAttr([BoolAttr.from_bool(True)]),
-                                             permutation_map=AffineMapAttr(AffineMap(len(tile), 0, (dim(len(tile) - 1),)))))
+
+            def one(e2: Emitter, c: SSAValue, _carried) -> None:
+                vec = e2.read_vector(value, [*ivs, c])
+                col = e2.v(arith.AddiOp(start, c))
+                e2.add(vector.TransferWriteOp(vec, dest, [*index, col], ArrayAttr([BoolAttr.from_bool(True)]),
+                                              permutation_map=AffineMapAttr(AffineMap(len(tile), 0, (dim(len(tile) - 1),)))))
+
+            _by_vectors(e, tile[-1] // VL, one)
 
         if not guards[-1]:
             _nest(em, bounds[:-1], build_rows)
@@ -795,11 +831,12 @@ def _vector_load(em: Emitter, buffer: SSAValue, offsets, tile, pack, lead=()) ->
 
         def strip_of_row(e2: Emitter, q: SSAValue, dest2: SSAValue) -> SSAValue:
             base = e2.v(arith.AddiOp(e2.v(arith.MuliOp(q, e2.index(width))), o1))
-            for c in range(0, width, VL):
-                col = e2.v(arith.AddiOp(base, e2.index(c))) if c else base
-                value = e2.read_vector(buffer, [*lead, row, col])
-                dest2 = e2.write_vector(value, dest2, [q, k, e2.index(c)] if strip else [k, e2.index(c)])
-            return dest2
+
+            def one(e3: Emitter, c: SSAValue, dest3: SSAValue) -> SSAValue:
+                value = e3.read_vector(buffer, [*lead, row, e3.v(arith.AddiOp(base, c))])
+                return e3.write_vector(value, dest3, [q, k, c] if strip else [k, c])
+
+            return _by_vectors(e2, width // VL, one, dest2)
 
         if strip:
             return e.for_(0, cols // width, 1, dest, strip_of_row)

@@ -14,6 +14,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.compiler.testing.properties import compare_outputs
 from strata.compiler.driver import Stage, compile_module, detect_stage
 from strata.compiler.frontend import load_model
+from strata.passes import export_mlir
 from strata.passes.export_mlir import UPSTREAM_DIALECTS
 from tests.support import REDUCED, TINY, assert_close, sample_values
 
@@ -216,6 +217,23 @@ def test_elementwise_ops_of_one_shape_run_as_one_flat_loop(tmp_path):
     ranks = sorted(len(op.iterator_types) for op in generics)
     assert ranks == [1, 1, 2]  # mul and add flat; the multiply by the broadcast column keeps 2 dims
     assert any(op.name == "tensor.collapse_shape" for op in module.walk())
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
+@needs_mlir
+def test_long_rows_are_copied_by_a_loop_of_vectors(tmp_path):
+    """
+    A [1, 65536] tile is copied in a loop of 8 vectors a step, not 4096 unrolled transfers (an
+    export mlir-opt took over 15 minutes to bufferize); the values are the reference's.
+    """
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source("model m(x: f32[2, 65536], y: f32[2, 65536]) {\n  return x * y\n}\n", "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    writes = [op for op in module.walk() if op.name == "vector.transfer_write"]
+    assert 0 < len(writes) <= 4 * export_mlir.VECTORS_PER_STEP
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
