@@ -31,7 +31,8 @@ structure:
   strips, with `memref.prefetch`es of the next iteration's tiles
   (`next_tile_prefetch`); f32 tiles of row-major buffers (2-D after
   leading unit dims) are copied by vectors, row by row
-  (`_vector_tile_load`), behind an `scf.if` where they may cross the edge;
+  (`_vector_tile_load`; a row of more than `UNROLLED_VECTORS` vectors in
+  a loop, `_by_vectors`), behind an `scf.if` where they may cross the edge;
   a tile that is its whole buffer as laid out is the buffer itself
   (`bufferization.to_tensor`, `loop.reads_in_place`), copied by nothing.
 - `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
