@@ -443,13 +443,13 @@ def _tile_iterations(kernel: cpu.KernelOp) -> int:
     return math.prod(-(-b // t) for b, t in zip(bounds, tiles))
 
 
-def copy_bytes(kernel: cpu.KernelOp, spec: DeviceSpec) -> int:
+def copy_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -> int:
     """L2 bytes of the copy phases the core waits for: tiles copied into their buffers (not those read
     in place, `loop.reads_in_place`), `b` packed and a copy kernel's results materialised
-    (`materialised_bytes`), each read and written."""
-    in_place = sum(type_bytes(op.result.type) * times for op, times in _body_ops(kernel) if loop.reads_in_place(op))
+    (`materialised_bytes`), each read and written; `ops` the kernel's `body_ops`."""
+    in_place = sum(type_bytes(op.result.type) * times for op, times in ops if loop.reads_in_place(op))
     return (2 * (kernel.read_bytes.value.data - in_place) + 2 * kernel.packed_bytes.value.data * _tile_iterations(kernel)
-            + materialised_bytes(kernel))
+            + materialised_bytes(kernel, ops))
 
 
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int) -> tuple[dict[str, int], str]:
@@ -532,8 +532,9 @@ def _element_bytes(type_) -> int:
     return max(1, type_bytes(type_) // max(1, num_elements(type_.get_shape())))
 
 
-def _body_ops(kernel: cpu.KernelOp) -> list[tuple[Operation, int]]:
-    """The ops of the kernel's body outside its `scf.for`s' headers, each with how often it runs in all."""
+def body_ops(kernel: cpu.KernelOp) -> list[tuple[Operation, int]]:
+    """The ops of the kernel's body outside its `scf.for`s' headers, each with how often it runs in all
+    (walked once per estimate, `kernel_cost`, for the copy phases' sums)."""
     found = []
 
     def visit(block, times: int, outer: dict) -> None:
@@ -562,15 +563,15 @@ def transpose_walk_cycles(op: g.TransposeOp, spec: DeviceSpec) -> float:
     return strided_cycles(LayoutAttr(order), out_shape, out_shape, _element_bytes(op.input.type), spec)
 
 
-def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
+def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[Operation, int]]) -> float:
     """
     Clocks of the kernel's tile loads and stores that walk their buffers with a stride
     (`strided_cycles`), but an ungrouped convolution's weight tile held as rows (`loop.weight_rows`)
     and walks LLVM vectorises as interleaved accesses (`interleaved_walk`), and of a copy kernel's
-    transposes that move the innermost dim (`transpose_walk_cycles`).
+    transposes that move the innermost dim (`transpose_walk_cycles`); `ops` the kernel's `body_ops`.
     """
     total = 0.0
-    for op, times in _body_ops(kernel):
+    for op, times in ops:
         if isinstance(op, loop.LoadOp | loop.StoreOp):
             if loop.weight_rows(op, kernel.vector_lanes.value.data) is not None:
                 continue  # copied by whole rows for the convolution's product, by vectors
@@ -586,12 +587,13 @@ def strided_access_cycles(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     return total
 
 
-def materialised_bytes(kernel: cpu.KernelOp) -> int:
+def materialised_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -> int:
     """
     Bytes a copy kernel's transposes and concatenations read and write into their results, each a
-    pass of its own (the export's `linalg.generic` copies), beside the tile copies.
+    pass of its own (the export's `linalg.generic` copies), beside the tile copies; `ops` the
+    kernel's `body_ops`.
     """
-    return sum(2 * type_bytes(op.results[0].type) * times for op, times in _body_ops(kernel) if _moves_data(kernel, op))
+    return sum(2 * type_bytes(op.results[0].type) * times for op, times in ops if _moves_data(kernel, op))
 
 
 def flop_overcount(kernel: cpu.KernelOp) -> int:
@@ -644,7 +646,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
               + transcendental_cycles(kernel)
               + CYCLES_PER_GATHERED_ELEMENT * kernel.gathered_elements.value.data)
     compute_s = matrix_s + cycles / (spec["clock_hz"] * parallel)
-    copied = copy_bytes(kernel, spec)
+    ops = body_ops(kernel)
+    copied = copy_bytes(kernel, ops)
     moved, outer = memory_bytes(kernel, spec, copied)
     cores = max(1, math.ceil(parallel))
     l2_bandwidth = _bandwidth(spec, "l2", cores)
@@ -652,7 +655,7 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     # patches) run between the micro-kernel calls, not under them; the
     # re-reads of `a` and the L3/DRAM streams overlap the FMAs
     # (out-of-order loads, prefetchers).
-    copy_cycles = strided_access_cycles(kernel, spec) + CYCLES_PER_PATCH_ELEMENT * patch_elements(kernel)
+    copy_cycles = strided_access_cycles(kernel, spec, ops) + CYCLES_PER_PATCH_ELEMENT * patch_elements(kernel)
     copy_s = copied / l2_bandwidth + copy_cycles / (spec["clock_hz"] * parallel)
     memory_s = max((moved["l2"] - copied) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
     threads = kernel.threads.value.data

@@ -427,20 +427,17 @@ def _timed_apart(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float,
     process decides nothing.
     """
     import pickle
-    import sys
+
+    from strata.compiler.measure import in_fresh_interpreter
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         job, result = Path(tmp) / "job.pickle", Path(tmp) / "result.pickle"
         job.write_bytes(pickle.dumps((text, spec, pick, repeat)))
-        # A plain interpreter, not multiprocessing's spawn: that one imports the caller's
-        # __main__ again (a benchmark script) in the child.
         child = ("import pickle, sys; from pathlib import Path; from strata.compiler.host import _timed;"
                  " Path(sys.argv[2]).write_bytes(pickle.dumps(_timed(*pickle.loads(Path(sys.argv[1]).read_bytes()))))")
         for _ in range(PROCESSES):
-            out = subprocess.run([sys.executable, "-c", child, str(job), str(result)], capture_output=True, text=True)
-            if out.returncode != 0:
-                raise StrataError(f"error: timing a calibration in a fresh process failed: {out.stderr.strip()[-2000:]}")
+            in_fresh_interpreter(child, [str(job), str(result)], "timing a calibration")
             runs.append(pickle.loads(result.read_bytes()))
     return runs[0][0], min(measured for _, measured in runs)
 

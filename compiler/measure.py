@@ -77,8 +77,7 @@ DEFAULT_REPEAT = 10
 """Timed runs of `strata measure` (after one warm-up); the median is reported."""
 
 CHILD = "import sys; from strata.compiler.cli import main; sys.exit(main(sys.argv[1:]))"
-"""A fresh interpreter running `strata ARGV` (`measure_apart`); not multiprocessing's spawn, which
-imports the caller's __main__ (a benchmark script) again in the child."""
+"""The code a fresh interpreter runs for `strata ARGV` (`measure_apart`)."""
 
 
 class MeasureError(StrataError):
@@ -235,19 +234,27 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     return result
 
 
+def in_fresh_interpreter(code: str, args: list[str], what: str) -> str:
+    """
+    The standard output of `python -c CODE ARGS` in a fresh interpreter: a plain one, not
+    multiprocessing's spawn, which imports the caller's __main__ (a benchmark script) again in the
+    child. A failure is a `MeasureError` naming `what` with the end of the child's stderr.
+    """
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        detail = out.stderr.strip()[-2000:] or f"exit {out.returncode}"
+        raise MeasureError(f"error: {what} in a fresh process failed: {detail}")
+    return out.stdout
+
+
 def measure_apart(argv: list[str], processes: int) -> Measurement:
     """
     `strata measure ARGV` (its model, defines, device, schedule, threads, repeat) in each of
     `processes` fresh interpreters; per kernel, per copy and in total the fastest process's median
     (module docstring). Every process compiles the same module, so their kernels line up.
     """
-    runs = []
-    for _ in range(processes):
-        out = subprocess.run([sys.executable, "-c", CHILD, *argv, "--processes", "1", "--report", "json"],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise MeasureError(out.stderr.strip()[-2000:] or f"error: a measuring process exited {out.returncode}")
-        runs.append(json.loads(out.stdout))
+    runs = [json.loads(in_fresh_interpreter(CHILD, [*argv, "--processes", "1", "--report", "json"], "measuring"))
+            for _ in range(processes)]
     first = runs[0]
     result = Measurement(first["target"], first["device"], first["threads"], first["repeat"], processes,
                          time_s=first["total"]["time_s"],

@@ -1049,18 +1049,10 @@ def _im2col_product(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue | Non
     order, exactly in an integer `ct`. Several images (N > 1) are transposed
     from `[O, N, Y, X]` to the output's layout after it.
     """
-    sh, sw = op.strides.get_values()
-    dh, dw = op.dilations.get_values()
     wshape = shape(op.weight)
-    o_count = wshape[0]
-    images, _, ys, xs = out_shape
-    k, pixels = math.prod(wshape[1:]), images * ys * xs
-    # Loop dims: K's three (in k_order), then n, y, x.
-    c_, i_, j_ = (dim(list(k_order).index(d)) for d in (1, 2, 3))
-    n_, y_, x_ = dim(3), dim(4), dim(5)
-    patches = em.generic([xp], [AffineMap(6, 0, (n_, c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
-                         [*(wshape[d] for d in k_order), images, ys, xs], elem(xp), lambda e, a, _out: a)
-    cols = em.reshape(patches, [k, pixels])
+    o_count, k = wshape[0], math.prod(wshape[1:])
+    pixels = out_shape[0] * out_shape[2] * out_shape[3]
+    cols = _patch_columns(em, op, xp, out_shape, k_order, None)
     rows = weight_rows if weight_rows is not None else em.reshape(w, [o_count, k])
 
     def body(e: Emitter, a, b, acc):
@@ -1070,6 +1062,45 @@ def _im2col_product(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue | Non
     total = em.generic([rows, cols], [AffineMap(3, 0, (o_, k_)), AffineMap(3, 0, (k_, p_))], [o_count, pixels], ct,
                        body, rank=3, out_map=AffineMap(3, 0, (o_, p_)), iterators=[PARALLEL, REDUCTION, PARALLEL],
                        init=em.fill(0, [o_count, pixels], ct))
+    return _product_output(em, total, out_shape)
+
+
+def _patch_columns(em: Emitter, op: g.Conv2DOp, xp: SSAValue, out_shape: Sequence[int], k_order: Sequence[int],
+                   packing: tuple[int, int] | None) -> SSAValue:
+    """
+    The convolution product's `cols` (im2col): one `linalg.generic` gathering `xp[n, c, y*sh + i*dh,
+    x*sw + j*dw]` at row (c, i, j) in `k_order`, column (n, y, x): `[K, N*Y*X]` row-major, or, with
+    `packing` (`implicit_gemm_packing`), `[N*Y*X / nr, K, nr]` in strips of `nr = ry * rx` columns.
+    """
+    sh, sw = op.strides.get_values()
+    dh, dw = op.dilations.get_values()
+    wshape = shape(op.weight)
+    images, _, ys, xs = out_shape
+    k, pixels = math.prod(wshape[1:]), images * ys * xs
+    kdims = [wshape[d] for d in k_order]
+    if packing is None:
+        # Loop dims: K's three (in k_order), then n, y, x.
+        where = {d: dim(list(k_order).index(d)) for d in (1, 2, 3)}
+        n_, y_, x_ = dim(3), dim(4), dim(5)
+        loops, patch_shape, cols_shape = 6, [*kdims, images, ys, xs], [k, pixels]
+    else:
+        # Loop dims: the strip's image, output rows and columns (outer), K's
+        # three (in k_order), then the rows and columns within the strip.
+        ry, rx = packing
+        where = {d: dim(3 + list(k_order).index(d)) for d in (1, 2, 3)}
+        n_, y_, x_ = dim(0), dim(1) * ry + dim(6), dim(2) * rx + dim(7)
+        loops, patch_shape = 8, [images, ys // ry, xs // rx, *kdims, ry, rx]
+        cols_shape = [pixels // (ry * rx), k, ry * rx]
+    c_, i_, j_ = where[1], where[2], where[3]
+    patches = em.generic([xp], [AffineMap(loops, 0, (n_, c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
+                         patch_shape, elem(xp), lambda e, a, _out: a)
+    return em.reshape(patches, cols_shape)
+
+
+def _product_output(em: Emitter, total: SSAValue, out_shape: Sequence[int]) -> SSAValue:
+    """A convolution product's `[O, N*Y*X]` as the output tile `[N, O, Y, X]`: reshaped, and for several
+    images (N > 1) transposed from `[O, N, Y, X]` (one more copy)."""
+    images, o_count, ys, xs = out_shape
     if images == 1:
         return em.reshape(total, list(out_shape))
     return transpose(em, em.reshape(total, [o_count, images, ys, xs]), [1, 0, 2, 3])
@@ -1133,37 +1164,14 @@ def _implicit_gemm(em: Emitter, op: g.Conv2DOp, xp: SSAValue, w: SSAValue, out_s
     block = implicit_gemm_block(op)
     if block is None:
         return None
-    sh, sw = op.strides.get_values()
-    dh, dw = op.dilations.get_values()
     wshape = shape(op.weight)
-    o_count = wshape[0]
-    images, _, ys, xs = out_shape
-    k = wshape[1] * wshape[2] * wshape[3]
-    pixels = images * ys * xs
+    o_count, k = wshape[0], math.prod(wshape[1:])
+    pixels = out_shape[0] * out_shape[2] * out_shape[3]
     rows = weight_rows if weight_rows is not None else em.reshape(w, [o_count, k])
-    kdims = [wshape[d] for d in k_order]
     packing = implicit_gemm_packing(op)
-    if packing is None:
-        # Loop dims: K's three (in k_order), then n, y, x.
-        where = {d: dim(list(k_order).index(d)) for d in (1, 2, 3)}
-        n_, y_, x_ = dim(3), dim(4), dim(5)
-        loops, patch_shape, cols_shape = 6, [*kdims, images, ys, xs], [k, pixels]
-    else:
-        # Loop dims: the strip's image, output rows and columns (outer), K's
-        # three (in k_order), then the rows and columns within the strip.
-        ry, rx = packing
-        where = {d: dim(3 + list(k_order).index(d)) for d in (1, 2, 3)}
-        n_, y_, x_ = dim(0), dim(1) * ry + dim(6), dim(2) * rx + dim(7)
-        loops, patch_shape = 8, [images, ys // ry, xs // rx, *kdims, ry, rx]
-        cols_shape = [pixels // (ry * rx), k, ry * rx]
-    c_, i_, j_ = where[1], where[2], where[3]
-    patches = em.generic([xp], [AffineMap(loops, 0, (n_, c_, y_ * sh + i_ * dh, x_ * sw + j_ * dw))],
-                         patch_shape, f32, lambda e, a, _out: a)
-    cols = em.reshape(patches, cols_shape)
+    cols = _patch_columns(em, op, xp, out_shape, k_order, packing)
     total = em.vector_matmul(rows, cols, em.fill(0, [o_count, pixels], f32), block, packed=packing is not None)
-    if images == 1:
-        return em.reshape(total, list(out_shape))
-    return transpose(em, em.reshape(total, [o_count, images, ys, xs]), [1, 0, 2, 3])
+    return _product_output(em, total, out_shape)
 
 
 def pool2d(em: Emitter, op: g.Pool2DOp, x: SSAValue) -> SSAValue:

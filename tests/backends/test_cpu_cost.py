@@ -284,9 +284,9 @@ def test_an_implicit_gemm_conv_is_the_micro_kernel_after_its_patch_gather():
     assert [loop.weight_rows(op, 16) for op in loads].count((2, 3, 1)) == 1
     (cost,) = [k for k in report.kernels if k.kind == "conv"]
     gather_s = cpu_model.CYCLES_PER_PATCH_ELEMENT * 16 * 9 * 256 / spec["clock_hz"]
-    walked_s = cpu_model.strided_access_cycles(kernel, spec) / spec["clock_hz"]
+    walked_s = cpu_model.strided_access_cycles(kernel, spec, cpu_model.body_ops(kernel)) / spec["clock_hz"]
     assert cost.extra["copy_s"] == pytest.approx(
-        cpu_model.copy_bytes(kernel, spec) / spec["l2_bandwidth_per_core"] + walked_s + gather_s)
+        cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)) / spec["l2_bandwidth_per_core"] + walked_s + gather_s)
 
 
 def test_a_conv_of_several_images_is_one_implicit_gemm_and_costs_at_least_its_images_one_by_one():
@@ -354,8 +354,8 @@ def test_a_tile_that_is_its_whole_buffer_is_read_in_place():
     (kernel,) = hardware_kernels(module)
     loads = [op for op in kernel.walk() if isinstance(op, loop.LoadOp)]
     assert loads and all(loop.reads_in_place(op) for op in loads)
-    assert cpu_model.copy_bytes(kernel, spec) == 0
-    moved, outer = cpu_model.memory_bytes(kernel, spec, cpu_model.copy_bytes(kernel, spec))
+    assert cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)) == 0
+    moved, outer = cpu_model.memory_bytes(kernel, spec, cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)))
     assert moved[outer] == 2 * 16 * 64 * 4 + 2 * 16 * 64 * 4
 
 
@@ -376,7 +376,7 @@ def test_a_copy_kernel_pays_for_the_transpose_it_materialises():
         assert kernel.kind.data == "copy"
         (op,) = [o for o in kernel.walk() if isinstance(o, g.TransposeOp)]
         size = 4 * math.prod(op.result.type.get_shape())
-        assert cpu_model.materialised_bytes(kernel) == 2 * size
+        assert cpu_model.materialised_bytes(kernel, cpu_model.body_ops(kernel)) == 2 * size
         assert (cpu_model.transpose_walk_cycles(op, spec) > 0) == walked
 
 
@@ -389,4 +389,4 @@ def test_a_gemm_operand_is_packed_not_read_in_place():
     (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "gemm"]
     (weight,) = [op for op in kernel.walk() if isinstance(op, loop.LoadOp) and tuple(op.result.type.get_shape()) == (64, 100)]
     assert not loop.reads_in_place(weight)
-    assert cpu_model.copy_bytes(kernel, module_device(module)) >= 2 * 64 * 100 * 4
+    assert cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)) >= 2 * 64 * 100 * 4
