@@ -69,6 +69,7 @@ from xdsl.irdl import IRDLOperation, irdl_op_definition, operand_def, prop_def, 
 from xdsl.ir.affine import AffineExpr, AffineMap
 
 from strata.dialects.graph import ops as g
+from strata.dialects.hardware.cpu import SHORT_ROWS, VECTOR_LANES, row_lanes
 
 FLOAT_WIDTH: dict[type, int] = {
     Float8E4M3FNType: 8, Float8E5M2Type: 8, Float16Type: 16, BFloat16Type: 16, Float32Type: 32, Float64Type: 64,
@@ -106,7 +107,8 @@ class PrefetchOp(IRDLOperation):
 
 
 def is_float(t: Attribute) -> bool:
-    return type(t) in FLOAT_WIDTH
+    """A float type, or a vector of floats (`Emitter.row_elementwise` builds bodies on vectors)."""
+    return type(t.element_type if isinstance(t, VectorType) else t) in FLOAT_WIDTH
 
 
 def is_index(t: Attribute) -> bool:
@@ -561,6 +563,9 @@ class Emitter:
                 list(shape(x)) == list(out_shape) and not isinstance(x.owner, tensor.ExtractSliceOp) for x in xs):
             flat = [self.reshape(x, [count]) for x in xs]
             return self.reshape(self.elementwise(fn, [count], out_elem, *flat, raw=raw), out_shape)
+        by_rows = self.row_elementwise(fn, out_shape, out_elem, xs)
+        if by_rows is not None:
+            return by_rows
 
         def body(em: Emitter, *args):
             values = list(args[: len(xs)]) if raw else [em.to_compute(a) for a in args[: len(xs)]]
@@ -587,6 +592,8 @@ class Emitter:
             zero() if i in axes else dim(i) for i in range(rank) if keepdims or i not in axes
         ))
         start = {"sum": 0, "max": lowest(ct), "min": highest(ct)}[kind]
+        if list(axes) == [rank - 1] and elem(x) == ct == f32 and short_rows(x, in_shape):
+            return self.row_reduce(x, kind, start, out_shape)
         combine = {"sum": Emitter.add_, "max": Emitter.max_, "min": Emitter.min_}[kind]
 
         def body(em: Emitter, a, acc):
@@ -597,6 +604,78 @@ class Emitter:
             iterators=[REDUCTION if i in axes else PARALLEL for i in range(rank)],
             init=self.fill(start, out_shape, ct),
         )
+
+    def row_reduce(self, x: SSAValue, kind: str, start: float, out_shape: Sequence[int]) -> SSAValue:
+        """`reduce` of f32 `x` over its last dim, of `SHORT_ROWS` elements: each row one masked vector
+        (padded with the reduction's identity, `start`) and a `vector.reduction`."""
+        in_shape = shape(x)
+        rows, r = math.prod(in_shape[:-1]), in_shape[-1]
+        x2 = self.reshape(x, [rows, r])
+        combining = vector.CombiningKindAttr(ROW_COMBINING[kind])
+        reassoc = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC])
+
+        def row(e: Emitter, i: SSAValue, acc: SSAValue) -> SSAValue:
+            value = e.read_row(x2, i, r, start)
+            # Built by `build`: xDSL 0.74's `ReductionOp.__init__` gives the result the vector's type.
+            total = e.v(vector.ReductionOp.build(operands=[value, []], result_types=[f32],
+                                                 properties={"kind": combining, "fastmath": reassoc}))
+            return e.v(tensor.InsertOp(total, acc, [i]))
+
+        return self.reshape(self.for_(0, rows, 1, self.empty([rows], f32), row), out_shape)
+
+    def row_elementwise(self, fn: Callable[..., SSAValue], out_shape: Sequence[int], out_elem: Attribute,
+                        xs: Sequence[SSAValue]) -> SSAValue | None:
+        """
+        `elementwise` of f32 operands over `SHORT_ROWS` rows as one masked vector per row, or None
+        where it does not apply: each operand is the output's shape (its row read), one value per
+        row (`[..., 1]`, broadcast), one row for all (`[1, ..., r]`, read once) or one value, and
+        `fn` builds only `arith` ops on vectors (no constants, no `math` calls, which the export's
+        LLVM lowering scalarises on vectors).
+        """
+        rank, r = len(out_shape), out_shape[-1] if out_shape else 0
+        if rank < 2 or out_elem != f32 or any(elem(x) != f32 for x in xs) or not short_rows(None, out_shape):
+            return None
+        kinds = [_row_operand(x, out_shape) for x in xs]
+        if None in kinds or (rank > 2 and any(isinstance(x.owner, tensor.ExtractSliceOp) for x in xs)):
+            return None
+        width = row_lanes(r)
+        if not _vector_body(fn, len(xs), VectorType(f32, [width])):
+            return None
+        rows = math.prod(out_shape[:-1])
+        once = {j: self.read_row(self.reshape(x, [1, r]), self.index(0), r) for j, x in enumerate(xs)
+                if kinds[j] == "column"}
+        once |= {j: self.v(vector.BroadcastOp(self.first(x), VectorType(f32, [width])))
+                 for j, x in enumerate(xs) if kinds[j] == "scalar"}
+        per_row = {j: self.reshape(x, [rows, r] if kinds[j] == "row" else [rows])
+                   for j, x in enumerate(xs) if kinds[j] in ("row", "value")}
+
+        def row(e: Emitter, i: SSAValue, out: SSAValue) -> SSAValue:
+            values = []
+            for j, kind in enumerate(kinds):
+                if kind == "row":
+                    values.append(e.read_row(per_row[j], i, r))
+                elif kind == "value":
+                    scalar = e.v(tensor.ExtractOp(per_row[j], [i], f32))
+                    values.append(e.v(vector.BroadcastOp(scalar, VectorType(f32, [width]))))
+                else:
+                    values.append(once[j])
+            return e.v(vector.TransferWriteOp(
+                fn(e, *values), out, [i, e.index(0)], ArrayAttr([BoolAttr.from_bool(r == width)]),
+                permutation_map=AffineMapAttr(AffineMap(2, 0, (dim(1),))), result_type=out.type))
+
+        return self.reshape(self.for_(0, rows, 1, self.empty([rows, r], f32), row), out_shape)
+
+    def first(self, x: SSAValue) -> SSAValue:
+        """The first element of tensor `x` (its only one, for a broadcast scalar)."""
+        return self.v(tensor.ExtractOp(x, [self.index(0)] * len(shape(x)), elem(x)))
+
+    def read_row(self, x: SSAValue, i: SSAValue, r: int, padding: float = 0.0) -> SSAValue:
+        """Row `i` of the 2-D f32 tensor `x` (rows of `r`) as one vector of `row_lanes(r)`, padded with `padding`."""
+        width = row_lanes(r)
+        return self.v(vector.TransferReadOp(
+            x, [i, self.index(0)], self.scalar(padding, f32), VectorType(f32, [width]),
+            ArrayAttr([BoolAttr.from_bool(r == width)]), AffineMapAttr(AffineMap(2, 0, (dim(1),))),
+        ))
 
     def matmul(self, a: SSAValue, b: SSAValue, out_elem: Attribute, acc: SSAValue | None = None) -> SSAValue:
         """
@@ -798,8 +877,45 @@ class Emitter:
         return self.v(tensor.InsertSliceOp.from_static_parameters(x, into, list(offsets), list(shape(x)), [1] * len(offsets)))
 
 
-VL = 16
+VL = VECTOR_LANES
 """f32 lanes of a vector register (AVX-512: 16; on narrower machines LLVM splits the vectors)."""
+
+ROW_COMBINING = {"sum": "add", "max": "maximumf", "min": "minimumf"}
+"""`vector.reduction`'s kind of each `Emitter.reduce` kind, for f32 (`maximumf`: NaN wins, as `arith.maximumf`)."""
+
+
+def short_rows(x: SSAValue | None, shape_: Sequence[int]) -> bool:
+    """Whether `shape_` (of `x`, when given) has `SHORT_ROWS` rows that `Emitter.row_reduce` reads: rank 2,
+    or more when `x` is no slice (collapsing a slice's leading dims would copy it)."""
+    if len(shape_) < 2 or shape_[-1] not in SHORT_ROWS:
+        return False
+    return len(shape_) == 2 or x is None or not isinstance(x.owner, tensor.ExtractSliceOp)
+
+
+def _row_operand(x: SSAValue, out_shape: Sequence[int]) -> str | None:
+    """How `Emitter.row_elementwise` reads operand `x` of an op of `out_shape`: `row`, `value`, `column`,
+    `scalar`, or None (another broadcast)."""
+    s = [1] * (len(out_shape) - len(shape(x))) + list(shape(x))
+    if s == list(out_shape):
+        return "row"
+    if s == [*out_shape[:-1], 1]:
+        return "value"
+    if all(d == 1 for d in s[:-1]):
+        return "column" if s[-1] == out_shape[-1] else "scalar" if s[-1] == 1 else None
+    return None
+
+
+def _vector_body(fn: Callable[..., SSAValue], arity: int, type_: VectorType) -> bool:
+    """Whether `fn` on `arity` values of `type_` builds only `arith` ops on vectors (tried on a scratch
+    block, then erased)."""
+    block = Block(arg_types=[type_] * arity)
+    result = fn(Emitter(block), *block.args)
+    ok = isinstance(result, SSAValue) and result.type == type_ and all(
+        op.name.startswith("arith.") and all(isinstance(v.type, VectorType) for v in (*op.operands, *op.results))
+        for op in block.ops)
+    for op in reversed(list(block.ops)):
+        block.erase_op(op, safe_erase=False)
+    return ok
 
 MICRO_KERNELS = ((12, 2), (6, 4), (8, 2), (8, 1), (4, 1))
 """Register blocks `(mr, nq)`, best first: `mr` rows by `nq` vectors of `VL` columns."""
@@ -950,7 +1066,7 @@ def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, 
     denom = em.elementwise(
         lambda e, z: e.sqrt(e.add_(e.div(z, e.scalar(count, t)), e.scalar(eps, t))), norm_shape, t, sq_sum
     )
-    params = [p for p in (scale, bias) if p is not None]
+    params = [em.widen(p) for p in (scale, bias) if p is not None]  # f32, as `x`: the rows run as f32 vectors
 
     def body(e: Emitter, a, d, *ps):
         y = e.div(a, d)

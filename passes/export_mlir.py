@@ -715,8 +715,19 @@ class _KernelExporter:
             index = [iv if off is None else e.v(arith.AddiOp(iv, off)) for iv, off in zip(ivs, offsets)]
             e.add(memref.StoreOp.get(element, dest, physical_index(e, layout, index)))
 
-        if not (elem(op.value) == f32 and len(tile) >= 2 and tile[-1] % VL == 0 and not layout.tiles
-                and list(layout.perm) == list(range(len(tile)))):
+        row_major = not layout.tiles and list(layout.perm) == list(range(len(tile)))
+        if not (elem(op.value) == f32 and len(tile) >= 2 and tile[-1] % VL == 0 and row_major):
+            if len(tile) >= 2 and row_major and list(tile) == list(logical) and all(o is None for o in offsets):
+                # The whole buffer, contiguous: one flat loop, which LLVM vectorises (a nest of short
+                # rows it unrolls and then gathers and scatters across the rows, `SHORT_ROWS`).
+                count = math.prod(tile)
+                flat, into = em.reshape(value, [count]), _view(em, dest, MemRefType(dest_type.element_type, [count]))
+
+                def build_flat(e: Emitter, ivs):
+                    e.add(memref.StoreOp.get(e.v(tensor.ExtractOp(flat, ivs, elem(op.value))), into, ivs))
+
+                _nest(em, [(em.index(0), em.index(count))], build_flat)
+                return
             _nest(em, bounds, build)
             return
 

@@ -390,3 +390,39 @@ def test_a_gemm_operand_is_packed_not_read_in_place():
     (weight,) = [op for op in kernel.walk() if isinstance(op, loop.LoadOp) and tuple(op.result.type.get_shape()) == (64, 100)]
     assert not loop.reads_in_place(weight)
     assert cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)) >= 2 * 64 * 100 * 4
+
+
+def test_short_rows_are_priced_as_one_vector_per_row():
+    """
+    A norm, softmax or last-dim reduction over rows of 9 to 31 elements runs as one masked vector
+    per row (`row_ops`): its operations cost `ROW_CYCLES_PER_LANE` per lane of `row_lanes`, not
+    `cycles_per_flop` per element; rows of 32 and other axes stay loop nests.
+    """
+    from strata.dialects.graph import ops as g
+
+    def kernel(source: str) -> tuple:
+        report, module = _report(source)
+        (k,) = (op for op in module.walk() if isinstance(op, cpu.KernelOp))
+        return report.kernels[0], cpu_model.body_ops(k)
+
+    def row_op_counts(ops) -> list[int]:
+        return [cpu_model.row_ops(op) for op, _ in ops if type(op) in cpu_model.ROW_OPS]
+
+    norm = "model m(x: f32[64, N]) {\n  param g: f32[N]\n  param b: f32[N]\n  return layernorm(x, g, b)\n}\n"
+    short, short_ops = kernel(norm.replace("N", "16"))
+    long, long_ops = kernel(norm.replace("N", "32"))
+    assert row_op_counts(short_ops) == [7] and row_op_counts(long_ops) == [0]
+    operations, cycles = cpu_model.row_work(short_ops)
+    assert operations == 7 * 64 * 16
+    assert cycles == pytest.approx(7 * 64 * 16 * cpu_model.ROW_CYCLES_PER_LANE)
+    # Per element, the short rows cost a fraction of the nest's long ones.
+    assert short.time_s / 16 < 0.5 * long.time_s / 32
+    # Rows of 10 fill a vector of 16: the padded lanes are paid for.
+    assert cpu_model.row_work(kernel(norm.replace("N", "10"))[1])[1] == pytest.approx(cycles)
+
+    _, softmax_ops = kernel("model m(x: f32[64, 10]) {\n  return softmax(x, axis=-1)\n}\n")
+    assert row_op_counts(softmax_ops) == [4]  # its exponential is a flat loop
+    _, columns = kernel("model m(x: f32[10, 64]) {\n  return sum(x, axis=0)\n}\n")
+    assert not [op for op, _ in columns if cpu_model.row_ops(op)]
+    _, half = kernel("model m(x: bf16[64, 10]) {\n  return sum(x, axis=-1)\n}\n")
+    assert [type(op) for op, _ in half if type(op) is g.SumOp] and not cpu_model.row_work(half)[0]

@@ -202,13 +202,12 @@ def test_gemm_prefetches_the_next_tiles_and_copies_by_vectors(tmp_path):
 @needs_mlir
 def test_elementwise_ops_of_one_shape_run_as_one_flat_loop(tmp_path):
     """
-    `x * y + x` over 64 x 16 is one 1024-element loop per op (a 16-element inner loop would be
-    unrolled and vectorised across rows with gathers); a broadcast operand keeps the nest. Values
-    as the reference's.
+    `x * y + x` over 64 x 40 is one 2560-element loop per op; a broadcast operand keeps the nest
+    (rows of 40 are not short, `SHORT_ROWS`). Values as the reference's.
     """
     from strata.compiler.frontend import compile_source
 
-    source = "model m(x: f32[64, 16], y: f32[64, 16], r: f32[64, 1]) {\n  return (x * y + x) * r\n}\n"
+    source = "model m(x: f32[64, 40], y: f32[64, 40], r: f32[64, 1]) {\n  return (x * y + x) * r\n}\n"
     module = compile_source(source, "m.model")
     inputs, params = sample_values(module)
     want = reference.run_module(module, inputs, params)
@@ -217,6 +216,36 @@ def test_elementwise_ops_of_one_shape_run_as_one_flat_loop(tmp_path):
     ranks = sorted(len(op.iterator_types) for op in generics)
     assert ranks == [1, 1, 2]  # mul and add flat; the multiply by the broadcast column keeps 2 dims
     assert any(op.name == "tensor.collapse_shape" for op in module.walk())
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
+@needs_mlir
+def test_short_rows_are_one_masked_vector_each(tmp_path):
+    """
+    Row-wise ops over rows of 9 to 31 elements (softmax, the norms, f32 and bf16, reductions over
+    the last dim, an op broadcasting a per-row value) are loops over the rows, each row one
+    masked vector and its reductions `vector.reduction`s; the whole-buffer stores are one flat
+    loop. Values as the reference's through the native build.
+    """
+    from strata.compiler.frontend import compile_source
+    from strata.dialects.hardware.cpu import SHORT_ROWS
+
+    source = (
+        "model m(x: f32[64, 10], y: f32[3, 5, 24], z: bf16[16, 16], u: f32[8, 31]) {\n"
+        "  param g: f32[24]\n  param b: f32[24]\n  param h: bf16[16]\n"
+        "  return softmax(x, axis=-1), layernorm(y, g, b), rmsnorm(z, h), sum(x, axis=-1),"
+        " max(y, axis=-1, keepdims=true), mean(u, axis=1), u * sum(u, axis=-1, keepdims=true) + u\n}\n"
+    )
+    module = compile_source(source, "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    reductions = [op for op in module.walk() if op.name == "vector.reduction"]
+    # softmax 2, layer norm 2, RMS norm 1, the four reductions 1 each
+    assert len(reductions) == 9
+    generics = [op for op in module.walk() if op.name == "linalg.generic"]
+    # No loop nest walks a short row: every generic left is flat or over the per-row values.
+    assert all(len(op.iterator_types) == 1 or op.results[0].type.get_shape()[-1] not in SHORT_ROWS for op in generics)
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 

@@ -98,14 +98,18 @@ builtin.module attributes {strata.target = "tpu"} {
 // CHECK:               memref.store %{{.*}} : memref<1x1x8x128xf32>
 // CHECK:         func.return
 
+// Softmax rows of 12 (`SHORT_ROWS`): one masked vector per row, the exponential one flat loop.
 // CHECK-LABEL: func.func private @m_row_0(
 // CHECK-SAME:    strata.kind = "row"
-// CHECK:         linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]
-// CHECK:           arith.maximumf
-// CHECK:         math.exp
-// CHECK:         linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]
-// CHECK:           arith.addf
-// CHECK:         arith.divf
+// CHECK:         scf.for
+// CHECK:           vector.transfer_read %{{.*}} : tensor<8x12xf32>, vector<16xf32>
+// CHECK:           vector.reduction <maximumf>
+// CHECK:           arith.subf %{{.*}} : vector<16xf32>
+// CHECK:           vector.transfer_write %{{.*}} : vector<16xf32>, tensor<8x12xf32>
+// CHECK:         linalg.generic {{.*}} iterator_types = ["parallel"]
+// CHECK:           math.exp
+// CHECK:           vector.reduction <add>
+// CHECK:           arith.divf %{{.*}} : vector<16xf32>
 
 // The model function: logical inputs and params, one output buffer, the C interface.
 // CHECK-LABEL: func.func @m(%x: memref<8x16xf32> {graph.input = "x"}, %w: memref<16x12xf32> {graph.param = "w"}, %b: memref<12xf32> {graph.param = "b"}, %out0: memref<8x12xf32> {strata.output = 0 : i64}) attributes {llvm.emit_c_interface}
