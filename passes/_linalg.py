@@ -556,7 +556,8 @@ class Emitter:
         loop is short (9 to 31 elements) LLVM unrolls whole and then vectorises across the outer
         loop with gathers and scatters, 5 to 10 times slower than one long contiguous loop (a
         64 x 16 `x * y + x` 2.4 us, 64 x 8 or 64 x 32 0.2 to 0.5 us, on AVX-512). A slice's
-        tensor is strided in memory: flattening it would copy it.
+        tensor is strided in memory: flattening it would copy it. An op broadcasting one value per
+        row over rows of `SHORT_ROWS` runs by rows (`row_elementwise`).
         """
         count = math.prod(out_shape)
         if len(out_shape) > 1 and count > 0 and all(

@@ -23,7 +23,8 @@ structure:
   buffer (decided by interval arithmetic on the loop bounds) the index is
   clamped and the element replaced by `pad`. `loop.store` is an `scf.for`
   nest of `tensor.extract` + `memref.store`, its bounds clipped to the buffer
-  (f32 rows of a row-major buffer: vector writes, where they lie inside it).
+  (f32 rows of a row-major buffer: vector writes, where they lie inside it;
+  a whole row-major buffer: one flat loop).
   `loop.fill` is `linalg.fill`, `loop.causal_mask` and `loop.online_softmax`
   are `linalg.generic`s, graph ops on tiles lower through `passes/_linalg.py`.
   A GEMM of f32 tiles loaded for it (`_micro_operands`) is the `vector`
