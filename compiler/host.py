@@ -9,7 +9,8 @@ runs with estimates of this CPU:
 - a small C probe (16-float vectors and OpenMP, built for this CPU with the
   system C compiler: zmm registers with AVX-512, ymm pairs with AVX2)
   measures one core's f32 FMA peak (12 independent chains of 16-float
-  FMAs, best of 5), the read bandwidth of each cache level and of
+  FMAs, best of 5; every figure the best of `PROBE_PROCESSES` runs of the
+  probe), the read bandwidth of each cache level and of
   DRAM with one thread and with every core (each thread summing its own
   buffer, `probe_buffers`: half of the level it reads, the threads
   together half the L3, 256 MiB to 1 GiB for DRAM), and the fork and
@@ -54,7 +55,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 7
+HOST_SPEC_VERSION = 8
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -296,11 +297,27 @@ def run_probe(threads: int) -> dict[str, float]:
         if build.returncode != 0:
             raise StrataError(f"error: building the host probe failed:\n{build.stderr.strip()}")
         buffers = probe_buffers(threads, cache_sizes())
-        out = subprocess.run([str(exe), str(threads), *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram", "dram_all"))],
-                             capture_output=True, text=True)
-    if out.returncode != 0:
-        raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
-    return {key: float(value) for key, value in (line.split() for line in out.stdout.splitlines())}
+        runs = []
+        for _ in range(PROBE_PROCESSES):
+            out = subprocess.run([str(exe), str(threads),
+                                  *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram", "dram_all"))],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
+            runs.append({key: float(value) for key, value in (line.split() for line in out.stdout.splitlines())})
+    return best_figures(runs)
+
+
+PROBE_PROCESSES = 3
+"""Processes the probe runs in (`run_probe`), each figure the best of them (`best_figures`): on a
+shared machine a process's speed is set when it starts. Found on the Zen 4 guest (2026-12-06): one
+probe read the L3 at 45 GB/s per core and DRAM at 19, against 65 and 25 in the probes before and
+after, and the cost model then put LLaMA's copies at 1.6 to 1.8 times their measured times."""
+
+
+def best_figures(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure the best of the probe's `runs`: the highest peak and bandwidths, the shortest fork and join."""
+    return {key: (min if key == "fork" else max)(run[key] for run in runs) for key in runs[0]}
 
 
 def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -> list[tuple[str, object, str]]:
@@ -310,26 +327,27 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
     unit = vector_unit(info)
     lanes, pipes = unit[0][1], unit[1][1]
     clock = figures["peak"] / (lanes * pipes * 2)
+    probe = f"{where}, the best of {PROBE_PROCESSES} probe processes"
     return [
         ("cores", n, f"{where} (os.sched_getaffinity)"),
         *unit,
-        ("clock_hz", float(f"{clock:.4g}"), f"{where} (FMA peak / ({lanes} lanes x {pipes} pipes x 2))"),
+        ("clock_hz", float(f"{clock:.4g}"), f"{probe} (FMA peak / ({lanes} lanes x {pipes} pipes x 2))"),
         ("peak_flops_fp32", float(f"{figures['peak'] * n:.4g}"),
-         f"{where} ({figures['peak'] / 1e9:.1f} GFLOP/s per core, 12 chains of 16-float FMAs, x {n} cores)"),
+         f"{probe} ({figures['peak'] / 1e9:.1f} GFLOP/s per core, 12 chains of 16-float FMAs, x {n} cores)"),
         ("l1d_bytes_per_core", caches.get("l1d", 0), f"{where} (sysfs cache/index0)"),
         ("l2_bytes_per_core", caches.get("l2", 0), f"{where} (sysfs cache/index2)"),
         ("l3_bytes", caches.get("l3", 0), f"{where} (sysfs cache/index3)"),
-        ("l1_bandwidth_per_core", float(f"{figures['l1_1']:.4g}"), f"{where} (1 thread summing a buffer of {size(buffers['l1'])})"),
-        ("l2_bandwidth_per_core", float(f"{figures['l2_1']:.4g}"), f"{where} (1 thread summing a buffer of {size(buffers['l2'])})"),
-        ("l3_bandwidth_per_core", float(f"{figures['l3_1']:.4g}"), f"{where} (1 thread summing a buffer of {size(buffers['l3'])})"),
+        ("l1_bandwidth_per_core", float(f"{figures['l1_1']:.4g}"), f"{probe} (1 thread summing a buffer of {size(buffers['l1'])})"),
+        ("l2_bandwidth_per_core", float(f"{figures['l2_1']:.4g}"), f"{probe} (1 thread summing a buffer of {size(buffers['l2'])})"),
+        ("l3_bandwidth_per_core", float(f"{figures['l3_1']:.4g}"), f"{probe} (1 thread summing a buffer of {size(buffers['l3'])})"),
         ("l3_bandwidth", float(f"{figures[f'l3_{n}']:.4g}"),
-         f"{where} ({n} threads summing a buffer of {size(buffers['l3_all'])} each)"),
+         f"{probe} ({n} threads summing a buffer of {size(buffers['l3_all'])} each)"),
         ("dram_bandwidth_per_core", float(f"{figures['dram_1']:.4g}"),
-         f"{where} (1 thread summing a buffer of {size(buffers['dram'])})"),
-        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{where} ({n} threads summing a buffer of {size(buffers['dram_all'])} each)"),
+         f"{probe} (1 thread summing a buffer of {size(buffers['dram'])})"),
+        ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{probe} ({n} threads summing a buffer of {size(buffers['dram_all'])} each)"),
         ("dram_bytes", dram_bytes(), f"{where} (/proc/meminfo MemTotal)"),
         ("parallel_region_latency_s", float(f"{figures['fork']:.3g}"),
-         f"{where} (an empty OpenMP parallel region on {n} threads)"),
+         f"{probe} (an empty OpenMP parallel region on {n} threads)"),
     ]
 
 

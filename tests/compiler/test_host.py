@@ -135,3 +135,11 @@ def test_the_probe_reads_half_of_each_level():
     guest = host.probe_buffers(2, {"l1d": 48 * kib, "l2": 2 * mib, "l3": 480 * mib})
     assert guest["l3"] == guest["l3_all"] == 16 * mib and guest["dram"] == guest["dram_all"] == 256 * mib
     assert host.probe_buffers(64, {})["l3_all"] == 2 * mib  # never within the L2
+
+
+def test_each_probe_figure_is_the_best_of_its_processes():
+    """The highest peak and bandwidths, the shortest fork and join: a slow process only ever loses."""
+    slow = {**FIGURES, "l3_1": 1.5e10, "dram_1": 1.4e10, "fork": 2e-6}
+    fast = {**FIGURES, "peak": 0.9e11}
+    best = host.best_figures([slow, fast, slow])
+    assert best == FIGURES
