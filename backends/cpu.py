@@ -288,7 +288,8 @@ several rows in flight. Measured (`strata measure`, 1 thread, median of 50, the 
 2026-12-06, one-op models of 64 rows): layer norm of 16 (7 operations an element) 0.52 us, 0.21
 clocks per operation and lane beyond the call. Checked: layer norm of 10 and 31 (0.57, 0.92 us),
 RMS norm of 10 to 31 (0.38 to 0.86 us), sums of rows of 10 to 31 (0.11 to 0.15 us), softmax of
-10 to 31 (1.0 to 2.5 us: its exponentials run in a flat loop, `CYCLES_PER_FLOP`)."""
+10 to 31 (0.89 to 1.74 us, the fastest of 3 processes' medians of 50, estimated at 0.83 to 1.10 of
+that; its exponentials run in a flat loop, `CYCLES_PER_FLOP`)."""
 
 ROW_OPS = {g.SoftmaxOp: 4, g.LayerNormOp: 7, g.RmsNormOp: 4, g.SumOp: 1, g.MeanOp: 1, g.ReduceMaxOp: 1,
            g.ReduceMinOp: 1}

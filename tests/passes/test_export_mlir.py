@@ -224,7 +224,8 @@ def test_short_rows_are_one_masked_vector_each(tmp_path):
     """
     Row-wise ops over rows of 9 to 31 elements (softmax, the norms, f32 and bf16, reductions over
     the last dim, an op broadcasting a per-row value) are loops over the rows, each row one
-    masked vector and its reductions `vector.reduction`s; the whole-buffer stores are one flat
+    masked vector, its sums `vector.reduction`s and its maxima halvings of the vector (`tree_reduce`);
+    the whole-buffer stores are one flat
     loop. Values as the reference's through the native build.
     """
     from strata.compiler.frontend import compile_source
@@ -241,8 +242,11 @@ def test_short_rows_are_one_masked_vector_each(tmp_path):
     want = reference.run_module(module, inputs, params)
     compile_module(module, "cpu", Stage.MLIR)
     reductions = [op for op in module.walk() if op.name == "vector.reduction"]
-    # softmax 2, layer norm 2, RMS norm 1, the four reductions 1 each
-    assert len(reductions) == 9
+    halvings = [op for op in module.walk() if op.name == "vector.shuffle"]
+    # Sums: softmax 1, layer norm 2, RMS norm 1, sum, mean and the broadcast's sum 1 each; the
+    # softmax's and the model's max halve their vectors (4 shuffle pairs of 16 lanes, 5 of 32).
+    assert len(reductions) == 7
+    assert len(halvings) == 2 * (4 + 5)
     generics = [op for op in module.walk() if op.name == "linalg.generic"]
     # No loop nest walks a short row: every generic left is flat or over the per-row values.
     assert all(len(op.iterator_types) == 1 or op.results[0].type.get_shape()[-1] not in SHORT_ROWS for op in generics)

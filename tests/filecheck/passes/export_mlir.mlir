@@ -103,7 +103,8 @@ builtin.module attributes {strata.target = "tpu"} {
 // CHECK-SAME:    strata.kind = "row"
 // CHECK:         scf.for
 // CHECK:           vector.transfer_read %{{.*}} : tensor<8x12xf32>, vector<16xf32>
-// CHECK:           vector.reduction <maximumf>
+// CHECK:           vector.shuffle
+// CHECK:           arith.maximumf %{{.*}} : vector<8xf32>
 // CHECK:           arith.subf %{{.*}} : vector<16xf32>
 // CHECK:           vector.transfer_write %{{.*}} : vector<16xf32>, tensor<8x12xf32>
 // CHECK:         linalg.generic {{.*}} iterator_types = ["parallel"]
