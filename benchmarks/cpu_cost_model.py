@@ -81,8 +81,9 @@ model gemm(a: f32[N, N], b: f32[N, N]) {
 TARGET = "cpu"
 
 
-def ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:9.4f}"
+def us(seconds: float | None) -> str:
+    """Microseconds to the nanosecond: the smallest kernels take tens of them."""
+    return "-" if seconds is None else f"{seconds * 1e6:10.3f}"
 
 
 def ratio(estimate: float, measured: float | None) -> str:
@@ -107,7 +108,7 @@ def measured_apart(name: str, sizes: dict, repeat: int, threads: int, processes:
 def samples(names: list[str], repeat: int, threads: int, processes: int) -> None:
     runs = (f"median of {repeat} runs" if processes == 1
             else f"the fastest of {processes} processes' medians of {repeat}")
-    print(f"estimate vs measured, {threads} thread(s), {runs} (ms; ratio = estimate / measured)")
+    print(f"estimate vs measured, {threads} thread(s), {runs} (us; ratio = estimate / measured)")
     totals_ok = kernels_ok = kernels_all = 0
     for name in names:
         sizes = SIZES.get(name, {})
@@ -119,16 +120,16 @@ def samples(names: list[str], repeat: int, threads: int, processes: int) -> None
             continue
         total_ratio = result.time_s / result.measured_time_s
         totals_ok += abs(total_ratio - 1) <= 0.25
-        print(f"\n{label}: total estimate {ms(result.time_s)} measured {ms(result.measured_time_s)}"
+        print(f"\n{label}: total estimate {us(result.time_s)} measured {us(result.measured_time_s)}"
               f" ratio {total_ratio:5.2f}")
-        print(f"  {'kernel':<14} {'kind':<10} {'estimate':>9} {'measured':>9} {'ratio':>6}")
+        print(f"  {'kernel':<14} {'kind':<10} {'estimate':>10} {'measured':>10} {'ratio':>6}")
         for k in result.kernels:
             kernels_all += 1
             kernels_ok += bool(k["ratio"]) and abs(k["ratio"] - 1) <= 0.5
-            print(f"  {k['name']:<14} {k['kind']:<10} {ms(k['time_s'])} {ms(k['measured_time_s'])}"
+            print(f"  {k['name']:<14} {k['kind']:<10} {us(k['time_s'])} {us(k['measured_time_s'])}"
                   f" {ratio(k['time_s'], k['measured_time_s'])}")
         for u in result.unestimated:
-            print(f"  {u['name']:<14} {'copy':<10} {'-':>9} {ms(u['measured_time_s'])}      -  (not costed)")
+            print(f"  {u['name']:<14} {'copy':<10} {'-':>10} {us(u['measured_time_s'])}      -  (not costed)")
     print(f"\ntotals within 25%: {totals_ok} of {len(names)}; kernels within 50%: {kernels_ok} of {kernels_all}")
 
 

@@ -277,7 +277,10 @@ def _fastest(entry: dict, times: list[float | None]) -> dict:
 
 
 def seconds(value: float) -> str:
-    """A time for a table: microseconds under a millisecond, else milliseconds."""
+    """A time for a table: nanoseconds under a microsecond (kernels of tens of them), microseconds
+    under a millisecond, else milliseconds."""
+    if value < 1e-6:
+        return f"{value * 1e9:.0f} ns"
     return f"{value * 1e6:.1f} us" if value < 1e-3 else f"{value * 1e3:.3f} ms"
 
 
