@@ -617,17 +617,15 @@ class Emitter:
         in_shape = shape(x)
         rows, r = math.prod(in_shape[:-1]), in_shape[-1]
         x2 = self.reshape(x, [rows, r])
-        combining = vector.CombiningKindAttr(ROW_COMBINING[kind])
-        reassoc = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC])
+        add = {"kind": vector.CombiningKindAttr("add"), "fastmath": arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC])}
 
         def row(e: Emitter, i: SSAValue, acc: SSAValue) -> SSAValue:
             value = e.read_row(x2, i, r, start)
-            if kind in ("max", "min"):
-                total = e.tree_reduce(value, Emitter.max_ if kind == "max" else Emitter.min_)
-            else:
+            if kind == "sum":
                 # Built by `build`: xDSL 0.74's `ReductionOp.__init__` gives the result the vector's type.
-                total = e.v(vector.ReductionOp.build(operands=[value, []], result_types=[f32],
-                                                     properties={"kind": combining, "fastmath": reassoc}))
+                total = e.v(vector.ReductionOp.build(operands=[value, []], result_types=[f32], properties=add))
+            else:
+                total = e.tree_reduce(value, Emitter.max_ if kind == "max" else Emitter.min_)
             return e.v(tensor.InsertOp(total, acc, [i]))
 
         return self.reshape(self.for_(0, rows, 1, self.empty([rows], f32), row), out_shape)
@@ -641,12 +639,12 @@ class Emitter:
         `fn` builds only `arith` ops on vectors (no constants, no `math` calls, which the export's
         LLVM lowering scalarises on vectors).
         """
-        rank, r = len(out_shape), out_shape[-1] if out_shape else 0
-        if rank < 2 or out_elem != f32 or any(elem(x) != f32 for x in xs) or not short_rows(None, out_shape):
+        if out_elem != f32 or any(elem(x) != f32 or not short_rows(x, out_shape) for x in xs):
             return None
         kinds = [_row_operand(x, out_shape) for x in xs]
-        if None in kinds or (rank > 2 and any(isinstance(x.owner, tensor.ExtractSliceOp) for x in xs)):
+        if None in kinds:
             return None
+        r = out_shape[-1]
         width = row_lanes(r)
         if not _vector_body(fn, len(xs), VectorType(f32, [width])):
             return None
@@ -668,9 +666,7 @@ class Emitter:
                     values.append(e.v(vector.BroadcastOp(scalar, VectorType(f32, [width]))))
                 else:
                     values.append(once[j])
-            return e.v(vector.TransferWriteOp(
-                fn(e, *values), out, [i, e.index(0)], ArrayAttr([BoolAttr.from_bool(r == width)]),
-                permutation_map=AffineMapAttr(AffineMap(2, 0, (dim(1),))), result_type=out.type))
+            return e.write_vector(fn(e, *values), out, [i, e.index(0)], r == width)
 
         return self.reshape(self.for_(0, rows, 1, self.empty([rows, r], f32), row), out_shape)
 
@@ -693,10 +689,7 @@ class Emitter:
     def read_row(self, x: SSAValue, i: SSAValue, r: int, padding: float = 0.0) -> SSAValue:
         """Row `i` of the 2-D f32 tensor `x` (rows of `r`) as one vector of `row_lanes(r)`, padded with `padding`."""
         width = row_lanes(r)
-        return self.v(vector.TransferReadOp(
-            x, [i, self.index(0)], self.scalar(padding, f32), VectorType(f32, [width]),
-            ArrayAttr([BoolAttr.from_bool(r == width)]), AffineMapAttr(AffineMap(2, 0, (dim(1),))),
-        ))
+        return self.read_vector(x, [i, self.index(0)], r == width, width, padding)
 
     def matmul(self, a: SSAValue, b: SSAValue, out_elem: Attribute, acc: SSAValue | None = None) -> SSAValue:
         """
@@ -844,12 +837,14 @@ class Emitter:
                 c = self.write_vector(loop.results[r * nq + q], c, [rows[r], cols[q]], not edge)
         return c
 
-    def read_vector(self, source: SSAValue, index: Sequence[SSAValue], in_bounds: bool = True) -> SSAValue:
-        """`VL` consecutive elements of a tensor or memref along its last dim (past its end: 0, unless `in_bounds`)."""
+    def read_vector(self, source: SSAValue, index: Sequence[SSAValue], in_bounds: bool = True,
+                    width: int | None = None, padding: float | int = 0) -> SSAValue:
+        """`width` (default `VL`) consecutive elements of a tensor or memref along its last dim (past its
+        end: `padding`, unless `in_bounds`)."""
         rank = len(shape(source))
         t = elem(source)
         return self.v(vector.TransferReadOp(
-            source, index, self.scalar(0, t), VectorType(t, [VL]), ArrayAttr([BoolAttr.from_bool(in_bounds)]),
+            source, index, self.scalar(padding, t), VectorType(t, [width or VL]), ArrayAttr([BoolAttr.from_bool(in_bounds)]),
             AffineMapAttr(AffineMap(rank, 0, (dim(rank - 1),))),
         ))
 
@@ -901,16 +896,13 @@ class Emitter:
 VL = VECTOR_LANES
 """f32 lanes of a vector register (AVX-512: 16; on narrower machines LLVM splits the vectors)."""
 
-ROW_COMBINING = {"sum": "add", "max": "maximumf", "min": "minimumf"}
-"""`vector.reduction`'s kind of each `Emitter.reduce` kind, for f32 (`maximumf`: NaN wins, as `arith.maximumf`)."""
-
-
-def short_rows(x: SSAValue | None, shape_: Sequence[int]) -> bool:
-    """Whether `shape_` (of `x`, when given) has `SHORT_ROWS` rows that `Emitter.row_reduce` reads: rank 2,
-    or more when `x` is no slice (collapsing a slice's leading dims would copy it)."""
+def short_rows(x: SSAValue, shape_: Sequence[int]) -> bool:
+    """Whether an op over `shape_` reading `x` goes by rows (`Emitter.row_reduce`, `row_elementwise`):
+    `SHORT_ROWS` rows, rank 2, or more when `x` is no slice (collapsing a slice's leading dims would
+    copy it)."""
     if len(shape_) < 2 or shape_[-1] not in SHORT_ROWS:
         return False
-    return len(shape_) == 2 or x is None or not isinstance(x.owner, tensor.ExtractSliceOp)
+    return len(shape_) == 2 or not isinstance(x.owner, tensor.ExtractSliceOp)
 
 
 def _row_operand(x: SSAValue, out_shape: Sequence[int]) -> str | None:
