@@ -297,12 +297,13 @@ ROW_OPS = {g.SoftmaxOp: 4, g.LayerNormOp: 7, g.RmsNormOp: 4, g.SumOp: 1, g.MeanO
 softmax's max, shift, sum and divide (its exponential is a flat loop over the tile), a norm's
 `OPS_PER_ELEMENT`, a reduction's combine."""
 
-CALL_LATENCY_S = 4e-8
+CALL_LATENCY_S = 1.6e-8
 """One kernel call of the native module: a function call, its tile buffers' allocations and frees.
-Measured (`strata measure`, 1 thread, median of 200, the Zen 4 guest, 2026-12-06): a 16- or
-128-element multiply alone, its operands read in place, 40 ns (the timer's resolution: 60 ns while
-it copied them into tile buffers); in ResNet-18 int8 (HW=64 W0=16) its scale multiplies of 32 to
-256 elements 40 to 50 ns."""
+Measured (`strata measure`, 1 thread, 200 runs, the Zen 4 guest, 2026-12-07): a 128-element
+multiply alone, its operands read in place and hot, 17 ns, the clock's own 24 ns a bracket taken
+out (with it, 40 ns was priced here before). Its compute is 2 ns of vector work and its 1.5 KB a
+few L1 hits. (The multiply of 16 elements alone takes 32 to 38 ns; in ResNet-18 int8, HW=64 W0=16,
+its scale multiplies of 16 to 128 elements 17 to 45 ns.)"""
 
 
 def core_peak(spec: DeviceSpec) -> float:

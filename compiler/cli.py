@@ -848,7 +848,7 @@ def _tune_parser(sub) -> None:
     p.add_argument("--candidates", type=int, default=4, metavar="K",
                    help="with --measure: per kernel, time the K points the cost model estimates cheapest (default 4)")
     p.add_argument("--repeat", type=int, default=5, metavar="R",
-                   help="with --measure: timed runs per candidate, the median kept (default 5)")
+                   help="with --measure: timed runs per candidate, the mean of their middle half kept (default 5)")
     p.add_argument("--threads", type=_threads, default=1, metavar="N",
                    help="with --measure: run the native code on N threads (default 1)")
     p.set_defaults(run=cmd_tune)
@@ -857,8 +857,8 @@ def _tune_parser(sub) -> None:
 def _measure_parser(sub) -> None:
     p = sub.add_parser("measure", help="time the native code per kernel beside the cost model's estimates",
                        description="Compile MODEL for --target cpu, run its native code (as `strata run --backend"
-                       " mlir`) with a timer around every kernel, and print per kernel and in total the median"
-                       " measured time, the cost model's estimate and estimate / measured. Inputs and weights are"
+                       " mlir`) with a timer around every kernel, and print per kernel and in total the measured"
+                       " time (the mean of the middle half of the runs, less the clock's own cost), the cost model's estimate and estimate / measured. Inputs and weights are"
                        " drawn as `strata run` draws them.")
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR, .mlir)")
     _add_defines(p)
@@ -868,15 +868,16 @@ def _measure_parser(sub) -> None:
     p.add_argument("--threads", type=_threads, default=1, metavar="N",
                    help="run the parallel loops on N threads (OpenMP; default 1)")
     p.add_argument("--repeat", type=int, default=10, metavar="R",
-                   help="timed runs after one warm-up; medians are reported (default 10)")
+                   help="timed runs after one warm-up; the mean of their middle half is reported (default 10)")
     p.add_argument("--processes", type=int, default=1, metavar="P",
-                   help="measure in P fresh processes and report the fastest one's median per kernel and in"
+                   help="measure in P fresh processes and report the fastest one's figure per kernel and in"
                    " total: steadier on a shared machine, where a process's speed is set when it starts"
                    " (default 1)")
     p.add_argument("--seed", type=_seed, default=0, help="seed for the drawn inputs and weights (default 0)")
     p.add_argument("--report", choices=["table", "json"], default="table",
                    help="a table per kernel with totals (default), or JSON: kernels[] of the cost report with"
-                   " measured_time_s and ratio, total.time_s and total.measured_time_s")
+                   " measured_time_s, ratio and resolved (measured above the clock's own cost, resolution_s),"
+                   " total.time_s and total.measured_time_s")
     p.set_defaults(run=cmd_measure)
 
 

@@ -379,8 +379,8 @@ The constants of strata's generated code that `calibrate` solves on this host, e
 model measured alone (as the shipped values were on the Xeon guest, `backends/cpu.py`): clocks
 per element operation on a 64 x 256 layer norm (7 an element), clocks per element of a relayout
 on a conv's OIHW -> OHWI weight (9,216 elements). The samples are never calibrated on. Two are
-not: the call latency (a tiny kernel alone, hot operands, takes 70 ns here, in a model 0.3 to
-0.8 us, its operands cold) and the implicit-GEMM convolution's share of the peak (solved on a
+not: the call latency (a tiny kernel alone, hot operands, takes 17 to 38 ns here, in a model 17 to
+45 ns, the clock's own cost taken out of both) and the implicit-GEMM convolution's share of the peak (solved on a
 3x3 32-channel conv at 8 x 8 it was 0.64 here, which took ResNet-18's deeper convs within 50% and
 its stem and 16-channel convs, which dominate it, to half their time: its total from 1.14 to
 0.74). Solving either alone would move the models' estimates away.

@@ -14,10 +14,19 @@ run are of the same tiles, loop orders and layouts: both come from one
 loop-stage module. Instrumentation adds only calls, so the outputs are the
 un-instrumented build's, bit for bit.
 
-One warm-up run, then `repeat` runs; every figure is the median over the
-runs (per slot). With `processes` > 1 (`measure_apart`, `strata measure
---processes P`) the whole measurement runs in P fresh interpreters and each
-figure is the fastest process's median: on a shared machine a process's
+One warm-up run, then `repeat` runs; every figure is the mean of the
+middle half of the runs (per slot, `middle_mean`: robust as a median, and
+finer than the clock's 10 ns steps) less the clock's own cost per
+bracket, which the function measures on entry (`EMPTY_BRACKETS` brackets
+around nothing, the `bracket` slot): a bracket reads 20 to 30 ns on the
+Zen 4 guest, as much as a small kernel, and it used to be priced into
+the cost model's call latency. That cost is the measurement's
+resolution (`resolution_s`): a kernel measured under it is flagged
+`resolved: false`, its ratio no evidence (it overlaps the clock calls
+themselves: a 512-byte copy reads 0 to 20 ns). With `processes` > 1
+(`measure_apart`, `strata measure --processes P`) the whole measurement
+runs in P fresh interpreters and each figure is the fastest process's
+(the resolution the largest): on a shared machine a process's
 speed is set when it starts (the same ResNet-18 ran 0.81 to 1.25 ms in
 consecutive processes on the Zen 4 guest, every run of a process alike),
 so one process decides little, and the cost model prices the machine
@@ -55,6 +64,7 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
+from strata.passes.export_mlir import BRACKET_SLOT, EMPTY_BRACKETS
 
 TIMER_C = """\
 /* strata's timers for an instrumented export (compiler/measure.py). */
@@ -74,7 +84,7 @@ void strata_timer_add(int64_t slot, int64_t ns) {{ strata_timer_ns[slot] += ns; 
 """C source of the timer functions the instrumented export calls; `{slots}` is the number of slots."""
 
 DEFAULT_REPEAT = 10
-"""Timed runs of `strata measure` (after one warm-up); the median is reported."""
+"""Timed runs of `strata measure` (after one warm-up); the mean of their middle half is reported."""
 
 CHILD = "import sys; from strata.compiler.cli import main; sys.exit(main(sys.argv[1:]))"
 """The code a fresh interpreter runs for `strata ARGV` (`measure_apart`)."""
@@ -108,7 +118,11 @@ class Instrumented:
     """`ctypes.c_int64 * len(slots)` over the library's `strata_timer_ns`."""
 
     def time(self, call, repeat: int, warmup: int = 1) -> dict[str, float]:
-        """Median seconds per slot over `repeat` calls of `call()` after `warmup` untimed ones."""
+        """
+        Seconds per slot over `repeat` calls of `call()` after `warmup` untimed ones: the mean of
+        the middle half of the runs (`middle_mean`), less the clock's own share (the `bracket`
+        slot's, per bracket), which this returns as `bracket`.
+        """
         if repeat < 1:
             raise StrataError(f"error: --repeat must be at least 1, not {repeat}")
         for _ in range(warmup):
@@ -118,7 +132,21 @@ class Instrumented:
             ctypes.memset(self.timers, 0, ctypes.sizeof(self.timers))
             call()
             runs.append(list(self.timers))
-        return {name: statistics.median(r[i] for r in runs) * 1e-9 for i, name in enumerate(self.slots)}
+        means = {name: middle_mean([r[i] for r in runs]) * 1e-9 for i, name in enumerate(self.slots)}
+        bracket = means.pop(BRACKET_SLOT) / EMPTY_BRACKETS
+        return {**{name: max(0.0, mean - bracket) for name, mean in means.items()}, BRACKET_SLOT: bracket}
+
+
+def middle_mean(values: list[float]) -> float:
+    """
+    The mean of the middle half of `values` (the interquartile mean): as robust to a disturbed run
+    as the median, and finer than the clock's 10 ns steps, which a median of a 40 ns kernel is not
+    (it reads 40 or 50, where the mean of the middle runs reads 43).
+    """
+    ordered = sorted(values)
+    quarter = len(ordered) // 4
+    middle = ordered[quarter:len(ordered) - quarter]
+    return sum(middle) / len(middle)
 
 
 def build_instrumented(loop_module: ModuleOp, target: str, threads: int = 1,
@@ -165,28 +193,31 @@ def estimate_loops(loop_module: ModuleOp, target: str):
 
 @dataclass
 class Measurement:
-    """Estimates beside medians of timed runs, per kernel and in total."""
+    """Estimates beside timed runs (`Instrumented.time`), per kernel and in total."""
 
     target: str
     device: str
     threads: int
     repeat: int
     processes: int = 1
-    """Fresh processes measured, each figure the fastest one's median (`measure_apart`)."""
+    """Fresh processes measured, each figure the fastest one's (`measure_apart`)."""
     kernels: list[dict] = field(default_factory=list)
     """As the report's `kernels[]`, with `measured_time_s` and `ratio` (estimate / measured)."""
     unestimated: list[dict] = field(default_factory=list)
     """Timed copies the cost model does not count (params and inputs relaid on every call)."""
     time_s: float = 0.0
     measured_time_s: float = 0.0
-    """The whole model function, median (its kernels, copies and allocations)."""
+    """The whole model function (its kernels, copies and allocations)."""
+    resolution_s: float = 0.0
+    """The clock's own cost per bracket, taken out of every figure: a kernel measured under it is
+    not resolved (`resolved` false), its ratio no evidence either way."""
     outputs: list[np.ndarray] = field(default_factory=list)
 
     def as_json(self) -> dict:
         kernels_measured = sum(k["measured_time_s"] or 0.0 for k in self.kernels)
         return {
             "target": self.target, "device": self.device, "threads": self.threads, "repeat": self.repeat,
-            "processes": self.processes,
+            "processes": self.processes, "resolution_s": self.resolution_s,
             "kernels": self.kernels,
             "unestimated": self.unestimated,
             "total": {
@@ -215,21 +246,16 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     report = estimate_loops(loops, target)
     build = build_instrumented(loops, target, threads, workdir)
     call, outputs = build.model.prepare(inputs, params)
-    medians = build.time(call, repeat)
-    measured = dict(medians)
+    measured = build.time(call, repeat)
     for j, name in enumerate(_copy_names(loops)):
         slot = f"copy#{j}"
         if slot in measured:
             measured[name] = measured.pop(slot)
     result = Measurement(target, report.device, threads, repeat, time_s=report.time_s,
-                         measured_time_s=medians["total"], outputs=outputs)
+                         measured_time_s=measured.pop("total"), resolution_s=measured.pop(BRACKET_SLOT),
+                         outputs=outputs)
     for cost in report.kernels:
-        entry = cost.as_json()
-        seconds = measured.pop(cost.name, None)
-        entry["measured_time_s"] = seconds
-        entry["ratio"] = cost.time_s / seconds if seconds else None
-        result.kernels.append(entry)
-    measured.pop("total")
+        result.kernels.append(_with_measured(cost.as_json(), measured.pop(cost.name, None), result.resolution_s))
     result.unestimated = [{"name": name, "measured_time_s": s} for name, s in measured.items()]
     return result
 
@@ -250,7 +276,7 @@ def in_fresh_interpreter(code: str, args: list[str], what: str) -> str:
 def measure_apart(argv: list[str], processes: int) -> Measurement:
     """
     `strata measure ARGV` (its model, defines, device, schedule, threads, repeat) in each of
-    `processes` fresh interpreters; per kernel, per copy and in total the fastest process's median
+    `processes` fresh interpreters; per kernel, per copy and in total the fastest process's figure
     (module docstring). Every process compiles the same module, so their kernels line up.
     """
     runs = [json.loads(in_fresh_interpreter(CHILD, [*argv, "--processes", "1", "--report", "json"], "measuring"))
@@ -258,22 +284,26 @@ def measure_apart(argv: list[str], processes: int) -> Measurement:
     first = runs[0]
     result = Measurement(first["target"], first["device"], first["threads"], first["repeat"], processes,
                          time_s=first["total"]["time_s"],
-                         measured_time_s=min(run["total"]["measured_time_s"] for run in runs))
+                         measured_time_s=min(run["total"]["measured_time_s"] for run in runs),
+                         resolution_s=max(run["resolution_s"] for run in runs))
     for i, entry in enumerate(first["kernels"]):
-        result.kernels.append(_fastest(entry, [run["kernels"][i]["measured_time_s"] for run in runs]))
+        result.kernels.append(_with_measured(entry, _fastest([run["kernels"][i]["measured_time_s"] for run in runs]),
+                                             result.resolution_s))
     for i, entry in enumerate(first["unestimated"]):
-        result.unestimated.append(_fastest(entry, [run["unestimated"][i]["measured_time_s"] for run in runs]))
+        result.unestimated.append({**entry, "measured_time_s": _fastest(
+            [run["unestimated"][i]["measured_time_s"] for run in runs])})
     return result
 
 
-def _fastest(entry: dict, times: list[float | None]) -> dict:
-    """`entry` (a report row) with the fastest of `times` as its measured time and its ratio again."""
+def _fastest(times: list[float | None]) -> float | None:
     timed = [t for t in times if t]
-    seconds = min(timed) if timed else None
-    merged = {**entry, "measured_time_s": seconds}
-    if "time_s" in entry:
-        merged["ratio"] = entry["time_s"] / seconds if seconds else None
-    return merged
+    return min(timed) if timed else None
+
+
+def _with_measured(entry: dict, seconds: float | None, resolution_s: float) -> dict:
+    """A report row (`KernelCost.as_json`) with its measured time, its ratio, and whether the clock resolved it."""
+    return {**entry, "measured_time_s": seconds, "ratio": entry["time_s"] / seconds if seconds else None,
+            "resolved": seconds is not None and seconds >= resolution_s}
 
 
 def seconds(value: float) -> str:
@@ -291,22 +321,25 @@ def print_measurement(result: Measurement, console=None) -> None:
 
 
     console = console or Console(width=160)
-    runs = f"median of {result.repeat}" if result.processes == 1 else (
-        f"the fastest of {result.processes} processes' medians of {result.repeat}")
+    runs = f"{result.repeat} runs" if result.processes == 1 else (
+        f"the fastest of {result.processes} processes' {result.repeat} runs")
     table = Table(title=f"measured on this CPU ({result.threads} thread{'s' * (result.threads > 1)},"
                   f" {runs}) against the {result.target} cost model ({result.device})", title_justify="left")
     for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
         table.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
     for k in result.kernels:
         measured = k["measured_time_s"]
+        ratio = f"{k['ratio']:.2f}" if k["ratio"] else "-"
         table.add_row(k["name"], k["kind"], seconds(k["time_s"]), seconds(measured) if measured else "-",
-                      f"{k['ratio']:.2f}" if k["ratio"] else "-")
+                      ratio if k["resolved"] else f"({ratio}) under resolution")
     for u in result.unestimated:
         table.add_row(u["name"], "copy", "-", seconds(u["measured_time_s"]), "-")
     console.print(table)
     data = result.as_json()["total"]
     console.print(f"total: estimate {seconds(result.time_s)}, measured {seconds(result.measured_time_s)}"
                   f" (kernels {seconds(data['kernels_measured_time_s'])}), estimate/measured {data['ratio']:.2f}")
+    console.print(f"every figure less the clock's own {seconds(result.resolution_s)} a bracket; a kernel measured"
+                  " under that is under the clock's resolution")
 
 
 # --------------------------------------------------------------------------- measuring one kernel
@@ -489,7 +522,7 @@ def print_measured_tune_report(report: MeasuredTuneReport, console=None) -> None
 
     console = console or Console(width=160)
     table = Table(title=f"tuning {report.estimated.target} by measurement ({report.threads} thread"
-                  f"{'s' * (report.threads > 1)}, median of {report.repeat})", title_justify="left")
+                  f"{'s' * (report.threads > 1)}, {report.repeat} runs)", title_justify="left")
     for column in ("kernel", "timed", "default estimate", "default measured", "tuned estimate", "tuned measured",
                    "speedup", "schedule"):
         table.add_column(column, justify="left" if column in ("kernel", "schedule") else "right")

@@ -47,8 +47,10 @@ structure:
   kernel call and each `loop.copy` with calls of the external
   `strata_clock_ns()` and adds the elapsed time to a slot with
   `strata_timer_add(slot, ns)` (`_Timers`; C in `compiler/measure.py`), the
-  whole function to the last slot; `strata.timers` names the slots. Off by
-  default: the export is then unchanged.
+  whole function to the last slot, and, on entry, `EMPTY_BRACKETS` brackets
+  around nothing to the first (`bracket`: the clock's own cost);
+  `strata.timers` names the slots. Off by default: the export is then
+  unchanged.
 
 Values are unchanged: the numeric rules are the reference executor's (but
 GEMMs use fused multiply-adds and `erf` a polynomial, see `_linalg.py`).
@@ -1068,7 +1070,12 @@ CLOCK_FUNCTION = "strata_clock_ns"
 TIMER_FUNCTION = "strata_timer_add"
 """`void strata_timer_add(int64_t slot, int64_t ns)`: adds `ns` to the instrumented export's timer `slot`."""
 TIMERS_ATTR = "strata.timers"
-"""On an instrumented model function: the name of each timer slot (kernel names, `copy#J` for the J-th `loop.copy`, then `total`)."""
+"""On an instrumented model function: the name of each timer slot (`bracket`, kernel names, `copy#J` for the J-th
+`loop.copy`, then `total`)."""
+BRACKET_SLOT = "bracket"
+"""The instrumented model function's first slot: `EMPTY_BRACKETS` brackets around nothing, run on entry."""
+EMPTY_BRACKETS = 16
+"""Empty brackets per call: their mean is what the clock calls alone add to every slot (`compiler/measure.py`)."""
 
 
 class _Timers:
@@ -1076,8 +1083,10 @@ class _Timers:
     Opt-in instrumentation of a model function: each kernel call and each
     copy between kernels is bracketed by `strata_clock_ns()` calls and its
     elapsed nanoseconds added to its own slot (`strata_timer_add`), the
-    whole function's to the last slot, `total`. Only calls are added, so the
-    values computed are unchanged.
+    whole function's to the last slot, `total`. On entry, before `total`'s
+    bracket opens, `EMPTY_BRACKETS` brackets around nothing add to the first
+    slot, `bracket`, so that the caller can take the clock's own share out of
+    the others. Only calls are added, so the values computed are unchanged.
     """
 
     def __init__(self) -> None:
@@ -1087,11 +1096,23 @@ class _Timers:
     def start(self, em: Emitter) -> SSAValue:
         return em.v(func.CallOp(CLOCK_FUNCTION, [], [i64]))
 
-    def stop(self, em: Emitter, start: SSAValue, name: str) -> None:
+    def _add(self, em: Emitter, start: SSAValue, slot: int) -> None:
         end = em.v(func.CallOp(CLOCK_FUNCTION, [], [i64]))
-        slot = em.v(arith.ConstantOp(IntegerAttr(len(self.names), i64)))
-        em.add(func.CallOp(TIMER_FUNCTION, [slot, em.v(arith.SubiOp(end, start))], []))
+        index = em.v(arith.ConstantOp(IntegerAttr(slot, i64)))
+        em.add(func.CallOp(TIMER_FUNCTION, [index, em.v(arith.SubiOp(end, start))], []))
+
+    def stop(self, em: Emitter, start: SSAValue, name: str) -> None:
+        self._add(em, start, len(self.names))
         self.names.append(name)
+
+    def empty_brackets(self, em: Emitter) -> None:
+        """`EMPTY_BRACKETS` brackets around nothing, in an `scf.for`, into the next slot (`bracket`)."""
+        block = Block(arg_types=[IndexType()])
+        inner = em.at(block)
+        self._add(inner, self.start(inner), len(self.names))
+        inner.add(scf.YieldOp())
+        em.add(scf.ForOp(em.index(0), em.index(EMPTY_BRACKETS), em.index(1), [], Region(block)))
+        self.names.append(BRACKET_SLOT)
 
     @staticmethod
     def declarations() -> list[func.FuncOp]:
@@ -1129,6 +1150,8 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
     kernels: list[func.FuncOp] = []
     used: set[str] = set()
     timers = _Timers() if instrument else None
+    if timers is not None:
+        timers.empty_brackets(em)
     whole = timers.start(em) if timers else None
     for op in old.ops:
         em.location = op.location

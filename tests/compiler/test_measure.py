@@ -45,10 +45,10 @@ def test_measure_json_times_every_kernel_of_the_report(capsys):
     measured = _json(capsys, ["measure", *MLP, "--target", "cpu", "--repeat", "3", "--report", "json"])
     assert measured["device"] == "host"
     assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in report["kernels"]]
+    assert measured["resolution_s"] > 0
     for kernel, costed in zip(measured["kernels"], report["kernels"]):
         assert kernel["time_s"] == pytest.approx(costed["time_s"])
-        assert kernel["measured_time_s"] > 0
-        assert kernel["ratio"] == pytest.approx(kernel["time_s"] / kernel["measured_time_s"])
+        _check_measured(kernel, measured["resolution_s"])
     total = measured["total"]
     assert total["time_s"] == pytest.approx(report["total"]["time_s"])
     assert total["measured_time_s"] > 0
@@ -57,16 +57,26 @@ def test_measure_json_times_every_kernel_of_the_report(capsys):
 
 @needs_mlir
 @needs_cpu
-def test_measure_in_several_processes_keeps_each_figure_fastest_median(capsys):
+def test_measure_in_several_processes_keeps_each_figure_fastest(capsys):
     measured = _json(capsys, ["measure", *MLP, "--repeat", "2", "--processes", "2", "--report", "json"])
     single = _json(capsys, ["measure", *MLP, "--repeat", "2", "--report", "json"])
     assert (measured["processes"], single["processes"]) == (2, 1)
     assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in single["kernels"]]
     for kernel in measured["kernels"]:
-        assert kernel["measured_time_s"] > 0
-        assert kernel["ratio"] == pytest.approx(kernel["time_s"] / kernel["measured_time_s"])
+        _check_measured(kernel, measured["resolution_s"])
     assert measured["total"]["time_s"] == pytest.approx(single["total"]["time_s"])
     assert measured["total"]["measured_time_s"] > 0
+
+
+def _check_measured(kernel: dict, resolution_s: float) -> None:
+    """A kernel's measured time (the clock's cost taken out: 0 at the least), its ratio and whether it was resolved."""
+    seconds = kernel["measured_time_s"]
+    assert seconds is not None and seconds >= 0
+    assert kernel["resolved"] == (seconds >= resolution_s)
+    if seconds:
+        assert kernel["ratio"] == pytest.approx(kernel["time_s"] / seconds)
+    else:
+        assert kernel["ratio"] is None
 
 
 def test_a_failing_measuring_process_is_a_clear_error(monkeypatch):
@@ -75,12 +85,41 @@ def test_a_failing_measuring_process_is_a_clear_error(monkeypatch):
         measure.measure_apart(["measure", "missing.model"], 2)
 
 
-def test_the_fastest_process_sets_a_row_and_its_ratio():
-    row = {"name": "gemm_0", "time_s": 2e-6, "measured_time_s": 9e-6, "ratio": 2 / 9}
-    assert measure._fastest(row, [5e-6, 4e-6, None]) == {**row, "measured_time_s": 4e-6, "ratio": 0.5}
-    assert measure._fastest({"name": "copy#0", "measured_time_s": 1e-6}, [3e-7, 2e-7]) == {
-        "name": "copy#0", "measured_time_s": 2e-7}
-    assert measure._fastest(row, [None, None])["ratio"] is None
+def test_the_fastest_process_sets_a_row_its_ratio_and_whether_it_was_resolved():
+    row = {"name": "gemm_0", "time_s": 2e-6}
+    fastest = measure._fastest([5e-6, 4e-6, None])
+    assert fastest == 4e-6 and measure._fastest([None, None]) is None
+    assert measure._with_measured(row, fastest, 2e-8) == {**row, "measured_time_s": 4e-6, "ratio": 0.5,
+                                                          "resolved": True}
+    assert measure._with_measured(row, 1e-8, 2e-8)["resolved"] is False
+    assert measure._with_measured(row, None, 2e-8) == {**row, "measured_time_s": None, "ratio": None,
+                                                       "resolved": False}
+
+
+def test_the_middle_mean_ignores_the_outer_quarters_and_resolves_below_a_clock_step():
+    # A kernel of about 43 ns read by a clock in 10 ns steps (40 or 50, the median 40), and two disturbed runs.
+    assert measure.middle_mean([40, 50, 40, 40, 50, 40, 0, 900]) == 42.5
+    assert measure.middle_mean([7]) == 7
+
+
+def test_every_slot_is_timed_less_the_clock_own_bracket():
+    """`Instrumented.time`: per slot the middle mean of the runs, less one empty bracket (the `bracket` slot over
+    EMPTY_BRACKETS), never below 0; the bracket itself is returned too."""
+    import ctypes
+
+    from strata.passes.export_mlir import EMPTY_BRACKETS
+
+    slots = ["bracket", "gemm_0", "copy#0", "total"]
+    timers = (ctypes.c_int64 * len(slots))()
+    readings = iter([[25 * EMPTY_BRACKETS, 1025, 10, 2000]] * 4)
+
+    def call():
+        for i, ns in enumerate(next(readings)):
+            timers[i] += ns
+
+    build = measure.Instrumented(model=None, slots=slots, timers=timers)
+    times = build.time(call, repeat=3, warmup=1)
+    assert times == pytest.approx({"bracket": 25e-9, "gemm_0": 1000e-9, "copy#0": 0.0, "total": 1975e-9})
 
 
 @needs_mlir
@@ -93,10 +132,11 @@ def test_kernel_timers_nest_in_the_whole_function():
     call, _ = build.model.prepare(*_values(module))
     call()
     ctypes_timers = list(build.timers)
-    assert build.slots[-1] == "total"
+    assert (build.slots[0], build.slots[-1]) == ("bracket", "total")
     assert ctypes_timers[-1] > 0 and all(t >= 0 for t in ctypes_timers)
-    assert sum(ctypes_timers[:-1]) <= ctypes_timers[-1]
-    kernels = [s for s in build.slots[:-1] if not s.startswith("copy#")]
+    # The empty brackets run before the whole function's opens.
+    assert ctypes_timers[0] > 0 and sum(ctypes_timers[1:-1]) <= ctypes_timers[-1]
+    kernels = [s for s in build.slots[1:-1] if not s.startswith("copy#")]
     assert len(kernels) == len(set(kernels))
 
 
