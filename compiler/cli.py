@@ -858,8 +858,9 @@ def _measure_parser(sub) -> None:
     p = sub.add_parser("measure", help="time the native code per kernel beside the cost model's estimates",
                        description="Compile MODEL for --target cpu, run its native code (as `strata run --backend"
                        " mlir`) with a timer around every kernel, and print per kernel and in total the measured"
-                       " time (the mean of the middle half of the runs, less the clock's own cost), the cost model's estimate and estimate / measured. Inputs and weights are"
-                       " drawn as `strata run` draws them.")
+                       " time (the mean of the middle half of the runs, less the clock's own cost), the cost"
+                       " model's estimate and estimate / measured. Inputs and weights are drawn as `strata run`"
+                       " draws them.")
     p.add_argument("model", metavar="MODEL", help="a .model file (or printed graph IR, .mlir)")
     _add_defines(p)
     p.add_argument("--target", choices=TARGETS, default="cpu", help="the cost model to compare with: cpu (default)")

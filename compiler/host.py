@@ -21,7 +21,7 @@ runs with estimates of this CPU:
   from the peak and the pipes;
 - the constants of strata's generated code are calibrated here as they
   were on the shipped spec, each on a one-op model compiled natively and
-  timed (`strata measure`'s instrumentation: the fastest of 5 medians, as
+  timed (`strata measure`'s instrumentation: the fastest of 5 rounds, as
   another job slows whole rounds; a relayout's in 3 fresh processes, as
   its speed is set per process, `_timed_apart`): `gemm_efficiency`
   (the share of the FMA peak the GEMM micro-kernel runs at) on strata's own
@@ -416,14 +416,14 @@ def _estimate(text: str, spec: DeviceSpec, pick) -> float:
 
 ROUNDS = 5
 """A calibration times its kernel in `ROUNDS` rounds of `repeat` calls and keeps the fastest round's
-median: another job on a shared core slows whole rounds, never speeds one up."""
+figure (`Instrumented.time`): another job on a shared core slows whole rounds, never speeds one up."""
 
 PROCESSES = 3
 """Fresh processes a relayout's calibration is timed in (`_timed_apart`), the fastest kept."""
 
 
 def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
-    """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of `ROUNDS` medians."""
+    """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of `ROUNDS` rounds."""
     from strata.backends.cost import model_function
     from strata.compiler import measure
     from strata.compiler.execution import weights
@@ -487,7 +487,7 @@ def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, re
         form = f"{a * 1e6:.4g} us x {key} + {b * 1e6:.4g} us"
     what = pick if isinstance(pick, str) else f"relayout of {pick} elements"
     how = (f"[calibrated] by compiler/host.py: the {what} kernel of `{text.splitlines()[-2].strip()}` measured"
-           f" {measured * 1e6:.2f} us (the fastest of {ROUNDS} medians of {repeat}"
+           f" {measured * 1e6:.2f} us (the fastest of {ROUNDS} rounds of {repeat} runs"
            f"{f', in each of {PROCESSES} processes' if timed is _timed_apart else ''}) on this host, 1 thread;"
            f" the estimate is {form}")
     return float(f"{value:.3g}"), how

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import statistics
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -64,7 +63,7 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
-from strata.passes.export_mlir import BRACKET_SLOT, EMPTY_BRACKETS
+from strata.passes.export_mlir import BRACKET_SLOT, EMPTY_BRACKETS, TIMERS_ATTR, ExportMlirPass
 
 TIMER_C = """\
 /* strata's timers for an instrumented export (compiler/measure.py). */
@@ -153,7 +152,6 @@ def build_instrumented(loop_module: ModuleOp, target: str, threads: int = 1,
                        workdir: Path | None = None) -> Instrumented:
     """Export a loop-stage module with timers (`export-mlir{instrument}`) and compile it natively."""
     from strata.compiler.execution import native
-    from strata.passes.export_mlir import TIMERS_ATTR, ExportMlirPass
 
     if detect_stage(loop_module) != Stage.LOOP:
         raise StrataError("error: an instrumented build starts from loop-stage IR")

@@ -1107,11 +1107,8 @@ class _Timers:
 
     def empty_brackets(self, em: Emitter) -> None:
         """`EMPTY_BRACKETS` brackets around nothing, in an `scf.for`, into the next slot (`bracket`)."""
-        block = Block(arg_types=[IndexType()])
-        inner = em.at(block)
-        self._add(inner, self.start(inner), len(self.names))
-        inner.add(scf.YieldOp())
-        em.add(scf.ForOp(em.index(0), em.index(EMPTY_BRACKETS), em.index(1), [], Region(block)))
+        slot = len(self.names)
+        _for(em, em.index(0), em.index(EMPTY_BRACKETS), em.index(1), lambda e, _iv: self._add(e, self.start(e), slot))
         self.names.append(BRACKET_SLOT)
 
     @staticmethod
