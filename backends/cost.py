@@ -55,7 +55,7 @@ from strata.dialects.graph import INPUT_ATTR
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, mesh_sizes, type_bytes
 
-COST_MODEL_VERSION = "23"
+COST_MODEL_VERSION = "24"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")
@@ -102,6 +102,8 @@ class Report:
     memory: list[DeviceMemory] = field(default_factory=list)
     """What each device holds (`backends/memory.py`)."""
     memory_capacity_bytes: int = 0
+    at_load: list[KernelCost] = field(default_factory=list)
+    """Work run once, when the params are loaded, not on every run (the cpu's `loop.load_plan`): not in `time_s`."""
 
     @property
     def time_s(self) -> float:
@@ -117,6 +119,8 @@ class Report:
         `model_flops` the graph's; achieved FLOP/s and utilisation count the
         model's, so padding never looks like useful work. `samples_per_s` is
         given when the batch is known (`batch_source` says how).
+        `load_time_s` is the work done once, at load (`at_load`), outside
+        `time_s`.
         """
         time_s = self.time_s
         issued = self.flops * self.mesh
@@ -140,6 +144,7 @@ class Report:
             "devices": max(self.chips, len(self.memory)) * self.mesh,
             "memory_per_device_bytes": max(per_device, default=0),
             "memory_capacity_bytes": self.memory_capacity_bytes,
+            "load_time_s": sum(k.time_s for k in self.at_load),
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -148,6 +153,7 @@ class Report:
             "device": self.device,
             "cost_model_version": COST_MODEL_VERSION,
             "kernels": [k.as_json() for k in self.kernels],
+            "at_load": [k.as_json() for k in self.at_load],
             "total": self.total(),
         }
 

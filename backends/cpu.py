@@ -59,11 +59,17 @@ L2. For each kernel:
   phases of their own between micro-kernel calls, while the out-of-order
   core and the prefetchers overlap the other loads with the FMAs.
 
-Copies between kernels: the native code runs every `loop.copy` of the
-model function on every call (`per_call_copies`), params and inputs
-relaid into their kernels' layouts included (nothing is relaid once at
-load, unlike the accelerators' runtimes), each named `relayout_I` by its
-place among them. A copy between equal layouts is `memref.copy` (a
+Work at load: what depends on the params alone (`loop.load_plan`: params
+relaid into their kernels' layouts, kernels over params only, such as an
+int8 model's per-channel scale products) the native code runs once, when
+the params are bound (`@<model>_load`, `passes/export_mlir.py`), as ONNX
+Runtime folds initializers; it is costed as every other kernel and
+reported apart (`Report.at_load`), not in a call's time.
+
+Copies between kernels: the native code runs every other `loop.copy` of
+the model function on every call (an input relaid into its kernel's
+layout, an activation transposed), each named `relayout_I` by its place
+among all of them (`model_copies`). A copy between equal layouts is `memref.copy` (a
 `memcpy`: read and written at the L3's bandwidth, or DRAM's beyond it: a
 param was last touched a call ago), and so is a relayout that keeps the
 elements' order (it moves only dims of size 1: ResNet-18's 1x1 weights,
@@ -736,8 +742,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     )
 
 
-def per_call_copies(module: ModuleOp) -> list[loop.CopyOp]:
-    """Every `loop.copy` of the model function, in program order: the native code runs each on every call."""
+def model_copies(module: ModuleOp) -> list[loop.CopyOp]:
+    """Every `loop.copy` of the model function, in program order (`relayout_I` is the I-th)."""
     return [op for op in model_function(module).body.block.ops if isinstance(op, loop.CopyOp)]
 
 
@@ -786,11 +792,14 @@ def _link(spec: DeviceSpec) -> float:
 
 
 def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
+    at_load = loop.load_plan(model_function(module), (cpu.KernelOp,)).ops
     kernels = hardware_kernels(module)
     threads = max((k.threads.value.data for k in kernels), default=1)
-    costs = [kernel_cost(k, spec) for k in kernels]
-    costs += [copy_cost(c, spec, i) for i, c in enumerate(per_call_copies(module))]
+    costed = [(k, kernel_cost(k, spec)) for k in kernels]
+    costed += [(c, copy_cost(c, spec, i)) for i, c in enumerate(model_copies(module))]
+    costs = [cost for op, cost in costed if op not in at_load]
     costs += [link_transfer_cost(t, _link(spec), i, "link_bandwidth") for i, t in enumerate(transfers(module))]
     costs += collective_costs(module, lambda: Interconnect(_link(spec), 0.0, 0.0, "link_bandwidth"))
     used = chips(module)
-    return Report("cpu", spec.name, costs, used * core_peak(spec) * min(threads, spec["cores"]), chips=used)
+    return Report("cpu", spec.name, costs, used * core_peak(spec) * min(threads, spec["cores"]), chips=used,
+                  at_load=[cost for op, cost in costed if op in at_load])

@@ -371,14 +371,15 @@ CALIBRATIONS = (
     #  whether the estimate is A * key + B or A / key + B)
     ("cycles_per_flop", "model m(x: f32[64, 256]) -> f32[64, 256] {\n  param g: f32[256]\n  param b: f32[256]\n"
      "  return layernorm(x, g, b)\n}\n", "row", False),
-    ("cycles_per_relayout_element", "model m(x: f32[1, 16, 16, 16]) {\n  param w: f32[64, 16, 3, 3]\n"
+    ("cycles_per_relayout_element", "model m(x: f32[1, 16, 16, 16], w: f32[64, 16, 3, 3]) {\n"
      "  param b: f32[64]\n  return conv2d(x, w, b, padding=1)\n}\n", 64 * 16 * 3 * 3, False),
 )
 """
 The constants of strata's generated code that `calibrate` solves on this host, each on a one-op
 model measured alone (as the shipped values were on the Xeon guest, `backends/cpu.py`): clocks
 per element operation on a 64 x 256 layer norm (7 an element), clocks per element of a relayout
-on a conv's OIHW -> OHWI weight (9,216 elements). The samples are never calibrated on. Two are
+on a conv's OIHW -> OHWI weight (9,216 elements; given as an input, so relaid on every call, where a
+param's relayout runs once, at load). The samples are never calibrated on. Two are
 not: the call latency (a tiny kernel alone, hot operands, takes 17 to 38 ns here, in a model 17 to
 45 ns, the clock's own cost taken out of both) and the implicit-GEMM convolution's share of the peak (solved on a
 3x3 32-channel conv at 8 x 8 it was 0.64 here, which took ResNet-18's deeper convs within 50% and

@@ -32,11 +32,12 @@ consecutive processes on the Zen 4 guest, every run of a process alike),
 so one process decides little, and the cost model prices the machine
 undisturbed, as the host's calibrations are timed (`compiler/host.py`).
 Kernels are named as the report names them (`gemm_0`, ...);
-a `loop.copy` between kernels is the report's `relayout_I` (the cpu model
-costs every copy the native code runs, params and inputs relaid on every
-call included: `backends/cpu.py`, `per_call_copies`); a timed copy the
-report does not name is listed under `unestimated` as `copy#J` (the J-th
-`loop.copy` of the model function).
+a `loop.copy` between kernels is the report's `relayout_I` (the I-th
+`loop.copy` of the model function: `backends/cpu.py`, `model_copies`); a
+timed copy the report does not name is listed under `unestimated` as
+`copy#J` (the J-th). The work the native code does once, when the params
+are bound (`loop.load_plan`, the report's `at_load`), is not timed: it is
+no part of a call.
 
 `tune_measured` is `strata tune --measure`: the cost model searches as
 `strata tune` does and screens; per unique kernel the `candidates` points
@@ -202,7 +203,9 @@ class Measurement:
     kernels: list[dict] = field(default_factory=list)
     """As the report's `kernels[]`, with `measured_time_s` and `ratio` (estimate / measured)."""
     unestimated: list[dict] = field(default_factory=list)
-    """Timed copies the cost model does not count (params and inputs relaid on every call)."""
+    """Timed copies the cost model does not count."""
+    at_load: list[dict] = field(default_factory=list)
+    """The report's work at load (`Report.at_load`): run once when the params are bound, estimated, not timed."""
     time_s: float = 0.0
     measured_time_s: float = 0.0
     """The whole model function (its kernels, copies and allocations)."""
@@ -218,8 +221,10 @@ class Measurement:
             "processes": self.processes, "resolution_s": self.resolution_s,
             "kernels": self.kernels,
             "unestimated": self.unestimated,
+            "at_load": self.at_load,
             "total": {
                 "time_s": self.time_s,
+                "load_time_s": sum(k["time_s"] for k in self.at_load),
                 "measured_time_s": self.measured_time_s,
                 "kernels_measured_time_s": kernels_measured,
                 "ratio": self.time_s / self.measured_time_s if self.measured_time_s else None,
@@ -228,11 +233,10 @@ class Measurement:
 
 
 def _copy_names(loop_module: ModuleOp) -> list[str]:
-    """Per copy between kernels, in program order: its report name, `relayout_I` (the cpu model costs
-    every copy the native code runs, in this order: `per_call_copies`)."""
-    from strata.backends.cpu import per_call_copies
+    """Per copy of the model function, in program order (`copy#J` of the timers): its report name, `relayout_J`."""
+    from strata.backends.cpu import model_copies
 
-    return [f"relayout_{i}" for i in range(len(per_call_copies(loop_module)))]
+    return [f"relayout_{i}" for i in range(len(model_copies(loop_module)))]
 
 
 def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
@@ -255,6 +259,7 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     for cost in report.kernels:
         result.kernels.append(_with_measured(cost.as_json(), measured.pop(cost.name, None), result.resolution_s))
     result.unestimated = [{"name": name, "measured_time_s": s} for name, s in measured.items()]
+    result.at_load = [cost.as_json() for cost in report.at_load]
     return result
 
 
@@ -283,7 +288,7 @@ def measure_apart(argv: list[str], processes: int) -> Measurement:
     result = Measurement(first["target"], first["device"], first["threads"], first["repeat"], processes,
                          time_s=first["total"]["time_s"],
                          measured_time_s=min(run["total"]["measured_time_s"] for run in runs),
-                         resolution_s=max(run["resolution_s"] for run in runs))
+                         resolution_s=max(run["resolution_s"] for run in runs), at_load=first["at_load"])
     for i, entry in enumerate(first["kernels"]):
         result.kernels.append(_with_measured(entry, _fastest([run["kernels"][i]["measured_time_s"] for run in runs]),
                                              result.resolution_s))
@@ -338,6 +343,9 @@ def print_measurement(result: Measurement, console=None) -> None:
                   f" (kernels {seconds(data['kernels_measured_time_s'])}), estimate/measured {data['ratio']:.2f}")
     console.print(f"every figure less the clock's own {seconds(result.resolution_s)} a bracket; a kernel measured"
                   " under that is under the clock's resolution")
+    if result.at_load:
+        console.print(f"not timed: {len(result.at_load)} kernels and copies over the params alone, run once at load"
+                      f" (estimate {seconds(data['load_time_s'])})")
 
 
 # --------------------------------------------------------------------------- measuring one kernel

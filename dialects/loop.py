@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
@@ -45,7 +46,7 @@ from xdsl.dialects.builtin import (
     f64,
     i64,
 )
-from xdsl.dialects import arith, func, scf
+from xdsl.dialects import arith, func, memref, scf
 from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineConstantExpr, AffineMap
 from xdsl.irdl import (
@@ -70,7 +71,7 @@ from strata.dialects.graph import PARAM_ATTR
 from strata.dialects.graph.kernel import KERNEL_KINDS
 from strata.dialects.graph.layout import layout_of
 from strata.dialects.graph.ops import Conv2DOp, MatmulOp, TransposeOp, verify_collective
-from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR
+from strata.dialects.vocabulary import CHIP_ATTR, DATAFLOW_ATTR, DATAFLOWS, SHARDS_ATTR, type_bytes
 
 LEVELS = ("global", "onchip", "register")
 """Memory levels, outermost first: off-chip buffers, on-chip tiles, registers."""
@@ -665,6 +666,91 @@ def param_buffers(fn: func.FuncOp) -> dict[SSAValue, SSAValue]:
         elif isinstance(op, ViewOp) and op.source in params:
             params[op.result] = params[op.source]
     return params
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What of a function runs once, when its params are loaded (`load_plan`)."""
+
+    ops: frozenset[Operation]
+    """The kernels and copies that run at load, not on every call."""
+    written: frozenset[SSAValue]
+    """The buffers they write (fresh allocations)."""
+    prepared: tuple[SSAValue, ...]
+    """Those of them the call reads (directly or through views), in program order."""
+
+
+def load_plan(fn: func.FuncOp, kernel_types: tuple[type, ...] = ()) -> LoadPlan:
+    """
+    The work of a loop- or hardware-stage function that depends on its params
+    alone, run once when the params are loaded instead of on every call, as
+    ONNX Runtime folds initializers, TVM binds params and IREE hoists constant
+    expressions into globals: every `loop.copy` of a param-derived buffer (a
+    weight relaid into its kernel's layout) and every kernel (`loop.kernel`, or
+    `kernel_types`) whose `ins` are all param-derived and whose results are no
+    larger than them (a per-channel scale product; never a dequantized copy of
+    a weight that would multiply its resident bytes, IREE's size threshold).
+    A param-derived buffer is a param, a view of one, or the result of such
+    work. Its results must be fresh allocations written by nothing else and
+    not returned (an output is written on every call).
+    """
+    block = fn.body.block
+    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
+    params = {arg for arg, a in zip(block.args, attrs) if a is not None and PARAM_ATTR in a.data}
+    roots = _view_roots(block)
+    returned = block.last_op.operands if isinstance(block.last_op, func.ReturnOp) else ()
+    blocked = {roots.get(v, v) for v in returned}
+    while True:
+        derived, hoisted = set(params), set()
+        for op in block.ops:
+            if isinstance(op, ViewOp):
+                if op.source in derived:
+                    derived.add(op.result)
+                continue
+            moved = _kernel_buffers(op, kernel_types)
+            if moved is None:
+                continue
+            ins, outs = moved
+            fresh = all(isinstance(v.owner, memref.AllocOp) and v not in blocked for v in outs)
+            small = isinstance(op, CopyOp) or _bytes(outs) <= _bytes(ins)
+            if ins and fresh and small and all(v in derived for v in ins):
+                hoisted.add(op)
+                derived.update(outs)
+        # A buffer written at load must not be written again by the call.
+        per_call = {roots.get(v, v) for op in block.ops if op not in hoisted
+                    for v in (_kernel_buffers(op, kernel_types) or ((), ()))[1]}
+        clash = {v for op in hoisted for v in _kernel_buffers(op, kernel_types)[1] if v in per_call}
+        if not clash:
+            break
+        blocked |= clash
+    written = {v for op in hoisted for v in _kernel_buffers(op, kernel_types)[1]}
+    read = {roots.get(v, v) for op in block.ops if op not in hoisted and not isinstance(op, ViewOp)
+            for v in op.operands}
+    prepared = tuple(op.memref for op in block.ops
+                     if isinstance(op, memref.AllocOp) and op.memref in written and op.memref in read)
+    return LoadPlan(frozenset(hoisted), frozenset(written), prepared)
+
+
+def _bytes(buffers) -> int:
+    return sum(type_bytes(v.type) for v in buffers)
+
+
+def _view_roots(block) -> dict[SSAValue, SSAValue]:
+    """Each view of the block to the buffer it views (through views of views)."""
+    roots: dict[SSAValue, SSAValue] = {}
+    for op in block.ops:
+        if isinstance(op, ViewOp):
+            roots[op.result] = roots.get(op.source, op.source)
+    return roots
+
+
+def _kernel_buffers(op: Operation, kernel_types: tuple[type, ...]) -> tuple[tuple, tuple] | None:
+    """The buffers a kernel or copy reads and writes; None for any other op."""
+    if isinstance(op, CopyOp):
+        return (op.source,), (op.dest,)
+    if isinstance(op, (KernelOp, *kernel_types)):
+        return tuple(op.ins), tuple(op.outs)
+    return None
 
 
 # --------------------------------------------------------------------------- trip counts

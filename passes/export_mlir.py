@@ -43,6 +43,13 @@ structure:
   per result (`strata.output = i`), which it fills (a result computed into
   its own allocation is computed into the output instead); it returns nothing and
   carries `llvm.emit_c_interface`, so it can be called through its C interface.
+- Work that depends on the params alone (`loop.load_plan`: weights relaid
+  into their kernels' layouts, per-channel scale products) is not in the
+  model function but in `@<model>_load`, called once when the params are
+  bound: it takes the model function's inputs and params, then one memref
+  per buffer it prepares (`strata.prepared = i`), which the model function
+  takes after its outputs and reads on every call. Without such work there
+  is no load function and no prepared argument.
 - With `instrument` (`strata measure`), the model function also brackets each
   kernel call and each `loop.copy` with calls of the external
   `strata_clock_ns()` and adds the elapsed time to a slot with
@@ -127,6 +134,13 @@ UPSTREAM_DIALECTS = ("builtin", "bufferization", "func", "linalg", "scf", "memre
 
 C_INTERFACE = "llvm.emit_c_interface"
 OUTPUT_ATTR = "strata.output"
+PREPARED_ATTR = "strata.prepared"
+"""On an argument of the model function and of its load function: the i-th buffer the load function writes
+once (`loop.load_plan`) and every call of the model function reads."""
+LOAD_SUFFIX = "_load"
+"""The load function of model `@m` is `@m_load` (module docstring)."""
+LOAD_ATTR = "strata.load"
+"""On the load function: it runs once when the params are bound, before any call of the model function."""
 DTYPE_ATTR = "strata.dtype"
 """On an argument whose memref holds another element type (`u8`, `i4` in `i8`): the model's dtype of it."""
 
@@ -1119,7 +1133,9 @@ class _Timers:
 def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.FuncOp]:
     """
     The kernels of a loop-stage function as private funcs, then the function
-    itself (with `instrument`, timed kernel by kernel: `_Timers`).
+    itself (with `instrument`, timed kernel by kernel: `_Timers`), and, when
+    some of its work depends on its params alone (`loop.load_plan`), the
+    function `@<model>_load` that does that work once (module docstring).
     """
     old = fn.body.block
     name = fn.sym_name.data
@@ -1129,17 +1145,23 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
         if not isinstance(r, MemRefType):
             raise ExportError(f"export-mlir needs loop-stage IR: @{name} returns {r}; lower it to loops first")
     out_types = [plain_memref(t) for t in results]
-    body = Block(arg_types=arg_types + out_types)
+    plan = loop.load_plan(fn)
+    prepared_types = [plain_memref(v.type) for v in plan.prepared]
+    body = Block(arg_types=arg_types + out_types + prepared_types)
     for new, arg in zip(body.args, old.args):
         new.name_hint = arg.name_hint
-    for i, out in enumerate(body.args[len(arg_types):]):
+    outs = body.args[len(arg_types):len(arg_types) + len(out_types)]
+    for i, out in enumerate(outs):
         out.name_hint = f"out{i}"
-    values: dict[SSAValue, SSAValue] = dict(zip(old.args, body.args))
+    prepared = dict(zip(plan.prepared, body.args[len(arg_types) + len(out_types):]))
+    for i, arg in enumerate(prepared.values()):
+        arg.name_hint = f"prepared{i}"
+    values: dict[SSAValue, SSAValue] = {**dict(zip(old.args, body.args)), **prepared}
     # A result computed into its own allocation is computed into its output
     # buffer instead: no allocation (page faults) and no copy at the end.
     returned = list(old.last_op.operands) if isinstance(old.last_op, func.ReturnOp) else []
     direct: dict[SSAValue, SSAValue] = {}
-    for value, out in zip(returned, body.args[len(arg_types):]):
+    for value, out in zip(returned, outs):
         if isinstance(value.owner, memref.AllocOp) and returned.count(value) == 1 \
                 and plain_memref(value.type) == out.type:
             direct[value] = out
@@ -1152,34 +1174,25 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
     whole = timers.start(em) if timers else None
     for op in old.ops:
         em.location = op.location
+        if op in plan.ops:
+            if isinstance(op, loop.CopyOp) and timers is not None:
+                timers.copies += 1
+            continue
+        if isinstance(op, memref.AllocOp) and op.memref in plan.written:
+            continue  # written once, by the load function
+        if isinstance(op, loop.ViewOp) and op.source not in values:
+            continue  # a view of a buffer only the load function holds
         timed = timers is not None and isinstance(op, (loop.KernelOp, loop.CopyOp))
         start = timers.start(em) if timed else None
-        if isinstance(op, arith.ConstantOp):
-            values[op.result] = em.v(op.clone())
-        elif isinstance(op, memref.AllocOp) and op.memref in direct:
-            values[op.memref] = direct[op.memref]
-        elif isinstance(op, memref.AllocOp):
-            values[op.memref] = em.v(memref.AllocOp([], [], plain_memref(op.memref.type)))
-        elif isinstance(op, loop.KernelOp):
-            kernel_name = _symbol(f"{name}_{op.kernel_name.data}")
-            while kernel_name in used:
-                kernel_name += "_"
-            used.add(kernel_name)
-            kernels.append(export_kernel(op, kernel_name))
-            em.add(func.CallOp(kernel_name, [values[v] for v in (*op.ins, *op.outs)], []))
-        elif isinstance(op, loop.CopyOp):
-            _copy(em, op, values[op.source], values[op.dest])
-        elif isinstance(op, loop.ViewOp):
-            values[op.result] = _view(em, values[op.source], plain_memref(op.result.type))
-        elif isinstance(op, func.ReturnOp):
-            for value, out in zip(op.operands, body.args[len(arg_types):]):
+        if isinstance(op, func.ReturnOp):
+            for value, out in zip(op.operands, outs):
                 if values[value] is not out:
                     em.add(memref.CopyOp(values[value], out))
             if timers is not None:
                 timers.stop(em, whole, "total")
             em.add(func.ReturnOp())
         else:
-            raise _error(op, f"export-mlir needs loop-stage IR; it does not support '{op.name}' between kernels")
+            _export_op(em, op, values, direct, name, kernels, used)
         if timed:
             if isinstance(op, loop.KernelOp):
                 timers.stop(em, start, op.kernel_name.data)
@@ -1192,13 +1205,76 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
     for i, type_ in enumerate([a.type for a in old.args] + results):
         if storage_type(type_.element_type) != type_.element_type:
             arg_attrs[i] = DictionaryAttr({**arg_attrs[i].data, DTYPE_ATTR: StringAttr(dtype_name(type_.element_type))})
-    new = func.FuncOp(name, FunctionType.from_lists(arg_types + out_types, []), Region(body),
-                      arg_attrs=ArrayAttr(arg_attrs))
+    model_attrs = arg_attrs + [DictionaryAttr({PREPARED_ATTR: IntegerAttr(i, i64)}) for i in range(len(prepared))]
+    new = func.FuncOp(name, FunctionType.from_lists([a.type for a in body.args], []), Region(body),
+                      arg_attrs=ArrayAttr(model_attrs))
     new.location = fn.location
     new.attributes[C_INTERFACE] = UnitAttr()
     if timers is not None:
         new.attributes[TIMERS_ATTR] = ArrayAttr([StringAttr(n) for n in timers.names])
-    return [*kernels, new]
+    if not plan.ops:
+        return [*kernels, new]
+    inputs = arg_attrs[:len(arg_types)]
+    load = _load_function(fn, plan, arg_types, inputs, name, kernels, used)
+    return [*kernels, load, new]
+
+
+def _load_function(fn: func.FuncOp, plan: loop.LoadPlan, arg_types, arg_attrs, name: str,
+                   kernels: list[func.FuncOp], used: set[str]) -> func.FuncOp:
+    """
+    `@<model>_load(inputs and params..., prepared...)`: the work of `plan`, in
+    program order, writing the buffers the model function reads into its
+    `prepared` arguments (the others it allocates and frees itself).
+    """
+    old = fn.body.block
+    body = Block(arg_types=arg_types + [plain_memref(v.type) for v in plan.prepared])
+    values = dict(zip(old.args, body.args))
+    values.update(zip(plan.prepared, body.args[len(arg_types):]))
+    for new, arg in zip(body.args, old.args):
+        new.name_hint = arg.name_hint
+    for i, arg in enumerate(body.args[len(arg_types):]):
+        arg.name_hint = f"prepared{i}"
+    em = Emitter(body, fn.location)
+    for op in old.ops:
+        em.location = op.location
+        if isinstance(op, memref.AllocOp) and (op.memref in values or op.memref not in plan.written):
+            continue  # a prepared argument, or a buffer of the call's
+        if isinstance(op, loop.ViewOp) and op.source not in values:
+            continue
+        if op in plan.ops or isinstance(op, (arith.ConstantOp, memref.AllocOp, loop.ViewOp)):
+            _export_op(em, op, values, {}, name, kernels, used)
+    em.add(func.ReturnOp())
+    attrs = arg_attrs + [DictionaryAttr({PREPARED_ATTR: IntegerAttr(i, i64)}) for i in range(len(plan.prepared))]
+    load = func.FuncOp(f"{name}{LOAD_SUFFIX}", FunctionType.from_lists([a.type for a in body.args], []),
+                       Region(body), arg_attrs=ArrayAttr(attrs))
+    load.location = fn.location
+    load.attributes[C_INTERFACE] = UnitAttr()
+    load.attributes[LOAD_ATTR] = UnitAttr()
+    return load
+
+
+def _export_op(em: Emitter, op: Operation, values: dict[SSAValue, SSAValue], direct: dict[SSAValue, SSAValue],
+               name: str, kernels: list[func.FuncOp], used: set[str]) -> None:
+    """One op between the kernels of a model function, its operands and results mapped through `values`."""
+    if isinstance(op, arith.ConstantOp):
+        values[op.result] = em.v(op.clone())
+    elif isinstance(op, memref.AllocOp) and op.memref in direct:
+        values[op.memref] = direct[op.memref]
+    elif isinstance(op, memref.AllocOp):
+        values[op.memref] = em.v(memref.AllocOp([], [], plain_memref(op.memref.type)))
+    elif isinstance(op, loop.KernelOp):
+        kernel_name = _symbol(f"{name}_{op.kernel_name.data}")
+        while kernel_name in used:
+            kernel_name += "_"
+        used.add(kernel_name)
+        kernels.append(export_kernel(op, kernel_name))
+        em.add(func.CallOp(kernel_name, [values[v] for v in (*op.ins, *op.outs)], []))
+    elif isinstance(op, loop.CopyOp):
+        _copy(em, op, values[op.source], values[op.dest])
+    elif isinstance(op, loop.ViewOp):
+        values[op.result] = _view(em, values[op.source], plain_memref(op.result.type))
+    else:
+        raise _error(op, f"export-mlir needs loop-stage IR; it does not support '{op.name}' between kernels")
 
 
 def check_upstream(module: ModuleOp) -> None:

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from strata.compiler import ir
 from strata.compiler.execution import reference
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
+from strata.passes.export_mlir import C_INTERFACE, LOAD_ATTR, OUTPUT_ATTR, PREPARED_ATTR
 
 MLIR_PIPELINE = (
     # Tiles are tensors: bufferize them (loops may yield new buffers), then
@@ -245,30 +246,45 @@ class CompiledModel:
     out_types: list
     workdir: Path
     _tempdir: tempfile.TemporaryDirectory | None = None
+    load_entry: object | None = None
+    """The load function (`@<model>_load`, export-mlir), None when the model has no work at load."""
+    prepared_types: list = field(default_factory=list)
+    """The buffers the load function prepares and every call reads, after the outputs."""
 
     def __call__(self, args: Sequence[np.ndarray]) -> list[np.ndarray]:
         arrays = [_bind(t, a, i) for i, (t, a) in enumerate(zip(self.arg_types, args, strict=True))]
+        prepared = self.load(arrays)
         # The model writes every element of its outputs: no zeroing (nor, for big ones, fresh zero pages).
         outputs = [np.empty(tuple(t.get_shape()), _numpy_dtype(t)) for t in self.out_types]
-        descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
+        descriptors = [memref_descriptor(a) for a in (*arrays, *outputs, *prepared)]
         self.entry(*(ctypes.byref(d) for d in descriptors))
         return outputs
+
+    def load(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the load function once on the bound arguments: the buffers it prepares (none without one)."""
+        prepared = [np.empty(tuple(t.get_shape()), _numpy_dtype(t)) for t in self.prepared_types]
+        if self.load_entry is not None:
+            descriptors = [memref_descriptor(a) for a in (*arrays, *prepared)]
+            self.load_entry(*(ctypes.byref(d) for d in descriptors))
+        return prepared
 
     def prepare(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]):
         """
         `(call, outputs)`: `call()` runs the model on the given values, bound
-        once, into `outputs` (for timing the compute alone).
+        once (and its work at load done once, here), into `outputs` (for
+        timing the compute alone).
         """
         pools = {"input": inputs, "param": weights}
         arrays = [_bind(t, pools[k][n], i) for i, (t, (k, n)) in enumerate(zip(self.arg_types, self.names))]
+        prepared = self.load(arrays)
         outputs = [np.empty(tuple(t.get_shape()), _numpy_dtype(t)) for t in self.out_types]
-        descriptors = [memref_descriptor(a) for a in (*arrays, *outputs)]
+        descriptors = [memref_descriptor(a) for a in (*arrays, *outputs, *prepared)]
         pointers = [ctypes.byref(d) for d in descriptors]
 
         def call() -> None:
             self.entry(*pointers)
 
-        call.keep = (arrays, outputs, descriptors)  # the descriptors point into these arrays
+        call.keep = (arrays, outputs, prepared, descriptors)  # the descriptors point into these arrays
         return call, outputs
 
     def run(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -389,10 +405,11 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     Compile exported upstream MLIR to a shared library (parallel loops on
     `threads`, `runtime_c` compiled in) and load it.
     """
-    fn = next((op for op in exported.ops if isinstance(op, func.FuncOp) and "llvm.emit_c_interface" in op.attributes),
-              None)
+    entries = [op for op in exported.ops if isinstance(op, func.FuncOp) and C_INTERFACE in op.attributes]
+    fn = next((op for op in entries if LOAD_ATTR not in op.attributes), None)
     if fn is None:
         raise StrataError("error: the exported module has no function with llvm.emit_c_interface")
+    load_fn = next((op for op in entries if LOAD_ATTR in op.attributes), None)
     _check_dtypes(exported)
     tempdir = None
     if workdir is None:
@@ -404,16 +421,26 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     library_path = build_shared_library(mlir_file, workdir, opt_level, threads, runtime_c)
     _keep_freed_heap()
     library = ctypes.CDLL(str(library_path))
-    name = fn.sym_name.data
-    entry = getattr(library, f"_mlir_ciface_{name}")
-    entry.restype = None
-    attrs = list(fn.arg_attrs.data) if fn.arg_attrs else []
-    types = [_Held(t, attrs[i].data["strata.dtype"].data if i < len(attrs) and "strata.dtype" in attrs[i].data else None)
+    entry, load_entry = (_entry(library, f) for f in (fn, load_fn))
+    attrs = [d.data for d in fn.arg_attrs.data] if fn.arg_attrs else []
+    types = [_Held(t, attrs[i]["strata.dtype"].data if i < len(attrs) and "strata.dtype" in attrs[i] else None)
              for i, t in enumerate(fn.function_type.inputs.data)]
-    outputs = sum(1 for d in attrs if "strata.output" in d.data)
-    arg_types, out_types = types[: len(types) - outputs], types[len(types) - outputs:]
+    roles = [OUTPUT_ATTR if OUTPUT_ATTR in d else PREPARED_ATTR if PREPARED_ATTR in d else "" for d in attrs]
+    roles += [""] * (len(types) - len(roles))
+    arg_types = [t for t, r in zip(types, roles) if not r]
+    out_types = [t for t, r in zip(types, roles) if r == OUTPUT_ATTR]
+    prepared_types = [t for t, r in zip(types, roles) if r == PREPARED_ATTR]
     names = reference.argument_names(fn, len(arg_types))
-    return CompiledModel(library, entry, names, arg_types, out_types, workdir, tempdir)
+    return CompiledModel(library, entry, names, arg_types, out_types, workdir, tempdir, load_entry, prepared_types)
+
+
+def _entry(library: ctypes.CDLL, fn: func.FuncOp | None):
+    """The C interface (`_mlir_ciface_<name>`) of an exported function, or None without one."""
+    if fn is None:
+        return None
+    entry = getattr(library, f"_mlir_ciface_{fn.sym_name.data}")
+    entry.restype = None
+    return entry
 
 
 # glibc's mallopt parameters (malloc.h).

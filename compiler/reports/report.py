@@ -15,7 +15,9 @@ JSON schema (`--report json`, formally `REPORT_SCHEMA` below), one object per ta
                "achieved_flops_per_s" and "utilisation" (on the model's FLOPs),
                "peak_flops_per_s", "chips", "devices", "memory_per_device_bytes"
                (params, inputs and peak live activations of the fullest device),
-               "memory_capacity_bytes"}}
+               "memory_capacity_bytes", "load_time_s"},
+     "at_load": [kernels as above: work run once when the params are loaded
+                 (cpu: weights relaid, scale products), not in total.time_s]}
 
 `--target all` gives {"targets": {"gpu": {...}, "tpu": {...}, "lpu": {...}}}.
 """
@@ -65,6 +67,7 @@ _TOTAL = {
         "model_flops": {"type": "integer", "minimum": 0},
         "issued_flops": {"type": "integer", "minimum": 0},
         "memory_per_device_bytes": {"type": "integer", "minimum": 0},
+        "load_time_s": {"type": "number", "minimum": 0},
         "batch": {"type": ["integer", "null"], "minimum": 1},
         "samples_per_s": {"type": ["number", "null"], "minimum": 0},
     },
@@ -78,6 +81,7 @@ REPORT_SCHEMA = {
         "device": {"type": "string"},
         "cost_model_version": {"type": "string"},
         "kernels": {"type": "array", "minItems": 1, "items": _KERNEL},
+        "at_load": {"type": "array", "items": _KERNEL},
         "total": _TOTAL,
     },
     "if": {"properties": {"target": {"const": "tpu"}}},
@@ -166,6 +170,9 @@ def print_report(report: Report, console: Console | None = None) -> None:
         bounds[k.bound] = bounds.get(k.bound, 0.0) + k.time_s
     split = ", ".join(f"{b} {t / report.time_s:.0%}" for b, t in sorted(bounds.items(), key=lambda x: -x[1]))
     console.print(totals_line(report) + (f"; time by bound: {split}" if report.time_s else ""))
+    if report.at_load:
+        console.print(f"at load, once (not in the total): {len(report.at_load)} kernels and copies over the params"
+                      f" alone, {human(sum(k.time_s for k in report.at_load), 's')}")
 
 
 def print_side_by_side(reports: dict[str, Report], console: Console | None = None) -> None:

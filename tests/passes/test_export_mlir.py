@@ -396,3 +396,61 @@ def test_integer_convolutions_run_as_an_exact_product_over_their_patches(tmp_pat
     got = native.run_module(module, "cpu", inputs, params, workdir=tmp_path)
     assert compare_outputs(want, got, 0) is None
 
+
+
+# The scale product `sx * sw` reads params alone and is no larger than them: it runs at load. The
+# cast of `w` reads a param alone but doubles its bytes: it stays in the call, as a dequantized
+# copy of a weight would.
+AT_LOAD = """model m(x: i8[4, 8]) {
+  param wq: i8[8, 16]
+  param sx: f32[1]
+  param sw: f32[16]
+  param w: f16[16, 16]
+  y = dequantize(matmul(x, wq, dtype=i32), sx * sw)
+  return y @ cast(w, dtype=f32)
+}
+"""
+
+
+def test_work_on_params_alone_is_planned_at_load_unless_it_grows():
+    from strata.backends.cost import model_function
+    from strata.compiler.frontend import compile_source
+    from strata.dialects import loop
+
+    module = compile_source(AT_LOAD, "m.model")
+    compile_module(module, "cpu", Stage.LOOP)
+    plan = loop.load_plan(model_function(module))
+    assert [op.kernel_name.data for op in plan.ops] == ["elementwise_0"]
+    assert plan.prepared == tuple(op.outs[0] for op in plan.ops) and plan.written == set(plan.prepared)
+    kernels = [op for op in model_function(module).body.block.ops if isinstance(op, loop.KernelOp)]
+    assert [k.kernel_name.data for k in kernels if k not in plan.ops] == ["gemm_0", "elementwise_1", "gemm_1"]
+
+
+def test_an_output_is_never_written_at_load():
+    """A result computed from params alone is still computed on every call: the caller's output buffer."""
+    from strata.backends.cost import model_function
+    from strata.compiler.frontend import compile_source
+    from strata.dialects import loop
+
+    module = compile_source("model m(x: f32[4]) {\n  param s: f32[4]\n  param t: f32[4]\n  return s * t\n}\n", "m.model")
+    compile_module(module, "cpu", Stage.LOOP)
+    assert not loop.load_plan(model_function(module)).ops
+
+
+@needs_mlir
+def test_work_at_load_runs_once_and_every_call_reads_it(tmp_path):
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(AT_LOAD, "m.model")
+    inputs, params = sample_values(module)
+    model = native.compile_model(module, "cpu", tmp_path)
+    assert model.load_entry is not None and len(model.prepared_types) == 1
+    assert_close(reference.run_module(module, inputs, params), model.run(inputs, params))
+    # Other params: `run` loads them again.
+    other = {**params, "sw": params["sw"] * 3}
+    assert_close(reference.run_module(module, inputs, other), model.run(inputs, other))
+    # `prepare` loads once; every call reads what it prepared.
+    call, outputs = model.prepare(inputs, params)
+    for _ in range(2):
+        call()
+        assert_close(reference.run_module(module, inputs, params), outputs)

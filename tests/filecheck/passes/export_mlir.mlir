@@ -112,12 +112,24 @@ builtin.module attributes {strata.target = "tpu"} {
 // CHECK:           vector.reduction <add>
 // CHECK:           arith.divf %{{.*}} : vector<16xf32>
 
-// The model function: logical inputs and params, one output buffer, the C interface.
-// CHECK-LABEL: func.func @m(%x: memref<8x16xf32> {graph.input = "x"}, %w: memref<16x12xf32> {graph.param = "w"}, %b: memref<12xf32> {graph.param = "b"}, %out0: memref<8x12xf32> {strata.output = 0 : i64}) attributes {llvm.emit_c_interface}
+// The params' relayouts depend on the params alone: they run once, at load, into the buffers
+// the model function reads on every call.
+// CHECK-LABEL: func.func @m_load(%x: memref<8x16xf32> {graph.input = "x"}, %w: memref<16x12xf32> {graph.param = "w"}, %b: memref<12xf32> {graph.param = "b"}, %prepared0: memref<2x1x8x128xf32> {strata.prepared = 0 : i64}, %prepared1: memref<1x128xf32> {strata.prepared = 1 : i64}) attributes {llvm.emit_c_interface, strata.load}
+// CHECK-NOT:     memref.alloc
+// CHECK:         memref.load %w
+// CHECK:         memref.store %{{.*}}, %prepared0
+// CHECK:         memref.load %b
+// CHECK:         memref.store %{{.*}}, %prepared1
+// CHECK-NOT:     func.call
+// CHECK:         func.return
+
+// The model function: logical inputs and params, one output buffer, the prepared buffers, the C interface.
+// CHECK-LABEL: func.func @m(%x: memref<8x16xf32> {graph.input = "x"}, %w: memref<16x12xf32> {graph.param = "w"}, %b: memref<12xf32> {graph.param = "b"}, %out0: memref<8x12xf32> {strata.output = 0 : i64}, %prepared0: memref<2x1x8x128xf32> {strata.prepared = 0 : i64}, %prepared1: memref<1x128xf32> {strata.prepared = 1 : i64}) attributes {llvm.emit_c_interface}
 // CHECK:         %[[X:.*]] = memref.alloc() : memref<1x1x8x128xf32>
 // CHECK:         memref.load %x
 // CHECK:         memref.store %{{.*}}, %[[X]]
-// CHECK:         func.call @m_gemm_0(%[[X]],
+// CHECK-NOT:     memref.load %w
+// CHECK:         func.call @m_gemm_0(%[[X]], %prepared0, %prepared1,
 // CHECK:         func.call @m_row_0(
 // The last relayout writes the output buffer itself: no allocation, no copy.
 // CHECK-NOT:     memref.copy
