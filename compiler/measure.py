@@ -36,8 +36,10 @@ a `loop.copy` between kernels is the report's `relayout_I` (the I-th
 `loop.copy` of the model function: `backends/cpu.py`, `model_copies`); a
 timed copy the report does not name is listed under `unestimated` as
 `copy#J` (the J-th). The work the native code does once, when the params
-are bound (`loop.load_plan`, the report's `at_load`), is not timed: it is
-no part of a call.
+are bound (`loop.load_plan`, the report's `at_load`), is no part of a call:
+its load function is timed apart, run `repeat` more times into the same
+buffers, each of its kernels and copies in a slot of its own
+(`at_load[]`, with `measured_time_s` and `ratio` as `kernels[]`).
 
 `tune_measured` is `strata tune --measure`: the cost model searches as
 `strata tune` does and screens; per unique kernel the `candidates` points
@@ -113,7 +115,8 @@ class Instrumented:
     model: Any
     """The `native.CompiledModel`."""
     slots: list[str]
-    """Timer slot names: kernel names, `copy#J` (the J-th `loop.copy` between kernels), then `total`."""
+    """Timer slot names: `bracket`, kernel names, `copy#J` (the J-th `loop.copy` between kernels), `total`, then the
+    load function's kernels and copies."""
     timers: Any
     """`ctypes.c_int64 * len(slots)` over the library's `strata_timer_ns`."""
 
@@ -205,7 +208,8 @@ class Measurement:
     unestimated: list[dict] = field(default_factory=list)
     """Timed copies the cost model does not count."""
     at_load: list[dict] = field(default_factory=list)
-    """The report's work at load (`Report.at_load`): run once when the params are bound, estimated, not timed."""
+    """The report's work at load (`Report.at_load`), run once when the params are bound: timed apart, by running
+    the load function `repeat` times more, as `kernels[]` are."""
     time_s: float = 0.0
     measured_time_s: float = 0.0
     """The whole model function (its kernels, copies and allocations)."""
@@ -225,6 +229,7 @@ class Measurement:
             "total": {
                 "time_s": self.time_s,
                 "load_time_s": sum(k["time_s"] for k in self.at_load),
+                "load_measured_time_s": sum(k["measured_time_s"] or 0.0 for k in self.at_load),
                 "measured_time_s": self.measured_time_s,
                 "kernels_measured_time_s": kernels_measured,
                 "ratio": self.time_s / self.measured_time_s if self.measured_time_s else None,
@@ -248,18 +253,19 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     report = estimate_loops(loops, target)
     build = build_instrumented(loops, target, threads, workdir)
     call, outputs = build.model.prepare(inputs, params)
-    measured = build.time(call, repeat)
-    for j, name in enumerate(_copy_names(loops)):
-        slot = f"copy#{j}"
-        if slot in measured:
-            measured[name] = measured.pop(slot)
+    names = {f"copy#{j}": name for j, name in enumerate(_copy_names(loops))}
+    measured = {names.get(slot, slot): s for slot, s in build.time(call, repeat).items()}
+    # The work at load, run again as many times into the same buffers: its slots only.
+    loaded = {names.get(slot, slot): s for slot, s in build.time(call.load, repeat).items()} if report.at_load else {}
     result = Measurement(target, report.device, threads, repeat, time_s=report.time_s,
                          measured_time_s=measured.pop("total"), resolution_s=measured.pop(BRACKET_SLOT),
                          outputs=outputs)
+    for cost in report.at_load:
+        measured.pop(cost.name, None)
+        result.at_load.append(_with_measured(cost.as_json(), loaded.get(cost.name), result.resolution_s))
     for cost in report.kernels:
         result.kernels.append(_with_measured(cost.as_json(), measured.pop(cost.name, None), result.resolution_s))
     result.unestimated = [{"name": name, "measured_time_s": s} for name, s in measured.items()]
-    result.at_load = [cost.as_json() for cost in report.at_load]
     return result
 
 
@@ -288,10 +294,11 @@ def measure_apart(argv: list[str], processes: int) -> Measurement:
     result = Measurement(first["target"], first["device"], first["threads"], first["repeat"], processes,
                          time_s=first["total"]["time_s"],
                          measured_time_s=min(run["total"]["measured_time_s"] for run in runs),
-                         resolution_s=max(run["resolution_s"] for run in runs), at_load=first["at_load"])
-    for i, entry in enumerate(first["kernels"]):
-        result.kernels.append(_with_measured(entry, _fastest([run["kernels"][i]["measured_time_s"] for run in runs]),
-                                             result.resolution_s))
+                         resolution_s=max(run["resolution_s"] for run in runs))
+    for part in ("kernels", "at_load"):
+        for i, entry in enumerate(first[part]):
+            getattr(result, part).append(_with_measured(
+                entry, _fastest([run[part][i]["measured_time_s"] for run in runs]), result.resolution_s))
     for i, entry in enumerate(first["unestimated"]):
         result.unestimated.append({**entry, "measured_time_s": _fastest(
             [run["unestimated"][i]["measured_time_s"] for run in runs])})
@@ -330,22 +337,34 @@ def print_measurement(result: Measurement, console=None) -> None:
                   f" {runs}) against the {result.target} cost model ({result.device})", title_justify="left")
     for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
         table.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
-    for k in result.kernels:
-        measured = k["measured_time_s"]
-        ratio = f"{k['ratio']:.2f}" if k["ratio"] else "-"
-        table.add_row(k["name"], k["kind"], seconds(k["time_s"]), seconds(measured) if measured else "-",
-                      ratio if k["resolved"] else f"({ratio}) under resolution")
+    _add_rows(table, result.kernels)
     for u in result.unestimated:
         table.add_row(u["name"], "copy", "-", seconds(u["measured_time_s"]), "-")
     console.print(table)
+    if result.at_load:
+        load = Table(title="at load, once when the params are bound (not in a call's time)", title_justify="left")
+        for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
+            load.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
+        _add_rows(load, result.at_load)
+        console.print(load)
     data = result.as_json()["total"]
     console.print(f"total: estimate {seconds(result.time_s)}, measured {seconds(result.measured_time_s)}"
                   f" (kernels {seconds(data['kernels_measured_time_s'])}), estimate/measured {data['ratio']:.2f}")
     console.print(f"every figure less the clock's own {seconds(result.resolution_s)} a bracket; a kernel measured"
                   " under that is under the clock's resolution")
     if result.at_load:
-        console.print(f"not timed: {len(result.at_load)} kernels and copies over the params alone, run once at load"
-                      f" (estimate {seconds(data['load_time_s'])})")
+        console.print(f"at load: estimate {seconds(data['load_time_s'])}, measured"
+                      f" {seconds(data['load_measured_time_s'])} ({len(result.at_load)} kernels and copies over the"
+                      " params alone)")
+
+
+def _add_rows(table, kernels: list[dict]) -> None:
+    """A row per kernel: estimate, measured, their ratio (in parentheses under the clock's resolution)."""
+    for k in kernels:
+        measured = k["measured_time_s"]
+        ratio = f"{k['ratio']:.2f}" if k["ratio"] else "-"
+        table.add_row(k["name"], k["kind"], seconds(k["time_s"]), seconds(measured) if measured else "-",
+                      ratio if k["resolved"] else f"({ratio}) under resolution")
 
 
 # --------------------------------------------------------------------------- measuring one kernel

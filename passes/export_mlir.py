@@ -1085,7 +1085,7 @@ TIMER_FUNCTION = "strata_timer_add"
 """`void strata_timer_add(int64_t slot, int64_t ns)`: adds `ns` to the instrumented export's timer `slot`."""
 TIMERS_ATTR = "strata.timers"
 """On an instrumented model function: the name of each timer slot (`bracket`, kernel names, `copy#J` for the J-th
-`loop.copy`, then `total`)."""
+`loop.copy`, then `total`, then those of the load function's kernels and copies)."""
 BRACKET_SLOT = "bracket"
 """The instrumented model function's first slot: `EMPTY_BRACKETS` brackets around nothing, run on entry."""
 EMPTY_BRACKETS = 16
@@ -1210,21 +1210,23 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
                       arg_attrs=ArrayAttr(model_attrs))
     new.location = fn.location
     new.attributes[C_INTERFACE] = UnitAttr()
+    functions = [new]
+    if plan.ops:
+        functions.insert(0, _load_function(fn, plan, arg_types, arg_attrs[:len(arg_types)], name, kernels, used,
+                                           timers))
     if timers is not None:
         new.attributes[TIMERS_ATTR] = ArrayAttr([StringAttr(n) for n in timers.names])
-    if not plan.ops:
-        return [*kernels, new]
-    inputs = arg_attrs[:len(arg_types)]
-    load = _load_function(fn, plan, arg_types, inputs, name, kernels, used)
-    return [*kernels, load, new]
+    return [*kernels, *functions]
 
 
 def _load_function(fn: func.FuncOp, plan: loop.LoadPlan, arg_types, arg_attrs, name: str,
-                   kernels: list[func.FuncOp], used: set[str]) -> func.FuncOp:
+                   kernels: list[func.FuncOp], used: set[str], timers: _Timers | None) -> func.FuncOp:
     """
     `@<model>_load(inputs and params..., prepared...)`: the work of `plan`, in
     program order, writing the buffers the model function reads into its
-    `prepared` arguments (the others it allocates and frees itself).
+    `prepared` arguments (the others it allocates and frees itself); with
+    `timers`, each kernel and copy timed into a slot of its own, after the
+    model function's (a copy's `copy#J` numbered among all of them).
     """
     old = fn.body.block
     body = Block(arg_types=arg_types + [plain_memref(v.type) for v in plan.prepared])
@@ -1235,13 +1237,19 @@ def _load_function(fn: func.FuncOp, plan: loop.LoadPlan, arg_types, arg_attrs, n
     for i, arg in enumerate(body.args[len(arg_types):]):
         arg.name_hint = f"prepared{i}"
     em = Emitter(body, fn.location)
+    copies = 0
     for op in old.ops:
         em.location = op.location
+        copies += isinstance(op, loop.CopyOp)
         if isinstance(op, memref.AllocOp) and (op.memref in values or op.memref not in plan.written):
             continue  # a prepared argument, or a buffer of the call's
         if isinstance(op, loop.ViewOp) and op.source not in values:
             continue
-        if op in plan.ops or isinstance(op, (arith.ConstantOp, memref.AllocOp, loop.ViewOp)):
+        if op in plan.ops and timers is not None:
+            start = timers.start(em)
+            _export_op(em, op, values, {}, name, kernels, used)
+            timers.stop(em, start, op.kernel_name.data if isinstance(op, loop.KernelOp) else f"copy#{copies - 1}")
+        elif op in plan.ops or isinstance(op, (arith.ConstantOp, memref.AllocOp, loop.ViewOp)):
             _export_op(em, op, values, {}, name, kernels, used)
     em.add(func.ReturnOp())
     attrs = arg_attrs + [DictionaryAttr({PREPARED_ATTR: IntegerAttr(i, i64)}) for i in range(len(plan.prepared))]

@@ -280,10 +280,16 @@ class CompiledModel:
         outputs = [np.empty(tuple(t.get_shape()), _numpy_dtype(t)) for t in self.out_types]
         descriptors = [memref_descriptor(a) for a in (*arrays, *outputs, *prepared)]
         pointers = [ctypes.byref(d) for d in descriptors]
+        at_load = [pointers[i] for i in range(len(arrays))] + pointers[len(arrays) + len(outputs):]
 
         def call() -> None:
             self.entry(*pointers)
 
+        def load() -> None:
+            if self.load_entry is not None:
+                self.load_entry(*at_load)
+
+        call.load = load  # the work at load again, into the same buffers (for timing it)
         call.keep = (arrays, outputs, prepared, descriptors)  # the descriptors point into these arrays
         return call, outputs
 

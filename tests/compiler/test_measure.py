@@ -248,18 +248,26 @@ def test_measure_refuses_device_parallelism(capsys):
 
 @needs_mlir
 @needs_cpu
-def test_work_at_load_is_reported_apart_and_not_timed(capsys, tmp_path):
-    """The scale product over params alone runs once, at load: `at_load`, estimated, in no timed slot."""
+def test_work_at_load_is_reported_and_timed_apart(capsys, tmp_path):
+    """
+    The scale product over params alone runs once, at load: `at_load`, in no slot of the call's,
+    timed apart by running the load function again (with `--processes`, the fastest process's).
+    """
     from tests.passes.test_export_mlir import AT_LOAD
 
     path = tmp_path / "m.model"
     path.write_text(AT_LOAD)
     report = _json(capsys, ["compile", str(path), "--target", "cpu", "--device", "host", "--report", "json"])
-    measured = _json(capsys, ["measure", str(path), "--repeat", "2", "--report", "json"])
-    assert [k["name"] for k in report["at_load"]] == [k["name"] for k in measured["at_load"]] == ["elementwise_0"]
-    assert "elementwise_0" not in {k["name"] for k in measured["kernels"]}
-    assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in report["kernels"]]
-    assert not measured["unestimated"]
-    assert report["total"]["load_time_s"] > 0
-    assert measured["total"]["load_time_s"] == pytest.approx(report["total"]["load_time_s"])
-    assert measured["total"]["time_s"] == pytest.approx(sum(k["time_s"] for k in measured["kernels"]))
+    for processes in ("1", "2"):
+        measured = _json(capsys, ["measure", str(path), "--repeat", "3", "--processes", processes, "--report", "json"])
+        assert [k["name"] for k in report["at_load"]] == [k["name"] for k in measured["at_load"]] == ["elementwise_0"]
+        assert "elementwise_0" not in {k["name"] for k in measured["kernels"]}
+        assert [k["name"] for k in measured["kernels"]] == [k["name"] for k in report["kernels"]]
+        assert not measured["unestimated"]
+        for kernel in measured["at_load"]:
+            _check_measured(kernel, measured["resolution_s"])
+        total = measured["total"]
+        assert report["total"]["load_time_s"] > 0
+        assert total["load_time_s"] == pytest.approx(report["total"]["load_time_s"])
+        assert total["load_measured_time_s"] == pytest.approx(measured["at_load"][0]["measured_time_s"] or 0.0)
+        assert total["time_s"] == pytest.approx(sum(k["time_s"] for k in measured["kernels"]))
