@@ -180,13 +180,15 @@ def to_loops(module: ModuleOp, target: str, schedule: Mapping[str, str] | None =
     return lowered
 
 
-def estimate_loops(loop_module: ModuleOp, target: str):
-    """The cost model's report of a loop-stage module, lowered on to the hardware stage (a copy)."""
+def estimate_loops(loop_module: ModuleOp, target: str, threads: int = 1):
+    """The cost model's report of a loop-stage module, lowered on to the hardware stage (a copy) for `threads`."""
     from strata.backends.cost import estimate
+    from strata.compiler.schedule import apply_schedule
     from strata.dialects.device import module_device
 
     hardware = loop_module.clone()
-    compile_module(hardware, target, Stage.HARDWARE)
+    passes = apply_schedule(passes_between(target, Stage.LOOP, Stage.HARDWARE), {"threads": str(threads)})
+    compile_module(hardware, target, Stage.HARDWARE, pipeline=passes)
     return estimate(hardware, module_device(hardware))
 
 
@@ -250,7 +252,7 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     """Estimate and time a graph-stage module (its device attached) on this CPU; see the module docstring."""
     check_toolchain()
     loops = to_loops(module, target, schedule)
-    report = estimate_loops(loops, target)
+    report = estimate_loops(loops, target, threads)
     build = build_instrumented(loops, target, threads, workdir)
     call, outputs = build.model.prepare(inputs, params)
     names = {f"copy#{j}": name for j, name in enumerate(_copy_names(loops))}

@@ -271,3 +271,15 @@ def test_work_at_load_is_reported_and_timed_apart(capsys, tmp_path):
         assert total["load_time_s"] == pytest.approx(report["total"]["load_time_s"])
         assert total["load_measured_time_s"] == pytest.approx(measured["at_load"][0]["measured_time_s"] or 0.0)
         assert total["time_s"] == pytest.approx(sum(k["time_s"] for k in measured["kernels"]))
+
+
+@needs_mlir
+@needs_cpu
+def test_measure_prices_the_threads_it_runs_on(capsys):
+    """`measure --threads 2` runs on 2 threads and compares with the cost model's estimate for 2, as `compile --threads 2` gives it."""
+    report = _json(capsys, ["compile", *MLP, "--target", "cpu", "--device", "host", "--threads", "2", "--report", "json"])
+    measured = _json(capsys, ["measure", *MLP, "--threads", "2", "--repeat", "2", "--report", "json"])
+    assert measured["threads"] == 2
+    assert [k["time_s"] for k in measured["kernels"]] == pytest.approx([k["time_s"] for k in report["kernels"]])
+    assert [k["threads"] for k in measured["kernels"]] == [k["threads"] for k in report["kernels"]]
+    assert max(k["threads"] for k in measured["kernels"]) == 2
