@@ -310,6 +310,15 @@ def test_threads_compute_what_one_thread_does(tmp_path, threads):
         assert np.array_equal(a, b)
 
 
+def test_openmp_threads_are_spread_over_the_cores_unless_the_caller_says_otherwise(monkeypatch):
+    """Each OpenMP thread gets a core of its own (`OMP_PROC_BIND=spread`, `OMP_PLACES=cores`); a caller's setting stays."""
+    monkeypatch.delenv("OMP_PLACES", raising=False)
+    monkeypatch.setenv("OMP_PROC_BIND", "close")
+    native._spread_threads()
+    assert native.os.environ["OMP_PLACES"] == "cores"
+    assert native.os.environ["OMP_PROC_BIND"] == "close"
+
+
 @needs_mlir
 @needs_openmp
 def test_cli_run_threads(tmp_path, capsys):
