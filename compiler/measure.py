@@ -9,7 +9,7 @@ other is exported with `export-mlir{instrument}` and compiled natively
 model function brackets each kernel call and each copy between kernels with
 `strata_clock_ns()` (`clock_gettime(CLOCK_MONOTONIC)`, about 20 ns) and adds
 the elapsed nanoseconds to that kernel's slot of `strata_timer_ns`, read back
-through ctypes; the last slot times the whole function. The estimate and the
+through ctypes; the slot `total` times the whole function. The estimate and the
 run are of the same tiles, loop orders and layouts: both come from one
 loop-stage module. Instrumentation adds only calls, so the outputs are the
 un-instrumented build's, bit for bit.

@@ -54,8 +54,9 @@ structure:
   kernel call and each `loop.copy` with calls of the external
   `strata_clock_ns()` and adds the elapsed time to a slot with
   `strata_timer_add(slot, ns)` (`_Timers`; C in `compiler/measure.py`), the
-  whole function to the last slot, and, on entry, `EMPTY_BRACKETS` brackets
-  around nothing to the first (`bracket`: the clock's own cost);
+  whole function to the slot `total`, and, on entry, `EMPTY_BRACKETS` brackets
+  around nothing to the first (`bracket`: the clock's own cost); the load
+  function's kernels and copies each to a slot after those;
   `strata.timers` names the slots. Off by default: the export is then
   unchanged.
 
@@ -1097,8 +1098,8 @@ class _Timers:
     Opt-in instrumentation of a model function: each kernel call and each
     copy between kernels is bracketed by `strata_clock_ns()` calls and its
     elapsed nanoseconds added to its own slot (`strata_timer_add`), the
-    whole function's to the last slot, `total`. On entry, before `total`'s
-    bracket opens, `EMPTY_BRACKETS` brackets around nothing add to the first
+    whole function's to the slot `total` (the load function's slots, if
+    any, follow it). On entry, before `total`'s bracket opens, `EMPTY_BRACKETS` brackets around nothing add to the first
     slot, `bracket`, so that the caller can take the clock's own share out of
     the others. Only calls are added, so the values computed are unchanged.
     """
