@@ -125,7 +125,7 @@ from strata.dialects import loop
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.flops import TRANSCENDENTAL_OPS, op_flops
-from strata.dialects.graph.layout import LayoutAttr, layout_of
+from strata.dialects.graph.layout import LayoutAttr, layout_of, same_element_order
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
 from strata.dialects.hardware.cpu import SHORT_ROWS, row_lanes
@@ -747,21 +747,6 @@ def model_copies(module: ModuleOp) -> list[loop.CopyOp]:
     return [op for op in model_function(module).body.block.ops if isinstance(op, loop.CopyOp)]
 
 
-def _in_order(copy: loop.CopyOp) -> bool:
-    """
-    Whether the copy walks both buffers in the same element order: equal layouts, or layouts that
-    differ only in where they put dims of size 1 (a 1x1 convolution's OIHW -> OHWI weight). The
-    export's element loop then reads and writes consecutive addresses, which LLVM vectorises.
-    """
-    source, dest = layout_of(copy.source.type), layout_of(copy.dest.type)
-    if source == dest:
-        return True
-    if source.tiles or dest.tiles:
-        return False
-    shape = copy.source.type.get_shape()
-    return [d for d in source.perm if shape[d] > 1] == [d for d in dest.perm if shape[d] > 1]
-
-
 def copy_cost(copy: loop.CopyOp, spec: DeviceSpec, index: int) -> KernelCost:
     """A copy between kernels (module docstring): a `memcpy`, or the export's element-by-element relayout."""
     moved = 2 * type_bytes(copy.source.type)
@@ -769,7 +754,7 @@ def copy_cost(copy: loop.CopyOp, spec: DeviceSpec, index: int) -> KernelCost:
     level = "l3" if moved <= spec["l3_bytes"] else "dram"
     memory_s = moved / _bandwidth(spec, level, 1)
     compute_s = 0.0
-    if not _in_order(copy):
+    if not same_element_order(copy.source.type, copy.dest.type):
         shape = copy.source.type.get_shape()
         per_element = max(spec.get("cycles_per_relayout_element", CYCLES_PER_RELAYOUT_ELEMENT), *(
             strided_cycles(layout_of(side.type), shape, shape, _element_bytes(side.type), spec)

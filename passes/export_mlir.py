@@ -99,7 +99,7 @@ from xdsl.passes import ModulePass
 from strata.dialects import loop
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.dtypes import dtype_name
-from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape
+from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape, same_element_order
 from strata.dialects.loop import INDEX_OPS
 from strata.passes._linalg import (
     Emitter,
@@ -1032,9 +1032,17 @@ def export_kernel(kernel: loop.KernelOp, name: str) -> func.FuncOp:
 
 
 def _copy(em: Emitter, op: loop.CopyOp, source: SSAValue, dest: SSAValue) -> None:
-    """A relayout: element (logical index) by element, or `memref.copy` when the layouts agree."""
+    """
+    A relayout: element (logical index) by element, or `memref.copy` (a `memcpy`) when both buffers
+    hold the elements in the same order (`same_element_order`), through flat views where their
+    physical shapes differ.
+    """
     src_layout, dst_layout = layout_of(op.source.type), layout_of(op.dest.type)
-    if src_layout == dst_layout:
+    if same_element_order(op.source.type, op.dest.type):
+        if source.type.get_shape() != dest.type.get_shape():
+            count = math.prod(op.source.type.get_shape())
+            source = _view(em, source, MemRefType(source.type.element_type, [count]))
+            dest = _view(em, dest, MemRefType(dest.type.element_type, [count]))
         em.add(memref.CopyOp(source, dest))
         return
     logical = op.source.type.get_shape()

@@ -123,6 +123,22 @@ def physical_shape(layout: LayoutAttr, shape: Sequence[int]) -> tuple[int, ...]:
     return (*permuted[:split], *outer, *layout.tiles)
 
 
+def same_element_order(source: Attribute, dest: Attribute) -> bool:
+    """
+    Whether buffers of one logical shape in the layouts of types `source` and
+    `dest` hold their elements in the same order: equal layouts, or untiled
+    ones that differ only in where they put dims of size 1 (a 1x1
+    convolution's OIHW and OHWI weights). A copy between them is a `memcpy`.
+    """
+    a, b = layout_of(source), layout_of(dest)
+    if a == b:
+        return True
+    if a.tiles or b.tiles:
+        return False
+    shape = source.get_shape()
+    return [d for d in a.perm if shape[d] > 1] == [d for d in b.perm if shape[d] > 1]
+
+
 def layout_of(type_: Attribute) -> LayoutAttr:
     """The layout of a tensor or memref type; the logical one when it has none."""
     if isinstance(type_, TensorType) and isinstance(type_.encoding, LayoutAttr):
