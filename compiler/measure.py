@@ -329,26 +329,17 @@ def seconds(value: float) -> str:
 def print_measurement(result: Measurement, console=None) -> None:
     """A table per kernel (estimate, measured, ratio) and the totals."""
     from rich.console import Console
-    from rich.table import Table
-
 
     console = console or Console(width=160)
     runs = f"{result.repeat} runs" if result.processes == 1 else (
         f"the fastest of {result.processes} processes' {result.repeat} runs")
-    table = Table(title=f"measured on this CPU ({result.threads} thread{'s' * (result.threads > 1)},"
-                  f" {runs}) against the {result.target} cost model ({result.device})", title_justify="left")
-    for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
-        table.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
-    _add_rows(table, result.kernels)
+    table = _kernel_table(f"measured on this CPU ({result.threads} thread{'s' * (result.threads > 1)}, {runs})"
+                          f" against the {result.target} cost model ({result.device})", result.kernels)
     for u in result.unestimated:
         table.add_row(u["name"], "copy", "-", seconds(u["measured_time_s"]), "-")
     console.print(table)
     if result.at_load:
-        load = Table(title="at load, once when the params are bound (not in a call's time)", title_justify="left")
-        for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
-            load.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
-        _add_rows(load, result.at_load)
-        console.print(load)
+        console.print(_kernel_table("at load, once when the params are bound (not in a call's time)", result.at_load))
     data = result.as_json()["total"]
     console.print(f"total: estimate {seconds(result.time_s)}, measured {seconds(result.measured_time_s)}"
                   f" (kernels {seconds(data['kernels_measured_time_s'])}), estimate/measured {data['ratio']:.2f}")
@@ -360,13 +351,19 @@ def print_measurement(result: Measurement, console=None) -> None:
                       " params alone)")
 
 
-def _add_rows(table, kernels: list[dict]) -> None:
-    """A row per kernel: estimate, measured, their ratio (in parentheses under the clock's resolution)."""
+def _kernel_table(title: str, kernels: list[dict]):
+    """A table with a row per kernel: estimate, measured, their ratio (in parentheses under the clock's resolution)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("kernel", "kind", "estimate", "measured", "estimate/measured"):
+        table.add_column(column, justify="left" if column in ("kernel", "kind") else "right")
     for k in kernels:
         measured = k["measured_time_s"]
         ratio = f"{k['ratio']:.2f}" if k["ratio"] else "-"
         table.add_row(k["name"], k["kind"], seconds(k["time_s"]), seconds(measured) if measured else "-",
                       ratio if k["resolved"] else f"({ratio}) under resolution")
+    return table
 
 
 # --------------------------------------------------------------------------- measuring one kernel

@@ -896,6 +896,7 @@ class Emitter:
 VL = VECTOR_LANES
 """f32 lanes of a vector register (AVX-512: 16; on narrower machines LLVM splits the vectors)."""
 
+
 def short_rows(x: SSAValue, shape_: Sequence[int]) -> bool:
     """Whether an op over `shape_` reading `x` goes by rows (`Emitter.row_reduce`, `row_elementwise`):
     `SHORT_ROWS` rows, rank 2, or more when `x` is no slice (collapsing a slice's leading dims would
@@ -929,6 +930,7 @@ def _vector_body(fn: Callable[..., SSAValue], arity: int, type_: VectorType) -> 
     for op in reversed(list(block.ops)):
         block.erase_op(op, safe_erase=False)
     return ok
+
 
 MICRO_KERNELS = ((12, 2), (6, 4), (8, 2), (8, 1), (4, 1))
 """Register blocks `(mr, nq)`, best first: `mr` rows by `nq` vectors of `VL` columns."""

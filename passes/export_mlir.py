@@ -1114,7 +1114,6 @@ class _Timers:
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self.copies = 0
 
     def start(self, em: Emitter) -> SSAValue:
         return em.v(func.CallOp(CLOCK_FUNCTION, [], [i64]))
@@ -1133,6 +1132,11 @@ class _Timers:
         slot = len(self.names)
         _for(em, em.index(0), em.index(EMPTY_BRACKETS), em.index(1), lambda e, _iv: self._add(e, self.start(e), slot))
         self.names.append(BRACKET_SLOT)
+
+    @staticmethod
+    def slot(op: Operation, copies: dict[Operation, int]) -> str:
+        """A kernel's slot is its name; the J-th `loop.copy` of the function (`copies`) is `copy#J`."""
+        return op.kernel_name.data if isinstance(op, loop.KernelOp) else f"copy#{copies[op]}"
 
     @staticmethod
     def declarations() -> list[func.FuncOp]:
@@ -1162,9 +1166,7 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
     outs = body.args[len(arg_types):len(arg_types) + len(out_types)]
     for i, out in enumerate(outs):
         out.name_hint = f"out{i}"
-    prepared = dict(zip(plan.prepared, body.args[len(arg_types) + len(out_types):]))
-    for i, arg in enumerate(prepared.values()):
-        arg.name_hint = f"prepared{i}"
+    prepared = dict(zip(plan.prepared, _prepared_args(body, len(arg_types) + len(out_types))))
     values: dict[SSAValue, SSAValue] = {**dict(zip(old.args, body.args)), **prepared}
     # A result computed into its own allocation is computed into its output
     # buffer instead: no allocation (page faults) and no copy at the end.
@@ -1178,15 +1180,14 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
     kernels: list[func.FuncOp] = []
     used: set[str] = set()
     timers = _Timers() if instrument else None
+    copies = {op: j for j, op in enumerate(op for op in old.ops if isinstance(op, loop.CopyOp))}
     if timers is not None:
         timers.empty_brackets(em)
     whole = timers.start(em) if timers else None
     for op in old.ops:
         em.location = op.location
         if op in plan.ops:
-            if isinstance(op, loop.CopyOp) and timers is not None:
-                timers.copies += 1
-            continue
+            continue  # run once, by the load function
         if isinstance(op, memref.AllocOp) and op.memref in plan.written:
             continue  # written once, by the load function
         if isinstance(op, loop.ViewOp) and op.source not in values:
@@ -1203,71 +1204,75 @@ def export_function(fn: func.FuncOp, instrument: bool = False) -> list[func.Func
         else:
             _export_op(em, op, values, direct, name, kernels, used)
         if timed:
-            if isinstance(op, loop.KernelOp):
-                timers.stop(em, start, op.kernel_name.data)
-            else:
-                timers.stop(em, start, f"copy#{timers.copies}")
-                timers.copies += 1
+            timers.stop(em, start, _Timers.slot(op, copies))
     arg_attrs = list(fn.arg_attrs.data) if isinstance(fn.arg_attrs, ArrayAttr) else [DictionaryAttr({})] * len(arg_types)
     arg_attrs += [DictionaryAttr({OUTPUT_ATTR: IntegerAttr(i, i64)}) for i in range(len(out_types))]
     # A buffer held in another type (u8, i4 in i8) says its dtype, for the caller's arrays.
     for i, type_ in enumerate([a.type for a in old.args] + results):
         if storage_type(type_.element_type) != type_.element_type:
             arg_attrs[i] = DictionaryAttr({**arg_attrs[i].data, DTYPE_ATTR: StringAttr(dtype_name(type_.element_type))})
-    model_attrs = arg_attrs + [DictionaryAttr({PREPARED_ATTR: IntegerAttr(i, i64)}) for i in range(len(prepared))]
     new = func.FuncOp(name, FunctionType.from_lists([a.type for a in body.args], []), Region(body),
-                      arg_attrs=ArrayAttr(model_attrs))
+                      arg_attrs=ArrayAttr(arg_attrs + _prepared_attrs(len(prepared))))
     new.location = fn.location
     new.attributes[C_INTERFACE] = UnitAttr()
     functions = [new]
     if plan.ops:
         functions.insert(0, _load_function(fn, plan, arg_types, arg_attrs[:len(arg_types)], name, kernels, used,
-                                           timers))
+                                           timers, copies))
     if timers is not None:
         new.attributes[TIMERS_ATTR] = ArrayAttr([StringAttr(n) for n in timers.names])
     return [*kernels, *functions]
 
 
 def _load_function(fn: func.FuncOp, plan: loop.LoadPlan, arg_types, arg_attrs, name: str,
-                   kernels: list[func.FuncOp], used: set[str], timers: _Timers | None) -> func.FuncOp:
+                   kernels: list[func.FuncOp], used: set[str], timers: _Timers | None,
+                   copies: dict[Operation, int]) -> func.FuncOp:
     """
     `@<model>_load(inputs and params..., prepared...)`: the work of `plan`, in
     program order, writing the buffers the model function reads into its
     `prepared` arguments (the others it allocates and frees itself); with
     `timers`, each kernel and copy timed into a slot of its own, after the
-    model function's (a copy's `copy#J` numbered among all of them).
+    model function's (a copy's `copy#J` numbered among all of them, `copies`).
     """
     old = fn.body.block
     body = Block(arg_types=arg_types + [plain_memref(v.type) for v in plan.prepared])
-    values = dict(zip(old.args, body.args))
-    values.update(zip(plan.prepared, body.args[len(arg_types):]))
     for new, arg in zip(body.args, old.args):
         new.name_hint = arg.name_hint
-    for i, arg in enumerate(body.args[len(arg_types):]):
-        arg.name_hint = f"prepared{i}"
+    values = {**dict(zip(old.args, body.args)), **dict(zip(plan.prepared, _prepared_args(body, len(arg_types))))}
     em = Emitter(body, fn.location)
-    copies = 0
     for op in old.ops:
         em.location = op.location
-        copies += isinstance(op, loop.CopyOp)
         if isinstance(op, memref.AllocOp) and (op.memref in values or op.memref not in plan.written):
             continue  # a prepared argument, or a buffer of the call's
         if isinstance(op, loop.ViewOp) and op.source not in values:
             continue
-        if op in plan.ops and timers is not None:
-            start = timers.start(em)
-            _export_op(em, op, values, {}, name, kernels, used)
-            timers.stop(em, start, op.kernel_name.data if isinstance(op, loop.KernelOp) else f"copy#{copies - 1}")
-        elif op in plan.ops or isinstance(op, (arith.ConstantOp, memref.AllocOp, loop.ViewOp)):
-            _export_op(em, op, values, {}, name, kernels, used)
+        if op not in plan.ops and not isinstance(op, (arith.ConstantOp, memref.AllocOp, loop.ViewOp)):
+            continue
+        timed = timers is not None and op in plan.ops
+        start = timers.start(em) if timed else None
+        _export_op(em, op, values, {}, name, kernels, used)
+        if timed:
+            timers.stop(em, start, _Timers.slot(op, copies))
     em.add(func.ReturnOp())
-    attrs = arg_attrs + [DictionaryAttr({PREPARED_ATTR: IntegerAttr(i, i64)}) for i in range(len(plan.prepared))]
     load = func.FuncOp(f"{name}{LOAD_SUFFIX}", FunctionType.from_lists([a.type for a in body.args], []),
-                       Region(body), arg_attrs=ArrayAttr(attrs))
+                       Region(body), arg_attrs=ArrayAttr(arg_attrs + _prepared_attrs(len(plan.prepared))))
     load.location = fn.location
     load.attributes[C_INTERFACE] = UnitAttr()
     load.attributes[LOAD_ATTR] = UnitAttr()
     return load
+
+
+def _prepared_args(body: Block, first: int) -> list[SSAValue]:
+    """The block's arguments from `first` on, the prepared buffers, named `prepared0`, ..."""
+    args = list(body.args[first:])
+    for i, arg in enumerate(args):
+        arg.name_hint = f"prepared{i}"
+    return args
+
+
+def _prepared_attrs(count: int) -> list[DictionaryAttr]:
+    """The argument attributes of `count` prepared buffers (`PREPARED_ATTR`)."""
+    return [DictionaryAttr({PREPARED_ATTR: IntegerAttr(i, i64)}) for i in range(count)]
 
 
 def _export_op(em: Emitter, op: Operation, values: dict[SSAValue, SSAValue], direct: dict[SSAValue, SSAValue],

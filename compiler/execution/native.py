@@ -44,7 +44,7 @@ from strata.compiler import ir
 from strata.compiler.execution import reference
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
-from strata.passes.export_mlir import C_INTERFACE, LOAD_ATTR, OUTPUT_ATTR, PREPARED_ATTR
+from strata.passes.export_mlir import C_INTERFACE, DTYPE_ATTR, LOAD_ATTR, OUTPUT_ATTR, PREPARED_ATTR
 
 MLIR_PIPELINE = (
     # Tiles are tensors: bufferize them (loops may yield new buffers), then
@@ -431,7 +431,7 @@ def compile_exported(exported: ModuleOp, workdir: Path | None = None, opt_level:
     library = ctypes.CDLL(str(library_path))
     entry, load_entry = (_entry(library, f) for f in (fn, load_fn))
     attrs = [d.data for d in fn.arg_attrs.data] if fn.arg_attrs else []
-    types = [_Held(t, attrs[i]["strata.dtype"].data if i < len(attrs) and "strata.dtype" in attrs[i] else None)
+    types = [_Held(t, attrs[i][DTYPE_ATTR].data if i < len(attrs) and DTYPE_ATTR in attrs[i] else None)
              for i, t in enumerate(fn.function_type.inputs.data)]
     roles = [OUTPUT_ATTR if OUTPUT_ATTR in d else PREPARED_ATTR if PREPARED_ATTR in d else "" for d in attrs]
     roles += [""] * (len(types) - len(roles))
