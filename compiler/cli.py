@@ -408,7 +408,10 @@ def _tune_options(args):
     db = TuningDatabase(_usable_database(Path(args.db) if args.db else default_path()))
     devices = getattr(args, "devices", None)
     pinned = _pinned_parallelism(args) if devices else {}
-    return Options(args.budget, args.strategy, args.seed, args.jobs, args.time_limit, db, devices, pinned)
+    threads = getattr(args, "threads", None) or 1
+    if threads > 1 and args.target != "cpu":
+        raise StrataError("error: --threads is for --target cpu (the host's cores running each kernel)")
+    return Options(args.budget, args.strategy, args.seed, args.jobs, args.time_limit, db, devices, pinned, threads)
 
 
 def _usable_database(path: Path) -> Path:
@@ -850,7 +853,8 @@ def _tune_parser(sub) -> None:
     p.add_argument("--repeat", type=int, default=5, metavar="R",
                    help="with --measure: timed runs per candidate, the mean of their middle half kept (default 5)")
     p.add_argument("--threads", type=_threads, default=1, metavar="N",
-                   help="with --measure: run the native code on N threads (default 1)")
+                   help="with --target cpu: price every kernel for N threads (default 1), and with --measure"
+                   " run the native code on them")
     p.set_defaults(run=cmd_tune)
 
 

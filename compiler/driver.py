@@ -12,6 +12,7 @@ replays it) is written to the dump folder or the system's temporary folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -105,8 +106,8 @@ def _on_laid_out_buffers(op) -> bool:
     return any(isinstance(t, MemRefType) and isinstance(t.layout, LayoutAttr) for t in types)
 
 
-def passes_between(target: str, start: Stage, emit: Stage) -> list[ModulePass]:
-    """Passes that take IR at `start` to `emit`."""
+def passes_between(target: str, start: Stage, emit: Stage, threads: int = 1) -> list[ModulePass]:
+    """Passes that take IR at `start` to `emit`; on the cpu, kernels lowered for `threads` (`--threads`)."""
     if emit == Stage.MLIR and start != Stage.MLIR:
         # The export branches off the loop stage: the default pipeline up to
         # loops, then `export-mlir` (never lower-to-hardware).
@@ -117,7 +118,7 @@ def passes_between(target: str, start: Stage, emit: Stage) -> list[ModulePass]:
     if last < first:
         raise StrataError(f"error: the input is already at stage '{start}', past --emit {emit}")
     return [
-        p
+        dataclasses.replace(p, threads=threads) if isinstance(p, LowerToHardwarePass) and threads != 1 else p
         for stage, stage_passes in default_pipeline(target)
         if first < STAGE_ORDER.index(stage) <= last
         for p in stage_passes

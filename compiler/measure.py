@@ -57,7 +57,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -183,12 +183,10 @@ def to_loops(module: ModuleOp, target: str, schedule: Mapping[str, str] | None =
 def estimate_loops(loop_module: ModuleOp, target: str, threads: int = 1):
     """The cost model's report of a loop-stage module, lowered on to the hardware stage (a copy) for `threads`."""
     from strata.backends.cost import estimate
-    from strata.compiler.schedule import apply_schedule
     from strata.dialects.device import module_device
 
     hardware = loop_module.clone()
-    passes = apply_schedule(passes_between(target, Stage.LOOP, Stage.HARDWARE), {"threads": str(threads)})
-    compile_module(hardware, target, Stage.HARDWARE, pipeline=passes)
+    compile_module(hardware, target, Stage.HARDWARE, pipeline=passes_between(target, Stage.LOOP, Stage.HARDWARE, threads))
     return estimate(hardware, module_device(hardware))
 
 
@@ -508,14 +506,14 @@ def tune_measured(graph: ModuleOp, target: str, spec, options, threads: int = 1,
     check_toolchain()
     if candidates < 1:
         raise StrataError(f"error: --candidates must be at least 1, not {candidates}")
-    tuned, estimated = autotune.autotune(graph, target, spec, options, progress)
+    tuned, estimated = autotune.autotune(graph, target, spec, replace(options, threads=threads), progress)
     kernels_by_name = {op.kernel_name.data: op for op in tuned.walk() if isinstance(op, KernelOp)}
     measured: list[MeasuredKernel] = []
     for group in estimated.kernels:
         kernel = kernels_by_name[group.names[0]]
         template = standalone(kernel, spec)
         default = default_point(kernel, spec)
-        points = [(default, KernelEvaluator(template, spec)(default))]
+        points = [(default, KernelEvaluator(template, spec, threads)(default))]
         points += [(p, c) for p, c in _points_by_estimate(group.result, candidates) if point_key(p) != point_key(default)]
         rows = [{"point": p, "time_s": c, "measured_time_s": measure_kernel(template, p, target, threads, repeat)}
                 for p, c in points]
@@ -524,8 +522,8 @@ def tune_measured(graph: ModuleOp, target: str, spec, options, threads: int = 1,
             if isinstance(op, KernelOp) and op.kernel_name.data in group.names:
                 apply_point(op, rows[best]["point"])
         if options.db is not None:
-            key = TuningKey(structural_hash(kernel), target, spec.fingerprint())
-            options.db.record_measured(key, [(r["point"], r["time_s"], r["measured_time_s"]) for r in rows], threads)
+            key = TuningKey(structural_hash(kernel), target, spec.fingerprint(), threads)
+            options.db.record_measured(key, [(r["point"], r["time_s"], r["measured_time_s"]) for r in rows])
         measured.append(MeasuredKernel(group.names, group.kind, rows, best))
     bound = weights.bind_values(model_function(graph), seed)
     default_module = graph.clone()

@@ -11,12 +11,14 @@ One JSON object per line (JSON Lines), one line per evaluated point:
 `kernel` is `structural_hash` of the kernel, `device` the spec's
 `DeviceSpec.fingerprint()` (every number of the device), `cost` seconds
 (`null` for a point whose evaluation failed): the cost model's estimate.
-A point timed by running it (`strata tune --measure`) also has
-`"measured_time_s"` (the median seconds of native runs on this machine)
-and `"threads"` (the threads they ran on); records without them (older
-files) read as before, and `lookup` ignores them. A lookup returns the costs
-whose kernel, target, device, space version and cost-model version all
-match exactly, so a changed cost model or search space never reuses stale
+A cpu estimate priced for more than one thread (`strata tune --target cpu
+--threads N`) has `"threads"` (a record without it is of one thread). A
+point timed by running it (`strata tune --measure`) also has
+`"measured_time_s"` (the median seconds of native runs on this machine, on
+the key's threads); records without it (older files) read as before, and
+`lookup` ignores it. A lookup returns the costs whose kernel, target,
+device, threads, space version and cost-model version all match exactly, so
+a changed cost model, search space or thread count never reuses stale
 figures.
 
 Robustness: a line that is not JSON (corrupt, nested too deep, longer
@@ -88,6 +90,8 @@ class TuningKey:
     target: str
     device: str
     """`DeviceSpec.fingerprint()`."""
+    threads: int = 1
+    """cpu: the threads each kernel is priced (and timed) for (`--threads N`); 1 on the other targets."""
     space_version: int = SPACE_VERSION
     cost_model_version: str = COST_MODEL_VERSION
 
@@ -217,15 +221,7 @@ class TuningDatabase:
             if (record["space_version"], record["cost_model_version"]) not in versions:
                 stale.append(number)
                 continue
-            key = wanted.get(
-                (
-                    record["kernel"],
-                    record["target"],
-                    record["device"],
-                    record["space_version"],
-                    record["cost_model_version"],
-                )
-            )
+            key = wanted.get(_record_key(record))
             if key is not None:
                 cost = record["cost"]
                 found[key][point_key(record["point"])] = math.inf if cost is None else float(cost)
@@ -242,19 +238,15 @@ class TuningDatabase:
         """`point_key -> cost` of the records matching `key` exactly."""
         return self.load([key])[key]
 
-    def lookup_measured(self, key: TuningKey, threads: int | None = None) -> dict[str, float]:
+    def lookup_measured(self, key: TuningKey) -> dict[str, float]:
         """
         `point_key -> measured_time_s` of the timed records matching `key`
-        exactly (and run on `threads` threads, when given); a later record
-        of the same point wins.
+        exactly (its threads included); a later record of the same point wins.
         """
         found: dict[str, float] = {}
         wanted = _key_tuple(key)
         for _, record in self.records():
-            if "measured_time_s" not in record or (threads is not None and record.get("threads", 1) != threads):
-                continue
-            if (record["kernel"], record["target"], record["device"], record["space_version"],
-                    record["cost_model_version"]) == wanted:
+            if "measured_time_s" in record and _record_key(record) == wanted:
                 found[point_key(record["point"])] = float(record["measured_time_s"])
         return found
 
@@ -272,13 +264,12 @@ class TuningDatabase:
         self._append_lines([_line(key, point, cost, stamp) for point, cost in results])
 
     def record_measured(
-        self, key: TuningKey, results: Iterable[tuple[Mapping[str, Any], float, float]], threads: int,
-        when: float | None = None,
+        self, key: TuningKey, results: Iterable[tuple[Mapping[str, Any], float, float]], when: float | None = None,
     ) -> None:
-        """Append timed points, `(point, estimate, measured seconds)` each, run on `threads` threads."""
+        """Append timed points, `(point, estimate, measured seconds)` each, run on the key's threads."""
         stamp = time.time() if when is None else when
         measured = [
-            _line(key, point, cost, stamp, {"measured_time_s": float(seconds), "threads": threads})
+            _line(key, point, cost, stamp, {"measured_time_s": float(seconds)})
             for point, cost, seconds in results
         ]
         self._append_lines(measured)
@@ -303,7 +294,13 @@ class TuningDatabase:
 
 
 def _key_tuple(key: TuningKey) -> tuple:
-    return (key.kernel, key.target, key.device, key.space_version, key.cost_model_version)
+    return (key.kernel, key.target, key.device, key.threads, key.space_version, key.cost_model_version)
+
+
+def _record_key(record: Mapping[str, Any]) -> tuple:
+    """A record's `_key_tuple` (of one thread where it names none)."""
+    return (record["kernel"], record["target"], record["device"], record.get("threads", 1),
+            record["space_version"], record["cost_model_version"])
 
 
 @contextmanager
@@ -327,6 +324,7 @@ def _line(key: TuningKey, point: Mapping[str, Any], cost: float, stamp: float,
         "kernel": key.kernel,
         "target": key.target,
         "device": key.device,
+        **({"threads": key.threads} if key.threads != 1 else {}),
         "space_version": key.space_version,
         "cost_model_version": key.cost_model_version,
         "point": normalise_point(point),

@@ -50,7 +50,7 @@ from strata.backends.tuner.hashing import structural_hash, structural_key
 from strata.backends.tuner.search import TuneResult, tune
 from strata.backends.tuner.space import Space, point_key
 from strata.compiler import ir
-from strata.compiler.driver import Stage, compile_module, passes_between, run_passes
+from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between, run_passes
 from strata.compiler.tuning.spaces import KernelEvaluator, apply_point, default_point, kernel_points, standalone
 from strata.dialects.graph import ReduceScatterOp
 from strata.dialects.graph.kernel import KernelOp
@@ -88,11 +88,14 @@ class TuneReport:
     evaluations: int = 0
     cache_hits: int = 0
     seconds: float = 0.0
+    threads: int = 1
+    """cpu: the threads every kernel was priced for."""
 
     def as_json(self) -> dict:
         return {
             "target": self.target,
             "device": self.device,
+            "threads": self.threads,
             "variant": self.variant,
             "chips": self.chips,
             "mesh": self.mesh,
@@ -124,13 +127,15 @@ class Options:
     """Devices to spread the model over (searching tp x dp x pp); None: one mesh device, LPU chips searched."""
     pinned: dict[str, int] = field(default_factory=dict)
     """Degrees of parallelism the user fixed (`--schedule tp=2`, `sp=1`): the search keeps them."""
+    threads: int = 1
+    """cpu: the threads every kernel is priced for (`--threads N`, `lower-to-hardware{threads}`)."""
 
 
 class _Cache:
     """Kernel costs by (hash, point): this run's memory, backed by the database."""
 
-    def __init__(self, target: str, spec: DeviceSpec, db: TuningDatabase | None):
-        self.target, self.spec, self.db = target, spec, db
+    def __init__(self, target: str, spec: DeviceSpec, db: TuningDatabase | None, threads: int = 1):
+        self.target, self.spec, self.db, self.threads = target, spec, db, threads
         self.known: dict[str, dict[str, float]] = {}
         self.defaults: dict[str, dict] = {}
         """Default points by kernel hash: they depend only on the kernel's structure."""
@@ -138,7 +143,10 @@ class _Cache:
         self.hits = 0
 
     def key(self, digest: str) -> TuningKey:
-        return TuningKey(digest, self.target, self.spec.fingerprint())
+        return TuningKey(digest, self.target, self.spec.fingerprint(), self.threads)
+
+    def evaluator(self, op: KernelOp | RelayoutOp) -> KernelEvaluator:
+        return KernelEvaluator(standalone(op, self.spec), self.spec, self.threads)
 
     def table(self, digest: str) -> dict[str, float]:
         if digest not in self.known:
@@ -233,7 +241,7 @@ def _default_cost(op, cache: _Cache) -> float:
     if key in table:
         cache.hits += 1
         return table[key]
-    cost = _safe(KernelEvaluator(standalone(op, cache.spec), cache.spec), point)
+    cost = _safe(cache.evaluator(op), point)
     cache.evaluations += 1
     cache.store(digest, [point], [cost])
     return cost
@@ -294,7 +302,7 @@ def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options,
         first = kernels[0]
         space = Space(kernel_points(first, cache.spec))
         budget = options.budget or max(16, math.ceil(0.1 * space.size))
-        evaluations = _Evaluations(KernelEvaluator(standalone(first, cache.spec), cache.spec), options.jobs)
+        evaluations = _Evaluations(cache.evaluator(first), options.jobs)
         table = cache.table(digest)
         foreign = len(set(table) - {point_key(p) for p in space.points})
         if foreign:
@@ -323,12 +331,19 @@ def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options,
     return results
 
 
-def _model_time(layout_module: ModuleOp, target: str, spec: DeviceSpec, chips: int | None = None) -> tuple[float, ModuleOp]:
+def _model_time(layout_module: ModuleOp, target: str, spec: DeviceSpec, threads: int,
+                chips: int | None = None) -> tuple[float, ModuleOp]:
     module = layout_module.clone()
     if chips is not None:
         module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
-    compile_module(module, target, Stage.HARDWARE, device=spec)
-    return estimate(module, spec).time_s, module
+    return _estimate(module, target, spec, threads).time_s, module
+
+
+def _estimate(module: ModuleOp, target: str, spec: DeviceSpec, threads: int):
+    """The cost report of `module`, lowered in place to the hardware stage (on the cpu for `threads`)."""
+    compile_module(module, target, Stage.HARDWARE, pipeline=passes_between(target, detect_stage(module), Stage.HARDWARE,
+                                                                            threads), device=spec)
+    return estimate(module, spec)
 
 
 def mesh_candidates(devices: int, pinned: dict[str, int]) -> list[dict[str, int]]:
@@ -348,7 +363,7 @@ def mesh_candidates(devices: int, pinned: dict[str, int]) -> list[dict[str, int]
 
 
 def _mesh_time(graph: ModuleOp, target: str, spec: DeviceSpec, mesh: dict[str, int],
-               pinned: dict[str, int] | None = None) -> tuple[float, ModuleOp]:
+               pinned: dict[str, int] | None = None, threads: int = 1) -> tuple[float, ModuleOp]:
     """The model sharded over `mesh` at the default schedules: its time, and the sharded graph."""
     from strata.compiler.reports.report import check_memory
     from strata.passes.shard import ShardPass
@@ -360,8 +375,7 @@ def _mesh_time(graph: ModuleOp, target: str, spec: DeviceSpec, mesh: dict[str, i
         raise IllegalSchedule("sp=1 scatters nothing here (no partial sums with rows tp divides): the program of sp=0")
     module = sharded.clone()
     module.attributes[CHIPS_ATTR] = IntegerAttr(mesh["pp"], 64)
-    compile_module(module, target, Stage.HARDWARE, device=spec)
-    report = estimate(module, spec)
+    report = _estimate(module, target, spec, threads)
     if report.chips != mesh["pp"]:
         raise IllegalSchedule(f"place-chips made {report.chips} pipeline stages, not {mesh['pp']}")
     check_memory(report)
@@ -375,7 +389,7 @@ def choose_mesh(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options
     tried, best = [], None
     for mesh in mesh_candidates(options.devices, options.pinned):
         try:
-            time_s, sharded = _mesh_time(graph, target, spec, mesh, options.pinned)
+            time_s, sharded = _mesh_time(graph, target, spec, mesh, options.pinned, options.threads)
         except (IllegalSchedule, StrataError) as err:
             tried.append({**mesh, "error": str(err).removeprefix("error: ")})
             continue
@@ -392,7 +406,7 @@ def choose_mesh(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options
 def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, progress=None) -> tuple[ModuleOp, TuneReport]:
     """Tune a graph-stage module; return it at the layout stage with the choices written in."""
     start = time.perf_counter()
-    cache = _Cache(target, spec, options.db)
+    cache = _Cache(target, spec, options.db, options.threads)
     graph = graph.clone()
     set_module_device(graph, spec)
     mesh, meshes = None, []
@@ -408,11 +422,12 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
     else:
         default = graph.clone()
         run_passes(ir.make_context(), default, passes_between(target, Stage.GRAPH, Stage.LAYOUT), _quiet())
-        default_time, _ = _model_time(default, target, spec)
+        default_time, _ = _model_time(default, target, spec, options.threads)
     module, variant = choose_variant(graph, target, cache)
-    report = TuneReport(target, spec.name, variant, default_time_s=default_time, mesh=mesh, meshes=meshes)
+    report = TuneReport(target, spec.name, variant, default_time_s=default_time, mesh=mesh, meshes=meshes,
+                        threads=options.threads)
     report.kernels = tune_kernels(module, target, cache, options, progress)
-    tuned_time, lowered = _model_time(module, target, spec)
+    tuned_time, lowered = _model_time(module, target, spec, options.threads)
     if target == "lpu" and not options.devices:
         # The default placement (unpinned) against pinned counts, which may
         # cut the model elsewhere: more chips give more places to cut, and
@@ -422,7 +437,7 @@ def autotune(graph: ModuleOp, target: str, spec: DeviceSpec, options: Options, p
         sharded = any(op.shards.value.data > 1 for op in lowered.walk() if isinstance(op, tsp.ProgramOp))
         counts = {fewest + 1, 2 * fewest} | ({fewest} if sharded else set())
         timed = [(tuned_time, 0, fewest)]
-        timed += [(_model_time(module, target, spec, c)[0], 1, c) for c in sorted(counts)]
+        timed += [(_model_time(module, target, spec, options.threads, c)[0], 1, c) for c in sorted(counts)]
         tuned_time, pinned, chips = min(timed)
         if pinned:
             module.attributes[CHIPS_ATTR] = IntegerAttr(chips, 64)
@@ -458,7 +473,8 @@ def print_tune_report(report: TuneReport, console=None) -> None:
     from strata.compiler.reports.stats import human
 
     console = console or Console(width=160)
-    table = Table(title=f"tuning {report.target} on {report.device}", title_justify="left")
+    threads = f", {report.threads} threads" if report.threads > 1 else ""
+    table = Table(title=f"tuning {report.target} on {report.device}{threads}", title_justify="left")
     for column in ("kernel", "count", "space", "evals", "cached", "default", "tuned", "speedup", "schedule"):
         table.add_column(column, justify="left" if column in ("kernel", "schedule") else "right")
     for k in report.kernels:

@@ -100,6 +100,8 @@ class KernelEvaluator:
     template: ModuleOp
     """A `standalone` module (it records the device)."""
     spec: DeviceSpec
+    threads: int = 1
+    """cpu: the threads the kernel is lowered and priced for (`lower-to-hardware{threads}`)."""
 
     def __call__(self, point: dict) -> float:
         module = self.template.clone()
@@ -110,5 +112,5 @@ class KernelEvaluator:
         LowerToLoopsPass().apply(ctx, module)
         PlaceChipsPass().apply(ctx, module)
         AssignDataflowPass().apply(ctx, module)
-        LowerToHardwarePass().apply(ctx, module)
+        LowerToHardwarePass(threads=self.threads).apply(ctx, module)
         return estimate(module, self.spec).time_s

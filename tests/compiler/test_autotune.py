@@ -72,6 +72,29 @@ def test_cli_tune_json_and_compile_autotune(tmp_path, capsys):
     assert report["total"]["time_s"] == pytest.approx(data["total"]["tuned_time_s"])
 
 
+def test_cpu_tuning_prices_the_threads_it_is_given(tmp_path, capsys):
+    """`tune --threads 2` searches 2-thread estimates: its default is what `compile --threads 2` prices, and it
+    finds the tiles that give both threads work (the MLP's default is one tile per GEMM); `compile --autotune
+    --threads 2` prices the tuned schedule as `tune --threads 2` does; each thread count keeps its own records."""
+    db = tmp_path / "db.jsonl"
+    args = [str(SAMPLES / "mlp.model"), "-D", "B=256", "--target", "cpu", "--report", "json"]
+    assert main(["compile", *args, "--threads", "2"]) == 0
+    default = json.loads(capsys.readouterr().out)["total"]["time_s"]
+    tuned = {}
+    for threads in (1, 2):
+        assert main(["tune", *args, "--threads", str(threads), "--db", str(db), "--budget", "32"]) == 0
+        tuned[threads] = json.loads(capsys.readouterr().out)
+        assert tuned[threads]["threads"] == threads
+    assert tuned[2]["total"]["default_time_s"] == pytest.approx(default)
+    assert tuned[2]["total"]["tuned_time_s"] < 0.75 * tuned[1]["total"]["tuned_time_s"]
+    records = [json.loads(line) for line in db.read_text().splitlines()]
+    assert {r.get("threads", 1) for r in records} == {1, 2}
+    assert main(["compile", *args, "--threads", "2", "--autotune", "--db", str(db), "--budget", "32"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["time_s"] == pytest.approx(tuned[2]["total"]["tuned_time_s"])
+    assert main(["tune", str(SAMPLES / "mlp.model"), "--target", "gpu", "--threads", "2", "--db", str(db)]) == 1
+    assert "--threads is for --target cpu" in capsys.readouterr().err
+
+
 def test_corrupt_database_lines_are_skipped_with_a_warning(tmp_path, capsys):
     db = tmp_path / "db.jsonl"
     db.write_text('{"not": "a record"}\nthis is not json\n')

@@ -178,7 +178,7 @@ def test_tune_measure_never_keeps_a_schedule_measured_slower(tmp_path, capsys):
     assert measured["kept"] in ("tuned", "default")
     records = [json.loads(line) for line in db.read_text().splitlines()]
     timed = [r for r in records if "measured_time_s" in r]
-    assert timed and all(r["threads"] == 1 for r in timed)
+    assert timed and all(r.get("threads", 1) == 1 for r in timed)
     for kernel in measured["kernels"]:
         rows = kernel["candidates"]
         assert point_key(rows[0]["point"]) != point_key(rows[-1]["point"]) or len(rows) == 1
@@ -190,23 +190,48 @@ def test_tune_measure_never_keeps_a_schedule_measured_slower(tmp_path, capsys):
         assert kept
 
 
+@needs_mlir
+@needs_cpu
+def test_tune_measure_screens_with_the_estimates_of_its_threads(tmp_path, capsys):
+    """`tune --measure --threads 2` searches and screens 2-thread estimates, and records them as such."""
+    db = tmp_path / "tuning.jsonl"
+    data = _json(capsys, ["tune", *MLP, "--target", "cpu", "--measure", "--threads", "2", "--db", str(db),
+                          "--budget", "8", "--candidates", "1", "--repeat", "1", "--report", "json"])
+    assert data["threads"] == 2 and data["measured"]["threads"] == 2
+    records = [json.loads(line) for line in db.read_text().splitlines()]
+    assert records and all(r["threads"] == 2 for r in records)
+
+
 def test_database_keeps_measured_times_apart_from_estimates(tmp_path):
     db = TuningDatabase(tmp_path / "t.jsonl")
-    key = TuningKey("k", "cpu", "d")
+    key = TuningKey("k", "cpu", "d", threads=2)
     a, b = {"tiles": [64, 64, 64], "order": [0, 1]}, {"tiles": [32, 32, 32], "order": [1, 0]}
     db.record(key, a, 3e-6)  # an estimate only, as older files hold
-    db.record_measured(key, [(a, 3e-6, 5e-6), (b, 4e-6, 2e-6)], threads=2)
+    db.record_measured(key, [(a, 3e-6, 5e-6), (b, 4e-6, 2e-6)])
     assert db.lookup(key) == {point_key(a): 3e-6, point_key(b): 4e-6}
     assert db.lookup_measured(key) == {point_key(a): 5e-6, point_key(b): 2e-6}
-    assert db.lookup_measured(key, threads=1) == {}
-    assert db.lookup_measured(TuningKey("other", "cpu", "d")) == {}
+    assert db.lookup_measured(TuningKey("other", "cpu", "d", threads=2)) == {}
+
+
+def test_database_keeps_each_thread_count_apart(tmp_path):
+    """A cpu estimate for 2 threads is never reused for 1 (nor a run on 2 threads), and a record naming no
+    threads (every older file's) is of one."""
+    path = tmp_path / "t.jsonl"
+    db = TuningDatabase(path)
+    one, two = TuningKey("k", "cpu", "d"), TuningKey("k", "cpu", "d", threads=2)
+    point = {"tiles": [64, 64, 64], "order": [0, 1]}
+    db.record(one, point, 3e-6)
+    db.record_measured(two, [(point, 2e-6, 2.5e-6)])
+    assert "threads" not in json.loads(path.read_text().splitlines()[0])
+    assert db.lookup(one) == {point_key(point): 3e-6} and db.lookup(two) == {point_key(point): 2e-6}
+    assert db.lookup_measured(one) == {} and db.lookup_measured(two) == {point_key(point): 2.5e-6}
 
 
 def test_database_skips_a_bad_measured_time(tmp_path):
     path = tmp_path / "t.jsonl"
     db = TuningDatabase(path)
     key = TuningKey("k", "cpu", "d")
-    db.record_measured(key, [({"tiles": [8]}, 1e-6, 2e-6)], threads=1)
+    db.record_measured(key, [({"tiles": [8]}, 1e-6, 2e-6)])
     record = json.loads(path.read_text())
     path.write_text(path.read_text() + json.dumps({**record, "measured_time_s": -1.0}) + "\n")
     with warnings.catch_warnings(record=True) as caught:
