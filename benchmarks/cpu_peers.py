@@ -153,7 +153,7 @@ def worker(threads: int, repeat: int, workloads: list[str], pin: bool) -> dict:
             module = load_model(path, defines)
             inputs, params = sample_values(module)
             row: dict = {}
-            exported = native.export(module, "cpu")
+            exported = native.export(module, "cpu", threads=threads)
             row["flops"] = exported.attributes["strata.model_flops"].value.data
             compiled = native.compile_exported(exported, threads=threads)
             call, outputs = compiled.prepare(inputs, params)

@@ -107,18 +107,18 @@ def _on_laid_out_buffers(op) -> bool:
 
 
 def passes_between(target: str, start: Stage, emit: Stage, threads: int = 1) -> list[ModulePass]:
-    """Passes that take IR at `start` to `emit`; on the cpu, kernels lowered for `threads` (`--threads`)."""
+    """Passes that take IR at `start` to `emit`; on the cpu, kernels tiled and lowered for `threads` (`--threads`)."""
     if emit == Stage.MLIR and start != Stage.MLIR:
         # The export branches off the loop stage: the default pipeline up to
         # loops, then `export-mlir` (never lower-to-hardware).
         if start == Stage.HARDWARE:
             raise StrataError("error: --emit mlir exports loop-stage IR; the input is already at stage 'hardware'")
-        return passes_between(target, start, Stage.LOOP) + [ExportMlirPass()]
+        return passes_between(target, start, Stage.LOOP, threads) + [ExportMlirPass()]
     first, last = STAGE_ORDER.index(start), STAGE_ORDER.index(emit)
     if last < first:
         raise StrataError(f"error: the input is already at stage '{start}', past --emit {emit}")
     return [
-        dataclasses.replace(p, threads=threads) if isinstance(p, LowerToHardwarePass) and threads != 1 else p
+        dataclasses.replace(p, threads=threads) if isinstance(p, TilePass | LowerToHardwarePass) and threads != 1 else p
         for stage, stage_passes in default_pipeline(target)
         if first < STAGE_ORDER.index(stage) <= last
         for p in stage_passes

@@ -168,12 +168,15 @@ def build_instrumented(loop_module: ModuleOp, target: str, threads: int = 1,
     return Instrumented(model, slots, timers)
 
 
-def to_loops(module: ModuleOp, target: str, schedule: Mapping[str, str] | None = None) -> ModuleOp:
-    """A copy of a graph- (or layout-) stage module lowered to loops with the default passes and `schedule` pinned."""
+def to_loops(module: ModuleOp, target: str, schedule: Mapping[str, str] | None = None, threads: int = 1) -> ModuleOp:
+    """
+    A copy of a graph- (or layout-) stage module lowered to loops with the default passes (tiled for
+    `threads`) and `schedule` pinned.
+    """
     from strata.compiler.schedule import apply_schedule
 
     lowered = module.clone()
-    passes = passes_between(target, detect_stage(lowered), Stage.LOOP)
+    passes = passes_between(target, detect_stage(lowered), Stage.LOOP, threads)
     if schedule:
         passes = apply_schedule(passes, dict(schedule))
     compile_module(lowered, target, Stage.LOOP, pipeline=passes)
@@ -249,7 +252,7 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
             workdir: Path | None = None) -> Measurement:
     """Estimate and time a graph-stage module (its device attached) on this CPU; see the module docstring."""
     check_toolchain()
-    loops = to_loops(module, target, schedule)
+    loops = to_loops(module, target, schedule, threads)
     report = estimate_loops(loops, target, threads)
     build = build_instrumented(loops, target, threads, workdir)
     call, outputs = build.model.prepare(inputs, params)
@@ -404,14 +407,14 @@ def measure_kernel(template: ModuleOp, point: dict, target: str, threads: int, r
     module = _named(template.clone())
     kernel = next(op for op in module.walk() if isinstance(op, KernelOp))
     apply_point(kernel, point)
-    build = build_instrumented(to_loops(module, target), target, threads)
+    build = build_instrumented(to_loops(module, target, threads=threads), target, threads)
     call, _ = build.model.prepare(*random_arguments(build.model))
     return build.time(call, repeat)[kernel.kernel_name.data]
 
 
 def measure_model(layout_module: ModuleOp, target: str, inputs, params, threads: int, repeat: int) -> float:
     """Median seconds of a whole (layout- or graph-stage) model compiled natively."""
-    build = build_instrumented(to_loops(layout_module, target), target, threads)
+    build = build_instrumented(to_loops(layout_module, target, threads=threads), target, threads)
     call, _ = build.model.prepare(inputs, params)
     return build.time(call, repeat)["total"]
 
@@ -512,7 +515,7 @@ def tune_measured(graph: ModuleOp, target: str, spec, options, threads: int = 1,
     for group in estimated.kernels:
         kernel = kernels_by_name[group.names[0]]
         template = standalone(kernel, spec)
-        default = default_point(kernel, spec)
+        default = default_point(kernel, spec, threads)
         points = [(default, KernelEvaluator(template, spec, threads)(default))]
         points += [(p, c) for p, c in _points_by_estimate(group.result, candidates) if point_key(p) != point_key(default)]
         rows = [{"point": p, "time_s": c, "measured_time_s": measure_kernel(template, p, target, threads, repeat)}

@@ -23,7 +23,10 @@ double-buffers). Then
 per target: a TPU's GEMM tiles grow while they fit, each doubling where it
 cuts HBM re-reads most (one program owns the chip's VMEM); a GPU's matrix
 kernels shrink until their grid covers every SM, and a GEMM with more column
-tiles than row tiles walks its rows innermost (`default_order`).
+tiles than row tiles walks its rows innermost (`default_order`); on a CPU
+run on `threads` threads (`--threads N`), a matrix kernel shrinks until each
+thread has a tile, while a thread's share of its FLOPs outlasts forking the
+threads `PARALLEL_GRAIN` times over (`_fill_machine`).
 `sizes` (aligned to the innermost dims) and `order` override the defaults
 for every kernel they fit.
 
@@ -48,6 +51,7 @@ from xdsl.passes import ModulePass
 
 from strata.dialects.device import DeviceSpec, resolve_device
 from strata.dialects.graph.dtypes import is_float
+from strata.dialects.graph.flops import op_flops
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
 from strata.dialects.hardware._kernel import matrix_operand_dtype
 from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
@@ -328,8 +332,15 @@ def gemm_tile(device: DeviceSpec) -> tuple[int, int, int]:
     return device.gemm_tile
 
 
-def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
-    """The device's default tile for `kernel` (see the module docstring)."""
+PARALLEL_GRAIN = 10
+"""A CPU's matrix kernel is cut for more threads only where each thread's share of its FLOPs, at one
+core's FMA peak, takes this many times the fork and join of a parallel region
+(`parallel_region_latency_s`): the MLP's first GEMM (B=64: 25.7 MFLOP, 110 us a thread on 2) is cut in
+two, its 10-column head (0.33 MFLOP) is not."""
+
+
+def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tuple[int, ...]:
+    """The device's default tile for `kernel` on `threads` threads (a CPU's; see the module docstring)."""
     bounds = kernel_bounds(kernel)
     rank = len(shape_of(kernel.outputs[0]))
     cut = _tileable(kernel, bounds, rank)
@@ -389,28 +400,40 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec) -> tuple[int, ...]:
         # idle SMs.
         _grow_for_reuse(kernel, tiles, bounds, rank, budget, device)
     if kind in ("gemm", "attention", "conv") and device.target == "gpu":
-        _fill_machine(kernel, tiles, bounds, rank, cut, device)
+        mma = device.mma_shape(matrix_operand_dtype(kernel.body) or "f32") or (16, 8, 16)
+        _fill_machine(kernel, tiles, bounds, rank, cut, device["sms"], mma[:2])
+    if kind in ("gemm", "attention", "conv") and device.target == "cpu" and threads > 1:
+        _fill_machine(kernel, tiles, bounds, rank, cut, _useful_threads(kernel, device, threads),
+                      (1, 2 * device["simd_lanes_f32"]))
     return _shrink_to_fit(kernel, tuple(tiles), bounds, device)
 
 
+def _useful_threads(kernel: KernelOp, device: DeviceSpec, threads: int) -> int:
+    """The most of `threads` (and of the CPU's cores) whose shares of `kernel` each outlast `PARALLEL_GRAIN` forks."""
+    fork_s = device.get("parallel_region_latency_s", 0.0)
+    peak = device["simd_lanes_f32"] * device["fma_pipes"] * 2 * device["clock_hz"]
+    flops = sum(op_flops(op) for op in kernel.body.walk())
+    useful = int(flops / (peak * PARALLEL_GRAIN * fork_s)) if fork_s else threads
+    return max(1, min(threads, device["cores"], useful))
+
+
 def _fill_machine(kernel: KernelOp, tiles: list[int], bounds: tuple[int, ...], rank: int, cut: list[bool],
-                  device: DeviceSpec) -> None:
+                  slots: int, floor: tuple[int, int]) -> None:
     """
     A GPU runs one tile per CTA: a grid of fewer CTAs than SMs idles the
     rest (ViT's 197-token attention in 128-query tiles is 24 CTAs on 132
-    SMs). Halve the largest cuttable tile of a matrix kernel until the grid
-    covers every SM, keeping the rows and columns at least one tensor-core
-    instruction (`mma_shape`) wide. A shared-weight GEMM's rows span its
-    batch dims (`shares_weight`): they are one tile edge, cut outermost first.
+    SMs); a CPU runs a kernel's parallel tiles on its threads. Halve the
+    largest cuttable tile of a matrix kernel until there are `slots` tiles,
+    keeping the rows and columns at least `floor` wide (a GPU's tensor-core
+    instruction, `mma_shape`; a CPU's micro-kernel's two vectors of columns).
+    A shared-weight GEMM's rows span its batch dims (`shares_weight`): they
+    are one tile edge, cut outermost first.
     """
-    # The instruction multiplies the matmul's operands, not the kernel's
-    # first input (a weight-only GEMM's first input may be its i4 weight).
-    mma = device.mma_shape(matrix_operand_dtype(kernel.body) or "f32") or (16, 8, 16)
     edges = [[d] for d in range(rank)]
     if shares_weight(kernel):
         edges = [list(range(rank - 1)), [rank - 1]]
-    floors = {rank - 2: mma[0], rank - 1: mma[1] if kernel.kind.data == "gemm" else 1}
-    while math.prod(-(-b // t) for b, t in zip(bounds[:rank], tiles[:rank])) < device["sms"]:
+    floors = {rank - 2: floor[0], rank - 1: floor[1] if kernel.kind.data == "gemm" else 1}
+    while math.prod(-(-b // t) for b, t in zip(bounds[:rank], tiles[:rank])) < slots:
         options = []
         for dims in edges:
             size = math.prod(tiles[d] for d in dims)
@@ -580,8 +603,12 @@ class TilePass(ModulePass):
     """Loop order of the parallel dims, outermost first, for kernels of that rank."""
     keep: bool = True
     """Keep tiles a kernel already carries (from a dump or the tuner)."""
+    threads: int = 1
+    """cpu: the threads the native code runs each kernel's parallel tiles on (`--threads N`)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.threads < 1:
+            raise ValueError(f"tile: threads must be at least 1, got {self.threads}")
         device = resolve_device(op, self.target)
         for kernel in op.walk():
             if not isinstance(kernel, KernelOp):
@@ -589,7 +616,7 @@ class TilePass(ModulePass):
             if self.keep and TILE_ATTR in kernel.attributes and not self.sizes:
                 check_fits(kernel, tuple(kernel.attributes[TILE_ATTR].get_values()), device, pinned=True)
                 continue
-            tiles = apply_sizes(kernel, default_tiles(kernel, device), self.sizes, device)
+            tiles = apply_sizes(kernel, default_tiles(kernel, device, self.threads), self.sizes, device)
             check_fits(kernel, tiles, device, pinned=bool(self.sizes))
             rank = len(shape_of(kernel.outputs[0]))
             order = self.order if sorted(self.order) == list(range(rank)) else default_order(kernel, tiles, device)

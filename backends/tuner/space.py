@@ -44,8 +44,10 @@ from typing import Any
 
 import numpy as np
 
-SPACE_VERSION = 2
-"""Bumped whenever the space construction (knobs, their values' meaning) changes."""
+SPACE_VERSION = 3
+"""Bumped whenever the space construction (knobs, their values' meaning) changes. 3: a cpu space's
+default point is the one for the key's threads, and a record's estimate is priced for them (version 2's
+records of a 2-thread `tune --measure` hold 1-thread estimates)."""
 
 Point = dict[str, Any]
 

@@ -385,11 +385,12 @@ class HostGemmTilesPass(ModulePass):
                     kernel.attributes[ORDER_ATTR] = _ints(range(len(shape_of(kernel.outputs[0]))))
 
 
-def export(module: ModuleOp, target: str, host_tiles: bool = True) -> ModuleOp:
+def export(module: ModuleOp, target: str, host_tiles: bool = True, threads: int = 1) -> ModuleOp:
     """
-    A copy of `module` lowered to the loop stage for `target` and exported
-    to upstream MLIR; with `host_tiles`, GEMM kernels take this CPU's tiles
-    (`HostGemmTilesPass`) instead of the target's.
+    A copy of `module` lowered to the loop stage for `target` (on the cpu,
+    tiled for `threads`) and exported to upstream MLIR; with `host_tiles`,
+    GEMM kernels take this CPU's tiles (`HostGemmTilesPass`) instead of the
+    target's.
     """
     module = module.clone()
     stage = detect_stage(module)
@@ -397,7 +398,7 @@ def export(module: ModuleOp, target: str, host_tiles: bool = True) -> ModuleOp:
         return module
     if stage == Stage.HARDWARE:
         raise StrataError("error: the mlir backend runs loop-stage IR (or earlier), not hardware-stage IR")
-    passes = passes_between(target, stage, Stage.MLIR)
+    passes = passes_between(target, stage, Stage.MLIR, threads)
     names = [p.name for p in passes]
     if host_tiles and "tile" in names:
         passes.insert(names.index("tile"), HostGemmTilesPass())
@@ -498,7 +499,7 @@ def _keep_freed_heap() -> None:
 def compile_model(module: ModuleOp, target: str, workdir: Path | None = None, threads: int = 1,
                   host_tiles: bool = True) -> CompiledModel:
     """Export `module` (graph to loop stage) for `target` and compile it for `threads` threads."""
-    return compile_exported(export(module, target, host_tiles), workdir, threads=threads)
+    return compile_exported(export(module, target, host_tiles, threads), workdir, threads=threads)
 
 
 def run_module(

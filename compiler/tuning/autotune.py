@@ -234,7 +234,7 @@ def _placed(value: SSAValue) -> bool:
 def _default_cost(op, cache: _Cache) -> float:
     digest = structural_hash(op)
     if digest not in cache.defaults:
-        cache.defaults[digest] = default_point(op, cache.spec) if isinstance(op, KernelOp) else {}
+        cache.defaults[digest] = default_point(op, cache.spec, cache.threads) if isinstance(op, KernelOp) else {}
     point = cache.defaults[digest]
     table = cache.table(digest)
     key = point_key(point)
@@ -300,7 +300,7 @@ def tune_kernels(module: ModuleOp, target: str, cache: _Cache, options: Options,
     results = []
     for digest, kernels in groups.items():
         first = kernels[0]
-        space = Space(kernel_points(first, cache.spec))
+        space = Space(kernel_points(first, cache.spec, cache.threads))
         budget = options.budget or max(16, math.ceil(0.1 * space.size))
         evaluations = _Evaluations(cache.evaluator(first), options.jobs)
         table = cache.table(digest)

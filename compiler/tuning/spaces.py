@@ -43,23 +43,23 @@ def _ints(values) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, list(values))
 
 
-def default_point(kernel: KernelOp, device: DeviceSpec) -> dict:
+def default_point(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> dict:
     """
-    The point the default pipeline would compile `kernel` at. Its dataflow
-    is "" (none pinned): `assign-dataflow` picks one from the lowered loop
-    nest, as in the default pipeline.
+    The point the default pipeline would compile `kernel` at (on a CPU, for
+    `threads`). Its dataflow is "" (none pinned): `assign-dataflow` picks one
+    from the lowered loop nest, as in the default pipeline.
     """
-    tiles = tuple(default_tiles(kernel, device))
+    tiles = tuple(default_tiles(kernel, device, threads))
     point = {"tiles": tiles, "order": default_order(kernel, tiles, device)}
     if dataflow_choices(kernel.kind.data, device):
         point["dataflow"] = ""
     return point
 
 
-def kernel_points(kernel: KernelOp, device: DeviceSpec) -> list[dict]:
-    """Every legal point of `kernel`'s space on `device`, the default first."""
+def kernel_points(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> list[dict]:
+    """Every legal point of `kernel`'s space on `device`, the default (for `threads`) first."""
     flows = dataflow_choices(kernel.kind.data, device) or (None,)
-    base = default_point(kernel, device)
+    base = default_point(kernel, device, threads)
     points = [base]
     for tiles in candidate_tiles(kernel, device):
         for order, flow in itertools.product(loop_orders(kernel), flows):

@@ -12,6 +12,7 @@ from strata.backends.cost import estimate
 from strata.compiler.driver import Stage, compile_module
 from strata.compiler.frontend import compile_source, load_model
 from strata.compiler.pipeline import parse_pipeline
+from strata.compiler.schedule import apply_schedule
 from strata.dialects.device import load_device, module_device, with_overrides
 from strata.dialects.graph.layout import LayoutAttr
 from strata.dialects.hardware import cpu
@@ -74,11 +75,33 @@ def test_two_threads_share_the_row_tiles():
 
 
 def test_one_tile_kernels_gain_nothing_from_threads():
-    """The MLP's first GEMM is one 64 x 256 output tile (as measured: no 2-thread gain)."""
-    module = load_model("samples/mlp.model", {})
-    compile_module(module, "cpu", Stage.HARDWARE, pipeline=_pipeline(2))
-    kernels = [k for k in module.walk() if isinstance(k, cpu.KernelOp)]
-    assert all(k.threads.value.data == 1 == k.parallel_tiles.value.data for k in kernels)
+    """The MLP's first GEMM pinned to one 64 x 256 output tile (as measured: no 2-thread gain)."""
+    times = []
+    for threads in (1, 2):
+        module = load_model("samples/mlp.model", {})
+        passes = apply_schedule(_pipeline(threads), {"sizes": "64,256,0"})
+        compile_module(module, "cpu", Stage.HARDWARE, pipeline=passes)
+        first = next(k for k in module.walk() if isinstance(k, cpu.KernelOp))
+        assert first.threads.value.data == 1 == first.parallel_tiles.value.data
+        times.append(estimate(module, load_device("xeon-spr-2c")).kernels[0].time_s)
+    assert times[0] == times[1]
+
+
+def test_the_default_tiles_give_every_thread_work_worth_forking_for():
+    """
+    On 2 threads `tile` cuts the MLP's first GEMM (64 x 784 x 256, 25.7 MFLOP) into one tile per thread,
+    which halves its time less the fork; its 10-column head (0.33 MFLOP, about a parallel region's fork
+    and join at `PARALLEL_GRAIN` = 10 over 2 threads) and the softmax stay one tile on one thread.
+    """
+    reports, kernels = [], []
+    for threads in (1, 2):
+        module = load_model("samples/mlp.model", {})
+        compile_module(module, "cpu", Stage.HARDWARE, pipeline=_pipeline(threads))
+        kernels.append([(k.threads.value.data, k.parallel_tiles.value.data)
+                        for k in module.walk() if isinstance(k, cpu.KernelOp)])
+        reports.append(estimate(module, load_device("xeon-spr-2c")))
+    assert kernels == [[(1, 1), (1, 1), (1, 1)], [(2, 2), (1, 1), (1, 1)]]
+    assert 1.8 < reports[0].kernels[0].time_s / reports[1].kernels[0].time_s < 2.0
 
 
 def test_gemm_time_follows_the_clock_and_the_shape():

@@ -115,7 +115,7 @@ builtin.module {
 // rejected with the pipeline they came from, before any pass runs.
 
 // ERR-SIZES:  error: bad pass pipeline 'tile{sizes=abc}': {{.*}}expected tuple[int, ...]
-// ERR-OPTION: error: bad pass pipeline 'tile{size=64}': {{.*}}["size"] not found in expected arguments ["target", "sizes", "order", "keep"]
+// ERR-OPTION: error: bad pass pipeline 'tile{size=64}': {{.*}}["size"] not found in expected arguments ["target", "sizes", "order", "keep", "threads"]
 
 // An unknown target fails the pass.
 // ERR-TARGET:      pass 'tile{target="npu"}' failed:
