@@ -128,7 +128,7 @@ from strata.dialects.graph.flops import TRANSCENDENTAL_OPS, op_flops
 from strata.dialects.graph.layout import LayoutAttr, layout_of, same_element_order
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
-from strata.dialects.hardware.cpu import SHORT_ROWS, row_lanes
+from strata.dialects.hardware.cpu import by_rows, row_lanes
 from strata.dialects.loop import iterations
 from strata.dialects.vocabulary import type_bytes
 
@@ -672,7 +672,7 @@ def row_ops(op: Operation) -> int:
         return 0
     type_ = op.operands[0].type
     shape, element = type_.get_shape(), type_.element_type
-    if len(shape) < 2 or shape[-1] not in SHORT_ROWS:
+    if not by_rows(shape):
         return 0
     last = len(shape) - 1
     if isinstance(op, g.ReductionOp):

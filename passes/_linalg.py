@@ -69,7 +69,7 @@ from xdsl.irdl import IRDLOperation, irdl_op_definition, operand_def, prop_def, 
 from xdsl.ir.affine import AffineExpr, AffineMap
 
 from strata.dialects.graph import ops as g
-from strata.dialects.hardware.cpu import SHORT_ROWS, VECTOR_LANES, row_lanes
+from strata.dialects.hardware.cpu import VECTOR_LANES, by_rows, row_lanes
 
 FLOAT_WIDTH: dict[type, int] = {
     Float8E4M3FNType: 8, Float8E5M2Type: 8, Float16Type: 16, BFloat16Type: 16, Float32Type: 32, Float64Type: 64,
@@ -901,7 +901,7 @@ def short_rows(x: SSAValue, shape_: Sequence[int]) -> bool:
     """Whether an op over `shape_` reading `x` goes by rows (`Emitter.row_reduce`, `row_elementwise`):
     `SHORT_ROWS` rows, rank 2, or more when `x` is no slice (collapsing a slice's leading dims would
     copy it)."""
-    if len(shape_) < 2 or shape_[-1] not in SHORT_ROWS:
+    if not by_rows(shape_):
         return False
     return len(shape_) == 2 or not isinstance(x.owner, tensor.ExtractSliceOp)
 

@@ -16,6 +16,8 @@ The dialect is named `cpu`, not after an ISA (xDSL registers `x86`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr
 from xdsl.ir import Dialect
 from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
@@ -41,6 +43,11 @@ elements apart: no interleaved group, `max-interleave-group-factor`). Measured (
 1 thread, 2026-12-06), loop nests against rows: softmax of 10 2.26 against 1.01 us, of 20 4.40
 against 1.53, of 31 4.56 against 1.87; layer norm of 16 2.9 against 0.52 us. Rows of 8 LLVM
 interleaves (0.58 us either way), rows of 32 it vectorises along the row."""
+
+
+def by_rows(shape: Sequence[int]) -> bool:
+    """Whether a row-wise op over `shape` has rows the export writes one masked vector each (`SHORT_ROWS`)."""
+    return len(shape) >= 2 and shape[-1] in SHORT_ROWS
 
 
 def row_lanes(r: int) -> int:
