@@ -33,7 +33,7 @@ from strata.compiler.driver import (
 from strata.compiler.frontend import load_model, read_source
 from strata.compiler.testing.fuzz import cmd_fuzz
 from strata.compiler.pipeline import parse_pipeline
-from strata.compiler.schedule import MAX_DEVICES, apply_schedule, parse_schedule
+from strata.compiler.schedule import MAX_DEVICES, MAX_THREADS, apply_schedule, parse_schedule
 from strata.dialects.vocabulary import ALL_TARGETS, CHIPS_ATTR, TARGETS, mesh_sizes
 from strata.dialects.device import DeviceSpec, SpecError
 from strata.compiler.reports.stats import human, model_function, model_stats
@@ -59,13 +59,13 @@ def _seed(text: str) -> int:
 
 
 def _threads(text: str) -> int:
-    """`--threads N`: the native code's thread count, 1 to 256."""
+    """`--threads N`: the native code's thread count, 1 to `MAX_THREADS`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a thread count is a whole number, got '{text}'") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"a thread count is between 1 and 256, got {value}")
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"a thread count is between 1 and {MAX_THREADS}, got {value}")
     return value
 
 

@@ -25,6 +25,9 @@ ALIASES = {"tile": "sizes", "tiles": "sizes", "loop_order": "order", "pp": "chip
 MAX_DEVICES = 65_536
 """The most devices (`--devices`, and each of `--schedule tp=, dp=, pp=`): past the largest machines built."""
 
+MAX_THREADS = 256
+"""The most threads a cpu kernel runs on (`--threads`, `--schedule threads=`)."""
+
 DEVICE_COUNTS = ("tp", "dp", "pp")
 """Degrees of parallelism: device counts from 1 (`chips`, pp's pass option, also takes 0: as few as fit)."""
 
@@ -38,6 +41,8 @@ def parse_schedule(items: list[str]) -> dict[str, str]:
         if key in DEVICE_COUNTS and not (value.isdigit() and 1 <= int(value) <= MAX_DEVICES):
             raise StrataError(f"error: --schedule {key}={value}: tp and dp are device counts from 1 to"
                               f" {MAX_DEVICES:,} (and pp, the pipeline stages, too)")
+        if key == "threads" and not (value.isdigit() and 1 <= int(value) <= MAX_THREADS):
+            raise StrataError(f"error: --schedule threads={value}: a thread count is between 1 and {MAX_THREADS}")
         schedule[ALIASES.get(key, key)] = value
     return schedule
 

@@ -34,6 +34,8 @@ def _run(argv, capsys) -> tuple[int, str, str]:
     (["compile", MLP, "--plot", "{tmp}/missing/x.png"], 2, "no folder"),
     (["tune", MLP, "--db", "{tmp}"], 1, "is not a regular file"),
     (["compile", MLP, "--target", "lpu", "--schedule", "chips=-1"], 1, "chips must be 0 (as few as fit) or more"),
+    (["compile", MLP, "--target", "cpu", "--schedule", "threads=0"], 1, "a thread count is between 1 and 256"),
+    (["tune", MLP, "--target", "tpu", "--threads", "2"], 1, "--threads is for --target cpu"),
     (["compile", MLP, "--device", "a100", "--device-file", "backends/specs/h100.toml"], 1, "not both"),
     (["compile", MLP, "--spec", "smem_per_block_bytes=8"], 1, "it needs a device with more"),
 ])
