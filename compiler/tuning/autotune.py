@@ -128,7 +128,8 @@ class Options:
     pinned: dict[str, int] = field(default_factory=dict)
     """Degrees of parallelism the user fixed (`--schedule tp=2`, `sp=1`): the search keeps them."""
     threads: int = 1
-    """cpu: the threads every kernel is priced for (`--threads N`, `lower-to-hardware{threads}`)."""
+    """cpu: the threads every kernel is tiled by default and priced for (`--threads N`: `tile{threads}`,
+    `lower-to-hardware{threads}`)."""
 
 
 class _Cache:
@@ -138,7 +139,7 @@ class _Cache:
         self.target, self.spec, self.db, self.threads = target, spec, db, threads
         self.known: dict[str, dict[str, float]] = {}
         self.defaults: dict[str, dict] = {}
-        """Default points by kernel hash: they depend only on the kernel's structure."""
+        """Default points by kernel hash: they depend only on the kernel's structure (and the threads)."""
         self.evaluations = 0
         self.hits = 0
 
