@@ -310,6 +310,28 @@ def test_threads_compute_what_one_thread_does(tmp_path, threads):
         assert np.array_equal(a, b)
 
 
+@needs_mlir
+@needs_openmp
+def test_the_tiles_cut_for_more_threads_give_the_same_bits(tmp_path):
+    """On 2 threads `tile` cuts the MLP's first GEMM in two (one tile per thread); each output element is still
+    summed over k in the same order, so the values are one thread's, bit for bit."""
+    from strata.backends.cost import model_function
+    from strata.compiler import measure
+    from strata.compiler.execution import weights
+    from strata.dialects import loop
+
+    module = load_model("samples/mlp.model", {})
+    tiles = {}
+    for threads in (1, 2):
+        loops = measure.to_loops(module, "cpu", threads=threads)
+        tiles[threads] = [k.tile_sizes.get_values() for k in loops.walk() if isinstance(k, loop.KernelOp)][0]
+    assert tiles[1] != tiles[2]
+    bound = weights.bind_values(model_function(module), 0)
+    one, two = (native.run_module(module, "cpu", bound.inputs, bound.params, tmp_path / str(t), threads=t)
+                for t in (1, 2))
+    assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+
+
 def test_openmp_threads_are_spread_over_the_cores_unless_the_caller_says_otherwise(monkeypatch):
     """Each OpenMP thread gets a core of its own (`OMP_PROC_BIND=spread`, `OMP_PLACES=cores`); a caller's setting stays."""
     monkeypatch.delenv("OMP_PLACES", raising=False)
