@@ -378,7 +378,7 @@ CALIBRATIONS = (
 The constants of strata's generated code that `calibrate` solves on this host, each on a one-op
 model measured alone (as the shipped values were on the Xeon guest, `backends/cpu.py`): clocks
 per element operation on a 64 x 256 layer norm (7 an element), clocks per element of a relayout
-on a conv's OIHW -> OHWI weight (9,216 elements; given as an input, so relaid on every call, where a
+on a conv's OIHW -> OHWI weight (9,216 elements, the conv pinned channels-last; given as an input, so relaid on every call, where a
 param's relayout runs once, at load). The samples are never calibrated on. Two are
 not: the call latency (a tiny kernel alone, hot operands, takes 17 to 38 ns here, in a model 17 to
 45 ns, the clock's own cost taken out of both) and the implicit-GEMM convolution's share of the peak (solved on a
@@ -406,7 +406,9 @@ def _calibration_model(text: str, spec: DeviceSpec, pick):
 
     module = compile_source(text, "<host calibration>")
     attach_device(module, spec, "cpu")
-    loops = measure.to_loops(module, "cpu")
+    # Channels-last: the cpu's default is channels-first (`assign_layout.CHANNELS_LAST_TARGETS`), where a
+    # conv's OIHW weight needs no relayout; pinned, it is relaid into OHWI, the copy calibrated on.
+    loops = measure.to_loops(module, "cpu", {"channels_last": "true"})
     entry = _kernel([k.as_json() for k in measure.estimate_loops(loops, "cpu").kernels], pick)
     return module, loops, entry
 

@@ -11,6 +11,7 @@ attributes those passes write, exactly as a tuned choice would.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 from xdsl.passes import ModulePass
@@ -48,6 +49,9 @@ def parse_schedule(items: list[str]) -> dict[str, str]:
 
 
 def _convert(pass_name: str, key: str, type_, text: str):
+    options = [t for t in typing.get_args(type_) if t is not type(None)]
+    if typing.get_origin(type_) in (typing.Union, types.UnionType) and len(options) == 1:
+        type_ = options[0]  # an option that may be left unset (`channels_last`): set, it is of its type
     origin = typing.get_origin(type_)
     try:
         if type_ is bool:

@@ -28,18 +28,18 @@ ELEMENTWISE = """model ew(x: f32[{n}, 1024]) {{
 """
 
 
-def _report(source: str, device=None, threads: int = 1, name: str = "m.model"):
+def _report(source: str, device=None, threads: int = 1, name: str = "m.model", channels_last: bool = False):
+    """The cost report and hardware module of `source`; `channels_last` pins NHWC convolutions (the cpu's are NCHW)."""
     module = compile_source(source, name)
-    compile_module(module, "cpu", Stage.HARDWARE, device=device,
-                   pipeline=None if threads == 1 else _pipeline(threads))
+    compile_module(module, "cpu", Stage.HARDWARE, device=device, pipeline=_pipeline(threads, channels_last))
     return estimate(module, module_device(module)), module
 
 
-def _pipeline(threads: int):
+def _pipeline(threads: int, channels_last: bool = False):
     from strata.compiler.driver import passes_between
-    from strata.compiler.schedule import apply_schedule
 
-    return apply_schedule(passes_between("cpu", Stage.GRAPH, Stage.HARDWARE), {"threads": str(threads)})
+    passes = passes_between("cpu", Stage.GRAPH, Stage.HARDWARE, threads)
+    return apply_schedule(passes, {"channels_last": "true"}) if channels_last else passes
 
 
 def _gemm(m=1024, n=1024, k=1024, **kw):
@@ -197,9 +197,10 @@ def test_copies_are_costed_by_their_elements_the_weight_relaid_once_at_load():
     """
     The native code relays the input (NCHW -> NHWC) and the result back to NCHW on every call,
     each a `relayout_I` at `CYCLES_PER_RELAYOUT_ELEMENT` clocks per element, in the total; the
-    weight (OIHW -> OHWI) once, when the params are loaded: in `at_load`, not in the total.
+    weight (OIHW -> OHWI) once, when the params are loaded: in `at_load`, not in the total
+    (channels-last pinned: the cpu's convolutions are channels-first by default, with no relayout).
     """
-    report, module = _report(CONV)
+    report, module = _report(CONV, channels_last=True)
     spec = load_device("xeon-spr-2c")
 
     def elements(costs):
@@ -264,7 +265,8 @@ def test_strided_walks_pay_for_the_cache_lines_they_miss():
     assert per_element == [cpu_model.CYCLES_PER_MISSED_ELEMENT, cpu_model.CYCLES_PER_RELAYOUT_ELEMENT,
                            cpu_model.CYCLES_PER_RELAYOUT_ELEMENT]
     assert cpu_model.strided_cycles(LayoutAttr([0, 1, 2, 3]), [1, 16, 32, 32], [1, 16, 32, 32], 4, spec) == 0
-    pool, _ = _report("model p(x: f32[1, 16, 32, 32]) {\n  return maxpool2d(x, kernel=3, stride=2, padding=1)\n}\n")
+    pool, _ = _report("model p(x: f32[1, 16, 32, 32]) {\n  return maxpool2d(x, kernel=3, stride=2, padding=1)\n}\n",
+                      channels_last=True)
     (relayout_in, relayout_out) = (k for k in pool.kernels if k.kind == "relayout")
     assert relayout_in.extra["compute_s"] == pytest.approx(
         cpu_model.CYCLES_PER_MISSED_ELEMENT * 16 * 32 * 32 / spec["clock_hz"])
@@ -285,8 +287,8 @@ def test_walks_of_a_few_elements_beside_a_contiguous_dim_are_interleaved_vector_
     assert not cpu_model.interleaved_walk(nhwc, [1, 128, 4, 4], [1, 1, 2, 2], 4)  # one channel: no contiguous dim
     spec = load_device("xeon-spr-2c")
     source = "model p(x: f32[1, 128, 2, 2]) {\n  return global_avgpool(x)\n}\n"
-    small, _ = _report(source)
-    larger, _ = _report(source.replace("2, 2]", "4, 4]"))
+    small, _ = _report(source, channels_last=True)
+    larger, _ = _report(source.replace("2, 2]", "4, 4]"), channels_last=True)
     (small_pool,) = (k for k in small.kernels if k.kind == "pool")
     (larger_pool,) = (k for k in larger.kernels if k.kind == "pool")
     # The 4 x 4 pool pays for its strided walk, the 2 x 2 one only for its bytes and operations.
@@ -298,12 +300,13 @@ def test_an_implicit_gemm_conv_is_the_micro_kernel_after_its_patch_gather():
     """
     The 3x3 conv of 16 channels into 32 at 16x16: the micro-kernel at the device's GEMM ceiling
     (block share and fill as a GEMM's), after a copy phase that gathers K x Y*X patch elements;
-    its weight, relaid to (o, i, j, c) rows and copied by rows, walks nothing strided.
+    its weight, relaid to (o, i, j, c) rows and copied by rows, walks nothing strided (channels-last
+    pinned; `test_the_cpu_convolutions_are_channels_first` has the default).
     """
     from strata.backends.cost import hardware_kernels
     from strata.dialects import loop
 
-    report, module = _report(CONV)
+    report, module = _report(CONV, channels_last=True)
     spec = load_device("xeon-spr-2c")
     (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "conv"]
     assert kernel.block() and cpu_model.patch_elements(kernel) == 16 * 9 * 16 * 16
@@ -316,6 +319,20 @@ def test_an_implicit_gemm_conv_is_the_micro_kernel_after_its_patch_gather():
     walked_s = cpu_model.strided_access_cycles(kernel, spec, cpu_model.body_ops(kernel)) / spec["clock_hz"]
     assert cost.extra["copy_s"] == pytest.approx(
         cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)) / spec["l2_bandwidth_per_core"] + walked_s + gather_s)
+
+
+def test_the_cpu_convolutions_are_channels_first():
+    """
+    strata's cpu code runs a convolution as `W[O, K] @ cols[K, pixels]`, whose rows are runs of one
+    channel's pixels: `assign-layout` keeps the cpu's conv tensors NCHW (its weight OIHW), so the model
+    needs no relayout, where channels-last relays the input, the output and the weight and walks its
+    NHWC buffers strided; it is estimated, and measured, slower (`CHANNELS_LAST_TARGETS`).
+    """
+    first, module = _report(CONV)
+    last, _ = _report(CONV, channels_last=True)
+    assert not [k for k in [*first.kernels, *first.at_load] if k.kind == "relayout"]
+    assert len([k for k in [*last.kernels, *last.at_load] if k.kind == "relayout"]) == 3
+    assert first.total()["time_s"] < last.total()["time_s"]
 
 
 def test_a_conv_of_several_images_is_one_implicit_gemm_and_costs_at_least_its_images_one_by_one():
@@ -360,7 +377,7 @@ def test_an_integer_conv_product_runs_as_llvm_vectorises_its_pixel_loop():
   param w: i8[64, 32, 3, 3]
   return conv2d(x, w, padding=1, dtype=i32)
 }
-""")
+""", channels_last=True)
     (cost,) = [k for k in report.kernels if k.kind == "conv"]
     assert cost.extra["micro_kernel"] == "none"
     assert cost.extra["compute_s"] == pytest.approx(

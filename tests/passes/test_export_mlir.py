@@ -488,12 +488,16 @@ def test_work_at_load_runs_once_and_every_call_reads_it(tmp_path):
 
 
 def test_a_relayout_that_keeps_the_element_order_is_one_memcpy():
-    """A 1x1 convolution's OIHW -> OHWI weight holds its elements in the same order: a flat `memref.copy`, no loop."""
+    """A 1x1 convolution's OIHW -> OHWI weight (channels-last pinned) holds its elements in the same order: a
+    flat `memref.copy`, no loop."""
+    from strata.compiler.driver import passes_between
     from strata.compiler.frontend import compile_source
+    from strata.compiler.schedule import apply_schedule
 
     source = "model c(x: f32[1, 8, 4, 4]) {\n  param w: f32[16, 8, 1, 1]\n  return conv2d(x, w)\n}\n"
     module = compile_source(source, "c.model")
-    compile_module(module, "cpu", Stage.MLIR)
+    passes = apply_schedule(passes_between("cpu", Stage.GRAPH, Stage.MLIR), {"channels_last": "true"})
+    compile_module(module, "cpu", Stage.MLIR, pipeline=passes)
     load = next(op for op in module.ops if op.sym_name.data == "c_load")
     names = [op.name for op in load.walk()]
     assert "memref.copy" in names and "scf.for" not in names
