@@ -5,7 +5,7 @@ autotuned schedule (`strata tune`, default budget and strategy, seed 0), and
 their ratio. The target the issue set: every ratio within 1.5x, so that
 `--target all` compares machines on schedules of like quality.
 
-Usage: .venv/bin/python benchmarks/default_schedules.py [--targets gpu,tpu,lpu] [--samples mlp,gpt2,...]
+Usage: .venv/bin/python benchmarks/default_schedules.py [--targets gpu,tpu,lpu,cpu] [--samples mlp,gpt2,...]
 
 Each tune runs in a fresh process with a fresh tuning database (about 20 s
 per sample and target on one core).
@@ -37,7 +37,7 @@ def tune(sample: Path, target: str, db: Path) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", default="gpu,tpu,lpu")
+    parser.add_argument("--targets", default="gpu,tpu,lpu,cpu")
     parser.add_argument("--samples", default=",".join(sorted(p.stem for p in (ROOT / "samples").glob("*.model"))))
     args = parser.parse_args()
     worst = 0.0
