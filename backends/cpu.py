@@ -128,6 +128,7 @@ from strata.dialects.graph.flops import TRANSCENDENTAL_OPS, op_flops
 from strata.dialects.graph.layout import LayoutAttr, layout_of, same_element_order
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
+from strata.dialects.hardware._kernel import MatrixOp
 from strata.dialects.hardware.cpu import by_rows, row_lanes
 from strata.dialects.loop import iterations
 from strata.dialects.vocabulary import type_bytes
@@ -229,8 +230,22 @@ unless the spec gives `cycles_per_flop` (`--device host` solves it on a layer no
 the export's `linalg.generic` tile ops, one loop over the tile per op, a dependent chain per
 reduction. Calibrated on kernels measured alone (`strata measure` of one-op models, 1 thread,
 median of 50, 2026-12-06): layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`)
-21.6 us, RMS norm 64 x 256 (4) 13.5 us, relu 64 x 1024 15.1 us: 0.71, 0.78, 0.88 clocks per
-operation with the tile copies. Checked: an add 64 x 256 (5.4 us), a 65 x 192 layer norm (15.7 us)."""
+21.6 us, RMS norm 64 x 256 (4) 13.5 us: 0.71, 0.78 clocks per operation with the tile copies.
+Checked: a 65 x 192 layer norm (15.7 us). Elementwise ops: `CYCLES_PER_MAP_OP`."""
+
+CYCLES_PER_MAP_OP = 0.86
+"""Core clocks per element operation of an elementwise op (`MAP_OPS`: arithmetic, casts, quantize
+and dequantize, an exp-like function's own FLOPs), unless the spec gives `cycles_per_map_op`
+(`--device host` solves it on a relu timed there): one vectorised loop over the tile, no dependent
+chain, so cheaper per operation than a norm's or softmax's (`CYCLES_PER_FLOP`). On the Xeon guest
+relu 64 x 1024 took 15.1 us (2026-12-06, as above): 0.86 clocks per element. On the Zen 4 guest
+(`strata measure` of one-op models, 1 thread, the fastest of 3 processes' means of 50, 2026-12-07,
+after `_linalg.coalesced_dims`), against 0.99 per operation for its layer norm: relu 64 x 1024
+9.9 us, an add 64 x 256 2.9 us, dequantize i8 1 x 64 x 32 x 32 7.7 us, quantize f32 -> i8 64 x 1024
+21.1 us (2 operations, `OPS_PER_ELEMENT`): 0.55, 0.65, 0.43 and 0.59 clocks per operation."""
+
+MAP_OPS = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.QuantizeOp, g.DequantizeOp)
+"""The elementwise ops whose operations cost `CYCLES_PER_MAP_OP` each (`map_operations`)."""
 
 CYCLES_PER_TRANSCENDENTAL = 1.5
 """Core clocks per exp-like element beyond its FLOPs (`exp`, `sigmoid`, `silu`, softmax's and
@@ -661,6 +676,20 @@ def transcendental_cycles(kernel: cpu.KernelOp) -> float:
     return count * (weighted / elements if elements else CYCLES_PER_TRANSCENDENTAL)
 
 
+def map_operations(ops: list[tuple[Operation, int]]) -> int:
+    """The element operations of the kernel's elementwise ops (`MAP_OPS`, each at its `OPS_PER_ELEMENT`
+    or its FLOPs), summed over the body with how often each op runs; not the add of a tile product
+    into its accumulator, which the micro-kernel's FMAs do (none of the kernel's `flops` beyond the
+    matrix FLOPs)."""
+    total = 0
+    for op, times in ops:
+        if isinstance(op, MAP_OPS) and not any(isinstance(v.owner, MatrixOp) for v in op.operands):
+            per_element = OPS_PER_ELEMENT.get(type(op))
+            count = op_flops(op) if per_element is None else per_element * num_elements(op.results[0].type.get_shape())
+            total += count * times
+    return total
+
+
 def row_ops(op: Operation) -> int:
     """
     Operations per element of `op` that the export runs as one masked vector per row
@@ -707,7 +736,9 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     matrix_s = matrix / (peak * micro_kernel_efficiency(kernel, spec)) if matrix else 0.0
     ops = body_ops(kernel)
     by_rows, row_cycles = row_work(ops)
-    cycles = (spec.get("cycles_per_flop", CYCLES_PER_FLOP) * max(0, flops - matrix - flop_overcount(kernel) - by_rows)
+    mapped = map_operations(ops)
+    cycles = (spec.get("cycles_per_flop", CYCLES_PER_FLOP) * max(0, flops - matrix - flop_overcount(kernel) - by_rows - mapped)
+              + spec.get("cycles_per_map_op", CYCLES_PER_MAP_OP) * mapped
               + row_cycles
               + transcendental_cycles(kernel)
               + CYCLES_PER_GATHERED_ELEMENT * kernel.gathered_elements.value.data)

@@ -187,6 +187,37 @@ def zero() -> AffineExpr:
     return AffineExpr.constant(0)
 
 
+def coalesced_dims(out: Sequence[int], operands: Sequence[Sequence[int]]) -> list[list[int]]:
+    """
+    The dims of an elementwise op over `out` in groups of adjacent dims that every operand (NumPy-
+    broadcast to `out`) reads alike, all whole or all broadcast (a dim of extent 1 joins any group):
+    each group can be one loop. A per-channel scale `[C, 1, 1]` over `[N, C, H, W]`: [[0, 1], [2, 3]].
+    """
+    groups: list[list[int]] = []
+    kinds: tuple | None = None
+    for d, extent in enumerate(out):
+        if extent == 1 and groups:
+            groups[-1].append(d)
+            continue
+        here = tuple(_padded(s, len(out))[d] == extent for s in operands)
+        if groups and (kinds is None or here == kinds):
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+        kinds = here if extent != 1 else kinds
+    return groups
+
+
+def _padded(operand: Sequence[int], rank: int) -> list[int]:
+    return [1] * (rank - len(operand)) + list(operand)
+
+
+def _collapse(operand: Sequence[int], rank: int, groups: Sequence[Sequence[int]]) -> list[int]:
+    """`operand`'s shape with `groups` of its (broadcast-padded) dims collapsed into one each."""
+    padded = _padded(operand, rank)
+    return [math.prod(padded[d] for d in g) for g in groups]
+
+
 def broadcast_map(operand: Sequence[int], out: Sequence[int]) -> AffineMap:
     """NumPy broadcasting of an `operand`-shaped input into an `out`-shaped loop nest."""
     lead = len(out) - len(operand)
@@ -556,14 +587,19 @@ class Emitter:
         loop is short (9 to 31 elements) LLVM unrolls whole and then vectorises across the outer
         loop with gathers and scatters, 5 to 10 times slower than one long contiguous loop (a
         64 x 16 `x * y + x` 2.4 us, 64 x 8 or 64 x 32 0.2 to 0.5 us, on AVX-512). A slice's
-        tensor is strided in memory: flattening it would copy it. An op broadcasting one value per
-        row over rows of `SHORT_ROWS` runs by rows (`row_elementwise`).
+        tensor is strided in memory: flattening it would copy it. Otherwise the adjacent dims every
+        operand reads alike are collapsed into one loop (`coalesce`). An op broadcasting one value
+        per row over rows of `SHORT_ROWS` runs by rows (`row_elementwise`).
         """
         count = math.prod(out_shape)
         if len(out_shape) > 1 and count > 0 and all(
                 list(shape(x)) == list(out_shape) and not isinstance(x.owner, tensor.ExtractSliceOp) for x in xs):
             flat = [self.reshape(x, [count]) for x in xs]
             return self.reshape(self.elementwise(fn, [count], out_elem, *flat, raw=raw), out_shape)
+        coalesced = self.coalesce(xs, out_shape)
+        if coalesced is not None:
+            out, collapsed = coalesced
+            return self.reshape(self.elementwise(fn, out, out_elem, *collapsed, raw=raw), out_shape)
         by_rows = self.row_elementwise(fn, out_shape, out_elem, xs)
         if by_rows is not None:
             return by_rows
@@ -572,6 +608,30 @@ class Emitter:
             values = list(args[: len(xs)]) if raw else [em.to_compute(a) for a in args[: len(xs)]]
             return em.convert(fn(em, *values), out_elem)
 
+        return self.generic(xs, [broadcast_map(shape(x), out_shape) for x in xs], out_shape, out_elem, body)
+
+    def coalesce(self, xs: Sequence[SSAValue], out_shape: Sequence[int]) -> tuple[list[int], list[SSAValue]] | None:
+        """
+        An elementwise op's operands with the adjacent dims they all read alike collapsed into one
+        (`coalesced_dims`), and its collapsed output shape; None where no dims collapse (or an
+        operand is a slice, which a reshape would copy). A per-channel scale over NCHW pixels is then
+        a 16 x 256 loop nest, not 16 x 16 x 16, whose short inner loop LLVM vectorises with gathers
+        (`elementwise`).
+        """
+        groups = coalesced_dims(out_shape, [shape(x) for x in xs])
+        if math.prod(out_shape) == 0 or len(groups) == len(out_shape) or any(
+                isinstance(x.owner, tensor.ExtractSliceOp) for x in xs):
+            return None
+        out = [math.prod(out_shape[d] for d in g) for g in groups]
+        return out, [self.reshape(x, _collapse(shape(x), len(out_shape), groups)) if shape(x) else x for x in xs]
+
+    def mapped(self, xs: Sequence[SSAValue], out_shape: Sequence[int], out_elem: Attribute,
+               body: Callable[..., SSAValue]) -> SSAValue:
+        """`generic` of an elementwise `body` over `xs` broadcast to `out_shape`, on coalesced dims (`coalesce`)."""
+        coalesced = self.coalesce(xs, out_shape)
+        if coalesced is not None:
+            out, collapsed = coalesced
+            return self.reshape(self.mapped(collapsed, out, out_elem, body), out_shape)
         return self.generic(xs, [broadcast_map(shape(x), out_shape) for x in xs], out_shape, out_elem, body)
 
     def cast(self, x: SSAValue, to: Attribute) -> SSAValue:
@@ -1434,9 +1494,7 @@ def quantize(em: Emitter, op: g.QuantizeOp, args: Sequence[SSAValue]) -> SSAValu
         value = e.select(e.cmpf(value, value, "uno"), zero_point, value)
         return e.v(arith.TruncIOp(e.v(arith.FPToSIOp(value, IntegerType(32))), t))
 
-    out_shape = shape(op.result)
-    return em.generic(args, [broadcast_map(shape(a), out_shape) for a in args], out_shape, t,
-                      lambda e, *xs: body(e, *xs[: len(args)]))
+    return em.mapped(args, shape(op.result), t, lambda e, *xs: body(e, *xs[: len(args)]))
 
 
 def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue]) -> SSAValue:
@@ -1454,9 +1512,7 @@ def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue]) -> SSA
             shifted = e.v(arith.SIToFPOp(wide, f32))
         return e.convert_logical(e.mul(shifted, e.convert_logical(scale, types[1], f32)), f32, logical(op.result))
 
-    out_shape = shape(op.result)
-    return em.generic(args, [broadcast_map(shape(a), out_shape) for a in args], out_shape, t,
-                      lambda e, *xs: body(e, *xs[: len(args)]))
+    return em.mapped(args, shape(op.result), t, lambda e, *xs: body(e, *xs[: len(args)]))
 
 
 def highest_finite(t: Attribute) -> float:
