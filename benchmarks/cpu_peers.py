@@ -1,10 +1,10 @@
 """
 strata's native code (`strata run --backend mlir`) against the CPU peers, on this machine.
 
-Usage: .venv/bin/python benchmarks/cpu_peers.py [--threads 1,2] [--repeat 40] [--workloads gemm,mlp,gpt2] [--no-pin]
+Usage: .venv/bin/python benchmarks/cpu_peers.py [--threads 1,2] [--repeat 40] [--workloads gemm,mlp,gpt2,resnet18] [--no-pin]
 
-Workloads: a 1024^3 f32 GEMM, `samples/mlp.model` (defaults) and GPT-2 at
-S=64 D=256 H=4 L=2. Peers, where installed: NumPy (the reference executor:
+Workloads: a 1024^3 f32 GEMM, `samples/mlp.model` (defaults), GPT-2 at
+S=64 D=256 H=4 L=2 and ResNet-18 at 112 x 112 (batch 1). Peers, where installed: NumPy (the reference executor:
 its matmuls are OpenBLAS calls), onnxruntime (`strata export`'s ONNX model,
 CPU provider), IREE (llvm-cpu; GEMM only) and JAX (jit; GEMM only: there is
 no strata-to-JAX translation). strata runs as `strata run --backend mlir
@@ -49,6 +49,7 @@ WORKLOADS = {
     "gemm": ("GEMM 1024^3 f32", None, {}),
     "mlp": ("samples/mlp.model", "samples/mlp.model", {}),
     "gpt2": ("GPT-2 S=64 D=256 H=4 L=2", "samples/gpt2.model", {"S": 64, "D": 256, "H": 4, "L": 2}),
+    "resnet18": ("ResNet-18 112x112", "samples/resnet18.model", {"HW": 112}),
 }
 
 PEERS = ("numpy", "onnxruntime", "iree", "jax", "strata")
