@@ -332,6 +332,22 @@ def test_the_tiles_cut_for_more_threads_give_the_same_bits(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
 
 
+@needs_mlir
+def test_a_float_max_pool_propagates_nan_as_the_reference(tmp_path):
+    """The f32 max pool's compare-and-select keeps `maximumf`'s NaN: every window holding one is NaN."""
+    from strata.compiler.frontend import compile_source
+
+    source = "model p(x: f32[1, 2, 8, 8]) {\n  return maxpool2d(x, kernel=3, stride=2, padding=1)\n}\n"
+    module = compile_source(source, "p.model")
+    x = np.random.default_rng(0).standard_normal((1, 2, 8, 8)).astype(np.float32)
+    x[0, 0, 3, 4], x[0, 1, 0, 0] = np.nan, -np.inf
+    (want,) = reference.run_module(module, {"x": x}, {})
+    (got,) = native.run_module(module, "cpu", {"x": x}, {}, tmp_path)
+    assert np.isnan(want).sum() == 2  # rows 1-3 and 3-5, columns 3-5
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
+
+
 def test_openmp_threads_are_spread_over_the_cores_unless_the_caller_says_otherwise(monkeypatch):
     """Each OpenMP thread gets a core of its own (`OMP_PROC_BIND=spread`, `OMP_PLACES=cores`); a caller's setting stays."""
     monkeypatch.delenv("OMP_PLACES", raising=False)
