@@ -129,7 +129,7 @@ from strata.dialects.graph.layout import LayoutAttr, layout_of, same_element_ord
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
 from strata.dialects.hardware._kernel import MatrixOp
-from strata.dialects.hardware.cpu import by_rows, row_lanes
+from strata.dialects.hardware.cpu import row_lanes
 from strata.dialects.loop import iterations
 from strata.dialects.vocabulary import type_bytes
 
@@ -701,7 +701,7 @@ def row_ops(op: Operation) -> int:
         return 0
     type_ = op.operands[0].type
     shape, element = type_.get_shape(), type_.element_type
-    if not by_rows(shape):
+    if not cpu.by_rows(shape):
         return 0
     last = len(shape) - 1
     if isinstance(op, g.ReductionOp):

@@ -400,6 +400,8 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
         # idle SMs.
         _grow_for_reuse(kernel, tiles, bounds, rank, budget, device)
     if kind in ("gemm", "attention", "conv") and device.target == "gpu":
+        # The instruction multiplies the matmul's operands, not the kernel's
+        # first input (a weight-only GEMM's first input may be its i4 weight).
         mma = device.mma_shape(matrix_operand_dtype(kernel.body) or "f32") or (16, 8, 16)
         _fill_machine(kernel, tiles, bounds, rank, cut, device["sms"], mma[:2])
     if kind in ("gemm", "attention", "conv") and device.target == "cpu" and threads > 1:
