@@ -129,7 +129,7 @@ from strata.dialects.graph.layout import LayoutAttr, layout_of, same_element_ord
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
 from strata.dialects.hardware._kernel import MatrixOp
-from strata.dialects.hardware.cpu import row_lanes
+from strata.dialects.hardware.cpu import core_peak, row_lanes
 from strata.dialects.loop import iterations
 from strata.dialects.vocabulary import type_bytes
 
@@ -325,11 +325,6 @@ multiply alone, its operands read in place and hot, 17 ns, the clock's own 24 ns
 out (with it, 40 ns was priced here before). Its compute is 2 ns of vector work and its 1.5 KB a
 few L1 hits. (The multiply of 16 elements alone takes 32 to 38 ns; in ResNet-18 int8, HW=64 W0=16,
 its scale multiplies of 16 to 128 elements 17 to 45 ns.)"""
-
-
-def core_peak(spec: DeviceSpec) -> float:
-    """One core's f32 FMA peak (FLOP/s): lanes x pipes x 2 x clock."""
-    return spec["simd_lanes_f32"] * spec["fma_pipes"] * 2 * spec["clock_hz"]
 
 
 def _bandwidth(spec: DeviceSpec, level: str, cores: int) -> float:

@@ -543,7 +543,7 @@ def _tune_measured(args) -> int:
     if detect_stage(module) != Stage.GRAPH:
         raise StrataError("error: autotuning starts from a model or graph-stage IR, not a later dump")
     device = attach_device(module, _measured_device(args, module), args.target)
-    _, report = measure.tune_measured(module, args.target, device, _tune_options(args), args.threads, args.repeat,
+    _, report = measure.tune_measured(module, args.target, device, _tune_options(args), args.repeat,
                                       args.candidates, args.seed)
     if args.report == "json":
         import json

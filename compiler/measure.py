@@ -57,7 +57,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -488,7 +488,7 @@ def _points_by_estimate(result, count: int) -> list[tuple[dict, float]]:
     return ranked[:count]
 
 
-def tune_measured(graph: ModuleOp, target: str, spec, options, threads: int = 1, repeat: int = 5,
+def tune_measured(graph: ModuleOp, target: str, spec, options, repeat: int = 5,
                   candidates: int = DEFAULT_CANDIDATES, seed: int = 0, progress=None):
     """
     `strata tune --measure` (see the module docstring): returns the chosen
@@ -509,7 +509,8 @@ def tune_measured(graph: ModuleOp, target: str, spec, options, threads: int = 1,
     check_toolchain()
     if candidates < 1:
         raise StrataError(f"error: --candidates must be at least 1, not {candidates}")
-    tuned, estimated = autotune.autotune(graph, target, spec, replace(options, threads=threads), progress)
+    threads = options.threads  # searched, screened and run on
+    tuned, estimated = autotune.autotune(graph, target, spec, options, progress)
     kernels_by_name = {op.kernel_name.data: op for op in tuned.walk() if isinstance(op, KernelOp)}
     measured: list[MeasuredKernel] = []
     for group in estimated.kernels:

@@ -193,18 +193,16 @@ def coalesced_dims(out: Sequence[int], operands: Sequence[Sequence[int]]) -> lis
     broadcast to `out`) reads alike, all whole or all broadcast (a dim of extent 1 joins any group):
     each group can be one loop. A per-channel scale `[C, 1, 1]` over `[N, C, H, W]`: [[0, 1], [2, 3]].
     """
+    padded = [_padded(s, len(out)) for s in operands]
     groups: list[list[int]] = []
-    kinds: tuple | None = None
+    kinds: tuple | None = None  # how the operands read the current group's dims of extent over 1
     for d, extent in enumerate(out):
-        if extent == 1 and groups:
-            groups[-1].append(d)
-            continue
-        here = tuple(_padded(s, len(out))[d] == extent for s in operands)
-        if groups and (kinds is None or here == kinds):
+        here = kinds if extent == 1 else tuple(p[d] == extent for p in padded)
+        if groups and kinds in (None, here):
             groups[-1].append(d)
         else:
             groups.append([d])
-        kinds = here if extent != 1 else kinds
+        kinds = here
     return groups
 
 

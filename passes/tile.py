@@ -54,6 +54,7 @@ from strata.dialects.graph.dtypes import is_float
 from strata.dialects.graph.flops import op_flops
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
 from strata.dialects.hardware._kernel import matrix_operand_dtype
+from strata.dialects.hardware.cpu import core_peak
 from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
@@ -413,9 +414,8 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
 def _useful_threads(kernel: KernelOp, device: DeviceSpec, threads: int) -> int:
     """The most of `threads` (and of the CPU's cores) whose shares of `kernel` each outlast `PARALLEL_GRAIN` forks."""
     fork_s = device.get("parallel_region_latency_s", 0.0)
-    peak = device["simd_lanes_f32"] * device["fma_pipes"] * 2 * device["clock_hz"]
     flops = sum(op_flops(op) for op in kernel.body.walk())
-    useful = int(flops / (peak * PARALLEL_GRAIN * fork_s)) if fork_s else threads
+    useful = int(flops / (core_peak(device) * PARALLEL_GRAIN * fork_s)) if fork_s else threads
     return max(1, min(threads, device["cores"], useful))
 
 

@@ -24,6 +24,7 @@ from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_d
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
+from strata.dialects.device import DeviceSpec
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
 from strata.dialects.loop import AllGatherBase, AllReduceBase, ReduceScatterBase
@@ -43,6 +44,11 @@ elements apart: no interleaved group, `max-interleave-group-factor`). Measured (
 1 thread, 2026-12-06), loop nests against rows: softmax of 10 2.26 against 1.01 us, of 20 4.40
 against 1.53, of 31 4.56 against 1.87; layer norm of 16 2.9 against 0.52 us. Rows of 8 LLVM
 interleaves (0.58 us either way), rows of 32 it vectorises along the row."""
+
+
+def core_peak(spec: DeviceSpec) -> float:
+    """One core's f32 FMA peak (FLOP/s): lanes x pipes x 2 x clock."""
+    return spec["simd_lanes_f32"] * spec["fma_pipes"] * 2 * spec["clock_hz"]
 
 
 def by_rows(shape: Sequence[int]) -> bool:
