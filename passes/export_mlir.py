@@ -31,7 +31,8 @@ structure:
   micro-kernel of `Emitter.vector_matmul`, its `b` loaded packed in column
   strips, with `memref.prefetch`es of the next iteration's tiles
   (`next_tile_prefetch`); f32 tiles of row-major buffers (2-D after
-  leading unit dims) are copied by vectors, row by row
+  leading unit dims, or rows of the buffer collapsed to 2-D, as a slice
+  of the last dim: `_vector_rows`) are copied by vectors, row by row
   (`_vector_tile_load`; a row of more than `UNROLLED_VECTORS` vectors in
   a loop, `_by_vectors`), behind an `scf.if` where they may cross the edge;
   a tile that is its whole buffer as laid out is the buffer itself
@@ -628,6 +629,9 @@ class _KernelExporter:
             # Read in place: the kernel never writes its inputs, and bufferization copies a
             # `to_tensor` before any write into it.
             return em.v(bufferization.ToTensorOp(buffer, restrict=True))
+        if pack is None and not any(guards) and _vector_rows(layout, logical, tile, t, offsets):
+            # An f32 window whose leading dims merge into rows (a slice of the last dim).
+            return _vector_rows_load(em, buffer, logical, offsets, tile)
         if not _vector_copyable(layout, tile, t, pack):
             return self._generic_load(op, em, pack, layout, logical, tile, t, buffer, offsets, guards)
         if not any(guards):
@@ -805,6 +809,39 @@ def _vector_copyable(layout: LayoutAttr, tile, t, pack) -> bool:
     if kind == "cols":
         return tile[1] % width == 0 and width % VL == 0
     return tile[0] % width == 0 and width % VL == 0 and tile[1] % VL == 0
+
+
+def _vector_rows(layout: LayoutAttr, logical, tile, t, offsets) -> bool:
+    """
+    Whether an f32 tile of a row-major buffer, inside it, is a run of rows of the buffer
+    collapsed to 2-D (`_vector_rows_load`), with leading dims that are not all 1: after its
+    first leading dim of more than one element, every leading dim whole and at offset 0 (a
+    slice of the last dim of [B, H, S, D], RoPE's halves). Whole vectors per row.
+    """
+    rank = len(tile)
+    if rank < 3 or t != f32 or layout.tiles or list(layout.perm) != list(range(rank)) or tile[-1] % VL:
+        return False
+    lead = [d for d in range(rank - 1) if tile[d] != 1]
+    if len(lead) < 2 and all(d == rank - 2 for d in lead):
+        return False  # `_vector_copyable`'s case: 2-D after leading unit dims
+    return all(tile[d] == logical[d] and offsets[d] is None for d in range(lead[0] + 1, rank - 1))
+
+
+def _vector_rows_load(em: Emitter, buffer: SSAValue, logical, offsets, tile) -> SSAValue:
+    """The tile of `_vector_rows` copied by vectors, row by row, from the buffer collapsed to [rows, columns]."""
+    rows = math.prod(logical[:-1])
+    flat = em.v(memref.CollapseShapeOp(
+        operands=[buffer], result_types=[MemRefType(buffer.type.element_type, [rows, logical[-1]])],
+        properties={"reassociation": _reassociation([list(range(len(logical) - 1)), [len(logical) - 1]])},
+    ))
+    first = None
+    for d, offset in enumerate(offsets[:-1]):
+        if offset is None:
+            continue
+        scaled = em.v(arith.MuliOp(offset, em.index(math.prod(logical[d + 1:-1])))) if d < len(logical) - 2 else offset
+        first = scaled if first is None else em.v(arith.AddiOp(first, scaled))
+    copied = _vector_load(em, flat, [first, offsets[-1]], [math.prod(tile[:-1]), tile[-1]], None)
+    return em.reshape(copied, list(tile))
 
 
 def _vector_tile_load(em: Emitter, buffer: SSAValue, offsets, tile, pack) -> SSAValue:

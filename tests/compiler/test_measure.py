@@ -28,6 +28,9 @@ needs_mlir = pytest.mark.skipif(
     reason="the MLIR/LLVM 22 tools are not installed (apt-get install mlir-22-tools llvm-22)",
 )
 needs_cpu = pytest.mark.skipif("cpu" not in TARGETS, reason="no cpu target")
+needs_openmp = pytest.mark.skipif(
+    not native.OPENMP_LIBRARY.exists(), reason="LLVM's OpenMP runtime is not installed (apt-get install libomp-22-dev)"
+)
 
 MLP = ["samples/mlp.model", "-D", "B=4"]
 
@@ -194,6 +197,7 @@ def test_tune_measure_never_keeps_a_schedule_measured_slower(tmp_path, capsys):
 
 @needs_mlir
 @needs_cpu
+@needs_openmp
 def test_tune_measure_screens_with_the_estimates_of_its_threads(tmp_path, capsys):
     """`tune --measure --threads 2` searches and screens 2-thread estimates, and records them as such."""
     db = tmp_path / "tuning.jsonl"
@@ -303,6 +307,7 @@ def test_work_at_load_is_reported_and_timed_apart(capsys, tmp_path):
 
 @needs_mlir
 @needs_cpu
+@needs_openmp
 def test_measure_prices_the_threads_it_runs_on(capsys):
     """`measure --threads 2` runs on 2 threads and compares with the cost model's estimate for 2, as `compile --threads 2` gives it."""
     report = _json(capsys, ["compile", *MLP, "--target", "cpu", "--device", "host", "--threads", "2", "--report", "json"])

@@ -270,6 +270,37 @@ def test_long_rows_are_copied_by_a_loop_of_vectors(tmp_path):
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
+@needs_mlir
+def test_slices_and_concatenations_of_the_last_dim_go_by_vectors(tmp_path):
+    """
+    RoPE's halves (Llama): a slice of the last dim of [1, 4, 8, 32] is copied by rows of vectors
+    from the buffer collapsed to [32, 32], not element by element; a concatenation along the last
+    dim writes whole vectors (operands of 256 columns are loops); a
+    slice on a leading dim and a concatenation of rows that are not whole vectors keep the
+    generics. Values as the reference's.
+    """
+    from strata.compiler.frontend import compile_source
+
+    source = (
+        "model m(x: f32[1, 4, 8, 32], c: f32[8, 32], y: f32[2, 3, 20], z: f32[2, 4, 256]) {\n"
+        "  a = slice(x, axis=-1, start=16, end=32)\n  b = slice(x, axis=-1, start=0, end=16)\n"
+        "  w = concat([z, z], axis=-1)\n"
+        "  return x * c + concat([-a, b], axis=-1) * c, concat([y, y], axis=-1), slice(y, axis=1, start=1, end=3),"
+        " w * 2.0\n}\n"
+    )
+    module = compile_source(source, "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    collapsed = [op for op in module.walk() if op.name == "memref.collapse_shape"]
+    assert any(op.result.type.get_shape() == (32, 32) for op in collapsed)
+    reads = [op for op in module.walk() if op.name == "vector.transfer_read" and op.operands[0].type.get_shape() == (32, 32)]
+    assert reads  # the slices' rows
+    loops = [op for op in module.walk() if op.name == "scf.for" and op.step.owner.value.value.data == 16]
+    assert loops  # the 256-wide operands' rows: loops of vectors
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
 def test_vector_copies_take_rows_of_whole_vectors():
     """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
     16-lane write would run past each row of its tensor)."""
