@@ -34,8 +34,14 @@ L2. For each kernel:
   `patch_elements`); another ungrouped one (integer, low precision) as
   the same product in LLVM's vector loops (`product_cycles`), after the
   same gather; a grouped one at `CONV_EFFICIENCY`;
+- compute, passes over tiles (`map_work`): each elementwise op (and a
+  reduction of at most 8 innermost elements, `interleaved_reduction`) one
+  loop over its tile, its bytes at `map_byte_cycles` (the L1's rate where
+  the kernel's tiles fit it), a quantize's arithmetic at `CYCLES_PER_MAP_OP`
+  where that is longer; a store not done in place (`loop.stores_in_place`)
+  a pass of its tile;
 - compute, other work (epilogues, norms, softmax, reductions: `flops -
-  matrix_flops`): scalar loops, `CYCLES_PER_FLOP` clocks per FLOP, plus
+  matrix_flops` beyond the passes): scalar loops, `CYCLES_PER_FLOP` clocks per FLOP, plus
   `CYCLES_PER_TRANSCENDENTAL` per exp-like element (`transcendentals`;
   `TRANSCENDENTAL_CYCLES` for gelu, erf and the libm calls) and
   `CYCLES_PER_GATHERED_ELEMENT` per element a gather reads;
@@ -48,12 +54,15 @@ L2. For each kernel:
   moves the innermost dim walked at `strided_cycles`' rate), `a`'s rows re-read once per packed strip of `nr` columns
   (`2 / nr` bytes per FLOP of f32), `b`'s strip re-read by every block
   (`2 / mr` bytes per FLOP) when it overflows half the L1d, and the packing
-  of `b` (read and written once per tile); from L3, or from DRAM when the kernel's data
-  (its inputs and outputs) exceeds the L3, the unique inputs once, the
-  outputs twice (write-allocate: a line is read before it is written,
-  and written back), and the tile re-reads (a's row panel per column tile, b's per
-  row tile: `read_bytes` beyond the unique inputs);
-- time = max(compute + copies, other L2 traffic, L3/DRAM) + the call and,
+  of `b` (read and written once per tile); streamed from the level each
+  buffer lies in when the kernel starts (`residence`: the L1d, L2, L3 or
+  DRAM its reuse distance in a loop of calls fits; a param was last
+  touched a call ago), the unique inputs once, the outputs once from the
+  private caches and twice from the L3 or DRAM (write-allocate: a line is
+  read before it is written, and written back), and the tile re-reads
+  (a's row panel per column tile, b's per row tile: `read_bytes` beyond
+  the unique inputs) where the largest input lies;
+- time = max(compute + copies, other L2 traffic, the streams) + the call and,
   with more than one thread, one OpenMP fork and join
   (`parallel_region_latency_s`): the tile copies and the packing are
   phases of their own between micro-kernel calls, while the out-of-order
@@ -114,8 +123,8 @@ import math
 from collections.abc import Sequence
 
 from xdsl.dialects import scf
-from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, ModuleOp
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type, ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
 
 from strata.backends.cost import (
     Interconnect, KernelCost, Report, chips, collective_costs, hardware_kernels, link_transfer_cost, model_function,
@@ -231,21 +240,40 @@ the export's `linalg.generic` tile ops, one loop over the tile per op, a depende
 reduction. Calibrated on kernels measured alone (`strata measure` of one-op models, 1 thread,
 median of 50, 2026-12-06): layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`)
 21.6 us, RMS norm 64 x 256 (4) 13.5 us: 0.71, 0.78 clocks per operation with the tile copies.
-Checked: a 65 x 192 layer norm (15.7 us). Elementwise ops: `CYCLES_PER_MAP_OP`."""
+Checked: a 65 x 192 layer norm (15.7 us). Elementwise ops: `map_work`."""
 
-CYCLES_PER_MAP_OP = 0.86
-"""Core clocks per element operation of an elementwise op (`MAP_OPS`: arithmetic, casts, quantize
-and dequantize, an exp-like function's own FLOPs), unless the spec gives `cycles_per_map_op`
-(`--device host` solves it on a relu timed there): one vectorised loop over the tile, no dependent
-chain, so cheaper per operation than a norm's or softmax's (`CYCLES_PER_FLOP`). On the Xeon guest
-relu 64 x 1024 took 15.1 us (2026-12-06, as above): 0.86 clocks per element. On the Zen 4 guest
-(`strata measure` of one-op models, 1 thread, the fastest of 3 processes' means of 50, 2026-12-07,
-after `_linalg.coalesced_dims`), against 0.99 per operation for its layer norm: relu 64 x 1024
-9.9 us, an add 64 x 256 2.9 us, dequantize i8 1 x 64 x 32 x 32 7.7 us, quantize f32 -> i8 64 x 1024
-21.1 us (2 operations, `OPS_PER_ELEMENT`): 0.55, 0.65, 0.43 and 0.59 clocks per operation."""
+def map_byte_cycles(spec: DeviceSpec) -> float:
+    """
+    Core clocks per byte of a pass over tiles (`map_work`): an elementwise op's loop reads its
+    operands' tiles and writes its result's, a `loop.store` not done in place copies its tile into
+    the buffer (read and written). The spec's `cycles_per_map_byte` (`--device host` solves it on a
+    relu timed there, computed in place: 8 bytes an element and next to no arithmetic), else the
+    L2's rate, the level such passes stream through (`clock_hz / l2_bandwidth_per_core`: 0.031 on
+    the Zen 4 guest, where the relu solved 0.034). Measured (`strata measure` of one-op models,
+    1 thread, the fastest of 3 processes' means of 50, the Zen 4 guest, 2026-12-07), against
+    estimates at 0.034: relu 64 x 1024 4.7 us (4.9), an add 64 x 1024 tiled in two (its tile loads
+    copied) 23.4 us (21.1), dequantize i8 1 x 64 x 32 x 32 (5 bytes an element) 2.8 us (3.9), the
+    global average pool of [1, 128, 2, 2] (`interleaved_reduction`) 0.05 us (0.05); pricing each
+    operation as a relu's had given an add 0.65, a dequantize 0.43 clocks an element and the pool
+    2.5 times its time: an op count is no measure of a pass that waits on its bytes. A kernel whose
+    tiles fit the L1d (`l1_resident`) runs its passes at the L1's rate (the price times
+    `l2_bandwidth_per_core / l1_bandwidth_per_core`): relu 8 x 256 (16 KiB of tiles) 0.11 us
+    (0.14; 0.23 at the L2's rate).
+    """
+    return spec.get("cycles_per_map_byte", spec["clock_hz"] / spec["l2_bandwidth_per_core"])
+
+
+CYCLES_PER_MAP_OP = 0.29
+"""Core clocks per element operation of a quantize (`OPS_PER_ELEMENT`: it divides, rounds to even,
+adds the zero point, saturates and converts), the one elementwise op whose arithmetic outlasts its
+bytes (`map_work`), unless the spec gives `cycles_per_map_op` (`--device host` solves it on a
+quantize timed there). On the Xeon guest a quantize f32 -> i8 64 x 1024 took 1.45 clocks per
+element: 0.29 per operation; on the Zen 4 guest 19.5 us (2026-12-07), 0.22. Other elementwise ops
+wait on their bytes: a dequantize (a conversion and a multiply) of 4096 i8 elements in ResNet-18
+int8 0.17 us, 0.15 clocks an element, where 0.22 an operation had priced it at 0.24 us."""
 
 MAP_OPS = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.QuantizeOp, g.DequantizeOp)
-"""The elementwise ops whose operations cost `CYCLES_PER_MAP_OP` each (`map_operations`)."""
+"""The elementwise ops priced as passes over their tiles (`map_work`)."""
 
 CYCLES_PER_TRANSCENDENTAL = 1.5
 """Core clocks per exp-like element beyond its FLOPs (`exp`, `sigmoid`, `silu`, softmax's and
@@ -293,14 +321,14 @@ average pool 0.23 us (0.39 estimated as a scalar walk) and i8 dequantize 0.21 us
 (16 elements inside the channel dim) stay scalar walks, 1.6 us against 1.0 estimated. A softmax's rows
 show the same bound: 8 elements a row 5.5 clocks an element, 10 to 31 gathered at 14 to 23."""
 
-OPS_PER_ELEMENT = {g.LayerNormOp: 7, g.RmsNormOp: 4, g.QuantizeOp: 2}
+OPS_PER_ELEMENT = {g.LayerNormOp: 7, g.RmsNormOp: 4, g.QuantizeOp: 5}
 """Element operations per element of the ops whose shared FLOP convention (`dialects/graph/flops.py`:
 8 per norm element, 1 per quantized one) is far from what the export emits (`passes/_linalg.py`):
 a layer norm sums, centres, squares, sums and divides, scales, shifts (7); an RMS norm squares,
 sums, divides, scales (4). Measured alone (`CYCLES_PER_FLOP`): RMS norm 64 x 256 13.5 us, layer
 norm of the same shape 21.6 us (ratio 1.6; 7/4 = 1.75); in LLaMA (S=64 D=256) its RMS norms
-15.5 us. A quantize (divide, round to even, add the zero point, saturate, convert) measured as 2:
-f32 -> i8, 64 x 1024 25.4 us, 1 x 3 x 64 x 64 4.6 us (1.45 clocks per element)."""
+15.5 us. A quantize divides, rounds to even, adds the zero point, saturates and converts (5):
+f32 -> i8, 64 x 1024 25.4 us, 1 x 3 x 64 x 64 4.6 us (1.45 clocks per element, `CYCLES_PER_MAP_OP`)."""
 
 ROW_CYCLES_PER_LANE = 0.25
 """Core clocks per operation and vector lane of the ops the export writes as one masked vector per
@@ -328,9 +356,9 @@ its scale multiplies of 16 to 128 elements 17 to 45 ns.)"""
 
 
 def _bandwidth(spec: DeviceSpec, level: str, cores: int) -> float:
-    """Bytes/s `cores` cores read from `level` (`l2`, `l3`, `dram`): per-core figures times cores, capped at the chip's."""
-    if level == "l2":
-        return spec["l2_bandwidth_per_core"] * cores
+    """Bytes/s `cores` cores read from `level` (`l1`, `l2`, `l3`, `dram`): per-core figures times cores, capped at the chip's."""
+    if level in ("l1", "l2"):
+        return spec[f"{level}_bandwidth_per_core"] * cores
     chip = spec[f"{level}_bandwidth"]
     per_core = spec.get(f"{level}_bandwidth_per_core")
     return min(chip, per_core * cores) if per_core else chip
@@ -486,17 +514,36 @@ def copy_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -> int:
             + materialised_bytes(kernel, ops))
 
 
-def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int) -> tuple[dict[str, int], str]:
+def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
+                 levels: dict[SSAValue, str] | None = None) -> tuple[int, dict[str, int]]:
     """
-    Bytes moved per level (`l2` and `l3` or `dram`) and the name of the outer level (module
-    docstring), `copied` the kernel's `copy_bytes` (its L2 share). The outputs count twice at the outer level: a store to a line not in the cache
-    reads it first (write-allocate) and writes it back later. Found in-sample: LLaMA's transposing
-    and concatenating copy kernels (S=64 D=256) took 1.7 to 2.9 times an estimate that counted
-    them once, on the host's L3 bandwidth measured as such (half the L3 summed).
+    The kernel's L2 traffic (`copied`, its `copy_bytes`, and a GEMM's re-reads of its tiles) and the
+    bytes it streams from the levels its buffers lie in (`levels`, each operand's: `residence`;
+    without them, every buffer in the L3, or in DRAM when the kernel's data exceeds the L3): each
+    input's share of the unique inputs, the tile re-reads (`read_bytes` beyond them) where the
+    largest input lies, each output where it lies, twice from the L3 or DRAM: a store to a line
+    not in the core's caches reads it first (write-allocate) and writes it back later. Found
+    in-sample: LLaMA's transposing and concatenating copy kernels (S=64 D=256) took 1.7 to 2.9
+    times an estimate that counted them once, on the host's L3 bandwidth measured as such.
     """
     read, write = kernel.read_bytes.value.data, kernel.write_bytes.value.data
-    unique = min(read, sum(type_bytes(v.type) for v in kernel.ins))
-    outer = "l3" if unique + write <= spec["l3_bytes"] else "dram"
+    ins = [(v, type_bytes(v.type)) for v in kernel.ins]
+    outs = [(v, type_bytes(v.type)) for v in kernel.outs]
+    total_in, total_out = sum(b for _, b in ins), sum(b for _, b in outs)
+    unique = min(read, total_in)
+    default = "l3" if unique + write <= spec["l3_bytes"] else "dram"
+    streams: dict[str, int] = {}
+
+    def add(value: SSAValue, nbytes: int, twice_outside: bool = False) -> None:
+        level = default if levels is None else levels.get(value, default)
+        streams[level] = streams.get(level, 0) + nbytes * (2 if twice_outside and level in ("l3", "dram") else 1)
+
+    for value, nbytes in ins:
+        add(value, nbytes * unique // total_in)
+    if read > unique and ins:
+        add(max(ins, key=lambda pair: pair[1])[0], read - unique)
+    for value, nbytes in outs:
+        add(value, nbytes * write // max(total_out, 1), twice_outside=True)
     l2 = copied
     if kernel.block():
         mr, nr = kernel.block()
@@ -505,7 +552,47 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int) -> tuple[d
             # The strip of b no longer stays in L1 beside a's rows: every k step of
             # every block re-reads nr floats of it for 2 mr nr FLOPs.
             l2 += kernel.matrix_flops.value.data * 2 // mr
-    return {"l2": l2, outer: read + 2 * write}, outer
+    return l2, streams
+
+
+def residence(module: ModuleOp, spec: DeviceSpec, skip: frozenset[Operation]) -> dict[Operation, dict[SSAValue, str]]:
+    """
+    Per kernel and copy of the model function (but `skip`, the work at load), the level each buffer
+    it reads or writes lies in when it starts, by its reuse distance (Mattson et al.'s stack
+    distance, 1970): the bytes of the distinct buffers touched since its last touch, its own
+    included, in a loop of calls, so that a param, an input or a fresh allocation (the heap hands
+    the same blocks back each call) was last touched a call ago. It lies in the L1d, else the L2
+    (per core, times the cores the kernels' threads use), else the L3 if the distance fits it, else
+    in DRAM. Measured (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07): a relu of 64 x 1024
+    alone (its 512 KiB in the L2) 4.6 us, 7.1 at the L3's bandwidth with write-allocate.
+    """
+    fn = model_function(module)
+    roots = loop.view_roots(fn.body.block)
+    touches = loop.buffer_touches(fn, (cpu.KernelOp,), skip)
+    threads = max((op.threads.value.data for op, _ in touches if isinstance(op, cpu.KernelOp)), default=1)
+    cores = min(threads, spec["cores"])
+    capacity = (("l1", spec["l1d_bytes_per_core"] * cores), ("l2", spec["l2_bytes_per_core"] * cores),
+                ("l3", spec["l3_bytes"]))
+    size = {roots.get(v, v): type_bytes(v.type) for _, buffers in touches for v in buffers}
+    recent: dict[SSAValue, None] = {}  # least recently touched first
+
+    def touch(buffers) -> None:
+        for v in buffers:
+            recent.pop(roots.get(v, v), None)
+            recent[roots.get(v, v)] = None
+
+    for _, buffers in touches:  # the call before
+        touch(buffers)
+    levels = {}
+    for op, buffers in touches:
+        distance, since = {}, 0
+        for b in reversed(recent):
+            since += size[b]
+            distance[b] = since
+        levels[op] = {v: next((name for name, room in capacity if distance[roots.get(v, v)] <= room), "dram")
+                      for v in buffers}
+        touch(buffers)
+    return levels
 
 
 def strided_cycles(layout, shape: Sequence[int], walk: Sequence[int], element_bytes: int, spec: DeviceSpec) -> float:
@@ -633,7 +720,8 @@ def materialised_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -
 def flop_overcount(kernel: cpu.KernelOp) -> int:
     """
     FLOPs the shared convention counts for the kernel's `OPS_PER_ELEMENT` ops beyond the
-    operations the export emits (negative where it counts fewer).
+    operations the export emits (negative where it counts fewer); not a quantize's, which
+    `map_work` prices whole.
     """
     bounds, tiles = kernel.bounds.get_values(), kernel.tile_sizes.get_values()
     rank = len(kernel.loop_order.get_values())
@@ -643,7 +731,7 @@ def flop_overcount(kernel: cpu.KernelOp) -> int:
     extra = 0
     for op in kernel.body.walk():
         ops = OPS_PER_ELEMENT.get(type(op))
-        if ops is not None:
+        if ops is not None and not isinstance(op, MAP_OPS):
             extra += (op_flops(op) - ops * num_elements(op.results[0].type.get_shape())) * output_tiles
     return extra
 
@@ -671,18 +759,68 @@ def transcendental_cycles(kernel: cpu.KernelOp) -> float:
     return count * (weighted / elements if elements else CYCLES_PER_TRANSCENDENTAL)
 
 
-def map_operations(ops: list[tuple[Operation, int]]) -> int:
-    """The element operations of the kernel's elementwise ops (`MAP_OPS`, each at its `OPS_PER_ELEMENT`
-    or its FLOPs), summed over the body with how often each op runs; not the add of a tile product
-    into its accumulator, which the micro-kernel's FMAs do (none of the kernel's `flops` beyond the
-    matrix FLOPs)."""
-    total = 0
+def interleaved_reduction(op: Operation) -> bool:
+    """
+    Whether `op` reduces at most `MAX_INTERLEAVE_FACTOR` elements per result, all in its innermost
+    dims (a global average pool of 2 x 2 pixels in NCHW): LLVM unrolls the reduction and vectorises
+    along the kept dims, one pass over the tile as an elementwise op's, no dependent chain.
+    """
+    if isinstance(op, g.GlobalAvgPoolOp):
+        axes = [2, 3]
+    elif isinstance(op, g.ReductionOp):
+        axes = list(op.axes.get_values())
+    else:
+        return False
+    shape = op.input.type.get_shape()
+    rank = len(shape)
+    return axes == list(range(rank - len(axes), rank)) and math.prod(shape[a] for a in axes) <= MAX_INTERLEAVE_FACTOR
+
+
+def l1_resident(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> bool:
+    """Whether the kernel's tiles (every tensor its body's ops make, once) fit a core's L1d."""
+    tiles = sum(type_bytes(r.type) for op, _ in ops for r in op.results if isinstance(r.type, TensorType))
+    return tiles <= spec["l1d_bytes_per_core"]
+
+
+def _pass_bytes(op: Operation) -> int:
+    """The bytes a pass of `op` over its tiles moves: every tensor operand read, its result written."""
+    return sum(type_bytes(v.type) for v in (*op.operands, *op.results) if isinstance(v.type, TensorType))
+
+
+def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, float]:
+    """
+    The FLOPs of the kernel's passes over tiles and their clocks, summed over the body with how often
+    each op runs: each elementwise op (`MAP_OPS`) and `interleaved_reduction` is one loop over its tile,
+    its clocks the larger of its bytes (`_pass_bytes`) at `map_byte_cycles` and a quantize's
+    operations (`OPS_PER_ELEMENT`) at `cycles_per_map_op` (a global average pool adds its division's
+    pass); a `loop.store` not done in place (`loop.stores_in_place`) copies its tile into the buffer,
+    its bytes read and written. Not the add
+    of a tile product into its accumulator, which the micro-kernel's FMAs do (none of the kernel's
+    `flops` beyond the matrix FLOPs). The bytes move at the L1's rate where the kernel's tiles fit it
+    (`l1_resident`).
+    """
+    per_byte = map_byte_cycles(spec)
+    if l1_resident(ops, spec):
+        per_byte *= spec["l2_bandwidth_per_core"] / spec["l1_bandwidth_per_core"]
+    per_op = spec.get("cycles_per_map_op", CYCLES_PER_MAP_OP)
+    flops, cycles = 0, 0.0
     for op, times in ops:
+        if isinstance(op, loop.StoreOp):
+            if not loop.stores_in_place(op):
+                cycles += per_byte * 2 * type_bytes(op.value.type) * times
+            continue
         if isinstance(op, MAP_OPS) and not any(isinstance(v.owner, MatrixOp) for v in op.operands):
-            per_element = OPS_PER_ELEMENT.get(type(op))
-            count = op_flops(op) if per_element is None else per_element * num_elements(op.results[0].type.get_shape())
-            total += count * times
-    return total
+            operations = OPS_PER_ELEMENT.get(type(op), 0) * num_elements(op.results[0].type.get_shape())
+            moved = _pass_bytes(op)
+        elif interleaved_reduction(op):
+            operations, moved = 0, _pass_bytes(op)
+            if isinstance(op, g.GlobalAvgPoolOp):
+                moved += 2 * type_bytes(op.result.type)
+        else:
+            continue
+        flops += op_flops(op) * times
+        cycles += max(operations * per_op, moved * per_byte) * times
+    return flops, cycles
 
 
 def row_ops(op: Operation) -> int:
@@ -724,22 +862,26 @@ def row_work(ops: list[tuple[Operation, int]]) -> tuple[int, float]:
     return operations, cycles
 
 
-def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
+def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, str] | None = None) -> KernelCost:
+    """The kernel's cost (module docstring); `levels`: where its buffers lie (`residence`; default: the L3, or DRAM)."""
     flops, matrix = kernel.flops.value.data, kernel.matrix_flops.value.data
     parallel = speedup(kernel, spec)
     peak = core_peak(spec) * parallel
     matrix_s = matrix / (peak * micro_kernel_efficiency(kernel, spec)) if matrix else 0.0
     ops = body_ops(kernel)
     by_rows, row_cycles = row_work(ops)
-    mapped = map_operations(ops)
+    mapped, map_cycles = map_work(ops, spec)
     cycles = (spec.get("cycles_per_flop", CYCLES_PER_FLOP) * max(0, flops - matrix - flop_overcount(kernel) - by_rows - mapped)
-              + spec.get("cycles_per_map_op", CYCLES_PER_MAP_OP) * mapped
+              + map_cycles
               + row_cycles
               + transcendental_cycles(kernel)
               + CYCLES_PER_GATHERED_ELEMENT * kernel.gathered_elements.value.data)
     compute_s = matrix_s + cycles / (spec["clock_hz"] * parallel)
     copied = copy_bytes(kernel, ops)
-    moved, outer = memory_bytes(kernel, spec, copied)
+    inner, streams = memory_bytes(kernel, spec, copied, levels)
+    moved = {"l2": inner}
+    for level, nbytes in streams.items():
+        moved[level] = moved.get(level, 0) + nbytes
     cores = max(1, math.ceil(parallel))
     l2_bandwidth = _bandwidth(spec, "l2", cores)
     # The copy phases (tile loads into buffers, packing, a convolution's
@@ -748,7 +890,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec) -> KernelCost:
     # (out-of-order loads, prefetchers).
     copy_cycles = strided_access_cycles(kernel, spec, ops) + CYCLES_PER_PATCH_ELEMENT * patch_elements(kernel)
     copy_s = copied / l2_bandwidth + copy_cycles / (spec["clock_hz"] * parallel)
-    memory_s = max((moved["l2"] - copied) / l2_bandwidth, moved[outer] / _bandwidth(spec, outer, cores))
+    streamed_s = sum(nbytes / _bandwidth(spec, level, cores) for level, nbytes in streams.items())
+    memory_s = max((inner - copied) / l2_bandwidth, streamed_s)
     threads = kernel.threads.value.data
     latency_s = CALL_LATENCY_S + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0)
     time_s = max(compute_s + copy_s, memory_s) + latency_s
@@ -806,7 +949,8 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     at_load = loop.load_plan(model_function(module), (cpu.KernelOp,)).ops
     kernels = hardware_kernels(module)
     threads = max((k.threads.value.data for k in kernels), default=1)
-    costed = [(k, kernel_cost(k, spec)) for k in kernels]
+    levels = residence(module, spec, at_load)
+    costed = [(k, kernel_cost(k, spec, levels.get(k))) for k in kernels]
     costed += [(c, copy_cost(c, spec, i)) for i, c in enumerate(model_copies(module))]
     costs = [cost for op, cost in costed if op not in at_load]
     costs += [link_transfer_cost(t, _link(spec), i, "link_bandwidth") for i, t in enumerate(transfers(module))]

@@ -25,7 +25,8 @@ runs with estimates of this CPU:
   another job slows whole rounds; a relayout's in 3 fresh processes, as
   its speed is set per process, `_timed_apart`): `gemm_efficiency`
   (the share of the FMA peak the GEMM micro-kernel runs at) on strata's own
-  f32 1024^3 GEMM, `cycles_per_flop` on a layer norm, `cycles_per_map_op` on a relu and
+  f32 1024^3 GEMM, `cycles_per_flop` on a layer norm, `cycles_per_map_byte` on a relu,
+  `cycles_per_map_op` on a quantize and
   `cycles_per_relayout_element` on a weight relayout (`CALIBRATIONS`), each
   solved from the cost model's estimate of that kernel, which is linear in
   the key (`A * key + B`; `A / gemm_efficiency + B`). The samples are not
@@ -55,7 +56,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 9
+HOST_SPEC_VERSION = 10
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -368,18 +369,23 @@ def spec_text(keys: list[tuple[str, object, str]], info: dict[str, str]) -> str:
 
 CALIBRATIONS = (
     # (key, one-op model, the kernel it is solved on: a kind, or a relayout of so many elements,
-    #  whether the estimate is A * key + B or A / key + B)
+    #  whether the estimate is A * key + B or A / key + B), in order: each solved with those before
+    #  it set (a layer norm's store is a pass at `cycles_per_map_byte`)
+    ("cycles_per_map_byte", "model m(x: f32[64, 1024]) -> f32[64, 1024] {\n  return relu(x)\n}\n", "elementwise", False),
+    ("cycles_per_map_op", "model m(x: f32[64, 1024]) {\n  param s: f32[]\n  return quantize(x, s, dtype=i8)\n}\n",
+     "elementwise", False),
     ("cycles_per_flop", "model m(x: f32[64, 256]) -> f32[64, 256] {\n  param g: f32[256]\n  param b: f32[256]\n"
      "  return layernorm(x, g, b)\n}\n", "row", False),
-    ("cycles_per_map_op", "model m(x: f32[64, 1024]) -> f32[64, 1024] {\n  return relu(x)\n}\n", "elementwise", False),
     ("cycles_per_relayout_element", "model m(x: f32[1, 16, 16, 16], w: f32[64, 16, 3, 3]) {\n"
      "  param b: f32[64]\n  return conv2d(x, w, b, padding=1)\n}\n", 64 * 16 * 3 * 3, False),
 )
 """
 The constants of strata's generated code that `calibrate` solves on this host, each on a one-op
 model measured alone (as the shipped values were on the Xeon guest, `backends/cpu.py`): clocks
-per element operation on a 64 x 256 layer norm (7 an element) and on a 64 x 1024 relu (1, an
-elementwise op's, `cycles_per_map_op`), clocks per element of a relayout
+per element operation on a 64 x 256 layer norm (7 an element), clocks per byte of a pass over
+tiles on a 64 x 1024 relu (8 bytes an element, computed in its output: `cycles_per_map_byte`),
+clocks per elementwise operation on a 64 x 1024 quantize to i8 (5 an element, its divide, rounding
+and saturation outlasting its bytes: `cycles_per_map_op`), clocks per element of a relayout
 on a conv's OIHW -> OHWI weight (9,216 elements, the conv pinned channels-last; given as an input, so relaid on every call, where a
 param's relayout runs once, at load). The samples are never calibrated on. Two are
 not: the call latency (a tiny kernel alone, hot operands, takes 17 to 38 ns here, in a model 17 to

@@ -697,7 +697,7 @@ def load_plan(fn: func.FuncOp, kernel_types: tuple[type, ...] = ()) -> LoadPlan:
     block = fn.body.block
     attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(block.args)
     params = {arg for arg, a in zip(block.args, attrs) if a is not None and PARAM_ATTR in a.data}
-    roots = _view_roots(block)
+    roots = view_roots(block)
     returned = block.last_op.operands if isinstance(block.last_op, func.ReturnOp) else ()
     blocked = {roots.get(v, v) for v in returned}
     while True:
@@ -731,11 +731,23 @@ def load_plan(fn: func.FuncOp, kernel_types: tuple[type, ...] = ()) -> LoadPlan:
     return LoadPlan(frozenset(hoisted), frozenset(written), prepared)
 
 
+def buffer_touches(fn: func.FuncOp, kernel_types: tuple[type, ...] = (),
+                   skip: frozenset[Operation] = frozenset()) -> list[tuple[Operation, tuple[SSAValue, ...]]]:
+    """Each kernel (`loop.kernel`, or `kernel_types`) and `loop.copy` of the function but `skip`, in
+    program order, with the buffers it reads and then those it writes (views as they are: `view_roots`)."""
+    touches = []
+    for op in fn.body.block.ops:
+        moved = None if op in skip else _kernel_buffers(op, kernel_types)
+        if moved is not None:
+            touches.append((op, (*moved[0], *moved[1])))
+    return touches
+
+
 def _bytes(buffers) -> int:
     return sum(type_bytes(v.type) for v in buffers)
 
 
-def _view_roots(block) -> dict[SSAValue, SSAValue]:
+def view_roots(block) -> dict[SSAValue, SSAValue]:
     """Each view of the block to the buffer it views (through views of views)."""
     roots: dict[SSAValue, SSAValue] = {}
     for op in block.ops:
@@ -808,6 +820,30 @@ def weight_rows(op: Operation, lanes: int) -> tuple[int, ...] | None:
     if math.prod(logical[1:]) % lanes:
         return None  # rows not whole vectors: the element-by-element load
     return tuple(perm[1:])
+
+
+def stores_in_place(op: Operation) -> bool:
+    """
+    Whether a `loop.store` writes its whole buffer as it is laid out (row-major, at offset 0, in the
+    buffer's element type) a value an elementwise op computed (not the add of a tile product into its
+    accumulator): export-mlir then has that op's loop write the buffer itself, copying nothing
+    (where the op is one `linalg.generic`), and the cpu cost model prices no store pass for it.
+    """
+    if not isinstance(op, StoreOp):
+        return False
+    from strata.dialects.graph import ops as g
+    from strata.dialects.hardware._kernel import MatrixOp
+
+    producer = op.value.owner
+    if not isinstance(producer, (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.QuantizeOp, g.DequantizeOp)):
+        return False
+    if any(isinstance(v.owner, MatmulOp | MatrixOp) for v in producer.operands) or op.value.uses.get_length() != 1:
+        return False
+    dest, tile = op.dest.type, op.value.type
+    layout = layout_of(dest)
+    return (tuple(tile.get_shape()) == tuple(dest.get_shape()) and tile.element_type == dest.element_type
+            and not layout.tiles and list(layout.perm) == list(range(len(tile.get_shape())))
+            and all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results))
 
 
 def reads_in_place(op: Operation) -> bool:

@@ -21,7 +21,10 @@ structure:
   logical index (offset + i) through the layout (permute, then `divui`/`remui`
   by the tile sizes) and `memref.load`s it; where a tile can reach past the
   buffer (decided by interval arithmetic on the loop bounds) the index is
-  clamped and the element replaced by `pad`. `loop.store` is an `scf.for`
+  clamped and the element replaced by `pad`. A store of a whole buffer that
+  an elementwise op's `linalg.generic` computed (`loop.stores_in_place`) is
+  that generic writing the buffer itself (`_computed_in_place`); another
+  `loop.store` is an `scf.for`
   nest of `tensor.extract` + `memref.store`, its bounds clipped to the buffer
   (f32 rows of a row-major buffer: vector writes, where they lie inside it;
   a whole row-major buffer: one flat loop).
@@ -73,6 +76,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, bufferization, func, memref, scf, tensor, vector
+from xdsl.dialects.linalg import GenericOp
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
@@ -715,6 +719,8 @@ class _KernelExporter:
         return em.generic([self.get(op.ids)], [ids_map], tile, t, body)
 
     def store(self, op: loop.StoreOp, em: Emitter) -> None:
+        if loop.stores_in_place(op) and self._computed_in_place(op):
+            return
         dest_type = op.dest.type
         layout, logical = layout_of(dest_type), dest_type.get_shape()
         value = self.get(op.value)
@@ -778,6 +784,42 @@ class _KernelExporter:
         _nest(em.at(slow), bounds, build)
         em.at(slow).add(scf.YieldOp())
         em.add(scf.IfOp(inside, [], Region(fast), Region(slow)))
+
+
+    def _computed_in_place(self, op: loop.StoreOp) -> bool:
+        """
+        For a store `loop.stores_in_place`: the `linalg.generic` that computed the value (through
+        reshapes) made to write the buffer itself, viewed in its shape as a writable tensor in place of
+        its fresh `tensor.empty`, so that nothing is left to copy; False (nothing changed) where the
+        value came otherwise (a row's masked vectors, `Emitter.row_elementwise`).
+        """
+        value = self.get(op.value)
+        if value.uses.get_length():
+            return False
+        producer = value.owner
+        while isinstance(producer, tensor.ExpandShapeOp | tensor.CollapseShapeOp):
+            value = producer.operands[0]
+            if value.uses.get_length() != 1:
+                return False
+            producer = value.owner
+        if not isinstance(producer, GenericOp) or len(producer.outputs) != 1:
+            return False
+        init = producer.outputs[0]
+        if not isinstance(init.owner, tensor.EmptyOp) or init.uses.get_length() != 1:
+            return False
+        scratch = Block()
+        em = Emitter(scratch)
+        dest = self.get(op.dest)
+        view = _view(em, dest, MemRefType(dest.type.element_type, list(shape(init))))
+        writable = em.v(bufferization.ToTensorOp(view, restrict=True, writable=True))
+        empty = init.owner
+        for new in list(scratch.ops):
+            new.detach()
+            empty.parent_block().insert_op_before(new, empty)
+        init.replace_all_uses_with(writable)
+        empty.detach()
+        empty.erase()
+        return True
 
 
 def _pad(op: Operation, value: float | None = None) -> float | int:

@@ -301,6 +301,30 @@ def test_slices_and_concatenations_of_the_last_dim_go_by_vectors(tmp_path):
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
+@needs_mlir
+def test_an_elementwise_op_computes_into_its_output_buffer(tmp_path):
+    """
+    A kernel whose last elementwise op makes its whole output (`loop.stores_in_place`) has that op's
+    generic write the output buffer (a writable `to_tensor` of it), no store loop after it; a
+    softmax's output, made by rows, is stored. Values as the reference's.
+    """
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source("model m(x: f32[64, 40], y: f32[64, 40]) {\n  return x * y + x, softmax(x, axis=-1)\n}\n",
+                            "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    kernels = {op.sym_name.data: op for op in module.ops if op.sym_name.data.startswith("m_")}
+    elementwise = next(k for name, k in kernels.items() if "elementwise" in name)
+    writable = [op for op in elementwise.walk() if op.name == "bufferization.to_tensor" and op.writable]
+    assert len(writable) == 1
+    assert not [op for op in elementwise.walk() if op.name in ("memref.store", "vector.transfer_write")]
+    row = next(k for name, k in kernels.items() if "row" in name)
+    assert [op for op in row.walk() if op.name in ("memref.store", "vector.transfer_write")]
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
 def test_vector_copies_take_rows_of_whole_vectors():
     """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
     16-lane write would run past each row of its tensor)."""
