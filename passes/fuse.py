@@ -21,7 +21,9 @@ Steps, in priority order (an op joins the first group that claims it):
    `i4`/`i8` weight, not a widened copy.
 4. Row-wise ops (softmax, layernorm, rmsnorm) with their elementwise
    producers and epilogues; then reductions, pools, gathers and concats with
-   their epilogues.
+   their epilogues. A concat also takes the single-use elementwise producers
+   of its operands and of its epilogue's other operands: RoPE's
+   `x * cos + concat([-x2, x1]) * sin` is one kernel, not three.
 5. Remaining elementwise ops form chains.
 6. Prologues: single-use data movement (transpose, slice, reshape) feeding a
    group is read by that group; leftover movement becomes a `copy` kernel.
@@ -156,6 +158,8 @@ class _Grouper:
                     group = self.new_group(kind, [op], op)
                     if epilogue:
                         self.extend_epilogue(group)
+                    if prologue and kind == "copy":
+                        self.absorb_all_producers(group, ELEMENTWISE)
         for op in ops:
             if isinstance(op, ELEMENTWISE) and self.free(op):
                 group = self.new_group("elementwise", [op], op)
@@ -163,8 +167,7 @@ class _Grouper:
                 self.extend_epilogue(group)
         if prologue:
             for group in list(self.groups):
-                for op in sorted(group.ops, key=self.order.__getitem__):
-                    self.absorb_producers(group, op, MOVEMENT)
+                self.absorb_all_producers(group, MOVEMENT)
         for op in ops:
             if isinstance(op, g.TransposeOp | g.SliceOp) and self.free(op):
                 group = self.new_group("copy", [op], op)
@@ -203,6 +206,11 @@ class _Grouper:
                 return
             self.add(group, user)
             group.tail = user
+
+    def absorb_all_producers(self, group: _Group, kinds) -> None:
+        """`absorb_producers` from every op of the group: a concatenation's operands and its epilogue's other operands."""
+        for op in sorted(group.ops, key=self.order.__getitem__):
+            self.absorb_producers(group, op, kinds)
 
     def absorb_producers(self, group: _Group, op: Operation, kinds) -> None:
         # A worklist, not recursion: a chain of 10,000 elementwise producers is no deeper than one.

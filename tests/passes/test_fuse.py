@@ -76,6 +76,7 @@ def test_spelled_out_attention_fuses_like_the_sugar():
     [
         ("samples/mlp.model", {"B": 4}),
         ("samples/gpt2.model", GPT2_SMALL),
+        ("samples/llama.model", {"S": 16, "D": 64, "H": 4, "KVH": 2, "F": 96, "V": 128}),
     ],
 )
 def test_fusion_preserves_values(path, overrides, options):
@@ -86,6 +87,29 @@ def test_fusion_preserves_values(path, overrides, options):
     assert _kernels(fused)
     for a, b in zip(expected, reference.run_module(fused, inputs, params)):
         np.testing.assert_array_equal(a, b)
+
+
+ROPE = """model rope(x: f32[1, 2, 8, 16], cos: f32[8, 16], sin: f32[8, 16]) {
+  x1 = slice(x, axis=-1, start=0, end=8)
+  x2 = slice(x, axis=-1, start=8, end=16)
+  return x * cos + concat([-x2, x1], axis=-1) * sin
+}
+"""
+
+
+def test_a_concat_takes_its_elementwise_producers():
+    """RoPE is one copy kernel: the concat reads `-x2` and its epilogue's add reads `x * cos` inside it."""
+    module = compile_source(ROPE, "rope.model")
+    inputs, params = _values(module)
+    expected = reference.run_module(module, inputs, params)
+    fused = _fuse(module)
+    [kernel] = _kernels(fused)
+    assert kernel.kind.data == "copy"
+    names = [op.name for op in kernel.body.block.ops]
+    assert {"graph.neg", "graph.mul", "graph.add", "graph.slice", "graph.concat"} <= set(names)
+    np.testing.assert_array_equal(expected[0], reference.run_module(fused, inputs, params)[0])
+    # Without prologues the producers (and the slices) keep kernels of their own.
+    assert len(_kernels(_fuse(compile_source(ROPE, "rope.model"), prologue=False))) == 5
 
 
 def test_fuse_is_idempotent_and_round_trips():
