@@ -44,7 +44,9 @@ L2. For each kernel:
   matrix_flops` beyond the passes): scalar loops, `CYCLES_PER_FLOP` clocks per FLOP, plus
   `CYCLES_PER_TRANSCENDENTAL` per exp-like element (`transcendentals`;
   `TRANSCENDENTAL_CYCLES` for gelu, erf and the libm calls) and
-  `CYCLES_PER_GATHERED_ELEMENT` per element a gather reads;
+  `CYCLES_PER_GATHERED_ELEMENT` per element a gather reads element by element (one
+  that copies whole vectors of rows, `cpu.gathers_by_vectors`, an embedding lookup,
+  is its copy phase alone);
 - memory: the bytes each level moves, each at the bandwidth of the cores
   used (per-core figures times cores, capped at the chip's): through L2,
   the tiles loaded (`read_bytes`, copied into tile buffers: read and
@@ -288,10 +290,12 @@ exponential, 3.3 to 3.6 clocks more per element); `log` 402 us, `tanh` 921 us, `
 calls per element (`--convert-math-to-libm`), not vectorised."""
 
 CYCLES_PER_GATHERED_ELEMENT = 6
-"""Core clocks per element a gather reads (an id load, the row's index arithmetic, a scalar copy).
+"""Core clocks per element a gather reads element by element (not `cpu.gathers_by_vectors`: an id
+load, the row's index arithmetic, a scalar copy).
 Measured (`strata measure`, 1 thread, glibc's heap kept mapped: `MALLOC_TRIM_THRESHOLD_`,
 `MALLOC_MMAP_THRESHOLD_`, so that no page is faulted in): LLaMA's token embedding (S=64 D=256
-V=2048), 64 rows of 256, 24 to 28 us. Checked: GPT-2's embedding with its position add, 27 to 28 us."""
+V=2048), 64 rows of 256, 24 to 28 us, when it still ran so (14.9 us alone; 2.5 us by vectors). Checked:
+GPT-2's embedding with its position add, 27 to 28 us."""
 
 CYCLES_PER_RELAYOUT_ELEMENT = 1.0
 """Core clocks per element of a relayout copy, unless the spec gives `cycles_per_relayout_element`
@@ -823,6 +827,12 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
     return flops, cycles
 
 
+def scalar_gathered_elements(ops: list[tuple[Operation, int]]) -> int:
+    """Table elements the kernel's gathers read element by element (not `cpu.gathers_by_vectors`); `ops` its `body_ops`."""
+    return sum(num_elements(op.result.type.get_shape()) * times for op, times in ops
+               if isinstance(op, loop.GatherOp) and not cpu.gathers_by_vectors(op))
+
+
 def row_ops(op: Operation) -> int:
     """
     Operations per element of `op` that the export runs as one masked vector per row
@@ -875,7 +885,7 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
               + map_cycles
               + row_cycles
               + transcendental_cycles(kernel)
-              + CYCLES_PER_GATHERED_ELEMENT * kernel.gathered_elements.value.data)
+              + CYCLES_PER_GATHERED_ELEMENT * scalar_gathered_elements(ops))
     compute_s = matrix_s + cycles / (spec["clock_hz"] * parallel)
     copied = copy_bytes(kernel, ops)
     inner, streams = memory_bytes(kernel, spec, copied, levels)

@@ -45,8 +45,6 @@ class Figures:
     transcendentals: int = 0
     """Elements of exp-like functions the kernel evaluates (`TRANSCENDENTAL_OPS`, one exponential per
     softmax score): a CPU evaluates each as a polynomial of many vector ops, not one FLOP."""
-    gathered_elements: int = 0
-    """Elements the kernel's `loop.gather`s read (table rows picked by ids): one indexed load each."""
 
 
 def _online_softmax_flops(op: loop.OnlineSoftmaxOp) -> tuple[int, int]:
@@ -76,8 +74,6 @@ def _visit(
             _visit(op.body.block, iterations(op, times, outer), inner, args, out, nested)
         elif isinstance(op, loop.LoadOp | loop.GatherOp):
             size = nbytes(op.result.type)
-            if isinstance(op, loop.GatherOp):
-                out.gathered_elements += math.prod(op.result.type.get_shape()) * times
             out.read_bytes += size * times
             out.onchip_bytes += size
             out.pipelined_bytes += size if in_reduction else 0

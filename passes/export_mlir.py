@@ -105,8 +105,10 @@ from strata.dialects import loop
 from strata.dialects.graph import ops as g
 from strata.dialects.graph.dtypes import dtype_name
 from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape, same_element_order
+from strata.dialects.hardware import cpu
 from strata.dialects.loop import INDEX_OPS
 from strata.passes._linalg import (
+    CONCAT_UNROLLED_VECTORS,
     Emitter,
     ExportError,
     PrefetchOp,
@@ -702,12 +704,18 @@ class _KernelExporter:
         offsets, guards = self._offsets(op, em, tile[count:], logical[1:])
         pad = _pad(op)
 
-        def body(e: Emitter, id_, _out):
+        def table_row(e: Emitter, id_) -> SSAValue:
             row = e.v(arith.IndexCastOp(id_, IndexType()))
             # As ONNX Gather (and `strata run`): a negative id counts from the end. An id outside
             # [-V, V), which compiled code does not check, is clamped into [0, V).
             row = e.select(e.cmpi(row, e.index(0), "slt"), e.add_(row, e.index(logical[0])), row)
-            row = e.v(arith.MaxSIOp(e.v(arith.MinSIOp(row, e.index(logical[0] - 1))), e.index(0)))
+            return e.v(arith.MaxSIOp(e.v(arith.MinSIOp(row, e.index(logical[0] - 1))), e.index(0)))
+
+        if cpu.gathers_by_vectors(op) and not any(guards):
+            return _gather_rows(em, buffer, self.get(op.ids), tile, offsets[0], table_row)
+
+        def body(e: Emitter, id_, _out):
+            row = table_row(e, id_)
             tile_index = [e.loop_index(count + d) for d in range(len(offsets))]
             rest, inside = self._element_index(e, offsets, guards, logical[1:], tile_index)
             value = e.v(memref.LoadOp.get(buffer, physical_index(e, layout, [row, *rest])))
@@ -851,6 +859,33 @@ def _vector_copyable(layout: LayoutAttr, tile, t, pack) -> bool:
     if kind == "cols":
         return tile[1] % width == 0 and width % VL == 0
     return tile[0] % width == 0 and width % VL == 0 and tile[1] % VL == 0
+
+
+def _gather_rows(em: Emitter, table: SSAValue, ids: SSAValue, tile, column: SSAValue | None, table_row) -> SSAValue:
+    """
+    A gather `cpu.gathers_by_vectors`: the rows `ids` select, `tile[-1]` columns each from
+    `column`, copied by vectors, one id read and clamped per row (`table_row`), where a generic
+    over every element reads its id and computes the row's index per element (6 clocks an element).
+    """
+    count = len(tile) - 1
+    width = tile[-1]
+    flat_ids = em.reshape(ids, [math.prod(tile[:count])])
+    out = em.empty([math.prod(tile[:count]), width], elem(table))
+
+    def row(e: Emitter, r: SSAValue, dest: SSAValue) -> SSAValue:
+        source_row = table_row(e, e.v(tensor.ExtractOp(flat_ids, [r], elem(flat_ids))))
+
+        def one(e2: Emitter, c: SSAValue, dest2: SSAValue) -> SSAValue:
+            start = e2.v(arith.AddiOp(c, column)) if column is not None else c
+            return e2.write_vector(e2.read_vector(table, [source_row, start]), dest2, [r, c])
+
+        if width // VL <= CONCAT_UNROLLED_VECTORS:
+            for q in range(width // VL):
+                dest = one(e, e.index(q * VL), dest)
+            return dest
+        return e.for_(0, width, VL, dest, one)
+
+    return em.reshape(em.for_(0, math.prod(tile[:count]), 1, out, row), list(tile))
 
 
 def _vector_rows(layout: LayoutAttr, logical, tile, t, offsets) -> bool:

@@ -297,7 +297,6 @@ def lower_cpu(kernel: loop.KernelOp, ins, threads: int, device: DeviceSpec) -> c
         "l2_bytes": int_attr(working_set),
         "packed_bytes": int_attr(packed_bytes),
         "transcendentals": int_attr(figures.transcendentals),
-        "gathered_elements": int_attr(figures.gathered_elements),
     }
     common = _common(kernel, figures)
     body = _move_body(kernel, cpu.EndOp, cpu.FmaOp, {"micro_kernel": ints(block)})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, f32
 from xdsl.ir import Dialect
 from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
@@ -27,7 +27,8 @@ from xdsl.utils.exceptions import VerifyException
 from strata.dialects.device import DeviceSpec
 from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, MatrixOp
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
-from strata.dialects.loop import AllGatherBase, AllReduceBase, ReduceScatterBase
+from strata.dialects.graph.layout import layout_of
+from strata.dialects.loop import AllGatherBase, AllReduceBase, GatherOp, ReduceScatterBase
 
 
 VECTOR_LANES = 16
@@ -54,6 +55,20 @@ def core_peak(spec: DeviceSpec) -> float:
 def by_rows(shape: Sequence[int]) -> bool:
     """Whether a row-wise op over `shape` has rows the export writes one masked vector each (`SHORT_ROWS`)."""
     return len(shape) >= 2 and shape[-1] in SHORT_ROWS
+
+
+def gathers_by_vectors(gather: GatherOp) -> bool:
+    """
+    Whether native code copies a `loop.gather`'s rows by vectors (`VECTOR_LANES` f32 at a time,
+    one id read per row): an f32 table of rank 2 laid out row-major, tiles of whole vectors that
+    divide its rows. Else a generic reads an id and computes the row's index per element.
+    """
+    table = gather.source.type
+    layout = layout_of(table)
+    row_tile = gather.result.type.get_shape()[len(gather.ids.type.get_shape()):]
+    return (table.get_num_dims() == 2 and table.element_type == f32 and not layout.tiles
+            and list(layout.perm) == [0, 1] and len(row_tile) == 1 and row_tile[0] % VECTOR_LANES == 0
+            and table.get_shape()[1] % row_tile[0] == 0)
 
 
 def row_lanes(r: int) -> int:
@@ -89,8 +104,7 @@ class KernelOp(HardwareKernelOp):
     tile ops are vectorised loops) over `vector_lanes`-wide f32 vectors,
     with `packed_bytes` of `b` packed once per tile and `l1_bytes` of it (one
     strip of nr columns) kept in L1; `transcendentals` counts the exp-like
-    elements it evaluates (polynomials on the vector units), `gathered_elements`
-    the table elements its gathers read (one indexed load each).
+    elements it evaluates (polynomials on the vector units).
 
     ```mlir
     cpu.kernel "gemm_0" ins(%a, %b : ...) outs(%c : ...) attributes {kind = "gemm",
@@ -112,7 +126,6 @@ class KernelOp(HardwareKernelOp):
     l2_bytes = prop_def(IntegerAttr)
     packed_bytes = prop_def(IntegerAttr)
     transcendentals = prop_def(IntegerAttr)
-    gathered_elements = prop_def(IntegerAttr)
 
     traits = traits_def(IsolatedFromAbove())
     assembly_format = KERNEL_FORMAT
@@ -122,7 +135,7 @@ class KernelOp(HardwareKernelOp):
         for name in ("threads", "parallel_tiles", "vector_lanes"):
             if getattr(self, name).value.data < 1:
                 raise VerifyException(f"'cpu.kernel' {name} must be >= 1")
-        for name in ("l1_bytes", "l2_bytes", "packed_bytes", "transcendentals", "gathered_elements"):
+        for name in ("l1_bytes", "l2_bytes", "packed_bytes", "transcendentals"):
             if getattr(self, name).value.data < 0:
                 raise VerifyException(f"'cpu.kernel' {name} must be >= 0")
         if self.threads.value.data > self.parallel_tiles.value.data:

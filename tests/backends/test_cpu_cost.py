@@ -511,3 +511,20 @@ def test_short_rows_are_priced_as_one_vector_per_row():
     assert not [op for op, _ in columns if cpu_model.row_ops(op)]
     _, half = kernel("model m(x: bf16[64, 10]) {\n  return sum(x, axis=-1)\n}\n")
     assert [type(op) for op, _ in half if type(op) is g.SumOp] and not cpu_model.row_work(half)[0]
+
+
+def test_an_embedding_lookup_by_vectors_costs_its_row_copies():
+    """
+    A gather of whole f32 vectors of rows (`cpu.gathers_by_vectors`) costs its copy phase, where one
+    the export runs element by element (a bf16 table) pays `CYCLES_PER_GATHERED_ELEMENT` on each.
+    """
+    source = "model m(ids: i32[1, 64]) {{\n  param t: {dtype}[2048, 256]\n  return gather(t, ids)\n}}\n"
+    (vectors, module), (scalar, _) = (_report(source.format(dtype=d)) for d in ("f32", "bf16"))
+    [gather] = [op for op in module.walk() if isinstance(op, cpu.KernelOp)]
+    [lookup] = [op for op in gather.walk() if op.name == "loop.gather"]
+    assert cpu.gathers_by_vectors(lookup)
+    elements = 64 * 256
+    spec = module_device(module)
+    per_element = cpu_model.CYCLES_PER_GATHERED_ELEMENT * elements / spec["clock_hz"]
+    assert vectors.kernels[0].time_s < per_element / 3
+    assert scalar.kernels[0].time_s > per_element

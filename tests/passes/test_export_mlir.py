@@ -325,6 +325,31 @@ def test_an_elementwise_op_computes_into_its_output_buffer(tmp_path):
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
+@needs_mlir
+def test_an_embedding_lookup_copies_its_rows_by_vectors(tmp_path):
+    """
+    A gather from an f32 [V, D] table whose rows are whole vectors (`cpu.gathers_by_vectors`) is a
+    loop over the ids copying each row by vectors, not a generic reading an id per element; a
+    table of rows of 20 keeps the generic. Negative ids count from the end, as the reference's.
+    """
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(
+        "model m(ids: i32[2, 5], t: f32[7, 48], u: f32[7, 20]) {\n"
+        "  return gather(t, ids) * 2.0, gather(u, ids)\n}\n", "m.model")
+    inputs, params = sample_values(module)
+    inputs["ids"] = np.array([[0, 6, -1, 3, -7], [2, 2, 5, 1, -3]], dtype=np.int32)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    kernels = {op.sym_name.data: op for op in module.ops if op.sym_name.data.startswith("m_gather")}
+    by_vectors = [name for name, k in kernels.items()
+                  if any(op.name == "vector.transfer_read" and op.operands[0].type.get_shape() == (7, 48) for op in k.walk())]
+    assert len(by_vectors) == 1
+    assert not [op for op in kernels[by_vectors[0]].walk() if op.name == "linalg.generic" and
+                any(inner.name == "memref.load" for inner in op.walk())]
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
 def test_vector_copies_take_rows_of_whole_vectors():
     """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
     16-lane write would run past each row of its tensor)."""
