@@ -1,12 +1,12 @@
 """
 Run time of the MLIR-compiled models against the NumPy reference.
 
-Usage: .venv/bin/python benchmarks/mlir_runtime.py [--samples mlp,gpt2] [--target gpu]
+Usage: .venv/bin/python benchmarks/mlir_runtime.py [--samples mlp,gpt2] [--target cpu]
        [--repeat 5] [--tiles MODEL] [--no-tiles] [--opt-level 2] [--threads 1] [--target-tiles]
 
 Each sample at a moderate size is lowered to the loop stage for `--target`
-(its GEMMs with this CPU's tiles, `native.HOST_GEMM_TILE`, unless
-`--target-tiles`), exported to upstream MLIR (`export-mlir`), compiled by
+(default cpu, whose tiles are this machine's; another target's GEMMs get
+this CPU's tiles, `native.HOST_GEMM_TILE`, unless `--target-tiles`), exported to upstream MLIR (`export-mlir`), compiled by
 mlir-opt-22 / opt-22 / llc-22 into a shared library (parallel loops on
 `--threads`) and called through its C interface. The first
 table gives the best of `--repeat` calls of the compiled model and of
@@ -75,7 +75,7 @@ def compile_with(name: str, target: str, sizes: str | None, threads: int = 1, ho
     passes = passes_between(target, detect_stage(module), Stage.MLIR)
     if sizes is not None:
         passes = apply_schedule(passes, {"sizes": sizes})
-    elif host_tiles:
+    elif host_tiles and target != "cpu":
         passes.insert([p.name for p in passes].index("tile"), native.HostGemmTilesPass())
     start = time.perf_counter()
     run_passes(make_context(), module, passes, _quiet())
@@ -92,7 +92,7 @@ def _quiet():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--samples", default=",".join(MODERATE))
-    parser.add_argument("--target", default="gpu")
+    parser.add_argument("--target", default="cpu")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tiles", default="mlp", help="model whose tile sizes are varied (default mlp)")
     parser.add_argument("--no-tiles", action="store_true", help="skip the tile-size table")
@@ -104,7 +104,7 @@ def main() -> None:
     if not native.tools_available():
         sys.exit("the MLIR tools are missing: apt-get install mlir-22-tools llvm-22")
 
-    tiling = f"target {args.target} tiling" + ("" if args.target_tiles else ", host GEMM tiles")
+    tiling = f"target {args.target} tiling" + ("" if args.target_tiles or args.target == "cpu" else ", host GEMM tiles")
     print(f"MLIR-compiled ({tiling}, {args.threads} thread(s)) vs NumPy reference (1 thread), best of {args.repeat}")
     header = f"{'model':<9}{'sizes':<44}{'numpy ms':>10}{'mlir ms':>10}{'speedup':>9}{'compile s':>11}{'rel err':>10}"
     print(header)
