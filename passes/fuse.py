@@ -208,7 +208,7 @@ class _Grouper:
             group.tail = user
 
     def absorb_all_producers(self, group: _Group, kinds) -> None:
-        """`absorb_producers` from every op of the group: a concatenation's operands and its epilogue's other operands."""
+        """`absorb_producers` from every op of the group, in program order."""
         for op in sorted(group.ops, key=self.order.__getitem__):
             self.absorb_producers(group, op, kinds)
 
