@@ -73,8 +73,10 @@ SIZES = {
     "gpt2": {"S": 64, "D": 256, "H": 4, "L": 2},
     "llama": {"S": 64, "D": 256, "H": 4, "KVH": 2, "F": 512, "V": 2048},
     "vit": {"HW": 64, "P": 8, "D": 192, "H": 4, "L": 2, "NC": 100},
+    "llama_decode_int4": {"D": 1024, "H": 8, "KVH": 8, "F": 2816, "T": 256, "V": 4096, "L": 2},
 }
-"""Reduced sizes of the samples (those of `benchmarks/mlir_runtime.py`): milliseconds per run."""
+"""Reduced sizes of the samples (those of `benchmarks/mlir_runtime.py`; the int4 decode step, a bf16
+model with int4 weights, at a 1024-wide Llama's shapes and 256 cached tokens): milliseconds per run."""
 
 GEMM_MODEL = """let N = 1024
 model gemm(a: f32[N, N], b: f32[N, N]) {

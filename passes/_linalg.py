@@ -1543,10 +1543,15 @@ def quantize(em: Emitter, op: g.QuantizeOp, args: Sequence[SSAValue]) -> SSAValu
     return em.mapped(args, shape(op.result), t, lambda e, *xs: body(e, *xs[: len(args)]))
 
 
-def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue]) -> SSAValue:
-    """ONNX DequantizeLinear, as the reference: `(q - zero_point) * scale` in f32 (the difference exact in i64), rounded once."""
+def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue], widened: Attribute | None = None) -> SSAValue:
+    """
+    ONNX DequantizeLinear, as the reference: `(q - zero_point) * scale` in f32 (the difference exact
+    in i64), rounded once to the result's type; then converted to `widened` in the same loop (the
+    cast that is its one use, `cpu.widened_dequantize`) where given.
+    """
     types = [logical(v) for v in op.operands]
-    t = elem(op.result)
+    result = logical(op.result)
+    t = storage_type(widened) if widened is not None else elem(op.result)
 
     def body(e: Emitter, q, scale, *rest):
         if is_float(types[0]):
@@ -1556,7 +1561,8 @@ def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue]) -> SSA
             if rest:
                 wide = e.sub(wide, e.convert_logical(rest[0], types[2], i64))
             shifted = e.v(arith.SIToFPOp(wide, f32))
-        return e.convert_logical(e.mul(shifted, e.convert_logical(scale, types[1], f32)), f32, logical(op.result))
+        value = e.convert_logical(e.mul(shifted, e.convert_logical(scale, types[1], f32)), f32, result)
+        return value if widened is None else e.convert_logical(value, result, widened)
 
     return em.mapped(args, shape(op.result), t, lambda e, *xs: body(e, *xs[: len(args)]))
 

@@ -115,6 +115,7 @@ from strata.passes._linalg import (
     _reassociation,
     causal_mask,
     conv2d,
+    dequantize,
     dim,
     elem,
     VL,
@@ -338,6 +339,12 @@ class _KernelExporter:
         elif op.name.startswith("graph."):
             if _accumulated_matmul(op) is not None or _feeds_micro_kernel(op):
                 return  # emitted by the add that consumes it, into its accumulator; or packed there
+            if cpu.widened_dequantize(op) is not None:
+                return  # emitted by the cast that widens it, in one loop
+            if isinstance(op, g.CastOp) and cpu.widened_dequantize(op.input.owner) is op:
+                deq = op.input.owner
+                self.values[op.result] = dequantize(em, deq, [self.get(v) for v in deq.operands], logical(op.result))
+                return
             fused = _accumulating_add(op)
             try:
                 if fused is not None or (isinstance(op, g.MatmulOp) and _micro_operands(op) is not None):

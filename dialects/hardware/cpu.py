@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, f32
-from xdsl.ir import Dialect
+from xdsl.dialects.builtin import BFloat16Type, DenseArrayBase, Float16Type, IntegerAttr, f32
+from xdsl.ir import Dialect, Operation
 from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
@@ -69,6 +69,23 @@ def gathers_by_vectors(gather: GatherOp) -> bool:
     return (table.get_num_dims() == 2 and table.element_type == f32 and not layout.tiles
             and list(layout.perm) == [0, 1] and len(row_tile) == 1 and row_tile[0] % VECTOR_LANES == 0
             and table.get_shape()[1] % row_tile[0] == 0)
+
+
+def widened_dequantize(op: Operation) -> Operation | None:
+    """
+    The cast to f32 that is the one use of `op`, a dequantize to a 16-bit float (a weight
+    dequantized for a bf16 GEMM, which computes in f32), in its block: native code dequantizes,
+    rounds and widens each element in one loop (no 16-bit tile between two passes); else None.
+    """
+    from strata.dialects.graph import ops as g
+
+    if not isinstance(op, g.DequantizeOp) or not isinstance(op.result.type.element_type, BFloat16Type | Float16Type):
+        return None
+    uses = list(op.result.uses)
+    user = uses[0].operation if len(uses) == 1 else None
+    if not isinstance(user, g.CastOp) or user.result.type.element_type != f32 or user.parent_block() is not op.parent_block():
+        return None
+    return user
 
 
 def row_lanes(r: int) -> int:

@@ -528,3 +528,27 @@ def test_an_embedding_lookup_by_vectors_costs_its_row_copies():
     per_element = cpu_model.CYCLES_PER_GATHERED_ELEMENT * elements / spec["clock_hz"]
     assert vectors.kernels[0].time_s < per_element / 3
     assert scalar.kernels[0].time_s > per_element
+
+
+def test_a_dequantize_to_a_16_bit_float_costs_its_conversions():
+    """
+    A dequantize to bf16 costs `DEQUANTIZE_TO_HALF_OPS` operations an element (LLVM converts on
+    128-bit halves), more than the same dequantize to f32, which moves more bytes; in a bf16 GEMM the
+    cast that widens it back to f32 runs in its loop (`cpu.widened_dequantize`), no pass of its own.
+    """
+    source = "model m(w: i8[64, 1024], s: f32[1024]) {{\n  return dequantize(w, s, dtype={dtype})\n}}\n"
+    (half, module), (single, _) = (_report(source.format(dtype=d)) for d in ("bf16", "f32"))
+    spec = module_device(module)
+    per_op = spec.get("cycles_per_map_op", cpu_model.CYCLES_PER_MAP_OP)
+    conversions = cpu_model.DEQUANTIZE_TO_HALF_OPS * 64 * 1024 * per_op / spec["clock_hz"]
+    assert half.kernels[0].time_s >= conversions
+    assert half.kernels[0].time_s > single.kernels[0].time_s
+    gemm = "model m(h: bf16[1, 1, 256]) {\n  param w: i8[256, 512]\n  param s: f32[512]\n  return h @ dequantize(w, s, dtype=bf16)\n}\n"
+    _, module = _report(gemm)
+    [deq] = [op for op in module.walk() if op.name == "graph.dequantize"]
+    cast = cpu.widened_dequantize(deq)
+    assert cast is not None and cast.name == "graph.cast"
+    ops = cpu_model.body_ops(next(op for op in module.walk() if isinstance(op, cpu.KernelOp)))
+    with_cast = cpu_model.map_work(ops, spec)[1]
+    without = cpu_model.map_work([(op, t) for op, t in ops if op is not cast], spec)[1]
+    assert with_cast == without

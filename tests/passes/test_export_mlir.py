@@ -350,6 +350,29 @@ def test_an_embedding_lookup_copies_its_rows_by_vectors(tmp_path):
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
+@needs_mlir
+def test_a_weight_dequantized_for_a_bf16_gemm_is_widened_in_the_same_loop(tmp_path):
+    """
+    `h @ dequantize(w, s, dtype=bf16)` computes in f32: the dequantize's rounding to bf16 and the
+    cast back to f32 are one loop (one generic holding both conversions), not two passes over a
+    bf16 tile; the output is the reference's, bit for bit.
+    """
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(
+        "model m(h: bf16[1, 1, 64]) {\n  param w: i4[64, 48]\n  param s: f32[48]\n"
+        "  return h @ dequantize(w, s, dtype=bf16)\n}\n", "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    generics = [op for op in module.walk() if op.name == "linalg.generic"]
+    both = [op for op in generics if {"arith.truncf", "arith.extf"} <= {inner.name for inner in op.walk()}
+            and any(inner.name == "arith.sitofp" for inner in op.walk())]
+    assert len(both) == 1
+    got = native.compile_exported(module, tmp_path).run(inputs, params)
+    np.testing.assert_array_equal(np.asarray(want[0], dtype=np.float32), np.asarray(got[0], dtype=np.float32))
+
+
 def test_vector_copies_take_rows_of_whole_vectors():
     """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
     16-lane write would run past each row of its tensor)."""
