@@ -47,7 +47,8 @@ L2. For each kernel:
   `CYCLES_PER_GATHERED_ELEMENT` per element a gather reads element by element (one
   that copies whole vectors of rows, `cpu.gathers_by_vectors`, an embedding lookup,
   is its copy phase alone);
-- memory: the bytes each level moves, each at the bandwidth of the cores
+- memory: the bytes each level moves (as native code stores them, `cpu.storage_bytes`:
+  an `i4` in a byte), each at the bandwidth of the cores
   used (per-core figures times cores, capped at the chip's): through L2,
   the tiles loaded (`read_bytes`, copied into tile buffers: read and
   written; a tile that is its whole buffer as laid out is read in place,
@@ -140,9 +141,9 @@ from strata.dialects.graph.layout import LayoutAttr, layout_of, same_element_ord
 from strata.dialects.graph.shapes import num_elements
 from strata.dialects.hardware import cpu
 from strata.dialects.hardware._kernel import MatrixOp
-from strata.dialects.hardware.cpu import core_peak, row_lanes
+from strata.dialects.hardware.cpu import core_peak, row_lanes, storage_bytes
 from strata.dialects.loop import iterations
-from strata.dialects.vocabulary import type_bytes
+
 
 MICRO_KERNEL_FILL_STEPS = 2
 """k steps a register block spends loading and storing its mr x nr/lanes accumulators once per k tile
@@ -520,7 +521,7 @@ def copy_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -> int:
     """L2 bytes of the copy phases the core waits for: tiles copied into their buffers (not those read
     in place, `loop.reads_in_place`), `b` packed and a copy kernel's results materialised
     (`materialised_bytes`), each read and written; `ops` the kernel's `body_ops`."""
-    in_place = sum(type_bytes(op.result.type) * times for op, times in ops if loop.reads_in_place(op))
+    in_place = sum(storage_bytes(op.result.type) * times for op, times in ops if loop.reads_in_place(op))
     return (2 * (kernel.read_bytes.value.data - in_place) + 2 * kernel.packed_bytes.value.data * _tile_iterations(kernel)
             + materialised_bytes(kernel, ops))
 
@@ -538,8 +539,8 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
     times an estimate that counted them once, on the host's L3 bandwidth measured as such.
     """
     read, write = kernel.read_bytes.value.data, kernel.write_bytes.value.data
-    ins = [(v, type_bytes(v.type)) for v in kernel.ins]
-    outs = [(v, type_bytes(v.type)) for v in kernel.outs]
+    ins = [(v, storage_bytes(v.type)) for v in kernel.ins]
+    outs = [(v, storage_bytes(v.type)) for v in kernel.outs]
     total_in, total_out = sum(b for _, b in ins), sum(b for _, b in outs)
     unique = min(read, total_in)
     default = "l3" if unique + write <= spec["l3_bytes"] else "dram"
@@ -584,7 +585,7 @@ def residence(module: ModuleOp, spec: DeviceSpec, skip: frozenset[Operation]) ->
     cores = min(threads, spec["cores"])
     capacity = (("l1", spec["l1d_bytes_per_core"] * cores), ("l2", spec["l2_bytes_per_core"] * cores),
                 ("l3", spec["l3_bytes"]))
-    size = {roots.get(v, v): type_bytes(v.type) for _, buffers in touches for v in buffers}
+    size = {roots.get(v, v): storage_bytes(v.type) for _, buffers in touches for v in buffers}
     recent: dict[SSAValue, None] = {}  # least recently touched first
 
     def touch(buffers) -> None:
@@ -661,7 +662,7 @@ def interleaved_walk(layout, shape: Sequence[int], walk: Sequence[int], element_
 
 
 def _element_bytes(type_) -> int:
-    return max(1, type_bytes(type_) // max(1, num_elements(type_.get_shape())))
+    return max(1, storage_bytes(type_) // max(1, num_elements(type_.get_shape())))
 
 
 def body_ops(kernel: cpu.KernelOp) -> list[tuple[Operation, int]]:
@@ -725,7 +726,7 @@ def materialised_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -
     pass of its own (the export's `linalg.generic` copies), beside the tile copies; `ops` the
     kernel's `body_ops`.
     """
-    return sum(2 * type_bytes(op.results[0].type) * times for op, times in ops if _moves_data(kernel, op))
+    return sum(2 * storage_bytes(op.results[0].type) * times for op, times in ops if _moves_data(kernel, op))
 
 
 def flop_overcount(kernel: cpu.KernelOp) -> int:
@@ -789,7 +790,7 @@ def interleaved_reduction(op: Operation) -> bool:
 
 def l1_resident(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> bool:
     """Whether the kernel's tiles (every tensor its body's ops make, once) fit a core's L1d."""
-    tiles = sum(type_bytes(r.type) for op, _ in ops for r in op.results if isinstance(r.type, TensorType))
+    tiles = sum(storage_bytes(r.type) for op, _ in ops for r in op.results if isinstance(r.type, TensorType))
     return tiles <= spec["l1d_bytes_per_core"]
 
 
@@ -800,7 +801,7 @@ def is_half(t) -> bool:
 
 def _pass_bytes(op: Operation) -> int:
     """The bytes a pass of `op` over its tiles moves: every tensor operand read, its result written."""
-    return sum(type_bytes(v.type) for v in (*op.operands, *op.results) if isinstance(v.type, TensorType))
+    return sum(storage_bytes(v.type) for v in (*op.operands, *op.results) if isinstance(v.type, TensorType))
 
 
 def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, float]:
@@ -823,7 +824,7 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
     for op, times in ops:
         if isinstance(op, loop.StoreOp):
             if not loop.stores_in_place(op):
-                cycles += per_byte * 2 * type_bytes(op.value.type) * times
+                cycles += per_byte * 2 * storage_bytes(op.value.type) * times
             continue
         if isinstance(op, g.CastOp) and cpu.widened_dequantize(op.input.owner) is op:
             continue  # in the dequantize's loop
@@ -835,11 +836,11 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
                 operations = DEQUANTIZE_TO_HALF_OPS * elements
                 widened = cpu.widened_dequantize(op)
                 if widened is not None:
-                    moved += type_bytes(widened.result.type) - type_bytes(op.result.type)
+                    moved += storage_bytes(widened.result.type) - storage_bytes(op.result.type)
         elif interleaved_reduction(op):
             operations, moved = 0, _pass_bytes(op)
             if isinstance(op, g.GlobalAvgPoolOp):
-                moved += 2 * type_bytes(op.result.type)
+                moved += 2 * storage_bytes(op.result.type)
         else:
             continue
         flops += op_flops(op) * times
@@ -948,7 +949,7 @@ def model_copies(module: ModuleOp) -> list[loop.CopyOp]:
 
 def copy_cost(copy: loop.CopyOp, spec: DeviceSpec, index: int) -> KernelCost:
     """A copy between kernels (module docstring): a `memcpy`, or the export's element-by-element relayout."""
-    moved = 2 * type_bytes(copy.source.type)
+    moved = 2 * storage_bytes(copy.source.type)
     # The source was last touched a call ago (a param, an input) or by an earlier kernel: from the L3.
     level = "l3" if moved <= spec["l3_bytes"] else "dram"
     memory_s = moved / _bandwidth(spec, level, 1)

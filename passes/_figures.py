@@ -64,25 +64,25 @@ def _accumulates(op: Operation) -> bool:
 
 def _visit(
     block: Block, times: int, in_reduction: bool, args: dict[SSAValue, int], out: Figures,
-    outer: dict[SSAValue, scf.ForOp] | None = None,
+    outer: dict[SSAValue, scf.ForOp] | None = None, bytes_of=nbytes,
 ) -> None:
     outer = outer or {}
     for op in block.ops:
         if isinstance(op, scf.ForOp):
             inner = in_reduction or bool(op.iter_args)
             nested = {**outer, op.body.block.args[0]: op}
-            _visit(op.body.block, iterations(op, times, outer), inner, args, out, nested)
+            _visit(op.body.block, iterations(op, times, outer), inner, args, out, nested, bytes_of)
         elif isinstance(op, loop.LoadOp | loop.GatherOp):
-            size = nbytes(op.result.type)
+            size = bytes_of(op.result.type)
             out.read_bytes += size * times
             out.onchip_bytes += size
             out.pipelined_bytes += size if in_reduction else 0
             position = args.get(op.source, -1)
             out.reads_by_buffer[position] = out.reads_by_buffer.get(position, 0) + size * times
         elif isinstance(op, loop.StoreOp):
-            out.write_bytes += nbytes(op.value.type) * times
+            out.write_bytes += bytes_of(op.value.type) * times
         elif isinstance(op, loop.FillOp):
-            out.register_bytes += nbytes(op.result.type)
+            out.register_bytes += bytes_of(op.result.type)
         elif isinstance(op, loop.OnlineSoftmaxOp):
             matrix, vector = _online_softmax_flops(op)
             out.matrix_flops += matrix * times
@@ -108,11 +108,12 @@ def _visit(
                 out.unit_ops.add("movement")
 
 
-def kernel_figures(kernel: loop.KernelOp) -> Figures:
+def kernel_figures(kernel: loop.KernelOp, bytes_of=nbytes) -> Figures:
+    """The kernel's figures, its tiles' bytes by `bytes_of` (default `type_bytes`: an `i4` packed in half a byte)."""
     figures = Figures()
     # Buffer -> its position among the kernel's arguments, a dict so that a kernel of 20,000 inputs stays linear.
     positions = {arg: i for i, arg in enumerate(kernel.body.block.args)}
-    _visit(kernel.body.block, 1, False, positions, figures)
+    _visit(kernel.body.block, 1, False, positions, figures, bytes_of=bytes_of)
     return figures
 
 

@@ -275,7 +275,7 @@ def cpu_micro_kernel(kernel: loop.KernelOp) -> tuple[tuple[int, int], bool]:
 
 
 def lower_cpu(kernel: loop.KernelOp, ins, threads: int, device: DeviceSpec) -> cpu.KernelOp:
-    figures = kernel_figures(kernel)
+    figures = kernel_figures(kernel, cpu.storage_bytes)
     working_set = figures.onchip_bytes + figures.register_bytes
     _check_fits(kernel, working_set, "L2 working set", device)
     parallel = parallel_iterations(kernel)

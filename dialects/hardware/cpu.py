@@ -16,9 +16,10 @@ The dialect is named `cpu`, not after an ISA (xDSL registers `x86`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import BFloat16Type, DenseArrayBase, Float16Type, IntegerAttr, f32
+from xdsl.dialects.builtin import BFloat16Type, DenseArrayBase, Float16Type, IntegerAttr, IntegerType, f32
 from xdsl.ir import Dialect, Operation
 from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
@@ -29,6 +30,7 @@ from strata.dialects.hardware._kernel import KERNEL_FORMAT, HardwareKernelOp, Ma
 from strata.dialects.hardware._kernel import TransferOp as TransferBase
 from strata.dialects.graph.layout import layout_of
 from strata.dialects.loop import AllGatherBase, AllReduceBase, GatherOp, ReduceScatterBase
+from strata.dialects.vocabulary import type_bytes
 
 
 VECTOR_LANES = 16
@@ -86,6 +88,18 @@ def widened_dequantize(op: Operation) -> Operation | None:
     if not isinstance(user, g.CastOp) or user.result.type.element_type != f32 or user.parent_block() is not op.parent_block():
         return None
     return user
+
+
+def storage_bytes(shaped_type) -> int:
+    """
+    Bytes a tensor or memref of `shaped_type` takes in native code: export-mlir holds an `i4`
+    element in a byte (its storage type), where `type_bytes` packs two to a byte, as a GPU's or
+    TPU's int4 kernels do.
+    """
+    element = shaped_type.element_type
+    if isinstance(element, IntegerType) and element.width.data == 4:
+        return math.prod(shaped_type.get_shape())
+    return type_bytes(shaped_type)
 
 
 def row_lanes(r: int) -> int:

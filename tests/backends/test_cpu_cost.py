@@ -552,3 +552,16 @@ def test_a_dequantize_to_a_16_bit_float_costs_its_conversions():
     with_cast = cpu_model.map_work(ops, spec)[1]
     without = cpu_model.map_work([(op, t) for op, t in ops if op is not cast], spec)[1]
     assert with_cast == without
+
+
+def test_int4_weights_take_a_byte_each_as_native_code_stores_them():
+    """The cpu model streams an `i4` buffer at a byte an element (`cpu.storage_bytes`), as export-mlir
+    holds it, where `type_bytes` (every other target) packs two to a byte."""
+    from strata.dialects.vocabulary import type_bytes
+
+    source = "model m(h: f32[1, 1, 512]) {{\n  param w: {dtype}[512, 1024]\n  param s: f32[1024]\n  return h @ dequantize(w, s, dtype=f32)\n}}\n"
+    (i4, module), (i8, _) = (_report(source.format(dtype=d)) for d in ("i4", "i8"))
+    kernel = next(op for op in module.walk() if isinstance(op, cpu.KernelOp))
+    [weight] = [v for v in kernel.ins if v.type.get_shape() == (512, 1024)]
+    assert cpu.storage_bytes(weight.type) == 512 * 1024 == 2 * type_bytes(weight.type)
+    assert i4.kernels[0].bytes == i8.kernels[0].bytes
