@@ -794,11 +794,6 @@ def l1_resident(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> bool:
     return tiles <= spec["l1d_bytes_per_core"]
 
 
-def is_half(t) -> bool:
-    """A 16-bit float element type (bf16, f16)."""
-    return isinstance(t, BFloat16Type | Float16Type)
-
-
 def _pass_bytes(op: Operation) -> int:
     """The bytes a pass of `op` over its tiles moves: every tensor operand read, its result written."""
     return sum(storage_bytes(v.type) for v in (*op.operands, *op.results) if isinstance(v.type, TensorType))
@@ -832,7 +827,7 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
             elements = num_elements(op.results[0].type.get_shape())
             operations = OPS_PER_ELEMENT.get(type(op), 0) * elements
             moved = _pass_bytes(op)
-            if isinstance(op, g.DequantizeOp) and is_half(op.result.type.element_type):
+            if isinstance(op, g.DequantizeOp) and cpu.is_half(op.result.type.element_type):
                 operations = DEQUANTIZE_TO_HALF_OPS * elements
                 widened = cpu.widened_dequantize(op)
                 if widened is not None:

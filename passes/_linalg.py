@@ -895,6 +895,18 @@ class Emitter:
                 c = self.write_vector(loop.results[r * nq + q], c, [rows[r], cols[q]], not edge)
         return c
 
+    def along_vectors(self, width: int, dest: SSAValue, one) -> SSAValue:
+        """
+        `dest` threaded through `one(emitter, column, dest)` at each `VL`-wide vector's column of a
+        row of `width` (a multiple of `VL`): unrolled up to `CONCAT_UNROLLED_VECTORS` vectors, else
+        an `scf.for`.
+        """
+        if width // VL > CONCAT_UNROLLED_VECTORS:
+            return self.for_(0, width, VL, dest, one)
+        for q in range(width // VL):
+            dest = one(self, self.index(q * VL), dest)
+        return dest
+
     def read_vector(self, source: SSAValue, index: Sequence[SSAValue], in_bounds: bool = True,
                     width: int | None = None, padding: float | int = 0) -> SSAValue:
         """`width` (default `VL`) consecutive elements of a tensor or memref along its last dim (past its
@@ -1489,11 +1501,7 @@ def _concat_rows(em: Emitter, xs: Sequence[SSAValue], out: SSAValue) -> SSAValue
                 column = e2.v(arith.AddiOp(c, e2.index(start))) if start else c
                 return e2.write_vector(e2.read_vector(part, [r, c]), dest2, [r, column])
 
-            if width // VL <= CONCAT_UNROLLED_VECTORS:
-                for q in range(width // VL):
-                    dest = one(e, e.index(q * VL), dest)
-            else:
-                dest = e.for_(0, width, VL, dest, one)
+            dest = e.along_vectors(width, dest, one)
             offset += width
         return dest
 
@@ -1501,7 +1509,8 @@ def _concat_rows(em: Emitter, xs: Sequence[SSAValue], out: SSAValue) -> SSAValue
 
 
 CONCAT_UNROLLED_VECTORS = 8
-"""The most vectors of one operand's row that `_concat_rows` unrolls; wider rows are a loop."""
+"""The most vectors of a row that `Emitter.along_vectors` unrolls (a concatenation's operand,
+a gathered row); wider rows are a loop."""
 
 
 def constant(em: Emitter, op: g.ConstantOp) -> SSAValue:

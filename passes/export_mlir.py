@@ -108,7 +108,6 @@ from strata.dialects.graph.layout import LayoutAttr, layout_of, physical_shape, 
 from strata.dialects.hardware import cpu
 from strata.dialects.loop import INDEX_OPS
 from strata.passes._linalg import (
-    CONCAT_UNROLLED_VECTORS,
     Emitter,
     ExportError,
     PrefetchOp,
@@ -886,11 +885,7 @@ def _gather_rows(em: Emitter, table: SSAValue, ids: SSAValue, tile, column: SSAV
             start = e2.v(arith.AddiOp(c, column)) if column is not None else c
             return e2.write_vector(e2.read_vector(table, [source_row, start]), dest2, [r, c])
 
-        if width // VL <= CONCAT_UNROLLED_VECTORS:
-            for q in range(width // VL):
-                dest = one(e, e.index(q * VL), dest)
-            return dest
-        return e.for_(0, width, VL, dest, one)
+        return e.along_vectors(width, dest, one)
 
     return em.reshape(em.for_(0, math.prod(tile[:count]), 1, out, row), list(tile))
 

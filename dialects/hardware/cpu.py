@@ -73,6 +73,11 @@ def gathers_by_vectors(gather: GatherOp) -> bool:
             and table.get_shape()[1] % row_tile[0] == 0)
 
 
+def is_half(element_type) -> bool:
+    """A 16-bit float element type (bf16, f16), which native code computes in f32."""
+    return isinstance(element_type, BFloat16Type | Float16Type)
+
+
 def widened_dequantize(op: Operation) -> Operation | None:
     """
     The cast to f32 that is the one use of `op`, a dequantize to a 16-bit float (a weight
@@ -81,7 +86,7 @@ def widened_dequantize(op: Operation) -> Operation | None:
     """
     from strata.dialects.graph import ops as g
 
-    if not isinstance(op, g.DequantizeOp) or not isinstance(op.result.type.element_type, BFloat16Type | Float16Type):
+    if not isinstance(op, g.DequantizeOp) or not is_half(op.result.type.element_type):
         return None
     uses = list(op.result.uses)
     user = uses[0].operation if len(uses) == 1 else None
