@@ -68,8 +68,13 @@ L2. For each kernel:
 - time = max(compute + copies, other L2 traffic, the streams) + the call and,
   with more than one thread, one OpenMP fork and join
   (`parallel_region_latency_s`): the tile copies and the packing are
-  phases of their own between micro-kernel calls, while the out-of-order
-  core and the prefetchers overlap the other loads with the FMAs.
+  phases of their own between micro-kernel calls, their first reads of a
+  buffer in the L3 or DRAM at that level's bandwidth (`outer_copy_seconds`:
+  the core stalls on them), while the out-of-order core and the
+  prefetchers overlap the other loads with the FMAs. A `b` that the
+  micro-kernel widens as it reads it (`cpu.widened_as_read`: a bf16 tile,
+  or an int4/int8 one dequantized to bf16) writes no f32 tile: the cast is
+  free and the dequantize costs its operations alone.
 
 Work at load: what depends on the params alone (`loop.load_plan`: params
 relaid into their kernels' layouts, kernels over params only, such as an
@@ -278,17 +283,18 @@ int8 0.17 us, 0.15 clocks an element, where 0.22 an operation had priced it at 0
 MAP_OPS = (g.BinaryElementwiseOp, g.UnaryElementwiseOp, g.CastOp, g.QuantizeOp, g.DequantizeOp)
 """The elementwise ops priced as passes over their tiles (`map_work`)."""
 
-CYCLES_PER_TRANSCENDENTAL = 1.5
+CYCLES_PER_TRANSCENDENTAL = 1.3
 """Core clocks per exp-like element beyond its FLOPs (`exp`, `sigmoid`, `silu`, softmax's and
-attention's exponentials). Measured alone as above, 64 x 1024 (65k elements), beside relu's
-15.1 us: exp 38.1 us, sigmoid 39.4 us, silu 42.2 us (1.3 to 1.6 clocks more per element); softmax
-64 x 256 22.5 us (1.5 beyond its 5 FLOPs). Other functions: `TRANSCENDENTAL_CYCLES`."""
+attention's exponentials: the export's polynomial, `Emitter.exp`). Measured alone as above, 64 x
+1024 (65k elements), beside relu's 4.7 us: exp 25.2 us, sigmoid 30.1 us, silu 32.0 us (1.1 to 1.5
+clocks more per element); softmax 64 x 256 24.4 us (the Zen 4 guest, 2026-12-07). Other functions:
+`TRANSCENDENTAL_CYCLES`."""
 
-TRANSCENDENTAL_CYCLES = {g.GeluOp: 3.5, g.ErfOp: 3.5, g.LogOp: 22.0, g.TanhOp: 52.0, g.PowOp: 44.0}
+TRANSCENDENTAL_CYCLES = {g.GeluOp: 4.2, g.ErfOp: 3.8, g.LogOp: 22.0, g.TanhOp: 52.0, g.PowOp: 44.0}
 """Core clocks per element of the functions dearer than an exponential, measured alone as above
-(64 x 1024, beside relu's 15.1 us): `gelu` 77 us and `erf` 72 us (the export's polynomial and one
-exponential, 3.3 to 3.6 clocks more per element); `log` 402 us, `tanh` 921 us, `pow` 783 us: libm
-calls per element (`--convert-math-to-libm`), not vectorised."""
+(64 x 1024, beside relu's): `gelu` 80 us and `erf` 72 us (the export's polynomial and one
+exponential; the Zen 4 guest, 2026-12-07); `log` 402 us, `tanh` 921 us, `pow` 783 us: libm calls
+per element (`--convert-math-to-libm`), not vectorised (the Xeon guest)."""
 
 CYCLES_PER_GATHERED_ELEMENT = 6
 """Core clocks per element a gather reads element by element (not `cpu.gathers_by_vectors`: an id
@@ -335,12 +341,12 @@ norm of the same shape 21.6 us (ratio 1.6; 7/4 = 1.75); in LLaMA (S=64 D=256) it
 15.5 us. A quantize divides, rounds to even, adds the zero point, saturates and converts (5):
 f32 -> i8, 64 x 1024 25.4 us, 1 x 3 x 64 x 64 4.6 us (1.45 clocks per element, `CYCLES_PER_MAP_OP`)."""
 
-DEQUANTIZE_TO_HALF_OPS = 2.4
-"""Operations (at `cycles_per_map_op`) per element of a dequantize to a 16-bit float, whose
-conversions LLVM vectorises on 128-bit halves of the registers (`vpmovsxbd`, `vcvtdq2ps`,
-`vcvtneps2bf16` on 4 lanes each): fitted on one `dequantize(w: i8[64, 1024], s, dtype=bf16)`
-measured alone (9.4 us, 0.52 clocks an element, where its 3 bytes an element priced 0.1; the Zen 4
-guest, 2026-12-07). A quantize is `OPS_PER_ELEMENT`'s 5."""
+DEQUANTIZE_TO_BF16_OPS = 2.1
+"""Operations (at `cycles_per_map_op`) per element of a dequantize to bf16, whose rounding the export
+writes in integer operations (`Emitter.bf16_bits`: a shift, a mask, two adds, a NaN test and
+select): fitted on one `dequantize(w: i8[64, 1024], s, dtype=bf16)` measured alone (8.0 us, 0.45
+clocks an element, where its 3 bytes an element priced 0.1; the Zen 4 guest, 2026-12-07). To f16
+(one `vcvtps2ph`) it measured 3.8 us, as to f32 (3.0 us): `OPS_PER_ELEMENT`'s."""
 
 ROW_CYCLES_PER_LANE = 0.25
 """Core clocks per operation and vector lane of the ops the export writes as one masked vector per
@@ -526,6 +532,35 @@ def copy_bytes(kernel: cpu.KernelOp, ops: list[tuple[Operation, int]]) -> int:
             + materialised_bytes(kernel, ops))
 
 
+def _level_of(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, str] | None):
+    """Where each operand of the kernel lies (`levels`, `residence`'s); without them, every operand in
+    the L3, or in DRAM when the kernel's data exceeds the L3."""
+    unique = min(kernel.read_bytes.value.data, sum(storage_bytes(v.type) for v in kernel.ins))
+    default = "l3" if unique + kernel.write_bytes.value.data <= spec["l3_bytes"] else "dram"
+    return lambda value: default if levels is None else levels.get(value, default)
+
+
+def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[Operation, int]],
+                       levels: dict[SSAValue, str] | None, cores: int) -> float:
+    """
+    What the copy phases wait beyond the L2's rate (`copy_bytes` prices them there) for the first
+    read of each operand that lies in the L3 or DRAM (`_level_of`): those bytes come at that
+    level's bandwidth. The core stalls on a tile copy, so its misses do not hide under the FMAs
+    as the other streams do. Measured (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07):
+    `[1, 1024] @ dequantize(i4[1024, 1024])` 182 us alone (its 1 MiB of weights in the L3), 265
+    to 285 us in a chain of 40 such layers (40 MiB: each layer's weights a call old, in DRAM).
+    """
+    operand = dict(zip(kernel.body.block.args, [*kernel.ins, *kernel.outs]))
+    loaded: dict[SSAValue, int] = {}
+    for op, times in ops:
+        if isinstance(op, loop.LoadOp) and op.source in operand and not loop.reads_in_place(op):
+            value = operand[op.source]
+            loaded[value] = loaded.get(value, 0) + storage_bytes(op.result.type) * times
+    level_of, l2 = _level_of(kernel, spec, levels), _bandwidth(spec, "l2", cores)
+    return sum(min(nbytes, storage_bytes(value.type)) * (1 / _bandwidth(spec, level_of(value), cores) - 1 / l2)
+               for value, nbytes in loaded.items() if level_of(value) in ("l3", "dram"))
+
+
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
                  levels: dict[SSAValue, str] | None = None) -> tuple[int, dict[str, int]]:
     """
@@ -543,11 +578,11 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
     outs = [(v, storage_bytes(v.type)) for v in kernel.outs]
     total_in, total_out = sum(b for _, b in ins), sum(b for _, b in outs)
     unique = min(read, total_in)
-    default = "l3" if unique + write <= spec["l3_bytes"] else "dram"
+    level_of = _level_of(kernel, spec, levels)
     streams: dict[str, int] = {}
 
     def add(value: SSAValue, nbytes: int, twice_outside: bool = False) -> None:
-        level = default if levels is None else levels.get(value, default)
+        level = level_of(value)
         streams[level] = streams.get(level, 0) + nbytes * (2 if twice_outside and level in ("l3", "dram") else 1)
 
     for value, nbytes in ins:
@@ -790,8 +825,16 @@ def interleaved_reduction(op: Operation) -> bool:
 
 def l1_resident(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> bool:
     """Whether the kernel's tiles (every tensor its body's ops make, once) fit a core's L1d."""
-    tiles = sum(storage_bytes(r.type) for op, _ in ops for r in op.results if isinstance(r.type, TensorType))
+    tiles = sum(storage_bytes(r.type) for op, _ in ops for r in op.results
+                if isinstance(r.type, TensorType) and not _in_registers(op))
     return tiles <= spec["l1d_bytes_per_core"]
+
+
+def _in_registers(op: Operation) -> bool:
+    """A cast the micro-kernel does as it reads `b` (`cpu.widened_as_read`), or the dequantize it widens:
+    no tile of it is written."""
+    widened = cpu.widened_dequantize(op)
+    return cpu.widened_as_read(widened if widened is not None else op)
 
 
 def _pass_bytes(op: Operation) -> int:
@@ -821,16 +864,19 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
             if not loop.stores_in_place(op):
                 cycles += per_byte * 2 * storage_bytes(op.value.type) * times
             continue
-        if isinstance(op, g.CastOp) and cpu.widened_dequantize(op.input.owner) is op:
-            continue  # in the dequantize's loop
+        if isinstance(op, g.CastOp) and (cpu.widened_dequantize(op.input.owner) is op or cpu.widened_as_read(op)):
+            continue  # in the dequantize's loop, or as the micro-kernel reads it
         if isinstance(op, MAP_OPS) and not any(isinstance(v.owner, MatrixOp) for v in op.operands):
             elements = num_elements(op.results[0].type.get_shape())
             operations = OPS_PER_ELEMENT.get(type(op), 0) * elements
             moved = _pass_bytes(op)
-            if isinstance(op, g.DequantizeOp) and cpu.is_half(op.result.type.element_type):
-                operations = DEQUANTIZE_TO_HALF_OPS * elements
+            if isinstance(op, g.DequantizeOp) and isinstance(op.result.type.element_type, BFloat16Type):
+                operations = DEQUANTIZE_TO_BF16_OPS * elements
                 widened = cpu.widened_dequantize(op)
-                if widened is not None:
+                if widened is not None and cpu.widened_as_read(widened):
+                    # In the micro-kernel's registers: its tile read, nothing written.
+                    moved -= storage_bytes(op.result.type)
+                elif widened is not None:
                     moved += storage_bytes(widened.result.type) - storage_bytes(op.result.type)
         elif interleaved_reduction(op):
             operations, moved = 0, _pass_bytes(op)
@@ -915,7 +961,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     # re-reads of `a` and the L3/DRAM streams overlap the FMAs
     # (out-of-order loads, prefetchers).
     copy_cycles = strided_access_cycles(kernel, spec, ops) + CYCLES_PER_PATCH_ELEMENT * patch_elements(kernel)
-    copy_s = copied / l2_bandwidth + copy_cycles / (spec["clock_hz"] * parallel)
+    copy_s = (copied / l2_bandwidth + copy_cycles / (spec["clock_hz"] * parallel)
+              + outer_copy_seconds(kernel, spec, ops, levels, cores))
     streamed_s = sum(nbytes / _bandwidth(spec, level, cores) for level, nbytes in streams.items())
     memory_s = max((inner - copied) / l2_bandwidth, streamed_s)
     threads = kernel.threads.value.data

@@ -244,6 +244,9 @@ REDUCTION = IteratorTypeAttr.reduction()
 Prefetch = Callable[["Emitter", SSAValue, SSAValue, int, int], None]
 """`prefetch(emitter, strip, block, blocks, strips)`: what `Emitter.vector_matmul` emits before each row block."""
 
+Widen = Callable[["Emitter", SSAValue, SSAValue], SSAValue]
+"""Converts a row vector of a GEMM's `b` read at a column index to f32 (`Emitter.vector_matmul`)."""
+
 
 class Emitter:
     """Appends ops to `block`; every op gets `location`."""
@@ -270,6 +273,8 @@ class Emitter:
         return self.v(arith.ConstantOp(IntegerAttr(value, IndexType())))
 
     def scalar(self, value: float | int, t: Attribute) -> SSAValue:
+        if isinstance(t, VectorType):
+            return self.v(vector.BroadcastOp(self.scalar(value, t.element_type), t))
         if is_float(t):
             return self.v(arith.ConstantOp(FloatAttr(float(value), t)))
         if isinstance(t, IntegerType):
@@ -318,7 +323,37 @@ class Emitter:
         return self.v(arith.AndIOp(a, b))
 
     def exp(self, a: SSAValue) -> SSAValue:
-        return self.v(mathd.ExpOp(a))
+        """
+        e^a. In f32 without libm or libmvec (`EXP_COEFFICIENTS`): glibc's vector `expf` sends every
+        lane whose result is not a normal float (a < -87.3: a softmax over spread scores, a masked
+        score, a sigmoid of a large input) to its scalar `expf`, one call per lane; measured, a
+        softmax of 8 x 257 scores with a spread of a few hundred took 21.8 us where scores of
+        spread 1 took 3.7 (the Zen 4 guest, 2026-12-07). Here a is clamped to [-104, 88.8] (where
+        e^a rounds to 0 and to infinity), split as n ln 2 + r with |r| <= ln 2 / 2 (Cody and
+        Waite's two-part ln 2), e^r a degree-7 polynomial and 2^n two exponent-built factors of
+        2^(n/2), so that results under the normal range come out subnormal, rounded once: within 2
+        ulp of the correctly rounded e^a. NaN stays NaN. Other float types: `math.exp`.
+        """
+        if a.type != f32 and like(a.type, f32) != a.type:
+            return self.v(mathd.ExpOp(a))
+        i32 = like(a.type, IntegerType(32))
+        x = self.min_(self.max_(a, self.scalar(-104.0, a.type)), self.scalar(88.8, a.type))
+        # n = round(x / ln 2): adding 1.5 * 2^23 leaves it in the float's low mantissa bits.
+        shifted = self.add_(self.mul(x, self.scalar(1.4426950408889634, a.type)), self.scalar(12582912.0, a.type))
+        n_float = self.sub(shifted, self.scalar(12582912.0, a.type))
+        n = self.sub(self.v(arith.BitcastOp(shifted, i32)), self.scalar(0x4B400000, i32))
+        r = self.sub(self.sub(x, self.mul(n_float, self.scalar(0.693359375, a.type))),
+                     self.mul(n_float, self.scalar(-2.12194440e-4, a.type)))
+        poly = self.scalar(EXP_COEFFICIENTS[-1], a.type)
+        for c in reversed(EXP_COEFFICIENTS[:-1]):
+            poly = self.add_(self.scalar(c, a.type), self.mul(r, poly))
+        half = self.v(arith.ShRSIOp(n, self.scalar(1, i32)))
+
+        def power_of_two(k: SSAValue) -> SSAValue:
+            biased = self.v(arith.ShLIOp(self.add_(k, self.scalar(127, i32)), self.scalar(23, i32)))
+            return self.v(arith.BitcastOp(biased, a.type))
+
+        return self.mul(self.mul(poly, power_of_two(half)), power_of_two(self.sub(n, half)))
 
     def sqrt(self, a: SSAValue) -> SSAValue:
         return self.v(mathd.SqrtOp(a))
@@ -348,6 +383,8 @@ class Emitter:
             return self.v(arith.IndexCastOp(x, to))
         if is_float(src) and is_float(to):
             ws, wt = FLOAT_WIDTH[type(src)], FLOAT_WIDTH[type(to)]
+            if isinstance(src, BFloat16Type) and wt == 32:
+                return self.widen_bf16(x)
             if ws < wt:
                 return self.v(arith.ExtFOp(x, to))
             if ws == 64 and wt < 32:
@@ -355,6 +392,10 @@ class Emitter:
                 # to f32 with round-to-odd, then to `to`; f32 keeps enough
                 # bits that this rounds once, as a direct conversion does.
                 return self.convert(self._to_f32_odd(x), to)
+            if ws == 32 and isinstance(to, BFloat16Type):
+                i16 = IntegerType(16)
+                upper = self.v(arith.ShRUIOp(self.bf16_bits(x), self.scalar(16, IntegerType(32))))
+                return self.v(arith.BitcastOp(self.v(arith.TruncIOp(upper, i16)), to))
             if ws > wt:
                 return self.v(arith.TruncFOp(x, to))
             return self.convert(self.convert(x, f32), to)
@@ -377,6 +418,53 @@ class Emitter:
         if src.width.data < to.width.data:
             return self.v(arith.ExtSIOp(x, to))
         return self.v(arith.TruncIOp(x, to))
+
+    def widen_bf16(self, x: SSAValue) -> SSAValue:
+        """
+        bf16 `x` (or a vector of them) as f32, its upper half: a shift, which LLVM vectorises at
+        full width (its `fpext` from bfloat goes 4 lanes at a time on AVX-512).
+        """
+        half = self.v(arith.BitcastOp(x, like(x.type, IntegerType(16))))
+        if isinstance(x.type, VectorType):
+            return self.v(arith.BitcastOp(self.into_upper_bits(half), like(x.type, f32)))
+        i32 = IntegerType(32)
+        bits = self.v(arith.ExtUIOp(half, i32))
+        return self.v(arith.BitcastOp(self.v(arith.ShLIOp(bits, self.scalar(16, i32))), f32))
+
+    def into_upper_bits(self, x: SSAValue) -> SSAValue:
+        """
+        A vector of i8 or i16 `x` as i32s holding each element in their upper bits, the rest zero
+        (`x << 24`, `x << 16`): zeros interleaved below each element by a `vector.shuffle`, read
+        as i32s (little-endian). xDSL's `arith.extsi`/`extui` take no vectors.
+        """
+        lanes = x.type.get_shape()[0]
+        ratio = 32 // x.type.element_type.width.data
+        zeros = self.scalar(0, x.type)
+        mask = [index for i in range(lanes) for index in ([i] * (ratio - 1) + [lanes + i])]
+        spread = self.v(vector.ShuffleOp(zeros, x, DenseArrayBase.from_list(i64, mask),
+                                         result_type=VectorType(x.type.element_type, [lanes * ratio])))
+        return self.v(vector.BitcastOp(spread, VectorType(IntegerType(32), [lanes])))
+
+    def bf16_bits(self, x: SSAValue) -> SSAValue:
+        """
+        f32 `x` (or a vector of them) rounded to bf16 as the reference (ml_dtypes) rounds it, as
+        the i32 whose upper half is the bf16 and lower half zero (the bits of its f32 value): to
+        nearest, ties to even, subnormals kept, NaN the quiet NaN of its sign. In integer
+        operations only (the NaN test too: `arith.cmpf` in xDSL gives no vector), which LLVM
+        vectorises at full width; its `fptrunc` to bfloat goes 4 lanes at a time on AVX-512.
+        """
+        i32 = like(x.type, IntegerType(32))
+        bits = self.v(arith.BitcastOp(x, i32))
+        odd = self.and_(self.v(arith.ShRUIOp(bits, self.scalar(16, i32))), self.scalar(1, i32))
+        rounded = self.add_(bits, self.add_(self.scalar(0x7FFF, i32), odd))
+        sign = self.and_(bits, self.scalar(-0x80000000, i32))
+        nan = self.v(arith.OrIOp(sign, self.scalar(0x7FC00000, i32)))
+        # All ones where |x| is above infinity's bits (a NaN), else zero.
+        magnitude = self.and_(bits, self.scalar(0x7FFFFFFF, i32))
+        is_nan = self.v(arith.ShRSIOp(self.sub(self.scalar(0x7F800000, i32), magnitude), self.scalar(31, i32)))
+        keep = self.v(arith.XOrIOp(is_nan, self.scalar(-1, i32)))
+        upper = self.v(arith.OrIOp(self.and_(rounded, keep), self.and_(nan, is_nan)))
+        return self.and_(upper, self.scalar(-0x10000, i32))
 
     def _to_f32_odd(self, x: SSAValue) -> SSAValue:
         """f64 -> f32 rounding to odd: toward zero, lowest bit set when inexact."""
@@ -749,10 +837,13 @@ class Emitter:
         width = row_lanes(r)
         return self.read_vector(x, [i, self.index(0)], r == width, width, padding)
 
-    def matmul(self, a: SSAValue, b: SSAValue, out_elem: Attribute, acc: SSAValue | None = None) -> SSAValue:
+    def matmul(self, a: SSAValue, b: SSAValue, out_elem: Attribute, acc: SSAValue | None = None,
+               widen: Widen | None = None) -> SSAValue:
         """
         NumPy `a @ b` (rank >= 2, batch dims broadcast), accumulated in the
-        compute type; with `acc`, `acc + a @ b` accumulated into `acc`.
+        compute type; with `acc`, `acc + a @ b` accumulated into `acc`. With
+        `widen`, `b` is a 2-D tile the micro-kernel converts to f32 row
+        vector by row vector as it reads it (`vector_matmul`).
 
         The loops nest as batch, m, k, n: the innermost loop walks a row of
         `b` and of the result, so it vectorises without reassociating sums.
@@ -762,7 +853,7 @@ class Emitter:
                 and (acc is None or list(shape(acc)) == [*sa[:-1], sb[-1]]):
             # Leading unit dims (a [1, S, D] activation): the 2-D GEMM, reshaped back.
             flat = self.matmul(self.reshape(a, list(sa[-2:])), b, out_elem,
-                               None if acc is None else self.reshape(acc, [sa[-2], sb[-1]]))
+                               None if acc is None else self.reshape(acc, [sa[-2], sb[-1]]), widen)
             return self.reshape(flat, [*sa[:-1], sb[-1]])
         nb = max(len(sa), len(sb)) - 2
         batch = [max(x, y) for x, y in zip(
@@ -785,9 +876,11 @@ class Emitter:
             init = self.fill(0, out_shape, ct)
         else:
             init = acc
-        block = micro_kernel(sa, sb, elem(a), elem(b), ct)
+        block = micro_kernel(sa, sb, elem(a), f32 if widen else elem(b), ct)
+        if widen is not None and block is None:
+            raise ExportError(f"no micro-kernel widens b for a {list(sa)} @ {list(sb)} product")
         if block is not None:
-            total = self.vector_matmul(a, b, init, block)
+            total = self.vector_matmul(a, b, init, block, widen=widen)
             if acc is not None and init is not acc:
                 total = self.elementwise(lambda e, x, y: e.add_(x, y), out_shape, ct, acc, total)
             return self.cast(total, out_elem)
@@ -813,7 +906,8 @@ class Emitter:
         return total
 
     def vector_matmul(self, a: SSAValue, b: SSAValue, c: SSAValue, block: tuple[int, int],
-                      packed: bool = False, prefetch: Prefetch | None = None) -> SSAValue:
+                      packed: bool = False, prefetch: Prefetch | None = None,
+                      widen: Widen | None = None) -> SSAValue:
         """
         `c + a @ b` for f32 tiles, `c` [M, N], register-blocked by
         `block = (mr, nq)` (see `micro_kernel`): for each strip of `nr = nq *
@@ -830,7 +924,10 @@ class Emitter:
         `prefetch(emitter, s, p, blocks, strips)`, where given, is emitted
         before row block `p` (of `blocks`) of strip `s` (of `strips`): the
         exporter prefetches a share of the next tiles there, so that their
-        memory traffic overlaps this tile's arithmetic.
+        memory traffic overlaps this tile's arithmetic. `widen(emitter,
+        vector, column)`, where given, converts each row vector read from an
+        unpacked `b` of another element type (bf16, a quantized weight) to
+        f32 in the registers: no f32 copy of `b` is written and read back.
         """
         m, n = shape(c)
         k = shape(b)[-2]
@@ -848,12 +945,13 @@ class Emitter:
                 def rows(e2: Emitter, p: SSAValue, c_rows: SSAValue) -> SSAValue:
                     if prefetch is not None:
                         prefetch(e2, s, p, blocks, strips)
-                    return e2._micro_tile(a, b, c_rows, p, s, j, mr, nq, k, packed, edge)
+                    return e2._micro_tile(a, b, c_rows, p, s, j, mr, nq, k, packed, edge, widen=widen)
                 c_out = e.for_(0, main // mr, 1, c_out, rows)
             if m % mr:
                 if prefetch is not None:
                     prefetch(e, s, e.index(main // mr), blocks, strips)
-                c_out = e._micro_tile(a, b, c_out, e.index(main // mr), s, j, m % mr, nq, k, packed, edge, mr)
+                c_out = e._micro_tile(a, b, c_out, e.index(main // mr), s, j, m % mr, nq, k, packed, edge, mr,
+                                      widen)
             return c_out
 
         return self.for_(0, -(-n // nr), 1, c, strip)
@@ -866,7 +964,7 @@ class Emitter:
         return self.v(scf.ForOp(self.index(lb), self.index(ub), self.index(step), [init], Region(block)))
 
     def _micro_tile(self, a, b, c, p: SSAValue, s: SSAValue, j: SSAValue, rows_: int, nq: int, k: int,
-                    packed: bool, edge: bool, mr: int | None = None) -> SSAValue:
+                    packed: bool, edge: bool, mr: int | None = None, widen: Widen | None = None) -> SSAValue:
         """`c[i:i+rows_, j:j+nq*VL] += a[i:i+rows_, :] @ b[:, j:j+nq*VL]` (i = p * mr) in vector registers."""
         vt = VectorType(f32, [VL])
         mr = mr or rows_
@@ -879,6 +977,8 @@ class Emitter:
         kk, carried = block.args[0], list(block.args[1:])
         if packed:
             b_rows = [e.read_vector(b, [s, kk, e.index(q * VL)]) for q in range(nq)]
+        elif widen is not None:
+            b_rows = [widen(e, e.read_vector(b, [kk, cols[q]], not edge), cols[q]) for q in range(nq)]
         else:
             b_rows = [e.read_vector(b, [kk, cols[q]], not edge) for q in range(nq)]
         out = []
@@ -1006,6 +1106,11 @@ MICRO_KERNELS = ((12, 2), (6, 4), (8, 2), (8, 1), (4, 1))
 """Register blocks `(mr, nq)`, best first: `mr` rows by `nq` vectors of `VL` columns."""
 
 
+FEW_ROWS_ACCUMULATORS = 12
+"""Accumulator vectors of a block of fewer rows than `MICRO_KERNELS`' smallest: at least the 8 that two FMA
+pipes of 4-cycle latency keep busy (1 row x 8 vectors, 2 x 4, 3 x 4)."""
+
+
 def micro_kernel(sa, sb, ta, tb, tc) -> tuple[int, int] | None:
     """
     The register block `(mr, nq)` of the vectorised GEMM micro-kernel for
@@ -1017,11 +1122,17 @@ def micro_kernel(sa, sb, ta, tb, tc) -> tuple[int, int] | None:
     that 12 does not divide. A block is taken when its rows divide the
     tile's or they are many (the remainder block is small beside them).
     Columns that no strip width divides take the widest strip not over them
-    (the last strip is masked).
+    (the last strip is masked). Fewer rows than the smallest block (a decode
+    step's GEMV) take as many vectors across as make `FEW_ROWS_ACCUMULATORS`.
     """
     if len(sa) != 2 or len(sb) != 2 or not (ta == tb == tc == f32):
         return None
     m, n = sa[0], sb[1]
+    if m < MICRO_KERNELS[-1][0]:
+        # Few rows (a decode step's GEMV): as many vectors across as give the FMAs
+        # `FEW_ROWS_ACCUMULATORS` independent chains, so they do not wait on each other's latency.
+        nq = next(q for q in (8, 4, 2, 1) if n % (VL * q) == 0 and m * q <= FEW_ROWS_ACCUMULATORS or q == 1)
+        return m, nq
     for mr, nq in MICRO_KERNELS:
         if n % (VL * nq) == 0 and (m % mr == 0 or m >= 8 * mr or mr == MICRO_KERNELS[-1][0]):
             return min(mr, m), nq
@@ -1035,6 +1146,11 @@ def _reassociation(groups: Sequence[Sequence[int]]) -> ArrayAttr:
 
 # --------------------------------------------------------------------------- graph ops
 
+
+EXP_COEFFICIENTS = (1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333,
+                    0.001388888888888889, 0.0001984126984126984)
+"""e^r = sum of r^i / i! to i = 7 for |r| <= ln 2 / 2 (`Emitter.exp`): truncation error under 3e-9,
+far below f32's ulp."""
 
 ERFC_COEFFICIENTS = (
     -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
@@ -1555,7 +1671,7 @@ def quantize(em: Emitter, op: g.QuantizeOp, args: Sequence[SSAValue]) -> SSAValu
 def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue], widened: Attribute | None = None) -> SSAValue:
     """
     ONNX DequantizeLinear, as the reference: `(q - zero_point) * scale` in f32 (the difference exact
-    in i64), rounded once to the result's type; then converted to `widened` in the same loop (the
+    in `difference_type`), rounded once to the result's type; then converted to `widened` in the same loop (the
     cast that is its one use, `cpu.widened_dequantize`) where given.
     """
     types = [logical(v) for v in op.operands]
@@ -1566,14 +1682,56 @@ def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue], widene
         if is_float(types[0]):
             shifted = e.convert_logical(q, types[0], f32)
         else:
-            wide = e.convert_logical(q, types[0], i64)
+            exact = difference_type(types[0])
+            wide = e.convert_logical(q, types[0], exact)
             if rest:
-                wide = e.sub(wide, e.convert_logical(rest[0], types[2], i64))
+                wide = e.sub(wide, e.convert_logical(rest[0], types[2], exact))
             shifted = e.v(arith.SIToFPOp(wide, f32))
-        value = e.convert_logical(e.mul(shifted, e.convert_logical(scale, types[1], f32)), f32, result)
+        product = e.mul(shifted, e.convert_logical(scale, types[1], f32))
+        if isinstance(result, BFloat16Type) and widened == f32:
+            # Rounded to bf16 and widened back in one: the rounded bits are the f32's.
+            return e.v(arith.BitcastOp(e.bf16_bits(product), f32))
+        value = e.convert_logical(product, f32, result)
         return value if widened is None else e.convert_logical(value, result, widened)
 
     return em.mapped(args, shape(op.result), t, lambda e, *xs: body(e, *xs[: len(args)]))
+
+
+def dequantized_rows(scale: SSAValue) -> Widen:
+    """
+    The `Widen` of a dequantize to bf16 of an i4 or i8 tile that the micro-kernel reads
+    (`cpu.widened_as_read`): each vector of the tile (held in i8) to f32, times its columns'
+    scales (`scale`: one per column of `b`, or one for all), rounded to bf16 as the reference
+    rounds it (`Emitter.bf16_bits`) and kept in f32: `dequantize`'s values, in the registers.
+    """
+    per_column = list(shape(scale)) not in ([], [1])
+    in_bounds = not per_column or shape(scale)[0] % VL == 0
+
+    def widen(e: Emitter, raw: SSAValue, column: SSAValue) -> SSAValue:
+        vt, i32 = like(raw.type, f32), like(raw.type, IntegerType(32))
+        # Sign-extended by an arithmetic shift down from the upper byte; to f32 exactly by adding
+        # 1.5 * 2^23 to the integer's bits (|q| < 2^22), no `sitofp` (xDSL's takes no vectors).
+        wide = e.v(arith.ShRSIOp(e.into_upper_bits(raw), e.scalar(24, i32)))
+        magic = e.v(arith.BitcastOp(e.add_(wide, e.scalar(0x4B400000, i32)), vt))
+        value = e.sub(magic, e.scalar(12582912.0, vt))
+        scales = (e.read_vector(scale, [column], in_bounds) if per_column
+                  else e.v(vector.BroadcastOp(e.first(scale), vt)))
+        return e.v(arith.BitcastOp(e.bf16_bits(e.mul(value, scales)), vt))
+
+    return widen
+
+
+def like(t: Attribute, element: Attribute) -> Attribute:
+    """`element`, or a vector of it shaped as `t` where `t` is a vector type."""
+    return VectorType(element, t.get_shape()) if isinstance(t, VectorType) else element
+
+
+def difference_type(t: Attribute) -> IntegerType:
+    """
+    The signed type in which `q - zero_point` of integer type `t` is exact: i32 up to 16 bits (the
+    difference then also converts to f32 exactly, and vectors hold 16 lanes of it, not 8), else i64.
+    """
+    return IntegerType(32) if t.width.data <= 16 else i64
 
 
 def highest_finite(t: Attribute) -> float:

@@ -115,9 +115,11 @@ from strata.passes._linalg import (
     causal_mask,
     conv2d,
     dequantize,
+    dequantized_rows,
     dim,
     elem,
     VL,
+    Widen,
     is_float,
     lower_graph_op,
     micro_kernel,
@@ -338,8 +340,8 @@ class _KernelExporter:
         elif op.name.startswith("graph."):
             if _accumulated_matmul(op) is not None or _feeds_micro_kernel(op):
                 return  # emitted by the add that consumes it, into its accumulator; or packed there
-            if cpu.widened_dequantize(op) is not None:
-                return  # emitted by the cast that widens it, in one loop
+            if cpu.widened_dequantize(op) is not None or cpu.widened_as_read(op):
+                return  # emitted by the cast that widens it, in one loop; or in the micro-kernel
             if isinstance(op, g.CastOp) and cpu.widened_dequantize(op.input.owner) is op:
                 deq = op.input.owner
                 self.values[op.result] = dequantize(em, deq, [self.get(v) for v in deq.operands], logical(op.result))
@@ -353,8 +355,8 @@ class _KernelExporter:
                     if operands is not None:
                         self.values[op.result] = em.cast(self.micro_matmul(matmul, operands, acc, em), elem(op.result))
                         return
-                    a, b = (self.get(v) for v in matmul.operands)
-                    self.values[op.result] = em.matmul(a, b, elem(op.result), acc=acc)
+                    b, widen = self.matmul_rhs(matmul)
+                    self.values[op.result] = em.matmul(self.get(matmul.lhs), b, elem(op.result), acc, widen)
                     return
                 if isinstance(op, g.Conv2DOp) and _conv_weight_rows(op.weight.owner) is not None:
                     w_load = op.weight.owner
@@ -401,6 +403,20 @@ class _KernelExporter:
         new.attributes.update(op.attributes)
         em.add(new)
         self.values.update(zip(op.results, new.results))
+
+    def matmul_rhs(self, matmul: g.MatmulOp) -> tuple[SSAValue, Widen | None]:
+        """
+        The `b` tile of `matmul` and how the micro-kernel widens its row vectors to f32: None, or,
+        where a cast feeds it (`cpu.widened_as_read`), the cast's bf16 tile or its dequantize's
+        quantized tile, converted in the registers.
+        """
+        cast = matmul.rhs.owner
+        if not cpu.widened_as_read(cast):
+            return self.get(matmul.rhs), None
+        source = cast.input.owner
+        if isinstance(source, g.DequantizeOp):
+            return self.get(source.input), dequantized_rows(self.get(source.scale))
+        return self.get(cast.input), lambda e, raw, _column: e.widen_bf16(raw)
 
     def micro_matmul(self, matmul: g.MatmulOp, operands, acc: SSAValue | None, em: Emitter) -> SSAValue:
         """

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import BFloat16Type, DenseArrayBase, Float16Type, IntegerAttr, IntegerType, f32
+from xdsl.dialects.builtin import BFloat16Type, DenseArrayBase, Float16Type, IntegerAttr, IntegerType, Signedness, f32
 from xdsl.ir import Dialect, Operation
 from xdsl.irdl import IRDLOperation, irdl_op_definition, lazy_traits_def, prop_def, traits_def
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator
@@ -93,6 +93,43 @@ def widened_dequantize(op: Operation) -> Operation | None:
     if not isinstance(user, g.CastOp) or user.result.type.element_type != f32 or user.parent_block() is not op.parent_block():
         return None
     return user
+
+
+def widened_as_read(cast: Operation) -> bool:
+    """
+    Whether native code converts the input of `cast` (a cast to f32) to f32 as a GEMM's micro-kernel
+    reads it, one row vector of `b` at a time, so that no f32 tile is written and read back: its one
+    use is the `b` of a matrix product (the graph's or `cpu.fma`) of f32 tiles, `a` with unit leading
+    dims and `b` of rank 2, and it widens a bf16 tile loaded as it is (a `loop.load`) or a dequantize
+    to bf16 (`widened_dequantize`) of a loaded i4 or i8 tile by loaded scales, one per column of `b`
+    or one for all, without a zero point.
+    """
+    from strata.dialects.graph import ops as g
+    from strata.dialects.loop import LoadOp
+
+    if not isinstance(cast, g.CastOp) or cast.result.type.element_type != f32:
+        return False
+    uses = list(cast.result.uses)
+    if len(uses) != 1 or uses[0].index != 1 or uses[0].operation.parent_block() is not cast.parent_block():
+        return False
+    product = uses[0].operation
+    if not isinstance(product, g.MatmulOp | MatrixOp) or product.operands[0] is cast.result:
+        return False
+    lhs, result = product.operands[0].type, product.results[0].type
+    if (lhs.element_type != f32 or result.element_type != f32 or len(cast.result.type.get_shape()) != 2
+            or len(lhs.get_shape()) < 2 or any(d != 1 for d in lhs.get_shape()[:-2])):
+        return False
+    source = cast.input.owner
+    if isinstance(source, LoadOp):
+        return isinstance(cast.input.type.element_type, BFloat16Type)
+    if not isinstance(source, g.DequantizeOp) or widened_dequantize(source) is not cast or len(source.operands) != 2:
+        return False
+    q, scale = source.operands
+    columns = cast.result.type.get_shape()[1]
+    return (isinstance(source.result.type.element_type, BFloat16Type) and isinstance(q.owner, LoadOp)
+            and isinstance(scale.owner, LoadOp) and isinstance(q.type.element_type, IntegerType)
+            and q.type.element_type.width.data in (4, 8) and q.type.element_type.signedness.data == Signedness.SIGNLESS
+            and list(scale.type.get_shape()) in ([], [1], [columns]))
 
 
 def storage_bytes(shaped_type) -> int:

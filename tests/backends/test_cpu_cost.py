@@ -530,17 +530,17 @@ def test_an_embedding_lookup_by_vectors_costs_its_row_copies():
     assert scalar.kernels[0].time_s > per_element
 
 
-def test_a_dequantize_to_a_16_bit_float_costs_its_conversions():
+def test_a_dequantize_to_bf16_costs_its_rounding():
     """
-    A dequantize to bf16 costs `DEQUANTIZE_TO_HALF_OPS` operations an element (LLVM converts on
-    128-bit halves), more than the same dequantize to f32, which moves more bytes; in a bf16 GEMM the
+    A dequantize to bf16 costs `DEQUANTIZE_TO_BF16_OPS` operations an element (its rounding in
+    integer operations), more than the same dequantize to f32, which moves more bytes; in a bf16 GEMM the
     cast that widens it back to f32 runs in its loop (`cpu.widened_dequantize`), no pass of its own.
     """
     source = "model m(w: i8[64, 1024], s: f32[1024]) {{\n  return dequantize(w, s, dtype={dtype})\n}}\n"
     (half, module), (single, _) = (_report(source.format(dtype=d)) for d in ("bf16", "f32"))
     spec = module_device(module)
     per_op = spec.get("cycles_per_map_op", cpu_model.CYCLES_PER_MAP_OP)
-    conversions = cpu_model.DEQUANTIZE_TO_HALF_OPS * 64 * 1024 * per_op / spec["clock_hz"]
+    conversions = cpu_model.DEQUANTIZE_TO_BF16_OPS * 64 * 1024 * per_op / spec["clock_hz"]
     assert half.kernels[0].time_s >= conversions
     assert half.kernels[0].time_s > single.kernels[0].time_s
     gemm = "model m(h: bf16[1, 1, 256]) {\n  param w: i8[256, 512]\n  param s: f32[512]\n  return h @ dequantize(w, s, dtype=bf16)\n}\n"
@@ -565,3 +565,57 @@ def test_int4_weights_take_a_byte_each_as_native_code_stores_them():
     [weight] = [v for v in kernel.ins if v.type.get_shape() == (512, 1024)]
     assert cpu.storage_bytes(weight.type) == 512 * 1024 == 2 * type_bytes(weight.type)
     assert i4.kernels[0].bytes == i8.kernels[0].bytes
+
+
+def test_a_copy_phase_reads_a_buffer_in_dram_at_its_bandwidth():
+    """
+    `outer_copy_seconds`: a GEMV's weight tiles are copied before the micro-kernel reads them, and
+    the core waits for those reads: from DRAM (its weight a call old behind more than the L3) they
+    come at DRAM's bandwidth, from the L2 at no extra cost; the difference is the weight's bytes
+    at the two rates.
+    """
+    from strata.backends.cost import hardware_kernels
+
+    report, module = _report("model m(h: f32[1, 1024]) {\n  param w: f32[1024, 1024]\n  return h @ w\n}\n")
+    spec = module_device(module)
+    (kernel,) = hardware_kernels(module)
+    ops = cpu_model.body_ops(kernel)
+    weight = kernel.ins[[v.type.get_shape() for v in kernel.ins].index((1024, 1024))]
+    near = {v: "l2" for v in (*kernel.ins, *kernel.outs)}
+    far = {**near, weight: "dram"}
+    in_l2 = cpu_model.outer_copy_seconds(kernel, spec, ops, near, 1)
+    in_dram = cpu_model.outer_copy_seconds(kernel, spec, ops, far, 1)
+    assert in_l2 == 0
+    nbytes = 1024 * 1024 * 4
+    assert in_dram == pytest.approx(nbytes / spec["dram_bandwidth_per_core"] - nbytes / spec["l2_bandwidth_per_core"])
+    cheap = cpu_model.kernel_cost(kernel, spec, near)
+    dear = cpu_model.kernel_cost(kernel, spec, far)
+    total = lambda cost: cost.extra["compute_s"] + cost.extra["copy_s"]  # noqa: E731
+    assert total(dear) == pytest.approx(total(cheap) + in_dram)
+
+
+def test_a_weight_widened_as_the_micro_kernel_reads_it_writes_no_f32_tile():
+    """
+    `cpu.widened_as_read`: a bf16 weight's cast to f32 costs nothing (the micro-kernel widens its
+    rows), and an int4 weight's dequantize to bf16 costs its operations and its tile's read, no
+    write; neither f32 tile counts against the L1.
+    """
+    from strata.backends.cost import hardware_kernels
+
+    for source in ("model m(h: bf16[1, 1, 256]) {\n  param w: bf16[256, 512]\n  return h @ w\n}\n",
+                   "model m(h: bf16[1, 1, 256]) {\n  param w: i4[256, 512]\n  param s: f32[512]\n"
+                   "  return h @ dequantize(w, s, dtype=bf16)\n}\n"):
+        _, module = _report(source)
+        spec = module_device(module)
+        (kernel,) = hardware_kernels(module)
+        ops = cpu_model.body_ops(kernel)
+        casts = [op for op, _ in ops if op.name == "graph.cast" and cpu.widened_as_read(op)]
+        assert len(casts) == 1
+        without = [(op, t) for op, t in ops if op is not casts[0]]
+        assert cpu_model.map_work(ops, spec) == cpu_model.map_work(without, spec)
+        deqs = [(op, t) for op, t in ops if op.name == "graph.dequantize"]
+        for op, times in deqs:
+            per_op = spec.get("cycles_per_map_op", cpu_model.CYCLES_PER_MAP_OP)
+            operations = cpu_model.DEQUANTIZE_TO_BF16_OPS * 256 * 512 * per_op
+            assert cpu_model.map_work(deqs, spec)[1] == pytest.approx(operations)
+        assert all(cpu_model._in_registers(op) for op, _ in (*deqs, (casts[0], 1)))

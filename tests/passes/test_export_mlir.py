@@ -350,12 +350,25 @@ def test_an_embedding_lookup_copies_its_rows_by_vectors(tmp_path):
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
+def _micro_kernel_widens(module) -> bool:
+    """Whether a `vector.bitcast` (`Emitter.into_upper_bits`) runs in an `scf.for` holding `vector.fma`s
+    (the micro-kernel's k loop widens `b`'s rows), and no generic converts a whole 2-D tile."""
+    loops = [op for op in module.walk() if op.name == "scf.for"
+             and any(inner.name == "vector.fma" for inner in op.body.block.ops)]
+    widens = any(inner.name == "vector.bitcast" for op in loops for inner in op.walk())
+    tiles = [op for op in module.walk() if op.name == "linalg.generic"
+             and any(inner.name in ("arith.sitofp", "arith.bitcast", "arith.extf") for inner in op.walk())
+             and len(op.results[0].type.get_shape()) == 2]
+    return widens and not tiles
+
+
 @needs_mlir
-def test_a_weight_dequantized_for_a_bf16_gemm_is_widened_in_the_same_loop(tmp_path):
+def test_a_weight_dequantized_for_a_bf16_gemm_is_widened_as_the_micro_kernel_reads_it(tmp_path):
     """
-    `h @ dequantize(w, s, dtype=bf16)` computes in f32: the dequantize's rounding to bf16 and the
-    cast back to f32 are one loop (one generic holding both conversions), not two passes over a
-    bf16 tile; the output is the reference's, bit for bit.
+    `h @ dequantize(w, s, dtype=bf16)` computes in f32: the micro-kernel dequantizes each row vector
+    of the weight's tile, rounds it to bf16 and widens it back in the registers (no f32 tile of the
+    weight); the output is the reference's bit for bit, with scales that are NaN, infinite,
+    subnormal, large enough that the rounding overflows, and halfway between two bf16s.
     """
     from strata.compiler.frontend import compile_source
 
@@ -363,12 +376,28 @@ def test_a_weight_dequantized_for_a_bf16_gemm_is_widened_in_the_same_loop(tmp_pa
         "model m(h: bf16[1, 1, 64]) {\n  param w: i4[64, 48]\n  param s: f32[48]\n"
         "  return h @ dequantize(w, s, dtype=bf16)\n}\n", "m.model")
     inputs, params = sample_values(module)
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 1e-40, -3e-39, 3.4e38, 1 + 2**-8, 1 + 3 * 2**-8],
+                       dtype=np.float32)
+    params["s"] = np.asarray(params["s"], dtype=np.float32).copy()
+    params["s"][: len(special)] = special
     want = reference.run_module(module, inputs, params)
     compile_module(module, "cpu", Stage.MLIR)
-    generics = [op for op in module.walk() if op.name == "linalg.generic"]
-    both = [op for op in generics if {"arith.truncf", "arith.extf"} <= {inner.name for inner in op.walk()}
-            and any(inner.name == "arith.sitofp" for inner in op.walk())]
-    assert len(both) == 1
+    assert _micro_kernel_widens(module)
+    got = native.compile_exported(module, tmp_path).run(inputs, params)
+    np.testing.assert_array_equal(np.asarray(want[0], dtype=np.float32), np.asarray(got[0], dtype=np.float32))
+
+
+@needs_mlir
+def test_a_bf16_weight_is_widened_as_the_micro_kernel_reads_it(tmp_path):
+    """`h @ w` with a bf16 weight: the micro-kernel widens each row vector of `w`'s tile in the
+    registers (no f32 copy of the tile); the output is the reference's bit for bit."""
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source("model m(h: bf16[1, 1, 64]) {\n  param w: bf16[64, 80]\n  return h @ w\n}\n", "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    assert _micro_kernel_widens(module)
     got = native.compile_exported(module, tmp_path).run(inputs, params)
     np.testing.assert_array_equal(np.asarray(want[0], dtype=np.float32), np.asarray(got[0], dtype=np.float32))
 
@@ -622,3 +651,43 @@ def test_a_relayout_that_keeps_the_element_order_is_one_memcpy():
     assert "memref.copy" in names and "scf.for" not in names
     copy = next(op for op in load.walk() if op.name == "memref.copy")
     assert copy.source.type.get_shape() == copy.destination.type.get_shape() == (128,)
+
+
+@needs_mlir
+def test_exp_is_within_two_ulp_over_the_whole_range(tmp_path):
+    """
+    `Emitter.exp` (a polynomial, no libm): within 2 ulp of e^x over [-110, 90] in f32, results
+    under the normal range subnormal as the correctly rounded ones are (within 2 of their ulp), 0
+    below the subnormals, infinity above the largest float, and e^-inf = 0, e^inf = inf, NaN kept.
+    """
+    from strata.compiler.frontend import compile_source
+
+    x = np.concatenate([np.linspace(-110, 90, 40_000, dtype=np.float32),
+                        np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, 1e-30, -87.5, -103.5, 88.7, 88.8],
+                                 dtype=np.float32)])
+    module = compile_source(f"model m(x: f32[{x.size}]) {{\n  return exp(x)\n}}\n", "m.model")
+    compile_module(module, "cpu", Stage.MLIR)
+    (got,) = native.compile_exported(module, tmp_path).run({"x": x}, {})
+    with np.errstate(over="ignore"):
+        want = np.exp(x.astype(np.float64)).astype(np.float32)
+    special = ~np.isfinite(want) | (want == 0)
+    np.testing.assert_array_equal(got[special], want[special])
+    ulp = np.spacing(np.maximum(want[~special], np.float32(1e-45)))
+    assert np.max(np.abs(got[~special].astype(np.float64) - want[~special]) / ulp) <= 2
+
+
+@needs_mlir
+def test_bf16_conversions_are_the_references_bit_for_bit(tmp_path):
+    """f32 -> bf16 (`Emitter.bf16_bits`: to nearest, ties to even, subnormals kept, overflow to
+    infinity, NaN quiet with its sign) and back (`Emitter.widen_bf16`) as ml_dtypes converts."""
+    from strata.compiler.frontend import compile_source
+
+    bits = np.array([0x3F808000, 0x3F818000, 0x3F80FFFF, 0x00018000, 0x00008000, 0x80000001, 0x7F7FFFFF,
+                     0x7F7F7FFF, 0xFF800000, 0x7F800001, 0xFFC00001, 0x00000000, 0x80000000], dtype=np.uint32)
+    x = np.concatenate([bits.view(np.float32), np.random.default_rng(0).standard_normal(51, dtype=np.float32)])
+    module = compile_source(f"model m(x: f32[{x.size}]) {{\n  return cast(cast(x, dtype=bf16) * 3.0, dtype=f32)\n}}\n",
+                            "m.model")
+    want = reference.run_module(module, {"x": x}, {})
+    compile_module(module, "cpu", Stage.MLIR)
+    got = native.compile_exported(module, tmp_path).run({"x": x}, {})
+    np.testing.assert_array_equal(np.asarray(want[0], np.float32).view(np.uint32), np.asarray(got[0]).view(np.uint32))

@@ -158,3 +158,30 @@ def test_tpu_gemm_tiles_grow_past_a_plateau():
     compile_module(module, "tpu", Stage.LOOP)
     (kernel,) = [k for k in module.walk() if isinstance(k, loop.KernelOp)]
     assert kernel.tile_sizes.get_values() == (257, 257, 127)
+
+
+@pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
+def test_a_cpu_gemm_of_few_rows_takes_tiles_as_wide_as_its_weight_rows(device):
+    """
+    `cpu_few_rows_tile`: a decode step's `[1, 1024] @ [1024, 4096]` takes b's whole rows (as
+    wide as keeps a k tile of 16 in a quarter of the L2) and the k tile that fills that quarter;
+    a GEMM of many rows keeps `cpu_gemm_tile`'s square tile.
+    """
+    from strata.compiler.frontend import compile_source
+    from strata.dialects.device import load_device
+    from strata.passes.tile import FEW_ROWS_MIN_K, cpu_gemm_tile
+
+    spec = load_device(device)
+    budget = spec["l2_bytes_per_core"] // 4
+    for rows, expect_few in ((1, True), (256, False)):
+        module = compile_source(f"model m(h: f32[{rows}, 1024]) {{\n  param w: f32[1024, 4096]\n  return h @ w\n}}\n",
+                                "m.model")
+        compile_module(module, "cpu", Stage.LAYOUT, device=spec)
+        TilePass().apply(ir.make_context(), module)
+        (kernel,) = [op for op in module.walk() if isinstance(op, KernelOp)]
+        *_, columns, k = kernel.attributes[TILE_ATTR].get_values()
+        if expect_few:
+            assert columns == min(4096, budget // (4 * FEW_ROWS_MIN_K))
+            assert 4 * columns * k <= budget < 4 * columns * 2 * k
+        else:
+            assert (columns, k) == cpu_gemm_tile(spec)[1:]
