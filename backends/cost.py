@@ -53,6 +53,7 @@ from strata.dialects.device import DeviceSpec
 from strata.dialects import loop
 from strata.dialects.graph import INPUT_ATTR
 from strata.dialects.hardware import HardwareKernelOp, TransferOp
+from strata.dialects.hardware.cpu import storage_bytes
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, mesh_sizes, type_bytes
 
 COST_MODEL_VERSION = "28"
@@ -328,6 +329,6 @@ def estimate(module: ModuleOp, spec: DeviceSpec) -> Report:
     flops, batch = module.attributes.get(MODEL_FLOPS_ATTR), module.attributes.get(BATCH_ATTR)
     report.model_flops = flops.value.data if isinstance(flops, IntegerAttr) else None
     report.batch = batch.value.data if isinstance(batch, IntegerAttr) else None
-    report.memory = memory_per_device(fn, report.chips)
+    report.memory = memory_per_device(fn, report.chips, storage_bytes if spec.target == "cpu" else type_bytes)
     report.memory_capacity_bytes = spec.memory_bytes
     return report

@@ -87,7 +87,7 @@ def _homes(fn: func.FuncOp, roots) -> dict[SSAValue, int]:
     return homes
 
 
-def _peak_activations(fn: func.FuncOp, roots, homes, devices: int, params) -> list[int]:
+def _peak_activations(fn: func.FuncOp, roots, homes, devices: int, params, bytes_of=type_bytes) -> list[int]:
     """
     Per device, the most bytes of allocated buffers live at once. A param
     relaid into the kernels' layout is the weight itself, held in that
@@ -109,13 +109,18 @@ def _peak_activations(fn: func.FuncOp, roots, homes, devices: int, params) -> li
                     key=lambda e: (e[0], -e[1]))
     for _, sign, buffer in events:
         device = homes.get(buffer, 0)
-        live[device] += sign * type_bytes(buffer.type)
+        live[device] += sign * bytes_of(buffer.type)
         peak[device] = max(peak[device], live[device])
     return peak
 
 
-def memory_per_device(module_fn: func.FuncOp, devices: int = 1) -> list[DeviceMemory]:
-    """What each of `devices` devices holds for the model function `module_fn` (hardware stage)."""
+def memory_per_device(module_fn: func.FuncOp, devices: int = 1, bytes_of=type_bytes) -> list[DeviceMemory]:
+    """
+    What each of `devices` devices holds for the model function `module_fn` (hardware stage), each
+    buffer's bytes as `bytes_of` counts them: `type_bytes` (an `i4` at half a byte, as a GPU's, a
+    TPU's and an LPU's kernels pack it) or, on a CPU, `cpu.storage_bytes` (a byte, as native code
+    holds it).
+    """
     roots = _roots(module_fn)
     homes = _homes(module_fn, roots)
     devices = max([devices, *(h + 1 for h in homes.values())])
@@ -131,11 +136,11 @@ def memory_per_device(module_fn: func.FuncOp, devices: int = 1) -> list[DeviceMe
             if param is not None and (param, chip) not in placed:
                 placed.add((param, chip))
                 for shard in range(chip, chip + shards):
-                    use[shard].params_bytes += type_bytes(param.type) // shards
+                    use[shard].params_bytes += bytes_of(param.type) // shards
     # Params no kernel reads (the model returns them, or nothing uses them) stay on device 0.
     read_on_chips = {param for param, _ in placed}
-    use[0].params_bytes += sum(type_bytes(p.type) for p in set(params.values()) if p not in read_on_chips)
-    use[0].inputs_bytes = sum(type_bytes(a.type) for a in _arguments(module_fn, INPUT_ATTR))
-    for device, peak in enumerate(_peak_activations(module_fn, roots, homes, devices, params)):
+    use[0].params_bytes += sum(bytes_of(p.type) for p in set(params.values()) if p not in read_on_chips)
+    use[0].inputs_bytes = sum(bytes_of(a.type) for a in _arguments(module_fn, INPUT_ATTR))
+    for device, peak in enumerate(_peak_activations(module_fn, roots, homes, devices, params, bytes_of)):
         use[device].activations_bytes = peak
     return use

@@ -144,3 +144,14 @@ def test_llama2_70b_decode_needs_two_h100s_and_five_tpu_v4_chips(capsys):
         if target == "gpu":
             assert total["time_s"] >= 138e9 / 3.089e12
     assert devices == {"gpu": 2, "tpu": 5}
+
+
+@pytest.mark.parametrize("target, weight_bytes", [("gpu", 256 * 512 // 2), ("cpu", 256 * 512)])
+def test_int4_weights_take_the_bytes_the_target_stores_them_in(target, weight_bytes):
+    """An i4 weight is half a byte an element where the target's kernels pack it (the GPU's), a
+    byte on the cpu, where native code holds it in a byte (`cpu.storage_bytes`)."""
+    source = ("model m(h: bf16[1, 1, 256]) {\n  param w: i4[256, 512]\n  param s: f32[512]\n"
+              "  return h @ dequantize(w, s, dtype=bf16)\n}\n")
+    module = _hardware(compile_source(source, "m.model"), target)
+    report = estimate(module, module_device(module))
+    assert report.memory[0].params_bytes == weight_bytes + 512 * 4
