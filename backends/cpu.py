@@ -332,6 +332,18 @@ average pool 0.23 us (0.39 estimated as a scalar walk) and i8 dequantize 0.21 us
 (16 elements inside the channel dim) stay scalar walks, 1.6 us against 1.0 estimated. A softmax's rows
 show the same bound: 8 elements a row 5.5 clocks an element, 10 to 31 gathered at 14 to 23."""
 
+BF16_ROUNDING_OPS = 1.6
+"""Operations (at `cycles_per_map_op`) per element of rounding an f32 to bf16 as the export writes it
+(`Emitter.bf16_bits`: about 12 integer operations a vector): `cast(w: f32[64, 1024], dtype=bf16)`
+measured 6.3 us alone, where its bytes priced 4.1 (the Zen 4 guest, 2026-12-07)."""
+
+BF16_RESULT_OPS = 2.6
+"""Operations per element of an elementwise op whose result is bf16 (not a cast, `BF16_ROUNDING_OPS`):
+its operands widened, the op in f32 and the rounding. Measured alone on 64 x 1024 (the Zen 4 guest,
+2026-12-07): a bf16 multiply 10.0 us, a bf16 relu 10.3 us, where their bytes priced 4.1 and 2.7; a
+multiply of 8 x 128 by a broadcast row 0.16 us. The bf16 ops of a 16-bit model each round their
+result, as the reference does."""
+
 OPS_PER_ELEMENT = {g.LayerNormOp: 7, g.RmsNormOp: 4, g.QuantizeOp: 5}
 """Element operations per element of the ops whose shared FLOP convention (`dialects/graph/flops.py`:
 8 per norm element, 1 per quantized one) is far from what the export emits (`passes/_linalg.py`):
@@ -870,6 +882,9 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
             elements = num_elements(op.results[0].type.get_shape())
             operations = OPS_PER_ELEMENT.get(type(op), 0) * elements
             moved = _pass_bytes(op)
+            if isinstance(op.results[0].type.element_type, BFloat16Type) and not isinstance(op, g.DequantizeOp):
+                operations = max(operations, (BF16_ROUNDING_OPS if isinstance(op, g.CastOp) else BF16_RESULT_OPS)
+                                 * elements)
             if isinstance(op, g.DequantizeOp) and isinstance(op.result.type.element_type, BFloat16Type):
                 operations = DEQUANTIZE_TO_BF16_OPS * elements
                 widened = cpu.widened_dequantize(op)

@@ -619,3 +619,21 @@ def test_a_weight_widened_as_the_micro_kernel_reads_it_writes_no_f32_tile():
             operations = cpu_model.DEQUANTIZE_TO_BF16_OPS * 256 * 512 * per_op
             assert cpu_model.map_work(deqs, spec)[1] == pytest.approx(operations)
         assert all(cpu_model._in_registers(op) for op, _ in (*deqs, (casts[0], 1)))
+
+
+def test_bf16_elementwise_ops_cost_their_conversions():
+    """
+    An elementwise op with a bf16 result computes in f32 and rounds (`BF16_RESULT_OPS` operations an
+    element), a cast to bf16 only rounds (`BF16_ROUNDING_OPS`), a cast from bf16 moves its bytes:
+    the bf16 multiply costs more than the f32 one of the same shape, whose bytes are twice as many.
+    """
+    source = "model m(w: {t}[64, 1024], v: {t}[64, 1024]) {{\n  return w * v\n}}\n"
+    (half, module), (single, _) = (_report(source.format(t=t)) for t in ("bf16", "f32"))
+    spec = module_device(module)
+    per_op = spec.get("cycles_per_map_op", cpu_model.CYCLES_PER_MAP_OP)
+    assert half.kernels[0].time_s >= cpu_model.BF16_RESULT_OPS * 64 * 1024 * per_op / spec["clock_hz"]
+    assert half.kernels[0].time_s > single.kernels[0].time_s
+    rounding, _ = _report("model m(w: f32[64, 1024]) {\n  return cast(w, dtype=bf16)\n}\n")
+    widening, _ = _report("model m(w: bf16[64, 1024]) {\n  return cast(w, dtype=f32)\n}\n")
+    assert rounding.kernels[0].time_s >= cpu_model.BF16_ROUNDING_OPS * 64 * 1024 * per_op / spec["clock_hz"]
+    assert widening.kernels[0].time_s < rounding.kernels[0].time_s
