@@ -200,8 +200,20 @@ def dram_bytes() -> int:
     return 0
 
 
+STARTING_AFFINITY = frozenset(os.sched_getaffinity(0))
+"""The cores this process may run on, as it started: once native code has run an OpenMP region, the
+runtime binds the calling thread to one core (`OMP_PROC_BIND`, `compiler/execution/native.py`), and
+the process's affinity would then say 1."""
+
+
 def cores() -> int:
-    return len(os.sched_getaffinity(0))
+    return len(STARTING_AFFINITY)
+
+
+def on_starting_cores() -> None:
+    """Give a child process the cores this one started with (a `subprocess` `preexec_fn`): it would
+    inherit the one core OpenMP bound the calling thread to."""
+    os.sched_setaffinity(0, STARTING_AFFINITY)
 
 
 def vector_unit(info: dict[str, str]) -> list[tuple[str, int, str]]:
@@ -302,7 +314,7 @@ def run_probe(threads: int) -> dict[str, float]:
         for _ in range(PROBE_PROCESSES):
             out = subprocess.run([str(exe), str(threads),
                                   *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram", "dram_all"))],
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, preexec_fn=on_starting_cores)
             if out.returncode != 0:
                 raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
             runs.append({key: float(value) for key, value in (line.split() for line in out.stdout.splitlines())})

@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
 
+from strata.compiler import host
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between
 from strata.passes.export_mlir import BRACKET_SLOT, EMPTY_BRACKETS, TIMERS_ATTR, ExportMlirPass
@@ -278,7 +279,8 @@ def in_fresh_interpreter(code: str, args: list[str], what: str) -> str:
     multiprocessing's spawn, which imports the caller's __main__ (a benchmark script) again in the
     child. A failure is a `MeasureError` naming `what` with the end of the child's stderr.
     """
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         preexec_fn=host.on_starting_cores)
     if out.returncode != 0:
         detail = out.stderr.strip()[-2000:] or f"exit {out.returncode}"
         raise MeasureError(f"error: {what} in a fresh process failed: {detail}")

@@ -40,7 +40,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type, ModuleOp
 from xdsl.passes import ModulePass
 
-from strata.compiler import ir
+from strata.compiler import host, ir  # host: the process's cores, recorded before OpenMP binds a thread
 from strata.compiler.execution import reference
 from strata.compiler.diagnostics import StrataError
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between

@@ -146,3 +146,26 @@ def test_each_probe_figure_is_the_best_of_its_processes():
     fast = {**FIGURES, "peak": 0.9e11}
     best = host.best_figures([slow, fast, slow])
     assert best == FIGURES
+
+
+def test_the_cores_are_those_the_process_started_with():
+    """
+    Once native code has run an OpenMP region, the runtime binds the calling thread to one core
+    (`OMP_PROC_BIND`): `cores()` still counts the cores the process started with, and a child
+    started with `on_starting_cores` gets them back (the probes, `measure --processes`).
+    """
+    import os
+    import subprocess
+    import sys
+
+    started = set(host.STARTING_AFFINITY)
+    if len(started) < 2:
+        pytest.skip("one core: nothing to narrow")
+    try:
+        os.sched_setaffinity(0, {min(started)})
+        assert host.cores() == len(started)
+        out = subprocess.run([sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"],
+                             capture_output=True, text=True, preexec_fn=host.on_starting_cores)
+        assert int(out.stdout) == len(started)
+    finally:
+        os.sched_setaffinity(0, started)

@@ -310,8 +310,7 @@ def test_work_at_load_is_reported_and_timed_apart(capsys, tmp_path):
 @needs_openmp
 def test_measure_prices_the_threads_it_runs_on(capsys):
     """`measure --threads 2` runs on 2 threads and compares with the cost model's estimate for 2, as `compile --threads 2` gives it."""
-    # B=16: the first GEMM's share of a thread outlasts `PARALLEL_GRAIN` forks however busy the host
-    # was when its fork was measured (B=4's did by a factor of 2.6 only).
+    # B=16: the first GEMM's share of each thread outlasts `PARALLEL_GRAIN` forks ten times over.
     mlp = [MLP[0], "-D", "B=16"]
     report = _json(capsys, ["compile", *mlp, "--target", "cpu", "--device", "host", "--threads", "2", "--report", "json"])
     measured = _json(capsys, ["measure", *mlp, "--threads", "2", "--repeat", "2", "--report", "json"])
