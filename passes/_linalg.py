@@ -1162,9 +1162,9 @@ relative error under 1.2e-7 for every z."""
 
 def erf(em: Emitter, x: SSAValue) -> SSAValue:
     """
-    erf in `x`'s float type without libm: one division, one `math.exp`
-    (vectorised by LLVM through libmvec) and a degree-9 polynomial, so the
-    elementwise loop vectorises; absolute error under 1.2e-7.
+    erf in `x`'s float type without libm: one division, one exponential
+    (`Emitter.exp`) and a degree-9 polynomial, so the elementwise loop
+    vectorises; absolute error under 1.2e-7.
     """
     t_ = x.type
     z = em.v(mathd.AbsFOp(x))

@@ -10,7 +10,7 @@ a temporary directory and lowered with the LLVM 22 tools:
                  (+ scf.parallel -> OpenMP for --threads N > 1)
     mlir-translate-22 --mlir-to-llvmir   -> LLVM IR
     opt-22 -O2, llc-22 -O2 (this CPU,    -> optimised object file (PIC)
-      libmvec for vector exp)
+      libmvec for vector math calls)
     cc -shared (+ libomp)                -> model.so
 
 The shared library is loaded with ctypes and its `_mlir_ciface_<model>`
@@ -184,7 +184,8 @@ def build_shared_library(mlir_file: Path, workdir: Path, opt_level: int = OPT_LE
     # The exported module names no target: compile for this machine, so that
     # LLVM's cost models see its vector units.
     host = [f"-mtriple={_host_triple()}", "-mcpu=native"]
-    # libmvec (glibc's vector math) lets the loop vectoriser call vector `exp`/`log`/... in elementwise loops.
+    # libmvec (glibc's vector math) lets the loop vectoriser call vector math functions in elementwise
+    # loops (`exp` the export writes itself, `Emitter.exp`).
     veclib = ["-vector-library=LIBMVEC"] if platform.machine() == "x86_64" else []
     _run([find_tool("opt-22"), f"-O{opt_level}", *host, *veclib, str(llvm_ir), "-o", str(optimised)], "opt-22")
     _run([find_tool("llc-22"), f"-O{opt_level}", *host, "-relocation-model=pic", "-filetype=obj", str(optimised),
