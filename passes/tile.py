@@ -331,25 +331,27 @@ FEW_ROWS = 8
 `cpu_few_rows_tile` (a decode step's GEMV)."""
 
 FEW_ROWS_MIN_K = 16
-"""The shortest k tile `cpu_few_rows_tile` takes (it narrows the columns rather than go under)."""
+"""The shortest k tile `cpu_few_rows_tile` takes: rows too wide for it in the L2 budget keep `cpu_gemm_tile`'s tile."""
 
 
-def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int, cut_columns: bool) -> tuple[int, int]:
+def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int) -> tuple[int, int] | None:
     """
-    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s tile as wide as its rows,
-    up to what keeps a k tile of at least `FEW_ROWS_MIN_K` in `cpu_gemm_tile`'s L2 budget, and k
-    the largest power of two that keeps the f32 k x columns tile in it. With few rows each element
-    of `b` feeds few FMAs, so no square tile pays for itself; what costs is fetching `b`, and its
-    rows come as contiguous runs the prefetchers stream where a 128-column tile reads 128-element
-    pieces a row apart. Measured (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07),
-    `[1, 1024] @ w: bf16[1024, 4096]` with its 8 MiB in the L3: 128 x 1024 tiles 652 us, 256 x 256
-    590, 512 x 128 433, 1024 x 64 380, 4096 x 16 351.
+    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows, where a k tile
+    of at least `FEW_ROWS_MIN_K` of them keeps `cpu_gemm_tile`'s L2 budget, and k the largest power
+    of two that keeps the f32 k x columns tile in it; else None (`cpu_gemm_tile`'s tile). With few
+    rows each element of `b` feeds few FMAs, so no square tile pays for itself; what costs is
+    fetching `b`, and a tile of whole rows is one contiguous block of it. Measured (`strata
+    measure`, 1 thread, the Zen 4 guest, 2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`, its 8 MiB
+    in the L3, 4096 x 16 tiles 351 us, 128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @
+    dequantize(w: i4[4096, 4096])` 3.7 ms in 4096 x 16 tiles, 4.9 in 128 x 128. A tile of part of
+    the rows is no block: `[1, 4096] @ dequantize(i4[4096, 11008])` ran 29.6 ms in 3712 x 16 tiles
+    and 14.4 in 128 x 128.
     """
     budget = device["l2_bytes_per_core"] // 4
-    widest = 1 << int(math.log2(max(1, budget // (4 * FEW_ROWS_MIN_K))))
-    width = min(columns, widest) if cut_columns else columns
-    k = 1 << int(math.log2(max(1, budget // (4 * width))))
-    return width, _closest_divisor(depth, max(1, k))
+    if 4 * columns * FEW_ROWS_MIN_K > budget:
+        return None
+    k = 1 << int(math.log2(max(1, budget // (4 * columns))))
+    return columns, _closest_divisor(depth, max(1, k))
 
 
 def _rows(tiles: list[int], bounds: tuple[int, ...], rank: int, kernel: KernelOp) -> int:
@@ -389,8 +391,9 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             tiles[rank] = _closest_divisor(bounds[rank], tk)
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
-            if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                tiles[rank - 1], tiles[rank] = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], cut[rank - 1])
+            few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank])
+            if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm and few is not None:
+                tiles[rank - 1], tiles[rank] = few
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)

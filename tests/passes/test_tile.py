@@ -161,27 +161,27 @@ def test_tpu_gemm_tiles_grow_past_a_plateau():
 
 
 @pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
-def test_a_cpu_gemm_of_few_rows_takes_tiles_as_wide_as_its_weight_rows(device):
+def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
     """
-    `cpu_few_rows_tile`: a decode step's `[1, 1024] @ [1024, 4096]` takes b's whole rows (as
-    wide as keeps a k tile of 16 in a quarter of the L2) and the k tile that fills that quarter;
-    a GEMM of many rows keeps `cpu_gemm_tile`'s square tile.
+    `cpu_few_rows_tile`: a decode step's `[1, 1024] @ [1024, 4096]` takes b's whole rows and the k
+    tile that fills a quarter of the L2 with them; rows too wide for a k tile of 16 there (11,008
+    columns) and a GEMM of many rows keep `cpu_gemm_tile`'s tile.
     """
     from strata.compiler.frontend import compile_source
     from strata.dialects.device import load_device
-    from strata.passes.tile import FEW_ROWS_MIN_K, cpu_gemm_tile
+    from strata.passes.tile import cpu_gemm_tile
 
     spec = load_device(device)
     budget = spec["l2_bytes_per_core"] // 4
-    for rows, expect_few in ((1, True), (256, False)):
-        module = compile_source(f"model m(h: f32[{rows}, 1024]) {{\n  param w: f32[1024, 4096]\n  return h @ w\n}}\n",
+    for rows, columns, whole in ((1, 4096, True), (1, 11008, False), (256, 4096, False)):
+        module = compile_source(f"model m(h: f32[{rows}, 1024]) {{\n  param w: f32[1024, {columns}]\n  return h @ w\n}}\n",
                                 "m.model")
         compile_module(module, "cpu", Stage.LAYOUT, device=spec)
         TilePass().apply(ir.make_context(), module)
         (kernel,) = [op for op in module.walk() if isinstance(op, KernelOp)]
-        *_, columns, k = kernel.attributes[TILE_ATTR].get_values()
-        if expect_few:
-            assert columns == min(4096, budget // (4 * FEW_ROWS_MIN_K))
+        *_, width, k = kernel.attributes[TILE_ATTR].get_values()
+        if whole:
+            assert width == columns
             assert 4 * columns * k <= budget < 4 * columns * 2 * k
         else:
-            assert (columns, k) == cpu_gemm_tile(spec)[1:]
+            assert (width, k) == cpu_gemm_tile(spec)[1:]
