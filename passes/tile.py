@@ -391,9 +391,10 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             tiles[rank] = _closest_divisor(bounds[rank], tk)
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
-            few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank])
-            if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm and few is not None:
-                tiles[rank - 1], tiles[rank] = few
+            if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank])
+                if few is not None:
+                    tiles[rank - 1], tiles[rank] = few
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)
