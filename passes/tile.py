@@ -14,7 +14,8 @@ edited.
 Defaults per device (the module's `dlti.target_system_spec`): GEMMs take
 the device's `preferred_gemm_tile` (128x128x64 on the H100, 128 on a TPU,
 320 on the LPU; on a CPU derived from its L1d and L2, `cpu_gemm_tile`:
-256x256x128 on this host), attention its first two entries as queries by keys, the
+256x256x128 on this host, and for a GEMM of few rows its weight's whole
+rows where they fit, `cpu_few_rows_tile`), attention its first two entries as queries by keys, the
 reduction tile the divisor of its extent nearest the preferred one; other
 kernels are cut in half along their outermost tileable dims until their
 on-chip tiles fit in half the memory tiles live in (`tile_memory_bytes`:
