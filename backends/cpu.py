@@ -882,17 +882,18 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
             elements = num_elements(op.results[0].type.get_shape())
             operations = OPS_PER_ELEMENT.get(type(op), 0) * elements
             moved = _pass_bytes(op)
-            if isinstance(op.results[0].type.element_type, BFloat16Type) and not isinstance(op, g.DequantizeOp):
-                operations = max(operations, (BF16_ROUNDING_OPS if isinstance(op, g.CastOp) else BF16_RESULT_OPS)
-                                 * elements)
-            if isinstance(op, g.DequantizeOp) and isinstance(op.result.type.element_type, BFloat16Type):
+            bf16 = isinstance(op.results[0].type.element_type, BFloat16Type)
+            if bf16 and isinstance(op, g.DequantizeOp):
                 operations = DEQUANTIZE_TO_BF16_OPS * elements
                 widened = cpu.widened_dequantize(op)
-                if widened is not None and cpu.widened_as_read(widened):
+                if _in_registers(op):
                     # In the micro-kernel's registers: its tile read, nothing written.
                     moved -= storage_bytes(op.result.type)
                 elif widened is not None:
                     moved += storage_bytes(widened.result.type) - storage_bytes(op.result.type)
+            elif bf16:
+                operations = max(operations, (BF16_ROUNDING_OPS if isinstance(op, g.CastOp) else BF16_RESULT_OPS)
+                                 * elements)
         elif interleaved_reduction(op):
             operations, moved = 0, _pass_bytes(op)
             if isinstance(op, g.GlobalAvgPoolOp):
