@@ -9,7 +9,10 @@ unchanged: a kernel computes exactly what its ops computed.
 
 Steps, in priority order (an op joins the first group that claims it):
 1. `graph.split` becomes one `graph.slice` per part, so each part can be
-   read by the kernel that consumes it.
+   read by the kernel that consumes it; a float `graph.matmul` over K = 1
+   becomes the `graph.mul` of its operands (`outer_products`: the same
+   single product per element, rounded once), an elementwise op, not a
+   GEMM whose every output tile is filled and stored for one step.
 2. Attention: `matmul -> [mul by scalar] -> [causal_mask] -> softmax(last axis)
    -> matmul`, every link single-use, becomes one `attention` kernel, lowered
    later as a flash kernel that never materialises the scores.
@@ -50,6 +53,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import is_float
 from strata.dialects.graph.kernel import KernelOp, YieldOp
 from strata.dialects.device import resolve_device
 
@@ -96,6 +100,26 @@ def split_to_slices(block: Block) -> None:
             piece.result.name_hint = out.name_hint
             slices.append(piece)
         Rewriter.replace_op(op, slices, [s.result for s in slices])
+
+
+def outer_products(block: Block) -> None:
+    """
+    Rewrite each float `graph.matmul` `a[..., M, 1] @ b[..., 1, N]` whose result keeps the operands'
+    dtype as `a * b` (broadcast to `[..., M, N]`, the matmul's batch dims broadcast alike), as
+    XLA's algebraic simplifier does: each element is one product, exact in f32 and rounded once to
+    the result's dtype either way. A decode step's `p[T:T+1] @ v`, the new token's value, is one.
+    Integer and f8 operands accumulate in a wider dtype and stay GEMMs.
+    """
+    for op in list(block.ops):
+        if not isinstance(op, g.MatmulOp) or op.lhs.type.get_shape()[-1] != 1:
+            continue
+        element = op.result.type.element_type
+        if not is_float(element) or op.lhs.type.element_type != element:
+            continue
+        product = g.MulOp(op.lhs, op.rhs, op.result.type)
+        product.location = op.location
+        product.result.name_hint = op.result.name_hint
+        Rewriter.replace_op(op, product)
 
 
 @dataclass
@@ -293,6 +317,7 @@ def fuse_function(fn: func.FuncOp, attention: bool, epilogue: bool, prologue: bo
     if any(isinstance(op, KernelOp) for op in block.ops):
         return 0  # already fused: the pass is idempotent
     split_to_slices(block)
+    outer_products(block)
     grouper = _Grouper(block, attention, epilogue, prologue)
     groups = grouper.run()
     order = dict(grouper.order)

@@ -112,6 +112,27 @@ def test_a_concat_takes_its_elementwise_producers():
     assert len(_kernels(_fuse(compile_source(ROPE, "rope.model"), prologue=False))) == 5
 
 
+OUTER = """model outer(p: bf16[1, 4, 3, 1], v: bf16[4, 1, 16], w: i8[1, 1, 16], u: i8[2, 1]) -> bf16[1, 4, 3, 16] {
+  q = cast(u @ w, dtype=bf16)
+  return p @ v + q
+}
+"""
+
+
+def test_a_float_product_over_k_of_one_is_an_elementwise_multiply():
+    """`p[.., M, 1] @ v[.., 1, N]` becomes `p * v` (batch dims broadcast alike), bit for bit; an integer one
+    (i8 x i8 accumulating in i32) stays a GEMM."""
+    module = compile_source(OUTER, "outer.model")
+    inputs, params = _values(module)
+    expected = reference.run_module(module, inputs, params)
+    fused = _fuse(module)
+    ops = [op for kernel in _kernels(fused) for op in kernel.body.block.ops]
+    [product] = [op for op in ops if isinstance(op, g.MulOp)]
+    assert product.result.type.get_shape() == (1, 4, 3, 16)
+    assert len([op for op in ops if isinstance(op, g.MatmulOp)]) == 1  # the integer one
+    np.testing.assert_array_equal(expected[0], reference.run_module(fused, inputs, params)[0])
+
+
 def test_fuse_is_idempotent_and_round_trips():
     module = _fuse(load_model("samples/gpt2.model", GPT2_SMALL))
     text = print_module(module)
