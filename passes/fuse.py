@@ -37,7 +37,8 @@ so every later pass lowers for the same machine.
 
 Options `attention`, `epilogue` and `prologue` switch steps 2, 4 and 6 off;
 they are the fusion choices exposed to the autotuner (`epilogue` covers
-the epilogues of steps 3 and 4).
+the epilogues of steps 3 and 4). `outer_products` switches step 1's
+matmul rewrite off.
 """
 
 from __future__ import annotations
@@ -311,13 +312,14 @@ def materialize(group: _Group, name: str, order: dict[Operation, int]) -> Kernel
     return kernel
 
 
-def fuse_function(fn: func.FuncOp, attention: bool, epilogue: bool, prologue: bool) -> int:
+def fuse_function(fn: func.FuncOp, attention: bool, epilogue: bool, prologue: bool, products: bool = True) -> int:
     """Fuse one function's body; return the number of kernels made."""
     block = fn.body.block
     if any(isinstance(op, KernelOp) for op in block.ops):
         return 0  # already fused: the pass is idempotent
     split_to_slices(block)
-    outer_products(block)
+    if products:
+        outer_products(block)
     grouper = _Grouper(block, attention, epilogue, prologue)
     groups = grouper.run()
     order = dict(grouper.order)
@@ -349,11 +351,14 @@ class FusePass(ModulePass):
     """Let elementwise consumers ride in their producer's kernel."""
     prologue: bool = True
     """Let single-use data movement and elementwise producers ride in their consumer's kernel."""
+    outer_products: bool = True
+    """Rewrite float matmuls over K = 1 as multiplies (`outer_products`); off keeps them GEMMs (to compare one
+    GEMM layer with a simulator that runs it as written, such as SCALE-Sim)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         resolve_device(op, self.target)
         for fn in [o for o in op.walk() if isinstance(o, func.FuncOp)]:
-            fuse_function(fn, self.attention, self.epilogue, self.prologue)
+            fuse_function(fn, self.attention, self.epilogue, self.prologue, self.outer_products)
 
     @classmethod
     def schedule_space(cls, ctx: Context, module_op: ModuleOp) -> tuple[FusePass, ...]:

@@ -109,14 +109,14 @@ def test_the_fewest_devices_that_hold_the_weights(tmp_path, capsys):
 
 
 def test_activations_over_one_device_are_a_clean_error(tmp_path, capsys):
-    """[100000, 1] @ [1, 100000] in f32: a 40 GB product, held in the TPU layout and relaid for the output,
-    over a TPU v4's 32 GiB whatever the devices."""
+    """[100000, 1] @ [1, 100000] in f32: a 40 GB outer product (an elementwise multiply, `fuse`'s
+    `outer_products`), over a TPU v4's 32 GiB whatever the devices."""
     path = tmp_path / "outer.model"
     path.write_text("model outer(x: f32[100000, 1]) -> f32[100000, 100000] {\n  param w: f32[1, 100000]\n"
                     "  return x @ w\n}\n")
     code = main(["compile", str(path), "--target", "tpu"])
     err = capsys.readouterr().err
-    assert code == 1 and "tpu device 0 of 1 needs 80,000,800,000 B" in err
+    assert code == 1 and "tpu device 0 of 1 needs 40,000,800,000 B" in err
     assert "over the 34,359,738,368 B of HBM of tpu-v4" in err and "Traceback" not in err
 
 

@@ -112,7 +112,7 @@ def test_a_concat_takes_its_elementwise_producers():
     assert len(_kernels(_fuse(compile_source(ROPE, "rope.model"), prologue=False))) == 5
 
 
-OUTER = """model outer(p: bf16[1, 4, 3, 1], v: bf16[4, 1, 16], w: i8[1, 1, 16], u: i8[2, 1]) -> bf16[1, 4, 3, 16] {
+OUTER = """model outer(p: bf16[1, 4, 3, 1], v: bf16[4, 1, 16], w: i8[1, 1, 16], u: i8[3, 1]) -> bf16[1, 4, 3, 16] {
   q = cast(u @ w, dtype=bf16)
   return p @ v + q
 }
@@ -131,6 +131,8 @@ def test_a_float_product_over_k_of_one_is_an_elementwise_multiply():
     assert product.result.type.get_shape() == (1, 4, 3, 16)
     assert len([op for op in ops if isinstance(op, g.MatmulOp)]) == 1  # the integer one
     np.testing.assert_array_equal(expected[0], reference.run_module(fused, inputs, params)[0])
+    kept = _fuse(compile_source(OUTER, "outer.model"), outer_products=False)
+    assert len([op for kernel in _kernels(kept) for op in kernel.body.block.ops if isinstance(op, g.MatmulOp)]) == 2
 
 
 def test_fuse_is_idempotent_and_round_trips():
