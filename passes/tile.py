@@ -51,7 +51,8 @@ from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
 from strata.dialects.device import DeviceSpec, resolve_device
-from strata.dialects.graph.dtypes import is_float
+from strata.dialects.graph import ops as g
+from strata.dialects.graph.dtypes import dtype_name, is_float
 from strata.dialects.graph.flops import op_flops
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
 from strata.dialects.hardware._kernel import matrix_operand_dtype
@@ -332,27 +333,57 @@ FEW_ROWS = 8
 `cpu_few_rows_tile` (a decode step's GEMV)."""
 
 FEW_ROWS_MIN_K = 16
-"""The shortest k tile `cpu_few_rows_tile` takes: rows too wide for it in the L2 budget keep `cpu_gemm_tile`'s tile."""
+"""The shortest k tile `cpu_few_rows_tile` takes within the L2 budget of an f32 tile."""
+
+NARROW_ROWS_MIN_K = 4
+"""The shortest k tile of whole rows of a narrow `b` (`narrow_b_bytes`) too wide for `FEW_ROWS_MIN_K`."""
 
 
-def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int) -> tuple[int, int] | None:
+def narrow_b_bytes(kernel: KernelOp) -> int | None:
     """
-    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows, where a k tile
-    of at least `FEW_ROWS_MIN_K` of them keeps `cpu_gemm_tile`'s L2 budget, and k the largest power
-    of two that keeps the f32 k x columns tile in it; else None (`cpu_gemm_tile`'s tile). With few
-    rows each element of `b` feeds few FMAs, so no square tile pays for itself; what costs is
-    fetching `b`, and a tile of whole rows is one contiguous block of it. Measured (`strata
-    measure`, 1 thread, the Zen 4 guest, 2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`, its 8 MiB
-    in the L3, 4096 x 16 tiles 351 us, 128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @
-    dequantize(w: i4[4096, 4096])` 3.7 ms in 4096 x 16 tiles, 4.9 in 128 x 128. A tile of part of
-    the rows is no block: `[1, 4096] @ dequantize(i4[4096, 11008])` ran 29.6 ms in 3712 x 16 tiles
-    and 14.4 in 128 x 128.
+    Bytes per element of a GEMM's rank-2 `b` as the cpu micro-kernel reads it when it widens `b` in
+    its registers (`cpu.widened_as_read`: a bf16 weight, 2; an i4 or i8 one dequantized to bf16
+    without a zero point, 1, as native code stores both); None for a `b` copied as an f32 tile.
+    """
+    anchor = anchor_matmul(kernel.body.block)
+    if anchor is None or len(anchor.rhs.type.get_shape()) != 2:
+        return None
+    b = anchor.rhs
+    if isinstance(b.owner, g.DequantizeOp) and len(b.owner.operands) == 2 and dtype_name(b.type.element_type) == "bf16":
+        return 1 if dtype_name(b.owner.operands[0].type.element_type) in ("i4", "i8") else None
+    if isinstance(b, BlockArgument) and dtype_name(b.type.element_type) == "bf16":
+        return 2
+    return None
+
+
+def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int, narrow: int | None = None) -> tuple[int, int] | None:
+    """
+    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows, k the largest
+    power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns tile in a quarter of the
+    L2 (`cpu_gemm_tile`'s budget); for rows too wide for that, where `b` is read `narrow` bytes an
+    element (`narrow_b_bytes`), the largest power of two (at least `NARROW_ROWS_MIN_K`) whose stored
+    tile and an f32 row of accumulators fill at most half the L2; else None (`cpu_gemm_tile`'s tile). With few rows each element of `b` feeds
+    few FMAs, so no square tile pays for itself; what costs is fetching `b`, and a tile of whole rows
+    is one contiguous block of it, where a tile of 128 columns reads pieces a row apart. Measured
+    (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`,
+    its 8 MiB in the L3, 4096 x 16 tiles 351 us, 128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @
+    dequantize(w: i4[4096, 4096])` 3.7 ms in 4096 x 16 tiles (4.5 in 4096 x 64), 4.9 in 128 x 128.
+    Wider rows, from DRAM: `[1, 4096] @ dequantize(w: i4[4096, 11008])` 13.9 ms in 128 x 128, 9.8
+    in 11008 x 32 (10.0 at k = 16, 9.6 at 64), 29.6 in 3712 x 16 (part of the rows, no block);
+    `[1, 4096] @ w: bf16[4096, 11008]` 12.8 ms in 128 x 128, 7.6 in 11008 x 16; `[1, 4096] @ w:
+    bf16[4096, 32000]` 33.8 ms in 128 x 128, 21.5 in 32000 x 4, 20.4 in 32000 x 8, 34.9 in 32000 x
+    16 (its 1 MiB tile the whole L2), 24.1 in 16000 x 8 (half rows).
     """
     budget = device["l2_bytes_per_core"] // 4
-    if 4 * columns * FEW_ROWS_MIN_K > budget:
+    if 4 * columns * FEW_ROWS_MIN_K <= budget:
+        k = 1 << int(math.log2(max(1, budget // (4 * columns))))
+        return columns, _closest_divisor(depth, max(1, k))
+    # Half the L2, as `TilePass` bounds every tile's footprint, less an accumulator row of f32.
+    room = 2 * budget - 4 * columns
+    if narrow is None or narrow * columns * NARROW_ROWS_MIN_K > room:
         return None
-    k = 1 << int(math.log2(max(1, budget // (4 * columns))))
-    return columns, _closest_divisor(depth, max(1, k))
+    k = 1 << int(math.log2(room // (narrow * columns)))
+    return columns, _closest_divisor(depth, k)
 
 
 def _rows(tiles: list[int], bounds: tuple[int, ...], rank: int, kernel: KernelOp) -> int:
@@ -393,7 +424,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
             if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank])
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], narrow_b_bytes(kernel))
                 if few is not None:
                     tiles[rank - 1], tiles[rank] = few
         else:

@@ -185,3 +185,38 @@ def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
             assert 4 * columns * k <= budget < 4 * columns * 2 * k
         else:
             assert (width, k) == cpu_gemm_tile(spec)[1:]
+
+
+@pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
+def test_a_gemm_of_few_rows_reading_a_narrow_weight_takes_whole_rows_too_wide_for_an_f32_tile(device):
+    """
+    `cpu_few_rows_tile` with `narrow_b_bytes`: rows of 11,008 columns are too wide for an f32 k tile of 16
+    in a quarter of the L2, but a bf16 weight (2 bytes an element) and an int4 one dequantized to bf16 (1,
+    as stored) are read by the micro-kernel as stored: they take whole rows, k the largest power of two
+    whose stored tile and an f32 accumulator row fill at most half the L2. An f32 weight keeps
+    `cpu_gemm_tile`'s tile.
+    """
+    from strata.compiler.frontend import compile_source
+    from strata.dialects.device import load_device
+    from strata.passes.tile import cpu_gemm_tile
+
+    spec = load_device(device)
+    half = spec["l2_bytes_per_core"] // 2
+    columns = 11008
+    weights = {
+        "bf16": (2, f"  param w: bf16[1024, {columns}]\n  return h @ w\n"),
+        "i4": (1, f"  param w: i4[1024, {columns}]\n  param s: f32[{columns}]\n"
+                  "  return h @ dequantize(w, s, dtype=bf16)\n"),
+        "f32": (None, f"  param w: f32[1024, {columns}]\n  return cast(h, dtype=f32) @ w\n"),
+    }
+    for narrow, body in weights.values():
+        module = compile_source(f"model m(h: bf16[1, 1024]) {{\n{body}}}\n", "m.model")
+        compile_module(module, "cpu", Stage.LAYOUT, device=spec)
+        TilePass().apply(ir.make_context(), module)
+        (kernel,) = [op for op in module.walk() if isinstance(op, KernelOp) and op.kind.data == "gemm"]
+        *_, width, k = kernel.attributes[TILE_ATTR].get_values()
+        if narrow is None:
+            assert (width, k) == cpu_gemm_tile(spec)[1:]
+            continue
+        assert width == columns
+        assert narrow * columns * k + 4 * columns <= half < narrow * columns * 2 * k + 4 * columns
