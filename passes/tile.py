@@ -342,11 +342,13 @@ NARROW_ROWS_MIN_K = 4
 def narrow_b_bytes(kernel: KernelOp) -> int | None:
     """
     Bytes per element of a GEMM's rank-2 `b` as the cpu micro-kernel reads it when it widens `b` in
-    its registers (`cpu.widened_as_read`: a bf16 weight, 2; an i4 or i8 one dequantized to bf16
-    without a zero point, 1, as native code stores both); None for a `b` copied as an f32 tile.
+    its registers (`cpu.widened_as_read`, `a` of unit leading dims: a bf16 weight, 2; an i4 or i8 one
+    dequantized to bf16 without a zero point, 1, as native code stores both); None for a `b` copied
+    as an f32 tile.
     """
     anchor = anchor_matmul(kernel.body.block)
-    if anchor is None or len(anchor.rhs.type.get_shape()) != 2:
+    if (anchor is None or len(anchor.rhs.type.get_shape()) != 2
+            or any(d != 1 for d in anchor.lhs.type.get_shape()[:-2])):
         return None
     b = anchor.rhs
     if isinstance(b.owner, g.DequantizeOp) and len(b.owner.operands) == 2 and dtype_name(b.type.element_type) == "bf16":
@@ -356,15 +358,17 @@ def narrow_b_bytes(kernel: KernelOp) -> int | None:
     return None
 
 
-def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int, narrow: int | None = None) -> tuple[int, int] | None:
+def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
+                      narrow: int | None = None) -> tuple[int, int] | None:
     """
     The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows, k the largest
     power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns tile in a quarter of the
     L2 (`cpu_gemm_tile`'s budget); for rows too wide for that, where `b` is read `narrow` bytes an
     element (`narrow_b_bytes`), the largest power of two (at least `NARROW_ROWS_MIN_K`) whose stored
-    tile and an f32 row of accumulators fill at most half the L2; else None (`cpu_gemm_tile`'s tile). With few rows each element of `b` feeds
-    few FMAs, so no square tile pays for itself; what costs is fetching `b`, and a tile of whole rows
-    is one contiguous block of it, where a tile of 128 columns reads pieces a row apart. Measured
+    tile and an f32 row of accumulators fill at most half the L2; else None (`cpu_gemm_tile`'s
+    tile). With few rows each element of `b` feeds few FMAs, so no square tile pays for itself; what
+    costs is fetching `b`, and a tile of whole rows is one contiguous block of it, where a tile of
+    128 columns reads pieces a row apart. Measured
     (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`,
     its 8 MiB in the L3, 4096 x 16 tiles 351 us, 128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @
     dequantize(w: i4[4096, 4096])` 3.7 ms in 4096 x 16 tiles (4.5 in 4096 x 64), 4.9 in 128 x 128.
