@@ -95,22 +95,39 @@ def _reshape(op: g.ReshapeOp, region: Region) -> list[Region]:
     one whole and the dims before it matching the source's leading dims,
     the tiled dim is a range of whole rows of the source: a split
     (`[S, H*D] -> [S, H, D]`, tile over H) or a merge of whole source dims
-    (`[S, H, D] -> [S, H*D]`, tile a multiple of D).
+    (`[S, H, D] -> [S, H*D]`, tile a multiple of D). Dims of size 1 before
+    the tiled one may differ: a decode step's `[1, H, 1, D] -> [1, 1, H*D]`
+    tiled along H*D is a merge of `[H, 1, D]`.
     """
     src, dst = shape_of(op.input), shape_of(op.result)
     tiled = [i for i, (dim, extent) in enumerate(zip(region, dst)) if not is_full(dim, extent)]
     if not tiled:
         return [full(src)]
     last = tiled[-1]
-    if src[:last] != dst[:last]:
+    if src[:last] == dst[:last]:
+        return [_reshape_region(src, dst, region, last)]
+    # The common leading dims, then only dims of size 1 on either side up to the tiled one.
+    common = next(i for i in range(last) if i >= len(src) or src[i] != dst[i])
+    if common >= len(src) - 1:
         raise NotTileable("reshape changes the dims before a tiled one")
+    unit = common
+    while unit < len(src) - 1 and src[unit] == 1:
+        unit += 1
+    if any(d != 1 for d in dst[common:last]):
+        raise NotTileable("reshape changes the dims before a tiled one")
+    inner = _reshape_region(src[unit:], dst[last:], region[last:], 0)
+    return [tuple(region[:common]) + full(src[common:unit]) + inner]
+
+
+def _reshape_region(src: Sequence[int], dst: Sequence[int], region: Region, last: int) -> Region:
+    """The source region of `region` of a reshape `src -> dst` whose dims before `last` match and after it are whole."""
     offset, size = region[last]
     inner = math.prod(dst[last + 1 :])
     inner_src = math.prod(src[last + 1 :])
     lead = tuple(region[:last])
     if inner % inner_src == 0:
         f = inner // inner_src
-        return [lead + ((offset * f, size * f),) + full(src[last + 1 :])]
+        return lead + ((offset * f, size * f),) + full(src[last + 1 :])
     # Merge: dst[last] covers src[last] and whole dims after it.
     group = last + 1
     while group < len(src) and math.prod(src[group:]) > inner:
@@ -118,7 +135,7 @@ def _reshape(op: g.ReshapeOp, region: Region) -> list[Region]:
     f = math.prod(src[last + 1 : group])
     if math.prod(src[group:]) != inner or size % f or not _is_step_multiple(offset, f):
         raise NotTileable("reshape merges dims into a tile that is not whole rows")
-    return [lead + ((offset // f, size // f),) + full(src[last + 1 :])]
+    return lead + ((offset // f, size // f),) + full(src[last + 1 :])
 
 
 def _is_step_multiple(offset: AffineExpr, f: int) -> bool:

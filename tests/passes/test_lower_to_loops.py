@@ -156,3 +156,33 @@ def test_padded_window_of_a_value_computed_whole(target):
     want = reference.run_module(module, inputs, params)
     compile_module(module, target, Stage.LOOP)
     assert_close(want, loop_interpreter.run_module(module, inputs, params))
+
+
+OUTPUT_PROJECTION = """model o(a: f32[1, 8, 1, 128]) -> f32[1, 1, 1024] {
+  param w: f32[1024, 1024]
+  return reshape(a, [1, 1, 1024]) @ w
+}
+"""
+
+
+def test_a_reshape_merging_heads_is_tiled_by_whole_heads():
+    """
+    A decode step's output projection reads its heads `[1, H, 1, D]` as `[1, 1, H*D]`: the unit dims
+    before the merged one differ, and a K tile of whole heads (a multiple of D) is legal. By default the
+    cpu's few-rows tile asks K = 64, inside a head: `tile` steps it to the next divisor of K that is
+    legal (128, one head), not to the whole K. A pinned K tile of 256 (two heads) is kept, one of 32
+    ignored. Each executes as the reference.
+    """
+    from strata.compiler.frontend import compile_source
+    from strata.compiler.ir import make_context
+    from strata.dialects.device import load_device
+
+    for pinned, k in (("", 128), ("{sizes=256,256}", 256), ("{sizes=256,32}", 128)):
+        module = compile_source(OUTPUT_PROJECTION, "o.model")
+        inputs, params = sample_values(module)
+        want = reference.run_module(module, inputs, params)
+        compile_module(module, "cpu", Stage.LAYOUT, device=load_device("epyc-9654"))
+        parse_pipeline(f"tile{pinned},lower-to-loops").apply(make_context(), module)
+        (kernel,) = [op for op in module.walk() if isinstance(op, loop.KernelOp)]
+        assert kernel.tile_sizes.get_values()[-1] == k
+        assert_close(want, loop_interpreter.run_module(module, inputs, params))
