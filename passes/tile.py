@@ -368,11 +368,10 @@ def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
     tile and an f32 row of accumulators fill at most half the L2; else None (`cpu_gemm_tile`'s
     tile). With few rows each element of `b` feeds few FMAs, so no square tile pays for itself; what
     costs is fetching `b`, and a tile of whole rows is one contiguous block of it, where a tile of
-    128 columns reads pieces a row apart. Measured
-    (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`,
-    its 8 MiB in the L3, 4096 x 16 tiles 351 us, 128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @
-    dequantize(w: i4[4096, 4096])` 3.7 ms in 4096 x 16 tiles (4.5 in 4096 x 64), 4.9 in 128 x 128.
-    Wider rows, from DRAM: `[1, 4096] @ dequantize(w: i4[4096, 11008])` 13.9 ms in 128 x 128, 9.8
+    128 columns reads pieces a row apart. Measured (`strata measure`, 1 thread, the Zen 4 guest,
+    2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`, its 8 MiB in the L3, 4096 x 16 tiles 351 us,
+    128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @ dequantize(w: i4[4096, 4096])` 3.7 ms in
+    4096 x 16 tiles (4.5 in 4096 x 64), 4.9 in 128 x 128. Wider rows, from DRAM: `[1, 4096] @ dequantize(w: i4[4096, 11008])` 13.9 ms in 128 x 128, 9.8
     in 11008 x 32 (10.0 at k = 16, 9.6 at 64), 29.6 in 3712 x 16 (part of the rows, no block);
     `[1, 4096] @ w: bf16[4096, 11008]` 12.8 ms in 128 x 128, 7.6 in 11008 x 16; `[1, 4096] @ w:
     bf16[4096, 32000]` 33.8 ms in 128 x 128, 21.5 in 32000 x 4, 20.4 in 32000 x 8, 34.9 in 32000 x
