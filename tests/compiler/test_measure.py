@@ -310,8 +310,10 @@ def test_work_at_load_is_reported_and_timed_apart(capsys, tmp_path):
 @needs_openmp
 def test_measure_prices_the_threads_it_runs_on(capsys):
     """`measure --threads 2` runs on 2 threads and compares with the cost model's estimate for 2, as `compile --threads 2` gives it."""
-    # B=16: the first GEMM's share of each thread outlasts `PARALLEL_GRAIN` forks ten times over.
-    mlp = [MLP[0], "-D", "B=16"]
+    # B=16: the first GEMM's share of each thread outlasts `PARALLEL_GRAIN` forks ten times over. The
+    # fork's latency is pinned: the session's host probe, taken while other work held a core, once
+    # measured one so long that no kernel was cut for two threads.
+    mlp = [MLP[0], "-D", "B=16", "--spec", "parallel_region_latency_s=5e-7"]
     report = _json(capsys, ["compile", *mlp, "--target", "cpu", "--device", "host", "--threads", "2", "--report", "json"])
     measured = _json(capsys, ["measure", *mlp, "--threads", "2", "--repeat", "2", "--report", "json"])
     assert measured["threads"] == 2
