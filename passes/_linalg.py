@@ -339,9 +339,9 @@ class Emitter:
         i32 = like(a.type, IntegerType(32))
         x = self.min_(self.max_(a, self.scalar(-104.0, a.type)), self.scalar(88.8, a.type))
         # n = round(x / ln 2): adding 1.5 * 2^23 leaves it in the float's low mantissa bits.
-        shifted = self.add_(self.mul(x, self.scalar(1.4426950408889634, a.type)), self.scalar(12582912.0, a.type))
-        n_float = self.sub(shifted, self.scalar(12582912.0, a.type))
-        n = self.sub(self.v(arith.BitcastOp(shifted, i32)), self.scalar(0x4B400000, i32))
+        shifted = self.add_(self.mul(x, self.scalar(1.4426950408889634, a.type)), self.scalar(INTEGER_BIAS, a.type))
+        n_float = self.sub(shifted, self.scalar(INTEGER_BIAS, a.type))
+        n = self.sub(self.v(arith.BitcastOp(shifted, i32)), self.scalar(INTEGER_BIAS_BITS, i32))
         r = self.sub(self.sub(x, self.mul(n_float, self.scalar(0.693359375, a.type))),
                      self.mul(n_float, self.scalar(-2.12194440e-4, a.type)))
         poly = self.scalar(EXP_COEFFICIENTS[-1], a.type)
@@ -1147,6 +1147,14 @@ def _reassociation(groups: Sequence[Sequence[int]]) -> ArrayAttr:
 # --------------------------------------------------------------------------- graph ops
 
 
+INTEGER_BIAS = 12582912.0
+"""1.5 * 2^23: an f32 in [2^23, 2^24) has an ulp of 1, so adding it to a float under 2^22 in size rounds
+that to an integer held in the low mantissa bits (`Emitter.exp`), and an integer under 2^22 added to
+its bits (`INTEGER_BIAS_BITS`) is that f32 plus the integer (`dequantized_rows`)."""
+
+INTEGER_BIAS_BITS = 0x4B400000
+"""The bits of `INTEGER_BIAS` as an f32."""
+
 EXP_COEFFICIENTS = (1.0, 1.0, 0.5, 0.16666666666666666, 0.041666666666666664, 0.008333333333333333,
                     0.001388888888888889, 0.0001984126984126984)
 """e^r = sum of r^i / i! to i = 7 for |r| <= ln 2 / 2 (`Emitter.exp`): truncation error under 3e-9,
@@ -1712,8 +1720,8 @@ def dequantized_rows(scale: SSAValue) -> Widen:
         # Sign-extended by an arithmetic shift down from the upper byte; to f32 exactly by adding
         # 1.5 * 2^23 to the integer's bits (|q| < 2^22), no `sitofp` (xDSL's takes no vectors).
         wide = e.v(arith.ShRSIOp(e.into_upper_bits(raw), e.scalar(24, i32)))
-        magic = e.v(arith.BitcastOp(e.add_(wide, e.scalar(0x4B400000, i32)), vt))
-        value = e.sub(magic, e.scalar(12582912.0, vt))
+        magic = e.v(arith.BitcastOp(e.add_(wide, e.scalar(INTEGER_BIAS_BITS, i32)), vt))
+        value = e.sub(magic, e.scalar(INTEGER_BIAS, vt))
         scales = (e.read_vector(scale, [column], in_bounds) if per_column
                   else e.v(vector.BroadcastOp(e.first(scale), vt)))
         return e.v(arith.BitcastOp(e.bf16_bits(e.mul(value, scales)), vt))

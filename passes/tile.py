@@ -51,12 +51,11 @@ from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
 
 from strata.dialects.device import DeviceSpec, resolve_device
-from strata.dialects.graph import ops as g
 from strata.dialects.graph.dtypes import dtype_name, is_float
 from strata.dialects.graph.flops import op_flops
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
 from strata.dialects.hardware._kernel import matrix_operand_dtype
-from strata.dialects.hardware.cpu import core_peak
+from strata.dialects.hardware.cpu import core_peak, widenable_dequantize
 from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
@@ -343,16 +342,16 @@ def narrow_b_bytes(kernel: KernelOp) -> int | None:
     """
     Bytes per element of a GEMM's rank-2 `b` as the cpu micro-kernel reads it when it widens `b` in
     its registers (`cpu.widened_as_read`, `a` of unit leading dims: a bf16 weight, 2; an i4 or i8 one
-    dequantized to bf16 without a zero point, 1, as native code stores both); None for a `b` copied
-    as an f32 tile.
+    dequantized to bf16, `cpu.widenable_dequantize`, 1, as native code stores both); None for a `b`
+    copied as an f32 tile.
     """
     anchor = anchor_matmul(kernel.body.block)
     if (anchor is None or len(anchor.rhs.type.get_shape()) != 2
             or any(d != 1 for d in anchor.lhs.type.get_shape()[:-2])):
         return None
     b = anchor.rhs
-    if isinstance(b.owner, g.DequantizeOp) and len(b.owner.operands) == 2 and dtype_name(b.type.element_type) == "bf16":
-        return 1 if dtype_name(b.owner.operands[0].type.element_type) in ("i4", "i8") else None
+    if widenable_dequantize(b.owner):
+        return 1
     if isinstance(b, BlockArgument) and dtype_name(b.type.element_type) == "bf16":
         return 2
     return None

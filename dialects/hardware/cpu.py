@@ -122,13 +122,26 @@ def widened_as_read(cast: Operation) -> bool:
     source = cast.input.owner
     if isinstance(source, LoadOp):
         return isinstance(cast.input.type.element_type, BFloat16Type)
-    if not isinstance(source, g.DequantizeOp) or widened_dequantize(source) is not cast or len(source.operands) != 2:
+    if not widenable_dequantize(source) or widened_dequantize(source) is not cast:
         return False
-    q, scale = source.operands
-    columns = cast.result.type.get_shape()[1]
-    return (isinstance(source.result.type.element_type, BFloat16Type) and isinstance(q.owner, LoadOp)
-            and isinstance(scale.owner, LoadOp) and isinstance(q.type.element_type, IntegerType)
-            and q.type.element_type.width.data in (4, 8) and q.type.element_type.signedness.data == Signedness.SIGNLESS
+    return all(isinstance(v.owner, LoadOp) for v in source.operands)
+
+
+def widenable_dequantize(op: Operation) -> bool:
+    """
+    Whether `op` is a dequantize the micro-kernel can widen as it reads `b` (`widened_as_read`,
+    given its operands are loaded tiles): to bf16, of an i4 or i8 tensor, by one scale per column
+    of its last dim or one for all, without a zero point.
+    """
+    from strata.dialects.graph import ops as g
+
+    if (not isinstance(op, g.DequantizeOp) or len(op.operands) != 2
+            or not isinstance(op.result.type.element_type, BFloat16Type)):
+        return False
+    q, scale = op.operands
+    columns = op.result.type.get_shape()[-1]
+    return (isinstance(q.type.element_type, IntegerType) and q.type.element_type.width.data in (4, 8)
+            and q.type.element_type.signedness.data == Signedness.SIGNLESS
             and list(scale.type.get_shape()) in ([], [1], [columns]))
 
 
