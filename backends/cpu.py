@@ -51,8 +51,8 @@ L2. For each kernel:
   an `i4` in a byte), each at the bandwidth of the cores
   used (per-core figures times cores, capped at the chip's): through L2,
   the tiles loaded (`read_bytes`, copied into tile buffers: read and
-  written; a tile that is its whole buffer as laid out is read in place,
-  `loop.reads_in_place`), a copy kernel's transposes and concatenations
+  written; a tile that is its whole buffer as laid out, or a contiguous
+  slab of it, is read in place, `loop.reads_in_place`), a copy kernel's transposes and concatenations
   (their results materialised, read and written, and a transpose that
   moves the innermost dim walked at `strided_cycles`' rate), `a`'s rows re-read once per packed strip of `nr` columns
   (`2 / nr` bytes per FLOP of f32), `b`'s strip re-read by every block
@@ -70,7 +70,7 @@ L2. For each kernel:
   (`parallel_region_latency_s`): the tile copies and the packing are
   phases of their own between micro-kernel calls, their first reads of a
   buffer in the L3 or DRAM at that level's bandwidth (`outer_copy_seconds`:
-  the core stalls on them), while the out-of-order core and the
+  the core stalls on them, as on a slab read in place tile after tile), while the out-of-order core and the
   prefetchers overlap the other loads with the FMAs. A `b` that the
   micro-kernel widens as it reads it (`cpu.widened_as_read`: a bf16 tile,
   or an int4/int8 one dequantized to bf16) writes no f32 tile: the cast is
@@ -561,16 +561,33 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
     as the other streams do. Measured (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07):
     `[1, 1024] @ dequantize(i4[1024, 1024])` 182 us alone (its 1 MiB of weights in the L3), 265
     to 285 us in a chain of 40 such layers (40 MiB: each layer's weights a call old, in DRAM).
+    A slab read in place tile after tile (`loop.in_place_slab`, not the whole buffer) stalls the
+    same way, at the level's whole price (no copy through the L2): the int4 decode step's
+    GEMMs (`llama_decode_int4`, reduced) measured 214 to 229 us for 153 us of widening and FMAs
+    and 1.1 MiB from DRAM (47 us at its bandwidth), its LM head 448 to 495 us for 89 and 8 MiB
+    (335 us), its attention products 65 to 68 us for 38 and 0.5 MiB (21 us).
     """
     operand = dict(zip(kernel.body.block.args, [*kernel.ins, *kernel.outs]))
-    loaded: dict[SSAValue, int] = {}
+    copied: dict[SSAValue, int] = {}
+    in_place: dict[SSAValue, int] = {}
     for op, times in ops:
-        if isinstance(op, loop.LoadOp) and op.source in operand and not loop.reads_in_place(op):
-            value = operand[op.source]
-            loaded[value] = loaded.get(value, 0) + storage_bytes(op.result.type) * times
+        if not isinstance(op, loop.LoadOp) or op.source not in operand:
+            continue
+        if not loop.reads_in_place(op):
+            into = copied
+        elif op.result.type.get_shape() != op.source.type.get_shape():
+            into = in_place  # a slab of the buffer, read where it lies tile after tile
+        else:
+            continue  # the whole buffer, streamed under the work (`memory_bytes`)
+        value = operand[op.source]
+        into[value] = into.get(value, 0) + storage_bytes(op.result.type) * times
     level_of, l2 = _level_of(kernel, spec, levels), _bandwidth(spec, "l2", cores)
-    return sum(min(nbytes, storage_bytes(value.type)) * (1 / _bandwidth(spec, level_of(value), cores) - 1 / l2)
-               for value, nbytes in loaded.items() if level_of(value) in ("l3", "dram"))
+
+    def stall(loaded: dict[SSAValue, int], already: float) -> float:
+        return sum(min(nbytes, storage_bytes(value.type)) * (1 / _bandwidth(spec, level_of(value), cores) - already)
+                   for value, nbytes in loaded.items() if level_of(value) in ("l3", "dram"))
+
+    return stall(copied, 1 / l2) + stall(in_place, 0.0)
 
 
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,

@@ -848,10 +848,10 @@ def stores_in_place(op: Operation) -> bool:
 
 def reads_in_place(op: Operation) -> bool:
     """
-    Whether a `loop.load` takes its whole buffer as it is laid out (the logical, row-major layout, at
-    offset 0, in the buffer's own element type) for an op other than a matrix product (whose operands
-    the micro-kernel packs) or a convolution's weight held as rows (`weight_rows`): export-mlir then
-    reads the buffer itself, copying nothing, and the cpu cost model prices no copy phase for it.
+    Whether a `loop.load` reads its tile where it lies (`in_place_slab`), for an op other than a
+    matrix product (whose operands the micro-kernel packs) or a convolution's weight held as rows
+    (`weight_rows`): export-mlir then reads the buffer itself (a `tensor.extract_slice` of it),
+    copying nothing, and the cpu cost model prices no copy phase for it.
     """
     if not isinstance(op, LoadOp) or weight_rows(op, 1) is not None:
         return False
@@ -864,13 +864,27 @@ def reads_in_place(op: Operation) -> bool:
                    or isinstance(use.operation, TransposeOp) and feeds_matmul(use.operation.result)
                    for use in value.uses)
 
-    if feeds_matmul(op.result):
-        return False
+    return not feeds_matmul(op.result) and in_place_slab(op)
+
+
+def in_place_slab(op: LoadOp) -> bool:
+    """
+    Whether a load's tile is one run of its buffer's memory, in the buffer's own element type: of
+    the logical, row-major layout, unit dims, then at most one dim of part of the buffer's extent
+    (a divisor of it: no tile reaches past the edge), then whole dims read from 0 (the whole
+    buffer, or a [k, N] tile of whole rows of a [K, N] weight).
+    """
     source, tile = op.source.type, op.result.type
-    layout = layout_of(source)
-    return (tuple(tile.get_shape()) == tuple(source.get_shape()) and tile.element_type == source.element_type
-            and not layout.tiles and list(layout.perm) == list(range(len(tile.get_shape())))
-            and all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results))
+    layout, logical, extent = layout_of(source), source.get_shape(), tile.get_shape()
+    rank = len(extent)
+    if tile.element_type != source.element_type or layout.tiles or list(layout.perm) != list(range(rank)):
+        return False
+    partial = [d for d in range(rank) if extent[d] != logical[d]]
+    if len(partial) > 1 or partial and (logical[partial[0]] % extent[partial[0]]
+                                        or any(extent[d] != 1 for d in range(partial[0]))):
+        return False
+    first_whole = partial[0] + 1 if partial else 0
+    return all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results[first_whole:])
 
 
 def counters(value: SSAValue) -> set[SSAValue]:

@@ -39,7 +39,9 @@ structure:
   (`_vector_tile_load`; a row of more than `UNROLLED_VECTORS` vectors in
   a loop, `_by_vectors`), behind an `scf.if` where they may cross the edge;
   a tile that is its whole buffer as laid out is the buffer itself
-  (`bufferization.to_tensor`, `loop.reads_in_place`), copied by nothing.
+  (`bufferization.to_tensor`), and one that is a contiguous slab of it (a
+  decode GEMM's k rows of a bf16 or int4 weight) a `tensor.extract_slice`
+  of it, a view (`loop.reads_in_place`): copied by nothing.
 - `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
   `loop.view` is `memref.collapse_shape` + `memref.expand_shape`.
 - The model function takes the logical inputs and params (as before, with
@@ -655,8 +657,12 @@ class _KernelExporter:
         offsets, guards = self._offsets(op, em, tile, logical)
         if pack is None and loop.reads_in_place(op):
             # Read in place: the kernel never writes its inputs, and bufferization copies a
-            # `to_tensor` before any write into it.
-            return em.v(bufferization.ToTensorOp(buffer, restrict=True))
+            # `to_tensor` before any write into it; a slab is a view of the buffer.
+            whole = em.v(bufferization.ToTensorOp(buffer, restrict=True))
+            if tuple(tile) == tuple(logical):
+                return whole
+            starts = [0 if o is None else o for o in offsets]
+            return em.v(tensor.ExtractSliceOp(whole, starts, list(tile), [1] * len(tile), _storage(op.result.type)))
         if pack is None and not any(guards) and _vector_rows(layout, logical, tile, t, offsets):
             # An f32 window whose leading dims merge into rows (a slice of the last dim).
             return _vector_rows_load(em, buffer, logical, offsets, tile)

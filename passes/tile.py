@@ -334,8 +334,9 @@ FEW_ROWS = 8
 FEW_ROWS_MIN_K = 16
 """The shortest k tile `cpu_few_rows_tile` takes within the L2 budget of an f32 tile."""
 
-NARROW_ROWS_MIN_K = 4
-"""The shortest k tile of whole rows of a narrow `b` (`narrow_b_bytes`) too wide for `FEW_ROWS_MIN_K`."""
+NARROW_ROWS_K = 8
+"""The k tile of whole rows of a narrow `b` (`narrow_b_bytes`): the micro-kernel reads it where it lies,
+one stream of memory per row of the tile (`cpu_few_rows_tile`)."""
 
 
 def narrow_b_bytes(kernel: KernelOp) -> int | None:
@@ -360,32 +361,35 @@ def narrow_b_bytes(kernel: KernelOp) -> int | None:
 def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
                       narrow: int | None = None) -> tuple[int, int] | None:
     """
-    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows, k the largest
-    power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns tile in a quarter of the
-    L2 (`cpu_gemm_tile`'s budget); for rows too wide for that, where `b` is read `narrow` bytes an
-    element (`narrow_b_bytes`), the largest power of two (at least `NARROW_ROWS_MIN_K`) whose stored
-    tile and an f32 row of accumulators fill at most half the L2; else None (`cpu_gemm_tile`'s
+    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows. Where `b` is
+    read `narrow` bytes an element (`narrow_b_bytes`: the micro-kernel widens it in its registers),
+    k is `NARROW_ROWS_K` and the tile, one contiguous slab of `b`, is read where it lies
+    (`loop.in_place_slab`), so only an f32 row of accumulators is stored (at most half the L2);
+    else k is the largest power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns
+    tile it copies in a quarter of the L2 (`cpu_gemm_tile`'s budget); else None (`cpu_gemm_tile`'s
     tile). With few rows each element of `b` feeds few FMAs, so no square tile pays for itself; what
     costs is fetching `b`, and a tile of whole rows is one contiguous block of it, where a tile of
     128 columns reads pieces a row apart. Measured (`strata measure`, 1 thread, the Zen 4 guest,
-    2026-12-07): `[1, 1024] @ w: bf16[1024, 4096]`, its 8 MiB in the L3, 4096 x 16 tiles 351 us,
-    128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @ dequantize(w: i4[4096, 4096])` 3.7 ms in
-    4096 x 16 tiles (4.5 in 4096 x 64), 4.9 in 128 x 128. Wider rows, from DRAM: `[1, 4096] @ dequantize(w: i4[4096, 11008])` 13.9 ms in 128 x 128, 9.8
-    in 11008 x 32 (10.0 at k = 16, 9.6 at 64), 29.6 in 3712 x 16 (part of the rows, no block);
-    `[1, 4096] @ w: bf16[4096, 11008]` 12.8 ms in 128 x 128, 7.6 in 11008 x 16; `[1, 4096] @ w:
-    bf16[4096, 32000]` 33.8 ms in 128 x 128, 21.5 in 32000 x 4, 20.4 in 32000 x 8, 34.9 in 32000 x
-    16 (its 1 MiB tile the whole L2), 24.1 in 16000 x 8 (half rows).
+    2026-12-07), copying the tiles: `[1, 1024] @ w: bf16[1024, 4096]`, its 8 MiB in the L3, 4096 x
+    16 tiles 351 us, 128 x 1024 652, 128 x 128 396 to 490; `[1, 4096] @ dequantize(w: i4[4096,
+    11008])` from DRAM 13.9 ms in 128 x 128, 9.8 in 11008 x 32, 29.6 in 3712 x 16 (part of the
+    rows); `[1, 4096] @ w: bf16[4096, 32000]` 33.8 ms in 128 x 128, 20.4 in 32000 x 8, 34.9 in
+    32000 x 16. Read in place, from DRAM (3 processes' fastest of 5 to 10 runs, 2026-12-07 19:45
+    UTC): `[1, 16384] @ w: bf16[16384, 4096]` (128 MiB) 6.6 to 11.4 ms at k = 1, 8.4 to 8.8 at 4,
+    7.8 to 10.5 at 8, 11.7 to 17.1 at 16 and 15.1 at 32 (the copied 4096 x 16 tiles 11.9); the
+    bf16[4096, 32000] weight 9.7 to 22 ms at k = 8, 13.4 to 16.9 at 4, 13.3 to 17.5 at 16, 18.2 at
+    2 and 27.4 at 1 (its 125 KiB accumulator row read and written per k step); the int4
+    [4096, 11008] 8.6 at k = 1, 8.1 at 4, 7.9 at 16 (9.7 copied).
     """
     budget = device["l2_bytes_per_core"] // 4
+    if narrow is not None:
+        # Only the f32 accumulator row is stored; it keeps to half the L2, as `TilePass` bounds
+        # every tile's footprint.
+        return (columns, _closest_divisor(depth, NARROW_ROWS_K)) if 4 * columns <= 2 * budget else None
     if 4 * columns * FEW_ROWS_MIN_K <= budget:
         k = 1 << int(math.log2(max(1, budget // (4 * columns))))
         return columns, _closest_divisor(depth, max(1, k))
-    # Half the L2, as `TilePass` bounds every tile's footprint, less an accumulator row of f32.
-    room = 2 * budget - 4 * columns
-    if narrow is None or narrow * columns * NARROW_ROWS_MIN_K > room:
-        return None
-    k = 1 << int(math.log2(room // (narrow * columns)))
-    return columns, _closest_divisor(depth, k)
+    return None
 
 
 def _rows(tiles: list[int], bounds: tuple[int, ...], rank: int, kernel: KernelOp) -> int:
@@ -415,6 +419,8 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
     cut = _tileable(kernel, bounds, rank)
     tiles = list(bounds)
     kind = kernel.kind.data
+    # A narrow `b` in whole rows is read where it lies: only its f32 accumulator row is stored.
+    in_place = False
     if kind in ("gemm", "attention") and len(bounds) > rank:
         tm, tn, tk = gemm_tile(device)
         for d in range(rank - 2):
@@ -426,9 +432,11 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
             if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], narrow_b_bytes(kernel))
+                narrow = narrow_b_bytes(kernel)
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], narrow)
                 if few is not None:
                     tiles[rank - 1], tiles[rank] = few
+                    in_place = narrow is not None
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)
@@ -445,7 +453,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
                     else min(bounds[d], tiles[d] * 2))
     budget = device.tile_memory_bytes // 2
     # Halve the outermost cuttable dim until the tiles fit.
-    while footprint(kernel, tuple(tiles)) > budget:
+    while not in_place and footprint(kernel, tuple(tiles)) > budget:
         candidates = [d for d in range(rank) if cut[d] and tiles[d] > 1]
         if not candidates:
             break

@@ -188,20 +188,20 @@ def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
 
 
 @pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
-def test_a_gemm_of_few_rows_reading_a_narrow_weight_takes_whole_rows_too_wide_for_an_f32_tile(device):
+def test_a_gemm_of_few_rows_reading_a_narrow_weight_takes_whole_rows_read_in_place(device):
     """
     `cpu_few_rows_tile` with `narrow_b_bytes`: rows of 11,008 columns are too wide for an f32 k tile of 16
     in a quarter of the L2, but a bf16 weight (2 bytes an element) and an int4 one dequantized to bf16 (1,
-    as stored) are read by the micro-kernel as stored: they take whole rows, k the largest power of two
-    whose stored tile and an f32 accumulator row fill at most half the L2. An f32 weight keeps
-    `cpu_gemm_tile`'s tile.
+    as stored) are read by the micro-kernel as stored: they take whole rows, `NARROW_ROWS_K` of them, and
+    the loops read each such slab where it lies (`loop.reads_in_place`), storing only the f32
+    accumulator row. An f32 weight keeps `cpu_gemm_tile`'s tile, copied.
     """
     from strata.compiler.frontend import compile_source
+    from strata.dialects import loop
     from strata.dialects.device import load_device
-    from strata.passes.tile import cpu_gemm_tile
+    from strata.passes.tile import NARROW_ROWS_K, cpu_gemm_tile
 
     spec = load_device(device)
-    half = spec["l2_bytes_per_core"] // 2
     columns = 11008
     weights = {
         "bf16": (2, f"  param w: bf16[1024, {columns}]\n  return h @ w\n"),
@@ -215,8 +215,11 @@ def test_a_gemm_of_few_rows_reading_a_narrow_weight_takes_whole_rows_too_wide_fo
         TilePass().apply(ir.make_context(), module)
         (kernel,) = [op for op in module.walk() if isinstance(op, KernelOp) and op.kind.data == "gemm"]
         *_, width, k = kernel.attributes[TILE_ATTR].get_values()
+        compile_module(module, "cpu", Stage.LOOP, device=spec)
+        (weight,) = [op for op in module.walk() if isinstance(op, loop.LoadOp) and op.source.type.get_shape()[0] == 1024]
         if narrow is None:
             assert (width, k) == cpu_gemm_tile(spec)[1:]
+            assert not loop.reads_in_place(weight)
             continue
-        assert width == columns
-        assert narrow * columns * k + 4 * columns <= half < narrow * columns * 2 * k + 4 * columns
+        assert (width, k) == (columns, NARROW_ROWS_K)
+        assert loop.reads_in_place(weight) and tuple(weight.result.type.get_shape()) == (NARROW_ROWS_K, columns)
