@@ -561,8 +561,8 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
     as the other streams do. Measured (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07):
     `[1, 1024] @ dequantize(i4[1024, 1024])` 182 us alone (its 1 MiB of weights in the L3), 265
     to 285 us in a chain of 40 such layers (40 MiB: each layer's weights a call old, in DRAM).
-    A slab read in place tile after tile (`loop.in_place_slab`, not the whole buffer) stalls the
-    same way, at the level's whole price (no copy through the L2): the int4 decode step's
+    A slab read in place tile after tile (`loop.in_place_slab`), or a `b` the micro-kernel reads
+    unpacked where it lies, stalls the same way, at the level's whole price (no copy through the L2): the int4 decode step's
     GEMMs (`llama_decode_int4`, reduced) measured 214 to 229 us for 153 us of widening and FMAs
     and 1.1 MiB from DRAM (47 us at its bandwidth), its LM head 448 to 495 us for 89 and 8 MiB
     (335 us), its attention products 65 to 68 us for 38 and 0.5 MiB (21 us).
@@ -575,10 +575,10 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
             continue
         if not loop.reads_in_place(op):
             into = copied
-        elif op.result.type.get_shape() != op.source.type.get_shape():
-            into = in_place  # a slab of the buffer, read where it lies tile after tile
+        elif op.result.type.get_shape() != op.source.type.get_shape() or _micro_kernel_reads(op):
+            into = in_place  # a slab read tile after tile, or a `b` the micro-kernel reads unpacked
         else:
-            continue  # the whole buffer, streamed under the work (`memory_bytes`)
+            continue  # a whole buffer an elementwise or row loop streams under its work (`memory_bytes`)
         value = operand[op.source]
         into[value] = into.get(value, 0) + storage_bytes(op.result.type) * times
     level_of, l2 = _level_of(kernel, spec, levels), _bandwidth(spec, "l2", cores)
@@ -588,6 +588,17 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
                    for value, nbytes in loaded.items() if level_of(value) in ("l3", "dram"))
 
     return stall(copied, 1 / l2) + stall(in_place, 0.0)
+
+
+def _micro_kernel_reads(load: loop.LoadOp) -> bool:
+    """Whether the micro-kernel reads `load`'s tile unpacked, as its `b`: f32 against one row, or widened."""
+    if loop.single_row_rhs(load.result):
+        return True
+    uses = list(load.result.uses)
+    if len(uses) != 1:
+        return False
+    user = uses[0].operation
+    return cpu.widened_as_read(user) or uses[0].index == 0 and cpu.widened_as_read(cpu.widened_dequantize(user))
 
 
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,

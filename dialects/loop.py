@@ -849,9 +849,11 @@ def stores_in_place(op: Operation) -> bool:
 def reads_in_place(op: Operation) -> bool:
     """
     Whether a `loop.load` reads its tile where it lies (`in_place_slab`), for an op other than a
-    matrix product (whose operands the micro-kernel packs) or a convolution's weight held as rows
-    (`weight_rows`): export-mlir then reads the buffer itself (a `tensor.extract_slice` of it),
-    copying nothing, and the cpu cost model prices no copy phase for it.
+    matrix product (whose operands the micro-kernel packs; but the `b` of a product of one row,
+    `single_row_rhs`, a decode step's GEMV, uses each element once: packing it would only copy it)
+    or a convolution's weight held as rows (`weight_rows`): export-mlir then reads the buffer
+    itself (a `tensor.extract_slice` of it), copying nothing, and the cpu cost model prices no
+    copy phase for it.
     """
     if not isinstance(op, LoadOp) or weight_rows(op, 1) is not None:
         return False
@@ -864,7 +866,18 @@ def reads_in_place(op: Operation) -> bool:
                    or isinstance(use.operation, TransposeOp) and feeds_matmul(use.operation.result)
                    for use in value.uses)
 
-    return not feeds_matmul(op.result) and in_place_slab(op)
+    return (not feeds_matmul(op.result) or single_row_rhs(op.result)) and in_place_slab(op)
+
+
+def single_row_rhs(value: SSAValue) -> bool:
+    """Whether `value`'s one use is the 2-D `b` of a matrix product (the graph's or `cpu.fma`) whose `a` has one row."""
+    from strata.dialects.hardware._kernel import MatrixOp
+
+    uses = list(value.uses)
+    if len(uses) != 1 or uses[0].index != 1 or not isinstance(uses[0].operation, MatmulOp | MatrixOp):
+        return False
+    lhs = uses[0].operation.operands[0].type.get_shape()
+    return len(value.type.get_shape()) == 2 and math.prod(lhs[:-1]) == 1
 
 
 def in_place_slab(op: LoadOp) -> bool:

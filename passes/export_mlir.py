@@ -1079,6 +1079,8 @@ def _micro_operands(matmul: g.MatmulOp):
         b_load, transposed, rhs = b_load.input.owner, True, b_load.input
     if not isinstance(a_load, loop.LoadOp) or not isinstance(b_load, loop.LoadOp):
         return None
+    if not transposed and loop.reads_in_place(b_load):
+        return None  # one row: `b` read where it lies, unpacked (`loop.single_row_rhs`)
     if not _single_use_in_block(lhs, matmul):
         return None
     b_user = _uses(rhs)[0].operation if len(_uses(rhs)) == 1 else None

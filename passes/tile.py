@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, f32, i64
 from xdsl.ir import BlockArgument, SSAValue
 from xdsl.ir.affine import AffineExpr
 from xdsl.passes import ModulePass
@@ -334,17 +334,18 @@ FEW_ROWS = 8
 FEW_ROWS_MIN_K = 16
 """The shortest k tile `cpu_few_rows_tile` takes within the L2 budget of an f32 tile."""
 
-NARROW_ROWS_K = 8
-"""The k tile of whole rows of a narrow `b` (`narrow_b_bytes`): the micro-kernel reads it where it lies,
-one stream of memory per row of the tile (`cpu_few_rows_tile`)."""
+STREAMED_ROWS_K = 8
+"""The k tile of whole rows of a `b` the micro-kernel reads where it lies (`streamed_b_bytes`): one
+stream of memory per row of the tile (`cpu_few_rows_tile`)."""
 
 
-def narrow_b_bytes(kernel: KernelOp) -> int | None:
+def streamed_b_bytes(kernel: KernelOp) -> int | None:
     """
-    Bytes per element of a GEMM's rank-2 `b` as the cpu micro-kernel reads it when it widens `b` in
-    its registers (`cpu.widened_as_read`, `a` of unit leading dims: a bf16 weight, 2; an i4 or i8 one
-    dequantized to bf16, `cpu.widenable_dequantize`, 1, as native code stores both); None for a `b`
-    copied as an f32 tile.
+    Bytes per element of a GEMM's rank-2 `b` where the cpu micro-kernel reads its tiles unpacked,
+    where they lie, `a` of unit leading dims: a bf16 weight it widens in its registers
+    (`cpu.widened_as_read`), 2; an i4 or i8 one dequantized to bf16 (`cpu.widenable_dequantize`),
+    1, as native code stores both; an f32 weight multiplied by one row (`loop.single_row_rhs`), 4.
+    None for a `b` copied and packed as an f32 tile.
     """
     anchor = anchor_matmul(kernel.body.block)
     if (anchor is None or len(anchor.rhs.type.get_shape()) != 2
@@ -355,15 +356,17 @@ def narrow_b_bytes(kernel: KernelOp) -> int | None:
         return 1
     if isinstance(b, BlockArgument) and dtype_name(b.type.element_type) == "bf16":
         return 2
+    if isinstance(b, BlockArgument) and b.type.element_type == f32 and math.prod(anchor.lhs.type.get_shape()[:-1]) == 1:
+        return 4
     return None
 
 
 def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
-                      narrow: int | None = None) -> tuple[int, int] | None:
+                      streamed: int | None = None) -> tuple[int, int] | None:
     """
-    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows. Where `b` is
-    read `narrow` bytes an element (`narrow_b_bytes`: the micro-kernel widens it in its registers),
-    k is `NARROW_ROWS_K` and the tile, one contiguous slab of `b`, is read where it lies
+    The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows. Where the
+    micro-kernel reads `b` unpacked (`streamed_b_bytes`: widened in its registers, or f32 against
+    one row), k is `STREAMED_ROWS_K` and the tile, one contiguous slab of `b`, is read where it lies
     (`loop.in_place_slab`), so only an f32 row of accumulators is stored (at most half the L2);
     else k is the largest power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns
     tile it copies in a quarter of the L2 (`cpu_gemm_tile`'s budget); else None (`cpu_gemm_tile`'s
@@ -382,10 +385,10 @@ def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
     [4096, 11008] 8.6 at k = 1, 8.1 at 4, 7.9 at 16 (9.7 copied).
     """
     budget = device["l2_bytes_per_core"] // 4
-    if narrow is not None:
+    if streamed is not None:
         # Only the f32 accumulator row is stored; it keeps to half the L2, as `TilePass` bounds
         # every tile's footprint.
-        return (columns, _closest_divisor(depth, NARROW_ROWS_K)) if 4 * columns <= 2 * budget else None
+        return (columns, _closest_divisor(depth, STREAMED_ROWS_K)) if 4 * columns <= 2 * budget else None
     if 4 * columns * FEW_ROWS_MIN_K <= budget:
         k = 1 << int(math.log2(max(1, budget // (4 * columns))))
         return columns, _closest_divisor(depth, max(1, k))
@@ -419,7 +422,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
     cut = _tileable(kernel, bounds, rank)
     tiles = list(bounds)
     kind = kernel.kind.data
-    # A narrow `b` in whole rows is read where it lies: only its f32 accumulator row is stored.
+    # A streamed `b` in whole rows is read where it lies: only its f32 accumulator row is stored.
     in_place = False
     if kind in ("gemm", "attention") and len(bounds) > rank:
         tm, tn, tk = gemm_tile(device)
@@ -432,11 +435,11 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
             if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                narrow = narrow_b_bytes(kernel)
-                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], narrow)
+                streamed = streamed_b_bytes(kernel)
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], streamed)
                 if few is not None:
                     tiles[rank - 1], tiles[rank] = few
-                    in_place = narrow is not None
+                    in_place = streamed is not None
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)

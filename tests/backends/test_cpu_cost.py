@@ -466,15 +466,22 @@ def test_a_copy_kernel_pays_for_the_transpose_it_materialises():
 
 
 def test_a_gemm_operand_is_packed_not_read_in_place():
-    """A whole weight that the micro-kernel packs (`cpu.fma` at the hardware stage) is copied, not read in place."""
+    """
+    A whole weight that the micro-kernel packs (`cpu.fma` at the hardware stage) is copied, not read
+    in place; against one row (`loop.single_row_rhs`) it is read unpacked, where it lies.
+    """
     from strata.backends.cost import hardware_kernels
     from strata.dialects import loop
 
-    _, module = _report("model m(x: f32[1, 64]) {\n  param w: f32[64, 100]\n  return x @ w\n}\n")
-    (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "gemm"]
-    (weight,) = [op for op in kernel.walk() if isinstance(op, loop.LoadOp) and tuple(op.result.type.get_shape()) == (64, 100)]
-    assert not loop.reads_in_place(weight)
-    assert cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel)) >= 2 * 64 * 100 * 4
+    for rows, packed in ((2, True), (1, False)):
+        _, module = _report(f"model m(x: f32[{rows}, 64]) {{\n  param w: f32[64, 100]\n  return x @ w\n}}\n")
+        (kernel,) = [k for k in hardware_kernels(module) if k.kind.data == "gemm"]
+        (weight,) = [op for op in kernel.walk()
+                     if isinstance(op, loop.LoadOp) and tuple(op.source.type.get_shape()) == (64, 100)]
+        assert loop.reads_in_place(weight) is not packed
+        assert (kernel.packed_bytes.value.data > 0) is packed
+        copied = cpu_model.copy_bytes(kernel, cpu_model.body_ops(kernel))
+        assert (copied >= 2 * 64 * 100 * 4) is packed
 
 
 def test_short_rows_are_priced_as_one_vector_per_row():
@@ -569,29 +576,32 @@ def test_int4_weights_take_a_byte_each_as_native_code_stores_them():
 
 def test_a_copy_phase_reads_a_buffer_in_dram_at_its_bandwidth():
     """
-    `outer_copy_seconds`: a GEMV's weight tiles are copied before the micro-kernel reads them, and
-    the core waits for those reads: from DRAM (its weight a call old behind more than the L3) they
-    come at DRAM's bandwidth, from the L2 at no extra cost; the difference is the weight's bytes
-    at the two rates.
+    `outer_copy_seconds`: a two-row GEMM's weight tiles are copied before the micro-kernel reads
+    them, and the core waits for those reads: from DRAM (its weight a call old behind more than the
+    L3) they come at DRAM's bandwidth, from the L2 at no extra cost; the difference is the weight's
+    bytes at the two rates. A GEMV's weight, read where it lies tile after tile, costs its whole
+    price at DRAM's bandwidth (no copy through the L2).
     """
     from strata.backends.cost import hardware_kernels
 
-    report, module = _report("model m(h: f32[1, 1024]) {\n  param w: f32[1024, 1024]\n  return h @ w\n}\n")
-    spec = module_device(module)
-    (kernel,) = hardware_kernels(module)
-    ops = cpu_model.body_ops(kernel)
-    weight = kernel.ins[[v.type.get_shape() for v in kernel.ins].index((1024, 1024))]
-    near = {v: "l2" for v in (*kernel.ins, *kernel.outs)}
-    far = {**near, weight: "dram"}
-    in_l2 = cpu_model.outer_copy_seconds(kernel, spec, ops, near, 1)
-    in_dram = cpu_model.outer_copy_seconds(kernel, spec, ops, far, 1)
-    assert in_l2 == 0
     nbytes = 1024 * 1024 * 4
-    assert in_dram == pytest.approx(nbytes / spec["dram_bandwidth_per_core"] - nbytes / spec["l2_bandwidth_per_core"])
-    cheap = cpu_model.kernel_cost(kernel, spec, near)
-    dear = cpu_model.kernel_cost(kernel, spec, far)
-    total = lambda cost: cost.extra["compute_s"] + cost.extra["copy_s"]  # noqa: E731
-    assert total(dear) == pytest.approx(total(cheap) + in_dram)
+    for rows, beyond_l2 in ((2, True), (1, False)):
+        report, module = _report(f"model m(h: f32[{rows}, 1024]) {{\n  param w: f32[1024, 1024]\n  return h @ w\n}}\n")
+        spec = module_device(module)
+        (kernel,) = hardware_kernels(module)
+        ops = cpu_model.body_ops(kernel)
+        weight = kernel.ins[[v.type.get_shape() for v in kernel.ins].index((1024, 1024))]
+        near = {v: "l2" for v in (*kernel.ins, *kernel.outs)}
+        far = {**near, weight: "dram"}
+        in_l2 = cpu_model.outer_copy_seconds(kernel, spec, ops, near, 1)
+        in_dram = cpu_model.outer_copy_seconds(kernel, spec, ops, far, 1)
+        assert in_l2 == 0
+        copied_at_l2 = nbytes / spec["l2_bandwidth_per_core"] if beyond_l2 else 0.0
+        assert in_dram == pytest.approx(nbytes / spec["dram_bandwidth_per_core"] - copied_at_l2)
+        cheap = cpu_model.kernel_cost(kernel, spec, near)
+        dear = cpu_model.kernel_cost(kernel, spec, far)
+        total = lambda cost: cost.extra["compute_s"] + cost.extra["copy_s"]  # noqa: E731
+        assert total(dear) == pytest.approx(total(cheap) + in_dram)
 
 
 def test_a_weight_widened_as_the_micro_kernel_reads_it_writes_no_f32_tile():

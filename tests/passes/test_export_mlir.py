@@ -402,6 +402,39 @@ def test_a_bf16_weight_is_widened_as_the_micro_kernel_reads_it(tmp_path):
     np.testing.assert_array_equal(np.asarray(want[0], dtype=np.float32), np.asarray(got[0], dtype=np.float32))
 
 
+@needs_mlir
+def test_a_gemv_reads_its_weights_slabs_where_they_lie(tmp_path):
+    """
+    A product of one row reads its weight's tiles of whole rows in place (`loop.reads_in_place`):
+    each is a `tensor.extract_slice` of the weight's buffer, not a copy, for an f32 weight (read
+    unpacked), a bf16 one and an int4 one dequantized to bf16 (widened in the registers). The
+    outputs are the reference's (the bf16 ones bit for bit; f32 sums in another order).
+    """
+    from strata.compiler.frontend import compile_source
+
+    bodies = {
+        "f32": "model m(h: f32[1, 1, 96]) {\n  param w: f32[96, 200]\n  return h @ w\n}\n",
+        "bf16": "model m(h: bf16[1, 1, 96]) {\n  param w: bf16[96, 200]\n  return h @ w\n}\n",
+        "i4": "model m(h: bf16[1, 1, 96]) {\n  param w: i4[96, 200]\n  param s: f32[200]\n"
+              "  return h @ dequantize(w, s, dtype=bf16)\n}\n",
+    }
+    for name, body in bodies.items():
+        module = compile_source(body, "m.model")
+        inputs, params = sample_values(module)
+        want = reference.run_module(module, inputs, params)
+        compile_module(module, "cpu", Stage.MLIR)
+        views = [op for op in module.walk() if op.name == "tensor.extract_slice"
+                 and op.operands[0].owner.name == "bufferization.to_tensor"
+                 and tuple(op.operands[0].type.get_shape()) == (96, 200)]
+        assert views and all(tuple(v.results[0].type.get_shape())[1] == 200 for v in views), name
+        got = native.compile_exported(module, tmp_path / name).run(inputs, params)
+        want, got = (np.asarray(x[0], dtype=np.float32) for x in (want, got))
+        if name == "f32":
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
 def test_vector_copies_take_rows_of_whole_vectors():
     """Only tiles whose rows are whole vectors are copied by vectors (a [1, 16, 12] tile is not: a
     16-lane write would run past each row of its tensor)."""

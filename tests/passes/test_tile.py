@@ -163,9 +163,10 @@ def test_tpu_gemm_tiles_grow_past_a_plateau():
 @pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
 def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
     """
-    `cpu_few_rows_tile`: a decode step's `[1, 1024] @ [1024, 4096]` takes b's whole rows and the k
-    tile that fills a quarter of the L2 with them; rows too wide for a k tile of 16 there (11,008
-    columns) and a GEMM of many rows keep `cpu_gemm_tile`'s tile.
+    `cpu_few_rows_tile`: a batch-2 decode step's `[2, 1024] @ [1024, 4096]` takes b's whole rows and
+    the k tile that fills a quarter of the L2 with them, copied as f32; rows too wide for a k tile of
+    16 there (11,008 columns) and a GEMM of many rows keep `cpu_gemm_tile`'s tile. (One row reads
+    the weight unpacked: `test_a_gemm_of_few_rows_streaming_its_weight_takes_whole_rows_read_in_place`.)
     """
     from strata.compiler.frontend import compile_source
     from strata.dialects.device import load_device
@@ -173,7 +174,7 @@ def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
 
     spec = load_device(device)
     budget = spec["l2_bytes_per_core"] // 4
-    for rows, columns, whole in ((1, 4096, True), (1, 11008, False), (256, 4096, False)):
+    for rows, columns, whole in ((2, 4096, True), (2, 11008, False), (256, 4096, False)):
         module = compile_source(f"model m(h: f32[{rows}, 1024]) {{\n  param w: f32[1024, {columns}]\n  return h @ w\n}}\n",
                                 "m.model")
         compile_module(module, "cpu", Stage.LAYOUT, device=spec)
@@ -188,38 +189,40 @@ def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
 
 
 @pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
-def test_a_gemm_of_few_rows_reading_a_narrow_weight_takes_whole_rows_read_in_place(device):
+def test_a_gemm_of_few_rows_streaming_its_weight_takes_whole_rows_read_in_place(device):
     """
-    `cpu_few_rows_tile` with `narrow_b_bytes`: rows of 11,008 columns are too wide for an f32 k tile of 16
-    in a quarter of the L2, but a bf16 weight (2 bytes an element) and an int4 one dequantized to bf16 (1,
-    as stored) are read by the micro-kernel as stored: they take whole rows, `NARROW_ROWS_K` of them, and
-    the loops read each such slab where it lies (`loop.reads_in_place`), storing only the f32
-    accumulator row. An f32 weight keeps `cpu_gemm_tile`'s tile, copied.
+    `cpu_few_rows_tile` with `streamed_b_bytes`: rows of 11,008 columns are too wide for an f32 k tile of
+    16 in a quarter of the L2, but a bf16 weight and an int4 one dequantized to bf16 (widened in the
+    micro-kernel's registers), and an f32 one against a single row, are read unpacked: they take
+    `STREAMED_ROWS_K` whole rows, and the loops read each such slab where it lies
+    (`loop.reads_in_place`), storing only the f32 accumulator row. An f32 weight against two rows
+    keeps `cpu_gemm_tile`'s tile, copied and packed.
     """
     from strata.compiler.frontend import compile_source
     from strata.dialects import loop
     from strata.dialects.device import load_device
-    from strata.passes.tile import NARROW_ROWS_K, cpu_gemm_tile
+    from strata.passes.tile import STREAMED_ROWS_K, cpu_gemm_tile
 
     spec = load_device(device)
     columns = 11008
     weights = {
-        "bf16": (2, f"  param w: bf16[1024, {columns}]\n  return h @ w\n"),
-        "i4": (1, f"  param w: i4[1024, {columns}]\n  param s: f32[{columns}]\n"
-                  "  return h @ dequantize(w, s, dtype=bf16)\n"),
-        "f32": (None, f"  param w: f32[1024, {columns}]\n  return cast(h, dtype=f32) @ w\n"),
+        "bf16": (1, True, f"  param w: bf16[1024, {columns}]\n  return h @ w\n"),
+        "i4": (1, True, f"  param w: i4[1024, {columns}]\n  param s: f32[{columns}]\n"
+                        "  return h @ dequantize(w, s, dtype=bf16)\n"),
+        "f32": (1, True, f"  param w: f32[1024, {columns}]\n  return cast(h, dtype=f32) @ w\n"),
+        "f32, two rows": (2, False, f"  param w: f32[1024, {columns}]\n  return cast(h, dtype=f32) @ w\n"),
     }
-    for narrow, body in weights.values():
-        module = compile_source(f"model m(h: bf16[1, 1024]) {{\n{body}}}\n", "m.model")
+    for rows, streamed, body in weights.values():
+        module = compile_source(f"model m(h: bf16[{rows}, 1024]) {{\n{body}}}\n", "m.model")
         compile_module(module, "cpu", Stage.LAYOUT, device=spec)
         TilePass().apply(ir.make_context(), module)
         (kernel,) = [op for op in module.walk() if isinstance(op, KernelOp) and op.kind.data == "gemm"]
         *_, width, k = kernel.attributes[TILE_ATTR].get_values()
         compile_module(module, "cpu", Stage.LOOP, device=spec)
         (weight,) = [op for op in module.walk() if isinstance(op, loop.LoadOp) and op.source.type.get_shape()[0] == 1024]
-        if narrow is None:
+        if not streamed:
             assert (width, k) == cpu_gemm_tile(spec)[1:]
             assert not loop.reads_in_place(weight)
             continue
-        assert (width, k) == (columns, NARROW_ROWS_K)
-        assert loop.reads_in_place(weight) and tuple(weight.result.type.get_shape()) == (NARROW_ROWS_K, columns)
+        assert (width, k) == (columns, STREAMED_ROWS_K)
+        assert loop.reads_in_place(weight) and tuple(weight.result.type.get_shape()) == (STREAMED_ROWS_K, columns)
