@@ -575,8 +575,8 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
             continue
         if not loop.reads_in_place(op):
             into = copied
-        elif op.result.type.get_shape() != op.source.type.get_shape() or _micro_kernel_reads(op):
-            into = in_place  # a slab read tile after tile, or a `b` the micro-kernel reads unpacked
+        elif op.result.type.get_shape() != op.source.type.get_shape() or loop.product_rhs(op.result):
+            into = in_place  # a slab read tile after tile, or a product's `b` read as it lies
         else:
             continue  # a whole buffer an elementwise or row loop streams under its work (`memory_bytes`)
         value = operand[op.source]
@@ -588,17 +588,6 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
                    for value, nbytes in loaded.items() if level_of(value) in ("l3", "dram"))
 
     return stall(copied, 1 / l2) + stall(in_place, 0.0)
-
-
-def _micro_kernel_reads(load: loop.LoadOp) -> bool:
-    """Whether the micro-kernel reads `load`'s tile unpacked, as its `b`: f32 against one row, or widened."""
-    if loop.single_row_rhs(load.result):
-        return True
-    uses = list(load.result.uses)
-    if len(uses) != 1:
-        return False
-    user = uses[0].operation
-    return cpu.widened_as_read(user) or uses[0].index == 0 and cpu.widened_as_read(cpu.widened_dequantize(user))
 
 
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,

@@ -56,6 +56,7 @@ from strata.dialects.graph.flops import op_flops
 from strata.dialects.graph.kernel import KernelOp, anchor_matmul, attention_parts, kernel_bounds, shares_weight
 from strata.dialects.hardware._kernel import matrix_operand_dtype
 from strata.dialects.hardware.cpu import core_peak, widenable_dequantize
+from strata.dialects.loop import STREAMED_ROWS
 from strata.dialects.vocabulary import ORDER_ATTR, TILE_ATTR, DoesNotFit, element_bytes
 from strata.passes._regions import (
     NotTileable, Region, const, crop_of_whole, full, gathers_rows, operand_regions, region_key, shape_of,
@@ -334,11 +335,6 @@ FEW_ROWS = 8
 FEW_ROWS_MIN_K = 16
 """The shortest k tile `cpu_few_rows_tile` takes within the L2 budget of an f32 tile."""
 
-STREAMED_ROWS_K = 8
-"""The k tile of whole rows of a `b` the micro-kernel reads where it lies (`streamed_b_bytes`): one
-stream of memory per row of the tile (`cpu_few_rows_tile`)."""
-
-
 def streamed_b_bytes(kernel: KernelOp) -> int | None:
     """
     Bytes per element of a GEMM's rank-2 `b` where the cpu micro-kernel reads its tiles unpacked,
@@ -366,7 +362,7 @@ def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
     """
     The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows. Where the
     micro-kernel reads `b` unpacked (`streamed_b_bytes`: widened in its registers, or f32 against
-    one row), k is `STREAMED_ROWS_K` and the tile, one contiguous slab of `b`, is read where it lies
+    one row), k is `loop.STREAMED_ROWS` and the tile, one contiguous slab of `b`, is read where it lies
     (`loop.in_place_slab`), so only an f32 row of accumulators is stored (at most half the L2);
     else k is the largest power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns
     tile it copies in a quarter of the L2 (`cpu_gemm_tile`'s budget); else None (`cpu_gemm_tile`'s
@@ -388,7 +384,8 @@ def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
     if streamed is not None:
         # Only the f32 accumulator row is stored; it keeps to half the L2, as `TilePass` bounds
         # every tile's footprint.
-        return (columns, _closest_divisor(depth, STREAMED_ROWS_K)) if 4 * columns <= 2 * budget else None
+        k = _closest_divisor(depth, STREAMED_ROWS)
+        return (columns, k) if 4 * columns <= 2 * budget and k <= STREAMED_ROWS else None
     if 4 * columns * FEW_ROWS_MIN_K <= budget:
         k = 1 << int(math.log2(max(1, budget // (4 * columns))))
         return columns, _closest_divisor(depth, max(1, k))
@@ -422,8 +419,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
     cut = _tileable(kernel, bounds, rank)
     tiles = list(bounds)
     kind = kernel.kind.data
-    # A streamed `b` in whole rows is read where it lies: only its f32 accumulator row is stored.
-    in_place = False
+    streamed = None
     if kind in ("gemm", "attention") and len(bounds) > rank:
         tm, tn, tk = gemm_tile(device)
         for d in range(rank - 2):
@@ -435,11 +431,10 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
             if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                streamed = streamed_b_bytes(kernel)
-                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], streamed)
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], streamed_b_bytes(kernel))
                 if few is not None:
                     tiles[rank - 1], tiles[rank] = few
-                    in_place = streamed is not None
+                    streamed = streamed_b_bytes(kernel)
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)
@@ -455,6 +450,9 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
         tiles[d] = (min(x for x in range(tiles[d] + 1, bounds[d] + 1) if bounds[d] % x == 0) if d >= rank
                     else min(bounds[d], tiles[d] * 2))
     budget = device.tile_memory_bytes // 2
+    # A streamed `b` in slabs of whole rows is read where it lies (`loop.reads_in_place`): only its
+    # f32 accumulator row is stored.
+    in_place = streamed is not None and tiles[rank] <= STREAMED_ROWS
     # Halve the outermost cuttable dim until the tiles fit.
     while not in_place and footprint(kernel, tuple(tiles)) > budget:
         candidates = [d for d in range(rank) if cut[d] and tiles[d] > 1]

@@ -194,14 +194,14 @@ def test_a_gemm_of_few_rows_streaming_its_weight_takes_whole_rows_read_in_place(
     `cpu_few_rows_tile` with `streamed_b_bytes`: rows of 11,008 columns are too wide for an f32 k tile of
     16 in a quarter of the L2, but a bf16 weight and an int4 one dequantized to bf16 (widened in the
     micro-kernel's registers), and an f32 one against a single row, are read unpacked: they take
-    `STREAMED_ROWS_K` whole rows, and the loops read each such slab where it lies
+    `loop.STREAMED_ROWS` whole rows, and the loops read each such slab where it lies
     (`loop.reads_in_place`), storing only the f32 accumulator row. An f32 weight against two rows
     keeps `cpu_gemm_tile`'s tile, copied and packed.
     """
     from strata.compiler.frontend import compile_source
     from strata.dialects import loop
     from strata.dialects.device import load_device
-    from strata.passes.tile import STREAMED_ROWS_K, cpu_gemm_tile
+    from strata.passes.tile import cpu_gemm_tile
 
     spec = load_device(device)
     columns = 11008
@@ -224,5 +224,25 @@ def test_a_gemm_of_few_rows_streaming_its_weight_takes_whole_rows_read_in_place(
             assert (width, k) == cpu_gemm_tile(spec)[1:]
             assert not loop.reads_in_place(weight)
             continue
-        assert (width, k) == (columns, STREAMED_ROWS_K)
-        assert loop.reads_in_place(weight) and tuple(weight.result.type.get_shape()) == (STREAMED_ROWS_K, columns)
+        assert (width, k) == (columns, loop.STREAMED_ROWS)
+        assert loop.reads_in_place(weight) and tuple(weight.result.type.get_shape()) == (loop.STREAMED_ROWS, columns)
+
+
+def test_a_slab_of_a_weight_with_more_rows_than_the_prefetchers_follow_is_copied():
+    """
+    `loop.reads_in_place` on a product's `b`: the micro-kernel walks a slab strip by strip, one
+    memory stream per row, so a slab of at most `loop.STREAMED_ROWS` rows is read where it lies and
+    a taller one (a decode step's output projection, whose k tile takes whole heads) is copied.
+    """
+    from strata.compiler.frontend import compile_source
+    from strata.dialects import loop
+
+    source = "model m(h: bf16[1, 1, 256]) {\n  param w: bf16[256, 64]\n  return h @ w\n}\n"
+    for k, in_place in ((loop.STREAMED_ROWS, True), (2 * loop.STREAMED_ROWS, False)):
+        module = compile_source(source, "m.model")
+        compile_module(module, "cpu", Stage.LAYOUT)
+        TilePass(sizes=(64, k)).apply(ir.make_context(), module)
+        compile_module(module, "cpu", Stage.LOOP)
+        (weight,) = [op for op in module.walk() if isinstance(op, loop.LoadOp) and op.source.type.get_shape()[0] == 256]
+        assert tuple(weight.result.type.get_shape()) == (k, 64)
+        assert loop.product_rhs(weight.result) and loop.reads_in_place(weight) is in_place
