@@ -52,7 +52,8 @@ L2. For each kernel:
   used (per-core figures times cores, capped at the chip's): through L2,
   the tiles loaded (`read_bytes`, copied into tile buffers: read and
   written; a tile that is its whole buffer as laid out, or a contiguous
-  slab of it, is read in place, `loop.reads_in_place`), a copy kernel's transposes and concatenations
+  slab of it, is read in place, `loop.reads_in_place`), a copy kernel's
+  transposes and concatenations
   (their results materialised, read and written, and a transpose that
   moves the innermost dim walked at `strided_cycles`' rate), `a`'s rows re-read once per packed strip of `nr` columns
   (`2 / nr` bytes per FLOP of f32), `b`'s strip re-read by every block
@@ -70,7 +71,8 @@ L2. For each kernel:
   (`parallel_region_latency_s`): the tile copies and the packing are
   phases of their own between micro-kernel calls, their first reads of a
   buffer in the L3 or DRAM at that level's bandwidth (`outer_copy_seconds`:
-  the core stalls on them, as on a slab read in place tile after tile), while the out-of-order core and the
+  the core stalls on them, as on a slab or a product's `b` read in place),
+  while the out-of-order core and the
   prefetchers overlap the other loads with the FMAs. A `b` that the
   micro-kernel widens as it reads it (`cpu.widened_as_read`: a bf16 tile,
   or an int4/int8 one dequantized to bf16) writes no f32 tile: the cast is
@@ -561,9 +563,9 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
     as the other streams do. Measured (`strata measure`, 1 thread, the Zen 4 guest, 2026-12-07):
     `[1, 1024] @ dequantize(i4[1024, 1024])` 182 us alone (its 1 MiB of weights in the L3), 265
     to 285 us in a chain of 40 such layers (40 MiB: each layer's weights a call old, in DRAM).
-    A slab read in place tile after tile (`loop.in_place_slab`), or a `b` the micro-kernel reads
-    unpacked where it lies, stalls the same way, at the level's whole price (no copy through the L2): the int4 decode step's
-    GEMMs (`llama_decode_int4`, reduced) measured 214 to 229 us for 153 us of widening and FMAs
+    A slab read in place tile after tile (`loop.in_place_slab`), or a product's `b` read where it
+    lies (`loop.product_rhs`), stalls the same way, at the level's whole price (no copy through
+    the L2): the int4 decode step's GEMMs (`llama_decode_int4`, reduced) measured 214 to 229 us for 153 us of widening and FMAs
     and 1.1 MiB from DRAM (47 us at its bandwidth), its LM head 448 to 495 us for 89 and 8 MiB
     (335 us), its attention products 65 to 68 us for 38 and 0.5 MiB (21 us).
     """

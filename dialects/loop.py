@@ -861,10 +861,11 @@ def reads_in_place(op: Operation) -> bool:
     `single_row_rhs`, a decode step's GEMV, uses each element once: packing it would only copy it)
     or a convolution's weight held as rows (`weight_rows`): export-mlir then reads the buffer
     itself (a `tensor.extract_slice` of it), copying nothing, and the cpu cost model prices no
-    copy phase for it. A slab of a product's `b` (`product_rhs`) is read in place when it has at
-    most `STREAMED_ROWS` rows.
+    copy phase for it. A product's `b` (`product_rhs`) is read in place whole, or in windows of at
+    most `STREAMED_ROWS` rows (`in_place_window`: rows of a tile split by columns for more threads
+    are runs of their own).
     """
-    if not isinstance(op, LoadOp) or weight_rows(op, 1) is not None or not in_place_slab(op):
+    if not isinstance(op, LoadOp) or weight_rows(op, 1) is not None:
         return False
     # The hardware dialects import this module: their matrix op is looked up when called.
     from strata.dialects.hardware._kernel import MatrixOp
@@ -877,12 +878,17 @@ def reads_in_place(op: Operation) -> bool:
 
     if feeds_matmul(op.result) and not single_row_rhs(op.result):
         return False
+    if not product_rhs(op.result):
+        return in_place_slab(op)
     tile, source = op.result.type.get_shape(), op.source.type.get_shape()
-    return not product_rhs(op.result) or tuple(tile) == tuple(source) or tile[-2] <= STREAMED_ROWS
+    return in_place_window(op) and (tuple(tile) == tuple(source) or tile[-2] <= STREAMED_ROWS)
 
 
 def product_rhs(value: SSAValue) -> bool:
-    """Whether `value` is the 2-D `b` of a matrix product (the graph's or `cpu.fma`), directly or through casts and a dequantize of it."""
+    """
+    Whether `value` is the 2-D `b` of a matrix product (the graph's or `cpu.fma`), directly or
+    through casts and a dequantize of it.
+    """
     from strata.dialects.hardware._kernel import MatrixOp
 
     uses = list(value.uses)
@@ -905,6 +911,18 @@ def single_row_rhs(value: SSAValue) -> bool:
     return len(value.type.get_shape()) == 2 and math.prod(lhs[:-1]) == 1
 
 
+def in_place_window(op: LoadOp) -> bool:
+    """
+    Whether a load's tile is a window of its buffer that can be read where it lies, a run of
+    memory per row: in the buffer's own element type, of the logical, row-major layout, each
+    extent a divisor of the buffer's (no tile reaches past the edge).
+    """
+    source, tile = op.source.type, op.result.type
+    layout, logical, extent = layout_of(source), source.get_shape(), tile.get_shape()
+    return (tile.element_type == source.element_type and not layout.tiles
+            and list(layout.perm) == list(range(len(extent))) and not any(n % e for n, e in zip(logical, extent)))
+
+
 def in_place_slab(op: LoadOp) -> bool:
     """
     Whether a load's tile is one run of its buffer's memory, in the buffer's own element type: of
@@ -912,14 +930,11 @@ def in_place_slab(op: LoadOp) -> bool:
     (a divisor of it: no tile reaches past the edge), then whole dims read from 0 (the whole
     buffer, or a [k, N] tile of whole rows of a [K, N] weight).
     """
-    source, tile = op.source.type, op.result.type
-    layout, logical, extent = layout_of(source), source.get_shape(), tile.get_shape()
-    rank = len(extent)
-    if tile.element_type != source.element_type or layout.tiles or list(layout.perm) != list(range(rank)):
+    if not in_place_window(op):
         return False
-    partial = [d for d in range(rank) if extent[d] != logical[d]]
-    if len(partial) > 1 or partial and (logical[partial[0]] % extent[partial[0]]
-                                        or any(extent[d] != 1 for d in range(partial[0]))):
+    logical, extent = op.source.type.get_shape(), op.result.type.get_shape()
+    partial = [d for d in range(len(extent)) if extent[d] != logical[d]]
+    if len(partial) > 1 or partial and any(extent[d] != 1 for d in range(partial[0])):
         return False
     first_whole = partial[0] + 1 if partial else 0
     return all(isinstance(e, AffineConstantExpr) and e.value == 0 for e in op.map.data.results[first_whole:])

@@ -39,9 +39,10 @@ structure:
   (`_vector_tile_load`; a row of more than `UNROLLED_VECTORS` vectors in
   a loop, `_by_vectors`), behind an `scf.if` where they may cross the edge;
   a tile that is its whole buffer as laid out is the buffer itself
-  (`bufferization.to_tensor`), and one that is a contiguous slab of it (a
-  decode GEMM's k rows of a bf16 or int4 weight) a `tensor.extract_slice`
-  of it, a view (`loop.reads_in_place`): copied by nothing.
+  (`bufferization.to_tensor`), and one that is a contiguous slab of it, or
+  a window of a product's `b` (a decode GEMM's k rows of its weight), a
+  `tensor.extract_slice` of it, a view (`loop.reads_in_place`): copied by
+  nothing; such a `b` the micro-kernel reads unpacked.
 - `loop.copy` is `memref.copy` (same layout) or a relayout loop nest;
   `loop.view` is `memref.collapse_shape` + `memref.expand_shape`.
 - The model function takes the logical inputs and params (as before, with

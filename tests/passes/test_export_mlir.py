@@ -498,6 +498,32 @@ def test_the_tiles_cut_for_more_threads_give_the_same_bits(tmp_path):
 
 
 @needs_mlir
+@needs_openmp
+def test_a_gemv_split_by_columns_for_threads_reads_its_weight_in_place(tmp_path):
+    """On 2 threads `tile` splits a decode GEMV's whole rows by columns; each thread's tile of the
+    weight is a window of it, a run per row (`loop.in_place_window`), still read where it lies; the
+    values are one thread's and the reference's, bit for bit."""
+    from strata.backends.cost import model_function
+    from strata.compiler import measure
+    from strata.compiler.execution import weights
+    from strata.compiler.frontend import compile_source
+    from strata.dialects import loop
+
+    module = compile_source("model m(h: bf16[1, 1, 512]) {\n  param w: bf16[512, 4096]\n  return h @ w\n}\n", "m.model")
+    loops = measure.to_loops(module, "cpu", threads=2)
+    (weight,) = [op for op in loops.walk() if isinstance(op, loop.LoadOp) and op.source.type.get_shape()[0] == 512]
+    rows, columns = weight.result.type.get_shape()
+    assert rows <= loop.STREAMED_ROWS and columns < 4096 and loop.reads_in_place(weight)
+    bound = weights.bind_values(model_function(module), 0)
+    want = reference.run_module(module, bound.inputs, bound.params)
+    one, two = (native.run_module(module, "cpu", bound.inputs, bound.params, tmp_path / str(t), threads=t)
+                for t in (1, 2))
+    for a, b, c in zip(want, one, two, strict=True):
+        assert np.array_equal(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
+        assert np.array_equal(np.asarray(b, dtype=np.float32), np.asarray(c, dtype=np.float32))
+
+
+@needs_mlir
 def test_a_float_max_pool_propagates_nan_as_the_reference(tmp_path):
     """The f32 max pool's compare-and-select keeps `maximumf`'s NaN: every window holding one is NaN."""
     from strata.compiler.frontend import compile_source
