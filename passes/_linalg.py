@@ -445,18 +445,21 @@ class Emitter:
                                          result_type=VectorType(x.type.element_type, [lanes * ratio])))
         return self.v(vector.BitcastOp(spread, VectorType(IntegerType(32), [lanes])))
 
-    def bf16_bits(self, x: SSAValue) -> SSAValue:
+    def bf16_bits(self, x: SSAValue, never_nan: bool = False) -> SSAValue:
         """
         f32 `x` (or a vector of them) rounded to bf16 as the reference (ml_dtypes) rounds it, as
         the i32 whose upper half is the bf16 and lower half zero (the bits of its f32 value): to
         nearest, ties to even, subnormals kept, NaN the quiet NaN of its sign. In integer
         operations only (the NaN test too: `arith.cmpf` in xDSL gives no vector), which LLVM
         vectorises at full width; its `fptrunc` to bfloat goes 4 lanes at a time on AVX-512.
+        `never_nan`: the caller knows `x` is no NaN (infinities round to themselves): no NaN test.
         """
         i32 = like(x.type, IntegerType(32))
         bits = self.v(arith.BitcastOp(x, i32))
         odd = self.and_(self.v(arith.ShRUIOp(bits, self.scalar(16, i32))), self.scalar(1, i32))
         rounded = self.add_(bits, self.add_(self.scalar(0x7FFF, i32), odd))
+        if never_nan:
+            return self.and_(rounded, self.scalar(-0x10000, i32))
         sign = self.and_(bits, self.scalar(-0x80000000, i32))
         nan = self.v(arith.OrIOp(sign, self.scalar(0x7FC00000, i32)))
         # All ones where |x| is above infinity's bits (a NaN), else zero.
@@ -827,6 +830,32 @@ class Emitter:
                       for lo in (0, width)]
             value = combine(self, *halves)
         return self.v(vector.ExtractOp(value, [0], f32))
+
+    def all_finite(self, x: SSAValue) -> SSAValue:
+        """Whether every element of f32 tensor `x` is finite (an `i1`): the largest magnitude's bits below infinity's."""
+        i32 = IntegerType(32)
+        if not shape(x):
+            x = self.reshape(x, [1])
+        rank = len(shape(x))
+
+        def body(em: Emitter, a, acc):
+            return em.max_(acc, em.and_(em.v(arith.BitcastOp(a, i32)), em.scalar(0x7FFFFFFF, i32)))
+
+        largest = self.generic([x], [identity(rank)], [1], i32, body, rank=rank, out_map=AffineMap(rank, 0, (zero(),)),
+                               iterators=[REDUCTION] * rank, init=self.fill(0, [1], i32))
+        return self.cmpi(self.first(largest), self.scalar(0x7F800000, i32), "slt")
+
+    def if_(self, cond: SSAValue, then: Callable[[Emitter], SSAValue], otherwise: Callable[[Emitter], SSAValue]) -> SSAValue:
+        """`scf.if` on `cond` yielding the value `then` or `otherwise` emits in its branch."""
+        regions, result_type = [], None
+        for branch in (then, otherwise):
+            block = Block()
+            inner = self.at(block)
+            value = branch(inner)
+            inner.add(scf.YieldOp(value))
+            regions.append(Region(block))
+            result_type = value.type
+        return self.v(scf.IfOp(cond, [result_type], *regions))
 
     def first(self, x: SSAValue) -> SSAValue:
         """The first element of tensor `x` (its only one, for a broadcast scalar)."""
@@ -1705,12 +1734,14 @@ def dequantize(em: Emitter, op: g.DequantizeOp, args: Sequence[SSAValue], widene
     return em.mapped(args, shape(op.result), t, lambda e, *xs: body(e, *xs[: len(args)]))
 
 
-def dequantized_rows(scale: SSAValue) -> Widen:
+def dequantized_rows(scale: SSAValue, finite: bool = False) -> Widen:
     """
     The `Widen` of a dequantize to bf16 of an i4 or i8 tile that the micro-kernel reads
     (`cpu.widened_as_read`): each vector of the tile (held in i8) to f32, times its columns'
     scales (`scale`: one per column of `b`, or one for all), rounded to bf16 as the reference
     rounds it (`Emitter.bf16_bits`) and kept in f32: `dequantize`'s values, in the registers.
+    `finite`: every scale is finite (`Emitter.all_finite`), so no product of one and an integer
+    is a NaN and the rounding needs no NaN test (4 of the 15 vector operations per 16 weights).
     """
     per_column = list(shape(scale)) not in ([], [1])
     in_bounds = not per_column or shape(scale)[0] % VL == 0
@@ -1724,7 +1755,7 @@ def dequantized_rows(scale: SSAValue) -> Widen:
         value = e.sub(magic, e.scalar(INTEGER_BIAS, vt))
         scales = (e.read_vector(scale, [column], in_bounds) if per_column
                   else e.v(vector.BroadcastOp(e.first(scale), vt)))
-        return e.v(arith.BitcastOp(e.bf16_bits(e.mul(value, scales)), vt))
+        return e.v(arith.BitcastOp(e.bf16_bits(e.mul(value, scales), never_nan=finite), vt))
 
     return widen
 

@@ -358,8 +358,7 @@ class _KernelExporter:
                     if operands is not None:
                         self.values[op.result] = em.cast(self.micro_matmul(matmul, operands, acc, em), elem(op.result))
                         return
-                    b, widen = self.matmul_rhs(matmul)
-                    self.values[op.result] = em.matmul(self.get(matmul.lhs), b, elem(op.result), acc, widen)
+                    self.values[op.result] = self.unpacked_matmul(matmul, acc, elem(op.result), em)
                     return
                 if isinstance(op, g.Conv2DOp) and _conv_weight_rows(op.weight.owner) is not None:
                     w_load = op.weight.owner
@@ -420,6 +419,23 @@ class _KernelExporter:
         if isinstance(source, g.DequantizeOp):
             return self.get(source.input), dequantized_rows(self.get(source.scale))
         return self.get(cast.input), lambda e, raw, _column: e.widen_bf16(raw)
+
+    def unpacked_matmul(self, matmul: g.MatmulOp, acc: SSAValue | None, out_elem, em: Emitter) -> SSAValue:
+        """
+        `[acc +] a @ b` with `b` unpacked (`Emitter.matmul`), widened as read where a cast feeds it
+        (`matmul_rhs`). A dequantized `b` is widened by one of two loops, chosen per tile: where
+        every scale of the tile is finite (`Emitter.all_finite`, the usual case), without the
+        rounding's NaN test; else with it.
+        """
+        a = self.get(matmul.lhs)
+        b, widen = self.matmul_rhs(matmul)
+        dequantized = matmul.rhs.owner.input.owner if widen is not None else None
+        if not isinstance(dequantized, g.DequantizeOp):
+            return em.matmul(a, b, out_elem, acc, widen)
+        scale = self.get(dequantized.scale)
+        return em.if_(em.all_finite(scale),
+                      lambda e: e.matmul(a, b, out_elem, acc, dequantized_rows(scale, finite=True)),
+                      lambda e: e.matmul(a, b, out_elem, acc, widen))
 
     def micro_matmul(self, matmul: g.MatmulOp, operands, acc: SSAValue | None, em: Emitter) -> SSAValue:
         """

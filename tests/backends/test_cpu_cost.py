@@ -607,8 +607,9 @@ def test_a_copy_phase_reads_a_buffer_in_dram_at_its_bandwidth():
 def test_a_weight_widened_as_the_micro_kernel_reads_it_writes_no_f32_tile():
     """
     `cpu.widened_as_read`: a bf16 weight's cast to f32 costs nothing (the micro-kernel widens its
-    rows), and an int4 weight's dequantize to bf16 costs its operations and its tile's read, no
-    write; neither f32 tile counts against the L1.
+    rows), and an int4 weight's dequantize to bf16 costs its operations (those of the loop a tile
+    of finite scales takes, `FINITE_SCALES_OPS_SHARE`) and its tile's read, no write; neither f32
+    tile counts against the L1.
     """
     from strata.backends.cost import hardware_kernels
 
@@ -626,7 +627,7 @@ def test_a_weight_widened_as_the_micro_kernel_reads_it_writes_no_f32_tile():
         deqs = [(op, t) for op, t in ops if op.name == "graph.dequantize"]
         for op, times in deqs:
             per_op = spec.get("cycles_per_map_op", cpu_model.CYCLES_PER_MAP_OP)
-            operations = cpu_model.DEQUANTIZE_TO_BF16_OPS * 256 * 512 * per_op
+            operations = cpu_model.DEQUANTIZE_TO_BF16_OPS * cpu_model.FINITE_SCALES_OPS_SHARE * 256 * 512 * per_op
             assert cpu_model.map_work(deqs, spec)[1] == pytest.approx(operations)
         assert all(cpu_model._in_registers(op) for op, _ in (*deqs, (casts[0], 1)))
 
