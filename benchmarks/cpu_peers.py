@@ -1,9 +1,10 @@
 """
 strata's native code (`strata run --backend mlir`) against the CPU peers, on this machine.
 
-Usage: .venv/bin/python benchmarks/cpu_peers.py [--threads 1,2] [--repeat 40] [--workloads gemm,mlp,gpt2,resnet18] [--no-pin]
+Usage: .venv/bin/python benchmarks/cpu_peers.py [--threads 1,2] [--repeat 40] [--workloads gemm,gemv,mlp,gpt2,resnet18] [--no-pin]
 
-Workloads: a 1024^3 f32 GEMM, `samples/mlp.model` (defaults), GPT-2 at
+Workloads: a 1024^3 f32 GEMM, a decode step's f32 GEMV (`[1, 4096] @ w[4096, 16000]`, its 262 MB
+weight read from DRAM every call), `samples/mlp.model` (defaults), GPT-2 at
 S=64 D=256 H=4 L=2 and ResNet-18 at 112 x 112 (batch 1). Peers, where installed: NumPy (the reference executor:
 its matmuls are OpenBLAS calls), onnxruntime (`strata export`'s ONNX model,
 CPU provider), IREE (llvm-cpu; GEMM only) and JAX (jit; GEMM only: there is
@@ -45,8 +46,18 @@ model gemm(a: f32[N, N], b: f32[N, N]) {
 }
 """
 
+GEMV_MODEL = """model gemv(h: f32[1, 4096]) {
+  param w: f32[4096, 16000]
+  return h @ w
+}
+"""
+"""A decode step's projection: one row against a 262 MB weight, which streams from DRAM every call."""
+
+INLINE_MODELS = {"gemm": GEMM_MODEL, "gemv": GEMV_MODEL}
+
 WORKLOADS = {
     "gemm": ("GEMM 1024^3 f32", None, {}),
+    "gemv": ("GEMV 1x4096x16000 f32", None, {}),
     "mlp": ("samples/mlp.model", "samples/mlp.model", {}),
     "gpt2": ("GPT-2 S=64 D=256 H=4 L=2", "samples/gpt2.model", {"S": 64, "D": 256, "H": 4, "L": 2}),
     "resnet18": ("ResNet-18 112x112", "samples/resnet18.model", {"HW": 112}),
@@ -149,8 +160,8 @@ def worker(threads: int, repeat: int, workloads: list[str], pin: bool) -> dict:
         for name in workloads:
             _, path, defines = WORKLOADS[name]
             if path is None:
-                path = str(Path(tmp) / "gemm.model")
-                Path(path).write_text(GEMM_MODEL)
+                path = str(Path(tmp) / f"{name}.model")
+                Path(path).write_text(INLINE_MODELS[name])
             module = load_model(path, defines)
             inputs, params = sample_values(module)
             row: dict = {}

@@ -832,7 +832,7 @@ class Emitter:
         return self.v(vector.ExtractOp(value, [0], f32))
 
     def all_finite(self, x: SSAValue) -> SSAValue:
-        """Whether every element of f32 tensor `x` is finite (an `i1`): the largest magnitude's bits below infinity's."""
+        """Whether every element of f32 tensor `x` is finite (an `i1`): its largest magnitude under infinity."""
         i32 = IntegerType(32)
         if not shape(x):
             x = self.reshape(x, [1])
@@ -845,7 +845,8 @@ class Emitter:
                                iterators=[REDUCTION] * rank, init=self.fill(0, [1], i32))
         return self.cmpi(self.first(largest), self.scalar(0x7F800000, i32), "slt")
 
-    def if_(self, cond: SSAValue, then: Callable[[Emitter], SSAValue], otherwise: Callable[[Emitter], SSAValue]) -> SSAValue:
+    def if_(self, cond: SSAValue, then: Callable[[Emitter], SSAValue],
+            otherwise: Callable[[Emitter], SSAValue]) -> SSAValue:
         """`scf.if` on `cond` yielding the value `then` or `otherwise` emits in its branch."""
         regions, result_type = [], None
         for branch in (then, otherwise):

@@ -674,7 +674,7 @@ class _KernelExporter:
         offsets, guards = self._offsets(op, em, tile, logical)
         if pack is None and loop.reads_in_place(op):
             # Read in place: the kernel never writes its inputs, and bufferization copies a
-            # `to_tensor` before any write into it; a slab is a view of the buffer.
+            # `to_tensor` before any write into it; a slab or a window is a view of the buffer.
             whole = em.v(bufferization.ToTensorOp(buffer, restrict=True))
             if tuple(tile) == tuple(logical):
                 return whole

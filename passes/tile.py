@@ -431,10 +431,11 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
             if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], streamed_b_bytes(kernel))
+                b_bytes = streamed_b_bytes(kernel)
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], b_bytes)
                 if few is not None:
                     tiles[rank - 1], tiles[rank] = few
-                    streamed = streamed_b_bytes(kernel)
+                    streamed = b_bytes
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)
