@@ -335,33 +335,30 @@ FEW_ROWS = 8
 FEW_ROWS_MIN_K = 16
 """The shortest k tile `cpu_few_rows_tile` takes within the L2 budget of an f32 tile."""
 
-def streamed_b_bytes(kernel: KernelOp) -> int | None:
+def streamed_b(kernel: KernelOp) -> bool:
     """
-    Bytes per element of a GEMM's rank-2 `b` where the cpu micro-kernel reads its tiles unpacked,
-    where they lie, `a` of unit leading dims: a bf16 weight it widens in its registers
-    (`cpu.widened_as_read`), 2; an i4 or i8 one dequantized to bf16 (`cpu.widenable_dequantize`),
-    1, as native code stores both; an f32 weight multiplied by one row (`loop.single_row_rhs`), 4.
-    None for a `b` copied and packed as an f32 tile.
+    Whether the cpu micro-kernel reads a GEMM's rank-2 `b` unpacked, where it lies, `a` of unit
+    leading dims: a bf16 weight it widens in its registers (`cpu.widened_as_read`), an i4 or i8
+    one dequantized to bf16 (`cpu.widenable_dequantize`), an f32 one multiplied by one row
+    (`loop.single_row_rhs`); not a `b` copied and packed as an f32 tile.
     """
     anchor = anchor_matmul(kernel.body.block)
     if (anchor is None or len(anchor.rhs.type.get_shape()) != 2
             or any(d != 1 for d in anchor.lhs.type.get_shape()[:-2])):
-        return None
+        return False
     b = anchor.rhs
     if widenable_dequantize(b.owner):
-        return 1
-    if isinstance(b, BlockArgument) and dtype_name(b.type.element_type) == "bf16":
-        return 2
-    if isinstance(b, BlockArgument) and b.type.element_type == f32 and math.prod(anchor.lhs.type.get_shape()[:-1]) == 1:
-        return 4
-    return None
+        return True
+    if not isinstance(b, BlockArgument):
+        return False
+    one_row = math.prod(anchor.lhs.type.get_shape()[:-1]) == 1
+    return dtype_name(b.type.element_type) == "bf16" or b.type.element_type == f32 and one_row
 
 
-def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
-                      streamed: int | None = None) -> tuple[int, int] | None:
+def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int, streamed: bool = False) -> tuple[int, int] | None:
     """
     The (columns, k) tile of a CPU GEMM with few rows (`FEW_ROWS`): `b`'s whole rows. Where the
-    micro-kernel reads `b` unpacked (`streamed_b_bytes`: widened in its registers, or f32 against
+    micro-kernel reads `b` unpacked (`streamed_b`: widened in its registers, or f32 against
     one row), k is `loop.STREAMED_ROWS` and the tile, one contiguous slab of `b`, is read where it lies
     (`loop.in_place_slab`), so only an f32 row of accumulators is stored (at most half the L2);
     else k is the largest power of two (at least `FEW_ROWS_MIN_K`) that keeps the f32 k x columns
@@ -381,7 +378,7 @@ def cpu_few_rows_tile(device: DeviceSpec, columns: int, depth: int,
     [4096, 11008] 8.6 at k = 1, 8.1 at 4, 7.9 at 16 (9.7 copied).
     """
     budget = device["l2_bytes_per_core"] // 4
-    if streamed is not None:
+    if streamed:
         # Only the f32 accumulator row is stored; it keeps to half the L2, as `TilePass` bounds
         # every tile's footprint.
         k = _closest_divisor(depth, STREAMED_ROWS)
@@ -419,7 +416,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
     cut = _tileable(kernel, bounds, rank)
     tiles = list(bounds)
     kind = kernel.kind.data
-    streamed = None
+    streamed = False
     if kind in ("gemm", "attention") and len(bounds) > rank:
         tm, tn, tk = gemm_tile(device)
         for d in range(rank - 2):
@@ -431,11 +428,11 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             if shares_weight(kernel):
                 _fill_rows(tiles, bounds, cut, rank, tm)
             if device.target == "cpu" and _rows(tiles, bounds, rank, kernel) * FEW_ROWS <= tm:
-                b_bytes = streamed_b_bytes(kernel)
-                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], b_bytes)
+                unpacked = streamed_b(kernel)
+                few = cpu_few_rows_tile(device, bounds[rank - 1], bounds[rank], unpacked)
                 if few is not None:
                     tiles[rank - 1], tiles[rank] = few
-                    streamed = b_bytes
+                    streamed = unpacked
         else:
             tiles[rank - 2] = min(tm, bounds[rank - 2]) if cut[rank - 2] else bounds[rank - 2]
             tiles[rank] = _closest_divisor(bounds[rank], tn)
@@ -453,7 +450,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
     budget = device.tile_memory_bytes // 2
     # A streamed `b` in slabs of whole rows is read where it lies (`loop.reads_in_place`): only its
     # f32 accumulator row is stored.
-    in_place = streamed is not None and tiles[rank] <= STREAMED_ROWS
+    in_place = streamed and tiles[rank] <= STREAMED_ROWS
     # Halve the outermost cuttable dim until the tiles fit.
     while not in_place and footprint(kernel, tuple(tiles)) > budget:
         candidates = [d for d in range(rank) if cut[d] and tiles[d] > 1]

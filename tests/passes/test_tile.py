@@ -191,7 +191,7 @@ def test_a_cpu_gemm_of_few_rows_takes_tiles_of_its_weights_whole_rows(device):
 @pytest.mark.parametrize("device", ["xeon-spr-2c", "epyc-9654"])
 def test_a_gemm_of_few_rows_streaming_its_weight_takes_whole_rows_read_in_place(device):
     """
-    `cpu_few_rows_tile` with `streamed_b_bytes`: rows of 11,008 columns are too wide for an f32 k tile of
+    `cpu_few_rows_tile` with `streamed_b`: rows of 11,008 columns are too wide for an f32 k tile of
     16 in a quarter of the L2, but a bf16 weight and an int4 one dequantized to bf16 (widened in the
     micro-kernel's registers), and an f32 one against a single row, are read unpacked: they take
     `loop.STREAMED_ROWS` whole rows, and the loops read each such slab where it lies
