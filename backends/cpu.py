@@ -77,7 +77,7 @@ L2. For each kernel:
   micro-kernel widens as it reads it (`cpu.widened_as_read`: a bf16 tile,
   or an int4/int8 one dequantized to bf16) writes no f32 tile: the cast is
   free and the dequantize costs its operations alone, those of the loop
-  without NaN tests that a tile of finite scales takes
+  without NaN tests that a weight of finite scales takes
   (`FINITE_SCALES_OPS_SHARE`).
 
 Work at load: what depends on the params alone (`loop.load_plan`: params
@@ -365,7 +365,7 @@ clocks an element, where its 3 bytes an element priced 0.1; the Zen 4 guest, 202
 (one `vcvtps2ph`) it measured 3.8 us, as to f32 (3.0 us): `OPS_PER_ELEMENT`'s."""
 
 FINITE_SCALES_OPS_SHARE = 11 / 15
-"""Share of a dequantize's operations left in the micro-kernel's widening when the tile's scales are
+"""Share of a dequantize's operations left in the micro-kernel's widening when the weight's scales are
 all finite, the case priced (`_linalg.dequantized_rows(finite=True)`: no NaN test in the rounding):
 11 of the 15 vector operations per 16 weights of the generated loop (objdump of `[1, 4096] @
 dequantize(i4[4096, 11008])`). Measured alone (the Zen 4 guest, 2026-12-07, fastest of 3 processes):

@@ -289,6 +289,11 @@ class _KernelExporter:
         self.in_parallel = False
         self.loops: list[tuple[SSAValue, SSAValue, SSAValue, SSAValue]] = []
         """The loops around the op being translated, outermost first: (old counter, new lb, ub, step)."""
+        self.entry: Emitter | None = None
+        """The function's body, where an op added lands before the loops being translated (each loop
+        is added to its block once its body is done)."""
+        self.finite: dict[SSAValue, SSAValue] = {}
+        """Per buffer of scales, whether all of them are finite (`scales_finite`)."""
 
     def get(self, value: SSAValue) -> SSAValue:
         return self.values[value]
@@ -423,9 +428,9 @@ class _KernelExporter:
     def unpacked_matmul(self, matmul: g.MatmulOp, acc: SSAValue | None, out_elem, em: Emitter) -> SSAValue:
         """
         `[acc +] a @ b` with `b` unpacked (`Emitter.matmul`), widened as read where a cast feeds it
-        (`matmul_rhs`). A dequantized `b` is widened by one of two loops, chosen per tile: where
-        every scale of the tile is finite (`Emitter.all_finite`, the usual case), without the
-        rounding's NaN test; else with it.
+        (`matmul_rhs`). A dequantized `b` is widened by one of two loops, chosen once a call: where
+        every scale is finite (`scales_finite`, the usual case), without the rounding's NaN test;
+        else with it.
         """
         a = self.get(matmul.lhs)
         b, widen = self.matmul_rhs(matmul)
@@ -433,9 +438,17 @@ class _KernelExporter:
         if not isinstance(dequantized, g.DequantizeOp):
             return em.matmul(a, b, out_elem, acc, widen)
         scale = self.get(dequantized.scale)
-        return em.if_(em.all_finite(scale),
+        return em.if_(self.scales_finite(dequantized.scale.owner),
                       lambda e: e.matmul(a, b, out_elem, acc, dequantized_rows(scale, finite=True)),
                       lambda e: e.matmul(a, b, out_elem, acc, widen))
+
+    def scales_finite(self, load: loop.LoadOp) -> SSAValue:
+        """Whether every scale of the buffer `load` reads a tile of is finite (`Emitter.all_finite`): tested
+        once a call, before the kernel's loops, not at every k step that loads the same tile again."""
+        buffer = self.get(load.source)
+        if buffer not in self.finite:
+            self.finite[buffer] = self.entry.all_finite(self.entry.v(bufferization.ToTensorOp(buffer, restrict=True)))
+        return self.finite[buffer]
 
     def micro_matmul(self, matmul: g.MatmulOp, operands, acc: SSAValue | None, em: Emitter) -> SSAValue:
         """
@@ -1173,6 +1186,7 @@ def export_kernel(kernel: loop.KernelOp, name: str) -> func.FuncOp:
     exporter = _KernelExporter(len(kernel.outs[0].type.get_shape()) if kernel.outs else 0)
     exporter.values.update(zip(old.args, body.args))
     em = Emitter(body, kernel.location)
+    exporter.entry = em
     exporter.block(old, em)
     em.location = kernel.location
     em.add(func.ReturnOp())

@@ -396,12 +396,13 @@ def test_a_weight_dequantized_for_a_bf16_gemm_is_widened_as_the_micro_kernel_rea
 @needs_openmp
 def test_a_dequantized_weight_takes_the_loop_without_nan_tests_where_its_scales_are_finite(tmp_path):
     """
-    `dequantized_rows(finite=True)`: a tile whose scales are all finite (`Emitter.all_finite`) is
-    widened without the rounding's NaN test, another with it. On 2 threads the weight's two column
-    tiles take one loop each (NaN and infinite scales in the first; subnormal ones, ones whose
-    products round up to infinity and ones halfway between two bf16s in the second): the output
-    is 1 thread's bit for bit, the reference's in those columns, and within a bf16 step of it in
-    the others (the reference sums the 512 products in another order).
+    `dequantized_rows(finite=True)`: a weight whose scales are all finite (`scales_finite`, tested
+    once a call, before the kernel's loops) is widened without the rounding's NaN test, one with a
+    NaN or an infinite scale with it. With finite scales only (subnormal ones, ones whose products
+    round up to infinity and ones halfway between two bf16s), and with NaN and infinite ones
+    added, on 1 and 2 threads (the weight's two column tiles): the output is 1 thread's bit for
+    bit, the reference's in those columns, and within a bf16 step of it in the others (the
+    reference sums the 512 products in another order).
     """
     from strata.compiler import measure
     from strata.compiler.frontend import compile_source
@@ -410,24 +411,26 @@ def test_a_dequantized_weight_takes_the_loop_without_nan_tests_where_its_scales_
     module = compile_source("model m(h: bf16[1, 1, 512]) {\n  param w: i4[512, 4096]\n  param s: f32[4096]\n"
                             "  return h @ dequantize(w, s, dtype=bf16)\n}\n", "m.model")
     inputs, params = sample_values(module)
-    scales = np.asarray(params["s"], dtype=np.float32).copy()
-    scales[:4] = [np.nan, -np.inf, np.inf, 1e-40]
-    scales[2048:2054] = [1e-40, -3e-39, 3.4e38, -3.4e38, 1 + 2**-8, 1 + 3 * 2**-8]
-    params["s"] = scales
-    want = np.asarray(reference.run_module(module, inputs, params)[0], dtype=np.float32)
     loops = measure.to_loops(module, "cpu", threads=2)
     (weight,) = [op for op in loops.walk() if isinstance(op, loop.LoadOp) and op.source.type.get_shape()[0] == 512]
     assert tuple(weight.result.type.get_shape())[1] == 2048 and loop.reads_in_place(weight)
     exported = native.export(module, "cpu", True, 1)
-    choices = [op for op in exported.walk() if op.name == "scf.if"
-               and all(any(inner.name == "vector.fma" for inner in region.walk()) for region in op.regions)]
-    assert choices  # the two loops, with and without NaN tests
-    one, two = (np.asarray(native.run_module(module, "cpu", inputs, params, tmp_path / str(t), threads=t)[0],
-                           dtype=np.float32) for t in (1, 2))
-    np.testing.assert_array_equal(one, two)
+    (choice,) = [op for op in exported.walk() if op.name == "scf.if"
+                 and all(any(inner.name == "vector.fma" for inner in region.walk()) for region in op.regions)]
+    assert choice.operands[0].owner.parent_op().name == "func.func"  # tested before the loops
+    finite = np.asarray(params["s"], dtype=np.float32).copy()
+    finite[2048:2054] = [1e-40, -3e-39, 3.4e38, -3.4e38, 1 + 2**-8, 1 + 3 * 2**-8]
+    not_finite = finite.copy()
+    not_finite[:4] = [np.nan, -np.inf, np.inf, 1e-40]
     special = [*range(4), *range(2048, 2054)]
-    np.testing.assert_array_equal(two[..., special], want[..., special])
-    np.testing.assert_allclose(two, want, rtol=2**-7)
+    for n, scales in enumerate((finite, not_finite)):
+        params["s"] = scales
+        want = np.asarray(reference.run_module(module, inputs, params)[0], dtype=np.float32)
+        one, two = (np.asarray(native.run_module(module, "cpu", inputs, params, tmp_path / f"{n}_{t}", threads=t)[0],
+                               dtype=np.float32) for t in (1, 2))
+        np.testing.assert_array_equal(one, two)
+        np.testing.assert_array_equal(two[..., special], want[..., special])
+        np.testing.assert_allclose(two, want, rtol=2**-7)
 
 
 @needs_mlir
