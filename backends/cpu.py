@@ -66,8 +66,9 @@ L2. For each kernel:
   read before it is written, and written back), and the tile re-reads
   (a's row panel per column tile, b's per row tile: `read_bytes` beyond
   the unique inputs) where the largest input lies;
-- time = max(compute + copies, other L2 traffic, the streams) + the call and,
-  with more than one thread, one OpenMP fork and join
+- time = max(compute + copies, other L2 traffic, the streams) + the call,
+  `dram_latency_s` for each input that lies in DRAM (`cold_read_seconds`)
+  and, with more than one thread, one OpenMP fork and join
   (`parallel_region_latency_s`): the tile copies and the packing are
   phases of their own between micro-kernel calls, their first reads of a
   buffer in the L3 or DRAM at that level's bandwidth (`outer_copy_seconds`:
@@ -300,13 +301,14 @@ TRANSCENDENTAL_CYCLES = {g.GeluOp: 4.2, g.ErfOp: 3.8, g.LogOp: 22.0, g.TanhOp: 5
 exponential; the Zen 4 guest, 2026-12-07); `log` 402 us, `tanh` 921 us, `pow` 783 us: libm calls
 per element (`--convert-math-to-libm`), not vectorised (the Xeon guest)."""
 
-CYCLES_PER_GATHERED_ELEMENT = 6
+CYCLES_PER_GATHERED_ELEMENT = 3.5
 """Core clocks per element a gather reads element by element (not `cpu.gathers_by_vectors`: an id
-load, the row's index arithmetic, a scalar copy).
-Measured (`strata measure`, 1 thread, glibc's heap kept mapped: `MALLOC_TRIM_THRESHOLD_`,
-`MALLOC_MMAP_THRESHOLD_`, so that no page is faulted in): LLaMA's token embedding (S=64 D=256
-V=2048), 64 rows of 256, 24 to 28 us, when it still ran so (14.9 us alone; 2.5 us by vectors). Checked:
-GPT-2's embedding with its position add, 27 to 28 us."""
+load, the row's index arithmetic, a scalar copy), its table hot: the kernel alone. Measured
+(`strata measure`, 1 thread): on the Zen 4 guest (2026-12-07) a bf16 table's 64 rows of 1024
+(`gather(embed: bf16[4096, 1024], tokens: i32[1, 64])`) 61.3 us, 3.4 clocks an element; on the
+Xeon guest LLaMA's f32 token embedding (S=64 D=256 V=2048), when it still ran so, 14.9 us alone,
+3.5 clocks, and 24 to 28 us in the model: its table and ids read cold, which `cold_read_seconds`
+prices apart."""
 
 CYCLES_PER_RELAYOUT_ELEMENT = 1.0
 """Core clocks per element of a relayout copy, unless the spec gives `cycles_per_relayout_element`
@@ -600,6 +602,22 @@ def outer_copy_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, ops: list[tuple[O
                    for value, nbytes in loaded.items() if level_of(value) in ("l3", "dram"))
 
     return stall(copied, 1 / l2) + stall(in_place, 0.0)
+
+
+def cold_read_seconds(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, str] | None) -> float:
+    """
+    What the core waits before its first reads of the inputs that lie in DRAM (`_level_of`) stream:
+    `dram_latency_s` each (a page walk and a miss before the prefetchers run ahead; 0 where the spec
+    does not give it), as the export's passes over a kernel's ops touch its inputs one after another.
+    An output costs nothing of the kind: its stores retire into the store queue. Measured (`strata
+    measure`, 1 thread, the Zen 4 guest, 2026-12-07; the host probe's `dram_latency_s` 0.4 to 0.7 us):
+    the int4 decode step's RMS norms (`llama_decode_int4`, reduced; 1024 bf16, their 2 KiB of weights
+    in DRAM) 1.8 to 3.0 us for 1.0 us of work, its concatenation of a new key onto the cache (both
+    inputs in the L1, the 4 KiB output in DRAM) 0.4 to 0.6 us for 0.4.
+    """
+    latency = spec.get("dram_latency_s", 0.0)
+    level_of = _level_of(kernel, spec, levels)
+    return latency * sum(level_of(value) == "dram" for value in set(kernel.ins))
 
 
 def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
@@ -1012,7 +1030,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     streamed_s = sum(nbytes / _bandwidth(spec, level, cores) for level, nbytes in streams.items())
     memory_s = max((inner - copied) / l2_bandwidth, streamed_s)
     threads = kernel.threads.value.data
-    latency_s = CALL_LATENCY_S + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0)
+    latency_s = (CALL_LATENCY_S + cold_read_seconds(kernel, spec, levels)
+                 + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0))
     time_s = max(compute_s + copy_s, memory_s) + latency_s
     bound = max((compute_s, "compute"), (max(copy_s, memory_s), "memory"), (latency_s, "latency"))[1]
     return KernelCost(
@@ -1040,7 +1059,7 @@ def copy_cost(copy: loop.CopyOp, spec: DeviceSpec, index: int) -> KernelCost:
     moved = 2 * storage_bytes(copy.source.type)
     # The source was last touched a call ago (a param, an input) or by an earlier kernel: from the L3.
     level = "l3" if moved <= spec["l3_bytes"] else "dram"
-    memory_s = moved / _bandwidth(spec, level, 1)
+    memory_s = moved / _bandwidth(spec, level, 1) + (spec.get("dram_latency_s", 0.0) if level == "dram" else 0.0)
     compute_s = 0.0
     if not same_element_order(copy.source.type, copy.dest.type):
         shape = copy.source.type.get_shape()

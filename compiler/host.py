@@ -13,8 +13,10 @@ runs with estimates of this CPU:
   probe), the read bandwidth of each cache level and of
   DRAM with one thread and with every core (each thread summing its own
   buffer, `probe_buffers`: half of the level it reads, the threads
-  together half the L3, 256 MiB to 1 GiB for DRAM), and the fork and
-  join of an empty OpenMP region; sysfs gives the cache sizes,
+  together half the L3, 256 MiB to 1 GiB for DRAM), the time one thread
+  waits to read 4 KiB that lies in DRAM (just after the DRAM buffer's sum
+  pushed it out: a page walk and a miss before the prefetchers stream), and
+  the fork and join of an empty OpenMP region; sysfs gives the cache sizes,
   /proc/meminfo the memory;
 - `fma_pipes` (vector FMAs per clock) cannot be told apart from the clock
   by timing: it comes from the vendor and family (`vector_unit`), the clock
@@ -56,7 +58,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 10
+HOST_SPEC_VERSION = 11
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -149,6 +151,28 @@ static double fork_join(int threads) {
   return best;
 }
 
+/* Seconds one thread takes to read a 4 KiB buffer that lies in DRAM, its lines and page-table entries
+   pushed out by summing `flush` bytes first: the shortest of 15 trials, less an empty timing's. */
+static double cold_read(long flush) {
+  long n = flush / 4;
+  float *x = aligned_alloc(64, n * 4), *y = aligned_alloc(4096, 4096);
+  for (long i = 0; i < n; i++) x[i] = 1.0f;
+  for (int i = 0; i < 1024; i++) y[i] = 1.0f;
+  double best = 1, empty = 1;
+  volatile float sink = 0;
+  for (int trial = 0; trial < 15; trial++) {
+    sink += sum(x, n);
+    double t0 = now();
+    sink += sum(y, 1024);
+    double t1 = now(), t2 = now();
+    if (t1 - t0 < best) best = t1 - t0;
+    if (t2 - t1 < empty) empty = t2 - t1;
+  }
+  free(x);
+  free(y);
+  return best - empty;
+}
+
 /* argv: threads, then the bytes each thread sums for l1, l2, l3 alone, l3 with every thread, dram
    alone, dram with every thread. */
 int main(int argc, char **argv) {
@@ -159,6 +183,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 4; i++) printf("%s_1 %e\n", names[i], bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1));
   printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads));
   printf("dram_%d %e\n", threads, bandwidth(atol(argv[7]), threads));
+  printf("cold %e\n", cold_read(atol(argv[6])));
   return 0;
 }
 """
@@ -329,8 +354,8 @@ after, and the cost model then put LLaMA's copies at 1.6 to 1.8 times their meas
 
 
 def best_figures(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure the best of the probe's `runs`: the highest peak and bandwidths, the shortest fork and join."""
-    return {key: (min if key == "fork" else max)(run[key] for run in runs) for key in runs[0]}
+    """Each figure the best of the probe's `runs`: the highest peak and bandwidths, the shortest fork and join and cold read."""
+    return {key: (min if key in ("fork", "cold") else max)(run[key] for run in runs) for key in runs[0]}
 
 
 def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -> list[tuple[str, object, str]]:
@@ -359,6 +384,10 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
          f"{probe} (1 thread summing a buffer of {size(buffers['dram'])})"),
         ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{probe} ({n} threads summing a buffer of {size(buffers['dram_all'])} each)"),
         ("dram_bytes", dram_bytes(), f"{where} (/proc/meminfo MemTotal)"),
+        ("dram_latency_s", float(f"{max(0.0, figures['cold'] - 4096 / figures['dram_1']):.3g}"),
+         f"{probe} (1 thread reading 4 KiB just after summing a buffer of {size(buffers['dram'])}, which pushes"
+         f" its lines and page-table entries out to DRAM: {figures['cold'] * 1e6:.2f} us, less the 4 KiB at"
+         f" dram_bandwidth_per_core)"),
         ("parallel_region_latency_s", float(f"{figures['fork']:.3g}"),
          f"{probe} (an empty OpenMP parallel region on {n} threads)"),
     ]

@@ -604,6 +604,26 @@ def test_a_copy_phase_reads_a_buffer_in_dram_at_its_bandwidth():
         assert total(dear) == pytest.approx(total(cheap) + in_dram)
 
 
+def test_each_input_in_dram_waits_the_specs_latency_before_it_streams():
+    """
+    `cold_read_seconds`: an RMS norm of one row waits `dram_latency_s` once for each input that lies
+    in DRAM (its row and its weight: twice), and nothing for an output there (its stores retire into
+    the store queue) nor for an input in the L3; a spec without the key waits nothing.
+    """
+    from strata.backends.cost import hardware_kernels
+
+    _, module = _report("model m(x: f32[1, 1024]) {\n  param g: f32[1024]\n  return rmsnorm(x, g)\n}\n")
+    (kernel,) = hardware_kernels(module)
+    spec = with_overrides(module_device(module), ["dram_latency_s=5e-7"])
+    near = {v: "l3" for v in (*kernel.ins, *kernel.outs)}
+    cases = (({**near, **{v: "dram" for v in kernel.ins}}, 2), ({**near, kernel.outs[0]: "dram"}, 0), (near, 0))
+    for levels, inputs in cases:
+        assert cpu_model.cold_read_seconds(kernel, spec, levels) == pytest.approx(inputs * 5e-7)
+        assert (cpu_model.kernel_cost(kernel, spec, levels).time_s
+                - cpu_model.kernel_cost(kernel, module_device(module), levels).time_s) == pytest.approx(inputs * 5e-7)
+    assert "dram_latency_s" not in module_device(module)
+
+
 def test_a_weight_widened_as_the_micro_kernel_reads_it_writes_no_f32_tile():
     """
     `cpu.widened_as_read`: a bf16 weight's cast to f32 costs nothing (the micro-kernel widens its

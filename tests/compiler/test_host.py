@@ -15,7 +15,7 @@ XEON = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx51
 AVX2 = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2"}
 
 FIGURES = {"peak": 1.0e11, "fork": 1e-6, "l1_1": 2e11, "l2_1": 1e11, "l3_1": 3e10, "dram_1": 2e10,
-           "l3_2": 5e10, "dram_2": 3e10}
+           "l3_2": 5e10, "dram_2": 3e10, "cold": 8e-7}
 
 
 @pytest.fixture
@@ -53,6 +53,8 @@ def test_the_clock_is_the_peak_over_lanes_pipes_and_two(monkeypatch):
     assert keys["clock_hz"] == pytest.approx(1e11 / (16 * 1 * 2), rel=1e-3)
     assert keys["peak_flops_fp32"] == pytest.approx(2e11, rel=1e-3)
     assert keys["l3_bandwidth"] == 5e10 and keys["dram_bandwidth"] == 3e10
+    # The cold 4 KiB read less its bytes at one thread's DRAM bandwidth (0.2 us at 20 GB/s).
+    assert keys["dram_latency_s"] == pytest.approx(8e-7 - 4096 / 2e10, rel=1e-2)
 
 
 def test_measured_once_then_read_from_the_cache(fake_machine, tmp_path):
@@ -141,8 +143,8 @@ def test_the_probe_reads_half_of_each_level():
 
 
 def test_each_probe_figure_is_the_best_of_its_processes():
-    """The highest peak and bandwidths, the shortest fork and join: a slow process only ever loses."""
-    slow = {**FIGURES, "l3_1": 1.5e10, "dram_1": 1.4e10, "fork": 2e-6}
+    """The highest peak and bandwidths, the shortest fork and join and cold read: a slow process only ever loses."""
+    slow = {**FIGURES, "l3_1": 1.5e10, "dram_1": 1.4e10, "fork": 2e-6, "cold": 2e-6}
     fast = {**FIGURES, "peak": 0.9e11}
     best = host.best_figures([slow, fast, slow])
     assert best == FIGURES
