@@ -95,7 +95,8 @@ def _reshape(op: g.ReshapeOp, region: Region) -> list[Region]:
     one whole and the dims before it matching the source's leading dims,
     the tiled dim is a range of whole rows of the source: a split
     (`[S, H*D] -> [S, H, D]`, tile over H) or a merge of whole source dims
-    (`[S, H, D] -> [S, H*D]`, tile a multiple of D). Dims of size 1 before
+    (`[S, H, D] -> [S, H*D]`, tile a multiple of D), or a piece of one row
+    of a merge (a divisor of D, `_piece_of_a_row`). Dims of size 1 before
     the tiled one may differ: a decode step's `[1, H, 1, D] -> [1, 1, H*D]`
     tiled along H*D is a merge of `[H, 1, D]`.
     """
@@ -133,9 +134,28 @@ def _reshape_region(src: Sequence[int], dst: Sequence[int], region: Region, last
     while group < len(src) and math.prod(src[group:]) > inner:
         group += 1
     f = math.prod(src[last + 1 : group])
-    if math.prod(src[group:]) != inner or size % f or not _is_step_multiple(offset, f):
+    if math.prod(src[group:]) != inner:
         raise NotTileable("reshape merges dims into a tile that is not whole rows")
-    return lead + ((offset // f, size // f),) + full(src[last + 1 :])
+    if size % f == 0 and _is_step_multiple(offset, f):
+        return lead + ((offset // f, size // f),) + full(src[last + 1 :])
+    return lead + _piece_of_a_row(src[last:group], offset, size) + full(src[group:])
+
+
+def _piece_of_a_row(merged: Sequence[int], offset: AffineExpr, size: int) -> Region:
+    """
+    The source region of a tile of `size` at `offset` along a dim that merges the source dims
+    `merged`, where the tile lies within one row of the innermost of them (`size` divides it and
+    `offset` steps by `size`): a decode step's `[1, H, 1, D] -> [1, H*D]` cut in k tiles of 8, a
+    piece of one head. Each outer merged dim is the one index the offset falls in.
+    """
+    if merged[-1] % size or not _is_step_multiple(offset, size):
+        raise NotTileable("reshape merges dims into a tile that is neither whole rows nor a piece of one")
+    region = []
+    for j, extent in enumerate(merged[:-1]):
+        stride = math.prod(merged[j + 1 :])
+        index = offset // stride if j == 0 else (offset // stride) % extent
+        region.append((const(0) if extent == 1 else index, 1))
+    return tuple(region) + ((offset % merged[-1], size),)
 
 
 def _is_step_multiple(offset: AffineExpr, f: int) -> bool:

@@ -444,7 +444,7 @@ def default_tiles(kernel: KernelOp, device: DeviceSpec, threads: int = 1) -> tup
             break
         d = open_dims[-1]
         # The reduction tile must divide its extent: the next divisor (a
-        # reshaped operand may need whole rows of its source, 128 of a head).
+        # reshaped operand needs whole rows of its source or a piece of one).
         tiles[d] = (min(x for x in range(tiles[d] + 1, bounds[d] + 1) if bounds[d] % x == 0) if d >= rank
                     else min(bounds[d], tiles[d] * 2))
     budget = device.tile_memory_bytes // 2

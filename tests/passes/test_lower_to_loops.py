@@ -158,27 +158,31 @@ def test_padded_window_of_a_value_computed_whole(target):
     assert_close(want, loop_interpreter.run_module(module, inputs, params))
 
 
-OUTPUT_PROJECTION = """model o(a: f32[1, 8, 1, 128]) -> f32[1, 1, 1024] {
-  param w: f32[1024, 1024]
-  return reshape(a, [1, 1, 1024]) @ w
-}
+OUTPUT_PROJECTION = """model o(a: f32[1, 8, 1, {d}]) -> f32[1, 1, {k}] {{
+  param w: f32[{k}, {k}]
+  return reshape(a, [1, 1, {k}]) @ w
+}}
 """
 
 
-def test_a_reshape_merging_heads_is_tiled_by_whole_heads():
+def test_a_reshape_merging_heads_is_tiled_by_whole_heads_or_pieces_of_one():
     """
     A decode step's output projection reads its heads `[1, H, 1, D]` as `[1, 1, H*D]`: the unit dims
-    before the merged one differ, and a K tile of whole heads (a multiple of D) is legal. By default the
-    cpu's few-rows tile asks K = 64, inside a head: `tile` steps it to the next divisor of K that is
-    legal (128, one head), not to the whole K. A pinned K tile of 256 (two heads) is kept, one of 32
-    ignored. Each executes as the reference.
+    before the merged one differ, and a K tile of whole heads (a multiple of D) is legal, and so is
+    a piece of one head (a divisor of D, its head and offset `k floordiv D` and `k mod D`). By default
+    the cpu's few-rows tile of one row takes `loop.STREAMED_ROWS` = 8 rows of the weight, a piece of
+    a head; pinned K tiles of 256 (two heads of 128) and 32 are kept. With heads of 96 a pinned K
+    tile of 64 is neither, and is ignored (the default, 8, is a piece). With heads of 12 the default
+    8 is neither: `tile` steps it to the next divisor of K that is legal (12, one head), not to the
+    whole K. Each executes as the reference.
     """
     from strata.compiler.frontend import compile_source
     from strata.compiler.ir import make_context
     from strata.dialects.device import load_device
 
-    for pinned, k in (("", 128), ("{sizes=256,256}", 256), ("{sizes=256,32}", 128)):
-        module = compile_source(OUTPUT_PROJECTION, "o.model")
+    for d, pinned, k in ((128, "", 8), (128, "{sizes=256,256}", 256), (128, "{sizes=256,32}", 32),
+                         (96, "{sizes=256,64}", 8), (12, "", 12)):
+        module = compile_source(OUTPUT_PROJECTION.format(d=d, k=8 * d), "o.model")
         inputs, params = sample_values(module)
         want = reference.run_module(module, inputs, params)
         compile_module(module, "cpu", Stage.LAYOUT, device=load_device("epyc-9654"))
