@@ -92,8 +92,8 @@ Copies between kernels: the native code runs every other `loop.copy` of
 the model function on every call (an input relaid into its kernel's
 layout, an activation transposed), each named `relayout_I` by its place
 among all of them (`model_copies`). A copy between equal layouts is `memref.copy` (a
-`memcpy`: read and written at the L3's bandwidth, or DRAM's beyond it: a
-param was last touched a call ago), and so is a relayout that keeps the
+`memcpy`: read and written at the L3's bandwidth, or DRAM's beyond it, after
+`dram_latency_s`: a param was last touched a call ago), and so is a relayout that keeps the
 elements' order (it moves only dims of size 1: ResNet-18's 1x1 weights,
 f32 and i8 alike, measured 0.18 clocks per byte, the L3's rate); another
 relayout is the export's scalar loop nest, one load and one store per
