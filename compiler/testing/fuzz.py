@@ -151,6 +151,8 @@ def fuzz(pipeline, examples: int = 100, seed: int = 0, max_ops: int = 8, grow: b
                 if check_cost_monotonic(current, *growing, pipeline.target, pipeline.prefix + pipeline.passes,
                                         device=pipeline.device):
                     state["grown"] += 1
+                # The tuner's property is the drawn model's: a failure reports that model, not the grown one.
+                current, growing = model, None
                 check_tuned_not_worse(model, pipeline.target, spec=pipeline.device)
         except Exception as err:  # noqa: BLE001 - anything else is a finding too
             failure = err if isinstance(err, PropertyFailure) else PropertyFailure("crash", _describe(err))
@@ -190,12 +192,13 @@ def _per_property(failure):
 def _replay(model_path: str, pipeline, seed: int) -> int:
     """`strata fuzz --replay FILE`: the properties on one model of the user's."""
     from strata.compiler.frontend import read_source
-    from strata.compiler.testing.properties import PropertyFailure, check_model
+    from strata.compiler.testing.properties import PropertyFailure, check_model, check_tuned_not_worse
     from strata.compiler.testing.random_models import Model
 
     model = Model(read_source(model_path), filename=model_path)
     try:
-        check_model(model, pipeline, seed=seed)
+        if check_model(model, pipeline, seed=seed).costed:
+            check_tuned_not_worse(model, pipeline.target, spec=pipeline.device)
     except PropertyFailure as failure:
         print(f"strata fuzz: property '{failure.name}' fails on {model_path} ({pipeline.describe()}):")
         print(_indent(failure.message))
@@ -250,14 +253,14 @@ def cmd_fuzz(args) -> int:
     examples = args.examples if args.examples is not None else profile.examples
     if not 1 <= examples <= MAX_EXAMPLES:
         raise StrataError(f"error: --examples must be from 1 to {MAX_EXAMPLES:,}, got {examples}")
-    if args.replay:
-        return _replay(args.replay, pipeline, args.seed)
-    print(f"strata fuzz: {examples} examples, {pipeline.describe()}, seed {args.seed}, profile {args.profile}",
-          file=sys.stderr)
     if not spec:
-        # The default pipeline is the one the autotuner tunes: `tuned-not-worse` too.
+        # The default pipeline is the one the autotuner tunes: `tuned-not-worse` too (a replay's as well).
         register_tuner(autotuner())
     try:
+        if args.replay:
+            return _replay(args.replay, pipeline, args.seed)
+        print(f"strata fuzz: {examples} examples, {pipeline.describe()}, seed {args.seed}, profile {args.profile}",
+              file=sys.stderr)
         outcome = fuzz(pipeline, examples, args.seed, profile.max_ops, progress=lambda s: print(s, file=sys.stderr))
     finally:
         register_tuner(None)

@@ -6,8 +6,9 @@ Order of the search:
 1. module-level choices: every combination of the fusion switches
    (`FusePass.schedule_space`) and the layout switches
    (`AssignLayoutPass.schedule_space`), each costed as the sum of its
-   kernels and relayouts at their default schedule (a kernel that occurs
-   twice is costed once: kernels are keyed by structural hash);
+   kernels and the relayouts a run pays (`_units`: on the cpu an input's
+   too) at their default schedule (a kernel that occurs twice is costed
+   once: kernels are keyed by structural hash);
 2. per unique kernel of the best variant: tile sizes, loop order and (on the
    systolic target) the dataflow, searched by the chosen strategy within the
    budget; every evaluation is recorded in the database, and a point already
@@ -52,7 +53,7 @@ from strata.backends.tuner.space import Space, point_key
 from strata.compiler import ir
 from strata.compiler.driver import Stage, compile_module, detect_stage, passes_between, run_passes
 from strata.compiler.tuning.spaces import KernelEvaluator, apply_point, default_point, kernel_points, standalone
-from strata.dialects.graph import ReduceScatterOp
+from strata.dialects.graph import PARAM_ATTR, ReduceScatterOp
 from strata.dialects.graph.kernel import KernelOp
 from strata.dialects.graph.layout import RelayoutOp
 from strata.dialects.hardware import tsp
@@ -218,18 +219,26 @@ def _safe(evaluator, point) -> float:
 # --------------------------------------------------------------------------- the search
 
 
-def _units(module: ModuleOp) -> list[KernelOp | RelayoutOp]:
-    """The kernels and the relayouts a run pays (not those of inputs and params: `cost.relayout_copies`)."""
-    return [op for op in module.walk() if isinstance(op, KernelOp) or isinstance(op, RelayoutOp) and not _placed(op.input)]
+def _units(module: ModuleOp, target: str) -> list[KernelOp | RelayoutOp]:
+    """
+    The kernels and the relayouts a run pays: not those of params, nor elsewhere than on the cpu
+    those of inputs (laid out as they are placed: `cost.relayout_copies`); the cpu's native code
+    relays an input on every call (`cpu.model_copies`).
+    """
+    return [op for op in module.walk()
+            if isinstance(op, KernelOp) or isinstance(op, RelayoutOp) and not _placed(op.input, target)]
 
 
-def _placed(value: SSAValue) -> bool:
-    """A model input or param, or a view of one: laid out when it is placed on the device."""
+def _placed(value: SSAValue, target: str) -> bool:
+    """A param, or a view of one, or off the cpu a model input: laid out when it is placed on the device."""
     while not isinstance(value, BlockArgument):
         if isinstance(value.owner, KernelOp | RelayoutOp) or len(value.owner.operands) != 1:
             return False
         value = value.owner.operands[0]
-    return True
+    if target != "cpu":
+        return True
+    attrs = value.owner.parent_op().arg_attrs
+    return attrs is not None and PARAM_ATTR in attrs.data[value.index].data
 
 
 def _default_cost(op, cache: _Cache) -> float:
@@ -276,7 +285,7 @@ def choose_variant(graph: ModuleOp, target: str, cache: _Cache) -> tuple[ModuleO
             layout.apply(ctx, module)
             if not _first_time(module, laid_out_seen):
                 continue
-            cost = sum(_default_cost(op, cache) for op in _units(module))
+            cost = sum(_default_cost(op, cache) for op in _units(module, target))
             choice = {"fuse": str(fusion.pipeline_pass_spec()), "assign-layout": str(layout.pipeline_pass_spec())}
             if best is None or (cost, number) < (best[0], best[1]):
                 best = (cost, number, module, choice)

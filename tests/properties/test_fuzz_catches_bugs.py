@@ -120,3 +120,26 @@ def test_replay(tmp_path, capsys):
     assert main(["fuzz", "--replay", str(model), "--target", "lpu"]) == 0
     assert "every property holds" in capsys.readouterr().out
 
+
+def test_replay_checks_the_tuner_too(tmp_path, capsys, monkeypatch):
+    """A replay of the default pipeline runs `tuned-not-worse`, as the run that wrote the model did."""
+    from strata.compiler.testing import properties
+
+    def worse():
+        def tune(module, target):
+            from strata.compiler.driver import Stage, compile_module
+
+            compile_module(module, target, Stage.HARDWARE)
+            for kernel in module.walk():
+                if kernel.name == "cpu.kernel":
+                    kernel.threads = type(kernel.threads)(2, 64)  # a fork and join it does not need
+            return module
+
+        return tune
+
+    monkeypatch.setattr(properties, "autotuner", worse)
+    model = tmp_path / "m.model"
+    model.write_text("model m(x: f32[2, 3]) {\n  param w: f32[3, 4]\n  return relu(x @ w) - 1.0\n}\n")
+    assert main(["fuzz", "--replay", str(model), "--target", "cpu"]) == 1
+    assert "property 'tuned-not-worse' fails" in capsys.readouterr().out
+
