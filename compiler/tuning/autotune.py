@@ -237,7 +237,7 @@ def _placed(value: SSAValue, target: str) -> bool:
         value = value.owner.operands[0]
     if target != "cpu":
         return True
-    attrs = value.owner.parent_op().arg_attrs
+    attrs = getattr(value.owner.parent_op(), "arg_attrs", None)  # the model function's
     return attrs is not None and PARAM_ATTR in attrs.data[value.index].data
 
 
