@@ -122,7 +122,6 @@ from strata.passes._linalg import (
     dim,
     elem,
     VL,
-    Widen,
     is_float,
     lower_graph_op,
     micro_kernel,
@@ -411,36 +410,25 @@ class _KernelExporter:
         em.add(new)
         self.values.update(zip(op.results, new.results))
 
-    def matmul_rhs(self, matmul: g.MatmulOp) -> tuple[SSAValue, Widen | None]:
-        """
-        The `b` tile of `matmul` and how the micro-kernel widens its row vectors to f32: None, or,
-        where a cast feeds it (`cpu.widened_as_read`), the cast's bf16 tile or its dequantize's
-        quantized tile, converted in the registers.
-        """
-        cast = matmul.rhs.owner
-        if not cpu.widened_as_read(cast):
-            return self.get(matmul.rhs), None
-        source = cast.input.owner
-        if isinstance(source, g.DequantizeOp):
-            return self.get(source.input), dequantized_rows(self.get(source.scale))
-        return self.get(cast.input), lambda e, raw, _column: e.widen_bf16(raw)
-
     def unpacked_matmul(self, matmul: g.MatmulOp, acc: SSAValue | None, out_elem, em: Emitter) -> SSAValue:
         """
-        `[acc +] a @ b` with `b` unpacked (`Emitter.matmul`), widened as read where a cast feeds it
-        (`matmul_rhs`). A dequantized `b` is widened by one of two loops, chosen once a call: where
-        every scale is finite (`scales_finite`, the usual case), without the rounding's NaN test;
-        else with it.
+        `[acc +] a @ b` with `b` unpacked (`Emitter.matmul`). Where a cast feeds `b`
+        (`cpu.widened_as_read`) the micro-kernel widens its row vectors to f32 in the registers: the
+        cast's bf16 tile, or its dequantize's quantized tile, by one of two loops chosen once a call:
+        where every scale is finite (`scales_finite`, the usual case), without the rounding's NaN
+        test; else with it.
         """
         a = self.get(matmul.lhs)
-        b, widen = self.matmul_rhs(matmul)
-        dequantized = matmul.rhs.owner.input.owner if widen is not None else None
-        if not isinstance(dequantized, g.DequantizeOp):
-            return em.matmul(a, b, out_elem, acc, widen)
-        scale = self.get(dequantized.scale)
-        return em.if_(self.scales_finite(dequantized.scale.owner),
+        cast = matmul.rhs.owner
+        if not cpu.widened_as_read(cast):
+            return em.matmul(a, self.get(matmul.rhs), out_elem, acc, None)
+        source = cast.input.owner
+        if not isinstance(source, g.DequantizeOp):
+            return em.matmul(a, self.get(cast.input), out_elem, acc, lambda e, raw, _column: e.widen_bf16(raw))
+        b, scale = self.get(source.input), self.get(source.scale)
+        return em.if_(self.scales_finite(source.scale.owner),
                       lambda e: e.matmul(a, b, out_elem, acc, dequantized_rows(scale, finite=True)),
-                      lambda e: e.matmul(a, b, out_elem, acc, widen))
+                      lambda e: e.matmul(a, b, out_elem, acc, dequantized_rows(scale)))
 
     def scales_finite(self, load: loop.LoadOp) -> SSAValue:
         """Whether every scale of the buffer `load` reads a tile of is finite (`Emitter.all_finite`): tested
