@@ -246,14 +246,19 @@ choice on x86 with AVX-512 for this loop: 4 x 16 lanes, so a tile of 36 or 49 pi
 UNROLLED_PIXELS = 4
 """The most pixels a convolution product's loop has that LLVM unrolls whole (`CYCLES_PER_PRODUCT_VECTOR`)."""
 
-CYCLES_PER_FLOP = 0.75
+CYCLES_PER_FLOP = 0.19
 """Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions),
 unless the spec gives `cycles_per_flop` (`--device host` solves it on a layer norm timed there):
-the export's `linalg.generic` tile ops, one loop over the tile per op, a dependent chain per
-reduction. Calibrated on kernels measured alone (`strata measure` of one-op models, 1 thread,
-median of 50, 2026-12-06): layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`)
-21.6 us, RMS norm 64 x 256 (4) 13.5 us: 0.71, 0.78 clocks per operation with the tile copies.
-Checked: a 65 x 192 layer norm (15.7 us). Elementwise ops: `map_work`."""
+the export's `linalg.generic` tile ops, one vectorised loop over the tile per op (a sum's adds
+reassociate, `Emitter.reduce`, so LLVM vectorises it as any other pass). Calibrated on kernels
+measured alone (`strata measure` of one-op models, 1 thread, the fastest of 3 processes' means of
+100, the Zen 4 guest, 2026-12-08): f32 layer norm 64 x 256 (7 operations per element,
+`OPS_PER_ELEMENT`) 6.6 us, 64 x 1024 30.6 us, 65 x 192 5.1 us (estimated 7.4, 29.5, 5.6); RMS norm
+64 x 1024 19.2 us (19.5); softmax 64 x 256 15.7 us (13.1), 32 x 4097 113.9 us (112.3); a row sum
+of 64 x 1024 2.4 us (3.4), a row max 6.2 us (3.4). Before the sums reassociated, each was a
+dependent chain of adds (0.75 clocks per FLOP; the layer norm of 64 x 1024 125.5 us, the sum 51.8
+us). bf16 rows: `ROW_FUNCTION_OPS`. Elementwise ops: `map_work`."""
+
 
 def map_byte_cycles(spec: DeviceSpec) -> float:
     """
@@ -349,6 +354,23 @@ its operands widened, the op in f32 and the rounding. Measured alone on 64 x 102
 2026-12-07): a bf16 multiply 10.0 us, a bf16 relu 10.3 us, where their bytes priced 4.1 and 2.7; a
 multiply of 8 x 128 by a broadcast row 0.16 us. The bf16 ops of a 16-bit model each round their
 result, as the reference does."""
+
+CYCLES_PER_WINDOW_ELEMENT = 1.65
+"""Core clocks per window element of a max pool (its output elements times the window's cells):
+the export pads the input into a tile, then walks each window cell over the output rows at the
+stride, a compare and a select per element. Measured alone (`strata measure`, 1 thread, the
+fastest of 3 processes' means of 100, the Zen 4 guest, 2026-12-08), 3 x 3 windows at stride 2,
+padding 1, NCHW f32: 16 x 32 x 32 16.7 us (1.66 clocks), 16 x 64 x 64 62.9 us (1.57), 64 x 56 x 56
+203 us (1.65). Priced as FLOPs (`CYCLES_PER_FLOP`) it had been 0.64 of that. An average pool
+stays at `CYCLES_PER_FLOP`: its division by the cells inside the window measured 84 us on the
+first shape, 591 on the last, which no per-cell price fits."""
+
+ROW_FUNCTION_OPS = (g.SoftmaxOp, g.LogSoftmaxOp, g.NormOp)
+"""The row-wise functions the export computes in f32 whatever float they read (`passes/_linalg.py`,
+`widen`): of a bf16 tile, its rows widened and the result rounded back, at `BF16_RESULT_OPS` per
+element (`map_work`). Measured alone (`strata measure`, 1 thread, the fastest of 3 processes, the
+Zen 4 guest, 2026-12-08), 64 x 1024: RMS norm 28.2 us in bf16 against 20.3 in f32, layer norm 36.5
+against 27.4; softmax of 32 x 4097 143.5 against 113.9 us."""
 
 OPS_PER_ELEMENT = {g.LayerNormOp: 7, g.RmsNormOp: 4, g.QuantizeOp: 5}
 """Element operations per element of the ops whose shared FLOP convention (`dialects/graph/flops.py`:
@@ -907,7 +929,8 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
     each op runs: each elementwise op (`MAP_OPS`) and `interleaved_reduction` is one loop over its tile,
     its clocks the larger of its bytes (`_pass_bytes`) at `map_byte_cycles` and a quantize's
     operations (`OPS_PER_ELEMENT`) at `cycles_per_map_op` (a global average pool adds its division's
-    pass); a `loop.store` not done in place (`loop.stores_in_place`) copies its tile into the buffer,
+    pass), a max pool its window cells (`CYCLES_PER_WINDOW_ELEMENT`), a bf16 softmax or norm its
+    widening and rounding (`ROW_FUNCTION_OPS`); a `loop.store` not done in place (`loop.stores_in_place`) copies its tile into the buffer,
     its bytes read and written. Not the add
     of a tile product into its accumulator, which the micro-kernel's FMAs do (none of the kernel's
     `flops` beyond the matrix FLOPs). The bytes move at the L1's rate where the kernel's tiles fit it
@@ -925,6 +948,15 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
             continue
         if isinstance(op, g.CastOp) and (cpu.widened_dequantize(op.input.owner) is op or cpu.widened_as_read(op)):
             continue  # in the dequantize's loop, or as the micro-kernel reads it
+        if isinstance(op, g.MaxPool2DOp):
+            window = op_flops(op)
+            flops += window * times
+            cycles += CYCLES_PER_WINDOW_ELEMENT * window * times
+            continue
+        if isinstance(op, ROW_FUNCTION_OPS) and isinstance(op.results[0].type.element_type, BFloat16Type):
+            # Its f32 rows' widening and rounding: passes its FLOPs (`CYCLES_PER_FLOP`) do not count.
+            cycles += BF16_RESULT_OPS * num_elements(op.results[0].type.get_shape()) * per_op * times
+            continue
         if isinstance(op, MAP_OPS) and not any(isinstance(v.owner, MatrixOp) for v in op.operands):
             elements = num_elements(op.results[0].type.get_shape())
             operations = OPS_PER_ELEMENT.get(type(op), 0) * elements
@@ -1032,7 +1064,12 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     threads = kernel.threads.value.data
     latency_s = (CALL_LATENCY_S + cold_read_seconds(kernel, spec, levels)
                  + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0))
-    time_s = max(compute_s + copy_s, memory_s) + latency_s
+    if kernel.kind.data == "row" and not by_rows:
+        # Passes over the tile (a norm: sum, centre, square, sum, scale): the first streams it in
+        # from the L3 or DRAM, the rest run on it in the L2, so the stream adds to their work.
+        time_s = max(compute_s + copy_s, (inner - copied) / l2_bandwidth) + streamed_s + latency_s
+    else:
+        time_s = max(compute_s + copy_s, memory_s) + latency_s
     bound = max((compute_s, "compute"), (max(copy_s, memory_s), "memory"), (latency_s, "latency"))[1]
     return KernelCost(
         name=kernel.kernel_name.data,
