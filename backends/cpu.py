@@ -246,18 +246,20 @@ choice on x86 with AVX-512 for this loop: 4 x 16 lanes, so a tile of 36 or 49 pi
 UNROLLED_PIXELS = 4
 """The most pixels a convolution product's loop has that LLVM unrolls whole (`CYCLES_PER_PRODUCT_VECTOR`)."""
 
-CYCLES_PER_FLOP = 0.19
+CYCLES_PER_FLOP = 0.072
 """Core clocks per FLOP of the work outside matrix products (epilogues, norms, softmax, reductions),
 unless the spec gives `cycles_per_flop` (`--device host` solves it on a layer norm timed there):
-the export's `linalg.generic` tile ops, one vectorised loop over the tile per op (a sum's adds
-reassociate, `Emitter.reduce`, so LLVM vectorises it as any other pass). Calibrated on kernels
-measured alone (`strata measure` of one-op models, 1 thread, the fastest of 3 processes' means of
-100, the Zen 4 guest, 2026-12-08): f32 layer norm 64 x 256 (7 operations per element,
-`OPS_PER_ELEMENT`) 6.6 us, 64 x 1024 30.6 us, 65 x 192 5.1 us (estimated 7.4, 29.5, 5.6); RMS norm
-64 x 1024 19.2 us (19.5); softmax 64 x 256 15.7 us (13.1), 32 x 4097 113.9 us (112.3); a row sum
-of 64 x 1024 2.4 us (3.4), a row max 6.2 us (3.4). Before the sums reassociated, each was a
-dependent chain of adds (0.75 clocks per FLOP; the layer norm of 64 x 1024 125.5 us, the sum 51.8
-us). bf16 rows: `ROW_FUNCTION_OPS`. Elementwise ops: `map_work`."""
+the export's `linalg.generic` tile ops, vectorised loops over the tile (a sum's adds reassociate,
+`Emitter.reduce_of`; a norm reduces its squares as it makes them and writes no tile but its
+result, `passes/_linalg.py`, `layernorm`). Calibrated on kernels measured alone (`strata measure`
+of one-op models, 1 thread, the fastest of 3 processes' means of 100, the Zen 4 guest,
+2026-12-08): f32 layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`) 4.3 us, 65 x
+192 3.3 us, 64 x 1024 17.6 us, 32 x 4097 41.8 us (estimated 4.7, 3.6, 18.9, 53.1); RMS norm 64 x
+1024 15.0 us (15.0); softmax 64 x 1024 58.4 us (44.5), 32 x 4097 106.9 us (102.5); a row sum of
+64 x 1024 2.4 us (2.4). The same layer norm of 64 x 1024 took 125.5 us while each sum was a
+dependent chain of adds (0.75 clocks per FLOP), 26.6 us with its centred values and squares
+written as tiles. bf16 rows: `ROW_FUNCTION_OPS`; a max or min: `CYCLES_PER_MAX_ELEMENT`;
+elementwise ops: `map_work`."""
 
 
 def map_byte_cycles(spec: DeviceSpec) -> float:
@@ -355,6 +357,13 @@ its operands widened, the op in f32 and the rounding. Measured alone on 64 x 102
 multiply of 8 x 128 by a broadcast row 0.16 us. The bf16 ops of a 16-bit model each round their
 result, as the reference does."""
 
+CYCLES_PER_MAX_ELEMENT = 0.3
+"""Core clocks per element a max or min reduction reads (not by rows, `row_ops`): LLVM vectorises
+the NaN-propagating `maximumf` with a compare and a blend beside each max, several clocks a
+vector. Measured alone (`strata measure`, 1 thread, the fastest of 3 processes, the Zen 4 guest,
+2026-12-08): a row max of 64 x 1024 f32 6.3 us (0.35 clocks an element), of 32 x 4097 10.4 us
+(0.29), where a row sum of the same took 2.4 and 4.9 us (`CYCLES_PER_FLOP`)."""
+
 CYCLES_PER_WINDOW_ELEMENT = 1.65
 """Core clocks per window element of a max pool (its output elements times the window's cells):
 the export pads the input into a tile, then walks each window cell over the output rows at the
@@ -367,10 +376,11 @@ first shape, 591 on the last, which no per-cell price fits."""
 
 ROW_FUNCTION_OPS = (g.SoftmaxOp, g.LogSoftmaxOp, g.NormOp)
 """The row-wise functions the export computes in f32 whatever float they read (`passes/_linalg.py`,
-`widen`): of a bf16 tile, its rows widened and the result rounded back, at `BF16_RESULT_OPS` per
-element (`map_work`). Measured alone (`strata measure`, 1 thread, the fastest of 3 processes, the
-Zen 4 guest, 2026-12-08), 64 x 1024: RMS norm 28.2 us in bf16 against 20.3 in f32, layer norm 36.5
-against 27.4; softmax of 32 x 4097 143.5 against 113.9 us."""
+`softmax`, `layernorm`): of a bf16 tile, its elements widened as each pass reads them and the
+result rounded, at `BF16_RESULT_OPS` per element (`map_work`). Measured alone (`strata measure`,
+1 thread, the fastest of 3 processes, the Zen 4 guest, 2026-12-08), bf16 against f32: RMS norm of
+64 x 1024 17.5 against 15.0 us, layer norm 23.7 against 17.6 us, softmax of 32 x 4097 130.9
+against 106.9 us (estimated 20.4, 24.3, 110.6 in bf16)."""
 
 OPS_PER_ELEMENT = {g.LayerNormOp: 7, g.RmsNormOp: 4, g.QuantizeOp: 5}
 """Element operations per element of the ops whose shared FLOP convention (`dialects/graph/flops.py`:
@@ -929,7 +939,8 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
     each op runs: each elementwise op (`MAP_OPS`) and `interleaved_reduction` is one loop over its tile,
     its clocks the larger of its bytes (`_pass_bytes`) at `map_byte_cycles` and a quantize's
     operations (`OPS_PER_ELEMENT`) at `cycles_per_map_op` (a global average pool adds its division's
-    pass), a max pool its window cells (`CYCLES_PER_WINDOW_ELEMENT`), a bf16 softmax or norm its
+    pass), a max or min reduction its elements (`CYCLES_PER_MAX_ELEMENT`), a max pool its window
+    cells (`CYCLES_PER_WINDOW_ELEMENT`), a bf16 softmax or norm its
     widening and rounding (`ROW_FUNCTION_OPS`); a `loop.store` not done in place (`loop.stores_in_place`) copies its tile into the buffer,
     its bytes read and written. Not the add
     of a tile product into its accumulator, which the micro-kernel's FMAs do (none of the kernel's
@@ -948,6 +959,11 @@ def map_work(ops: list[tuple[Operation, int]], spec: DeviceSpec) -> tuple[int, f
             continue
         if isinstance(op, g.CastOp) and (cpu.widened_dequantize(op.input.owner) is op or cpu.widened_as_read(op)):
             continue  # in the dequantize's loop, or as the micro-kernel reads it
+        if isinstance(op, (g.ReduceMaxOp, g.ReduceMinOp)) and not row_ops(op):
+            elements = num_elements(op.input.type.get_shape())
+            flops += op_flops(op) * times
+            cycles += CYCLES_PER_MAX_ELEMENT * elements * times
+            continue
         if isinstance(op, g.MaxPool2DOp):
             window = op_flops(op)
             flops += window * times

@@ -733,33 +733,47 @@ class Emitter:
 
     def reduce(self, x: SSAValue, axes: Sequence[int], kind: str, keepdims: bool,
                acc: Attribute | None = None) -> SSAValue:
-        """
-        `sum`/`max`/`min` of `x` over `axes`, accumulated in the compute type (or `acc`). A float
-        sum's adds may reassociate (`REASSOC`), so LLVM vectorises it with several accumulators, as
-        it does a max: in order, each add waits on the last (a 64 x 1024 f32 row sum 51.8 us that
-        way, 2.3 us reassociated; a layer norm 125.5 against 26.6 us). The order is the reference's
-        no more than a GEMM's is: within `Model.tolerance`.
-        """
+        """`sum`/`max`/`min` of `x` over `axes`, accumulated in the compute type (or `acc`)."""
         in_shape = shape(x)
         rank = len(in_shape)
         ct = acc or compute_type(elem(x))
+        if list(axes) == [rank - 1] and elem(x) == ct == f32 and short_rows(x, in_shape):
+            out_shape = [1 if i in axes else d for i, d in enumerate(in_shape) if keepdims or i not in axes]
+            start = {"sum": 0, "max": lowest(ct), "min": highest(ct)}[kind]
+            return self.row_reduce(x, kind, start, out_shape)
+        return self.reduce_of(lambda em, a: em.convert(a, ct), [x], axes, kind, keepdims, ct)
+
+    def reduce_of(self, fn: Callable[..., SSAValue], xs: Sequence[SSAValue], axes: Sequence[int], kind: str,
+                  keepdims: bool = True, acc: Attribute | None = None) -> SSAValue:
+        """
+        `sum`/`max`/`min` over `axes` of `fn` of `xs` (broadcast to the first's shape, each read in
+        its compute type unless `acc` is given, when `fn` converts), accumulated in `acc` or the
+        first's compute type: the values reduced as they are made, no tile of them written (a
+        norm's squares). A float sum's adds may reassociate (`REASSOC`), so LLVM vectorises it
+        with several accumulators, as it does a max: in order, each add waits on the last (a 64 x
+        1024 f32 row sum 51.8 us that way, 2.3 us reassociated; a layer norm 125.5 against 26.6
+        us). The order is the reference's no more than a GEMM's is: within `Model.tolerance`.
+        """
+        in_shape = shape(xs[0])
+        rank = len(in_shape)
+        ct = acc or compute_type(elem(xs[0]))
         out_shape = [1 if i in axes else d for i, d in enumerate(in_shape) if keepdims or i not in axes]
         out_map = AffineMap(rank, 0, tuple(
             zero() if i in axes else dim(i) for i in range(rank) if keepdims or i not in axes
         ))
         start = {"sum": 0, "max": lowest(ct), "min": highest(ct)}[kind]
-        if list(axes) == [rank - 1] and elem(x) == ct == f32 and short_rows(x, in_shape):
-            return self.row_reduce(x, kind, start, out_shape)
-        combine = {"sum": Emitter.add_, "max": Emitter.max_, "min": Emitter.min_}[kind]
+        combine = {"max": Emitter.max_, "min": Emitter.min_}.get(kind)
 
-        def body(em: Emitter, a, acc):
-            if kind == "sum" and is_float(ct):
-                return em.v(arith.AddfOp(acc, em.convert(a, ct), flags=REASSOC))
-            return combine(em, acc, em.convert(a, ct))
+        def body(em: Emitter, *args):
+            *values, total = args
+            value = fn(em, *(values if acc is not None else [em.to_compute(v) for v in values]))
+            if combine is not None:
+                return combine(em, total, value)
+            return em.v(arith.AddfOp(total, value, flags=REASSOC)) if is_float(ct) else em.add_(total, value)
 
         return self.generic(
-            [x], [identity(rank)], out_shape, ct, body, rank=rank, out_map=out_map,
-            iterators=[REDUCTION if i in axes else PARALLEL for i in range(rank)],
+            list(xs), [broadcast_map(shape(x), in_shape) for x in xs], out_shape, ct, body, rank=rank,
+            out_map=out_map, iterators=[REDUCTION if i in axes else PARALLEL for i in range(rank)],
             init=self.fill(start, out_shape, ct),
         )
 
@@ -1284,42 +1298,58 @@ def lower_reduction(em: Emitter, op: g.ReductionOp, x: SSAValue) -> SSAValue:
     return em.cast(total, elem(op.result))
 
 
-def softmax(em: Emitter, x: SSAValue, axis: int, log: bool = False) -> SSAValue:
-    """Softmax (or log-softmax) along `axis` in f32; the result in f32."""
-    x = em.widen(x)
-    s, t = shape(x), elem(x)
+def by_row_vectors(x: SSAValue, axes: Sequence[int]) -> bool:
+    """Whether a row-wise function of `x` over `axes`, computed on `x` in f32, runs as one masked
+    vector per row (`Emitter.row_reduce`, `row_elementwise`): the last dim only, its rows
+    `SHORT_ROWS` (`short_rows`; `x` widened is no slice)."""
+    if list(axes) != [len(shape(x)) - 1]:
+        return False
+    return short_rows(x, shape(x)) if elem(x) == f32 else by_rows(shape(x))
+
+
+def softmax(em: Emitter, x: SSAValue, axis: int, out_elem: Attribute, log: bool = False) -> SSAValue:
+    """
+    Softmax (or log-softmax) along `axis`, computed in f32, the result in `out_elem`. Long rows in
+    three passes over `x` (read in its own type): its max; the exponentials of the shifted values
+    (a tile) and their sum; the division and the rounding to `out_elem` (log-softmax: the shift
+    and the log, no tile). Short rows (`by_row_vectors`) go by masked vectors, over `x` in f32.
+    """
+    axis = axis % len(shape(x))
+    s, t = shape(x), f32
+    if by_row_vectors(x, [axis]):
+        x = em.widen(x)
+        peak = em.reduce(x, [axis], "max", True)
+        shifted = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, peak)
+        exps = em.elementwise(lambda e, a: e.exp(a), s, t, shifted)
+        total = em.reduce(exps, [axis], "sum", True)
+        if log:
+            return em.cast(em.elementwise(lambda e, a, z: e.sub(a, e.v(mathd.LogOp(z))), s, t, shifted, total), out_elem)
+        return em.cast(em.elementwise(lambda e, a, z: e.div(a, z), s, t, exps, total), out_elem)
     peak = em.reduce(x, [axis], "max", True)
-    shifted = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, peak)
-    exps = em.elementwise(lambda e, a: e.exp(a), s, t, shifted)
-    total = em.reduce(exps, [axis], "sum", True)
     if log:
-        return em.elementwise(lambda e, a, z: e.sub(a, e.v(mathd.LogOp(z))), s, t, shifted, total)
-    return em.elementwise(lambda e, a, z: e.div(a, z), s, t, exps, total)
+        total = em.reduce_of(lambda e, a, m: e.exp(e.sub(a, m)), [x, peak], [axis], "sum")
+        return em.elementwise(lambda e, a, m, z: e.sub(e.sub(a, m), e.v(mathd.LogOp(z))), s, out_elem, x, peak, total)
+    exps = em.elementwise(lambda e, a, m: e.exp(e.sub(a, m)), s, t, x, peak)
+    total = em.reduce(exps, [axis], "sum", True)
+    return em.elementwise(lambda e, a, z: e.div(a, z), s, out_elem, exps, total)
 
 
-def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, bias) -> SSAValue:
-    x = em.widen(x)
-    s, t = shape(x), elem(x)
+def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, bias, out_elem: Attribute) -> SSAValue:
+    """
+    Layer or RMS norm of `x` over the dims from `op.axis` on, computed in f32, the result in
+    `out_elem`. Long rows in passes over `x` (read in its own type): its sum (a layer norm), the
+    sum of the squared (centred) values, then the normalised, scaled and shifted values rounded to
+    `out_elem`: no tile but the result. Short rows (`by_row_vectors`) go by masked vectors.
+    """
+    s, t = shape(x), f32
     axes = list(range(op.axis.value.data, len(s)))
     count = float(math.prod(s[a] for a in axes))
     eps = op.epsilon.value.data
-    if isinstance(op, g.LayerNormOp):
-        mean = em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), [1 if i in axes else d for i, d in enumerate(s)],
-                              t, em.reduce(x, axes, "sum", True))
-        centered = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, mean)
-        squares = em.elementwise(lambda e, a: e.mul(a, a), s, t, centered)
-    else:
-        centered = x
-        squares = em.elementwise(lambda e, a: e.mul(a, a), s, t, x)
-    sq_sum = em.reduce(squares, axes, "sum", True)
-    norm_shape = shape(sq_sum)
-    denom = em.elementwise(
-        lambda e, z: e.sqrt(e.add_(e.div(z, e.scalar(count, t)), e.scalar(eps, t))), norm_shape, t, sq_sum
-    )
-    params = [em.widen(p) for p in (scale, bias) if p is not None]  # f32, as `x`: the rows run as f32 vectors
+    row_shape = [1 if i in axes else d for i, d in enumerate(s)]
+    params = [p for p in (scale, bias) if p is not None]
 
-    def body(e: Emitter, a, d, *ps):
-        y = e.div(a, d)
+    def normalised(e: Emitter, a, m, d, *ps):
+        y = e.div(e.sub(a, m) if m is not None else a, d)
         rest = list(ps)
         if scale is not None:
             y = e.mul(y, rest.pop(0))
@@ -1327,7 +1357,26 @@ def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, 
             y = e.add_(y, rest.pop(0))
         return y
 
-    return em.elementwise(body, s, t, centered, denom, *params)
+    def root_mean(z: SSAValue) -> SSAValue:
+        return em.elementwise(lambda e, q: e.sqrt(e.add_(e.div(q, e.scalar(count, t)), e.scalar(eps, t))), row_shape, t, z)
+
+    if by_row_vectors(x, axes):
+        x = em.widen(x)
+        params = [em.widen(p) for p in params]  # f32, as `x`: the rows run as f32 vectors
+        if isinstance(op, g.LayerNormOp):
+            mean = em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), row_shape, t, em.reduce(x, axes, "sum", True))
+            centered = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, mean)
+        else:
+            centered = x
+        denom = root_mean(em.reduce(em.elementwise(lambda e, a: e.mul(a, a), s, t, centered), axes, "sum", True))
+        return em.cast(em.elementwise(lambda e, a, d, *ps: normalised(e, a, None, d, *ps), s, t, centered, denom, *params),
+                       out_elem)
+    if isinstance(op, g.LayerNormOp):
+        mean = em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), row_shape, t, em.reduce(x, axes, "sum", True))
+        denom = root_mean(em.reduce_of(lambda e, a, m: e.mul(e.sub(a, m), e.sub(a, m)), [x, mean], axes, "sum"))
+        return em.elementwise(normalised, s, out_elem, x, mean, denom, *params)
+    denom = root_mean(em.reduce_of(lambda e, a: e.mul(a, a), [x], axes, "sum"))
+    return em.elementwise(lambda e, a, d, *ps: normalised(e, a, None, d, *ps), s, out_elem, x, denom, *params)
 
 
 def causal_mask(em: Emitter, x: SSAValue, row: SSAValue, col: SSAValue) -> SSAValue:
@@ -1869,12 +1918,12 @@ def lower_graph_op(em: Emitter, op: Operation, args: Sequence[SSAValue]) -> list
     if kind in REDUCE_KIND:
         return [lower_reduction(em, op, args[0])]
     if kind in (g.SoftmaxOp, g.LogSoftmaxOp):
-        return [em.cast(softmax(em, args[0], op.axis.value.data, kind is g.LogSoftmaxOp), elem(op.result))]
+        return [softmax(em, args[0], op.axis.value.data, elem(op.result), kind is g.LogSoftmaxOp)]
     if kind in (g.LayerNormOp, g.RmsNormOp):
         rest = iter(args[1:])
         scale = next(rest) if op.scale is not None else None
         bias = next(rest) if kind is g.LayerNormOp and op.bias is not None else None
-        return [em.cast(layernorm(em, op, args[0], scale, bias), elem(op.result))]
+        return [layernorm(em, op, args[0], scale, bias, elem(op.result))]
     if kind is g.CausalMaskOp:
         s, t = shape(args[0])[-2:]
         return [causal_mask(em, args[0], em.index(t - s), em.index(0))]

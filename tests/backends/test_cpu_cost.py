@@ -507,9 +507,10 @@ def test_short_rows_are_priced_as_one_vector_per_row():
     operations, cycles = cpu_model.row_work(short_ops)
     assert operations == 7 * 64 * 16
     assert cycles == pytest.approx(7 * 64 * 16 * cpu_model.ROW_CYCLES_PER_LANE)
-    # Per element, the short rows cost about what the nest's long ones do now that its sums
-    # vectorise (measured 64 x 16: 0.56 us, 64 x 32: 0.95 us; the nest of 16 took 2.9 us).
-    assert 0.5 * long.time_s / 32 < short.time_s / 16 < 2 * long.time_s / 32
+    # Per element, the short rows cost a small multiple of the nest's long ones, which vectorise
+    # along the row (measured 64 x 16: 0.56 us, 64 x 32: 0.75 us; a nest of rows of 16, which LLVM
+    # vectorises across the rows with gathers, took 2.9 us).
+    assert long.time_s / 32 < short.time_s / 16 < 3 * long.time_s / 32
     # Rows of 10 fill a vector of 16: the padded lanes are paid for.
     assert cpu_model.row_work(kernel(norm.replace("N", "10"))[1])[1] == pytest.approx(cycles)
 
