@@ -259,6 +259,38 @@ def test_short_rows_are_one_masked_vector_each(tmp_path):
 
 
 @needs_mlir
+def test_long_rows_reduce_as_they_go_and_write_no_tile_but_the_result(tmp_path):
+    """
+    Softmax and the norms over long rows (`Emitter.reduce_of`): every float sum's adds may
+    reassociate (LLVM vectorises them); a norm reduces its (centred) squares as it makes them and
+    reads a bf16 input in its own type, so its generics write the per-row values and the result
+    only; a softmax one tile, its exponentials. Values as the reference's through the native build.
+    """
+    from strata.compiler.frontend import compile_source
+
+    source = (
+        "model m(x: f32[4, 300], y: bf16[2, 3, 64], z: bf16[5, 130]) {\n"
+        "  param g: bf16[64]\n  param b: bf16[64]\n  param h: bf16[130]\n"
+        "  return softmax(x, axis=-1), layernorm(y, g, b), rmsnorm(z, h), log_softmax(z, axis=-1), sum(x, axis=0)\n}\n"
+    )
+    module = compile_source(source, "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    generics = [op for op in module.walk() if op.name == "linalg.generic"]
+    # What each reducing generic yields: a sum's add reassociates, a max is a max.
+    yielded = [op.body.block.last_op.operands[0].owner for op in generics if "reduction" in str(op.iterator_types)]
+    assert {op.name for op in yielded} == {"arith.addf", "arith.maximumf"}
+    assert all("reassoc" in str(op.fastmath) for op in yielded if op.name == "arith.addf")
+    # Whole-shape f32 tiles: the f32 softmax's exponentials and its result; none of the bf16 norms
+    # and log-softmax, which read bf16 and write their bf16 results.
+    full = [op for op in generics if op.results and list(op.results[0].type.get_shape()) in ([4, 300], [2, 3, 64], [5, 130])
+            and str(op.results[0].type.element_type) == "f32"]
+    assert len(full) == 2
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
+@needs_mlir
 def test_long_rows_are_copied_by_a_loop_of_vectors(tmp_path):
     """
     A [1, 65536] tile is copied in a loop of 8 vectors a step, not 4096 unrolled transfers (an
@@ -791,3 +823,31 @@ def test_bf16_conversions_are_the_references_bit_for_bit(tmp_path):
     compile_module(module, "cpu", Stage.MLIR)
     got = native.compile_exported(module, tmp_path).run({"x": x}, {})
     np.testing.assert_array_equal(np.asarray(want[0], np.float32).view(np.uint32), np.asarray(got[0]).view(np.uint32))
+
+
+@needs_mlir
+@pytest.mark.slow
+def test_drawn_row_functions_run_as_the_reference():
+    """
+    Models drawn with reductions, softmax, the norms and elementwise ops (every dtype the drawer
+    has but f8, rows short and long) run natively for the cpu as the reference computes them, within
+    the model's tolerance (`compare_outputs`: NaN and infinities in the same places).
+    """
+    from hypothesis import given, settings
+
+    from strata.compiler.testing.fuzz import hypothesis_settings
+    from strata.compiler.testing.random_models import DTYPES, models
+
+    # f8 softmax and norms are an export error that says to cast them to f32.
+    dtypes = [d for d in DTYPES if not d.startswith("f8")]
+
+    @settings(**hypothesis_settings(60, shrink=False))
+    @given(model=models(ops=["reduce", "softmax", "norm", "unary", "binary"], max_ops=4, dtypes=dtypes, blocks=False))
+    def check(model):
+        inputs, params = model.values()
+        want = reference.run_module(model.module(), inputs, params)
+        got = native.run_module(model.module(), "cpu", inputs, params)
+        problem = compare_outputs(want, got, model.tolerance)
+        assert problem is None, f"{problem}\n{model.text}"
+
+    check()
