@@ -416,6 +416,12 @@ RMS norm of 10 to 31 (0.38 to 0.86 us), sums of rows of 10 to 31 (0.11 to 0.15 u
 10 to 31 (0.89 to 1.74 us, the fastest of 3 processes' medians of 50, estimated at 0.83 to 1.10 of
 that; its exponentials run in a flat loop, `CYCLES_PER_FLOP`)."""
 
+SECOND_VECTOR_SHARE = 0.6
+"""A short row's second vector (rows of 17 to 31) at this share of its first's clocks
+(`row_vector_cycles`): measured (`strata measure`, 1 thread, the fastest of 3 processes, the Zen 4
+guest, 2026-12-08), f32 layer norm of 64 x 24 0.80 us and 64 x 31 0.90 against 64 x 16 0.55 (1.46,
+1.64 times); RMS norm 0.62 and 0.71 against 0.39."""
+
 ROW_OPS = {g.SoftmaxOp: 4, g.LayerNormOp: 7, g.RmsNormOp: 4, g.SumOp: 1, g.MeanOp: 1, g.ReduceMaxOp: 1,
            g.ReduceMinOp: 1}
 """Operations per element that the export runs by rows when the row is short (`row_work`): a
@@ -1007,18 +1013,15 @@ def scalar_gathered_elements(ops: list[tuple[Operation, int]]) -> int:
                if isinstance(op, loop.GatherOp) and not cpu.gathers_by_vectors(op))
 
 
-def row_ops(op: Operation) -> int:
-    """
-    Operations per element of `op` that the export runs as one masked vector per row
-    (`SHORT_ROWS`): an op of `ROW_OPS` over the last dim only of a float tile of rank 2 or more
-    whose rows are short; else 0 (the export's loop nests).
-    """
+def _row_axis_count(op: Operation) -> int:
+    """`ROW_OPS`' operations per element of `op` where it runs over the last dim only of a float
+    tile (a reduction in f32, a softmax or norm of any float, which the export widens); else 0."""
     count = ROW_OPS.get(type(op))
     if count is None:
         return 0
     type_ = op.operands[0].type
     shape, element = type_.get_shape(), type_.element_type
-    if not cpu.by_rows(shape):
+    if not shape:
         return 0
     last = len(shape) - 1
     if isinstance(op, g.ReductionOp):
@@ -1028,21 +1031,49 @@ def row_ops(op: Operation) -> int:
     return count if op.axis.value.data == last and isinstance(element, (Float32Type, Float16Type, BFloat16Type)) else 0
 
 
-def row_work(ops: list[tuple[Operation, int]]) -> tuple[int, float]:
+def row_ops(op: Operation) -> int:
+    """
+    Operations per element of `op` that the export runs as one masked vector per row
+    (`SHORT_ROWS`): an op of `ROW_OPS` over the last dim only of a float tile of rank 2 or more
+    whose rows are short; else 0 (the export's loop nests).
+    """
+    if type(op) not in ROW_OPS or not cpu.by_rows(op.operands[0].type.get_shape()):
+        return 0
+    return _row_axis_count(op)
+
+
+def row_vector_cycles(r: int) -> float:
+    """Clocks of one operation over a row of `r` `SHORT_ROWS` elements as masked vectors: one vector's
+    lanes at `ROW_CYCLES_PER_LANE`, a second at `SECOND_VECTOR_SHARE` of that."""
+    one = cpu.VECTOR_LANES * ROW_CYCLES_PER_LANE
+    return one if row_lanes(r) == cpu.VECTOR_LANES else one * (1 + SECOND_VECTOR_SHARE)
+
+
+def row_work(ops: list[tuple[Operation, int]], per_flop: float = CYCLES_PER_FLOP) -> tuple[int, float]:
     """
     The operations the kernel runs by rows (`row_ops`, summed over the body with how often each
-    op runs) and their clocks: each operation once per row over `row_lanes` lanes, at
-    `ROW_CYCLES_PER_LANE`.
+    op runs) and their clocks: each operation once per row over its vectors (`row_vector_cycles`).
+    Plus, for rows longer than `SHORT_ROWS`, whose operations the FLOPs price at `per_flop` (the
+    spec's `cycles_per_flop`), what each row's operations over its first `VECTOR_LANES` x 2
+    elements cost beyond that where a short row of two vectors costs more: the loop's last
+    vectors and horizontal reductions, so that no row costs less for growing long. Measured (as
+    `SECOND_VECTOR_SHARE`), a layer norm of 64 x 32 0.75 us and 64 x 48 0.97, of 64 x 31 0.95
+    (estimated 0.48 and 0.71 without it); RMS norm 0.66 and 0.77 against 0.70.
     """
     operations, cycles = 0, 0.0
+    longest_short = max(cpu.SHORT_ROWS)
+    floor = max(0.0, row_vector_cycles(longest_short) - 2 * cpu.VECTOR_LANES * per_flop)
     for op, times in ops:
-        count = row_ops(op)
-        if not count:
+        if type(op) not in ROW_OPS:
             continue
         shape = op.operands[0].type.get_shape()
-        elements = num_elements(shape)
-        operations += count * elements * times
-        cycles += count * (elements // shape[-1]) * row_lanes(shape[-1]) * ROW_CYCLES_PER_LANE * times
+        count = row_ops(op)
+        if count:
+            elements = num_elements(shape)
+            operations += count * elements * times
+            cycles += count * (elements // shape[-1]) * row_vector_cycles(shape[-1]) * times
+        elif shape and shape[-1] > longest_short and (count := _row_axis_count(op)):
+            cycles += count * (num_elements(shape) // shape[-1]) * floor * times
     return operations, cycles
 
 
@@ -1053,7 +1084,7 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     peak = core_peak(spec) * parallel
     matrix_s = matrix / (peak * micro_kernel_efficiency(kernel, spec)) if matrix else 0.0
     ops = body_ops(kernel)
-    by_rows, row_cycles = row_work(ops)
+    by_rows, row_cycles = row_work(ops, spec.get("cycles_per_flop", CYCLES_PER_FLOP))
     mapped, map_cycles = map_work(ops, spec)
     cycles = (spec.get("cycles_per_flop", CYCLES_PER_FLOP) * max(0, flops - matrix - flop_overcount(kernel) - by_rows - mapped)
               + map_cycles
