@@ -224,6 +224,17 @@ def test_elementwise_ops_of_one_shape_run_as_one_flat_loop(tmp_path):
     assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
 
 
+def _exported(source: str):
+    """A model's source exported for the cpu, with its sample values and what the reference computes."""
+    from strata.compiler.frontend import compile_source
+
+    module = compile_source(source, "m.model")
+    inputs, params = sample_values(module)
+    want = reference.run_module(module, inputs, params)
+    compile_module(module, "cpu", Stage.MLIR)
+    return module, inputs, params, want
+
+
 @needs_mlir
 def test_short_rows_are_one_masked_vector_each(tmp_path):
     """
@@ -233,19 +244,14 @@ def test_short_rows_are_one_masked_vector_each(tmp_path):
     the whole-buffer stores are one flat
     loop. Values as the reference's through the native build.
     """
-    from strata.compiler.frontend import compile_source
     from strata.dialects.hardware.cpu import SHORT_ROWS
 
-    source = (
+    module, inputs, params, want = _exported(
         "model m(x: f32[64, 10], y: f32[3, 5, 24], z: bf16[16, 16], u: f32[8, 31]) {\n"
         "  param g: f32[24]\n  param b: f32[24]\n  param h: bf16[16]\n"
         "  return softmax(x, axis=-1), layernorm(y, g, b), rmsnorm(z, h), sum(x, axis=-1),"
         " max(y, axis=-1, keepdims=true), mean(u, axis=1), u * sum(u, axis=-1, keepdims=true) + u\n}\n"
     )
-    module = compile_source(source, "m.model")
-    inputs, params = sample_values(module)
-    want = reference.run_module(module, inputs, params)
-    compile_module(module, "cpu", Stage.MLIR)
     reductions = [op for op in module.walk() if op.name == "vector.reduction"]
     halvings = [op for op in module.walk() if op.name == "vector.shuffle"]
     # Sums: softmax 1, layer norm 2, RMS norm 1, sum, mean and the broadcast's sum 1 each; the
@@ -266,17 +272,11 @@ def test_long_rows_reduce_as_they_go_and_write_no_tile_but_the_result(tmp_path):
     reads a bf16 input in its own type, so its generics write the per-row values and the result
     only; a softmax one tile, its exponentials. Values as the reference's through the native build.
     """
-    from strata.compiler.frontend import compile_source
-
-    source = (
+    module, inputs, params, want = _exported(
         "model m(x: f32[4, 300], y: bf16[2, 3, 64], z: bf16[5, 130]) {\n"
         "  param g: bf16[64]\n  param b: bf16[64]\n  param h: bf16[130]\n"
         "  return softmax(x, axis=-1), layernorm(y, g, b), rmsnorm(z, h), log_softmax(z, axis=-1), sum(x, axis=0)\n}\n"
     )
-    module = compile_source(source, "m.model")
-    inputs, params = sample_values(module)
-    want = reference.run_module(module, inputs, params)
-    compile_module(module, "cpu", Stage.MLIR)
     generics = [op for op in module.walk() if op.name == "linalg.generic"]
     # What each reducing generic yields: a sum's add reassociates, a max is a max.
     yielded = [op.body.block.last_op.operands[0].owner for op in generics if "reduction" in str(op.iterator_types)]
