@@ -1054,9 +1054,9 @@ def row_work(ops: list[tuple[Operation, int]], per_flop: float = CYCLES_PER_FLOP
     The operations the kernel runs by rows (`row_ops`, summed over the body with how often each
     op runs) and their clocks: each operation once per row over its vectors (`row_vector_cycles`).
     Plus, for rows longer than `SHORT_ROWS`, whose operations the FLOPs price at `per_flop` (the
-    spec's `cycles_per_flop`), what each row's operations over its first `VECTOR_LANES` x 2
-    elements cost beyond that where a short row of two vectors costs more: the loop's last
-    vectors and horizontal reductions, so that no row costs less for growing long. Measured (as
+    spec's `cycles_per_flop`), what lifts each row's operations to at least their price over a
+    short row of two vectors: the loop's last vectors and horizontal reductions, and no row
+    costing less for growing long. Measured (as
     `SECOND_VECTOR_SHARE`), a layer norm of 64 x 32 0.75 us and 64 x 48 0.97, of 64 x 31 0.95
     (estimated 0.48 and 0.71 without it); RMS norm 0.66 and 0.77 against 0.70.
     """
@@ -1084,9 +1084,10 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     peak = core_peak(spec) * parallel
     matrix_s = matrix / (peak * micro_kernel_efficiency(kernel, spec)) if matrix else 0.0
     ops = body_ops(kernel)
-    by_rows, row_cycles = row_work(ops, spec.get("cycles_per_flop", CYCLES_PER_FLOP))
+    per_flop = spec.get("cycles_per_flop", CYCLES_PER_FLOP)
+    by_rows, row_cycles = row_work(ops, per_flop)
     mapped, map_cycles = map_work(ops, spec)
-    cycles = (spec.get("cycles_per_flop", CYCLES_PER_FLOP) * max(0, flops - matrix - flop_overcount(kernel) - by_rows - mapped)
+    cycles = (per_flop * max(0, flops - matrix - flop_overcount(kernel) - by_rows - mapped)
               + map_cycles
               + row_cycles
               + transcendental_cycles(kernel)
@@ -1112,8 +1113,9 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     latency_s = (CALL_LATENCY_S + cold_read_seconds(kernel, spec, levels)
                  + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0))
     if kernel.kind.data == "row" and not by_rows:
-        # Passes over the tile (a norm: sum, centre, square, sum, scale): the first streams it in
-        # from the L3 or DRAM, the rest run on it in the L2, so the stream adds to their work.
+        # Passes over the rows (a layer norm: their sum, their centred squares' sum, the result):
+        # the first streams them in from the L3 or DRAM, the rest run on them in the L2, so the
+        # stream adds to their work.
         time_s = max(compute_s + copy_s, (inner - copied) / l2_bandwidth) + streamed_s + latency_s
     else:
         time_s = max(compute_s + copy_s, memory_s) + latency_s

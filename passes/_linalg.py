@@ -1116,7 +1116,7 @@ class Emitter:
 
 
 REASSOC = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC])
-"""Fast-math flags of a sum's adds: they may reassociate (`Emitter.reduce`, `row_reduce`)."""
+"""Fast-math flags of a sum's adds: they may reassociate (`Emitter.reduce_of`, `row_reduce`)."""
 
 VL = VECTOR_LANES
 """f32 lanes of a vector register (AVX-512: 16; on narrower machines LLVM splits the vectors)."""
@@ -1310,9 +1310,10 @@ def by_row_vectors(x: SSAValue, axes: Sequence[int]) -> bool:
 def softmax(em: Emitter, x: SSAValue, axis: int, out_elem: Attribute, log: bool = False) -> SSAValue:
     """
     Softmax (or log-softmax) along `axis`, computed in f32, the result in `out_elem`. Long rows in
-    three passes over `x` (read in its own type): its max; the exponentials of the shifted values
-    (a tile) and their sum; the division and the rounding to `out_elem` (log-softmax: the shift
-    and the log, no tile). Short rows (`by_row_vectors`) go by masked vectors, over `x` in f32.
+    four passes, `x` read in its own type: its max; the exponentials of the shifted values (a
+    tile); their sum; the division, rounded to `out_elem` (log-softmax: the max, the sum of the
+    exponentials as they are made, the shift and the log: no tile). Short rows
+    (`by_row_vectors`) go by masked vectors, over `x` in f32.
     """
     axis = axis % len(shape(x))
     s, t = shape(x), f32
