@@ -371,8 +371,9 @@ stride, a compare and a select per element. Measured alone (`strata measure`, 1 
 fastest of 3 processes' means of 100, the Zen 4 guest, 2026-12-08), 3 x 3 windows at stride 2,
 padding 1, NCHW f32: 16 x 32 x 32 16.7 us (1.66 clocks), 16 x 64 x 64 62.9 us (1.57), 64 x 56 x 56
 203 us (1.65). Priced as FLOPs (`CYCLES_PER_FLOP`) it had been 0.64 of that. An average pool
-stays at `CYCLES_PER_FLOP`: its division by the cells inside the window measured 84 us on the
-first shape, 591 on the last, which no per-cell price fits."""
+stays at `CYCLES_PER_FLOP`, far under its time: 47 us on the first shape, 125 on the last (84 and
+591 while its padding was copied element by element, `Emitter.pad`), which no per-cell price
+fits."""
 
 ROW_FUNCTION_OPS = (g.SoftmaxOp, g.LogSoftmaxOp, g.NormOp)
 """The row-wise functions the export computes in f32 whatever float they read (`passes/_linalg.py`,

@@ -1080,15 +1080,20 @@ class Emitter:
         ))
 
     def pad(self, x: SSAValue, low: Sequence[int], high: Sequence[int], value: float | int) -> SSAValue:
-        """`tensor.pad` with a constant."""
+        """
+        `x` padded with a constant: a tile filled with it, `x` copied into its interior by a
+        generic (a loop LLVM vectorises). A `tensor.pad` of zeros bufferizes to a `memref.copy`
+        into a strided view, which the runtime's `memrefCopy` walks element by element: a 3 x 3
+        average pool of 16 x 32 x 32 took 84 us so, against 16.7 for the max pool.
+        """
         if not any(low) and not any(high):
             return x
         in_shape = shape(x)
         out_shape = [d + lo + hi for d, lo, hi in zip(in_shape, low, high)]
-        block = Block(arg_types=[IndexType()] * len(in_shape))
-        inner = self.at(block)
-        inner.add(tensor.YieldOp(inner.scalar(value, elem(x))))
-        return self.v(tensor.PadOp(x, [], [], Region(block), list(low), list(high), ttype(out_shape, elem(x))))
+        filled = self.fill(value, out_shape, elem(x))
+        interior = self.generic([x], [identity(len(in_shape))], in_shape, elem(x), lambda e, a, _out: a,
+                                init=self.extract_slice(filled, low, in_shape))
+        return self.insert_slice(interior, filled, low)
 
     def reshape(self, x: SSAValue, out_shape: Sequence[int]) -> SSAValue:
         """Row-major reshape: collapse to 1-D, then expand."""

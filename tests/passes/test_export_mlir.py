@@ -612,6 +612,22 @@ def test_a_float_max_pool_propagates_nan_as_the_reference(tmp_path):
     assert np.array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
 
 
+@needs_mlir
+def test_a_padded_pool_copies_its_input_by_a_generic(tmp_path):
+    """
+    Padding is a filled tile with the input copied into its interior by a `linalg.generic` (a
+    vectorised loop), not a `tensor.pad`, whose zeros bufferized to a `memref.copy` the runtime
+    walked element by element. Values as the reference's through the native build.
+    """
+    module, inputs, params, want = _exported(
+        "model p(x: f32[1, 3, 9, 8]) {\n"
+        "  return avgpool2d(x, kernel=3, stride=2, padding=1), maxpool2d(x, kernel=2, stride=1, padding=1)\n}\n"
+    )
+    names = [op.name for op in module.walk()]
+    assert "tensor.pad" not in names and "tensor.insert_slice" in names
+    assert_close(want, native.compile_exported(module, tmp_path).run(inputs, params))
+
+
 def test_openmp_threads_are_spread_over_the_cores_unless_the_caller_says_otherwise(monkeypatch):
     """Each OpenMP thread gets a core of its own (`OMP_PROC_BIND=spread`, `OMP_PLACES=cores`); a caller's setting stays."""
     monkeypatch.delenv("OMP_PLACES", raising=False)
