@@ -254,9 +254,9 @@ the export's `linalg.generic` tile ops, vectorised loops over the tile (a sum's 
 result, `passes/_linalg.py`, `layernorm`). Calibrated on kernels measured alone (`strata measure`
 of one-op models, 1 thread, the fastest of 3 processes' means of 100, the Zen 4 guest,
 2026-12-08): f32 layer norm 64 x 256 (7 operations per element, `OPS_PER_ELEMENT`) 4.3 us, 65 x
-192 3.3 us, 64 x 1024 17.6 us, 32 x 4097 41.8 us (estimated 4.7, 3.6, 18.9, 53.1); RMS norm 64 x
-1024 15.0 us (15.0); softmax 64 x 1024 58.4 us (44.5), 32 x 4097 106.9 us (102.5); a row sum of
-64 x 1024 2.4 us (2.4). The same layer norm of 64 x 1024 took 125.5 us while each sum was a
+192 3.3 us, 64 x 1024 17.6 us, 32 x 4097 41.8 us (estimated on that host's spec, `cycles_per_flop`
+0.065, 4.9, 3.9, 18.0, 46.4); RMS norm 64 x 1024 15.0 us (14.2); softmax 64 x 1024 58.4 us (43.1),
+32 x 4097 106.9 us (95.8); a row sum of 64 x 1024 2.4 us (2.3). The same layer norm of 64 x 1024 took 125.5 us while each sum was a
 dependent chain of adds (0.75 clocks per FLOP), 26.6 us with its centred values and squares
 written as tiles. bf16 rows: `ROW_FUNCTION_OPS`; a max or min: `CYCLES_PER_MAX_ELEMENT`;
 elementwise ops: `map_work`."""
