@@ -1109,7 +1109,8 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
     copy_s = (copied / l2_bandwidth + copy_cycles / (spec["clock_hz"] * parallel)
               + outer_copy_seconds(kernel, spec, ops, levels, cores))
     streamed_s = sum(nbytes / _bandwidth(spec, level, cores) for level, nbytes in streams.items())
-    memory_s = max((inner - copied) / l2_bandwidth, streamed_s)
+    l2_s = (inner - copied) / l2_bandwidth
+    memory_s = max(l2_s, streamed_s)
     threads = kernel.threads.value.data
     latency_s = (CALL_LATENCY_S + cold_read_seconds(kernel, spec, levels)
                  + (spec.get("parallel_region_latency_s", 0.0) if threads > 1 else 0.0))
@@ -1117,7 +1118,7 @@ def kernel_cost(kernel: cpu.KernelOp, spec: DeviceSpec, levels: dict[SSAValue, s
         # Passes over the rows (a layer norm: their sum, their centred squares' sum, the result):
         # the first streams them in from the L3 or DRAM, the rest run on them in the L2, so the
         # stream adds to their work.
-        time_s = max(compute_s + copy_s, (inner - copied) / l2_bandwidth) + streamed_s + latency_s
+        time_s = max(compute_s + copy_s, l2_s) + streamed_s + latency_s
     else:
         time_s = max(compute_s + copy_s, memory_s) + latency_s
     bound = max((compute_s, "compute"), (max(copy_s, memory_s), "memory"), (latency_s, "latency"))[1]

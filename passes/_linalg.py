@@ -1363,6 +1363,9 @@ def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, 
             y = e.add_(y, rest.pop(0))
         return y
 
+    def row_mean(v: SSAValue) -> SSAValue:
+        return em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), row_shape, t, em.reduce(v, axes, "sum", True))
+
     def root_mean(z: SSAValue) -> SSAValue:
         return em.elementwise(lambda e, q: e.sqrt(e.add_(e.div(q, e.scalar(count, t)), e.scalar(eps, t))), row_shape, t, z)
 
@@ -1370,17 +1373,16 @@ def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, 
         x = em.widen(x)
         params = [em.widen(p) for p in params]  # f32, as `x`: the rows run as f32 vectors
         if isinstance(op, g.LayerNormOp):
-            mean = em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), row_shape, t, em.reduce(x, axes, "sum", True))
-            centered = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, mean)
+            centered = em.elementwise(lambda e, a, m: e.sub(a, m), s, t, x, row_mean(x))
         else:
             centered = x
         denom = root_mean(em.reduce(em.elementwise(lambda e, a: e.mul(a, a), s, t, centered), axes, "sum", True))
         return em.cast(em.elementwise(lambda e, a, d, *ps: normalised(e, a, None, d, *ps), s, t, centered, denom, *params),
                        out_elem)
     if isinstance(op, g.LayerNormOp):
-        mean = em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), row_shape, t, em.reduce(x, axes, "sum", True))
-        denom = root_mean(em.reduce_of(lambda e, a, m: e.mul(e.sub(a, m), e.sub(a, m)), [x, mean], axes, "sum"))
-        return em.elementwise(normalised, s, out_elem, x, mean, denom, *params)
+        mu = row_mean(x)
+        denom = root_mean(em.reduce_of(lambda e, a, m: e.mul(e.sub(a, m), e.sub(a, m)), [x, mu], axes, "sum"))
+        return em.elementwise(normalised, s, out_elem, x, mu, denom, *params)
     denom = root_mean(em.reduce_of(lambda e, a: e.mul(a, a), [x], axes, "sum"))
     return em.elementwise(lambda e, a, d, *ps: normalised(e, a, None, d, *ps), s, out_elem, x, denom, *params)
 
