@@ -112,6 +112,7 @@ from strata.dialects.hardware import cpu
 from strata.dialects.loop import INDEX_OPS
 from strata.passes._linalg import (
     Emitter,
+    EXP_FLUSH_BELOW,
     ExportError,
     PrefetchOp,
     _reassociation,
@@ -1154,9 +1155,11 @@ def online_softmax(em: Emitter, s, v, m, l, acc) -> list[SSAValue]:
     safe = em.elementwise(
         lambda e, a: e.select(e.cmpf(a, e.scalar(neg_inf, t), "oeq"), e.scalar(0.0, t), a), m_shape, t, new_max
     )
-    p = em.elementwise(lambda e, a, b: e.exp(e.sub(a, b)), s_shape, t, s, safe)
+    # No subnormals: p feeds a product whose multiplies would take assists on them (`Emitter.exp`).
+    p = em.elementwise(lambda e, a, b: e.exp(e.sub(a, b), EXP_FLUSH_BELOW), s_shape, t, s, safe)
     scale = em.elementwise(
-        lambda e, a, b: e.select(e.cmpf(a, e.scalar(neg_inf, t), "oeq"), e.scalar(0.0, t), e.exp(e.sub(a, b))),
+        lambda e, a, b: e.select(e.cmpf(a, e.scalar(neg_inf, t), "oeq"), e.scalar(0.0, t),
+                                 e.exp(e.sub(a, b), EXP_FLUSH_BELOW)),
         m_shape, t, m, safe,
     )
     row_sum = em.reduce(p, [rank - 1], "sum", True)

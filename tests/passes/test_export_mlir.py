@@ -825,6 +825,34 @@ def test_exp_is_within_two_ulp_over_the_whole_range(tmp_path):
 
 
 @needs_mlir
+def test_softmax_makes_no_subnormal_probability(tmp_path):
+    """
+    A softmax's exponentials under its row's length times the smallest normal float are 0
+    (`Emitter.exp` with a floor: multiplies and divides that make or read subnormals take
+    microcode assists on Intel cores), so no probability is subnormal, long rows and short alike;
+    every other is the reference's within f32 rounding.
+    """
+    from strata.compiler.frontend import compile_source
+    from strata.passes._linalg import EXP_FLUSH_BELOW
+
+    for n in (257, 12):
+        x = np.zeros((2, n), np.float32)
+        x[:, 1::2] = -np.linspace(80.0, 100.0, n // 2, dtype=np.float32)
+        module = compile_source(f"model m(x: f32[2, {n}]) {{\n  return softmax(x, axis=-1)\n}}\n", "m.model")
+        compile_module(module, "cpu", Stage.MLIR)
+        (got,) = native.compile_exported(module, tmp_path / str(n)).run({"x": x}, {})
+        e = np.exp(x.astype(np.float64))
+        want = e / e.sum(axis=-1, keepdims=True)
+        tiny = np.finfo(np.float32).tiny
+        assert np.any((want < tiny) & (want.astype(np.float32) > 0)), "the case must have subnormal probabilities"
+        # Flushed: every probability whose exponential is under (about) its row's length times the
+        # smallest normal; the row's largest score is 0.
+        flushed = x < EXP_FLUSH_BELOW + np.log(n)
+        assert np.all(got[flushed] == 0) and np.all(got[~flushed] >= tiny)
+        np.testing.assert_allclose(got[~flushed], want[~flushed], rtol=1e-5)
+
+
+@needs_mlir
 def test_bf16_conversions_are_the_references_bit_for_bit(tmp_path):
     """f32 -> bf16 (`Emitter.bf16_bits`: to nearest, ties to even, subnormals kept, overflow to
     infinity, NaN quiet with its sign) and back (`Emitter.widen_bf16`) as ml_dtypes converts."""
