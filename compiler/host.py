@@ -27,7 +27,9 @@ runs with estimates of this CPU:
   another job slows whole rounds; a relayout's in 3 fresh processes, as
   its speed is set per process, `_timed_apart`): `gemm_efficiency`
   (the share of the FMA peak the GEMM micro-kernel runs at) on strata's own
-  f32 1024^3 GEMM, `cycles_per_flop` on a layer norm, `cycles_per_map_byte` on a relu,
+  f32 1024^3 GEMM, `unpacked_gemm_efficiency` (the same where `b` is read
+  in place, `a` computed in the kernel) on a GEMM of transposed heads,
+  `cycles_per_flop` on a layer norm, `cycles_per_map_byte` on a relu,
   `cycles_per_map_op` on a quantize and
   `cycles_per_relayout_element` on a weight relayout (`CALIBRATIONS`), each
   solved from the cost model's estimate of that kernel, which is linear in
@@ -58,7 +60,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 14
+HOST_SPEC_VERSION = 16
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -187,14 +189,30 @@ static double cold_read(long flush) {
   return best - empty;
 }
 
+/* The bytes of L3 one thread keeps its data in: where a buffer summed again and again drops from the
+   L3's bandwidth to DRAM's (under their geometric mean), buffers growing by 5/4 from `lo` to `hi`;
+   the geometric mean of the last size read at the L3's rate and the first read at DRAM's, `hi` if
+   none is. A hypervisor may report the whole socket's L3, of which a guest keeps far less. */
+static double reach(long lo, long hi, double threshold) {
+  long last = lo;
+  for (long b = lo; b <= hi; last = b, b = b * 5 / 4 / 4096 * 4096)
+    if (bandwidth(b, 1) < threshold) return b == lo ? (double)lo : __builtin_sqrt((double)last * b);
+  return (double)hi;
+}
+
 /* argv: threads, then the bytes each thread sums for l1, l2, l3 alone, l3 with every thread, dram
-   alone, dram with every thread. */
+   alone, dram with every thread, then the L3's size from sysfs (the most `reach` tries). */
 int main(int argc, char **argv) {
   int threads = atoi(argv[1]);
   printf("peak %e\n", peak());
   printf("fork %e\n", fork_join(threads));
   const char *names[4] = {"l1", "l2", "l3", "dram"};
-  for (int i = 0; i < 4; i++) printf("%s_1 %e\n", names[i], bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1));
+  double rate[4];
+  for (int i = 0; i < 4; i++) {
+    rate[i] = bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1);
+    printf("%s_1 %e\n", names[i], rate[i]);
+  }
+  printf("reach %e\n", reach(atol(argv[4]), atol(argv[8]), __builtin_sqrt(rate[2] * rate[3])));
   printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads));
   printf("dram_%d %e\n", threads, bandwidth(atol(argv[7]), threads));
   printf("cold %e\n", cold_read(atol(argv[6])));
@@ -323,6 +341,11 @@ def probe_buffers(threads: int, caches: dict[str, int]) -> dict[str, int]:
             "dram_all": min(dram, max(64 * mib, 4 * l3 // threads))}
 
 
+def reach_limit(caches: dict[str, int]) -> int:
+    """The largest buffer the probe's `reach` sums: the L3 sysfs gives (32 MiB where it gives none), at most 1 GiB."""
+    return min(caches.get("l3") or 32 << 20, 1 << 30)
+
+
 def size(nbytes: int) -> str:
     """`nbytes` as the spec's notes write a buffer's size: "16 MiB"."""
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
@@ -344,7 +367,7 @@ def run_probe(threads: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
         src.write_text(PROBE_C)
-        build = subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-fopenmp", str(src), "-o", str(exe)],
+        build = subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-fopenmp", str(src), "-o", str(exe), "-lm"],
                                capture_output=True, text=True)
         if build.returncode != 0:
             raise StrataError(f"error: building the host probe failed:\n{build.stderr.strip()}")
@@ -352,7 +375,8 @@ def run_probe(threads: int) -> dict[str, float]:
         runs = []
         for _ in range(PROBE_PROCESSES):
             out = subprocess.run([str(exe), str(threads),
-                                  *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram", "dram_all"))],
+                                  *(str(buffers[k]) for k in ("l1", "l2", "l3", "l3_all", "dram", "dram_all")),
+                                  str(reach_limit(cache_sizes()))],
                                  capture_output=True, text=True, preexec_fn=on_starting_cores)
             if out.returncode != 0:
                 raise StrataError(f"error: the host probe failed (exit {out.returncode}): {out.stderr.strip()[:2000]}")
@@ -368,7 +392,8 @@ after, and the cost model then put LLaMA's copies at 1.6 to 1.8 times their meas
 
 
 def best_figures(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure the best of the probe's `runs`: the highest peak and bandwidths, the shortest fork and join and cold read."""
+    """Each figure the best of the probe's `runs`: the highest peak, bandwidths and L3 reach, the shortest fork and join and
+    cold read."""
     return {key: (min if key in ("fork", "cold") else max)(run[key] for run in runs) for key in runs[0]}
 
 
@@ -388,7 +413,7 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
          f"{probe} ({figures['peak'] / 1e9:.1f} GFLOP/s per core, 12 chains of 16-float FMAs, x {n} cores)"),
         ("l1d_bytes_per_core", caches.get("l1d", 0), f"{where} (sysfs cache/index0)"),
         ("l2_bytes_per_core", caches.get("l2", 0), f"{where} (sysfs cache/index2)"),
-        ("l3_bytes", caches.get("l3", 0), f"{where} (sysfs cache/index3)"),
+        l3_key(caches.get("l3", 0), figures["reach"], where, probe),
         ("l1_bandwidth_per_core", float(f"{figures['l1_1']:.4g}"), f"{probe} (1 thread summing a buffer of {size(buffers['l1'])})"),
         ("l2_bandwidth_per_core", float(f"{figures['l2_1']:.4g}"), f"{probe} (1 thread summing a buffer of {size(buffers['l2'])})"),
         ("l3_bandwidth_per_core", float(f"{figures['l3_1']:.4g}"), f"{probe} (1 thread summing a buffer of {size(buffers['l3'])})"),
@@ -405,6 +430,16 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
         ("parallel_region_latency_s", float(f"{figures['fork']:.3g}"),
          f"{probe} (an empty OpenMP parallel region on {n} threads)"),
     ]
+
+
+def l3_key(sysfs: int, reach: float, where: str, probe: str) -> tuple[str, int, str]:
+    """`l3_bytes`: sysfs' size, or less where one thread's data drops to DRAM's bandwidth sooner (`reach`)."""
+    if not sysfs or reach >= sysfs:
+        return ("l3_bytes", sysfs, f"{where} (sysfs cache/index3)")
+    return ("l3_bytes", int(reach) // 4096 * 4096,
+            f"{probe} (1 thread summing buffers growing by 5/4: read at the L3's bandwidth up to about this size,"
+            f" at DRAM's beyond it; sysfs cache/index3 gives {size(sysfs)}, the socket's, of which this guest keeps"
+            f" less)")
 
 
 def spec_text(keys: list[tuple[str, object, str]], info: dict[str, str]) -> str:
@@ -529,7 +564,14 @@ def _timed_apart(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float,
 GEMM_CALIBRATION = ("gemm_efficiency", f"model gemm(a: f32[{CALIBRATION_SHAPE}, {CALIBRATION_SHAPE}]) ->"
                     f" f32[{CALIBRATION_SHAPE}, {CALIBRATION_SHAPE}] {{\n  param b: f32[{CALIBRATION_SHAPE},"
                     f" {CALIBRATION_SHAPE}]\n  return a @ b\n}}\n", "gemm", True)
-"""`gemm_efficiency` on strata's own f32 1024^3 GEMM (1 thread, its default tiles), solved last."""
+"""`gemm_efficiency` on strata's own f32 1024^3 GEMM (1 thread, its default tiles), solved after `CALIBRATIONS`."""
+
+UNPACKED_GEMM_CALIBRATION = (
+    "unpacked_gemm_efficiency", "model m(o: f32[8, 96, 32]) {\n  param w: f32[256, 256]\n"
+    "  return reshape(transpose(o, perm=[1, 0, 2]), [96, 256]) @ w\n}\n", "gemm", True)
+"""`unpacked_gemm_efficiency` (the micro-kernel's ceiling where `a` is computed in the kernel, so `b`
+is read in place, unpacked: `backends/cpu.py`, `UNPACKED_GEMM_EFFICIENCY`) on an attention output
+projection's shape of no sample (8 heads of 32, 96 rows), solved last."""
 
 
 def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, repeat: int = 20) -> tuple[float, str]:
@@ -561,7 +603,8 @@ def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, re
 
 def calibrate(spec: DeviceSpec) -> list[tuple[str, float, str]]:
     """
-    The generated code's constants solved on this host (`CALIBRATIONS`, then `GEMM_CALIBRATION`),
+    The generated code's constants solved on this host (`CALIBRATIONS`, then `GEMM_CALIBRATION` and
+    `UNPACKED_GEMM_CALIBRATION`),
     or, without the MLIR toolchain, `gemm_efficiency` as the shipped default device has it.
     """
     from strata.compiler.execution import native
@@ -571,7 +614,7 @@ def calibrate(spec: DeviceSpec) -> list[tuple[str, float, str]]:
         return [("gemm_efficiency", shipped["gemm_efficiency"],
                  f"[assumed] = {shipped.name}'s (no MLIR toolchain here to time strata's code on this host)")]
     keys = []
-    for key, text, pick, inverse in (*CALIBRATIONS, GEMM_CALIBRATION):
+    for key, text, pick, inverse in (*CALIBRATIONS, GEMM_CALIBRATION, UNPACKED_GEMM_CALIBRATION):
         value, how = calibrate_key(spec, key, text, pick, inverse, repeat=10 if key == "gemm_efficiency" else 20)
         keys.append((key, value, how))
         spec = specs.with_overrides(spec, {key: value})

@@ -15,7 +15,7 @@ XEON = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx51
 AVX2 = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2"}
 
 FIGURES = {"peak": 1.0e11, "fork": 1e-6, "l1_1": 2e11, "l2_1": 1e11, "l3_1": 3e10, "dram_1": 2e10,
-           "l3_2": 5e10, "dram_2": 3e10, "cold": 8e-7}
+           "l3_2": 5e10, "dram_2": 3e10, "cold": 8e-7, "reach": 1e12}
 
 
 @pytest.fixture
@@ -55,6 +55,14 @@ def test_the_clock_is_the_peak_over_lanes_pipes_and_two(monkeypatch):
     assert keys["l3_bandwidth"] == 5e10 and keys["dram_bandwidth"] == 3e10
     # The cold 4 KiB read less its bytes at one thread's DRAM bandwidth (0.2 us at 20 GB/s).
     assert keys["dram_latency_s"] == pytest.approx(8e-7 - 4096 / 2e10, rel=1e-2)
+
+
+def test_the_l3_is_what_one_thread_keeps_its_data_in():
+    """`l3_bytes` is sysfs' size unless the probe's buffers fall to DRAM's bandwidth sooner (a guest of
+    a big socket: sysfs gives the socket's L3)."""
+    assert host.l3_key(32 << 20, 1e12, "here", "probe")[1] == 32 << 20
+    key, value, how = host.l3_key(480 << 20, 111.8e6, "here", "probe")
+    assert key == "l3_bytes" and value == int(111.8e6) // 4096 * 4096 and "480 MiB" in how
 
 
 def test_measured_once_then_read_from_the_cache(fake_machine, tmp_path):
