@@ -16,7 +16,9 @@ half a second; `--no-pin` leaves it free): XLA's CPU runtime runs on every
 core it may use whatever its flags say, so without the pin JAX's
 "1 thread" column is two cores' work. A cell over 100% of the peak of the
 cores its row claims is marked `!` (that peer used more cores) and left
-out of strata/best. Times are medians of `--repeat` calls after 3 warm-ups,
+out of strata/best. Times are medians of `--repeat` calls after half a
+second's pause (the runtimes timed before stop spinning: on 2 cores
+OpenBLAS's threads took strata's OpenMP worker's core) and 3 warm-ups,
 compute only: inputs are bound and outputs allocated once, outside the
 timed call.
 
@@ -111,7 +113,17 @@ def measure_peak_per_core() -> float | None:
 # --------------------------------------------------------------------------- the worker (one thread count)
 
 
+SETTLE_S = 0.5
+"""Seconds each timing waits first (`settle`): the other runtimes' worker threads stop spinning."""
+
+
+def settle() -> None:
+    """Let the worker threads of the runtimes timed before (OpenBLAS, onnxruntime, XLA) go idle."""
+    time.sleep(SETTLE_S)
+
+
 def median_ms(fn, repeat: int) -> float:
+    settle()
     for _ in range(3):
         fn()
     times = []
@@ -169,13 +181,14 @@ def worker(threads: int, repeat: int, workloads: list[str], pin: bool) -> dict:
             row["flops"] = exported.attributes["strata.model_flops"].value.data
             compiled = native.compile_exported(exported, threads=threads)
             call, outputs = compiled.prepare(inputs, params)
-            call()
+            # Timed before the reference runs: OpenBLAS's threads spin a while after a call, and on 2
+            # cores they took the OpenMP worker's core (the MLP's 2-thread calls 3.9 ms, 0.11 alone).
+            row["strata"] = median_ms(call, repeat)
             want = reference.run_module(module, inputs, params)
             row["strata_error"] = max(
                 float(np.max(np.abs(w.astype(np.float64) - g))) / max(float(np.max(np.abs(w))), 1e-30)
                 for w, g in zip(want, outputs)
             )
-            row["strata"] = median_ms(call, repeat)
             if name == "gemm":
                 a, b = inputs["a"], inputs["b"]
                 row["numpy"] = median_ms(lambda: a @ b, repeat)
