@@ -533,22 +533,34 @@ def conv_efficiency(kernel: cpu.KernelOp, spec: DeviceSpec) -> float:
     return spec.get("gemm_efficiency", 1.0) * _block_share(rows, columns, block) * output_fill
 
 
-def product_cycles(pixels: int, lanes: int) -> float:
-    """Core clocks of one weight element's `pixels` multiply-adds in the convolution product (`CYCLES_PER_PRODUCT_VECTOR`)."""
-    vector_cycles = CYCLES_PER_PRODUCT_VECTOR / lanes
+def product_cycles(pixels: int, lanes: int, vector: float = CYCLES_PER_PRODUCT_VECTOR,
+                   element: float = CYCLES_PER_PRODUCT_ELEMENT) -> float:
+    """
+    Core clocks of one weight element's `pixels` multiply-adds in the convolution product, at
+    `vector` clocks a vector of its pixel loop and `element` a scalar multiply-add
+    (`CYCLES_PER_PRODUCT_VECTOR`; at most `UNROLLED_PIXELS` at the shipped vector rate).
+    """
     if pixels <= UNROLLED_PIXELS:
-        return vector_cycles * pixels
+        # Unrolled whole and vectorised along K: other code than the pixel loop's (`vector`).
+        return CYCLES_PER_PRODUCT_VECTOR / lanes * pixels
+    vector_cycles = vector / lanes
     group = lanes * PRODUCT_INTERLEAVE
     if pixels < group:
-        return CYCLES_PER_PRODUCT_ELEMENT * pixels
+        return element * pixels
     vectorised = pixels // lanes * lanes
-    return PRODUCT_LOOP_CYCLES + vector_cycles * vectorised + CYCLES_PER_PRODUCT_ELEMENT * (pixels - vectorised)
+    return PRODUCT_LOOP_CYCLES + vector_cycles * vectorised + element * (pixels - vectorised)
 
 
 def product_share(pixels: int, spec: DeviceSpec) -> float:
-    """The share of the FMA peak of an ungrouped convolution's product off the micro-kernel (`product_cycles`)."""
+    """
+    The share of the FMA peak of an ungrouped convolution's product off the micro-kernel
+    (`product_cycles`, at the spec's `cycles_per_product_vector` and `cycles_per_product_element`
+    where it gives them: `--device host` solves both on int8 convolutions timed there).
+    """
     lanes = spec["simd_lanes_f32"]
-    return min(1.0, 2 * pixels / (product_cycles(pixels, lanes) * lanes * spec["fma_pipes"] * 2))
+    cycles = product_cycles(pixels, lanes, spec.get("cycles_per_product_vector", CYCLES_PER_PRODUCT_VECTOR),
+                            spec.get("cycles_per_product_element", CYCLES_PER_PRODUCT_ELEMENT))
+    return min(1.0, 2 * pixels / (cycles * lanes * spec["fma_pipes"] * 2))
 
 
 def conv_groups(kernel: cpu.KernelOp) -> int:

@@ -60,7 +60,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 16
+HOST_SPEC_VERSION = 18
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -468,6 +468,12 @@ CALIBRATIONS = (
      "  return layernorm(x, g, b)\n}\n", "row", False),
     ("cycles_per_relayout_element", "model m(x: f32[1, 16, 16, 16], w: f32[64, 16, 3, 3]) {\n"
      "  param b: f32[64]\n  return conv2d(x, w, b, padding=1)\n}\n", 64 * 16 * 3 * 3, False),
+    # The integer convolution product's loops (`backends/cpu.py`, `product_cycles`): its vector
+    # loop on 16 x 16 pixels, its scalar loop on 4 x 4 (fewer than one interleaved group).
+    ("cycles_per_product_vector", "model m(x: i8[1, 48, 16, 16]) {\n  param w: i8[48, 48, 3, 3]\n"
+     "  return conv2d(x, w, padding=1, dtype=i32)\n}\n", "conv", False),
+    ("cycles_per_product_element", "model m(x: i8[1, 96, 4, 4]) {\n  param w: i8[96, 96, 3, 3]\n"
+     "  return conv2d(x, w, padding=1, dtype=i32)\n}\n", "conv", False),
 )
 """
 The constants of strata's generated code that `calibrate` solves on this host, each on a one-op
@@ -477,7 +483,9 @@ tiles on a 64 x 1024 relu (8 bytes an element, computed in its output: `cycles_p
 clocks per elementwise operation on a 64 x 1024 quantize to i8 (5 an element, its divide, rounding
 and saturation outlasting its bytes: `cycles_per_map_op`), clocks per element of a relayout
 on a conv's OIHW -> OHWI weight (9,216 elements, the conv pinned channels-last; given as an input, so relaid on every call, where a
-param's relayout runs once, at load). The samples are never calibrated on. Two are
+param's relayout runs once, at load), clocks per vector and per scalar multiply-add of an integer
+convolution's product on int8 3 x 3 convs of 48 channels at 16 x 16 pixels and of 96 at 4 x 4 (its
+vector and scalar loops). The samples are never calibrated on. Two are
 not: the call latency (a tiny kernel alone, hot operands, takes 17 to 38 ns here, in a model 17 to
 45 ns, the clock's own cost taken out of both) and the implicit-GEMM convolution's share of the peak (solved on a
 3x3 32-channel conv at 8 x 8 it was 0.64 here, which took ResNet-18's deeper convs within 50% and

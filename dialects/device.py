@@ -132,7 +132,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
         "description", "preferred_gemm_tile", "max_clock_hz", "base_clock_hz", "l3_bandwidth_per_core",
         "dram_bandwidth_per_core", "dram_latency_s", "parallel_region_latency_s", "peak_flops_bf16", "dram_channels", "tdp_w",
         "link_bandwidth", "gemm_efficiency", "unpacked_gemm_efficiency", "cycles_per_flop", "cycles_per_map_byte",
-        "cycles_per_map_op", "cycles_per_relayout_element",
+        "cycles_per_map_op", "cycles_per_relayout_element", "cycles_per_product_vector", "cycles_per_product_element",
     ),
 }
 """Keys the passes and cost models know beyond the required ones; overrides may set these too."""
