@@ -256,6 +256,9 @@ def test_an_unpacked_gemm_runs_at_the_unpacked_ceiling():
     fill = k / (k + cpu_model.MICRO_KERNEL_FILL_STEPS * -(-k // k_tile) + cpu_model.OUTPUT_TILE_FILL_K)
     assert cpu_model.micro_kernel_efficiency(kernel, spec) == pytest.approx(
         cpu_model.UNPACKED_GEMM_EFFICIENCY * padding * fill)
+    # A spec that gives its own ceiling (`--device host` solves it) is taken as is, over its packed one.
+    solved = with_overrides(spec, ["unpacked_gemm_efficiency=0.9"])
+    assert cpu_model.micro_kernel_efficiency(kernel, solved) == pytest.approx(0.9 * padding * fill)
 
 
 def test_strided_walks_pay_for_the_cache_lines_they_miss():
@@ -379,6 +382,13 @@ def test_an_integer_conv_product_runs_as_llvm_vectorises_its_pixel_loop():
         cpu_model.PRODUCT_LOOP_CYCLES + 96 * vector + 4 * cpu_model.CYCLES_PER_PRODUCT_ELEMENT)
     spec = load_device("xeon-spr-2c")
     assert cpu_model.product_share(64, spec) > cpu_model.product_share(49, spec)
+    # The spec's loop rates (`--device host` solves them) replace the shipped ones, but for the
+    # unrolled loops of at most 4 pixels, which are other code.
+    solved = with_overrides(spec, ["cycles_per_product_vector=1.2", "cycles_per_product_element=1.3"])
+    assert cpu_model.product_share(49, solved) == pytest.approx(
+        cpu_model.product_share(49, spec) * cpu_model.CYCLES_PER_PRODUCT_ELEMENT / 1.3)
+    assert cpu_model.product_share(256, solved) > cpu_model.product_share(256, spec)
+    assert cpu_model.product_share(4, solved) == cpu_model.product_share(4, spec)
     report, module = _report("""model c(x: i8[1, 32, 16, 16]) {
   param w: i8[64, 32, 3, 3]
   return conv2d(x, w, padding=1, dtype=i32)
@@ -604,6 +614,31 @@ def test_a_copy_phase_reads_a_buffer_in_dram_at_its_bandwidth():
         dear = cpu_model.kernel_cost(kernel, spec, far)
         total = lambda cost: cost.extra["compute_s"] + cost.extra["copy_s"]  # noqa: E731
         assert total(dear) == pytest.approx(total(cheap) + in_dram)
+
+
+def test_a_kernel_of_several_passes_adds_its_streams_to_them():
+    """
+    `streams_add`: a rotary embedding (slices, products, a concatenation: passes one after another)
+    waits on its tables and output where they lie in the L3, on top of its passes; a one-op
+    elementwise kernel overlaps its stream with its loop.
+    """
+    from strata.backends.cost import hardware_kernels
+
+    rope = """model r(x: f32[1, 4, 64, 64], c: f32[64, 64], s: f32[64, 64]) {
+  return x * c + concat([-slice(x, axis=-1, start=32, end=64), slice(x, axis=-1, start=0, end=32)], axis=-1) * s
+}
+"""
+    _, module = _report(rope)
+    (kernel,) = hardware_kernels(module)
+    assert kernel.kind.data == "copy" and cpu_model.streams_add(kernel, 0)
+    spec = module_device(module)
+    cost = cpu_model.kernel_cost(kernel, spec, {v: "l3" for v in (*kernel.ins, *kernel.outs)})
+    streamed = sum(n / cpu_model._bandwidth(spec, level, 1) for level, n in cost.bytes.items() if level != "l2")
+    assert cost.time_s == pytest.approx(cost.extra["compute_s"] + cost.extra["copy_s"] + streamed
+                                        + cpu_model.CALL_LATENCY_S, rel=1e-6)
+    _, module = _report(ELEMENTWISE.format(n=64, fn="relu"))
+    (kernel,) = hardware_kernels(module)
+    assert not cpu_model.streams_add(kernel, 0)
 
 
 def test_each_input_in_dram_waits_the_specs_latency_before_it_streams():
