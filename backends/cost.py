@@ -56,7 +56,7 @@ from strata.dialects.hardware import HardwareKernelOp, TransferOp
 from strata.dialects.hardware.cpu import storage_bytes
 from strata.dialects.vocabulary import BATCH_ATTR, CHIPS_ATTR, MODEL_FLOPS_ATTR, mesh_sizes, type_bytes
 
-COST_MODEL_VERSION = "36"
+COST_MODEL_VERSION = "37"
 """Bumped whenever any model's formulas change (keys the tuning database)."""
 
 BOUNDS = ("compute", "memory", "latency", "transfer")

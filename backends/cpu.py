@@ -63,7 +63,8 @@ L2. For each kernel:
   DRAM its reuse distance in a loop of calls fits; a param was last
   touched a call ago), the unique inputs once, the outputs once from the
   private caches and twice from the L3 or DRAM (write-allocate: a line is
-  read before it is written, and written back), and the tile re-reads
+  read before it is written, and written back; or the spec's
+  `l3_store_cost` and `dram_store_cost` times, which the host probes), and the tile re-reads
   (a's row panel per column tile, b's per row tile: `read_bytes` beyond
   the unique inputs) where the largest input lies;
 - time = max(compute + copies, other L2 traffic, the streams) + the call,
@@ -683,7 +684,11 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
     largest input lies, each output where it lies, twice from the L3 or DRAM: a store to a line
     not in the core's caches reads it first (write-allocate) and writes it back later. Found
     in-sample: LLaMA's transposing and concatenating copy kernels (S=64 D=256) took 1.7 to 2.9
-    times an estimate that counted them once, on the host's L3 bandwidth measured as such.
+    times an estimate that counted them once, on the host's L3 bandwidth measured as such (the Zen
+    4 guest). A spec's `l3_store_cost` and `dram_store_cost` (`--device host` probes them: read over
+    store bandwidth) replace the 2: on the Granite Rapids guest a thread stores whole lines into
+    the L3 at 0.95 of its read rate and into DRAM at 0.68 (costs 1.05 and 1.48; the same copies
+    measured 0.64 to 0.67 of their estimate with 2).
     """
     read, write = kernel.read_bytes.value.data, kernel.write_bytes.value.data
     ins = [(v, storage_bytes(v.type)) for v in kernel.ins]
@@ -693,16 +698,17 @@ def memory_bytes(kernel: cpu.KernelOp, spec: DeviceSpec, copied: int,
     level_of = _level_of(kernel, spec, levels)
     streams: dict[str, int] = {}
 
-    def add(value: SSAValue, nbytes: int, twice_outside: bool = False) -> None:
+    def add(value: SSAValue, nbytes: int, stored: bool = False) -> None:
         level = level_of(value)
-        streams[level] = streams.get(level, 0) + nbytes * (2 if twice_outside and level in ("l3", "dram") else 1)
+        cost = spec.get(f"{level}_store_cost", 2.0) if stored and level in ("l3", "dram") else 1
+        streams[level] = streams.get(level, 0) + round(nbytes * cost)
 
     for value, nbytes in ins:
         add(value, nbytes * unique // total_in)
     if read > unique and ins:
         add(max(ins, key=lambda pair: pair[1])[0], read - unique)
     for value, nbytes in outs:
-        add(value, nbytes * write // max(total_out, 1), twice_outside=True)
+        add(value, nbytes * write // max(total_out, 1), stored=True)
     l2 = copied
     if kernel.block():
         mr, nr = kernel.block()

@@ -24,8 +24,8 @@ runs with estimates of this CPU:
 - the constants of strata's generated code are calibrated here as they
   were on the shipped spec, each on a one-op model compiled natively and
   timed (`strata measure`'s instrumentation: the fastest of 5 rounds, as
-  another job slows whole rounds; a relayout's in 3 fresh processes, as
-  its speed is set per process, `_timed_apart`): `gemm_efficiency`
+  another job slows whole rounds; in 3 fresh processes, as a process's
+  speed is set when it starts, `_timed_apart`): `gemm_efficiency`
   (the share of the FMA peak the GEMM micro-kernel runs at) on strata's own
   f32 1024^3 GEMM, `unpacked_gemm_efficiency` (the same where `b` is read
   in place, `a` computed in the kernel) on a GEMM of transposed heads,
@@ -60,7 +60,7 @@ from strata.compiler.diagnostics import StrataError
 from strata.dialects import device as specs
 from strata.dialects.device import DeviceSpec
 
-HOST_SPEC_VERSION = 18
+HOST_SPEC_VERSION = 19
 """Part of the cache's fingerprint: bump it when the probe or the keys it writes change."""
 
 HOST = "host"
@@ -151,6 +151,27 @@ static double bandwidth(long bytes, int threads) {
   return best;
 }
 
+/* Bytes/s one thread stores into a buffer of `bytes` (whole lines of vector stores, best of 5 trials). */
+static double store_bandwidth(long bytes) {
+  long n = bytes / 4;
+  long reps = (long)(4e8 / bytes) + 1;
+  double best = 0;
+  float *x = aligned_alloc(64, n * 4);
+  for (long i = 0; i < n; i++) x[i] = 1.0f;
+  v16 one = {1};
+  for (int trial = 0; trial < 5; trial++) {
+    double t0 = now();
+    for (long r = 0; r < reps; r++) {
+      for (long i = 0; i < n; i += 16) *(v16 *)(x + i) = one;
+      __asm__ volatile("" : : "r"(x) : "memory");
+    }
+    double b = (double)bytes * reps / (now() - t0);
+    if (b > best) best = b;
+  }
+  free(x);
+  return best;
+}
+
 /* Seconds one empty `omp parallel` region (fork and join) takes on `threads` threads. */
 static double fork_join(int threads) {
   double best = 1;
@@ -213,6 +234,8 @@ int main(int argc, char **argv) {
     printf("%s_1 %e\n", names[i], rate[i]);
   }
   printf("reach %e\n", reach(atol(argv[4]), atol(argv[8]), __builtin_sqrt(rate[2] * rate[3])));
+  printf("l3_store %e\n", store_bandwidth(atol(argv[4])));
+  printf("dram_store %e\n", store_bandwidth(atol(argv[6])));
   printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads));
   printf("dram_%d %e\n", threads, bandwidth(atol(argv[7]), threads));
   printf("cold %e\n", cold_read(atol(argv[6])));
@@ -422,6 +445,8 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
         ("dram_bandwidth_per_core", float(f"{figures['dram_1']:.4g}"),
          f"{probe} (1 thread summing a buffer of {size(buffers['dram'])})"),
         ("dram_bandwidth", float(f"{figures[f'dram_{n}']:.4g}"), f"{probe} ({n} threads summing a buffer of {size(buffers['dram_all'])} each)"),
+        *(store_key(level, figures[f"{level}_1"], figures[f"{level}_store"], buffers[level], probe)
+          for level in ("l3", "dram")),
         ("dram_bytes", dram_bytes(), f"{where} (/proc/meminfo MemTotal)"),
         ("dram_latency_s", float(f"{max(0.0, figures['cold'] - 4096 / figures['dram_1']):.3g}"),
          f"{probe} (1 thread reading 4 KiB just after summing a buffer of {size(buffers['dram'])}, which pushes"
@@ -440,6 +465,18 @@ def l3_key(sysfs: int, reach: float, where: str, probe: str) -> tuple[str, int, 
             f"{probe} (1 thread summing buffers growing by 5/4: read at the L3's bandwidth up to about this size,"
             f" at DRAM's beyond it; sysfs cache/index3 gives {size(sysfs)}, the socket's, of which this guest keeps"
             f" less)")
+
+
+def store_key(level: str, read: float, store: float, nbytes: int, probe: str) -> tuple[str, float, str]:
+    """
+    `<level>_store_cost`: a byte stored into `level` in bytes of its read bandwidth, the probe's
+    read over store bandwidth, between 1 (a store moves its line once) and 2 (write-allocate: the
+    line read first, then written back).
+    """
+    cost = min(2.0, max(1.0, read / store))
+    return (f"{level}_store_cost", float(f"{cost:.3g}"),
+            f"{probe} (1 thread summing a buffer of {size(nbytes)} at {read / 1e9:.1f} GB/s, storing whole lines"
+            f" into it at {store / 1e9:.1f} GB/s)")
 
 
 def spec_text(keys: list[tuple[str, object, str]], info: dict[str, str]) -> str:
@@ -528,7 +565,7 @@ ROUNDS = 5
 figure (`Instrumented.time`): another job on a shared core slows whole rounds, never speeds one up."""
 
 PROCESSES = 3
-"""Fresh processes a relayout's calibration is timed in (`_timed_apart`), the fastest kept."""
+"""Fresh processes each calibration is timed in (`_timed_apart`), the fastest kept."""
 
 
 def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
@@ -589,7 +626,10 @@ def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, re
     give A and B, the run gives the key.
     """
     low, high = (0.5, 1.0) if inverse else (1.0, 2.0)
-    timed = _timed_apart if isinstance(pick, int) else _timed
+    # Every key in fresh processes: on the Granite Rapids guest a whole process ran 1.5 to 2 times
+    # slower at times (a layer norm's calibration gave cycles_per_flop 0.186 once, 0.097 to 0.101
+    # in the probes before), as a relayout's speed was set per process on the Zen 4 guest.
+    timed = _timed_apart
     at_high, measured = timed(text, specs.with_overrides(spec, {key: high}), pick, repeat)
     at_low = _estimate(text, specs.with_overrides(spec, {key: low}), pick)
     if inverse:
@@ -604,7 +644,7 @@ def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, re
     what = pick if isinstance(pick, str) else f"relayout of {pick} elements"
     how = (f"[calibrated] by compiler/host.py: the {what} kernel of `{text.splitlines()[-2].strip()}` measured"
            f" {measured * 1e6:.2f} us (the fastest of {ROUNDS} rounds of {repeat} runs"
-           f"{f', in each of {PROCESSES} processes' if timed is _timed_apart else ''}) on this host, 1 thread;"
+           f", in each of {PROCESSES} processes) on this host, 1 thread;"
            f" the estimate is {form}")
     return float(f"{value:.3g}"), how
 

@@ -130,7 +130,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "cpu": (
         "description", "preferred_gemm_tile", "max_clock_hz", "base_clock_hz", "l3_bandwidth_per_core",
-        "dram_bandwidth_per_core", "dram_latency_s", "parallel_region_latency_s", "peak_flops_bf16", "dram_channels", "tdp_w",
+        "dram_bandwidth_per_core", "l3_store_cost", "dram_store_cost", "dram_latency_s", "parallel_region_latency_s", "peak_flops_bf16", "dram_channels", "tdp_w",
         "link_bandwidth", "gemm_efficiency", "unpacked_gemm_efficiency", "cycles_per_flop", "cycles_per_map_byte",
         "cycles_per_map_op", "cycles_per_relayout_element", "cycles_per_product_vector", "cycles_per_product_element",
     ),

@@ -641,6 +641,24 @@ def test_a_kernel_of_several_passes_adds_its_streams_to_them():
     assert not cpu_model.streams_add(kernel, 0)
 
 
+def test_an_output_outside_the_private_caches_costs_the_specs_store_cost():
+    """
+    An output in the L3 or DRAM moves twice its bytes (write-allocate) unless the spec gives the
+    level's `*_store_cost` (`--device host` probes it: read over store bandwidth).
+    """
+    from strata.backends.cost import hardware_kernels
+
+    _, module = _report(ELEMENTWISE.format(n=64, fn="relu"))
+    (kernel,) = hardware_kernels(module)
+    spec = module_device(module)
+    nbytes = 64 * 1024 * 4
+    for level in ("l3", "dram"):
+        levels = {v: level for v in (*kernel.ins, *kernel.outs)}
+        assert cpu_model.kernel_cost(kernel, spec, levels).bytes[level] == 3 * nbytes
+        cheaper = with_overrides(spec, [f"{level}_store_cost=1.25"])
+        assert cpu_model.kernel_cost(kernel, cheaper, levels).bytes[level] == nbytes + 1.25 * nbytes
+
+
 def test_each_input_in_dram_waits_the_specs_latency_before_it_streams():
     """
     `cold_read_seconds`: an RMS norm of one row waits `dram_latency_s` once for each input that lies

@@ -15,7 +15,7 @@ XEON = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx51
 AVX2 = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2"}
 
 FIGURES = {"peak": 1.0e11, "fork": 1e-6, "l1_1": 2e11, "l2_1": 1e11, "l3_1": 3e10, "dram_1": 2e10,
-           "l3_2": 5e10, "dram_2": 3e10, "cold": 8e-7, "reach": 1e12}
+           "l3_2": 5e10, "dram_2": 3e10, "cold": 8e-7, "reach": 1e12, "l3_store": 2.5e10, "dram_store": 8e9}
 
 
 @pytest.fixture
@@ -53,6 +53,8 @@ def test_the_clock_is_the_peak_over_lanes_pipes_and_two(monkeypatch):
     assert keys["clock_hz"] == pytest.approx(1e11 / (16 * 1 * 2), rel=1e-3)
     assert keys["peak_flops_fp32"] == pytest.approx(2e11, rel=1e-3)
     assert keys["l3_bandwidth"] == 5e10 and keys["dram_bandwidth"] == 3e10
+    # A byte stored costs the read over the store bandwidth, between 1 and 2 (write-allocate).
+    assert keys["l3_store_cost"] == pytest.approx(1.2) and keys["dram_store_cost"] == 2.0
     # The cold 4 KiB read less its bytes at one thread's DRAM bandwidth (0.2 us at 20 GB/s).
     assert keys["dram_latency_s"] == pytest.approx(8e-7 - 4096 / 2e10, rel=1e-2)
 
@@ -98,7 +100,7 @@ def test_device_host_names_it_on_the_command_line(fake_machine, capsys):
 
 def test_a_linear_key_is_solved_from_two_estimates_and_the_run(monkeypatch):
     # estimate(key) = 3 us x key + 1 us: 7 us at key = 2, 4 us at key = 1; the run took 7 us: key = 2.
-    monkeypatch.setattr(host, "_timed", lambda text, spec, pick, repeat: (7e-6, 7e-6))
+    monkeypatch.setattr(host, "_timed_apart", lambda text, spec, pick, repeat: (7e-6, 7e-6))
     monkeypatch.setattr(host, "_estimate", lambda text, spec, pick: 4e-6)
     value, how = host.calibrate_key(load_device("xeon-spr-2c"), "cycles_per_flop", "model m() {\n  return x\n}\n", "row",
                                     inverse=False)
@@ -107,7 +109,7 @@ def test_a_linear_key_is_solved_from_two_estimates_and_the_run(monkeypatch):
 
 def test_a_share_of_the_peak_is_solved_from_its_inverse(monkeypatch):
     # estimate(e) = 2 us / e + 1 us: 3 us at e = 1, 5 us at e = 0.5; the run took 5 us: e = 0.5.
-    monkeypatch.setattr(host, "_timed", lambda text, spec, pick, repeat: (3e-6, 5e-6))
+    monkeypatch.setattr(host, "_timed_apart", lambda text, spec, pick, repeat: (3e-6, 5e-6))
     monkeypatch.setattr(host, "_estimate", lambda text, spec, pick: 5e-6)
     value, _ = host.calibrate_key(load_device("xeon-spr-2c"), "gemm_efficiency", "model m() {\n  return x\n}\n", "gemm",
                                   inverse=True)
