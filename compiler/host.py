@@ -125,12 +125,14 @@ static float sum(const float *x, long n) {
   return total(acc[0]);
 }
 
-/* Bytes/s all `threads` threads read together, each from its own buffer of `bytes`. */
-static double bandwidth(long bytes, int threads) {
+/* Bytes/s all `threads` threads read together, each from its own buffer of `bytes` (or, with `store`,
+   write into it in whole lines of vector stores). */
+static double bandwidth(long bytes, int threads, int store) {
   long n = bytes / 4;
   long reps = (long)(4e8 / bytes) + 1;
   double best = 0;
   volatile float sink = 0;
+  v16 one = {1};
 #pragma omp parallel num_threads(threads)
   {
     float *x = aligned_alloc(64, n * 4);
@@ -139,7 +141,13 @@ static double bandwidth(long bytes, int threads) {
 #pragma omp barrier
       double t0 = now();
       float s = 0;
-      for (long r = 0; r < reps; r++) { s += sum(x, n); __asm__ volatile("" : : "r"(x) : "memory"); }
+      for (long r = 0; r < reps; r++) {
+        if (store)
+          for (long i = 0; i < n; i += 16) *(v16 *)(x + i) = one;
+        else
+          s += sum(x, n);
+        __asm__ volatile("" : : "r"(x) : "memory");
+      }
 #pragma omp barrier
       double t = now() - t0;
 #pragma omp master
@@ -148,27 +156,6 @@ static double bandwidth(long bytes, int threads) {
     }
     free(x);
   }
-  return best;
-}
-
-/* Bytes/s one thread stores into a buffer of `bytes` (whole lines of vector stores, best of 5 trials). */
-static double store_bandwidth(long bytes) {
-  long n = bytes / 4;
-  long reps = (long)(4e8 / bytes) + 1;
-  double best = 0;
-  float *x = aligned_alloc(64, n * 4);
-  for (long i = 0; i < n; i++) x[i] = 1.0f;
-  v16 one = {1};
-  for (int trial = 0; trial < 5; trial++) {
-    double t0 = now();
-    for (long r = 0; r < reps; r++) {
-      for (long i = 0; i < n; i += 16) *(v16 *)(x + i) = one;
-      __asm__ volatile("" : : "r"(x) : "memory");
-    }
-    double b = (double)bytes * reps / (now() - t0);
-    if (b > best) best = b;
-  }
-  free(x);
   return best;
 }
 
@@ -217,7 +204,7 @@ static double cold_read(long flush) {
 static double reach(long lo, long hi, double threshold) {
   long last = lo;
   for (long b = lo; b <= hi; last = b, b = b * 5 / 4 / 4096 * 4096)
-    if (bandwidth(b, 1) < threshold) return b == lo ? (double)lo : __builtin_sqrt((double)last * b);
+    if (bandwidth(b, 1, 0) < threshold) return b == lo ? (double)lo : __builtin_sqrt((double)last * b);
   return (double)hi;
 }
 
@@ -230,14 +217,14 @@ int main(int argc, char **argv) {
   const char *names[4] = {"l1", "l2", "l3", "dram"};
   double rate[4];
   for (int i = 0; i < 4; i++) {
-    rate[i] = bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1);
+    rate[i] = bandwidth(atol(argv[2 + (i == 3 ? 4 : i)]), 1, 0);
     printf("%s_1 %e\n", names[i], rate[i]);
   }
   printf("reach %e\n", reach(atol(argv[4]), atol(argv[8]), __builtin_sqrt(rate[2] * rate[3])));
-  printf("l3_store %e\n", store_bandwidth(atol(argv[4])));
-  printf("dram_store %e\n", store_bandwidth(atol(argv[6])));
-  printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads));
-  printf("dram_%d %e\n", threads, bandwidth(atol(argv[7]), threads));
+  printf("l3_store %e\n", bandwidth(atol(argv[4]), 1, 1));
+  printf("dram_store %e\n", bandwidth(atol(argv[6]), 1, 1));
+  printf("l3_%d %e\n", threads, bandwidth(atol(argv[5]), threads, 0));
+  printf("dram_%d %e\n", threads, bandwidth(atol(argv[7]), threads, 0));
   printf("cold %e\n", cold_read(atol(argv[6])));
   return 0;
 }
@@ -433,7 +420,7 @@ def measured_keys(figures: dict[str, float], info: dict[str, str], where: str) -
         *unit,
         ("clock_hz", float(f"{clock:.4g}"), f"{probe} (FMA peak / ({lanes} lanes x {pipes} pipes x 2))"),
         ("peak_flops_fp32", float(f"{figures['peak'] * n:.4g}"),
-         f"{probe} ({figures['peak'] / 1e9:.1f} GFLOP/s per core, 12 chains of 16-float FMAs, x {n} cores)"),
+         f"{probe} ({figures['peak'] / 1e9:.1f} GFLOP/s per core, independent chains of 16-float FMAs, x {n} cores)"),
         ("l1d_bytes_per_core", caches.get("l1d", 0), f"{where} (sysfs cache/index0)"),
         ("l2_bytes_per_core", caches.get("l2", 0), f"{where} (sysfs cache/index2)"),
         l3_key(caches.get("l3", 0), figures["reach"], where, probe),
@@ -560,16 +547,13 @@ def _estimate(text: str, spec: DeviceSpec, pick) -> float:
     return _calibration_model(text, spec, pick)[2]["time_s"]
 
 
-ROUNDS = 5
-"""A calibration times its kernel in `ROUNDS` rounds of `repeat` calls and keeps the fastest round's
-figure (`Instrumented.time`): another job on a shared core slows whole rounds, never speeds one up."""
-
 PROCESSES = 3
 """Fresh processes each calibration is timed in (`_timed_apart`), the fastest kept."""
 
 
 def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
-    """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of `ROUNDS` rounds."""
+    """(estimate, measured) of the `pick` kernel of a one-op model on this host: the fastest of
+    `measure.ROUNDS` rounds (another job on a shared core slows whole rounds, never speeds one up)."""
     from strata.backends.cost import model_function
     from strata.compiler import measure
     from strata.compiler.execution import weights
@@ -580,7 +564,7 @@ def _timed(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float
     # The report's `relayout_I` is the I-th copy between kernels, timed in slot `copy#I`.
     slot = entry["name"] if entry["name"] in build.slots else f"copy#{entry['name'].rsplit('_', 1)[1]}"
     call, _ = build.model.prepare(bound.inputs, bound.params)
-    return entry["time_s"], min(build.time(call, repeat)[slot] for _ in range(ROUNDS))
+    return entry["time_s"], measure.fastest_round(build, call, repeat)[slot]
 
 
 def _timed_apart(text: str, spec: DeviceSpec, pick, repeat: int) -> tuple[float, float]:
@@ -625,12 +609,13 @@ def calibrate_key(spec: DeviceSpec, key: str, text: str, pick, inverse: bool, re
     per element), or `A / key + B` (`inverse`: a share of the peak, kept in (0, 1]); two estimates
     give A and B, the run gives the key.
     """
+    from strata.compiler.measure import ROUNDS
+
     low, high = (0.5, 1.0) if inverse else (1.0, 2.0)
     # Every key in fresh processes: on the Granite Rapids guest a whole process ran 1.5 to 2 times
     # slower at times (a layer norm's calibration gave cycles_per_flop 0.186 once, 0.097 to 0.101
     # in the probes before), as a relayout's speed was set per process on the Zen 4 guest.
-    timed = _timed_apart
-    at_high, measured = timed(text, specs.with_overrides(spec, {key: high}), pick, repeat)
+    at_high, measured = _timed_apart(text, specs.with_overrides(spec, {key: high}), pick, repeat)
     at_low = _estimate(text, specs.with_overrides(spec, {key: low}), pick)
     if inverse:
         # A / 0.5 + B and A / 1 + B.

@@ -92,12 +92,12 @@ DEFAULT_REPEAT = 10
 
 ROUNDS = 5
 """
-Rounds of `repeat` runs `strata measure` times, keeping per slot the fastest round's figure (as the
-host's calibrations do, `compiler/host.py`): on the Granite Rapids guest (2026-12-08) a process
-runs whole stretches of calls 4 to 6 times slower than others, at random (a bf16 multiply of
-1,024 elements 0.16 or 0.6 to 1.4 us, the int4 step's rotary copy 0.81 or 3.8 us; rounds of 10
-calls, one process, nothing else running), where a C loop of the same vector code never is.
-Another job slows a round; none speeds one up.
+Rounds of `repeat` runs `strata measure` and the host's calibrations (`compiler/host.py`) time,
+keeping per slot the fastest round's figure (`fastest_round`): on the Granite Rapids guest
+(2026-12-08) a process runs whole stretches of calls 4 to 6 times slower than others, at random
+(a bf16 multiply of 1,024 elements 0.16 or 0.6 to 1.4 us, the int4 step's rotary copy 0.81 or
+3.8 us; rounds of 10 calls, one process, nothing else running), where a C loop of the same vector
+code never is. Another job slows a round; none speeds one up.
 """
 
 CHILD = "import sys; from strata.compiler.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -252,7 +252,7 @@ class Measurement:
         }
 
 
-def _fastest_round(build: Instrumented, call, repeat: int) -> dict[str, float]:
+def fastest_round(build: Instrumented, call, repeat: int) -> dict[str, float]:
     """Per slot the fastest of `ROUNDS` rounds of `build.time(call, repeat)` (the bracket: the largest)."""
     rounds = [build.time(call, repeat) for _ in range(ROUNDS)]
     fastest = {slot: min(r[slot] for r in rounds) for slot in rounds[0]}
@@ -277,9 +277,9 @@ def measure(module: ModuleOp, target: str, inputs: Mapping[str, np.ndarray], par
     build = build_instrumented(loops, target, threads, workdir)
     call, outputs = build.model.prepare(inputs, params)
     names = {f"copy#{j}": name for j, name in enumerate(_copy_names(loops))}
-    measured = {names.get(slot, slot): s for slot, s in _fastest_round(build, call, repeat).items()}
+    measured = {names.get(slot, slot): s for slot, s in fastest_round(build, call, repeat).items()}
     # The work at load, run again as many times into the same buffers: its slots only.
-    loaded = {names.get(slot, slot): s for slot, s in _fastest_round(build, call.load, repeat).items()} \
+    loaded = {names.get(slot, slot): s for slot, s in fastest_round(build, call.load, repeat).items()} \
         if report.at_load else {}
     result = Measurement(target, report.device, threads, repeat, time_s=report.time_s,
                          measured_time_s=measured.pop("total"), resolution_s=measured.pop(BRACKET_SLOT),

@@ -1385,6 +1385,9 @@ def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, 
             y = e.add_(y, rest.pop(0))
         return y
 
+    def uncentred(e: Emitter, a, d, *ps):
+        return normalised(e, a, None, d, *ps)
+
     def row_mean(v: SSAValue) -> SSAValue:
         return em.elementwise(lambda e, z: e.div(z, e.scalar(count, t)), row_shape, t, em.reduce(v, axes, "sum", True))
 
@@ -1399,14 +1402,13 @@ def layernorm(em: Emitter, op: g.LayerNormOp | g.RmsNormOp, x: SSAValue, scale, 
         else:
             centered = x
         denom = root_mean(em.reduce(em.elementwise(lambda e, a: e.mul(a, a), s, t, centered), axes, "sum", True))
-        return em.cast(em.elementwise(lambda e, a, d, *ps: normalised(e, a, None, d, *ps), s, t, centered, denom, *params),
-                       out_elem)
+        return em.cast(em.elementwise(uncentred, s, t, centered, denom, *params), out_elem)
     if isinstance(op, g.LayerNormOp):
         mu = row_mean(x)
         denom = root_mean(em.reduce_of(lambda e, a, m: e.mul(e.sub(a, m), e.sub(a, m)), [x, mu], axes, "sum"))
         return em.elementwise(normalised, s, out_elem, x, mu, denom, *params)
     denom = root_mean(em.reduce_of(lambda e, a: e.mul(a, a), [x], axes, "sum"))
-    return em.elementwise(lambda e, a, d, *ps: normalised(e, a, None, d, *ps), s, out_elem, x, denom, *params)
+    return em.elementwise(uncentred, s, out_elem, x, denom, *params)
 
 
 def causal_mask(em: Emitter, x: SSAValue, row: SSAValue, col: SSAValue) -> SSAValue:
